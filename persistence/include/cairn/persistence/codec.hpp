@@ -1,0 +1,270 @@
+#pragma once
+
+/// Event payload codec: cereal binary archives, an event type registry keyed
+/// by (type name, schema version), and upcasters that lift stored payloads
+/// one version at a time.
+///
+///   struct deposited { std::int64_t amount; template <class A> void serialize(A& a) { a(amount); } };
+///   CEREAL_CLASS_VERSION(deposited, 2)
+///
+///   event_registry reg;
+///   reg.add<deposited>("deposited");                         // current: v2
+///   reg.add_upcaster<deposited_v1, deposited>("deposited", 1,
+///       [](const deposited_v1& old) { return deposited{old.cents * 100}; });
+///   auto data = reg.encode(deposited{5});                    // event_data for append
+///   auto back = reg.decode<std::variant<opened, deposited>>(recorded);
+///
+/// Payloads are little-endian (cereal's binary archive): a store moves only
+/// between little-endian machines.
+
+#include <cstdint>
+#include <functional>
+#include <istream>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <streambuf>
+#include <string>
+#include <string_view>
+#include <typeindex>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/details/helpers.hpp>
+
+#include "cairn/model/error.hpp"
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::persistence {
+
+namespace detail {
+
+/// Appends to a std::string; cheaper than an ostringstream per call.
+class string_outbuf : public std::streambuf {
+public:
+  explicit string_outbuf(std::string& out) : out_(&out) {}
+
+protected:
+  std::streamsize xsputn(const char* p, std::streamsize n) override {
+    out_->append(p, static_cast<std::size_t>(n));
+    return n;
+  }
+  int_type overflow(int_type c) override {
+    if (c != traits_type::eof())
+      out_->push_back(static_cast<char>(c));
+    return c;
+  }
+
+private:
+  std::string* out_;
+};
+
+/// Reads a byte range without copying it.
+class view_inbuf : public std::streambuf {
+public:
+  explicit view_inbuf(std::string_view bytes) {
+    char* b = const_cast<char*>(bytes.data()); // never written: get area only
+    setg(b, b, b + bytes.size());
+  }
+  [[nodiscard]] std::size_t remaining() const { return static_cast<std::size_t>(egptr() - gptr()); }
+};
+
+template <class T>
+constexpr std::uint32_t schema_version_of() {
+  // CEREAL_CLASS_VERSION sets it; a type without one is version 1.
+  constexpr std::uint32_t v = cereal::detail::Version<T>::version;
+  return v == 0 ? 1 : v;
+}
+
+template <class T>
+struct is_variant : std::false_type {};
+template <class... Ts>
+struct is_variant<std::variant<Ts...>> : std::true_type {};
+
+} // namespace detail
+
+/// Encodes `value` with cereal's binary archive, appending to `out`.
+template <class T>
+void encode_payload(const T& value, std::string& out) {
+  detail::string_outbuf buf{out};
+  std::ostream os{&buf};
+  cereal::BinaryOutputArchive ar{os};
+  ar(value);
+}
+
+/// Decodes a `T` from exactly `bytes`; `corrupted` on truncated, oversized or
+/// malformed input, never a half-built value.
+template <class T>
+[[nodiscard]] result<T> decode_payload(std::string_view bytes) {
+  try {
+    detail::view_inbuf buf{bytes};
+    std::istream is{&buf};
+    T value{};
+    {
+      cereal::BinaryInputArchive ar{is};
+      ar(value);
+    }
+    if (buf.remaining() != 0)
+      return fail(errc::corrupted,
+                  std::to_string(buf.remaining()) + " trailing bytes after the payload");
+    return value;
+  } catch (const std::exception& e) {
+    return fail(errc::corrupted, std::string{"payload does not decode: "} + e.what());
+  }
+}
+
+/// The event types a store may hold, and how to read their old versions.
+/// Register everything before sharing it; after that it is read-only and safe
+/// to use from any thread.
+class event_registry {
+public:
+  /// Lifts a payload from version N to N+1.
+  using upcast_fn = std::function<result<std::string>(std::string_view payload)>;
+
+  /// Registers `T` under `name` at its current schema version
+  /// (CEREAL_CLASS_VERSION, or 1). Names are 1-255 bytes; each name and each
+  /// type is registered once.
+  template <class T>
+  [[nodiscard]] result<void> add(std::string name) {
+    return add_type(std::move(name), detail::schema_version_of<T>(), std::type_index(typeid(T)));
+  }
+
+  /// Registers the step that lifts `name` payloads from `from_version` to
+  /// `from_version + 1`. Steps are registered newest first: the step from
+  /// `from_version + 1` must already exist unless that is the current version,
+  /// so a chain with a missing step fails here, not at read time.
+  [[nodiscard]] result<void> add_upcaster(std::string_view name, std::uint32_t from_version,
+                                          upcast_fn step);
+
+  /// Typed step: decodes `Old`, calls `f(old) -> New`, encodes `New`.
+  template <class Old, class New, class F>
+  [[nodiscard]] result<void> add_upcaster(std::string_view name, std::uint32_t from_version,
+                                          F f) {
+    return add_upcaster(name, from_version,
+                        [f = std::move(f)](std::string_view bytes) -> result<std::string> {
+                          auto old = decode_payload<Old>(bytes);
+                          if (!old)
+                            return tl::unexpected(old.error());
+                          std::string out;
+                          encode_payload(New{f(*old)}, out);
+                          return out;
+                        });
+  }
+
+  /// The current schema version of `name`; nullopt when unregistered.
+  [[nodiscard]] std::optional<std::uint32_t> current_version(std::string_view name) const;
+
+  /// True when a payload of (`name`, `version`) can be brought to the current version.
+  [[nodiscard]] bool can_decode(std::string_view name, std::uint32_t version) const;
+
+  /// `invalid_argument` naming every pair in `catalogue` that cannot be decoded.
+  [[nodiscard]] result<void>
+  check_decodable(const std::vector<std::pair<std::string, std::uint32_t>>& catalogue) const;
+
+  /// Brings a payload stored at `version` to the current version of `name`.
+  [[nodiscard]] result<std::string> upcast(std::string_view name, std::uint32_t version,
+                                           std::string payload) const;
+
+  /// The registered name of `T`; `invalid_argument` when unregistered.
+  template <class T>
+  [[nodiscard]] result<std::string_view> name_of() const {
+    return name_of(std::type_index(typeid(T)));
+  }
+
+  /// Encodes `event` (a registered type, or a variant of them) for an append.
+  template <class T>
+  [[nodiscard]] result<event_data> encode(const T& event) const {
+    if constexpr (detail::is_variant<T>::value) {
+      return std::visit([this](const auto& alt) { return encode(alt); }, event);
+    } else {
+      auto name = name_of<T>();
+      if (!name)
+        return tl::unexpected(name.error());
+      event_data out;
+      out.type = std::string{*name};
+      out.schema_version = detail::schema_version_of<T>();
+      encode_payload(event, out.payload);
+      return out;
+    }
+  }
+
+  /// Decodes a stored event into `T` (a registered type, or a variant whose
+  /// alternatives are registered), upcasting old versions first.
+  template <class T>
+  [[nodiscard]] result<T> decode(std::string_view type, std::uint32_t version,
+                                 std::string_view payload) const {
+    auto current = current_version(type);
+    if (!current)
+      return fail(errc::invalid_argument, "unknown event type", std::string{type});
+    if (version == *current)
+      return decode_as<T>(type, payload);
+    auto lifted = upcast(type, version, std::string{payload});
+    if (!lifted)
+      return tl::unexpected(lifted.error());
+    return decode_as<T>(type, *lifted);
+  }
+
+  template <class T>
+  [[nodiscard]] result<T> decode(const recorded_event& ev) const {
+    return decode<T>(ev.type, ev.schema_version, ev.payload);
+  }
+
+  /// Every registered (name, current version), sorted by name.
+  [[nodiscard]] std::vector<std::pair<std::string, std::uint32_t>> types() const;
+
+private:
+  struct entry {
+    std::uint32_t current = 1;
+    std::type_index type;
+    std::map<std::uint32_t, upcast_fn> steps; // from-version -> step to from+1
+  };
+
+  [[nodiscard]] result<void> add_type(std::string name, std::uint32_t version, std::type_index t);
+  [[nodiscard]] result<std::string_view> name_of(std::type_index t) const;
+
+  template <class T>
+  [[nodiscard]] result<T> decode_as(std::string_view type, std::string_view payload) const {
+    if constexpr (detail::is_variant<T>::value) {
+      return decode_variant<T>(type, payload, std::make_index_sequence<std::variant_size_v<T>>{});
+    } else {
+      auto name = name_of<T>();
+      if (!name)
+        return tl::unexpected(name.error());
+      if (*name != type)
+        return fail(errc::invalid_argument,
+                    "event type '" + std::string{type} + "' is not '" + std::string{*name} + "'");
+      return decode_payload<T>(payload);
+    }
+  }
+
+  template <class V, std::size_t... Is>
+  [[nodiscard]] result<V> decode_variant(std::string_view type, std::string_view payload,
+                                         std::index_sequence<Is...>) const {
+    result<V> out = fail(errc::invalid_argument,
+                         "event type is not an alternative of this variant", std::string{type});
+    auto try_one = [&](auto tag) {
+      using alt = typename decltype(tag)::type;
+      auto name = name_of<alt>();
+      if (!name || *name != type)
+        return false;
+      auto v = decode_payload<alt>(payload);
+      out = v ? result<V>{V{std::in_place_type<alt>, std::move(*v)}}
+              : result<V>{tl::unexpected(v.error())};
+      return true;
+    };
+    (try_one(type_tag<std::variant_alternative_t<Is, V>>{}) || ...);
+    return out;
+  }
+
+  template <class T>
+  struct type_tag {
+    using type = T;
+  };
+
+  std::map<std::string, entry, std::less<>> by_name_;
+  std::map<std::type_index, std::string> by_type_;
+};
+
+} // namespace cairn::persistence

@@ -1,0 +1,141 @@
+#pragma once
+
+/// The event store: streams of events in one global log, plus snapshots and
+/// checkpoints, on LMDB.
+///
+///   auto store = cairn::persistence::open_store("./cairn-data", {});
+///   if (!store) return fail(store.error());
+///   append_request req{"account-42", expected_version::no_stream(), {...}, {}};
+///   auto res = (*store)->append(req);            // res->last_version == 1
+///   auto events = (*store)->read_stream("account-42", 1, 100);
+///
+/// Threads: the write calls (`append`, `append_batch`, `save_*`) must come from
+/// one thread at a time (the journal). Every read call may run on any thread,
+/// concurrently with each other and with the writer; a read sees only whole
+/// committed transactions.
+
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cairn/model/error.hpp"
+#include "cairn/persistence/options.hpp"
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::persistence {
+
+/// Where a read starts or stops without a bound.
+inline constexpr std::uint64_t no_limit = std::numeric_limits<std::uint64_t>::max();
+
+/// Figures about a store, for tools and metrics.
+struct store_stats {
+  std::uint64_t events = 0;      ///< Records in the global log (== last position).
+  std::uint64_t streams = 0;
+  std::uint64_t snapshots = 0;
+  std::uint64_t checkpoints = 0;
+  std::size_t map_size = 0;      ///< Current map size in bytes.
+  std::size_t map_used = 0;      ///< Bytes in use (pages times page size).
+  std::uint32_t format_version = 0;
+};
+
+class event_store {
+public:
+  virtual ~event_store() = default;
+  event_store() = default;
+  event_store(const event_store&) = delete;
+  event_store& operator=(const event_store&) = delete;
+
+  // -- writes (one thread at a time) ----------------------------------------
+
+  /// Appends the events of `req` atomically. `conflict` when `req.expected`
+  /// does not admit the stream's version; `invalid_argument` for a bad name,
+  /// oversize or unknown events; `unavailable` when the map or disk is full.
+  [[nodiscard]] virtual result<append_result> append(const append_request& req) = 0;
+
+  /// Commits everything in `batch` in ONE transaction (one fsync). A request
+  /// that fails its own checks (conflict, invalid input) fails alone, in its
+  /// slot of the returned vector; the others are written. The outer error
+  /// means nothing at all was written (map full past the maximum, disk full).
+  [[nodiscard]] virtual result<std::vector<result<append_result>>>
+  append_batch(const write_batch& batch) = 0;
+
+  /// Stores a snapshot (checksummed). The two newest per stream are kept.
+  [[nodiscard]] virtual result<void> save_snapshot(const snapshot& snap) = 0;
+
+  /// Stores a named position.
+  [[nodiscard]] virtual result<void> save_checkpoint(const checkpoint& cp) = 0;
+
+  // -- reads (any thread) ----------------------------------------------------
+
+  /// Events of `stream` with versions from `from_version`, oldest first, at most `max`.
+  /// An unknown stream gives an empty vector.
+  [[nodiscard]] virtual result<std::vector<recorded_event>>
+  read_stream(std::string_view stream, std::uint64_t from_version, std::size_t max) const = 0;
+
+  /// Events of `stream` from `from_version` down (`no_limit` = from the last), newest first.
+  [[nodiscard]] virtual result<std::vector<recorded_event>>
+  read_stream_backward(std::string_view stream, std::uint64_t from_version,
+                       std::size_t max) const = 0;
+
+  /// Time travel: the events of `stream` up to and including `version`.
+  [[nodiscard]] result<std::vector<recorded_event>>
+  read_stream_until_version(std::string_view stream, std::uint64_t version) const {
+    return read_stream(stream, 1, static_cast<std::size_t>(version));
+  }
+
+  /// Time travel: the leading events of `stream` whose timestamps are at or
+  /// before `timestamp_ns` (the stream as it stood then).
+  [[nodiscard]] virtual result<std::vector<recorded_event>>
+  read_stream_until_time(std::string_view stream, std::int64_t timestamp_ns) const = 0;
+
+  /// The stream's current version; 0 when it does not exist.
+  [[nodiscard]] virtual result<std::uint64_t> stream_version(std::string_view stream) const = 0;
+
+  /// Up to `max` events of the global log from `from_position` that match `filter`.
+  [[nodiscard]] virtual result<log_page>
+  read_all(std::uint64_t from_position, std::size_t max, const read_filter& filter = {}) const = 0;
+
+  /// Position of the newest event; 0 for an empty store.
+  [[nodiscard]] virtual result<std::uint64_t> last_position() const = 0;
+
+  /// Streams whose names start with `prefix`, in name order, at most `max`.
+  [[nodiscard]] virtual result<std::vector<stream_info>>
+  list_streams(std::string_view prefix, std::size_t max = no_limit) const = 0;
+
+  /// The newest snapshot of `stream` with version <= `max_version`; nullopt if
+  /// none. A snapshot failing its checksum is `corrupted`, naming its version;
+  /// ask again with a lower `max_version` to fall back to an older one.
+  [[nodiscard]] virtual result<std::optional<snapshot>>
+  load_snapshot(std::string_view stream, std::uint64_t max_version = no_limit) const = 0;
+
+  /// The position saved under `name`; nullopt if none.
+  [[nodiscard]] virtual result<std::optional<std::uint64_t>>
+  load_checkpoint(std::string_view name) const = 0;
+
+  /// Every checkpoint, in name order.
+  [[nodiscard]] virtual result<std::vector<checkpoint>> list_checkpoints() const = 0;
+
+  /// The (type, schema version) pairs the store holds, sorted.
+  [[nodiscard]] virtual result<std::vector<std::pair<std::string, std::uint32_t>>>
+  type_catalogue() const = 0;
+
+  [[nodiscard]] virtual result<store_stats> stats() const = 0;
+
+  /// The directory the store lives in.
+  [[nodiscard]] virtual const std::string& path() const noexcept = 0;
+};
+
+/// Opens (or, unless read-only, creates) the store in `dir`. Fails with
+/// `invalid_argument` for a directory that is not a cairn store or holds a
+/// newer format, `unavailable` when another process has it open for writing,
+/// and names every stored event type the registry cannot decode.
+[[nodiscard]] result<std::unique_ptr<event_store>> open_store(const std::string& dir,
+                                                              const store_options& options = {});
+
+} // namespace cairn::persistence

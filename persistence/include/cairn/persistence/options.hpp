@@ -1,0 +1,42 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace cairn::persistence {
+
+class event_registry;
+
+/// How hard a commit works to survive a power loss. A process crash (even
+/// SIGKILL) never loses a committed event in any mode.
+enum class durability : std::uint8_t {
+  sync,         ///< fsync data and meta page on every commit. Nothing acknowledged is lost.
+  no_meta_sync, ///< Skip the meta-page fsync: a power loss may undo the last commit.
+  no_sync,      ///< No fsync: a power loss may undo recent commits, never corrupt the store.
+};
+
+/// Options of `open_store`. The defaults suit a service.
+struct store_options {
+  /// Map size of a new store, in bytes. Default: 256 MiB.
+  std::size_t initial_map_size = std::size_t{256} << 20;
+  /// How much the map grows when it is full. Default: 1 GiB.
+  std::size_t map_growth_step = std::size_t{1} << 30;
+  /// The map never grows past this; appends then fail with `unavailable`. Default: 64 GiB.
+  std::size_t max_map_size = std::size_t{64} << 30;
+  /// Default: `sync`.
+  cairn::persistence::durability durability = durability::sync;
+  /// Largest event payload in bytes. Default: 1 MiB.
+  std::size_t max_event_size = std::size_t{1} << 20;
+  /// Open for reading only (tools). Allowed while another process writes. Default: false.
+  bool read_only = false;
+  /// Decoders of the stored event types. When set, open fails if a stored
+  /// (type, version) cannot be decoded, and appends of unknown types fail.
+  /// Default: none (no checks). The registry must outlive the store.
+  const event_registry* registry = nullptr;
+  /// With a registry: open even if stored types are unknown (tools). Default: false.
+  bool allow_unknown_types = false;
+  /// Concurrent read transactions (reader threads). Default: 512.
+  unsigned max_readers = 512;
+};
+
+} // namespace cairn::persistence

@@ -1,0 +1,162 @@
+#pragma once
+
+/// Value types of the event store: what goes in (`append_request`), what comes
+/// out (`recorded_event`), and the side records (snapshots, checkpoints).
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace cairn::persistence {
+
+/// 128-bit event id; random unless the caller supplies one.
+struct event_id {
+  std::array<std::uint8_t, 16> bytes{};
+
+  /// 32 lower-case hex digits.
+  [[nodiscard]] std::string to_string() const;
+  /// Parses 32 hex digits; nullopt on anything else.
+  [[nodiscard]] static std::optional<event_id> parse(const std::string& hex);
+
+  friend bool operator==(const event_id& a, const event_id& b) { return a.bytes == b.bytes; }
+  friend bool operator!=(const event_id& a, const event_id& b) { return !(a == b); }
+};
+
+/// Who and what caused an append. Every field is optional (empty) and at most
+/// 255 bytes. `command_id` makes the append idempotent per stream.
+struct metadata {
+  std::string correlation_id;
+  std::string causation_id;
+  std::string command_id;
+  std::string tenant;
+  std::string user;
+
+  friend bool operator==(const metadata& a, const metadata& b) {
+    return a.correlation_id == b.correlation_id && a.causation_id == b.causation_id
+           && a.command_id == b.command_id && a.tenant == b.tenant && a.user == b.user;
+  }
+};
+
+/// One event to append: a registered type name, its schema version and the
+/// encoded payload (see codec.hpp).
+struct event_data {
+  std::string type;
+  std::uint32_t schema_version = 1;
+  std::string payload;
+  std::optional<event_id> id;               ///< Default: a random id.
+  std::optional<std::int64_t> timestamp_ns; ///< Default: the wall clock at append.
+};
+
+/// The optimistic-concurrency check of an append.
+class expected_version {
+public:
+  enum class kind : std::uint8_t { any, no_stream, stream_exists, exact };
+
+  [[nodiscard]] static constexpr expected_version any() { return {kind::any, 0}; }
+  [[nodiscard]] static constexpr expected_version no_stream() { return {kind::no_stream, 0}; }
+  [[nodiscard]] static constexpr expected_version stream_exists() {
+    return {kind::stream_exists, 0};
+  }
+  /// The stream's current version must be `v` (0 means the stream must not exist).
+  [[nodiscard]] static constexpr expected_version exact(std::uint64_t v) { return {kind::exact, v}; }
+
+  [[nodiscard]] constexpr kind type() const noexcept { return kind_; }
+  [[nodiscard]] constexpr std::uint64_t value() const noexcept { return value_; }
+
+  /// True when a stream at `current` (0 = none) satisfies this expectation.
+  [[nodiscard]] constexpr bool admits(std::uint64_t current) const noexcept {
+    switch (kind_) {
+      case kind::any: return true;
+      case kind::no_stream: return current == 0;
+      case kind::stream_exists: return current > 0;
+      case kind::exact: return current == value_;
+    }
+    return false;
+  }
+
+  /// "any", "no_stream", "stream_exists" or the number.
+  [[nodiscard]] std::string to_string() const;
+
+private:
+  constexpr expected_version(kind k, std::uint64_t v) : kind_(k), value_(v) {}
+  kind kind_;
+  std::uint64_t value_;
+};
+
+/// One append: events to one stream, written atomically.
+struct append_request {
+  std::string stream;
+  expected_version expected = expected_version::any();
+  std::vector<event_data> events;
+  metadata meta;
+};
+
+/// What an append wrote. For an empty append, `first_version > last_version`
+/// and the positions are 0. `duplicate` means the command id was already
+/// recorded and this is the original result; nothing was written.
+struct append_result {
+  std::uint64_t first_version = 0;
+  std::uint64_t last_version = 0; ///< The stream's version after the append.
+  std::uint64_t first_position = 0;
+  std::uint64_t last_position = 0;
+  bool duplicate = false;
+};
+
+/// An event as stored.
+struct recorded_event {
+  std::string stream;
+  std::uint64_t version = 0;  ///< 1, 2, 3 … within the stream.
+  std::uint64_t position = 0; ///< 1, 2, 3 … in the global log.
+  event_id id;
+  std::int64_t timestamp_ns = 0;
+  std::string type;
+  std::uint32_t schema_version = 0;
+  metadata meta;
+  std::string payload;
+};
+
+/// A stored snapshot of one stream's state at `version`.
+struct snapshot {
+  std::string stream;
+  std::uint64_t version = 0;
+  std::string state_type;
+  std::uint32_t schema_version = 0;
+  std::string data;
+};
+
+/// A named durable position (a subscriber's progress).
+struct checkpoint {
+  std::string name;
+  std::uint64_t position = 0;
+};
+
+/// Which events `read_all` returns. Empty lists match everything.
+struct read_filter {
+  std::vector<std::string> categories; ///< Stream name prefixes before the first '-'.
+  std::vector<std::string> types;      ///< Event type names.
+};
+
+/// A page of the global log. `next_position` is where the next page starts;
+/// it moves past events the filter skipped, so a filtered reader still advances.
+struct log_page {
+  std::vector<recorded_event> events;
+  std::uint64_t next_position = 0;
+};
+
+/// Summary of one stream for listings.
+struct stream_info {
+  std::string name;
+  std::uint64_t version = 0;
+};
+
+/// Everything one write transaction does. The appends, the checkpoints and
+/// the snapshots commit together or not at all.
+struct write_batch {
+  std::vector<append_request> appends;
+  std::vector<checkpoint> checkpoints;
+  std::vector<snapshot> snapshots;
+};
+
+} // namespace cairn::persistence

@@ -1,0 +1,247 @@
+#pragma once
+
+// Byte layout of every value cairn stores in LMDB (docs/storage-format.md).
+// Pure functions, no LMDB: the store and the tests share them.
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <xxhash.h>
+
+#include "cairn/model/error.hpp"
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::persistence::format {
+
+/// Version of the on-disk format this code writes and reads.
+inline constexpr std::uint32_t current_version = 1;
+
+/// Record header size; variable fields follow it.
+inline constexpr std::size_t record_header_size = 68;
+
+/// Every Nth version of a stream gets an entry in the sparse stream index.
+inline constexpr std::uint64_t index_interval = 32;
+
+// -- fixed-width integers ------------------------------------------------------
+// Keys are big-endian so byte order equals numeric order; values little-endian.
+
+inline void put_be64(unsigned char* p, std::uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<unsigned char>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+inline std::uint64_t get_be64(const unsigned char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v = v << 8 | p[i];
+  return v;
+}
+
+template <class T>
+inline void put_le(unsigned char* p, T v) {
+  static_assert(std::is_integral_v<T>);
+  std::memcpy(p, &v, sizeof v); // x86-64 and aarch64 are little-endian
+}
+
+template <class T>
+inline T get_le(const unsigned char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// -- log records ---------------------------------------------------------------
+//
+//  off size field
+//    0    8 checksum: XXH3-64 of bytes [8, size) seeded with the position
+//    8    1 record format (1)
+//    9    1 flags (0)
+//   10    2 stream name length
+//   12    4 schema version
+//   16    8 stream version
+//   24    8 position of the stream's previous event (0 for its first)
+//   32    8 timestamp, ns since the Unix epoch (signed)
+//   40   16 event id
+//   56    2 type name length
+//   58    5 lengths of correlation, causation, command id, tenant, user (1 byte each)
+//   63    1 reserved (0)
+//   64    4 payload length
+//   68      stream name, type, correlation, causation, command id, tenant, user, payload
+
+/// Fields of a record that are not in the append request.
+struct record_fields {
+  std::uint64_t version = 0;
+  std::uint64_t prev_position = 0;
+  std::int64_t timestamp_ns = 0;
+  event_id id;
+};
+
+[[nodiscard]] inline std::size_t record_size(std::string_view stream, const event_data& ev,
+                                             const metadata& m) {
+  return record_header_size + stream.size() + ev.type.size() + m.correlation_id.size()
+         + m.causation_id.size() + m.command_id.size() + m.tenant.size() + m.user.size()
+         + ev.payload.size();
+}
+
+[[nodiscard]] inline std::uint64_t record_checksum(const unsigned char* rec, std::size_t size,
+                                                   std::uint64_t position) {
+  return XXH3_64bits_withSeed(rec + 8, size - 8, position);
+}
+
+/// Writes the record into `out` (exactly record_size() bytes), checksum last.
+inline void encode_record(unsigned char* out, std::uint64_t position, std::string_view stream,
+                          const event_data& ev, const metadata& m, const record_fields& f) {
+  out[8] = 1;
+  out[9] = 0;
+  put_le<std::uint16_t>(out + 10, static_cast<std::uint16_t>(stream.size()));
+  put_le<std::uint32_t>(out + 12, ev.schema_version);
+  put_le<std::uint64_t>(out + 16, f.version);
+  put_le<std::uint64_t>(out + 24, f.prev_position);
+  put_le<std::int64_t>(out + 32, f.timestamp_ns);
+  std::memcpy(out + 40, f.id.bytes.data(), 16);
+  put_le<std::uint16_t>(out + 56, static_cast<std::uint16_t>(ev.type.size()));
+  out[58] = static_cast<unsigned char>(m.correlation_id.size());
+  out[59] = static_cast<unsigned char>(m.causation_id.size());
+  out[60] = static_cast<unsigned char>(m.command_id.size());
+  out[61] = static_cast<unsigned char>(m.tenant.size());
+  out[62] = static_cast<unsigned char>(m.user.size());
+  out[63] = 0;
+  put_le<std::uint32_t>(out + 64, static_cast<std::uint32_t>(ev.payload.size()));
+  unsigned char* p = out + record_header_size;
+  for (std::string_view s : {std::string_view{stream}, std::string_view{ev.type},
+                             std::string_view{m.correlation_id}, std::string_view{m.causation_id},
+                             std::string_view{m.command_id}, std::string_view{m.tenant},
+                             std::string_view{m.user}, std::string_view{ev.payload}}) {
+    if (!s.empty())
+      std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  auto size = static_cast<std::size_t>(p - out);
+  put_le<std::uint64_t>(out, record_checksum(out, size, position));
+}
+
+/// A verified record, its strings pointing into the stored bytes.
+struct record_view {
+  std::string_view stream;
+  std::uint32_t schema_version = 0;
+  std::uint64_t version = 0;
+  std::uint64_t prev_position = 0;
+  std::int64_t timestamp_ns = 0;
+  const unsigned char* id = nullptr;
+  std::string_view type, correlation_id, causation_id, command_id, tenant, user, payload;
+};
+
+/// Verifies and parses a stored record; `corrupted` naming the position when
+/// the checksum or the layout is wrong.
+[[nodiscard]] inline result<record_view> decode_record(const unsigned char* rec, std::size_t size,
+                                                       std::uint64_t position) {
+  auto bad = [&](const char* why) {
+    return fail(errc::corrupted, std::string{"log record "} + why,
+                "position " + std::to_string(position));
+  };
+  if (size < record_header_size)
+    return bad("shorter than its header");
+  if (get_le<std::uint64_t>(rec) != record_checksum(rec, size, position))
+    return bad("fails its checksum");
+  if (rec[8] != 1)
+    return bad("has an unknown record format");
+  record_view v;
+  std::size_t lens[8] = {get_le<std::uint16_t>(rec + 10), get_le<std::uint16_t>(rec + 56),
+                         rec[58], rec[59], rec[60], rec[61], rec[62],
+                         get_le<std::uint32_t>(rec + 64)};
+  std::size_t total = record_header_size;
+  for (auto n : lens)
+    total += n;
+  if (total != size)
+    return bad("has field lengths that do not add up to its size");
+  v.schema_version = get_le<std::uint32_t>(rec + 12);
+  v.version = get_le<std::uint64_t>(rec + 16);
+  v.prev_position = get_le<std::uint64_t>(rec + 24);
+  v.timestamp_ns = get_le<std::int64_t>(rec + 32);
+  v.id = rec + 40;
+  const char* p = reinterpret_cast<const char*>(rec) + record_header_size;
+  std::string_view* fields[8] = {&v.stream, &v.type, &v.correlation_id, &v.causation_id,
+                                 &v.command_id, &v.tenant, &v.user, &v.payload};
+  for (int i = 0; i < 8; ++i) {
+    *fields[i] = std::string_view{p, lens[i]};
+    p += lens[i];
+  }
+  return v;
+}
+
+/// Copies a verified record into an owning event.
+inline void to_event(const record_view& v, std::uint64_t position, recorded_event& out) {
+  out.stream.assign(v.stream);
+  out.version = v.version;
+  out.position = position;
+  std::memcpy(out.id.bytes.data(), v.id, 16);
+  out.timestamp_ns = v.timestamp_ns;
+  out.type.assign(v.type);
+  out.schema_version = v.schema_version;
+  out.meta.correlation_id.assign(v.correlation_id);
+  out.meta.causation_id.assign(v.causation_id);
+  out.meta.command_id.assign(v.command_id);
+  out.meta.tenant.assign(v.tenant);
+  out.meta.user.assign(v.user);
+  out.payload.assign(v.payload);
+}
+
+// -- sealed values (every table but the log) -------------------------------------
+// value = checksum (8, XXH3-64 of the body seeded with XXH3-64 of the key) + body
+
+inline constexpr std::size_t seal_size = 8;
+
+[[nodiscard]] inline std::uint64_t seal_checksum(std::string_view key, std::string_view body) {
+  return XXH3_64bits_withSeed(body.data(), body.size(), XXH3_64bits(key.data(), key.size()));
+}
+
+[[nodiscard]] inline std::string seal(std::string_view key, std::string_view body) {
+  std::string out(seal_size + body.size(), '\0');
+  put_le<std::uint64_t>(reinterpret_cast<unsigned char*>(out.data()), seal_checksum(key, body));
+  if (!body.empty())
+    std::memcpy(out.data() + seal_size, body.data(), body.size());
+  return out;
+}
+
+/// The body of a sealed value; `corrupted` naming `what` when it fails its checksum.
+[[nodiscard]] inline result<std::string_view> unseal(std::string_view key, std::string_view value,
+                                                     const std::string& what) {
+  if (value.size() < seal_size)
+    return fail(errc::corrupted, what + " is shorter than its checksum");
+  auto body = value.substr(seal_size);
+  if (get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(value.data()))
+      != seal_checksum(key, body))
+    return fail(errc::corrupted, what + " fails its checksum");
+  return body;
+}
+
+// -- keys ----------------------------------------------------------------------
+
+[[nodiscard]] inline std::string be64_key(std::uint64_t v) {
+  std::string k(8, '\0');
+  put_be64(reinterpret_cast<unsigned char*>(k.data()), v);
+  return k;
+}
+
+/// stream number + version (or any second u64), both big-endian.
+[[nodiscard]] inline std::string pair_key(std::uint64_t stream_no, std::uint64_t v) {
+  std::string k(16, '\0');
+  put_be64(reinterpret_cast<unsigned char*>(k.data()), stream_no);
+  put_be64(reinterpret_cast<unsigned char*>(k.data()) + 8, v);
+  return k;
+}
+
+/// Catalogue key: type name, a 0 byte, schema version (u32 big-endian).
+[[nodiscard]] inline std::string type_key(std::string_view type, std::uint32_t version) {
+  std::string k{type};
+  k.push_back('\0');
+  for (int shift = 24; shift >= 0; shift -= 8)
+    k.push_back(static_cast<char>((version >> shift) & 0xff));
+  return k;
+}
+
+} // namespace cairn::persistence::format

@@ -1,0 +1,1222 @@
+// The LMDB event store. Layout and the reasons for it: docs/storage-format.md.
+//
+// Write cost is what shaped it: a commit writes the new log records (appended
+// in position order, so they fill fresh pages) plus one small head per stream
+// touched. The per-stream index is a back-pointer chain inside the records
+// with a sparse index entry every 32 versions, so random index inserts stay
+// off the commit path.
+
+#include <fcntl.h>
+#include <lmdb.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "cairn/model/stream_name.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_store.hpp"
+#include "lmdb/format.hpp"
+
+namespace cairn::persistence {
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace format;
+
+/// Longest metadata field, type name and checkpoint name, in bytes.
+constexpr std::size_t max_short_field = 255;
+/// Records one read_all call scans at most, so a read transaction stays short.
+constexpr std::size_t max_scan_per_read = 65536;
+/// Snapshots kept per stream.
+constexpr int snapshots_kept = 2;
+/// The writer's head cache is dropped when it grows past this many streams.
+constexpr std::size_t head_cache_limit = std::size_t{1} << 20;
+/// Name of the file whose flock marks the one writing process.
+constexpr const char* lock_file_name = "cairn.lock";
+
+error lmdb_error(int rc, const std::string& op) {
+  std::string what = op + ": " + mdb_strerror(rc);
+  switch (rc) {
+    case MDB_MAP_FULL: return error{errc::unavailable, what + " (map full)"};
+    case ENOSPC: return error{errc::unavailable, what + " (disk full)"};
+    case MDB_PANIC:
+      return error{errc::unavailable, what + " (the store must be closed and reopened)"};
+    case MDB_READERS_FULL:
+      return error{errc::unavailable, what + " (raise store_options::max_readers)"};
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+    case MDB_VERSION_MISMATCH: return error{errc::corrupted, what};
+    default: return error{errc::internal, what};
+  }
+}
+
+MDB_val val_of(std::string_view s) {
+  return MDB_val{s.size(), const_cast<char*>(s.data())};
+}
+
+std::string_view view_of(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+/// Aborts the transaction unless it was committed.
+class txn_guard {
+public:
+  explicit txn_guard(MDB_txn* t) : txn_(t) {}
+  ~txn_guard() {
+    if (txn_ != nullptr)
+      mdb_txn_abort(txn_);
+  }
+  txn_guard(const txn_guard&) = delete;
+  txn_guard& operator=(const txn_guard&) = delete;
+  [[nodiscard]] int commit() {
+    int rc = mdb_txn_commit(txn_);
+    txn_ = nullptr; // commit frees the txn even when it fails
+    return rc;
+  }
+  [[nodiscard]] MDB_txn* get() const { return txn_; }
+
+private:
+  MDB_txn* txn_;
+};
+
+class cursor_guard {
+public:
+  cursor_guard() = default;
+  ~cursor_guard() {
+    if (cur_ != nullptr)
+      mdb_cursor_close(cur_);
+  }
+  cursor_guard(const cursor_guard&) = delete;
+  cursor_guard& operator=(const cursor_guard&) = delete;
+  [[nodiscard]] int open(MDB_txn* txn, MDB_dbi dbi) { return mdb_cursor_open(txn, dbi, &cur_); }
+  [[nodiscard]] MDB_cursor* get() const { return cur_; }
+
+private:
+  MDB_cursor* cur_ = nullptr;
+};
+
+struct head_state {
+  std::uint64_t stream_no = 0;
+  std::uint64_t version = 0;
+  std::uint64_t last_position = 0;
+  std::uint64_t epoch = 0;
+};
+
+// heads value body: version, last position, owner epoch (u64 LE each)
+std::string encode_head(const head_state& h) {
+  std::string body(24, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, h.version);
+  put_le(p + 8, h.last_position);
+  put_le(p + 16, h.epoch);
+  return body;
+}
+
+// commands value body: first/last version, first/last position (u64 LE each)
+std::string encode_outcome(const append_result& r) {
+  std::string body(32, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, r.first_version);
+  put_le(p + 8, r.last_version);
+  put_le(p + 16, r.first_position);
+  put_le(p + 24, r.last_position);
+  return body;
+}
+
+std::string u64_body(std::uint64_t v) {
+  std::string body(8, '\0');
+  put_le(reinterpret_cast<unsigned char*>(body.data()), v);
+  return body;
+}
+
+result<std::uint64_t> decode_u64(std::string_view key, std::string_view value,
+                                 const std::string& what) {
+  auto body = unseal(key, value, what);
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 8)
+    return fail(errc::corrupted, what + " has the wrong size");
+  return get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data()));
+}
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+bool valid_type_name(std::string_view t) {
+  if (t.empty() || t.size() > max_short_field)
+    return false;
+  return std::all_of(t.begin(), t.end(), [](char c) { return c > ' ' && c < 127; });
+}
+
+/// Checks what can be checked without the store's state.
+result<void> validate_request(const append_request& req, const store_options& opts) {
+  if (auto ok = validate_stream_name(req.stream); !ok)
+    return ok;
+  const metadata& m = req.meta;
+  for (const std::string* f :
+       {&m.correlation_id, &m.causation_id, &m.command_id, &m.tenant, &m.user})
+    if (f->size() > max_short_field)
+      return fail(errc::invalid_argument, "metadata fields are at most 255 bytes", req.stream);
+  for (std::size_t i = 0; i < req.events.size(); ++i) {
+    const auto& ev = req.events[i];
+    auto ctx = req.stream + " event " + std::to_string(i);
+    if (!valid_type_name(ev.type))
+      return fail(errc::invalid_argument,
+                  "event type names are 1-255 printable bytes without spaces", ctx);
+    if (ev.schema_version == 0)
+      return fail(errc::invalid_argument, "schema versions start at 1", ctx);
+    if (ev.payload.size() > opts.max_event_size)
+      return fail(errc::invalid_argument,
+                  "event of " + std::to_string(ev.payload.size())
+                    + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
+                  ctx);
+    if (opts.registry != nullptr && !opts.registry->can_decode(ev.type, ev.schema_version))
+      return fail(errc::invalid_argument,
+                  "unknown event type " + ev.type + " v" + std::to_string(ev.schema_version)
+                    + " (not in the registry)",
+                  ctx);
+  }
+  return {};
+}
+
+class lmdb_store final : public event_store {
+public:
+  static result<std::unique_ptr<event_store>> open(const std::string& dir,
+                                                   const store_options& opts);
+
+  ~lmdb_store() override {
+    if (env_ != nullptr) {
+      if (!opts_.read_only && opts_.durability != durability::sync)
+        (void) mdb_env_sync(env_, 1); // best effort: a clean close flushes no_sync commits
+      mdb_env_close(env_);
+    }
+    if (lock_fd_ >= 0)
+      ::close(lock_fd_);
+  }
+
+  result<append_result> append(const append_request& req) override {
+    auto out = write({&req, 1}, {}, {});
+    if (!out)
+      return tl::unexpected(out.error());
+    return std::move(out->front());
+  }
+
+  result<std::vector<result<append_result>>> append_batch(const write_batch& b) override {
+    return write({b.appends.data(), b.appends.size()},
+                 {b.checkpoints.data(), b.checkpoints.size()},
+                 {b.snapshots.data(), b.snapshots.size()});
+  }
+
+  result<void> save_snapshot(const snapshot& snap) override {
+    auto out = write({}, {}, {&snap, 1});
+    if (!out)
+      return tl::unexpected(out.error());
+    return {};
+  }
+
+  result<void> save_checkpoint(const checkpoint& cp) override {
+    auto out = write({}, {&cp, 1}, {});
+    if (!out)
+      return tl::unexpected(out.error());
+    return {};
+  }
+
+  result<std::vector<recorded_event>> read_stream(std::string_view stream, std::uint64_t from,
+                                                  std::size_t max) const override;
+  result<std::vector<recorded_event>> read_stream_backward(std::string_view stream,
+                                                           std::uint64_t from,
+                                                           std::size_t max) const override;
+  result<std::vector<recorded_event>> read_stream_until_time(std::string_view stream,
+                                                             std::int64_t ts) const override;
+  result<std::uint64_t> stream_version(std::string_view stream) const override;
+  result<log_page> read_all(std::uint64_t from, std::size_t max,
+                            const read_filter& filter) const override;
+  result<std::uint64_t> last_position() const override;
+  result<std::vector<stream_info>> list_streams(std::string_view prefix,
+                                                std::size_t max) const override;
+  result<std::optional<snapshot>> load_snapshot(std::string_view stream,
+                                                std::uint64_t max_version) const override;
+  result<std::optional<std::uint64_t>> load_checkpoint(std::string_view name) const override;
+  result<std::vector<checkpoint>> list_checkpoints() const override;
+  result<std::vector<std::pair<std::string, std::uint32_t>>> type_catalogue() const override;
+  result<store_stats> stats() const override;
+  const std::string& path() const noexcept override { return dir_; }
+
+private:
+  template <class T>
+  struct span {
+    const T* data = nullptr;
+    std::size_t size = 0;
+    const T* begin() const { return data; }
+    const T* end() const { return data + size; }
+  };
+
+  /// Everything a write transaction changes before it commits; applied to the
+  /// writer's caches only after the commit succeeds.
+  struct staging {
+    std::unordered_map<std::string_view, head_state> heads; // touched streams
+    std::set<std::string_view> new_streams;
+    std::unordered_map<std::string, append_result> commands; // stream_no+command id
+    std::set<std::pair<std::string, std::uint32_t>> new_types;
+    std::uint64_t position = 0;
+    std::uint64_t next_stream_no = 0;
+  };
+
+  lmdb_store(std::string dir, const store_options& opts) : dir_(std::move(dir)), opts_(opts) {
+    std::random_device rd;
+    rng_.seed((std::uint64_t{rd()} << 32) ^ rd());
+  }
+
+  result<void> init(bool create);
+  result<void> grow_map();
+
+  result<std::vector<result<append_result>>> write(span<append_request> reqs,
+                                                   span<checkpoint> cps, span<snapshot> snaps);
+  /// One attempt at a write transaction: 0, or the LMDB code that stopped it.
+  int try_write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps,
+                std::vector<result<append_result>>& out, error& err);
+  int stage_append(MDB_txn* txn, const append_request& req, staging& st, std::int64_t now,
+                   result<append_result>& out);
+  int stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err);
+  /// The writer's view of a stream head: staged, cached or stored.
+  int writer_head(MDB_txn* txn, std::string_view stream, staging& st, head_state*& out,
+                  error& err);
+
+  /// Runs `f(txn)` in a read transaction.
+  template <class F>
+  auto with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr)));
+
+  result<std::optional<head_state>> read_head(MDB_txn* txn, std::string_view stream) const;
+  /// Walks the back-pointer chain of `stream` from version `top` down to
+  /// `bottom`, calling `emit` for versions in [bottom, keep_top].
+  template <class F>
+  result<void> walk(MDB_txn* txn, std::string_view stream, const head_state& head,
+                    std::uint64_t top, std::uint64_t keep_top, std::uint64_t bottom,
+                    F&& emit) const;
+
+  std::string dir_;
+  store_options opts_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi log_ = 0, names_ = 0, heads_ = 0, index_ = 0, commands_ = 0, snapshots_ = 0,
+          checkpoints_ = 0, types_ = 0, meta_ = 0;
+  int lock_fd_ = -1;
+  /// Shared by every transaction of this process; unique while the map is
+  /// resized, which LMDB allows only with no transaction in flight.
+  mutable std::shared_mutex remap_;
+  std::size_t map_size_ = 0;
+
+  // Writer-only state.
+  std::uint64_t last_position_ = 0;
+  std::uint64_t next_stream_no_ = 1;
+  std::unordered_map<std::string, head_state> head_cache_;
+  std::set<std::pair<std::string, std::uint32_t>> known_types_;
+  std::mt19937_64 rng_;
+};
+
+// -- open ------------------------------------------------------------------------
+
+result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
+                                                      const store_options& opts) {
+  if (dir.empty())
+    return fail(errc::invalid_argument, "empty store directory");
+  if (opts.initial_map_size == 0 || opts.initial_map_size > opts.max_map_size)
+    return fail(errc::invalid_argument, "initial_map_size must be in (0, max_map_size]", dir);
+  if (opts.map_growth_step == 0)
+    return fail(errc::invalid_argument, "map_growth_step must be positive", dir);
+  if (opts.max_event_size == 0 || opts.max_event_size > (std::size_t{1} << 30))
+    return fail(errc::invalid_argument, "max_event_size must be in (0, 1 GiB]", dir);
+  std::error_code ec;
+  auto status = fs::status(dir, ec);
+  bool exists = fs::exists(status);
+  if (exists && !fs::is_directory(status))
+    return fail(errc::invalid_argument, "not a directory", dir);
+  bool has_data = exists && fs::exists(fs::path(dir) / "data.mdb", ec);
+  if (exists && !has_data) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      auto name = entry.path().filename().string();
+      if (name != lock_file_name && name != "lock.mdb")
+        return fail(errc::invalid_argument,
+                    "not a cairn store: the directory holds other files (e.g. " + name + ")", dir);
+    }
+  }
+  if (opts.read_only && !has_data)
+    return fail(errc::invalid_argument, "no cairn store here (no data.mdb)", dir);
+  if (!exists) {
+    fs::create_directories(dir, ec);
+    if (ec)
+      return fail(errc::unavailable, "cannot create the directory: " + ec.message(), dir);
+  }
+  std::unique_ptr<lmdb_store> store{new lmdb_store(dir, opts)};
+  if (!opts.read_only) {
+    auto lock_path = (fs::path(dir) / lock_file_name).string();
+    store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (store->lock_fd_ < 0)
+      return fail(errc::unavailable, std::string{"cannot open the lock file: "} + strerror(errno),
+                  lock_path);
+    if (::flock(store->lock_fd_, LOCK_EX | LOCK_NB) != 0)
+      return fail(errc::unavailable,
+                  "the store is already open for writing (by this or another process)", dir);
+  }
+  if (auto ok = store->init(!has_data); !ok)
+    return tl::unexpected(ok.error());
+  return std::unique_ptr<event_store>{std::move(store)};
+}
+
+result<void> lmdb_store::init(bool create) {
+  if (int rc = mdb_env_create(&env_); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "mdb_env_create"));
+  (void) mdb_env_set_maxdbs(env_, 16);
+  (void) mdb_env_set_maxreaders(env_, opts_.max_readers);
+  if (!opts_.read_only)
+    (void) mdb_env_set_mapsize(env_, opts_.initial_map_size);
+  unsigned flags = MDB_NOTLS;
+  if (opts_.read_only)
+    flags |= MDB_RDONLY;
+  if (opts_.durability == durability::no_meta_sync)
+    flags |= MDB_NOMETASYNC;
+  if (opts_.durability == durability::no_sync)
+    flags |= MDB_NOSYNC;
+  if (int rc = mdb_env_open(env_, dir_.c_str(), flags, 0644); rc != 0) {
+    auto err = lmdb_error(rc, "mdb_env_open");
+    err.context = dir_;
+    if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
+      err = error{errc::invalid_argument, "not a cairn store (data.mdb is not an LMDB file)", dir_};
+    return tl::unexpected(err);
+  }
+  int dead = 0;
+  (void) mdb_reader_check(env_, &dead); // clears slots left by killed readers
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  map_size_ = info.me_mapsize;
+
+  MDB_txn* raw = nullptr;
+  if (int rc = mdb_txn_begin(env_, nullptr, opts_.read_only ? MDB_RDONLY : 0, &raw); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "begin"));
+  txn_guard txn{raw};
+  if (!create) {
+    // A crash during creation can leave an LMDB file with no tables: still new.
+    MDB_stat st;
+    MDB_dbi main_dbi = 0;
+    if (mdb_dbi_open(raw, nullptr, 0, &main_dbi) == 0 && mdb_stat(raw, main_dbi, &st) == 0
+        && st.ms_entries == 0 && !opts_.read_only)
+      create = true;
+  }
+  unsigned dbi_flags = create ? MDB_CREATE : 0;
+  struct named {
+    const char* name;
+    MDB_dbi* dbi;
+  };
+  for (auto [name, dbi] : {named{"meta", &meta_}, named{"log", &log_}, named{"stream_names", &names_},
+                           named{"heads", &heads_}, named{"stream_index", &index_},
+                           named{"commands", &commands_}, named{"snapshots", &snapshots_},
+                           named{"checkpoints", &checkpoints_}, named{"types", &types_}}) {
+    int rc = mdb_dbi_open(raw, name, dbi_flags, dbi);
+    if (rc == MDB_NOTFOUND || rc == MDB_INCOMPATIBLE)
+      return fail(errc::invalid_argument,
+                  std::string{"not a cairn store (no '"} + name + "' table in data.mdb)", dir_);
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, std::string{"open table "} + name));
+  }
+  const std::string format_key = "format";
+  if (create) {
+    std::string id(16, '\0');
+    for (auto& c : id)
+      c = static_cast<char>(rng_());
+    std::string store_id_key = "store_id";
+    auto fmt = seal(format_key, std::string_view{reinterpret_cast<const char*>(&current_version),
+                                                 sizeof current_version});
+    auto sid = seal(store_id_key, id);
+    MDB_val k1 = val_of(format_key), v1 = val_of(fmt), k2 = val_of(store_id_key), v2 = val_of(sid);
+    if (int rc = mdb_put(raw, meta_, &k1, &v1, 0); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "write meta"));
+    if (int rc = mdb_put(raw, meta_, &k2, &v2, 0); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "write meta"));
+  } else {
+    MDB_val k = val_of(format_key), v;
+    if (mdb_get(raw, meta_, &k, &v) != 0)
+      return fail(errc::invalid_argument, "not a cairn store (no format version)", dir_);
+    auto body = unseal(format_key, view_of(v), "the format version");
+    if (!body)
+      return tl::unexpected(body.error());
+    if (body->size() != 4)
+      return fail(errc::corrupted, "the format version has the wrong size", dir_);
+    auto version = get_le<std::uint32_t>(reinterpret_cast<const unsigned char*>(body->data()));
+    if (version > current_version)
+      return fail(errc::invalid_argument,
+                  "the store has format version " + std::to_string(version)
+                    + ", newer than this cairn reads (" + std::to_string(current_version)
+                    + "); use a newer cairn",
+                  dir_);
+  }
+  // Writer state: last position, next stream number, type catalogue.
+  {
+    cursor_guard cur;
+    MDB_val k, v;
+    if (int rc = cur.open(raw, log_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    if (mdb_cursor_get(cur.get(), &k, &v, MDB_LAST) == 0)
+      last_position_ = get_be64(static_cast<const unsigned char*>(k.mv_data));
+  }
+  {
+    cursor_guard cur;
+    MDB_val k, v;
+    if (int rc = cur.open(raw, heads_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    if (mdb_cursor_get(cur.get(), &k, &v, MDB_LAST) == 0)
+      next_stream_no_ = get_be64(static_cast<const unsigned char*>(k.mv_data)) + 1;
+  }
+  {
+    cursor_guard cur;
+    MDB_val k, v;
+    if (int rc = cur.open(raw, types_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto key = view_of(k);
+      if (key.size() < 5)
+        return fail(errc::corrupted, "bad type catalogue key", dir_);
+      auto* vb = reinterpret_cast<const unsigned char*>(key.data() + key.size() - 4);
+      std::uint32_t ver = std::uint32_t{vb[0]} << 24 | std::uint32_t{vb[1]} << 16
+                          | std::uint32_t{vb[2]} << 8 | vb[3];
+      known_types_.emplace(std::string{key.substr(0, key.size() - 5)}, ver);
+    }
+  }
+  if (opts_.registry != nullptr && !opts_.allow_unknown_types) {
+    std::vector<std::pair<std::string, std::uint32_t>> cat(known_types_.begin(),
+                                                           known_types_.end());
+    if (auto ok = opts_.registry->check_decodable(cat); !ok) {
+      auto err = ok.error();
+      err.context = dir_;
+      return tl::unexpected(err);
+    }
+  }
+  if (int rc = txn.commit(); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "commit at open"));
+  return {};
+}
+
+result<void> lmdb_store::grow_map() {
+  if (map_size_ >= opts_.max_map_size)
+    return fail(errc::unavailable,
+                "map full: the store reached max_map_size (" + std::to_string(opts_.max_map_size)
+                  + " bytes); reads still work, reopen with a larger max_map_size to append",
+                dir_);
+  auto next = std::min(opts_.max_map_size, map_size_ + opts_.map_growth_step);
+  std::unique_lock lock{remap_};
+  if (int rc = mdb_env_set_mapsize(env_, next); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "grow the map"));
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  map_size_ = info.me_mapsize;
+  return {};
+}
+
+// -- writes ----------------------------------------------------------------------
+
+result<std::vector<result<append_result>>>
+lmdb_store::write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps) {
+  if (opts_.read_only)
+    return fail(errc::invalid_argument, "the store is open read-only", dir_);
+  for (const auto& cp : cps)
+    if (cp.name.empty() || cp.name.size() > max_short_field)
+      return fail(errc::invalid_argument, "checkpoint names are 1-255 bytes", cp.name);
+  for (const auto& s : snaps) {
+    if (auto ok = validate_stream_name(s.stream); !ok)
+      return tl::unexpected(ok.error());
+    if (s.version == 0 || s.state_type.empty() || s.state_type.size() > max_short_field)
+      return fail(errc::invalid_argument,
+                  "a snapshot needs a version >= 1 and a state type of 1-255 bytes", s.stream);
+  }
+  std::vector<result<append_result>> out;
+  for (;;) {
+    out.assign(reqs.size, result<append_result>{});
+    error err;
+    int rc = try_write(reqs, cps, snaps, out, err);
+    if (rc == 0)
+      return out;
+    if (rc != MDB_MAP_FULL)
+      return tl::unexpected(err);
+    if (auto grown = grow_map(); !grown)
+      return tl::unexpected(grown.error());
+  }
+}
+
+int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps,
+                          std::vector<result<append_result>>& out, error& err) {
+  MDB_txn* raw = nullptr;
+  if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) {
+    err = lmdb_error(rc, "begin write");
+    return rc;
+  }
+  txn_guard txn{raw};
+  staging st;
+  st.position = last_position_;
+  st.next_stream_no = next_stream_no_;
+  auto now = now_ns();
+  for (std::size_t i = 0; i < reqs.size; ++i) {
+    if (auto ok = validate_request(reqs.data[i], opts_); !ok) {
+      out[i] = tl::unexpected(ok.error());
+      continue;
+    }
+    if (int rc = stage_append(raw, reqs.data[i], st, now, out[i]); rc != 0) {
+      err = out[i] ? lmdb_error(rc, "append") : out[i].error();
+      return rc;
+    }
+  }
+  for (const auto& snap : snaps)
+    if (int rc = stage_snapshot(raw, snap, st, err); rc != 0)
+      return rc;
+  auto put = [&](MDB_dbi dbi, std::string_view key, std::string_view value, const char* what) {
+    MDB_val k = val_of(key), v = val_of(value);
+    int rc = mdb_put(raw, dbi, &k, &v, 0);
+    if (rc != 0)
+      err = lmdb_error(rc, what);
+    return rc;
+  };
+  for (const auto& [name, head] : st.heads) {
+    auto key = be64_key(head.stream_no);
+    if (int rc = put(heads_, key, seal(key, encode_head(head)), "write head"); rc != 0)
+      return rc;
+  }
+  for (auto name : st.new_streams) {
+    auto no = u64_body(st.heads[name].stream_no);
+    if (int rc = put(names_, name, seal(name, no), "write stream name"); rc != 0)
+      return rc;
+  }
+  for (const auto& [type, version] : st.new_types) {
+    auto key = type_key(type, version);
+    if (int rc = put(types_, key, seal(key, {}), "write type catalogue"); rc != 0)
+      return rc;
+  }
+  for (const auto& cp : cps)
+    if (int rc = put(checkpoints_, cp.name, seal(cp.name, u64_body(cp.position)),
+                     "write checkpoint");
+        rc != 0)
+      return rc;
+  if (int rc = txn.commit(); rc != 0) {
+    err = lmdb_error(rc, "commit");
+    return rc;
+  }
+  // Committed: now the writer's caches may learn about it.
+  last_position_ = st.position;
+  next_stream_no_ = st.next_stream_no;
+  if (head_cache_.size() + st.heads.size() > head_cache_limit)
+    head_cache_.clear();
+  for (const auto& [name, head] : st.heads)
+    head_cache_.insert_or_assign(std::string{name}, head);
+  known_types_.insert(st.new_types.begin(), st.new_types.end());
+  return 0;
+}
+
+int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
+                            head_state*& out, error& err) {
+  if (auto it = st.heads.find(stream); it != st.heads.end()) {
+    out = &it->second;
+    return 0;
+  }
+  head_state h;
+  if (auto it = head_cache_.find(std::string{stream}); it != head_cache_.end()) {
+    h = it->second;
+  } else {
+    auto stored = read_head(txn, stream);
+    if (!stored) {
+      err = stored.error();
+      return MDB_CORRUPTED;
+    }
+    if (*stored) {
+      h = **stored;
+    } else {
+      h.stream_no = st.next_stream_no++;
+      st.new_streams.insert(stream);
+    }
+  }
+  out = &st.heads.emplace(stream, h).first->second;
+  return 0;
+}
+
+int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& st,
+                             std::int64_t now, result<append_result>& out) {
+  error err;
+  // A stream that fails the expected-version check must not stay staged as new.
+  bool known = st.heads.count(req.stream) != 0;
+  head_state* head = nullptr;
+  if (int rc = writer_head(txn, req.stream, st, head, err); rc != 0) {
+    out = tl::unexpected(err);
+    return rc;
+  }
+  auto unstage_if_new = [&] {
+    if (!known && head->version == 0) {
+      st.new_streams.erase(req.stream);
+      st.heads.erase(req.stream);
+      if (head_cache_.count(req.stream) == 0)
+        --st.next_stream_no;
+    }
+  };
+  std::string cmd_key;
+  if (!req.meta.command_id.empty() && !req.events.empty()) {
+    cmd_key = be64_key(head->stream_no) + req.meta.command_id;
+    if (auto it = st.commands.find(cmd_key); it != st.commands.end()) {
+      out = it->second;
+      return 0;
+    }
+    if (head->version > 0) {
+      MDB_val k = val_of(cmd_key), v;
+      int rc = mdb_get(txn, commands_, &k, &v);
+      if (rc == 0) {
+        auto body = unseal(cmd_key, view_of(v), "command record of " + req.stream);
+        if (!body || body->size() != 32) {
+          out = body ? fail(errc::corrupted, "command record has the wrong size", req.stream)
+                     : tl::unexpected(body.error());
+          return 0;
+        }
+        auto* p = reinterpret_cast<const unsigned char*>(body->data());
+        append_result r{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
+                        get_le<std::uint64_t>(p + 16), get_le<std::uint64_t>(p + 24), true};
+        out = r;
+        return 0;
+      }
+      if (rc != MDB_NOTFOUND) {
+        out = tl::unexpected(lmdb_error(rc, "read command record"));
+        return rc;
+      }
+    }
+  }
+  if (!req.expected.admits(head->version)) {
+    auto actual = head->version;
+    unstage_if_new();
+    out = fail(errc::conflict,
+               "expected version " + req.expected.to_string() + ", actual "
+                 + std::to_string(actual),
+               req.stream);
+    return 0;
+  }
+  append_result r;
+  r.first_version = head->version + 1;
+  r.last_version = head->version + req.events.size();
+  if (req.events.empty()) {
+    unstage_if_new();
+    out = r;
+    return 0;
+  }
+  r.first_position = st.position + 1;
+  for (const auto& ev : req.events) {
+    record_fields f;
+    f.version = ++head->version;
+    f.prev_position = head->last_position;
+    f.timestamp_ns = ev.timestamp_ns.value_or(now);
+    if (ev.id) {
+      f.id = *ev.id;
+    } else {
+      auto a = rng_(), b = rng_();
+      std::memcpy(f.id.bytes.data(), &a, 8);
+      std::memcpy(f.id.bytes.data() + 8, &b, 8);
+    }
+    auto pos = ++st.position;
+    unsigned char kb[8];
+    put_be64(kb, pos);
+    MDB_val k{8, kb};
+    MDB_val v{record_size(req.stream, ev, req.meta), nullptr};
+    if (int rc = mdb_put(txn, log_, &k, &v, MDB_APPEND | MDB_RESERVE); rc != 0) {
+      out = tl::unexpected(lmdb_error(rc, "write log record"));
+      return rc;
+    }
+    encode_record(static_cast<unsigned char*>(v.mv_data), pos, req.stream, ev, req.meta, f);
+    head->last_position = pos;
+    if (f.version % index_interval == 0) {
+      auto key = pair_key(head->stream_no, f.version);
+      auto value = seal(key, u64_body(pos));
+      MDB_val ik = val_of(key), iv = val_of(value);
+      if (int rc = mdb_put(txn, index_, &ik, &iv, 0); rc != 0) {
+        out = tl::unexpected(lmdb_error(rc, "write stream index"));
+        return rc;
+      }
+    }
+    if (known_types_.count({ev.type, ev.schema_version}) == 0)
+      st.new_types.emplace(ev.type, ev.schema_version);
+  }
+  r.last_position = st.position;
+  if (!cmd_key.empty()) {
+    auto value = seal(cmd_key, encode_outcome(r));
+    MDB_val k = val_of(cmd_key), v = val_of(value);
+    if (int rc = mdb_put(txn, commands_, &k, &v, 0); rc != 0) {
+      out = tl::unexpected(lmdb_error(rc, "write command record"));
+      return rc;
+    }
+    auto dup = r;
+    dup.duplicate = true;
+    st.commands.emplace(std::move(cmd_key), dup);
+  }
+  out = r;
+  return 0;
+}
+
+int lmdb_store::stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err) {
+  head_state* head = nullptr;
+  bool known = st.heads.count(snap.stream) != 0;
+  if (int rc = writer_head(txn, snap.stream, st, head, err); rc != 0)
+    return rc;
+  if (snap.version > head->version) {
+    auto actual = head->version;
+    if (!known && actual == 0) {
+      st.new_streams.erase(snap.stream);
+      st.heads.erase(snap.stream);
+      --st.next_stream_no;
+    }
+    err = error{errc::invalid_argument,
+                "snapshot version " + std::to_string(snap.version)
+                  + " is past the stream's version " + std::to_string(actual),
+                snap.stream};
+    return EINVAL;
+  }
+  // body: schema version (u32 LE), state type length (u16 LE), state type, data
+  std::string body(6, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, snap.schema_version);
+  put_le(p + 4, static_cast<std::uint16_t>(snap.state_type.size()));
+  body += snap.state_type;
+  body += snap.data;
+  auto key = pair_key(head->stream_no, snap.version);
+  auto value = seal(key, body);
+  MDB_val k = val_of(key), v = val_of(value);
+  if (int rc = mdb_put(txn, snapshots_, &k, &v, 0); rc != 0) {
+    err = lmdb_error(rc, "write snapshot");
+    return rc;
+  }
+  // Keep the newest few: older ones go.
+  cursor_guard cur;
+  if (int rc = cur.open(txn, snapshots_); rc != 0) {
+    err = lmdb_error(rc, "cursor");
+    return rc;
+  }
+  auto last = pair_key(head->stream_no, no_limit);
+  MDB_val ck = val_of(last), cv;
+  int rc = mdb_cursor_get(cur.get(), &ck, &cv, MDB_SET_RANGE);
+  rc = rc == 0 ? mdb_cursor_get(cur.get(), &ck, &cv, MDB_PREV)
+               : mdb_cursor_get(cur.get(), &ck, &cv, MDB_LAST);
+  int seen = 0;
+  while (rc == 0 && ck.mv_size == 16
+         && get_be64(static_cast<const unsigned char*>(ck.mv_data)) == head->stream_no) {
+    if (++seen > snapshots_kept) {
+      if (int drc = mdb_cursor_del(cur.get(), 0); drc != 0) {
+        err = lmdb_error(drc, "prune snapshots");
+        return drc;
+      }
+    }
+    rc = mdb_cursor_get(cur.get(), &ck, &cv, MDB_PREV);
+  }
+  return 0;
+}
+
+// -- reads -----------------------------------------------------------------------
+
+template <class F>
+auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr))) {
+  std::shared_lock lock{remap_};
+  MDB_txn* raw = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
+  if (rc == MDB_MAP_RESIZED) {
+    // Another process grew the map: adopt its size, then try again.
+    lock.unlock();
+    {
+      std::unique_lock grow{remap_};
+      (void) mdb_env_set_mapsize(env_, 0);
+    }
+    lock.lock();
+    rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
+  }
+  if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "begin read"));
+  txn_guard txn{raw};
+  return f(raw);
+}
+
+result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
+                                                        std::string_view stream) const {
+  MDB_val k = val_of(stream), v;
+  int rc = mdb_get(txn, names_, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return std::optional<head_state>{};
+  if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "read stream name"));
+  auto no = decode_u64(stream, view_of(v), "stream name entry of " + std::string{stream});
+  if (!no)
+    return tl::unexpected(no.error());
+  auto key = be64_key(*no);
+  MDB_val hk = val_of(key), hv;
+  rc = mdb_get(txn, heads_, &hk, &hv);
+  if (rc != 0)
+    return fail(rc == MDB_NOTFOUND ? errc::corrupted : errc::internal,
+                "stream has a name but no head", std::string{stream});
+  auto body = unseal(key, view_of(hv), "head of " + std::string{stream});
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 24)
+    return fail(errc::corrupted, "head has the wrong size", std::string{stream});
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  return std::optional<head_state>{
+    head_state{*no, get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
+               get_le<std::uint64_t>(p + 16)}};
+}
+
+template <class F>
+result<void> lmdb_store::walk(MDB_txn* txn, std::string_view stream, const head_state& head,
+                              std::uint64_t top, std::uint64_t keep_top, std::uint64_t bottom,
+                              F&& emit) const {
+  // Start at the nearest sparse index entry at or above `top`, or at the head.
+  std::uint64_t version = head.version;
+  std::uint64_t pos = head.last_position;
+  auto anchor = (top + index_interval - 1) / index_interval * index_interval;
+  if (anchor < head.version) {
+    auto key = pair_key(head.stream_no, anchor);
+    MDB_val k = val_of(key), v;
+    int rc = mdb_get(txn, index_, &k, &v);
+    if (rc != 0)
+      return fail(errc::corrupted, "stream index entry missing for version "
+                                     + std::to_string(anchor), std::string{stream});
+    auto p = decode_u64(key, view_of(v), "stream index entry of " + std::string{stream});
+    if (!p)
+      return tl::unexpected(p.error());
+    version = anchor;
+    pos = *p;
+  }
+  cursor_guard cur;
+  if (int rc = cur.open(txn, log_); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "cursor"));
+  unsigned char kb[8];
+  for (; version >= bottom && version > 0; --version) {
+    if (pos == 0)
+      return fail(errc::corrupted, "back-pointer chain ends at version " + std::to_string(version),
+                  std::string{stream});
+    put_be64(kb, pos);
+    MDB_val k{8, kb}, v;
+    // MDB_SET on an initialised cursor searches the current page first, so a
+    // chain through neighbouring positions costs no tree descent.
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET);
+    if (rc != 0)
+      return fail(errc::corrupted, "log record missing", "position " + std::to_string(pos));
+    auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+    if (!rec)
+      return tl::unexpected(rec.error());
+    if (rec->stream != stream || rec->version != version)
+      return fail(errc::corrupted,
+                  "back-pointer leads to " + std::string{rec->stream} + " v"
+                    + std::to_string(rec->version) + " instead of " + std::string{stream} + " v"
+                    + std::to_string(version),
+                  "position " + std::to_string(pos));
+    if (version <= keep_top)
+      if (!emit(*rec, pos))
+        break;
+    pos = rec->prev_position;
+  }
+  return {};
+}
+
+result<std::vector<recorded_event>> lmdb_store::read_stream(std::string_view stream,
+                                                            std::uint64_t from,
+                                                            std::size_t max) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return with_read([&](MDB_txn* txn) -> result<std::vector<recorded_event>> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    std::vector<recorded_event> out;
+    from = std::max<std::uint64_t>(from, 1);
+    if (!*head || from > (*head)->version || max == 0)
+      return out;
+    auto to = (*head)->version - from + 1 <= max ? (*head)->version : from + max - 1;
+    out.resize(static_cast<std::size_t>(to - from + 1));
+    auto slot = out.size();
+    auto ok = walk(txn, stream, **head, to, to, from, [&](const record_view& r, std::uint64_t p) {
+      to_event(r, p, out[--slot]);
+      return true;
+    });
+    if (!ok)
+      return tl::unexpected(ok.error());
+    return out;
+  });
+}
+
+result<std::vector<recorded_event>> lmdb_store::read_stream_backward(std::string_view stream,
+                                                                     std::uint64_t from,
+                                                                     std::size_t max) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return with_read([&](MDB_txn* txn) -> result<std::vector<recorded_event>> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    std::vector<recorded_event> out;
+    if (!*head || max == 0 || from == 0)
+      return out;
+    auto top = std::min(from, (*head)->version);
+    auto bottom = top >= max ? top - max + 1 : 1;
+    out.reserve(static_cast<std::size_t>(top - bottom + 1));
+    auto ok = walk(txn, stream, **head, top, top, bottom,
+                   [&](const record_view& r, std::uint64_t p) {
+                     to_event(r, p, out.emplace_back());
+                     return true;
+                   });
+    if (!ok)
+      return tl::unexpected(ok.error());
+    return out;
+  });
+}
+
+result<std::vector<recorded_event>> lmdb_store::read_stream_until_time(std::string_view stream,
+                                                                       std::int64_t ts) const {
+  std::vector<recorded_event> out;
+  constexpr std::size_t page = 4096;
+  for (std::uint64_t from = 1;; from += page) {
+    auto chunk = read_stream(stream, from, page);
+    if (!chunk)
+      return chunk;
+    for (auto& ev : *chunk) {
+      if (ev.timestamp_ns > ts)
+        return out;
+      out.push_back(std::move(ev));
+    }
+    if (chunk->size() < page)
+      return out;
+  }
+}
+
+result<std::uint64_t> lmdb_store::stream_version(std::string_view stream) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return with_read([&](MDB_txn* txn) -> result<std::uint64_t> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    return *head ? (*head)->version : 0;
+  });
+}
+
+result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
+                                      const read_filter& filter) const {
+  return with_read([&](MDB_txn* txn) -> result<log_page> {
+    log_page page;
+    page.next_position = std::max<std::uint64_t>(from, 1);
+    if (max == 0)
+      return page;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, log_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    unsigned char kb[8];
+    put_be64(kb, page.next_position);
+    MDB_val k{8, kb}, v;
+    std::size_t scanned = 0;
+    for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+         rc == 0 && page.events.size() < max && scanned < max_scan_per_read;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT), ++scanned) {
+      auto pos = get_be64(static_cast<const unsigned char*>(k.mv_data));
+      auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+      if (!rec)
+        return tl::unexpected(rec.error());
+      page.next_position = pos + 1;
+      auto matches = [](const std::vector<std::string>& allowed, std::string_view x) {
+        return allowed.empty() || std::find(allowed.begin(), allowed.end(), x) != allowed.end();
+      };
+      if (matches(filter.categories, category_of(rec->stream)) && matches(filter.types, rec->type))
+        to_event(*rec, pos, page.events.emplace_back());
+    }
+    return page;
+  });
+}
+
+result<std::uint64_t> lmdb_store::last_position() const {
+  return with_read([&](MDB_txn* txn) -> result<std::uint64_t> {
+    cursor_guard cur;
+    if (int rc = cur.open(txn, log_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND)
+      return std::uint64_t{0};
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read last position"));
+    return get_be64(static_cast<const unsigned char*>(k.mv_data));
+  });
+}
+
+result<std::vector<stream_info>> lmdb_store::list_streams(std::string_view prefix,
+                                                          std::size_t max) const {
+  return with_read([&](MDB_txn* txn) -> result<std::vector<stream_info>> {
+    std::vector<stream_info> out;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, names_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k = val_of(prefix), v;
+    int rc = prefix.empty() ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST)
+                            : mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && out.size() < max; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto name = view_of(k);
+      if (name.substr(0, prefix.size()) != prefix)
+        break;
+      auto head = read_head(txn, name);
+      if (!head)
+        return tl::unexpected(head.error());
+      out.push_back(stream_info{std::string{name}, *head ? (*head)->version : 0});
+    }
+    return out;
+  });
+}
+
+result<std::optional<snapshot>> lmdb_store::load_snapshot(std::string_view stream,
+                                                          std::uint64_t max_version) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return with_read([&](MDB_txn* txn) -> result<std::optional<snapshot>> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    if (!*head || max_version == 0)
+      return std::optional<snapshot>{};
+    auto no = (*head)->stream_no;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, snapshots_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    auto target = pair_key(no, max_version);
+    MDB_val k = val_of(target), v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    if (rc == 0 && view_of(k) != target)
+      rc = mdb_cursor_get(cur.get(), &k, &v, MDB_PREV);
+    else if (rc == MDB_NOTFOUND)
+      rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 16
+                                           || get_be64(static_cast<const unsigned char*>(
+                                                k.mv_data))
+                                                != no)))
+      return std::optional<snapshot>{};
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read snapshot"));
+    auto key = view_of(k);
+    auto version = get_be64(reinterpret_cast<const unsigned char*>(key.data()) + 8);
+    auto what = "snapshot of " + std::string{stream} + " at version " + std::to_string(version);
+    auto body = unseal(key, view_of(v), what);
+    if (!body) {
+      auto err = body.error();
+      err.context = std::string{stream} + " v" + std::to_string(version);
+      return tl::unexpected(err);
+    }
+    auto* p = reinterpret_cast<const unsigned char*>(body->data());
+    if (body->size() < 6 || body->size() < 6u + get_le<std::uint16_t>(p + 4))
+      return fail(errc::corrupted, what + " is truncated");
+    snapshot s;
+    s.stream = std::string{stream};
+    s.version = version;
+    s.schema_version = get_le<std::uint32_t>(p);
+    auto type_len = get_le<std::uint16_t>(p + 4);
+    s.state_type = std::string{body->substr(6, type_len)};
+    s.data = std::string{body->substr(6 + type_len)};
+    return std::optional<snapshot>{std::move(s)};
+  });
+}
+
+result<std::optional<std::uint64_t>> lmdb_store::load_checkpoint(std::string_view name) const {
+  if (name.empty() || name.size() > max_short_field)
+    return fail(errc::invalid_argument, "checkpoint names are 1-255 bytes", std::string{name});
+  return with_read([&](MDB_txn* txn) -> result<std::optional<std::uint64_t>> {
+    MDB_val k = val_of(name), v;
+    int rc = mdb_get(txn, checkpoints_, &k, &v);
+    if (rc == MDB_NOTFOUND)
+      return std::optional<std::uint64_t>{};
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read checkpoint"));
+    auto pos = decode_u64(name, view_of(v), "checkpoint " + std::string{name});
+    if (!pos)
+      return tl::unexpected(pos.error());
+    return std::optional<std::uint64_t>{*pos};
+  });
+}
+
+result<std::vector<checkpoint>> lmdb_store::list_checkpoints() const {
+  return with_read([&](MDB_txn* txn) -> result<std::vector<checkpoint>> {
+    std::vector<checkpoint> out;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, checkpoints_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto name = view_of(k);
+      auto pos = decode_u64(name, view_of(v), "checkpoint " + std::string{name});
+      if (!pos)
+        return tl::unexpected(pos.error());
+      out.push_back(checkpoint{std::string{name}, *pos});
+    }
+    return out;
+  });
+}
+
+result<std::vector<std::pair<std::string, std::uint32_t>>> lmdb_store::type_catalogue() const {
+  return with_read(
+    [&](MDB_txn* txn) -> result<std::vector<std::pair<std::string, std::uint32_t>>> {
+      std::vector<std::pair<std::string, std::uint32_t>> out;
+      cursor_guard cur;
+      if (int rc = cur.open(txn, types_); rc != 0)
+        return tl::unexpected(lmdb_error(rc, "cursor"));
+      MDB_val k, v;
+      for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+           rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+        auto key = view_of(k);
+        if (key.size() < 5 || !unseal(key, view_of(v), "type catalogue entry"))
+          return fail(errc::corrupted, "bad type catalogue entry", std::string{key});
+        auto* vb = reinterpret_cast<const unsigned char*>(key.data() + key.size() - 4);
+        out.emplace_back(std::string{key.substr(0, key.size() - 5)},
+                         std::uint32_t{vb[0]} << 24 | std::uint32_t{vb[1]} << 16
+                           | std::uint32_t{vb[2]} << 8 | vb[3]);
+      }
+      return out;
+    });
+}
+
+result<store_stats> lmdb_store::stats() const {
+  return with_read([&](MDB_txn* txn) -> result<store_stats> {
+    store_stats s;
+    MDB_stat st;
+    auto entries = [&](MDB_dbi dbi) -> std::uint64_t {
+      return mdb_stat(txn, dbi, &st) == 0 ? st.ms_entries : 0;
+    };
+    s.events = entries(log_);
+    s.streams = entries(names_);
+    s.snapshots = entries(snapshots_);
+    s.checkpoints = entries(checkpoints_);
+    MDB_envinfo info;
+    mdb_env_info(env_, &info);
+    MDB_stat env_stat;
+    mdb_env_stat(env_, &env_stat);
+    s.map_size = info.me_mapsize;
+    s.map_used = (info.me_last_pgno + 1) * env_stat.ms_psize;
+    s.format_version = current_version;
+    return s;
+  });
+}
+
+} // namespace
+
+result<std::unique_ptr<event_store>> open_store(const std::string& dir,
+                                                const store_options& options) {
+  try {
+    return lmdb_store::open(dir, options);
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string{"open failed: "} + e.what(), dir);
+  }
+}
+
+} // namespace cairn::persistence
