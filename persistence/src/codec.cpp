@@ -4,8 +4,9 @@ namespace cairn::persistence {
 
 result<void> event_registry::add_type(std::string name, std::uint32_t version,
                                       std::type_index t) {
-  if (name.empty() || name.size() > 255)
-    return fail(errc::invalid_argument, "event type names are 1-255 bytes", name);
+  if (!is_valid_type_name(name))
+    return fail(errc::invalid_argument,
+                "event type names are 1-255 printable bytes without spaces", name);
   if (by_name_.count(name) != 0)
     return fail(errc::invalid_argument, "event type name registered twice", name);
   if (auto it = by_type_.find(t); it != by_type_.end())

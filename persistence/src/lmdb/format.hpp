@@ -22,7 +22,15 @@ inline constexpr std::uint32_t current_version = 1;
 inline constexpr std::size_t record_header_size = 68;
 
 /// Every Nth version of a stream gets an entry in the sparse stream index.
-inline constexpr std::uint64_t index_interval = 32;
+inline constexpr std::uint64_t index_interval = 128;
+
+/// Stream heads are stored in buckets of this many fixed-size slots, so a
+/// commit touching thousands of streams dirties few pages.
+inline constexpr std::uint64_t heads_per_bucket = 128;
+/// One head slot: the position of the stream's last event (u64 LE; 0 = no
+/// stream). Its version is in that record, verified by its checksum.
+inline constexpr std::size_t head_slot_size = 8;
+inline constexpr std::size_t head_bucket_size = heads_per_bucket * head_slot_size;
 
 // -- fixed-width integers ------------------------------------------------------
 // Keys are big-endian so byte order equals numeric order; values little-endian.

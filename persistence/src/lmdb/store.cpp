@@ -111,18 +111,28 @@ struct head_state {
   std::uint64_t stream_no = 0;
   std::uint64_t version = 0;
   std::uint64_t last_position = 0;
-  std::uint64_t epoch = 0;
+  bool dirty = false; ///< Staged only: this transaction appended to the stream.
 };
 
-// heads value body: version, last position, owner epoch (u64 LE each)
-std::string encode_head(const head_state& h) {
-  std::string body(24, '\0');
-  auto* p = reinterpret_cast<unsigned char*>(body.data());
-  put_le(p, h.version);
-  put_le(p + 8, h.last_position);
-  put_le(p + 16, h.epoch);
-  return body;
+std::uint64_t bucket_of(std::uint64_t stream_no) { return stream_no / heads_per_bucket; }
+std::size_t slot_of(std::uint64_t stream_no) {
+  return static_cast<std::size_t>(stream_no % heads_per_bucket) * head_slot_size;
 }
+
+/// Small, fast generator for event ids; seeded from std::random_device.
+class splitmix64 {
+public:
+  void seed(std::uint64_t s) { state_ = s; }
+  std::uint64_t operator()() {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+
+private:
+  std::uint64_t state_ = 0;
+};
 
 // commands value body: first/last version, first/last position (u64 LE each)
 std::string encode_outcome(const append_result& r) {
@@ -157,12 +167,6 @@ std::int64_t now_ns() {
     .count();
 }
 
-bool valid_type_name(std::string_view t) {
-  if (t.empty() || t.size() > max_short_field)
-    return false;
-  return std::all_of(t.begin(), t.end(), [](char c) { return c > ' ' && c < 127; });
-}
-
 /// Checks what can be checked without the store's state.
 result<void> validate_request(const append_request& req, const store_options& opts) {
   if (auto ok = validate_stream_name(req.stream); !ok)
@@ -175,7 +179,7 @@ result<void> validate_request(const append_request& req, const store_options& op
   for (std::size_t i = 0; i < req.events.size(); ++i) {
     const auto& ev = req.events[i];
     auto ctx = req.stream + " event " + std::to_string(i);
-    if (!valid_type_name(ev.type))
+    if (!is_valid_type_name(ev.type))
       return fail(errc::invalid_argument,
                   "event type names are 1-255 printable bytes without spaces", ctx);
     if (ev.schema_version == 0)
@@ -238,6 +242,9 @@ public:
 
   result<std::vector<recorded_event>> read_stream(std::string_view stream, std::uint64_t from,
                                                   std::size_t max) const override;
+  result<std::uint64_t> visit_stream(
+    std::string_view stream, std::uint64_t from, std::size_t max,
+    const std::function<bool(const event_view&)>& visit) const override;
   result<std::vector<recorded_event>> read_stream_backward(std::string_view stream,
                                                            std::uint64_t from,
                                                            std::size_t max) const override;
@@ -293,6 +300,8 @@ private:
   int stage_append(MDB_txn* txn, const append_request& req, staging& st, std::int64_t now,
                    result<append_result>& out);
   int stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err);
+  /// Writes the staged heads, one read-modify-write per bucket touched.
+  int write_heads(MDB_txn* txn, const staging& st, error& err);
   /// The writer's view of a stream head: staged, cached or stored.
   int writer_head(MDB_txn* txn, std::string_view stream, staging& st, head_state*& out,
                   error& err);
@@ -325,7 +334,8 @@ private:
   std::uint64_t next_stream_no_ = 1;
   std::unordered_map<std::string, head_state> head_cache_;
   std::set<std::pair<std::string, std::uint32_t>> known_types_;
-  std::mt19937_64 rng_;
+  splitmix64 rng_;
+  std::string key_scratch_; // head cache lookups without an allocation
 };
 
 // -- open ------------------------------------------------------------------------
@@ -477,8 +487,21 @@ result<void> lmdb_store::init(bool create) {
     MDB_val k, v;
     if (int rc = cur.open(raw, heads_); rc != 0)
       return tl::unexpected(lmdb_error(rc, "cursor"));
-    if (mdb_cursor_get(cur.get(), &k, &v, MDB_LAST) == 0)
-      next_stream_no_ = get_be64(static_cast<const unsigned char*>(k.mv_data)) + 1;
+    if (mdb_cursor_get(cur.get(), &k, &v, MDB_LAST) == 0) {
+      auto key = view_of(k);
+      auto bucket = unseal(key, view_of(v), "the last heads bucket");
+      if (!bucket)
+        return tl::unexpected(bucket.error());
+      if (key.size() != 8 || bucket->size() != head_bucket_size)
+        return fail(errc::corrupted, "the last heads bucket has the wrong size", dir_);
+      // Every stored stream has version >= 1, so the highest used slot ends the numbering.
+      auto base = get_be64(reinterpret_cast<const unsigned char*>(key.data())) * heads_per_bucket;
+      for (std::uint64_t i = 0; i < heads_per_bucket; ++i)
+        if (get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(bucket->data())
+                                  + i * head_slot_size)
+            != 0)
+          next_stream_no_ = base + i + 1;
+    }
   }
   {
     cursor_guard cur;
@@ -488,8 +511,9 @@ result<void> lmdb_store::init(bool create) {
     for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
       auto key = view_of(k);
-      if (key.size() < 5)
-        return fail(errc::corrupted, "bad type catalogue key", dir_);
+      if (key.size() < 5 || key[key.size() - 5] != '\0'
+          || !unseal(key, view_of(v), "type catalogue entry"))
+        return fail(errc::corrupted, "bad type catalogue entry", dir_);
       auto* vb = reinterpret_cast<const unsigned char*>(key.data() + key.size() - 4);
       std::uint32_t ver = std::uint32_t{vb[0]} << 24 | std::uint32_t{vb[1]} << 16
                           | std::uint32_t{vb[2]} << 8 | vb[3];
@@ -538,15 +562,27 @@ lmdb_store::write(span<append_request> reqs, span<checkpoint> cps, span<snapshot
   for (const auto& s : snaps) {
     if (auto ok = validate_stream_name(s.stream); !ok)
       return tl::unexpected(ok.error());
-    if (s.version == 0 || s.state_type.empty() || s.state_type.size() > max_short_field)
+    if (s.version == 0 || s.schema_version == 0 || !is_valid_type_name(s.state_type))
       return fail(errc::invalid_argument,
-                  "a snapshot needs a version >= 1 and a state type of 1-255 bytes", s.stream);
+                  "a snapshot needs a version >= 1, a schema version >= 1 and a state type of "
+                  "1-255 printable bytes without spaces",
+                  s.stream);
+    if (s.data.size() > opts_.max_snapshot_size)
+      return fail(errc::invalid_argument,
+                  "snapshot of " + std::to_string(s.data.size())
+                    + " bytes exceeds max_snapshot_size " + std::to_string(opts_.max_snapshot_size),
+                  s.stream);
   }
   std::vector<result<append_result>> out;
   for (;;) {
     out.assign(reqs.size, result<append_result>{});
     error err;
-    int rc = try_write(reqs, cps, snaps, out, err);
+    int rc = 0;
+    try {
+      rc = try_write(reqs, cps, snaps, out, err);
+    } catch (const std::exception& e) { // bad_alloc; the txn was aborted
+      return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
+    }
     if (rc == 0)
       return out;
     if (rc != MDB_MAP_FULL)
@@ -588,13 +624,13 @@ int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<
       err = lmdb_error(rc, what);
     return rc;
   };
-  for (const auto& [name, head] : st.heads) {
-    auto key = be64_key(head.stream_no);
-    if (int rc = put(heads_, key, seal(key, encode_head(head)), "write head"); rc != 0)
-      return rc;
-  }
+  if (int rc = write_heads(raw, st, err); rc != 0)
+    return rc;
   for (auto name : st.new_streams) {
-    auto no = u64_body(st.heads[name].stream_no);
+    const auto& head = st.heads[name];
+    if (!head.dirty)
+      continue; // staged by a request that wrote nothing: the number stays unused
+    auto no = u64_body(head.stream_no);
     if (int rc = put(names_, name, seal(name, no), "write stream name"); rc != 0)
       return rc;
   }
@@ -617,9 +653,60 @@ int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<
   next_stream_no_ = st.next_stream_no;
   if (head_cache_.size() + st.heads.size() > head_cache_limit)
     head_cache_.clear();
-  for (const auto& [name, head] : st.heads)
-    head_cache_.insert_or_assign(std::string{name}, head);
+  for (const auto& [name, head] : st.heads) {
+    if (!head.dirty)
+      continue;
+    auto& cached = head_cache_[std::string{name}];
+    cached = head;
+    cached.dirty = false;
+  }
   known_types_.insert(st.new_types.begin(), st.new_types.end());
+  return 0;
+}
+
+int lmdb_store::write_heads(MDB_txn* txn, const staging& st, error& err) {
+  std::vector<const head_state*> touched;
+  touched.reserve(st.heads.size());
+  for (const auto& entry : st.heads)
+    if (entry.second.dirty)
+      touched.push_back(&entry.second);
+  std::sort(touched.begin(), touched.end(), [](const head_state* a, const head_state* b) {
+    return a->stream_no < b->stream_no;
+  });
+  std::string body(head_bucket_size, '\0');
+  for (std::size_t i = 0; i < touched.size();) {
+    auto bucket = bucket_of(touched[i]->stream_no);
+    auto key = be64_key(bucket);
+    MDB_val k = val_of(key), v;
+    int rc = mdb_get(txn, heads_, &k, &v);
+    if (rc == 0) {
+      auto stored = unseal(key, view_of(v), "heads bucket " + std::to_string(bucket));
+      if (!stored || stored->size() != head_bucket_size) {
+        err = stored ? error{errc::corrupted, "heads bucket has the wrong size",
+                             "bucket " + std::to_string(bucket)}
+                     : stored.error();
+        return MDB_CORRUPTED;
+      }
+      body.assign(stored->data(), stored->size());
+    } else if (rc == MDB_NOTFOUND) {
+      body.assign(head_bucket_size, '\0');
+    } else {
+      err = lmdb_error(rc, "read heads bucket");
+      return rc;
+    }
+    for (; i < touched.size() && bucket_of(touched[i]->stream_no) == bucket; ++i) {
+      put_le(reinterpret_cast<unsigned char*>(body.data()) + slot_of(touched[i]->stream_no),
+             touched[i]->last_position);
+    }
+    MDB_val out{seal_size + head_bucket_size, nullptr};
+    if (rc = mdb_put(txn, heads_, &k, &out, MDB_RESERVE); rc != 0) {
+      err = lmdb_error(rc, "write heads bucket");
+      return rc;
+    }
+    auto* dst = static_cast<unsigned char*>(out.mv_data);
+    std::memcpy(dst + seal_size, body.data(), body.size());
+    put_le(dst, seal_checksum(key, body));
+  }
   return 0;
 }
 
@@ -630,7 +717,8 @@ int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
     return 0;
   }
   head_state h;
-  if (auto it = head_cache_.find(std::string{stream}); it != head_cache_.end()) {
+  key_scratch_.assign(stream);
+  if (auto it = head_cache_.find(key_scratch_); it != head_cache_.end()) {
     h = it->second;
   } else {
     auto stored = read_head(txn, stream);
@@ -652,21 +740,11 @@ int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
 int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& st,
                              std::int64_t now, result<append_result>& out) {
   error err;
-  // A stream that fails the expected-version check must not stay staged as new.
-  bool known = st.heads.count(req.stream) != 0;
   head_state* head = nullptr;
   if (int rc = writer_head(txn, req.stream, st, head, err); rc != 0) {
     out = tl::unexpected(err);
     return rc;
   }
-  auto unstage_if_new = [&] {
-    if (!known && head->version == 0) {
-      st.new_streams.erase(req.stream);
-      st.heads.erase(req.stream);
-      if (head_cache_.count(req.stream) == 0)
-        --st.next_stream_no;
-    }
-  };
   std::string cmd_key;
   if (!req.meta.command_id.empty() && !req.events.empty()) {
     cmd_key = be64_key(head->stream_no) + req.meta.command_id;
@@ -697,11 +775,9 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
     }
   }
   if (!req.expected.admits(head->version)) {
-    auto actual = head->version;
-    unstage_if_new();
     out = fail(errc::conflict,
                "expected version " + req.expected.to_string() + ", actual "
-                 + std::to_string(actual),
+                 + std::to_string(head->version),
                req.stream);
     return 0;
   }
@@ -709,10 +785,10 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
   r.first_version = head->version + 1;
   r.last_version = head->version + req.events.size();
   if (req.events.empty()) {
-    unstage_if_new();
     out = r;
     return 0;
   }
+  head->dirty = true;
   r.first_position = st.position + 1;
   for (const auto& ev : req.events) {
     record_fields f;
@@ -767,19 +843,12 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
 
 int lmdb_store::stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err) {
   head_state* head = nullptr;
-  bool known = st.heads.count(snap.stream) != 0;
   if (int rc = writer_head(txn, snap.stream, st, head, err); rc != 0)
     return rc;
   if (snap.version > head->version) {
-    auto actual = head->version;
-    if (!known && actual == 0) {
-      st.new_streams.erase(snap.stream);
-      st.heads.erase(snap.stream);
-      --st.next_stream_no;
-    }
     err = error{errc::invalid_argument,
                 "snapshot version " + std::to_string(snap.version)
-                  + " is past the stream's version " + std::to_string(actual),
+                  + " is past the stream's version " + std::to_string(head->version),
                 snap.stream};
     return EINVAL;
   }
@@ -830,7 +899,9 @@ auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(null
   MDB_txn* raw = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
   if (rc == MDB_MAP_RESIZED) {
-    // Another process grew the map: adopt its size, then try again.
+    // Another process grew the map: adopt its size, then try again. Only a
+    // read-only process gets here (the writer's flock excludes a second
+    // writer), so no write transaction of ours can be open meanwhile.
     lock.unlock();
     {
       std::unique_lock grow{remap_};
@@ -842,7 +913,11 @@ auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(null
   if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "begin read"));
   txn_guard txn{raw};
-  return f(raw);
+  try {
+    return f(raw);
+  } catch (const std::exception& e) { // bad_alloc, or a caller's visitor
+    return fail(errc::internal, std::string{"read failed: "} + e.what(), dir_);
+  }
 }
 
 result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
@@ -856,21 +931,42 @@ result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
   auto no = decode_u64(stream, view_of(v), "stream name entry of " + std::string{stream});
   if (!no)
     return tl::unexpected(no.error());
-  auto key = be64_key(*no);
+  auto key = be64_key(bucket_of(*no));
   MDB_val hk = val_of(key), hv;
   rc = mdb_get(txn, heads_, &hk, &hv);
+  if (rc == MDB_NOTFOUND)
+    return fail(errc::corrupted, "stream has a name but no head", std::string{stream});
   if (rc != 0)
-    return fail(rc == MDB_NOTFOUND ? errc::corrupted : errc::internal,
-                "stream has a name but no head", std::string{stream});
-  auto body = unseal(key, view_of(hv), "head of " + std::string{stream});
+    return tl::unexpected(lmdb_error(rc, "read the head of " + std::string{stream}));
+  auto body = unseal(key, view_of(hv), "heads bucket of " + std::string{stream});
   if (!body)
     return tl::unexpected(body.error());
-  if (body->size() != 24)
-    return fail(errc::corrupted, "head has the wrong size", std::string{stream});
-  auto* p = reinterpret_cast<const unsigned char*>(body->data());
-  return std::optional<head_state>{
-    head_state{*no, get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
-               get_le<std::uint64_t>(p + 16)}};
+  if (body->size() != head_bucket_size)
+    return fail(errc::corrupted, "heads bucket has the wrong size", std::string{stream});
+  head_state h{*no, 0, get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data())
+                                             + slot_of(*no))};
+  if (h.last_position == 0)
+    return fail(errc::corrupted, "stream has a name but an empty head", std::string{stream});
+  // The version lives in the last record; its checksum and name vouch for the head.
+  unsigned char kb[8];
+  put_be64(kb, h.last_position);
+  MDB_val lk{8, kb}, lv;
+  if (int lrc = mdb_get(txn, log_, &lk, &lv); lrc == MDB_NOTFOUND)
+    return fail(errc::corrupted, "head points at a missing log record",
+                "position " + std::to_string(h.last_position));
+  else if (lrc != 0)
+    return tl::unexpected(lmdb_error(lrc, "read the last record of " + std::string{stream}));
+  auto rec = decode_record(static_cast<const unsigned char*>(lv.mv_data), lv.mv_size,
+                           h.last_position);
+  if (!rec)
+    return tl::unexpected(rec.error());
+  if (rec->stream != stream)
+    return fail(errc::corrupted,
+                "head of " + std::string{stream} + " points at an event of "
+                  + std::string{rec->stream},
+                "position " + std::to_string(h.last_position));
+  h.version = rec->version;
+  return std::optional<head_state>{h};
 }
 
 template <class F>
@@ -898,15 +994,21 @@ result<void> lmdb_store::walk(MDB_txn* txn, std::string_view stream, const head_
   if (int rc = cur.open(txn, log_); rc != 0)
     return tl::unexpected(lmdb_error(rc, "cursor"));
   unsigned char kb[8];
+  std::uint64_t at = 0; // where the cursor stands
   for (; version >= bottom && version > 0; --version) {
     if (pos == 0)
       return fail(errc::corrupted, "back-pointer chain ends at version " + std::to_string(version),
                   std::string{stream});
     put_be64(kb, pos);
     MDB_val k{8, kb}, v;
-    // MDB_SET on an initialised cursor searches the current page first, so a
-    // chain through neighbouring positions costs no tree descent.
-    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET);
+    // A stream written alone is contiguous in the log: step the cursor back.
+    // Otherwise MDB_SET, which on an initialised cursor searches the current
+    // page first, so neighbouring positions cost no tree descent.
+    int rc = at == pos + 1 ? mdb_cursor_get(cur.get(), &k, &v, MDB_PREV)
+                           : mdb_cursor_get(cur.get(), &k, &v, MDB_SET);
+    if (rc == 0 && (k.mv_size != 8 || get_be64(static_cast<const unsigned char*>(k.mv_data)) != pos))
+      rc = MDB_NOTFOUND;
+    at = pos;
     if (rc != 0)
       return fail(errc::corrupted, "log record missing", "position " + std::to_string(pos));
     auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
@@ -949,6 +1051,51 @@ result<std::vector<recorded_event>> lmdb_store::read_stream(std::string_view str
     if (!ok)
       return tl::unexpected(ok.error());
     return out;
+  });
+}
+
+result<std::uint64_t>
+lmdb_store::visit_stream(std::string_view stream, std::uint64_t from, std::size_t max,
+                         const std::function<bool(const event_view&)>& visit) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return with_read([&](MDB_txn* txn) -> result<std::uint64_t> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    from = std::max<std::uint64_t>(from, 1);
+    if (!*head || from > (*head)->version || max == 0)
+      return std::uint64_t{0};
+    auto to = (*head)->version - from + 1 <= max ? (*head)->version : from + max - 1;
+    // The chain runs backward; collect views (valid for this txn), then visit forward.
+    std::vector<event_view> views(static_cast<std::size_t>(to - from + 1));
+    auto slot = views.size();
+    auto ok = walk(txn, stream, **head, to, to, from, [&](const record_view& r, std::uint64_t p) {
+      auto& v = views[--slot];
+      v.stream = r.stream;
+      v.version = r.version;
+      v.position = p;
+      v.id = r.id;
+      v.timestamp_ns = r.timestamp_ns;
+      v.type = r.type;
+      v.schema_version = r.schema_version;
+      v.correlation_id = r.correlation_id;
+      v.causation_id = r.causation_id;
+      v.command_id = r.command_id;
+      v.tenant = r.tenant;
+      v.user = r.user;
+      v.payload = r.payload;
+      return true;
+    });
+    if (!ok)
+      return tl::unexpected(ok.error());
+    std::uint64_t n = 0;
+    for (const auto& v : views) {
+      ++n;
+      if (!visit(v))
+        break;
+    }
+    return n;
   });
 }
 
@@ -1116,7 +1263,7 @@ result<std::optional<snapshot>> lmdb_store::load_snapshot(std::string_view strea
     }
     auto* p = reinterpret_cast<const unsigned char*>(body->data());
     if (body->size() < 6 || body->size() < 6u + get_le<std::uint16_t>(p + 4))
-      return fail(errc::corrupted, what + " is truncated");
+      return fail(errc::corrupted, what + " is truncated", std::string{stream});
     snapshot s;
     s.stream = std::string{stream};
     s.version = version;

@@ -85,6 +85,16 @@ struct is_variant<std::variant<Ts...>> : std::true_type {};
 
 } // namespace detail
 
+/// Event and state type names: 1-255 printable ASCII bytes without spaces.
+[[nodiscard]] inline bool is_valid_type_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 255)
+    return false;
+  for (char c : name)
+    if (c <= ' ' || c >= 127)
+      return false;
+  return true;
+}
+
 /// Encodes `value` with cereal's binary archive, appending to `out`.
 template <class T>
 void encode_payload(const T& value, std::string& out) {

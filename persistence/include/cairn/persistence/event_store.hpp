@@ -16,6 +16,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -61,7 +62,9 @@ public:
   /// Commits everything in `batch` in ONE transaction (one fsync). A request
   /// that fails its own checks (conflict, invalid input) fails alone, in its
   /// slot of the returned vector; the others are written. The outer error
-  /// means nothing at all was written (map full past the maximum, disk full).
+  /// means nothing at all was written: the map or the disk is full, the store
+  /// is read-only, a checkpoint or snapshot is invalid, or stored bytes are
+  /// corrupted.
   [[nodiscard]] virtual result<std::vector<result<append_result>>>
   append_batch(const write_batch& batch) = 0;
 
@@ -77,6 +80,14 @@ public:
   /// An unknown stream gives an empty vector.
   [[nodiscard]] virtual result<std::vector<recorded_event>>
   read_stream(std::string_view stream, std::uint64_t from_version, std::size_t max) const = 0;
+
+  /// Calls `visit` for the events of `stream` from `from_version`, oldest
+  /// first, at most `max`, without copying them (the fast path for replay).
+  /// Stops early when `visit` returns false. Returns how many were visited.
+  /// The read transaction stays open during the calls: keep `visit` short.
+  [[nodiscard]] virtual result<std::uint64_t>
+  visit_stream(std::string_view stream, std::uint64_t from_version, std::size_t max,
+               const std::function<bool(const event_view&)>& visit) const = 0;
 
   /// Events of `stream` from `from_version` down (`no_limit` = from the last), newest first.
   [[nodiscard]] virtual result<std::vector<recorded_event>>

@@ -27,6 +27,8 @@ struct store_options {
   cairn::persistence::durability durability = durability::sync;
   /// Largest event payload in bytes. Default: 1 MiB.
   std::size_t max_event_size = std::size_t{1} << 20;
+  /// Largest snapshot in bytes. Default: 64 MiB.
+  std::size_t max_snapshot_size = std::size_t{64} << 20;
   /// Open for reading only (tools). Allowed while another process writes. Default: false.
   bool read_only = false;
   /// Decoders of the stored event types. When set, open fails if a stored

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace cairn::persistence {
@@ -115,6 +116,20 @@ struct recorded_event {
   std::uint32_t schema_version = 0;
   metadata meta;
   std::string payload;
+};
+
+/// A stored event seen in place, without copies: the views point into the
+/// store's memory map and are valid only during the callback that receives it.
+struct event_view {
+  std::string_view stream;
+  std::uint64_t version = 0;
+  std::uint64_t position = 0;
+  const std::uint8_t* id = nullptr; ///< 16 bytes.
+  std::int64_t timestamp_ns = 0;
+  std::string_view type;
+  std::uint32_t schema_version = 0;
+  std::string_view correlation_id, causation_id, command_id, tenant, user;
+  std::string_view payload;
 };
 
 /// A stored snapshot of one stream's state at `version`.

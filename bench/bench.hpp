@@ -1,0 +1,53 @@
+#pragma once
+
+// Shared plumbing of the cairn-bench subcommands.
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+namespace cairn::bench {
+
+using clock = std::chrono::steady_clock;
+
+inline double seconds_since(clock::time_point t0) {
+  return std::chrono::duration<double>(clock::now() - t0).count();
+}
+
+/// The q-quantile (0..1) of `v`; sorts it.
+inline double quantile(std::vector<double>& v, double q) {
+  if (v.empty())
+    return 0;
+  std::sort(v.begin(), v.end());
+  auto i = static_cast<std::size_t>(q * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+/// Command-line options shared by subcommands: --name value or --flag.
+struct args {
+  std::vector<std::string> items;
+
+  [[nodiscard]] bool flag(const std::string& name) const {
+    return std::find(items.begin(), items.end(), name) != items.end();
+  }
+  [[nodiscard]] std::string get(const std::string& name, const std::string& fallback) const {
+    for (std::size_t i = 0; i + 1 < items.size(); ++i)
+      if (items[i] == name)
+        return items[i + 1];
+    return fallback;
+  }
+  [[nodiscard]] double number(const std::string& name, double fallback) const {
+    auto s = get(name, "");
+    return s.empty() ? fallback : std::stod(s);
+  }
+};
+
+/// A fresh scratch directory under --dir (default $TMPDIR or /tmp), removed at exit.
+std::string scratch_dir(const args& a, const std::string& tag);
+void remove_dir(const std::string& dir);
+
+int store_main(const args& a);
+
+} // namespace cairn::bench
