@@ -145,6 +145,18 @@ std::string encode_outcome(const append_result& r) {
   return body;
 }
 
+result<append_result> decode_outcome(std::string_view key, std::string_view value,
+                                     const std::string& stream) {
+  auto body = unseal(key, value, "command record of " + stream);
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 32)
+    return fail(errc::corrupted, "command record has the wrong size", stream);
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  return append_result{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
+                       get_le<std::uint64_t>(p + 16), get_le<std::uint64_t>(p + 24), true};
+}
+
 std::string u64_body(std::uint64_t v) {
   std::string body(8, '\0');
   put_le(reinterpret_cast<unsigned char*>(body.data()), v);
@@ -253,6 +265,8 @@ public:
   result<std::uint64_t> stream_version(std::string_view stream) const override;
   result<log_page> read_all(std::uint64_t from, std::size_t max,
                             const read_filter& filter) const override;
+  result<std::optional<append_result>> find_command(std::string_view stream,
+                                                    std::string_view command_id) const override;
   result<std::uint64_t> last_position() const override;
   result<std::vector<stream_info>> list_streams(std::string_view prefix,
                                                 std::size_t max) const override;
@@ -756,16 +770,7 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
       MDB_val k = val_of(cmd_key), v;
       int rc = mdb_get(txn, commands_, &k, &v);
       if (rc == 0) {
-        auto body = unseal(cmd_key, view_of(v), "command record of " + req.stream);
-        if (!body || body->size() != 32) {
-          out = body ? fail(errc::corrupted, "command record has the wrong size", req.stream)
-                     : tl::unexpected(body.error());
-          return 0;
-        }
-        auto* p = reinterpret_cast<const unsigned char*>(body->data());
-        append_result r{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
-                        get_le<std::uint64_t>(p + 16), get_le<std::uint64_t>(p + 24), true};
-        out = r;
+        out = decode_outcome(cmd_key, view_of(v), req.stream);
         return 0;
       }
       if (rc != MDB_NOTFOUND) {
@@ -1183,6 +1188,33 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
         to_event(*rec, pos, page.events.emplace_back());
     }
     return page;
+  });
+}
+
+result<std::optional<append_result>>
+lmdb_store::find_command(std::string_view stream, std::string_view command_id) const {
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  if (command_id.empty() || command_id.size() > max_short_field)
+    return fail(errc::invalid_argument, "command ids are 1-255 bytes", std::string{stream});
+  return with_read([&](MDB_txn* txn) -> result<std::optional<append_result>> {
+    auto head = read_head(txn, stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    if (!*head)
+      return std::optional<append_result>{};
+    auto key = be64_key((*head)->stream_no);
+    key.append(command_id);
+    MDB_val k = val_of(key), v;
+    int rc = mdb_get(txn, commands_, &k, &v);
+    if (rc == MDB_NOTFOUND)
+      return std::optional<append_result>{};
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read command record"));
+    auto r = decode_outcome(key, view_of(v), std::string{stream});
+    if (!r)
+      return tl::unexpected(r.error());
+    return std::optional<append_result>{*r};
   });
 }
 

@@ -112,6 +112,11 @@ public:
   [[nodiscard]] virtual result<log_page>
   read_all(std::uint64_t from_position, std::size_t max, const read_filter& filter = {}) const = 0;
 
+  /// The result of the append that recorded `command_id` on `stream`, marked
+  /// `duplicate`; nullopt when that command id was never appended there.
+  [[nodiscard]] virtual result<std::optional<append_result>>
+  find_command(std::string_view stream, std::string_view command_id) const = 0;
+
   /// Position of the newest event; 0 for an empty store.
   [[nodiscard]] virtual result<std::uint64_t> last_position() const = 0;
 

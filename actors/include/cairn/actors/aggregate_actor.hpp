@@ -1,0 +1,443 @@
+#pragma once
+
+/// aggregate_actor<A>: one live aggregate. It recovers its state from the
+/// latest usable snapshot plus the trailing events, then handles commands in
+/// mailbox order: decide against the pending state, append through the
+/// journal, reply once the append is durable, evolve the confirmed state.
+///
+/// Pipelining: commands that arrive while appends are in flight are decided
+/// against the pending state (which includes those appends) and sent at once;
+/// each append expects the exact version the previous one ends at, so if one
+/// fails every later one fails too. The replies keep command order.
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <cereal/types/variant.hpp>
+
+#include "cairn/actors/messages.hpp"
+#include "cairn/model/aggregate.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_store.hpp"
+
+namespace cairn::actors {
+
+/// What every aggregate actor of one runtime shares; read-only once running.
+struct aggregate_env {
+  persistence::event_store* store = nullptr;
+  const persistence::event_registry* registry = nullptr;
+  caf::actor journal;
+  caf::actor registry_actor;
+  std::uint64_t snapshot_interval = 50; ///< Events between snapshots; 0 = never.
+  std::size_t max_waiting = 4096;       ///< Commands in flight before `overloaded`.
+};
+
+/// Name under which A's state is snapshotted.
+template <class A>
+std::string state_type_name() {
+  return std::string{A::category} + ".state";
+}
+
+namespace detail {
+
+inline std::int64_t steady_now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::steady_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Rebuilds A's state of `stream` from the store: the latest snapshot when it
+/// is usable (checksum, state type, schema version), else full replay.
+/// `replayed` counts the events applied after the snapshot.
+template <class A>
+result<std::pair<typename A::state, std::uint64_t>>
+recover(const aggregate_env& env, const std::string& stream, std::uint64_t& replayed) {
+  using state_t = typename A::state;
+  state_t state = A::initial();
+  std::uint64_t version = 0;
+  auto snap = env.store->load_snapshot(stream);
+  if (snap && *snap && (*snap)->state_type == state_type_name<A>()
+      && (*snap)->schema_version == persistence::detail::schema_version_of<state_t>()) {
+    if (auto decoded = persistence::decode_payload<state_t>((*snap)->data)) {
+      state = std::move(*decoded);
+      version = (*snap)->version;
+    }
+  } else if (!snap && snap.error().code != errc::corrupted) {
+    return tl::unexpected(snap.error()); // unreadable store, not a bad snapshot
+  }
+  replayed = 0;
+  constexpr std::size_t page = 4096;
+  for (;;) {
+    std::optional<cairn::error> failure;
+    auto visited = env.store->visit_stream(
+      stream, version + 1, page, [&](const persistence::event_view& ev) {
+        auto event = env.registry->decode<typename A::event>(ev.type, ev.schema_version,
+                                                             ev.payload);
+        if (!event) {
+          failure = event.error();
+          failure->context = stream + " v" + std::to_string(ev.version);
+          return false;
+        }
+        state = A::evolve(std::move(state), *event);
+        version = ev.version;
+        return true;
+      });
+    if (!visited)
+      return tl::unexpected(visited.error());
+    if (failure)
+      return tl::unexpected(*failure);
+    replayed += *visited;
+    if (*visited < page)
+      break;
+  }
+  return std::make_pair(std::move(state), version);
+}
+
+} // namespace detail
+
+template <class A>
+struct aggregate_state {
+  struct entry {
+    caf::response_promise promise;
+    bool appended = false; ///< Waits for the journal; else completes in order.
+    reply_msg reply;       ///< Prepared answer (events, rejection, duplicate …).
+    std::vector<typename A::event> events;
+    std::string command_id;
+    std::string duplicate_of; ///< An in-flight command id this one repeats.
+    bool query = false;
+  };
+
+  std::shared_ptr<const aggregate_env> env;
+  std::string id;
+  std::string stream;
+  typename A::state confirmed = A::initial();
+  typename A::state pending = A::initial();
+  std::uint64_t confirmed_version = 0;
+  std::uint64_t pending_version = 0;
+  std::uint64_t snapshot_version = 0;
+  std::deque<entry> in_flight;
+  std::optional<cairn::error> failure; ///< First failed append; later ones fail with it.
+  std::deque<std::pair<command_msg, caf::response_promise>> held; ///< During a reload.
+  std::unordered_map<std::string, reply_msg> recent; ///< Completed command ids, for in-flight repeats.
+  bool stopping = false;
+  static inline const char* name = "cairn.aggregate";
+};
+
+template <class A>
+using aggregate_actor_t = caf::stateful_actor<aggregate_state<A>>;
+
+namespace detail {
+
+template <class A>
+void send_snapshot_if_due(aggregate_actor_t<A>* self, bool force = false) {
+  auto& st = self->state;
+  auto interval = st.env->snapshot_interval;
+  if (interval == 0 || st.confirmed_version == 0 || st.confirmed_version == st.snapshot_version)
+    return;
+  if (!force && st.confirmed_version - st.snapshot_version < interval)
+    return;
+  journal_snapshot snap;
+  snap.value.stream = st.stream;
+  snap.value.version = st.confirmed_version;
+  snap.value.state_type = state_type_name<A>();
+  snap.value.schema_version = persistence::detail::schema_version_of<typename A::state>();
+  persistence::encode_payload(st.confirmed, snap.value.data);
+  self->send(st.env->journal, snapshot_atom::value, std::move(snap));
+  st.snapshot_version = st.confirmed_version;
+}
+
+template <class A>
+result<void> reload(aggregate_actor_t<A>* self) {
+  auto& st = self->state;
+  std::uint64_t replayed = 0;
+  auto recovered = recover<A>(*st.env, st.stream, replayed);
+  if (!recovered)
+    return tl::unexpected(recovered.error());
+  st.confirmed = std::move(recovered->first);
+  st.confirmed_version = recovered->second;
+  st.pending = st.confirmed;
+  st.pending_version = st.confirmed_version;
+  if (st.snapshot_version == 0)
+    st.snapshot_version = st.confirmed_version - std::min(st.confirmed_version, replayed);
+  if (replayed > st.env->snapshot_interval)
+    send_snapshot_if_due(self, true);
+  return {};
+}
+
+template <class A>
+void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise promise);
+
+/// Completes the replies at the front that no longer wait for the journal.
+template <class A>
+void drain(aggregate_actor_t<A>* self) {
+  auto& st = self->state;
+  while (!st.in_flight.empty() && !st.in_flight.front().appended) {
+    auto& e = st.in_flight.front();
+    if (st.failure && !e.query) {
+      e.promise.deliver(error_reply(*st.failure));
+    } else if (!e.duplicate_of.empty()) {
+      auto it = st.recent.find(e.duplicate_of);
+      if (it != st.recent.end()) {
+        auto reply = it->second;
+        reply.duplicate = true;
+        e.promise.deliver(std::move(reply));
+      } else {
+        e.promise.deliver(
+          error_reply({errc::unavailable, "the original command failed; retry", st.stream}));
+      }
+    } else {
+      if (e.query) {
+        e.reply.last_version = st.confirmed_version;
+        persistence::encode_payload(st.confirmed, e.reply.state);
+      }
+      e.promise.deliver(std::move(e.reply));
+    }
+    st.in_flight.pop_front();
+  }
+  if (!st.in_flight.empty())
+    return;
+  if (st.failure) {
+    // Everything that depended on the failed append has been answered: start
+    // over from what the store holds, or stop when the store itself failed.
+    auto code = st.failure->code;
+    st.failure.reset();
+    st.recent.clear();
+    bool store_failed = code == errc::unavailable || code == errc::corrupted
+                        || code == errc::internal;
+    auto reloaded = store_failed ? result<void>{} : reload(self);
+    if (store_failed || !reloaded) {
+      auto err = reloaded ? cairn::error{code, "the store failed; the aggregate stopped",
+                                         st.stream}
+                          : reloaded.error();
+      for (auto& [msg, p] : st.held)
+        p.deliver(error_reply(err));
+      st.held.clear();
+      self->quit(caf::make_error(caf::sec::runtime_error, err.to_string()));
+      return;
+    }
+    auto held = std::move(st.held);
+    st.held.clear();
+    for (auto& [msg, p] : held)
+      handle(self, msg, std::move(p));
+    return;
+  }
+  if (st.recent.size() > 1024)
+    st.recent.clear();
+  if (st.stopping)
+    self->quit();
+}
+
+template <class A>
+void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> r) {
+  auto& st = self->state;
+  auto& e = st.in_flight.front(); // journal replies come back in request order
+  if (r && !st.failure) {
+    for (const auto& ev : e.events)
+      st.confirmed = A::evolve(std::move(st.confirmed), ev);
+    st.confirmed_version = r->last_version;
+    e.reply.first_version = r->first_version;
+    e.reply.last_version = r->last_version;
+    e.reply.first_position = r->first_position;
+    e.reply.last_position = r->last_position;
+    e.reply.duplicate = r->duplicate;
+    if (!e.command_id.empty())
+      st.recent.emplace(e.command_id, e.reply);
+    e.promise.deliver(std::move(e.reply));
+    send_snapshot_if_due(self);
+  } else if (!st.failure) {
+    // The first failure: this command gets the store's answer; the ones
+    // decided after it depended on it and fail as unavailable.
+    e.promise.deliver(error_reply(r.error()));
+    auto code = r.error().code;
+    st.failure = cairn::error{code == errc::unavailable || code == errc::corrupted
+                                  || code == errc::internal
+                                ? code
+                                : errc::unavailable,
+                              "an earlier command of this aggregate failed to append ("
+                                + r.error().to_string() + "); retry",
+                              st.stream};
+  } else {
+    e.promise.deliver(error_reply(*st.failure));
+  }
+  st.in_flight.pop_front();
+  drain(self);
+}
+
+/// Builds the reply of a command id the store already recorded.
+template <class A>
+result<reply_msg> stored_outcome(const aggregate_env& env, const std::string& stream,
+                                 const persistence::append_result& r) {
+  reply_msg reply;
+  reply.first_version = r.first_version;
+  reply.last_version = r.last_version;
+  reply.first_position = r.first_position;
+  reply.last_position = r.last_position;
+  reply.duplicate = true;
+  auto visited = env.store->visit_stream(
+    stream, r.first_version, static_cast<std::size_t>(r.last_version - r.first_version + 1),
+    [&](const persistence::event_view& ev) {
+      reply.types.emplace_back(ev.type);
+      reply.schema_versions.push_back(ev.schema_version);
+      reply.payloads.emplace_back(ev.payload);
+      return true;
+    });
+  if (!visited)
+    return tl::unexpected(visited.error());
+  return reply;
+}
+
+template <class A>
+void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise promise) {
+  auto& st = self->state;
+  if (st.failure) { // reloading once the in-flight appends are answered
+    st.held.emplace_back(std::move(m), std::move(promise));
+    return;
+  }
+  if (st.in_flight.size() >= st.env->max_waiting) {
+    promise.deliver(error_reply({errc::overloaded,
+                                 std::to_string(st.in_flight.size())
+                                   + " commands already wait for this aggregate",
+                                 st.stream}));
+    return;
+  }
+  if (m.deadline_ns != 0 && steady_now_ns() > m.deadline_ns) {
+    promise.deliver(error_reply({errc::unavailable, "deadline passed before the command ran",
+                                 st.stream}));
+    return;
+  }
+  typename aggregate_state<A>::entry e;
+  e.promise = std::move(promise);
+  if (m.query) {
+    e.query = true;
+    st.in_flight.push_back(std::move(e));
+    drain(self);
+    return;
+  }
+  if (!m.command_id.empty()) {
+    e.command_id = m.command_id;
+    bool repeats_in_flight = st.recent.count(m.command_id) != 0;
+    for (const auto& f : st.in_flight)
+      repeats_in_flight = repeats_in_flight || f.command_id == m.command_id;
+    if (repeats_in_flight) {
+      e.duplicate_of = m.command_id;
+      e.command_id.clear();
+      st.in_flight.push_back(std::move(e));
+      drain(self);
+      return;
+    }
+    auto found = st.env->store->find_command(st.stream, m.command_id);
+    if (!found || *found) {
+      auto reply = found ? stored_outcome<A>(*st.env, st.stream, **found)
+                         : result<reply_msg>{tl::unexpected(found.error())};
+      e.reply = reply ? std::move(*reply) : error_reply(reply.error());
+      st.in_flight.push_back(std::move(e));
+      drain(self);
+      return;
+    }
+  }
+  auto command = persistence::decode_payload<typename A::command>(m.payload);
+  if (!command) {
+    e.promise.deliver(error_reply({errc::invalid_argument,
+                                   "command does not decode: " + command.error().message,
+                                   st.stream}));
+    return;
+  }
+  decision<typename A::event> d;
+  try {
+    d = A::decide(st.pending, *command);
+  } catch (const std::exception& ex) {
+    e.promise.deliver(error_reply({errc::internal,
+                                   std::string{"decide threw: "} + ex.what(), st.stream}));
+    return;
+  } catch (...) {
+    e.promise.deliver(error_reply({errc::internal, "decide threw", st.stream}));
+    return;
+  }
+  if (!d) {
+    e.reply = error_reply({errc::rejected, d.error().reason, st.stream});
+    st.in_flight.push_back(std::move(e));
+    drain(self);
+    return;
+  }
+  if (d->empty()) {
+    e.reply.first_version = st.pending_version + 1;
+    e.reply.last_version = st.pending_version;
+    st.in_flight.push_back(std::move(e));
+    drain(self);
+    return;
+  }
+  journal_append a;
+  a.request.stream = st.stream;
+  a.request.expected = persistence::expected_version::exact(st.pending_version);
+  a.request.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id,
+                                         m.tenant, m.user};
+  for (const auto& ev : *d) {
+    auto data = st.env->registry->encode(ev);
+    if (!data) {
+      e.promise.deliver(error_reply(data.error()));
+      return;
+    }
+    e.reply.types.push_back(data->type);
+    e.reply.schema_versions.push_back(data->schema_version);
+    e.reply.payloads.push_back(data->payload);
+    a.request.events.push_back(std::move(*data));
+  }
+  for (const auto& ev : *d)
+    st.pending = A::evolve(std::move(st.pending), ev);
+  st.pending_version += d->size();
+  e.events = std::move(*d);
+  e.appended = true;
+  st.in_flight.push_back(std::move(e));
+  self->request(st.env->journal, caf::infinite, append_atom::value, std::move(a))
+    .then(
+      [self](journal_result& r) { on_appended<A>(self, std::move(r.value)); },
+      [self](caf::error& err) {
+        on_appended<A>(self, fail(errc::unavailable,
+                                  "journal unreachable: " + self->system().render(err)));
+      });
+}
+
+} // namespace detail
+
+/// The behavior of aggregate_actor<A> for aggregate `id`.
+template <class A>
+caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
+                              std::shared_ptr<const aggregate_env> env) {
+  auto& st = self->state;
+  st.env = std::move(env);
+  st.id = std::move(id);
+  st.stream = std::string{A::category} + "-" + st.id;
+  auto recovered = detail::reload(self);
+  self->send(st.env->registry_actor, activated_atom::value, st.stream,
+             static_cast<bool>(recovered));
+  if (!recovered) {
+    // Answer what already reached us with the reason; the registry stops us
+    // and retries with backoff on the next command.
+    auto err = recovered.error();
+    return {
+      [err](command_atom, command_msg&) { return error_reply(err); },
+      [self](stop_atom) { self->quit(); },
+    };
+  }
+  return {
+    [self](command_atom, command_msg& m) -> caf::result<reply_msg> {
+      auto promise = self->make_response_promise();
+      detail::handle<A>(self, m, promise);
+      return promise;
+    },
+    [self](stop_atom) {
+      self->state.stopping = true;
+      if (self->state.in_flight.empty())
+        self->quit();
+    },
+  };
+}
+
+} // namespace cairn::actors

@@ -1,0 +1,106 @@
+#pragma once
+
+/// The messages cairn's actors exchange. Commands and replies are plain
+/// inspectable structs with cereal payloads, so they can cross a network;
+/// journal traffic stays in-process and carries store types directly.
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
+#include <caf/meta/type_name.hpp>
+
+#include "cairn/model/error.hpp"
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::actors {
+
+// Atoms hold at most 10 characters.
+using command_atom = caf::atom_constant<caf::atom("cairn_cmd")>;
+using append_atom = caf::atom_constant<caf::atom("cairn_app")>;
+using snapshot_atom = caf::atom_constant<caf::atom("cairn_snap")>;
+using flush_atom = caf::atom_constant<caf::atom("cairn_fl")>;
+using stop_atom = caf::atom_constant<caf::atom("cairn_stop")>;
+using activated_atom = caf::atom_constant<caf::atom("cairn_act")>;
+using kind_atom = caf::atom_constant<caf::atom("cairn_kind")>;
+using sweep_atom = caf::atom_constant<caf::atom("cairn_swp")>;
+using retry_atom = caf::atom_constant<caf::atom("cairn_rtry")>;
+using submit_atom = caf::atom_constant<caf::atom("cairn_sub")>;
+using shutdown_atom = caf::atom_constant<caf::atom("cairn_down")>;
+using stats_atom = caf::atom_constant<caf::atom("cairn_stat")>;
+
+/// A command (or, with `query`, a read of the live state) for one aggregate.
+struct command_msg {
+  std::string category; ///< The aggregate type, e.g. "account".
+  std::string id;       ///< The aggregate id; the stream is "<category>-<id>".
+  std::string payload;  ///< cereal bytes of the aggregate's command variant.
+  std::string command_id, correlation_id, causation_id, tenant, user;
+  std::int64_t deadline_ns = 0; ///< steady_clock ns; 0 = none.
+  bool query = false;           ///< Read the confirmed state instead of deciding.
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
+  return f(caf::meta::type_name("cairn.command"), x.category, x.id, x.payload, x.command_id,
+           x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query);
+}
+
+/// The answer to a command_msg: an error (code != 0) or what was appended.
+struct reply_msg {
+  std::uint8_t code = 0; ///< 0 = ok, else a cairn::errc.
+  std::string message;
+  std::uint64_t first_version = 0;
+  std::uint64_t last_version = 0; ///< The aggregate's version after the command.
+  std::uint64_t first_position = 0;
+  std::uint64_t last_position = 0;
+  bool duplicate = false; ///< The command id was applied before: the original outcome.
+  std::vector<std::string> types; ///< The events, encoded.
+  std::vector<std::uint32_t> schema_versions;
+  std::vector<std::string> payloads;
+  std::string state; ///< For a query: cereal bytes of the state at last_version.
+
+  [[nodiscard]] bool ok() const { return code == 0; }
+  [[nodiscard]] cairn::error error() const {
+    return cairn::error{static_cast<errc>(code), message};
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
+  return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.first_version,
+           x.last_version, x.first_position, x.last_position, x.duplicate, x.types,
+           x.schema_versions, x.payloads, x.state);
+}
+
+/// A reply that carries only an error.
+[[nodiscard]] reply_msg error_reply(const cairn::error& e);
+
+/// One aggregate's append, for the journal (in-process only).
+struct journal_append {
+  persistence::append_request request;
+};
+
+/// The journal's answer to a journal_append.
+struct journal_result {
+  result<persistence::append_result> value;
+};
+
+/// A snapshot for the journal to write in a later batch (in-process only).
+struct journal_snapshot {
+  persistence::snapshot value;
+};
+
+/// A callback a bridge actor runs with the reply (in-process only).
+struct reply_callback {
+  std::function<void(reply_msg&&)> fn;
+};
+
+} // namespace cairn::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_append)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_result)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_snapshot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::reply_callback)

@@ -1,0 +1,51 @@
+#pragma once
+
+/// The registry: one per node. It routes each command to the live actor of
+/// its aggregate, activating it on demand (at most `max_activations` at
+/// once), passivates idle ones and the least recently used beyond
+/// `max_live`, and restarts failed ones with exponential backoff. Commands
+/// that arrive while their aggregate passivates or waits to activate are
+/// buffered and handed to the next incarnation: none is lost or answered twice.
+///
+///   (kind_atom, aggregate_kind)          registers an aggregate type
+///   (command_atom, command_msg)          -> reply_msg (from the aggregate)
+///   (stats_atom)                         -> registry_stats
+///   (shutdown_atom)                      -> true once every aggregate has stopped
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+
+namespace cairn::actors {
+
+/// How to spawn the actor of one aggregate type.
+struct aggregate_kind {
+  std::string category;
+  std::function<caf::actor(caf::actor_system&, const std::string& id)> spawn;
+};
+
+struct registry_options {
+  std::chrono::milliseconds idle_timeout{120000}; ///< Default: 120 s.
+  std::size_t max_live = 100000;                  ///< Default: 100 000.
+  std::size_t max_activations = 64;               ///< Default: 64.
+  std::size_t max_waiting = 4096;                 ///< Buffered commands per aggregate.
+};
+
+struct registry_stats {
+  std::uint64_t live = 0;
+  std::uint64_t activations = 0;
+  std::uint64_t passivations = 0;
+  std::uint64_t failures = 0;
+};
+
+[[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts);
+
+} // namespace cairn::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::aggregate_kind)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::registry_stats)

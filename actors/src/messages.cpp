@@ -1,0 +1,12 @@
+#include "cairn/actors/messages.hpp"
+
+namespace cairn::actors {
+
+reply_msg error_reply(const cairn::error& e) {
+  reply_msg r;
+  r.code = static_cast<std::uint8_t>(e.code);
+  r.message = e.context.empty() ? e.message : e.message + " [" + e.context + "]";
+  return r;
+}
+
+} // namespace cairn::actors

@@ -1,0 +1,53 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cairn/persistence/options.hpp"
+
+namespace cairn {
+
+/// Options of `runtime::start`. The defaults suit a service.
+struct runtime_options {
+  /// Where the event store lives. Default: "./cairn-data".
+  std::string data_dir = "./cairn-data";
+  /// Default: `sync` (nothing acknowledged is lost, even on power loss).
+  persistence::durability durability = persistence::durability::sync;
+  /// Actor worker threads; 0 means one per core. The journal has its own thread. Default: 0.
+  unsigned worker_threads = 0;
+  /// An aggregate with no command for this long is passivated. Default: 120 s.
+  std::chrono::milliseconds idle_timeout{120000};
+  /// Live aggregates at most; the least recently used is passivated first. Default: 100 000.
+  std::size_t max_live_aggregates = 100000;
+  /// Aggregates recovering at the same time at most. Default: 64.
+  std::size_t max_concurrent_activations = 64;
+  /// Commands waiting for one aggregate before it answers `overloaded`. Default: 4096.
+  std::size_t max_waiting_commands = 4096;
+  /// Events between snapshots of an aggregate; 0 = never. Default: 50
+  /// (per aggregate type through aggregate_options).
+  std::uint64_t snapshot_interval = 50;
+  /// Map sizes, event size limit … of the store; `durability` above wins.
+  persistence::store_options store;
+};
+
+/// Per aggregate type.
+struct aggregate_options {
+  /// Overrides runtime_options::snapshot_interval for this type.
+  std::optional<std::uint64_t> snapshot_interval;
+};
+
+/// Metadata and limits of one command.
+struct command_options {
+  std::string command_id;     ///< Makes the command idempotent per aggregate.
+  std::string correlation_id; ///< Stored with the events.
+  std::string causation_id;
+  std::string tenant;
+  std::string user;
+  /// Give up (`unavailable`) when no answer came within this; 0 = wait. Default: 0.
+  std::chrono::milliseconds timeout{0};
+};
+
+} // namespace cairn

@@ -1,0 +1,268 @@
+#pragma once
+
+/// cairn::runtime: aggregates as actors over the embedded event store.
+///
+///   auto rt = cairn::runtime::start({.data_dir = "./data"});   // result<unique_ptr<runtime>>
+///   (*rt)->register_aggregate<account>();
+///   auto done = (*rt)->send<account>("42", deposit{100}, {.command_id = "c-1"});
+///   cairn::result<cairn::outcome<account>> r = done.get();    // after the append is durable
+///   auto now = (*rt)->state<account>("42");                    // through the live actor
+///   auto then = (*rt)->state_at<account>("42", 3);             // replayed from the store
+///
+/// Register every aggregate type before the first command. Every call is
+/// thread-safe; nothing throws.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "cairn/actors/aggregate_actor.hpp"
+#include "cairn/actors/messages.hpp"
+#include "cairn/actors/registry.hpp"
+#include "cairn/model/aggregate.hpp"
+#include "cairn/model/error.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_store.hpp"
+#include "cairn/runtime/options.hpp"
+
+namespace cairn {
+
+/// What a command did, once it is durable.
+template <class A>
+struct outcome {
+  std::uint64_t version = 0;        ///< The aggregate's version after the command.
+  std::uint64_t first_position = 0; ///< Global positions of the events (consecutive);
+  std::uint64_t last_position = 0;  ///< both 0 when the command emitted none.
+  std::vector<typename A::event> events;
+  bool duplicate = false; ///< The command id was applied before: this is that outcome.
+
+  /// The global position of each event.
+  [[nodiscard]] std::vector<std::uint64_t> positions() const {
+    std::vector<std::uint64_t> out;
+    for (auto p = first_position; p != 0 && p <= last_position; ++p)
+      out.push_back(p);
+    return out;
+  }
+};
+
+namespace detail {
+
+template <class A, class = void>
+struct has_upcasters : std::false_type {};
+template <class A>
+struct has_upcasters<A, std::void_t<decltype(A::upcasters(
+                          std::declval<persistence::event_registry&>()))>> : std::true_type {};
+
+template <class T>
+result<void> add_event_type(persistence::event_registry& reg) {
+  static_assert(std::is_convertible_v<decltype(T::type_name), const char*>,
+                "every event struct needs static constexpr const char* type_name");
+  if (auto known = reg.name_of<T>(); known)
+    return {}; // shared by two aggregate types: registered once
+  return reg.add<T>(T::type_name);
+}
+
+template <class... Ts>
+result<void> add_event_types(persistence::event_registry& reg, std::variant<Ts...>*) {
+  result<void> out;
+  ((out = out ? add_event_type<Ts>(reg) : out), ...);
+  return out;
+}
+
+} // namespace detail
+
+class runtime {
+public:
+  /// Opens the store in `opts.data_dir` and starts the actors.
+  [[nodiscard]] static result<std::unique_ptr<runtime>> start(runtime_options opts = {});
+
+  /// Drains in-flight appends, stops every actor, closes the store.
+  ~runtime();
+  runtime(const runtime&) = delete;
+  runtime& operator=(const runtime&) = delete;
+
+  /// Registers aggregate type A: its event types (with A::upcasters(registry)
+  /// when A has one) and its actor. Fails when the store holds an event of A
+  /// that cannot be decoded, or after the first command was sent.
+  template <class A>
+  [[nodiscard]] result<void> register_aggregate(aggregate_options opts = {}) {
+    if (commands_started_.load())
+      return fail(errc::invalid_argument, "register aggregates before the first command",
+                  A::category);
+    if (auto ok = detail::add_event_types(*registry_, static_cast<typename A::event*>(nullptr));
+        !ok)
+      return ok;
+    if constexpr (detail::has_upcasters<A>::value)
+      A::upcasters(*registry_);
+    if (auto ok = check_catalogue(); !ok)
+      return ok;
+    auto env = make_env(opts.snapshot_interval);
+    actors::aggregate_kind kind;
+    kind.category = A::category;
+    kind.spawn = [env](caf::actor_system& sys, const std::string& id) {
+      return sys.spawn(actors::aggregate_actor<A>, id, env);
+    };
+    add_kind(std::move(kind));
+    return {};
+  }
+
+  /// Sends `cmd` to aggregate A `id`; `done` runs (on an actor thread: keep it
+  /// short) with the outcome once the events are durable, or with the error.
+  template <class A>
+  void send(const std::string& id, const typename A::command& cmd, command_options opts,
+            std::function<void(result<outcome<A>>)> done) {
+    auto msg = make_command<A>(id, cmd, opts);
+    auto reg = registry_;
+    submit(std::move(msg), opts,
+           [reg, done = std::move(done)](actors::reply_msg&& r) { done(to_outcome<A>(*reg, r)); });
+  }
+
+  /// Like the callback form; the future holds the outcome or the error.
+  template <class A>
+  [[nodiscard]] std::future<result<outcome<A>>>
+  send(const std::string& id, const typename A::command& cmd, command_options opts = {}) {
+    auto promise = std::make_shared<std::promise<result<outcome<A>>>>();
+    auto future = promise->get_future();
+    send<A>(id, cmd, std::move(opts),
+            [promise](result<outcome<A>> r) { promise->set_value(std::move(r)); });
+    return future;
+  }
+
+  /// The confirmed state of A `id`, read through its live actor (activating it).
+  template <class A>
+  [[nodiscard]] result<typename A::state> state(const std::string& id) {
+    actors::command_msg msg;
+    msg.category = A::category;
+    msg.id = id;
+    msg.query = true;
+    auto promise = std::make_shared<std::promise<actors::reply_msg>>();
+    auto future = promise->get_future();
+    submit(std::move(msg), {}, [promise](actors::reply_msg&& r) { promise->set_value(r); });
+    auto reply = future.get();
+    if (!reply.ok())
+      return tl::unexpected(reply.error());
+    return persistence::decode_payload<typename A::state>(reply.state);
+  }
+
+  /// Time travel: A `id` as it stood at `version`, replayed from the store.
+  template <class A>
+  [[nodiscard]] result<typename A::state> state_at(const std::string& id, std::uint64_t version) {
+    return replay<A>(id, version, [](const persistence::event_view&) { return true; });
+  }
+
+  /// Time travel: A `id` with the events recorded at or before `timestamp_ns`.
+  template <class A>
+  [[nodiscard]] result<typename A::state> state_as_of(const std::string& id,
+                                                      std::int64_t timestamp_ns) {
+    return replay<A>(id, persistence::no_limit, [timestamp_ns](const persistence::event_view& e) {
+      return e.timestamp_ns <= timestamp_ns;
+    });
+  }
+
+  /// Encodes a command for the CAF-native form:
+  ///   self->request(rt.handle(), caf::infinite, cairn::actors::command_atom::value, msg)
+  ///     .then([](cairn::actors::reply_msg& r) { ... });
+  template <class A>
+  [[nodiscard]] actors::command_msg make_command(const std::string& id,
+                                                 const typename A::command& cmd,
+                                                 const command_options& opts = {}) const {
+    actors::command_msg msg;
+    msg.category = A::category;
+    msg.id = id;
+    persistence::encode_payload(cmd, msg.payload);
+    msg.command_id = opts.command_id;
+    msg.correlation_id = opts.correlation_id;
+    msg.causation_id = opts.causation_id;
+    msg.tenant = opts.tenant;
+    msg.user = opts.user;
+    if (opts.timeout.count() > 0)
+      msg.deadline_ns = actors::detail::steady_now_ns()
+                        + std::chrono::nanoseconds{opts.timeout}.count();
+    return msg;
+  }
+
+  /// Decodes a reply of the CAF-native form.
+  template <class A>
+  [[nodiscard]] result<outcome<A>> decode_reply(const actors::reply_msg& r) const {
+    return to_outcome<A>(*registry_, r);
+  }
+
+  /// The registry actor, for the CAF-native form (see make_command).
+  [[nodiscard]] caf::actor handle() const;
+  [[nodiscard]] caf::actor_system& system();
+  [[nodiscard]] persistence::event_store& store();
+  [[nodiscard]] const persistence::event_registry& registry() const { return *registry_; }
+  /// Group-commit figures of the journal: transactions and appends committed.
+  [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> journal_stats();
+  [[nodiscard]] actors::registry_stats registry_stats();
+
+  /// Stops accepting commands, answers or drains everything in flight, stops
+  /// the actors and closes the store. Called by the destructor.
+  void shutdown();
+
+private:
+  struct impl;
+  explicit runtime(std::unique_ptr<impl> p);
+
+  std::shared_ptr<const actors::aggregate_env> make_env(std::optional<std::uint64_t> interval);
+  void add_kind(actors::aggregate_kind kind);
+  result<void> check_catalogue() const;
+  void submit(actors::command_msg msg, const command_options& opts,
+              std::function<void(actors::reply_msg&&)> done);
+
+  template <class A>
+  static result<outcome<A>> to_outcome(const persistence::event_registry& reg,
+                                       const actors::reply_msg& r) {
+    if (!r.ok())
+      return tl::unexpected(r.error());
+    outcome<A> out;
+    out.version = r.last_version;
+    out.first_position = r.first_position;
+    out.last_position = r.last_position;
+    out.duplicate = r.duplicate;
+    for (std::size_t i = 0; i < r.payloads.size(); ++i) {
+      auto ev = reg.decode<typename A::event>(r.types[i], r.schema_versions[i], r.payloads[i]);
+      if (!ev)
+        return tl::unexpected(ev.error());
+      out.events.push_back(std::move(*ev));
+    }
+    return out;
+  }
+
+  template <class A, class Keep>
+  result<typename A::state> replay(const std::string& id, std::uint64_t max_version, Keep keep) {
+    auto stream = std::string{A::category} + "-" + id;
+    typename A::state state = A::initial();
+    std::optional<cairn::error> failure;
+    auto visited = store().visit_stream(
+      stream, 1, static_cast<std::size_t>(max_version), [&](const persistence::event_view& ev) {
+        if (!keep(ev))
+          return false;
+        auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version, ev.payload);
+        if (!event) {
+          failure = event.error();
+          return false;
+        }
+        state = A::evolve(std::move(state), *event);
+        return true;
+      });
+    if (!visited)
+      return tl::unexpected(visited.error());
+    if (failure)
+      return tl::unexpected(*failure);
+    return state;
+  }
+
+  std::unique_ptr<impl> impl_;
+  std::shared_ptr<persistence::event_registry> registry_;
+  std::atomic<bool> commands_started_{false};
+};
+
+} // namespace cairn

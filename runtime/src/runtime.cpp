@@ -1,0 +1,174 @@
+#include "cairn/runtime/runtime.hpp"
+
+#include <thread>
+
+#include <caf/all.hpp>
+
+#include "cairn/actors/journal.hpp"
+
+namespace cairn {
+
+namespace {
+
+using actors::reply_msg;
+
+// A bridge turns an actor reply into a callback, so threads that are not
+// actors can send commands without a blocking scoped_actor per call.
+caf::behavior bridge(caf::event_based_actor* self, caf::actor registry) {
+  return {
+    [self, registry](actors::submit_atom, actors::command_msg& msg, std::int64_t timeout_ms,
+                     actors::reply_callback& cb) {
+      auto on_error = [self, cb](caf::error& err) {
+        auto code = err == caf::sec::request_timeout ? "timed out" : "no answer";
+        cb.fn(actors::error_reply(
+          {errc::unavailable, std::string{code} + ": " + self->system().render(err)}));
+      };
+      auto on_reply = [cb](reply_msg& r) { cb.fn(std::move(r)); };
+      if (timeout_ms > 0)
+        self->request(registry, std::chrono::milliseconds{timeout_ms},
+                      actors::command_atom::value, std::move(msg))
+          .then(on_reply, on_error);
+      else
+        self->request(registry, caf::infinite, actors::command_atom::value, std::move(msg))
+          .then(on_reply, on_error);
+    },
+  };
+}
+
+} // namespace
+
+struct runtime::impl {
+  runtime_options opts;
+  std::unique_ptr<persistence::event_store> store; // outlives the actor system
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::actor journal;
+  caf::actor registry;
+  std::vector<caf::actor> bridges;
+  std::atomic<std::size_t> next_bridge{0};
+  bool stopped = false;
+};
+
+runtime::runtime(std::unique_ptr<impl> p)
+  : impl_(std::move(p)), registry_(std::make_shared<persistence::event_registry>()) {}
+
+result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
+  auto p = std::make_unique<impl>();
+  p->opts = std::move(opts);
+  auto store_opts = p->opts.store;
+  store_opts.durability = p->opts.durability;
+  store_opts.registry = nullptr; // types are checked per aggregate at registration
+  auto store = persistence::open_store(p->opts.data_dir, store_opts);
+  if (!store)
+    return tl::unexpected(store.error());
+  p->store = std::move(*store);
+  auto threads = p->opts.worker_threads != 0 ? p->opts.worker_threads
+                                             : std::max(1u, std::thread::hardware_concurrency());
+  // Built by hand, not parsed: no caf-application.ini or command line is read.
+  p->cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
+  try {
+    p->sys = std::make_unique<caf::actor_system>(p->cfg);
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string{"cannot start the actor system: "} + e.what());
+  }
+  p->journal = actors::spawn_journal(*p->sys, *p->store);
+  actors::registry_options ro;
+  ro.idle_timeout = p->opts.idle_timeout;
+  ro.max_live = std::max<std::size_t>(1, p->opts.max_live_aggregates);
+  ro.max_activations = std::max<std::size_t>(1, p->opts.max_concurrent_activations);
+  ro.max_waiting = std::max<std::size_t>(1, p->opts.max_waiting_commands);
+  p->registry = actors::spawn_registry(*p->sys, ro);
+  for (unsigned i = 0; i < std::max(2u, threads); ++i)
+    p->bridges.push_back(p->sys->spawn(bridge, p->registry));
+  return std::unique_ptr<runtime>{new runtime(std::move(p))};
+}
+
+runtime::~runtime() { shutdown(); }
+
+void runtime::shutdown() {
+  if (!impl_ || impl_->stopped)
+    return;
+  impl_->stopped = true;
+  {
+    caf::scoped_actor self{*impl_->sys};
+    // The registry stops every aggregate once its appends are answered; the
+    // journal then commits whatever is still queued.
+    self->request(impl_->registry, caf::infinite, actors::shutdown_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
+    self->request(impl_->journal, caf::infinite, actors::shutdown_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
+    for (auto& b : impl_->bridges)
+      self->send_exit(b, caf::exit_reason::user_shutdown);
+  }
+  impl_->bridges.clear();
+  impl_->journal = nullptr;
+  impl_->registry = nullptr;
+  impl_->sys.reset(); // waits for every actor
+  impl_->store.reset();
+}
+
+std::shared_ptr<const actors::aggregate_env>
+runtime::make_env(std::optional<std::uint64_t> interval) {
+  auto env = std::make_shared<actors::aggregate_env>();
+  env->store = impl_->store.get();
+  env->registry = registry_.get();
+  env->journal = impl_->journal;
+  env->registry_actor = impl_->registry;
+  env->snapshot_interval = interval.value_or(impl_->opts.snapshot_interval);
+  env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
+  return env;
+}
+
+void runtime::add_kind(actors::aggregate_kind kind) {
+  caf::anon_send(impl_->registry, actors::kind_atom::value, std::move(kind));
+}
+
+result<void> runtime::check_catalogue() const {
+  auto catalogue = impl_->store->type_catalogue();
+  if (!catalogue)
+    return tl::unexpected(catalogue.error());
+  // Types no registered aggregate claims belong to types registered later.
+  std::vector<std::pair<std::string, std::uint32_t>> ours;
+  for (auto& entry : *catalogue)
+    if (registry_->current_version(entry.first))
+      ours.push_back(std::move(entry));
+  return registry_->check_decodable(ours);
+}
+
+void runtime::submit(actors::command_msg msg, const command_options& opts,
+                     std::function<void(actors::reply_msg&&)> done) {
+  commands_started_.store(true);
+  if (impl_->stopped) {
+    done(actors::error_reply({errc::unavailable, "the runtime is stopped"}));
+    return;
+  }
+  auto& b = impl_->bridges[impl_->next_bridge.fetch_add(1) % impl_->bridges.size()];
+  caf::anon_send(b, actors::submit_atom::value, std::move(msg),
+                 static_cast<std::int64_t>(opts.timeout.count()),
+                 actors::reply_callback{std::move(done)});
+}
+
+caf::actor runtime::handle() const { return impl_->registry; }
+
+caf::actor_system& runtime::system() { return *impl_->sys; }
+
+persistence::event_store& runtime::store() { return *impl_->store; }
+
+std::pair<std::uint64_t, std::uint64_t> runtime::journal_stats() {
+  std::pair<std::uint64_t, std::uint64_t> out{0, 0};
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->journal, caf::infinite, actors::stats_atom::value)
+    .receive([&](std::uint64_t batches, std::uint64_t appends) { out = {batches, appends}; },
+             [](caf::error&) {});
+  return out;
+}
+
+actors::registry_stats runtime::registry_stats() {
+  actors::registry_stats out;
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->registry, caf::infinite, actors::stats_atom::value)
+    .receive([&](actors::registry_stats& s) { out = s; }, [](caf::error&) {});
+  return out;
+}
+
+} // namespace cairn
