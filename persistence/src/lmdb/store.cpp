@@ -1173,8 +1173,8 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
     put_be64(kb, page.next_position);
     MDB_val k{8, kb}, v;
     std::size_t scanned = 0;
-    for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
-         rc == 0 && page.events.size() < max && scanned < max_scan_per_read;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && page.events.size() < max && scanned < max_scan_per_read;
          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT), ++scanned) {
       auto pos = get_be64(static_cast<const unsigned char*>(k.mv_data));
       auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
@@ -1187,6 +1187,8 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
       if (matches(filter.categories, category_of(rec->stream)) && matches(filter.types, rec->type))
         to_event(*rec, pos, page.events.emplace_back());
     }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "scan the log"));
     return page;
   });
 }
@@ -1252,6 +1254,8 @@ result<std::vector<stream_info>> lmdb_store::list_streams(std::string_view prefi
         return tl::unexpected(head.error());
       out.push_back(stream_info{std::string{name}, *head ? (*head)->version : 0});
     }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "list streams"));
     return out;
   });
 }

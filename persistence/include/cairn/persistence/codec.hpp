@@ -72,9 +72,10 @@ public:
 };
 
 template <class T>
-constexpr std::uint32_t schema_version_of() {
-  // CEREAL_CLASS_VERSION sets it; a type without one is version 1.
-  constexpr std::uint32_t v = cereal::detail::Version<T>::version;
+std::uint32_t schema_version_of() {
+  // CEREAL_CLASS_VERSION sets it (a static inline const, not a constant
+  // expression); a type without one is version 1.
+  const std::uint32_t v = cereal::detail::Version<T>::version;
   return v == 0 ? 1 : v;
 }
 
