@@ -49,5 +49,7 @@ std::string scratch_dir(const args& a, const std::string& tag);
 void remove_dir(const std::string& dir);
 
 int store_main(const args& a);
+int e2e_main(const args& a);
+int bank_main(const args& a);
 
 } // namespace cairn::bench

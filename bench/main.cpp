@@ -4,6 +4,11 @@
 //         event store append speed against plain LMDB, one case per durability and batch
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
+//   e2e [--aggregates N --commands M --inflight C] [--durability D] [--dir D]
+//         commands through the runtime; without a shape: uniform 1000 aggregates
+//         at 1024 and 64 in flight, and one hot aggregate at 1024
+//   bank [--durability D] [--dir D]
+//         1000 accounts, 20 000 deposits at 1, 16 and 64 in flight
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -35,8 +40,7 @@ void remove_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: cairn-bench store [--read] [--seconds S] [--dir D] [--durability D] "
-                         "[--batch N] [--events N]\n");
+    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank [options] (see bench/main.cpp)\n");
     return 2;
   };
   if (argc < 2)
@@ -48,6 +52,10 @@ int main(int argc, char** argv) {
   try {
     if (cmd == "store")
       return cairn::bench::store_main(a);
+    if (cmd == "e2e")
+      return cairn::bench::e2e_main(a);
+    if (cmd == "bank")
+      return cairn::bench::bank_main(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cairn-bench %s: %s\n", cmd.c_str(), e.what());
     return 1;

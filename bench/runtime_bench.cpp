@@ -1,0 +1,275 @@
+// cairn-bench e2e:  commands through the runtime's CAF-native form, with a
+//                   window of commands in flight kept by a driver actor.
+// cairn-bench bank: the bank workload through the public callback API.
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "account.hpp"
+#include "bench.hpp"
+#include "cairn/runtime/runtime.hpp"
+
+namespace cairn::bench {
+
+namespace {
+
+using bank::account;
+
+std::unique_ptr<runtime> start_runtime(const std::string& dir, persistence::durability d,
+                                       unsigned threads) {
+  runtime_options opts;
+  opts.data_dir = dir;
+  opts.durability = d;
+  opts.worker_threads = threads;
+  auto rt = runtime::start(opts);
+  if (!rt)
+    throw std::runtime_error(rt.error().to_string());
+  if (auto ok = (*rt)->register_aggregate<account>(); !ok)
+    throw std::runtime_error(ok.error().to_string());
+  return std::move(*rt);
+}
+
+persistence::durability parse_durability(const std::string& s) {
+  if (s == "sync")
+    return persistence::durability::sync;
+  if (s == "no_sync")
+    return persistence::durability::no_sync;
+  if (s == "no_meta_sync")
+    return persistence::durability::no_meta_sync;
+  throw std::runtime_error("unknown durability '" + s + "'");
+}
+
+/// Opens accounts 0..n-1, `window` at a time, through the callback API.
+void open_accounts(runtime& rt, std::size_t n, std::size_t window);
+
+struct e2e_figures {
+  double commands_per_s = 0;
+  double p50_us = 0, p95_us = 0, p99_us = 0;
+  double mean_batch = 0;
+  std::uint64_t errors = 0;
+};
+
+/// Sends `total` deposits spread over `aggregates` ids (all to id 0 when 1),
+/// keeping `inflight` outstanding; measures each command's latency.
+e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
+                    std::size_t inflight) {
+  std::vector<actors::command_msg> ids;
+  ids.reserve(aggregates);
+  for (std::size_t i = 0; i < aggregates; ++i)
+    ids.push_back(rt.make_command<account>(std::to_string(i), bank::deposit{1}));
+  auto [batches0, appends0] = rt.journal_stats();
+  std::vector<double> latencies(total);
+  std::atomic<std::uint64_t> errors{0};
+  auto registry = rt.handle();
+  auto t0 = clock::now();
+  {
+    caf::scoped_actor waiter{rt.system()};
+    auto driver = rt.system().spawn([&](caf::event_based_actor* self) -> caf::behavior {
+      auto sent = std::make_shared<std::size_t>(0);
+      auto done = std::make_shared<std::size_t>(0);
+      auto rng = std::make_shared<std::mt19937_64>(42);
+      auto send_one = std::make_shared<std::function<void()>>();
+      *send_one = [=, &ids, &latencies, &errors] {
+        auto i = (*sent)++;
+        auto start = clock::now();
+        self->request(registry, caf::infinite, actors::command_atom::value,
+                      ids[(*rng)() % ids.size()])
+          .then(
+            [=, &latencies, &errors](actors::reply_msg& r) {
+              latencies[i] = std::chrono::duration<double, std::micro>(clock::now() - start).count();
+              if (!r.ok())
+                ++errors;
+              if (++*done == total)
+                self->quit();
+              else if (*sent < total)
+                (*send_one)();
+            },
+            [=, &errors](caf::error&) {
+              ++errors;
+              if (++*done == total)
+                self->quit();
+              else if (*sent < total)
+                (*send_one)();
+            });
+      };
+      for (std::size_t k = 0; k < std::min(inflight, total); ++k)
+        (*send_one)();
+      return {};
+    });
+    waiter->wait_for(driver);
+  }
+  e2e_figures f;
+  f.commands_per_s = static_cast<double>(total) / seconds_since(t0);
+  f.p50_us = quantile(latencies, 0.50);
+  f.p95_us = quantile(latencies, 0.95);
+  f.p99_us = quantile(latencies, 0.99);
+  auto [batches1, appends1] = rt.journal_stats();
+  f.mean_batch = batches1 > batches0 ? static_cast<double>(appends1 - appends0)
+                                         / static_cast<double>(batches1 - batches0)
+                                     : 0;
+  f.errors = errors.load();
+  return f;
+}
+
+void open_accounts(runtime& rt, std::size_t n, std::size_t window) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t outstanding = 0;
+  std::string failure;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::unique_lock lock{m};
+    cv.wait(lock, [&] { return outstanding < window; });
+    ++outstanding;
+    lock.unlock();
+    rt.send<account>(std::to_string(i), bank::open_account{"owner-" + std::to_string(i)}, {},
+                     [&](result<outcome<account>> r) {
+                       std::lock_guard g{m};
+                       if (!r && r.error().message != "already_open")
+                         failure = r.error().to_string();
+                       --outstanding;
+                       cv.notify_all();
+                     });
+  }
+  std::unique_lock lock{m};
+  cv.wait(lock, [&] { return outstanding == 0; });
+  if (!failure.empty())
+    throw std::runtime_error("opening accounts: " + failure);
+}
+
+void print_e2e(const char* workload, std::size_t aggregates, std::size_t total,
+               std::size_t inflight, const std::string& durability, const e2e_figures& f) {
+  std::printf("%-10s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
+              aggregates, total, inflight, durability.c_str(), f.commands_per_s, f.p50_us,
+              f.p95_us, f.p99_us, f.mean_batch, static_cast<unsigned long long>(f.errors));
+}
+
+std::string e2e_json(const char* bench, const char* workload, std::size_t aggregates,
+                     std::size_t total, std::size_t inflight, const std::string& durability,
+                     const e2e_figures& f) {
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "{\"bench\":\"%s\",\"workload\":\"%s\",\"aggregates\":%zu,\"commands\":%zu,"
+                "\"inflight\":%zu,\"durability\":\"%s\",\"commands_per_s\":%.0f,\"p50_us\":%.0f,"
+                "\"p95_us\":%.0f,\"p99_us\":%.0f,\"mean_batch\":%.1f,\"errors\":%llu}",
+                bench, workload, aggregates, total, inflight, durability.c_str(),
+                f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.mean_batch,
+                static_cast<unsigned long long>(f.errors));
+  return line;
+}
+
+void print_header() {
+  std::printf("%-10s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "aggs",
+              "commands", "inflight", "durab.", "commands/s", "p50 us", "p95 us", "p99 us",
+              "batch", "errors");
+}
+
+} // namespace
+
+int e2e_main(const args& a) {
+  auto durability = a.get("--durability", "sync");
+  struct workload {
+    const char* name;
+    std::size_t aggregates, commands, inflight;
+  };
+  std::vector<workload> cases;
+  auto n = static_cast<std::size_t>(a.number("--commands", 200000));
+  if (a.get("--aggregates", "").empty() && a.get("--inflight", "").empty()) {
+    cases.push_back(workload{"uniform", 1000, n, 1024});
+    cases.push_back(workload{"uniform", 1000, n, 64});
+    cases.push_back(workload{"hot", 1, n, 1024});
+  } else {
+    auto aggs = static_cast<std::size_t>(a.number("--aggregates", 1000));
+    cases.push_back(workload{aggs == 1 ? "hot" : "uniform", aggs, n,
+                             static_cast<std::size_t>(a.number("--inflight", 1024))});
+  }
+  print_header();
+  std::vector<std::string> json;
+  for (const auto& c : cases) {
+    auto dir = scratch_dir(a, "e2e");
+    {
+      auto rt = start_runtime(dir, parse_durability(durability),
+                              static_cast<unsigned>(a.number("--threads", 0)));
+      open_accounts(*rt, c.aggregates, 256);
+      auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight);
+      print_e2e(c.name, c.aggregates, c.commands, c.inflight, durability, f);
+      json.push_back(e2e_json("e2e", c.name, c.aggregates, c.commands, c.inflight, durability, f));
+      std::fflush(stdout);
+    }
+    remove_dir(dir);
+  }
+  for (const auto& line : json)
+    std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+int bank_main(const args& a) {
+  // The shape we run against other event-sourcing libraries: 1000 accounts,
+  // 20 000 deposits, 1 / 16 / 64 in flight, durability sync.
+  constexpr std::size_t accounts = 1000, deposits = 20000;
+  auto durability = a.get("--durability", "sync");
+  print_header();
+  std::vector<std::string> json;
+  for (std::size_t window : {1, 16, 64}) {
+    auto dir = scratch_dir(a, "bank");
+    {
+      auto rt = start_runtime(dir, parse_durability(durability),
+                              static_cast<unsigned>(a.number("--threads", 0)));
+      open_accounts(*rt, accounts, window);
+      std::mutex m;
+      std::condition_variable cv;
+      std::size_t outstanding = 0;
+      std::uint64_t errors = 0;
+      std::vector<double> latencies;
+      latencies.reserve(deposits);
+      std::mt19937_64 rng{7};
+      auto [b0, a0] = rt->journal_stats();
+      auto t0 = clock::now();
+      for (std::size_t i = 0; i < deposits; ++i) {
+        std::unique_lock lock{m};
+        cv.wait(lock, [&] { return outstanding < window; });
+        ++outstanding;
+        lock.unlock();
+        auto start = clock::now();
+        rt->send<account>(std::to_string(rng() % accounts), bank::deposit{10}, {},
+                          [&, start](result<outcome<account>> r) {
+                            auto us =
+                              std::chrono::duration<double, std::micro>(clock::now() - start)
+                                .count();
+                            std::lock_guard g{m};
+                            latencies.push_back(us);
+                            errors += r ? 0 : 1;
+                            --outstanding;
+                            cv.notify_all();
+                          });
+      }
+      std::unique_lock lock{m};
+      cv.wait(lock, [&] { return outstanding == 0; });
+      e2e_figures f;
+      f.commands_per_s = static_cast<double>(deposits) / seconds_since(t0);
+      f.p50_us = quantile(latencies, 0.50);
+      f.p95_us = quantile(latencies, 0.95);
+      f.p99_us = quantile(latencies, 0.99);
+      f.errors = errors;
+      lock.unlock();
+      auto [b1, a1] = rt->journal_stats();
+      f.mean_batch = b1 > b0 ? static_cast<double>(a1 - a0) / static_cast<double>(b1 - b0) : 0;
+      print_e2e("bank", accounts, deposits, window, durability, f);
+      json.push_back(e2e_json("bank", "deposits", accounts, deposits, window, durability, f));
+      std::fflush(stdout);
+    }
+    remove_dir(dir);
+  }
+  for (const auto& line : json)
+    std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+} // namespace cairn::bench

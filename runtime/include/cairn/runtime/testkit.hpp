@@ -1,0 +1,102 @@
+#pragma once
+
+/// Given/when/then for aggregates, without actors or a store:
+///
+///   cairn::testkit::given_when_then<account> t{{account_opened{"Ann"}, money_deposited{50}}};
+///   auto d = t.when(withdraw{80});
+///   REQUIRE(!d);
+///   CHECK(d.error().reason == "insufficient_funds");
+///   auto ok = t.when(withdraw{20});             // applies the events to t.state()
+///   CHECK(t.state().balance == 30);
+///
+/// Every event given or emitted, and the state after each step, goes through
+/// the codec (encode, decode, encode again) and must come back byte for byte,
+/// so a type that does not survive storage fails the test that uses it. Such
+/// a failure throws std::logic_error: this is test code, and the test
+/// framework reports it with the offending type's name.
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cairn/model/aggregate.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/runtime/runtime.hpp"
+
+namespace cairn::testkit {
+
+template <class A>
+class given_when_then {
+public:
+  using state_type = typename A::state;
+  using event_type = typename A::event;
+  using command_type = typename A::command;
+
+  /// Starts from A::initial() with `history` applied in order.
+  explicit given_when_then(std::vector<event_type> history = {}) {
+    if (auto ok = cairn::detail::add_event_types(registry_, static_cast<event_type*>(nullptr));
+        !ok)
+      throw std::logic_error(ok.error().to_string());
+    state_ = A::initial();
+    for (const auto& e : history)
+      apply(e);
+    check_state();
+  }
+
+  /// Decides `cmd` against the current state. On success the events are
+  /// applied, so the next `when` sees them; a rejection changes nothing.
+  decision<event_type> when(const command_type& cmd) {
+    std::string bytes;
+    persistence::encode_payload(cmd, bytes);
+    auto back = persistence::decode_payload<command_type>(bytes);
+    if (!back)
+      throw std::logic_error("the command does not survive its codec: " + back.error().message);
+    auto d = A::decide(state_, *back);
+    if (d) {
+      for (const auto& e : *d)
+        apply(e);
+      check_state();
+    }
+    return d;
+  }
+
+  [[nodiscard]] const state_type& state() const { return state_; }
+
+  /// Every event applied so far, given and emitted, in order.
+  [[nodiscard]] const std::vector<event_type>& history() const { return history_; }
+
+private:
+  void apply(const event_type& e) {
+    auto encoded = registry_.encode(e);
+    if (!encoded)
+      throw std::logic_error(encoded.error().to_string());
+    auto decoded =
+      registry_.decode<event_type>(encoded->type, encoded->schema_version, encoded->payload);
+    if (!decoded)
+      throw std::logic_error("event " + encoded->type
+                             + " does not decode: " + decoded.error().message);
+    auto again = registry_.encode(*decoded);
+    if (!again || again->payload != encoded->payload)
+      throw std::logic_error("event " + encoded->type + " changes in a codec round trip");
+    state_ = A::evolve(std::move(state_), *decoded);
+    history_.push_back(std::move(*decoded));
+  }
+
+  void check_state() const {
+    std::string bytes, again;
+    persistence::encode_payload(state_, bytes);
+    auto decoded = persistence::decode_payload<state_type>(bytes);
+    if (!decoded)
+      throw std::logic_error("the state does not decode: " + decoded.error().message);
+    persistence::encode_payload(*decoded, again);
+    if (again != bytes)
+      throw std::logic_error("the state changes in a codec round trip");
+  }
+
+  persistence::event_registry registry_;
+  state_type state_;
+  std::vector<event_type> history_;
+};
+
+} // namespace cairn::testkit
