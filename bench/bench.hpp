@@ -51,5 +51,7 @@ void remove_dir(const std::string& dir);
 int store_main(const args& a);
 int e2e_main(const args& a);
 int bank_main(const args& a);
+int activation_main(const args& a);
+int passivation_main(const args& a);
 
 } // namespace cairn::bench

@@ -9,6 +9,10 @@
 //         at 1024 and 64 in flight, and one hot aggregate at 1024
 //   bank [--durability D] [--dir D]
 //         1000 accounts, 20 000 deposits at 1, 16 and 64 in flight
+//   activation [--aggregates N] [--samples S] [--replay-events E] [--dir D]
+//         cold activation p50/p99 with and without snapshots; replay of one long aggregate
+//   passivation [--aggregates N] [--max-live L] [--inflight C] [--dir D]
+//         N aggregates touched once under a live cap: commands/s and peak RSS
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -56,6 +60,10 @@ int main(int argc, char** argv) {
       return cairn::bench::e2e_main(a);
     if (cmd == "bank")
       return cairn::bench::bank_main(a);
+    if (cmd == "activation")
+      return cairn::bench::activation_main(a);
+    if (cmd == "passivation")
+      return cairn::bench::passivation_main(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cairn-bench %s: %s\n", cmd.c_str(), e.what());
     return 1;

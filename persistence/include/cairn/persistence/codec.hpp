@@ -44,7 +44,7 @@ namespace detail {
 /// Appends to a std::string; cheaper than an ostringstream per call.
 class string_outbuf : public std::streambuf {
 public:
-  explicit string_outbuf(std::string& out) : out_(&out) {}
+  void target(std::string* out) { out_ = out; }
 
 protected:
   std::streamsize xsputn(const char* p, std::streamsize n) override {
@@ -58,17 +58,46 @@ protected:
   }
 
 private:
-  std::string* out_;
+  std::string* out_ = nullptr;
 };
 
 /// Reads a byte range without copying it.
 class view_inbuf : public std::streambuf {
 public:
-  explicit view_inbuf(std::string_view bytes) {
+  void source(std::string_view bytes) {
     char* b = const_cast<char*>(bytes.data()); // never written: get area only
     setg(b, b, b + bytes.size());
   }
   [[nodiscard]] std::size_t remaining() const { return static_cast<std::size_t>(egptr() - gptr()); }
+};
+
+// Building a std::istream or std::ostream looks up locale facets (several
+// dynamic_casts): more than decoding a small event. Each thread keeps one of
+// each; a nested use (a serialize that encodes) gets a fresh one.
+struct thread_streams {
+  view_inbuf in_buf;
+  std::istream in{&in_buf};
+  string_outbuf out_buf;
+  std::ostream out{&out_buf};
+  bool in_busy = false;
+  bool out_busy = false;
+
+  static thread_streams& get() {
+    static thread_local thread_streams streams;
+    return streams;
+  }
+};
+
+/// Marks a thread stream busy for its scope.
+class stream_lease {
+public:
+  explicit stream_lease(bool& busy) : busy_(busy) { busy_ = true; }
+  ~stream_lease() { busy_ = false; }
+  stream_lease(const stream_lease&) = delete;
+  stream_lease& operator=(const stream_lease&) = delete;
+
+private:
+  bool& busy_;
 };
 
 template <class T>
@@ -99,9 +128,19 @@ struct is_variant<std::variant<Ts...>> : std::true_type {};
 /// Encodes `value` with cereal's binary archive, appending to `out`.
 template <class T>
 void encode_payload(const T& value, std::string& out) {
-  detail::string_outbuf buf{out};
-  std::ostream os{&buf};
-  cereal::BinaryOutputArchive ar{os};
+  auto& ts = detail::thread_streams::get();
+  if (ts.out_busy) {
+    detail::string_outbuf buf;
+    buf.target(&out);
+    std::ostream os{&buf};
+    cereal::BinaryOutputArchive ar{os};
+    ar(value);
+    return;
+  }
+  detail::stream_lease lease{ts.out_busy};
+  ts.out_buf.target(&out);
+  ts.out.clear();
+  cereal::BinaryOutputArchive ar{ts.out};
   ar(value);
 }
 
@@ -109,9 +148,9 @@ void encode_payload(const T& value, std::string& out) {
 /// malformed input, never a half-built value.
 template <class T>
 [[nodiscard]] result<T> decode_payload(std::string_view bytes) {
-  try {
-    detail::view_inbuf buf{bytes};
-    std::istream is{&buf};
+  auto run = [&](detail::view_inbuf& buf, std::istream& is) -> result<T> {
+    buf.source(bytes);
+    is.clear();
     T value{};
     {
       cereal::BinaryInputArchive ar{is};
@@ -121,6 +160,16 @@ template <class T>
       return fail(errc::corrupted,
                   std::to_string(buf.remaining()) + " trailing bytes after the payload");
     return value;
+  };
+  try {
+    auto& ts = detail::thread_streams::get();
+    if (ts.in_busy) {
+      detail::view_inbuf buf;
+      std::istream is{&buf};
+      return run(buf, is);
+    }
+    detail::stream_lease lease{ts.in_busy};
+    return run(ts.in_buf, ts.in);
   } catch (const std::exception& e) {
     return fail(errc::corrupted, std::string{"payload does not decode: "} + e.what());
   }
