@@ -18,6 +18,8 @@ struct journal_state {
   bool flush_queued = false;
   std::uint64_t batches = 0;
   std::uint64_t appends = 0;
+  std::uint64_t committed = 0; ///< Last position of the global log.
+  std::vector<caf::actor> watchers;
   static inline const char* name = "cairn.journal";
 };
 
@@ -51,6 +53,15 @@ void flush(journal_actor* self) {
   }
   ++st.batches;
   st.appends += st.waiting.size();
+  if (results) {
+    auto before = st.committed;
+    for (const auto& r : *results)
+      if (r && !r->duplicate && r->last_position > st.committed)
+        st.committed = r->last_position;
+    if (st.committed != before)
+      for (const auto& w : st.watchers)
+        self->send(w, committed_atom::value, st.committed);
+  }
   st.batch.appends.clear();
   st.batch.snapshots.clear();
   st.waiting.clear();
@@ -58,6 +69,8 @@ void flush(journal_actor* self) {
 
 caf::behavior journal(journal_actor* self, persistence::event_store* store) {
   self->state.store = store;
+  if (auto last = store->last_position())
+    self->state.committed = *last;
   return {
     [=](append_atom, journal_append& a) -> caf::result<journal_result> {
       self->state.batch.appends.push_back(std::move(a.request));
@@ -70,6 +83,10 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
       queue_flush(self);
     },
     [=](flush_atom) { flush(self); },
+    [=](subscribe_atom, caf::actor& watcher) {
+      self->send(watcher, committed_atom::value, self->state.committed);
+      self->state.watchers.push_back(std::move(watcher));
+    },
     [=](stats_atom) {
       return caf::make_message(self->state.batches, self->state.appends);
     },

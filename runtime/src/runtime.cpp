@@ -150,6 +150,8 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
 
 caf::actor runtime::handle() const { return impl_->registry; }
 
+caf::actor runtime::journal() const { return impl_->journal; }
+
 caf::actor_system& runtime::system() { return *impl_->sys; }
 
 persistence::event_store& runtime::store() { return *impl_->store; }

@@ -8,6 +8,8 @@
 ///   (append_atom, journal_append)   -> journal_result, after the commit
 ///   (snapshot_atom, journal_snapshot)  written with the next batch, no reply
 ///   (stats_atom)                    -> (batches, appends) committed so far
+///   (subscribe_atom, actor)         the actor gets (committed_atom, position) now
+///                                   and after every commit that moves the log
 ///   (shutdown_atom)                 -> after everything queued is committed
 
 #include <caf/actor.hpp>

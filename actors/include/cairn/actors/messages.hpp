@@ -31,6 +31,8 @@ using retry_atom = caf::atom_constant<caf::atom("cairn_rtry")>;
 using submit_atom = caf::atom_constant<caf::atom("cairn_sub")>;
 using shutdown_atom = caf::atom_constant<caf::atom("cairn_down")>;
 using stats_atom = caf::atom_constant<caf::atom("cairn_stat")>;
+using subscribe_atom = caf::atom_constant<caf::atom("cairn_subs")>;
+using committed_atom = caf::atom_constant<caf::atom("cairn_comm")>;
 
 /// A command (or, with `query`, a read of the live state) for one aggregate.
 struct command_msg {

@@ -196,6 +196,9 @@ public:
 
   /// The registry actor, for the CAF-native form (see make_command).
   [[nodiscard]] caf::actor handle() const;
+  /// The journal actor: `(subscribe_atom, actor)` streams the committed
+  /// position of the global log to that actor as `(committed_atom, position)`.
+  [[nodiscard]] caf::actor journal() const;
   [[nodiscard]] caf::actor_system& system();
   [[nodiscard]] persistence::event_store& store();
   [[nodiscard]] const persistence::event_registry& registry() const { return *registry_; }
