@@ -1,5 +1,6 @@
 #include "cairn/actors/journal.hpp"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -71,6 +72,12 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
   self->state.store = store;
   if (auto last = store->last_position())
     self->state.committed = *last;
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& ws = self->state.watchers;
+    ws.erase(std::remove_if(ws.begin(), ws.end(),
+                            [&](const caf::actor& w) { return w.address() == dm.source; }),
+             ws.end());
+  });
   return {
     [=](append_atom, journal_append& a) -> caf::result<journal_result> {
       self->state.batch.appends.push_back(std::move(a.request));
@@ -84,8 +91,12 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
     },
     [=](flush_atom) { flush(self); },
     [=](subscribe_atom, caf::actor& watcher) {
+      auto& ws = self->state.watchers;
       self->send(watcher, committed_atom::value, self->state.committed);
-      self->state.watchers.push_back(std::move(watcher));
+      if (std::find(ws.begin(), ws.end(), watcher) == ws.end()) {
+        self->monitor(watcher);
+        ws.push_back(std::move(watcher));
+      }
     },
     [=](stats_atom) {
       return caf::make_message(self->state.batches, self->state.appends);

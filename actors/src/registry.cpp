@@ -26,6 +26,7 @@ struct entry {
   bool activated = false;
   bool in_lru = false;
   bool retry_scheduled = false;
+  bool activation_failed = false; ///< This incarnation could not recover its state.
   std::list<std::string>::iterator lru;
   clock::time_point last_used;
   unsigned failures = 0;
@@ -92,6 +93,7 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
   st.by_addr.emplace(e.actor.address(), stream);
   e.ph = entry::phase::live;
   e.activated = false;
+  e.activation_failed = false;
   ++st.activating;
   ++st.live;
   ++st.stats.activations;
@@ -100,7 +102,8 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
   for (auto& [msg, promise] : e.buffer)
     promise.delegate(e.actor, command_atom::value, std::move(msg));
   e.buffer.clear();
-  while (st.live > st.opts.max_live && st.lru.size() > 1) {
+  // The LRU list holds the live aggregates that are not already stopping.
+  while (st.lru.size() > st.opts.max_live && st.lru.size() > 1) {
     auto& victim = st.entries.at(st.lru.back());
     passivate(self, victim);
   }
@@ -196,11 +199,12 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
     st.lru.erase(e.lru);
     e.in_lru = false;
   }
-  bool clean = e.ph == entry::phase::passivating && !dm.reason && e.activated;
+  bool clean = e.ph == entry::phase::passivating && !dm.reason && e.activated
+               && !e.activation_failed;
   if (clean) {
     ++st.stats.passivations;
     e.failures = 0;
-  } else if (e.activated || dm.reason) {
+  } else if (!e.activation_failed) { // a failed activation was counted already
     ++e.failures;
     ++st.stats.failures;
   }
@@ -250,6 +254,7 @@ caf::behavior registry(registry_actor* self, registry_options opts) {
       if (!ok) {
         // It answers what reached it with the failure, then stops; the next
         // command retries after a backoff.
+        it->second.activation_failed = true;
         ++it->second.failures;
         ++st.stats.failures;
         if (it->second.ph == entry::phase::live)

@@ -45,8 +45,7 @@ struct runtime::impl {
   caf::actor journal;
   caf::actor registry;
   std::vector<caf::actor> bridges;
-  std::atomic<std::size_t> next_bridge{0};
-  bool stopped = false;
+  std::atomic<bool> stopped{false};
 };
 
 runtime::runtime(std::unique_ptr<impl> p)
@@ -86,9 +85,8 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
 runtime::~runtime() { shutdown(); }
 
 void runtime::shutdown() {
-  if (!impl_ || impl_->stopped)
+  if (!impl_ || impl_->stopped.exchange(true))
     return;
-  impl_->stopped = true;
   {
     caf::scoped_actor self{*impl_->sys};
     // The registry stops every aggregate once its appends are answered; the
@@ -142,13 +140,20 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
     done(actors::error_reply({errc::unavailable, "the runtime is stopped"}));
     return;
   }
-  auto& b = impl_->bridges[impl_->next_bridge.fetch_add(1) % impl_->bridges.size()];
+  // One bridge per aggregate keeps the commands a thread sends to it in order.
+  auto key = std::hash<std::string>{}(msg.id) ^ std::hash<std::string>{}(msg.category);
+  auto& b = impl_->bridges[key % impl_->bridges.size()];
   caf::anon_send(b, actors::submit_atom::value, std::move(msg),
                  static_cast<std::int64_t>(opts.timeout.count()),
                  actors::reply_callback{std::move(done)});
 }
 
-caf::actor runtime::handle() const { return impl_->registry; }
+caf::actor runtime::handle() {
+  commands_started_.store(true); // the CAF-native form sends commands from here on
+  return impl_->registry;
+}
+
+bool runtime::stopped() const { return impl_->stopped.load(); }
 
 caf::actor runtime::journal() const { return impl_->journal; }
 

@@ -124,6 +124,7 @@ struct aggregate_state {
   std::uint64_t snapshot_version = 0;
   std::deque<entry> in_flight;
   std::optional<cairn::error> failure; ///< First failed append; later ones fail with it.
+  bool store_failed = false; ///< The failure was the store's: stop rather than reload.
   std::deque<std::pair<command_msg, caf::response_promise>> held; ///< During a reload.
   std::unordered_map<std::string, reply_msg> recent; ///< Completed command ids, for in-flight repeats.
   bool stopping = false;
@@ -207,10 +208,10 @@ void drain(aggregate_actor_t<A>* self) {
     // Everything that depended on the failed append has been answered: start
     // over from what the store holds, or stop when the store itself failed.
     auto code = st.failure->code;
+    bool store_failed = st.store_failed;
     st.failure.reset();
+    st.store_failed = false;
     st.recent.clear();
-    bool store_failed = code == errc::unavailable || code == errc::corrupted
-                        || code == errc::internal;
     auto reloaded = store_failed ? result<void>{} : reload(self);
     if (store_failed || !reloaded) {
       auto err = reloaded ? cairn::error{code, "the store failed; the aggregate stopped",
@@ -256,10 +257,11 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
     // decided after it depended on it and fail as unavailable.
     e.promise.deliver(error_reply(r.error()));
     auto code = r.error().code;
-    st.failure = cairn::error{code == errc::unavailable || code == errc::corrupted
-                                  || code == errc::internal
-                                ? code
-                                : errc::unavailable,
+    // A conflict or a bad command leaves the store sound: reload and go on.
+    // The store's own failures stop the actor; the next command restarts it.
+    st.store_failed = code == errc::unavailable || code == errc::corrupted
+                      || code == errc::internal;
+    st.failure = cairn::error{st.store_failed ? code : errc::unavailable,
                               "an earlier command of this aggregate failed to append ("
                                 + r.error().to_string() + "); retry",
                               st.stream};

@@ -53,7 +53,8 @@ typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
 /// The answer to a command_msg: an error (code != 0) or what was appended.
 struct reply_msg {
   std::uint8_t code = 0; ///< 0 = ok, else a cairn::errc.
-  std::string message;
+  std::string message;   ///< For `rejected`: the domain's reason, as decide gave it.
+  std::string context;   ///< Where: a stream, a position.
   std::uint64_t first_version = 0;
   std::uint64_t last_version = 0; ///< The aggregate's version after the command.
   std::uint64_t first_position = 0;
@@ -66,13 +67,13 @@ struct reply_msg {
 
   [[nodiscard]] bool ok() const { return code == 0; }
   [[nodiscard]] cairn::error error() const {
-    return cairn::error{static_cast<errc>(code), message};
+    return cairn::error{static_cast<errc>(code), message, context};
   }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
-  return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.first_version,
+  return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.context, x.first_version,
            x.last_version, x.first_position, x.last_position, x.duplicate, x.types,
            x.schema_versions, x.payloads, x.state);
 }

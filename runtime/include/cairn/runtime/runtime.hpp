@@ -2,15 +2,21 @@
 
 /// cairn::runtime: aggregates as actors over the embedded event store.
 ///
-///   auto rt = cairn::runtime::start({.data_dir = "./data"});   // result<unique_ptr<runtime>>
+///   cairn::runtime_options opts;
+///   opts.data_dir = "./data";
+///   auto rt = cairn::runtime::start(opts);                     // result<unique_ptr<runtime>>
 ///   (*rt)->register_aggregate<account>();
-///   auto done = (*rt)->send<account>("42", deposit{100}, {.command_id = "c-1"});
+///   cairn::command_options once;
+///   once.command_id = "c-1";                                   // idempotent per aggregate
+///   auto done = (*rt)->send<account>("42", deposit{100}, once);
 ///   cairn::result<cairn::outcome<account>> r = done.get();    // after the append is durable
 ///   auto now = (*rt)->state<account>("42");                    // through the live actor
 ///   auto then = (*rt)->state_at<account>("42", 3);             // replayed from the store
 ///
-/// Register every aggregate type before the first command. Every call is
-/// thread-safe; nothing throws.
+/// Threads: register every aggregate type first, from one thread, before the
+/// first command. After that every call may come from any thread. Commands
+/// one thread sends to one aggregate are applied in the order sent. After
+/// shutdown() only the destructor may be called. Nothing throws.
 
 #include <atomic>
 #include <cstdint>
@@ -60,6 +66,17 @@ template <class A>
 struct has_upcasters<A, std::void_t<decltype(A::upcasters(
                           std::declval<persistence::event_registry&>()))>> : std::true_type {};
 
+/// Calls A::upcasters; one returning result<void> can report a bad chain.
+template <class A>
+result<void> add_upcasters(persistence::event_registry& reg) {
+  if constexpr (std::is_same_v<decltype(A::upcasters(reg)), result<void>>) {
+    return A::upcasters(reg);
+  } else {
+    A::upcasters(reg);
+    return {};
+  }
+}
+
 template <class T>
 result<void> add_event_type(persistence::event_registry& reg) {
   static_assert(std::is_convertible_v<decltype(T::type_name), const char*>,
@@ -89,8 +106,9 @@ public:
   runtime& operator=(const runtime&) = delete;
 
   /// Registers aggregate type A: its event types (with A::upcasters(registry)
-  /// when A has one) and its actor. Fails when the store holds an event of A
-  /// that cannot be decoded, or after the first command was sent.
+  /// when A has one; returning result<void> lets it report a bad chain) and
+  /// its actor. Fails when the store holds an event of A that cannot be
+  /// decoded, or after the first command was sent.
   template <class A>
   [[nodiscard]] result<void> register_aggregate(aggregate_options opts = {}) {
     if (commands_started_.load())
@@ -100,7 +118,8 @@ public:
         !ok)
       return ok;
     if constexpr (detail::has_upcasters<A>::value)
-      A::upcasters(*registry_);
+      if (auto ok = detail::add_upcasters<A>(*registry_); !ok)
+        return ok;
     if (auto ok = check_catalogue(); !ok)
       return ok;
     auto env = make_env(opts.snapshot_interval);
@@ -154,6 +173,8 @@ public:
   /// Time travel: A `id` as it stood at `version`, replayed from the store.
   template <class A>
   [[nodiscard]] result<typename A::state> state_at(const std::string& id, std::uint64_t version) {
+    if (stopped())
+      return fail(errc::unavailable, "the runtime is stopped");
     return replay<A>(id, version, [](const persistence::event_view&) { return true; });
   }
 
@@ -161,6 +182,8 @@ public:
   template <class A>
   [[nodiscard]] result<typename A::state> state_as_of(const std::string& id,
                                                       std::int64_t timestamp_ns) {
+    if (stopped())
+      return fail(errc::unavailable, "the runtime is stopped");
     return replay<A>(id, persistence::no_limit, [timestamp_ns](const persistence::event_view& e) {
       return e.timestamp_ns <= timestamp_ns;
     });
@@ -194,8 +217,9 @@ public:
     return to_outcome<A>(*registry_, r);
   }
 
-  /// The registry actor, for the CAF-native form (see make_command).
-  [[nodiscard]] caf::actor handle() const;
+  /// The registry actor, for the CAF-native form (see make_command). Counts
+  /// as sending: register_aggregate is refused afterwards.
+  [[nodiscard]] caf::actor handle();
   /// The journal actor: `(subscribe_atom, actor)` streams the committed
   /// position of the global log to that actor as `(committed_atom, position)`.
   [[nodiscard]] caf::actor journal() const;
@@ -209,6 +233,9 @@ public:
   /// Stops accepting commands, answers or drains everything in flight, stops
   /// the actors and closes the store. Called by the destructor.
   void shutdown();
+
+  /// True once shutdown() began.
+  [[nodiscard]] bool stopped() const;
 
 private:
   struct impl;
