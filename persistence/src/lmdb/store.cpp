@@ -348,6 +348,8 @@ private:
   std::uint64_t next_stream_no_ = 1;
   std::unordered_map<std::string, head_state> head_cache_;
   std::set<std::pair<std::string, std::uint32_t>> known_types_;
+  std::string last_type_; ///< The last appended type known to the catalogue.
+  std::uint32_t last_type_version_ = 0;
   splitmix64 rng_;
   std::string key_scratch_; // head cache lookups without an allocation
 };
@@ -827,8 +829,15 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
         return rc;
       }
     }
-    if (known_types_.count({ev.type, ev.schema_version}) == 0)
-      st.new_types.emplace(ev.type, ev.schema_version);
+    // Most events repeat the previous type: skip the set (and its key copy).
+    if (ev.schema_version != last_type_version_ || ev.type != last_type_) {
+      if (known_types_.count({ev.type, ev.schema_version}) == 0)
+        st.new_types.emplace(ev.type, ev.schema_version);
+      else {
+        last_type_ = ev.type;
+        last_type_version_ = ev.schema_version;
+      }
+    }
   }
   r.last_position = st.position;
   if (!cmd_key.empty()) {
