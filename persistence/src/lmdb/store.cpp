@@ -1045,27 +1045,24 @@ result<void> lmdb_store::walk(MDB_txn* txn, std::string_view stream, const head_
 result<std::vector<recorded_event>> lmdb_store::read_stream(std::string_view stream,
                                                             std::uint64_t from,
                                                             std::size_t max) const {
-  if (auto ok = validate_stream_name(stream); !ok)
-    return tl::unexpected(ok.error());
-  return with_read([&](MDB_txn* txn) -> result<std::vector<recorded_event>> {
-    auto head = read_head(txn, stream);
-    if (!head)
-      return tl::unexpected(head.error());
-    std::vector<recorded_event> out;
-    from = std::max<std::uint64_t>(from, 1);
-    if (!*head || from > (*head)->version || max == 0)
-      return out;
-    auto to = (*head)->version - from + 1 <= max ? (*head)->version : from + max - 1;
-    out.resize(static_cast<std::size_t>(to - from + 1));
-    auto slot = out.size();
-    auto ok = walk(txn, stream, **head, to, to, from, [&](const record_view& r, std::uint64_t p) {
-      to_event(r, p, out[--slot]);
-      return true;
-    });
-    if (!ok)
-      return tl::unexpected(ok.error());
-    return out;
+  std::vector<recorded_event> out;
+  auto visited = visit_stream(stream, from, max, [&](const event_view& v) {
+    auto& e = out.emplace_back();
+    e.stream.assign(v.stream);
+    e.version = v.version;
+    e.position = v.position;
+    std::memcpy(e.id.bytes.data(), v.id, 16);
+    e.timestamp_ns = v.timestamp_ns;
+    e.type.assign(v.type);
+    e.schema_version = v.schema_version;
+    e.meta = metadata{std::string{v.correlation_id}, std::string{v.causation_id},
+                      std::string{v.command_id}, std::string{v.tenant}, std::string{v.user}};
+    e.payload.assign(v.payload);
+    return true;
   });
+  if (!visited)
+    return tl::unexpected(visited.error());
+  return out;
 }
 
 result<std::uint64_t>
