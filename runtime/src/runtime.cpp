@@ -13,17 +13,37 @@ namespace {
 using actors::reply_msg;
 
 // A bridge turns an actor reply into a callback, so threads that are not
-// actors can send commands without a blocking scoped_actor per call.
-caf::behavior bridge(caf::event_based_actor* self, caf::actor registry) {
+// actors can send commands without a blocking scoped_actor per call. On
+// shutdown it answers once every request it forwarded has been answered.
+struct bridge_state {
+  std::size_t outstanding = 0;
+  caf::response_promise drained;
+  bool draining = false;
+  static inline const char* name = "cairn.bridge";
+};
+
+caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registry) {
+  auto settle = [self] {
+    auto& st = self->state;
+    if (--st.outstanding == 0 && st.draining) {
+      st.drained.deliver(true);
+      self->quit();
+    }
+  };
   return {
-    [self, registry](actors::submit_atom, actors::command_msg& msg, std::int64_t timeout_ms,
-                     actors::reply_callback& cb) {
-      auto on_error = [self, cb](caf::error& err) {
+    [self, registry, settle](actors::submit_atom, actors::command_msg& msg,
+                             std::int64_t timeout_ms, actors::reply_callback& cb) {
+      ++self->state.outstanding;
+      auto on_error = [self, cb, settle](caf::error& err) {
         auto code = err == caf::sec::request_timeout ? "timed out" : "no answer";
         cb.fn(actors::error_reply(
           {errc::unavailable, std::string{code} + ": " + self->system().render(err)}));
+        settle();
       };
-      auto on_reply = [cb](reply_msg& r) { cb.fn(std::move(r)); };
+      auto on_reply = [cb, settle](reply_msg& r) {
+        cb.fn(std::move(r));
+        settle();
+      };
       if (timeout_ms > 0)
         self->request(registry, std::chrono::milliseconds{timeout_ms},
                       actors::command_atom::value, std::move(msg))
@@ -31,6 +51,16 @@ caf::behavior bridge(caf::event_based_actor* self, caf::actor registry) {
       else
         self->request(registry, caf::infinite, actors::command_atom::value, std::move(msg))
           .then(on_reply, on_error);
+    },
+    [self](actors::shutdown_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.outstanding == 0) {
+        self->quit();
+        return true;
+      }
+      st.draining = true;
+      st.drained = self->make_response_promise();
+      return st.drained;
     },
   };
 }
@@ -46,6 +76,7 @@ struct runtime::impl {
   caf::actor registry;
   std::vector<caf::actor> bridges;
   std::atomic<bool> stopped{false};
+  std::atomic<int> submitting{0}; ///< submit() calls past the stopped check.
 };
 
 runtime::runtime(std::unique_ptr<impl> p)
@@ -87,16 +118,22 @@ runtime::~runtime() { shutdown(); }
 void runtime::shutdown() {
   if (!impl_ || impl_->stopped.exchange(true))
     return;
+  // A submit that passed the stopped check is still sending: let it finish,
+  // so nothing reaches a bridge after the bridge quit.
+  while (impl_->submitting.load() != 0)
+    std::this_thread::yield();
   {
     caf::scoped_actor self{*impl_->sys};
-    // The registry stops every aggregate once its appends are answered; the
-    // journal then commits whatever is still queued.
+    // Bridges first: each answers once everything it forwarded is answered,
+    // so every command in flight gets its real outcome. Then the registry
+    // stops every aggregate, and the journal commits whatever is still queued.
+    for (auto& b : impl_->bridges)
+      self->request(b, caf::infinite, actors::shutdown_atom::value)
+        .receive([](bool) {}, [](caf::error&) {});
     self->request(impl_->registry, caf::infinite, actors::shutdown_atom::value)
       .receive([](bool) {}, [](caf::error&) {});
     self->request(impl_->journal, caf::infinite, actors::shutdown_atom::value)
       .receive([](bool) {}, [](caf::error&) {});
-    for (auto& b : impl_->bridges)
-      self->send_exit(b, caf::exit_reason::user_shutdown);
   }
   impl_->bridges.clear();
   impl_->journal = nullptr;
@@ -136,7 +173,9 @@ result<void> runtime::check_catalogue() const {
 void runtime::submit(actors::command_msg msg, const command_options& opts,
                      std::function<void(actors::reply_msg&&)> done) {
   commands_started_.store(true);
-  if (impl_->stopped) {
+  ++impl_->submitting;
+  if (impl_->stopped.load()) {
+    --impl_->submitting;
     done(actors::error_reply({errc::unavailable, "the runtime is stopped"}));
     return;
   }
@@ -146,6 +185,7 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
   caf::anon_send(b, actors::submit_atom::value, std::move(msg),
                  static_cast<std::int64_t>(opts.timeout.count()),
                  actors::reply_callback{std::move(done)});
+  --impl_->submitting;
 }
 
 caf::actor runtime::handle() {

@@ -268,6 +268,8 @@ private:
 
   template <class A, class Keep>
   result<typename A::state> replay(const std::string& id, std::uint64_t max_version, Keep keep) {
+    if (id.empty() || id.front() == '-') // the registry's rule, so both agree
+      return fail(errc::invalid_argument, "invalid aggregate id", id);
     auto stream = std::string{A::category} + "-" + id;
     typename A::state state = A::initial();
     std::optional<cairn::error> failure;
