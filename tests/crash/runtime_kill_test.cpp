@@ -43,12 +43,17 @@
 
 #include "account.hpp"
 #include "cairn/runtime/runtime.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
 
 using bank::account;
 using clock_type = std::chrono::steady_clock;
+using cairn::test::describe_status;
+using cairn::test::ms_until;
+using cairn::test::test_seed;
+using cairn::test::write_all;
 using std::chrono::milliseconds;
 
 constexpr int account_count = 50;
@@ -99,20 +104,6 @@ enum child_exit : int {
   exit_time_limit = 14,
   exit_exception = 15,
 };
-
-bool write_all(int fd, const void* data, std::size_t size) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 void report_failure(int fd, std::uint32_t round, const std::string& what) {
   record r;
@@ -209,11 +200,6 @@ int child_main(const std::string& dir, std::uint32_t round, std::uint64_t seed, 
 
 // -- the parent: one round ------------------------------------------------------------
 
-int ms_until(clock_type::time_point deadline) {
-  auto left = std::chrono::duration_cast<milliseconds>(deadline - clock_type::now()).count();
-  return static_cast<int>(std::clamp<long long>(left, 0, 1000));
-}
-
 /// Collects records from the pipe; ignores a trailing partial one.
 class record_reader {
 public:
@@ -264,14 +250,6 @@ struct round_outcome {
   std::string child_error; ///< The child's failure report, if it sent one.
   int delay_ms = 0;
 };
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status))
-    return "exited by itself with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string{"died of signal "} + strsignal(WTERMSIG(status));
-  return "status " + std::to_string(status);
-}
 
 /// Forks a child that runs deposits on `dir`, kills it at a random moment
 /// after its load started and collects what it acknowledged.
@@ -489,13 +467,6 @@ check_summary check_runtime(const std::string& dir, std::uint32_t rounds_run,
     sum.unacked += n > a ? n - a : 0;
   }
   return sum;
-}
-
-std::uint64_t test_seed() {
-  if (const char* env = std::getenv("CAIRN_CRASH_SEED"); env != nullptr && *env != '\0')
-    return std::strtoull(env, nullptr, 10);
-  std::random_device rd;
-  return (std::uint64_t{rd()} << 32) ^ rd();
 }
 
 } // namespace

@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "cairn/persistence/event_store.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 
 namespace {
@@ -43,6 +44,10 @@ namespace {
 using namespace cairn;
 using namespace cairn::persistence;
 using clock_type = std::chrono::steady_clock;
+using cairn::test::describe_status;
+using cairn::test::ms_until;
+using cairn::test::test_seed;
+using cairn::test::write_all;
 using std::chrono::milliseconds;
 
 // -- the workload ---------------------------------------------------------------
@@ -172,20 +177,6 @@ enum child_exit : int {
   exit_pipe_failed = 15,
   exit_exception = 16,
 };
-
-bool write_all(int fd, const void* data, std::size_t size) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
 
 int child_fail(int fd, std::uint32_t round, int code, const std::string& what) {
   report rep;
@@ -358,11 +349,6 @@ struct round_outcome {
   bool killed_in_commit = false;
 };
 
-int ms_until(clock_type::time_point deadline) {
-  auto left = std::chrono::duration_cast<milliseconds>(deadline - clock_type::now()).count();
-  return static_cast<int>(std::clamp<long long>(left, 0, 1000));
-}
-
 /// Forks a child that appends to `dir`, kills it at a random moment and
 /// collects what it acknowledged.
 round_outcome run_round(const std::string& dir, const workload& w, std::uint32_t round,
@@ -461,14 +447,6 @@ round_outcome run_round(const std::string& dir, const workload& w, std::uint32_t
       out.acks.push_back(r);
   }
   return out;
-}
-
-std::string describe_status(int status) {
-  if (WIFEXITED(status))
-    return "exited by itself with code " + std::to_string(WEXITSTATUS(status));
-  if (WIFSIGNALED(status))
-    return std::string{"died of signal "} + strsignal(WTERMSIG(status));
-  return "status " + std::to_string(status);
 }
 
 // -- the parent: checking the store ----------------------------------------------------
@@ -743,13 +721,6 @@ store_summary check_store(const std::string& dir, const workload& w,
 }
 
 // -- the driver --------------------------------------------------------------------
-
-std::uint64_t test_seed() {
-  if (const char* env = std::getenv("CAIRN_CRASH_SEED"); env != nullptr && *env != '\0')
-    return std::strtoull(env, nullptr, 10);
-  std::random_device rd;
-  return (std::uint64_t{rd()} << 32) ^ rd();
-}
 
 /// Runs w.rounds kill rounds on one store directory and checks it after each.
 void run_kill_rounds(const workload& w) {
