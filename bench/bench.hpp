@@ -4,9 +4,15 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <string>
 #include <vector>
+
+namespace cairn {
+class runtime;
+struct runtime_options;
+} // namespace cairn
 
 namespace cairn::bench {
 
@@ -47,6 +53,9 @@ struct args {
 /// A fresh scratch directory under --dir (default $TMPDIR or /tmp), removed at exit.
 std::string scratch_dir(const args& a, const std::string& tag);
 void remove_dir(const std::string& dir);
+
+/// A runtime on `opts` with the bank sample's account registered; throws on failure.
+std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts);
 
 int store_main(const args& a);
 int e2e_main(const args& a);

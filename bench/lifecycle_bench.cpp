@@ -94,12 +94,7 @@ std::unique_ptr<runtime> start(const std::string& dir, std::size_t max_live,
   opts.durability = persistence::durability::no_sync;
   opts.max_live_aggregates = max_live;
   opts.snapshot_interval = snapshot_interval;
-  auto rt = runtime::start(opts);
-  if (!rt)
-    throw std::runtime_error(rt.error().to_string());
-  if (auto ok = (*rt)->register_aggregate<account>(); !ok)
-    throw std::runtime_error(ok.error().to_string());
-  return std::move(*rt);
+  return start_bank_runtime(opts);
 }
 
 } // namespace

@@ -29,12 +29,7 @@ std::unique_ptr<runtime> start_runtime(const std::string& dir, persistence::dura
   opts.data_dir = dir;
   opts.durability = d;
   opts.worker_threads = threads;
-  auto rt = runtime::start(opts);
-  if (!rt)
-    throw std::runtime_error(rt.error().to_string());
-  if (auto ok = (*rt)->register_aggregate<account>(); !ok)
-    throw std::runtime_error(ok.error().to_string());
-  return std::move(*rt);
+  return start_bank_runtime(opts);
 }
 
 persistence::durability parse_durability(const std::string& s) {
@@ -172,6 +167,15 @@ void print_header() {
 }
 
 } // namespace
+
+std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts) {
+  auto rt = runtime::start(opts);
+  if (!rt)
+    throw std::runtime_error(rt.error().to_string());
+  if (auto ok = (*rt)->register_aggregate<account>(); !ok)
+    throw std::runtime_error(ok.error().to_string());
+  return std::move(*rt);
+}
 
 int e2e_main(const args& a) {
   auto durability = a.get("--durability", "sync");
