@@ -173,6 +173,86 @@ result<std::uint64_t> decode_u64(std::string_view key, std::string_view value,
   return get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data()));
 }
 
+/// Longest error text a dead letter keeps.
+constexpr std::size_t max_dead_letter_error = 4096;
+
+bool is_valid_space_name(std::string_view name) {
+  return !name.empty() && name.size() <= max_short_field
+         && name.find('\0') == std::string_view::npos;
+}
+
+/// Key-value key: space, a 0 byte, key (so one space is one key range).
+std::string space_key(std::string_view space, std::string_view key) {
+  std::string k;
+  k.reserve(space.size() + 1 + key.size());
+  k.append(space);
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
+/// Dead-letter key: subscriber, a 0 byte, position (u64 big-endian).
+std::string dead_letter_store_key(std::string_view subscriber, std::uint64_t position) {
+  auto k = space_key(subscriber, {});
+  k += be64_key(position);
+  return k;
+}
+
+// dead letter body: version, attempts, first, last failure (LE), then
+// stream, type (u16 length + bytes each), error (u32 length + bytes)
+std::string encode_dead_letter(const dead_letter& dl) {
+  std::string body(28, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, dl.version);
+  put_le(p + 8, dl.attempts);
+  put_le(p + 12, dl.first_failure_ns);
+  put_le(p + 20, dl.last_failure_ns);
+  auto add = [&](std::string_view s, auto len) {
+    std::string l(sizeof len, '\0');
+    put_le(reinterpret_cast<unsigned char*>(l.data()), static_cast<decltype(len)>(s.size()));
+    body += l;
+    body.append(s);
+  };
+  add(dl.stream, std::uint16_t{});
+  add(dl.type, std::uint16_t{});
+  add(dl.error, std::uint32_t{});
+  return body;
+}
+
+result<dead_letter> decode_dead_letter(std::string_view key, std::string_view value) {
+  auto where = std::string{key.substr(0, key.find('\0'))};
+  auto body = unseal(key, value, "dead letter of " + where);
+  if (!body)
+    return tl::unexpected(body.error());
+  dead_letter dl;
+  auto bad = [&] { return fail(errc::corrupted, "dead letter has a bad layout", where); };
+  if (key.size() < 10 || body->size() < 28)
+    return bad();
+  dl.subscriber = where;
+  dl.position = get_be64(reinterpret_cast<const unsigned char*>(key.data() + key.size() - 8));
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  dl.version = get_le<std::uint64_t>(p);
+  dl.attempts = get_le<std::uint32_t>(p + 8);
+  dl.first_failure_ns = get_le<std::int64_t>(p + 12);
+  dl.last_failure_ns = get_le<std::int64_t>(p + 20);
+  std::size_t off = 28;
+  auto take = [&](std::string& out, std::size_t width) {
+    if (off + width > body->size())
+      return false;
+    auto* q = p + off;
+    std::size_t len = width == 2 ? get_le<std::uint16_t>(q) : get_le<std::uint32_t>(q);
+    off += width;
+    if (off + len > body->size())
+      return false;
+    out.assign(body->data() + off, len);
+    off += len;
+    return true;
+  };
+  if (!take(dl.stream, 2) || !take(dl.type, 2) || !take(dl.error, 4) || off != body->size())
+    return bad();
+  return dl;
+}
+
 std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
            std::chrono::system_clock::now().time_since_epoch())
@@ -226,27 +306,38 @@ public:
   }
 
   result<append_result> append(const append_request& req) override {
-    auto out = write({&req, 1}, {}, {});
+    batch_view b;
+    b.appends = {&req, 1};
+    auto out = write(b);
     if (!out)
       return tl::unexpected(out.error());
     return std::move(out->front());
   }
 
   result<std::vector<result<append_result>>> append_batch(const write_batch& b) override {
-    return write({b.appends.data(), b.appends.size()},
-                 {b.checkpoints.data(), b.checkpoints.size()},
-                 {b.snapshots.data(), b.snapshots.size()});
+    batch_view v;
+    v.appends = {b.appends.data(), b.appends.size()};
+    v.checkpoints = {b.checkpoints.data(), b.checkpoints.size()};
+    v.snapshots = {b.snapshots.data(), b.snapshots.size()};
+    v.kv = {b.kv.data(), b.kv.size()};
+    v.dead_letters = {b.dead_letters.data(), b.dead_letters.size()};
+    v.removals = {b.dead_letter_removals.data(), b.dead_letter_removals.size()};
+    return write(v);
   }
 
   result<void> save_snapshot(const snapshot& snap) override {
-    auto out = write({}, {}, {&snap, 1});
+    batch_view b;
+    b.snapshots = {&snap, 1};
+    auto out = write(b);
     if (!out)
       return tl::unexpected(out.error());
     return {};
   }
 
   result<void> save_checkpoint(const checkpoint& cp) override {
-    auto out = write({}, {&cp, 1}, {});
+    batch_view b;
+    b.checkpoints = {&cp, 1};
+    auto out = write(b);
     if (!out)
       return tl::unexpected(out.error());
     return {};
@@ -275,6 +366,14 @@ public:
   result<std::optional<std::uint64_t>> load_checkpoint(std::string_view name) const override;
   result<std::vector<checkpoint>> list_checkpoints() const override;
   result<std::vector<std::pair<std::string, std::uint32_t>>> type_catalogue() const override;
+  result<std::optional<std::string>> kv_get(std::string_view space,
+                                            std::string_view key) const override;
+  result<std::vector<std::pair<std::string, std::string>>>
+  kv_scan(std::string_view space, std::string_view prefix, std::string_view after,
+          std::size_t max) const override;
+  result<std::vector<dead_letter>> list_dead_letters(std::string_view subscriber,
+                                                     std::size_t max) const override;
+  result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
   result<store_stats> stats() const override;
   const std::string& path() const noexcept override { return dir_; }
 
@@ -285,6 +384,15 @@ private:
     std::size_t size = 0;
     const T* begin() const { return data; }
     const T* end() const { return data + size; }
+  };
+
+  struct batch_view {
+    span<append_request> appends;
+    span<checkpoint> checkpoints;
+    span<snapshot> snapshots;
+    span<kv_op> kv;
+    span<dead_letter> dead_letters;
+    span<dead_letter_key> removals;
   };
 
   /// Everything a write transaction changes before it commits; applied to the
@@ -306,11 +414,11 @@ private:
   result<void> init(bool create);
   result<void> grow_map();
 
-  result<std::vector<result<append_result>>> write(span<append_request> reqs,
-                                                   span<checkpoint> cps, span<snapshot> snaps);
+  result<std::vector<result<append_result>>> write(const batch_view& b);
   /// One attempt at a write transaction: 0, or the LMDB code that stopped it.
-  int try_write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps,
-                std::vector<result<append_result>>& out, error& err);
+  int try_write(const batch_view& b, std::vector<result<append_result>>& out, error& err);
+  /// Removes every key of a key-value space.
+  int clear_space(MDB_txn* txn, std::string_view space, error& err);
   int stage_append(MDB_txn* txn, const append_request& req, staging& st, std::int64_t now,
                    result<append_result>& out);
   int stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err);
@@ -336,7 +444,10 @@ private:
   store_options opts_;
   MDB_env* env_ = nullptr;
   MDB_dbi log_ = 0, names_ = 0, heads_ = 0, index_ = 0, commands_ = 0, snapshots_ = 0,
-          checkpoints_ = 0, types_ = 0, meta_ = 0;
+          checkpoints_ = 0, types_ = 0, meta_ = 0, kv_ = 0, dead_letters_ = 0;
+  /// False when a read-only open found a store written before the key-value
+  /// and dead-letter tables existed: those reads see empty tables.
+  bool has_side_tables_ = true;
   int lock_fd_ = -1;
   /// Shared by every transaction of this process; unique while the map is
   /// resized, which LMDB allows only with no transaction in flight.
@@ -458,6 +569,16 @@ result<void> lmdb_store::init(bool create) {
     if (rc != 0)
       return tl::unexpected(lmdb_error(rc, std::string{"open table "} + name));
   }
+  // Added after the first stores were written: created on a writable open.
+  for (auto [name, dbi] : {named{"kv", &kv_}, named{"dead_letters", &dead_letters_}}) {
+    int rc = mdb_dbi_open(raw, name, opts_.read_only ? 0 : MDB_CREATE, dbi);
+    if (rc == MDB_NOTFOUND && opts_.read_only) {
+      has_side_tables_ = false;
+      continue;
+    }
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, std::string{"open table "} + name));
+  }
   const std::string format_key = "format";
   if (create) {
     std::string id(16, '\0');
@@ -569,13 +690,42 @@ result<void> lmdb_store::grow_map() {
 // -- writes ----------------------------------------------------------------------
 
 result<std::vector<result<append_result>>>
-lmdb_store::write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps) {
+lmdb_store::write(const batch_view& b) {
   if (opts_.read_only)
     return fail(errc::invalid_argument, "the store is open read-only", dir_);
-  for (const auto& cp : cps)
+  for (const auto& op : b.kv) {
+    if (!is_valid_space_name(op.space))
+      return fail(errc::invalid_argument, "key-value space names are 1-255 bytes without a 0 byte",
+                  op.space);
+    if (op.op != kv_op::kind::clear && (op.key.empty() || op.key.size() > max_short_field))
+      return fail(errc::invalid_argument, "keys are 1-255 bytes", op.space + "/" + op.key);
+    if (op.value.size() > opts_.max_event_size)
+      return fail(errc::invalid_argument,
+                  "value of " + std::to_string(op.value.size()) + " bytes exceeds max_event_size "
+                    + std::to_string(opts_.max_event_size),
+                  op.space + "/" + op.key);
+  }
+  for (const auto& dl : b.dead_letters) {
+    if (!is_valid_space_name(dl.subscriber) || dl.position == 0)
+      return fail(errc::invalid_argument,
+                  "a dead letter needs a subscriber name of 1-255 bytes without a 0 byte and a "
+                  "position >= 1",
+                  dl.subscriber);
+    if (dl.stream.size() > max_short_field || dl.type.size() > max_short_field
+        || dl.error.size() > max_dead_letter_error)
+      return fail(errc::invalid_argument,
+                  "a dead letter's stream and type are at most 255 bytes, its error at most "
+                    + std::to_string(max_dead_letter_error),
+                  dl.subscriber);
+  }
+  for (const auto& key : b.removals)
+    if (!is_valid_space_name(key.subscriber))
+      return fail(errc::invalid_argument, "subscriber names are 1-255 bytes without a 0 byte",
+                  key.subscriber);
+  for (const auto& cp : b.checkpoints)
     if (cp.name.empty() || cp.name.size() > max_short_field)
       return fail(errc::invalid_argument, "checkpoint names are 1-255 bytes", cp.name);
-  for (const auto& s : snaps) {
+  for (const auto& s : b.snapshots) {
     if (auto ok = validate_stream_name(s.stream); !ok)
       return tl::unexpected(ok.error());
     if (s.version == 0 || s.schema_version == 0 || !is_valid_type_name(s.state_type))
@@ -591,11 +741,11 @@ lmdb_store::write(span<append_request> reqs, span<checkpoint> cps, span<snapshot
   }
   std::vector<result<append_result>> out;
   for (;;) {
-    out.assign(reqs.size, result<append_result>{});
+    out.assign(b.appends.size, result<append_result>{});
     error err;
     int rc = 0;
     try {
-      rc = try_write(reqs, cps, snaps, out, err);
+      rc = try_write(b, out, err);
     } catch (const std::exception& e) { // bad_alloc; the txn was aborted
       return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
     }
@@ -608,8 +758,9 @@ lmdb_store::write(span<append_request> reqs, span<checkpoint> cps, span<snapshot
   }
 }
 
-int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<snapshot> snaps,
-                          std::vector<result<append_result>>& out, error& err) {
+int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>>& out,
+                          error& err) {
+  const auto& reqs = b.appends;
   MDB_txn* raw = nullptr;
   if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) {
     err = lmdb_error(rc, "begin write");
@@ -630,7 +781,7 @@ int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<
       return rc;
     }
   }
-  for (const auto& snap : snaps)
+  for (const auto& snap : b.snapshots)
     if (int rc = stage_snapshot(raw, snap, st, err); rc != 0)
       return rc;
   auto put = [&](MDB_dbi dbi, std::string_view key, std::string_view value, const char* what) {
@@ -655,7 +806,39 @@ int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<
     if (int rc = put(types_, key, seal(key, {}), "write type catalogue"); rc != 0)
       return rc;
   }
-  for (const auto& cp : cps)
+  for (const auto& op : b.kv) {
+    if (op.op == kv_op::kind::clear) {
+      if (int rc = clear_space(raw, op.space, err); rc != 0)
+        return rc;
+      continue;
+    }
+    auto key = space_key(op.space, op.key);
+    if (op.op == kv_op::kind::put) {
+      if (int rc = put(kv_, key, seal(key, op.value), "write key-value"); rc != 0)
+        return rc;
+      continue;
+    }
+    MDB_val k = val_of(key);
+    if (int rc = mdb_del(raw, kv_, &k, nullptr); rc != 0 && rc != MDB_NOTFOUND) {
+      err = lmdb_error(rc, "erase key-value");
+      return rc;
+    }
+  }
+  for (const auto& dl : b.dead_letters) {
+    auto key = dead_letter_store_key(dl.subscriber, dl.position);
+    if (int rc = put(dead_letters_, key, seal(key, encode_dead_letter(dl)), "write dead letter");
+        rc != 0)
+      return rc;
+  }
+  for (const auto& dk : b.removals) {
+    auto key = dead_letter_store_key(dk.subscriber, dk.position);
+    MDB_val k = val_of(key);
+    if (int rc = mdb_del(raw, dead_letters_, &k, nullptr); rc != 0 && rc != MDB_NOTFOUND) {
+      err = lmdb_error(rc, "remove dead letter");
+      return rc;
+    }
+  }
+  for (const auto& cp : b.checkpoints)
     if (int rc = put(checkpoints_, cp.name, seal(cp.name, u64_body(cp.position)),
                      "write checkpoint");
         rc != 0)
@@ -677,6 +860,28 @@ int lmdb_store::try_write(span<append_request> reqs, span<checkpoint> cps, span<
     cached.dirty = false;
   }
   known_types_.insert(st.new_types.begin(), st.new_types.end());
+  return 0;
+}
+
+int lmdb_store::clear_space(MDB_txn* txn, std::string_view space, error& err) {
+  cursor_guard cur;
+  if (int rc = cur.open(txn, kv_); rc != 0) {
+    err = lmdb_error(rc, "cursor");
+    return rc;
+  }
+  auto prefix = space_key(space, {});
+  MDB_val k = val_of(prefix), v;
+  int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+  while (rc == 0 && view_of(k).substr(0, prefix.size()) == prefix) {
+    if (rc = mdb_cursor_del(cur.get(), 0); rc != 0)
+      break;
+    k = val_of(prefix); // seek again: plain, where cursor state after a delete is subtle
+    rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    err = lmdb_error(rc, "clear key-value space");
+    return rc;
+  }
   return 0;
 }
 
@@ -1375,6 +1580,120 @@ result<std::vector<std::pair<std::string, std::uint32_t>>> lmdb_store::type_cata
     });
 }
 
+result<std::optional<std::string>> lmdb_store::kv_get(std::string_view space,
+                                                     std::string_view key) const {
+  if (!is_valid_space_name(space) || key.empty() || key.size() > max_short_field)
+    return fail(errc::invalid_argument,
+                "key-value spaces are 1-255 bytes without a 0 byte, keys 1-255 bytes",
+                std::string{space} + "/" + std::string{key});
+  if (!has_side_tables_)
+    return std::optional<std::string>{};
+  return with_read([&](MDB_txn* txn) -> result<std::optional<std::string>> {
+    auto k = space_key(space, key);
+    MDB_val kv = val_of(k), v;
+    int rc = mdb_get(txn, kv_, &kv, &v);
+    if (rc == MDB_NOTFOUND)
+      return std::optional<std::string>{};
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read key-value"));
+    auto body = unseal(k, view_of(v), "value " + std::string{space} + "/" + std::string{key});
+    if (!body)
+      return tl::unexpected(body.error());
+    return std::optional<std::string>{std::string{*body}};
+  });
+}
+
+result<std::vector<std::pair<std::string, std::string>>>
+lmdb_store::kv_scan(std::string_view space, std::string_view prefix, std::string_view after,
+                    std::size_t max) const {
+  using entries = std::vector<std::pair<std::string, std::string>>;
+  if (!is_valid_space_name(space))
+    return fail(errc::invalid_argument, "key-value spaces are 1-255 bytes without a 0 byte",
+                std::string{space});
+  if (!has_side_tables_)
+    return entries{};
+  return with_read([&](MDB_txn* txn) -> result<entries> {
+    entries out;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, kv_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    auto full_prefix = space_key(space, prefix);
+    auto start = after.empty() || after < prefix ? full_prefix : space_key(space, after);
+    auto head = space.size() + 1;
+    MDB_val k = val_of(start), v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && out.size() < max; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto key = view_of(k);
+      if (key.substr(0, full_prefix.size()) != full_prefix)
+        break;
+      if (!after.empty() && key.substr(head) == after)
+        continue;
+      auto body = unseal(key, view_of(v), "value " + std::string{space} + "/"
+                                            + std::string{key.substr(head)});
+      if (!body)
+        return tl::unexpected(body.error());
+      out.emplace_back(std::string{key.substr(head)}, std::string{*body});
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "scan key-value"));
+    return out;
+  });
+}
+
+result<std::vector<dead_letter>> lmdb_store::list_dead_letters(std::string_view subscriber,
+                                                               std::size_t max) const {
+  if (!subscriber.empty() && !is_valid_space_name(subscriber))
+    return fail(errc::invalid_argument, "subscriber names are 1-255 bytes without a 0 byte",
+                std::string{subscriber});
+  if (!has_side_tables_)
+    return std::vector<dead_letter>{};
+  return with_read([&](MDB_txn* txn) -> result<std::vector<dead_letter>> {
+    std::vector<dead_letter> out;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, dead_letters_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    auto prefix = subscriber.empty() ? std::string{} : space_key(subscriber, {});
+    MDB_val k = val_of(prefix), v;
+    int rc = prefix.empty() ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST)
+                            : mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && out.size() < max; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto key = view_of(k);
+      if (key.substr(0, prefix.size()) != prefix)
+        break;
+      auto dl = decode_dead_letter(key, view_of(v));
+      if (!dl)
+        return tl::unexpected(dl.error());
+      out.push_back(std::move(*dl));
+    }
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "scan dead letters"));
+    return out;
+  });
+}
+
+result<std::uint64_t> lmdb_store::count_dead_letters(std::string_view subscriber) const {
+  if (!is_valid_space_name(subscriber))
+    return fail(errc::invalid_argument, "subscriber names are 1-255 bytes without a 0 byte",
+                std::string{subscriber});
+  if (!has_side_tables_)
+    return std::uint64_t{0};
+  return with_read([&](MDB_txn* txn) -> result<std::uint64_t> {
+    cursor_guard cur;
+    if (int rc = cur.open(txn, dead_letters_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    auto prefix = space_key(subscriber, {});
+    MDB_val k = val_of(prefix), v;
+    std::uint64_t n = 0;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+    for (; rc == 0 && view_of(k).substr(0, prefix.size()) == prefix;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT))
+      ++n;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "count dead letters"));
+    return n;
+  });
+}
+
 result<store_stats> lmdb_store::stats() const {
   return with_read([&](MDB_txn* txn) -> result<store_stats> {
     store_stats s;
@@ -1386,6 +1705,10 @@ result<store_stats> lmdb_store::stats() const {
     s.streams = entries(names_);
     s.snapshots = entries(snapshots_);
     s.checkpoints = entries(checkpoints_);
+    if (has_side_tables_) {
+      s.kv_entries = entries(kv_);
+      s.dead_letters = entries(dead_letters_);
+    }
     MDB_envinfo info;
     mdb_env_info(env_, &info);
     MDB_stat env_stat;

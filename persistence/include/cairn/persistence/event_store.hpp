@@ -40,6 +40,8 @@ struct store_stats {
   std::uint64_t streams = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t checkpoints = 0;
+  std::uint64_t kv_entries = 0;   ///< Keys of every key-value space.
+  std::uint64_t dead_letters = 0;
   std::size_t map_size = 0;      ///< Current map size in bytes.
   std::size_t map_used = 0;      ///< Bytes in use (pages times page size).
   std::uint32_t format_version = 0;
@@ -140,6 +142,25 @@ public:
   /// The (type, schema version) pairs the store holds, sorted.
   [[nodiscard]] virtual result<std::vector<std::pair<std::string, std::uint32_t>>>
   type_catalogue() const = 0;
+
+  /// The value of `key` in key-value `space`; nullopt if absent.
+  [[nodiscard]] virtual result<std::optional<std::string>> kv_get(std::string_view space,
+                                                                  std::string_view key) const = 0;
+
+  /// Up to `max` entries of `space` whose keys start with `prefix`, in key
+  /// order, starting after key `after` (empty: from the first). Page with the
+  /// last key returned.
+  [[nodiscard]] virtual result<std::vector<std::pair<std::string, std::string>>>
+  kv_scan(std::string_view space, std::string_view prefix, std::string_view after = {},
+          std::size_t max = no_limit) const = 0;
+
+  /// Dead letters of `subscriber` (empty: of every subscriber), by subscriber
+  /// then position, at most `max`.
+  [[nodiscard]] virtual result<std::vector<dead_letter>>
+  list_dead_letters(std::string_view subscriber, std::size_t max = no_limit) const = 0;
+
+  [[nodiscard]] virtual result<std::uint64_t>
+  count_dead_letters(std::string_view subscriber) const = 0;
 
   [[nodiscard]] virtual result<store_stats> stats() const = 0;
 

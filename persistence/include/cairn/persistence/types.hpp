@@ -166,12 +166,49 @@ struct stream_info {
   std::uint64_t version = 0;
 };
 
-/// Everything one write transaction does. The appends, the checkpoints and
-/// the snapshots commit together or not at all.
+/// A change to a key-value space (a projection's read model). Spaces and
+/// keys are 1-255 bytes without a 0 byte; values at most max_event_size.
+struct kv_op {
+  enum class kind : std::uint8_t {
+    put,   ///< Sets `key` to `value`.
+    erase, ///< Removes `key` (absent is fine).
+    clear, ///< Removes every key of `space`; `key` and `value` unused.
+  };
+  kind op = kind::put;
+  std::string space;
+  std::string key;
+  std::string value;
+};
+
+/// An event a subscriber gave up on after its last retry.
+struct dead_letter {
+  std::string subscriber;
+  std::uint64_t position = 0; ///< The event's global position.
+  std::string stream;
+  std::uint64_t version = 0;
+  std::string type;
+  std::string error; ///< The handler's last error, as text.
+  std::uint32_t attempts = 0;
+  std::int64_t first_failure_ns = 0;
+  std::int64_t last_failure_ns = 0;
+};
+
+/// Names one dead letter.
+struct dead_letter_key {
+  std::string subscriber;
+  std::uint64_t position = 0;
+};
+
+/// Everything one write transaction does; all of it commits or none. Within
+/// the transaction: appends, snapshots, key-value changes in order, dead
+/// letters stored, dead letters removed, then checkpoints.
 struct write_batch {
   std::vector<append_request> appends;
   std::vector<checkpoint> checkpoints;
   std::vector<snapshot> snapshots;
+  std::vector<kv_op> kv;
+  std::vector<dead_letter> dead_letters;
+  std::vector<dead_letter_key> dead_letter_removals;
 };
 
 } // namespace cairn::persistence
