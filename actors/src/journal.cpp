@@ -1,6 +1,7 @@
 #include "cairn/actors/journal.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 #include <vector>
 
@@ -12,15 +13,23 @@ namespace cairn::actors {
 
 namespace {
 
+/// A watcher of the committed position and what it was last told.
+struct watcher {
+  caf::actor actor;
+  std::uint64_t told = 0;
+  bool wants = false; ///< Asked for the next position: send it on the next commit.
+};
+
 struct journal_state {
   persistence::event_store* store = nullptr;
   persistence::write_batch batch;
   std::vector<caf::response_promise> waiting; // one per entry of batch.appends
+  std::vector<caf::response_promise> writers; // one per journal_write in the batch
   bool flush_queued = false;
   std::uint64_t batches = 0;
   std::uint64_t appends = 0;
   std::uint64_t committed = 0; ///< Last position of the global log.
-  std::vector<caf::actor> watchers;
+  std::vector<watcher> watchers;
   static inline const char* name = "cairn.journal";
 };
 
@@ -35,17 +44,41 @@ void queue_flush(journal_actor* self) {
   }
 }
 
+void tell(journal_actor* self, watcher& w) {
+  w.told = self->state.committed;
+  w.wants = false;
+  self->send(w.actor, committed_atom::value, w.told);
+}
+
+bool has_side_writes(const persistence::write_batch& b) {
+  return !b.snapshots.empty() || !b.kv.empty() || !b.checkpoints.empty()
+         || !b.dead_letters.empty() || !b.dead_letter_removals.empty();
+}
+
 void flush(journal_actor* self) {
   auto& st = self->state;
   st.flush_queued = false;
-  if (st.batch.appends.empty() && st.batch.snapshots.empty())
+  if (st.batch.appends.empty() && !has_side_writes(st.batch))
     return;
   auto results = st.store->append_batch(st.batch);
-  if (!results && !st.batch.snapshots.empty()) {
-    // Snapshots are an optimisation: one that fails must not fail the appends.
+  result<void> side_written;
+  if (!results && has_side_writes(st.batch)) {
+    // A subscriber's write or a snapshot that fails must not fail the
+    // commands: retry the appends alone; the writers get the error.
+    side_written = tl::unexpected(results.error());
     st.batch.snapshots.clear();
-    results = st.store->append_batch(st.batch);
+    st.batch.kv.clear();
+    st.batch.checkpoints.clear();
+    st.batch.dead_letters.clear();
+    st.batch.dead_letter_removals.clear();
+    results = st.batch.appends.empty()
+                ? result<std::vector<result<persistence::append_result>>>{}
+                : st.store->append_batch(st.batch);
+  } else if (!results) {
+    side_written = tl::unexpected(results.error());
   }
+  for (auto& w : st.writers)
+    w.deliver(journal_written{side_written});
   for (std::size_t i = 0; i < st.waiting.size(); ++i) {
     journal_result r;
     r.value = results ? std::move((*results)[i])
@@ -60,12 +93,18 @@ void flush(journal_actor* self) {
       if (r && !r->duplicate && r->last_position > st.committed)
         st.committed = r->last_position;
     if (st.committed != before)
-      for (const auto& w : st.watchers)
-        self->send(w, committed_atom::value, st.committed);
+      for (auto& w : st.watchers)
+        if (w.wants)
+          tell(self, w);
   }
-  st.batch.appends.clear();
+  st.batch.appends.clear(); // clear, not reassign: the capacity is reused
   st.batch.snapshots.clear();
+  st.batch.kv.clear();
+  st.batch.checkpoints.clear();
+  st.batch.dead_letters.clear();
+  st.batch.dead_letter_removals.clear();
   st.waiting.clear();
+  st.writers.clear();
 }
 
 caf::behavior journal(journal_actor* self, persistence::event_store* store) {
@@ -75,7 +114,7 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& ws = self->state.watchers;
     ws.erase(std::remove_if(ws.begin(), ws.end(),
-                            [&](const caf::actor& w) { return w.address() == dm.source; }),
+                            [&](const watcher& w) { return w.actor.address() == dm.source; }),
              ws.end());
   });
   return {
@@ -89,14 +128,38 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
       self->state.batch.snapshots.push_back(std::move(s.value));
       queue_flush(self);
     },
+    [=](write_atom, journal_write& w) -> caf::result<journal_written> {
+      auto& b = self->state.batch;
+      auto& src = w.value;
+      std::move(src.kv.begin(), src.kv.end(), std::back_inserter(b.kv));
+      std::move(src.dead_letters.begin(), src.dead_letters.end(),
+                std::back_inserter(b.dead_letters));
+      std::move(src.dead_letter_removals.begin(), src.dead_letter_removals.end(),
+                std::back_inserter(b.dead_letter_removals));
+      std::move(src.checkpoints.begin(), src.checkpoints.end(), std::back_inserter(b.checkpoints));
+      self->state.writers.push_back(self->make_response_promise());
+      queue_flush(self);
+      return self->state.writers.back();
+    },
     [=](flush_atom) { flush(self); },
-    [=](subscribe_atom, caf::actor& watcher) {
+    [=](subscribe_atom, caf::actor& who) {
       auto& ws = self->state.watchers;
-      self->send(watcher, committed_atom::value, self->state.committed);
-      if (std::find(ws.begin(), ws.end(), watcher) == ws.end()) {
-        self->monitor(watcher);
-        ws.push_back(std::move(watcher));
+      auto it = std::find_if(ws.begin(), ws.end(), [&](const watcher& w) { return w.actor == who; });
+      if (it == ws.end()) {
+        self->monitor(who);
+        ws.push_back(watcher{std::move(who), 0, false});
+        it = std::prev(ws.end());
       }
+      tell(self, *it);
+    },
+    [=](demand_atom, caf::actor& who) {
+      for (auto& w : self->state.watchers)
+        if (w.actor == who) {
+          if (self->state.committed > w.told)
+            tell(self, w);
+          else
+            w.wants = true;
+        }
     },
     [=](stats_atom) {
       return caf::make_message(self->state.batches, self->state.appends);

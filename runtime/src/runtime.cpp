@@ -1,5 +1,7 @@
 #include "cairn/runtime/runtime.hpp"
 
+#include <map>
+#include <mutex>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -77,6 +79,38 @@ struct runtime::impl {
   std::vector<caf::actor> bridges;
   std::atomic<bool> stopped{false};
   std::atomic<int> submitting{0}; ///< submit() calls past the stopped check.
+  std::mutex subscribers_mutex; ///< Guards `subscribers` (control calls, not the event path).
+  std::map<std::string, caf::actor> subscribers;
+
+  result<caf::actor> subscriber(const std::string& name) {
+    std::lock_guard lock{subscribers_mutex};
+    if (stopped.load())
+      return fail(errc::unavailable, "the runtime is stopped");
+    auto it = subscribers.find(name);
+    if (it == subscribers.end())
+      return fail(errc::invalid_argument, "no subscriber of this name is running", name);
+    return it->second;
+  }
+
+  /// Asks subscriber `name` and waits for its answer of type T.
+  template <class T, class... Ts>
+  result<T> ask(const std::string& name, std::chrono::milliseconds timeout, Ts... msg) {
+    auto sub = subscriber(name);
+    if (!sub)
+      return tl::unexpected(sub.error());
+    result<T> out = fail(errc::internal, "no answer", name);
+    caf::scoped_actor self{*sys};
+    auto on_error = [&](caf::error& err) {
+      out = fail(err == caf::sec::request_timeout ? errc::unavailable : errc::invalid_argument,
+                 sys->render(err), name);
+    };
+    if (timeout.count() > 0)
+      self->request(*sub, timeout, msg...).receive([&](T& v) { out = std::move(v); }, on_error);
+    else
+      self->request(*sub, caf::infinite, msg...)
+        .receive([&](T& v) { out = std::move(v); }, on_error);
+    return out;
+  }
 };
 
 runtime::runtime(std::unique_ptr<impl> p)
@@ -132,6 +166,15 @@ void runtime::shutdown() {
         .receive([](bool) {}, [](caf::error&) {});
     self->request(impl_->registry, caf::infinite, actors::shutdown_atom::value)
       .receive([](bool) {}, [](caf::error&) {});
+    // Subscribers write their final checkpoints through the journal.
+    std::map<std::string, caf::actor> subscribers;
+    {
+      std::lock_guard lock{impl_->subscribers_mutex};
+      subscribers.swap(impl_->subscribers);
+    }
+    for (auto& [name, sub] : subscribers)
+      self->request(sub, caf::infinite, actors::stop_atom::value)
+        .receive([](bool) {}, [](caf::error&) {});
     self->request(impl_->journal, caf::infinite, actors::shutdown_atom::value)
       .receive([](bool) {}, [](caf::error&) {});
   }
@@ -152,6 +195,92 @@ runtime::make_env(std::optional<std::uint64_t> interval) {
   env->snapshot_interval = interval.value_or(impl_->opts.snapshot_interval);
   env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
   return env;
+}
+
+result<void> runtime::add_subscriber(const std::string& name, subscription_filter filter,
+                                     const subscription_options& opts, bool projection,
+                                     actors::subscriber_handler handle) {
+  actors::subscriber_spec spec;
+  spec.name = name;
+  spec.filter = std::move(filter);
+  spec.options = opts;
+  spec.projection = projection;
+  spec.handle = std::move(handle);
+  if (auto ok = actors::validate_subscriber(spec); !ok)
+    return ok;
+  commands_started_.store(true); // decoding reads the registry from now on
+  std::lock_guard lock{impl_->subscribers_mutex};
+  if (impl_->stopped.load())
+    return fail(errc::unavailable, "the runtime is stopped");
+  if (impl_->subscribers.count(name) != 0)
+    return fail(errc::invalid_argument, "a subscriber of this name is already running", name);
+  impl_->subscribers.emplace(
+    name, actors::spawn_subscriber(*impl_->sys, *impl_->store, impl_->journal, std::move(spec)));
+  return {};
+}
+
+result<void> runtime::unsubscribe(const std::string& name) {
+  auto done = impl_->ask<bool>(name, std::chrono::milliseconds{0}, actors::stop_atom::value);
+  if (!done)
+    return tl::unexpected(done.error());
+  std::lock_guard lock{impl_->subscribers_mutex};
+  impl_->subscribers.erase(name);
+  return {};
+}
+
+result<void> runtime::rebuild(const std::string& name) {
+  auto done = impl_->ask<bool>(name, std::chrono::milliseconds{0}, actors::rebuild_atom::value);
+  if (!done)
+    return tl::unexpected(done.error());
+  return {};
+}
+
+result<void> runtime::wait_for(const std::string& name, std::uint64_t position,
+                               std::chrono::milliseconds timeout) {
+  auto done = impl_->ask<bool>(name, std::max(timeout, std::chrono::milliseconds{1}),
+                               actors::wait_atom::value, position);
+  if (!done)
+    return tl::unexpected(done.error());
+  return {};
+}
+
+result<subscription_status> runtime::subscription(const std::string& name) {
+  return impl_->ask<subscription_status>(name, std::chrono::milliseconds{0},
+                                         actors::status_atom::value);
+}
+
+std::vector<subscription_status> runtime::subscriptions() {
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock{impl_->subscribers_mutex};
+    for (const auto& [name, sub] : impl_->subscribers)
+      names.push_back(name);
+  }
+  std::vector<subscription_status> out;
+  for (const auto& name : names)
+    if (auto s = subscription(name))
+      out.push_back(std::move(*s));
+  return out;
+}
+
+result<std::vector<persistence::dead_letter>> runtime::dead_letters(const std::string& name) {
+  if (stopped())
+    return fail(errc::unavailable, "the runtime is stopped");
+  if (name.empty())
+    return fail(errc::invalid_argument, "a subscriber name is needed");
+  return impl_->store->list_dead_letters(name);
+}
+
+result<replay_report> runtime::replay_dead_letters(const std::string& name,
+                                                   std::uint64_t position) {
+  return impl_->ask<replay_report>(name, std::chrono::milliseconds{0},
+                                   actors::replay_atom::value, position);
+}
+
+result<std::uint64_t> runtime::discard_dead_letters(const std::string& name,
+                                                    std::uint64_t position) {
+  return impl_->ask<std::uint64_t>(name, std::chrono::milliseconds{0},
+                                   actors::discard_atom::value, position);
 }
 
 void runtime::add_kind(actors::aggregate_kind kind) {

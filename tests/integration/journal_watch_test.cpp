@@ -35,6 +35,8 @@ TEST_CASE("a journal watcher sees the committed position reach every acknowledge
   std::uint64_t previous = 0;
   bool timed_out = false;
   while (previous < last && !timed_out) {
+    watcher->send((*rt)->journal(), cairn::actors::demand_atom::value,
+                  caf::actor_cast<caf::actor>(watcher));
     watcher->receive(
       [&](cairn::actors::committed_atom, std::uint64_t p) {
         CHECK(p > previous);
@@ -43,4 +45,10 @@ TEST_CASE("a journal watcher sees the committed position reach every acknowledge
       caf::after(std::chrono::seconds(10)) >> [&] { timed_out = true; });
   }
   CHECK(previous == last);
+  // Without a demand, nothing more arrives, however much is committed.
+  REQUIRE((*rt)->send<bank::account>("late", bank::open_account{"x"}).get());
+  bool more = false;
+  watcher->receive([&](cairn::actors::committed_atom, std::uint64_t) { more = true; },
+                   caf::after(std::chrono::milliseconds(200)) >> [] {});
+  CHECK_FALSE(more);
 }

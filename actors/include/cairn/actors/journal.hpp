@@ -8,8 +8,13 @@
 ///   (append_atom, journal_append)   -> journal_result, after the commit
 ///   (snapshot_atom, journal_snapshot)  written with the next batch, no reply
 ///   (stats_atom)                    -> (batches, appends) committed so far
-///   (subscribe_atom, actor)         the actor gets (committed_atom, position) now
-///                                   and after every commit that moves the log
+///   (write_atom, journal_write)     -> journal_written, after the commit that
+///                                   holds it (key-values, dead letters, checkpoints)
+///   (subscribe_atom, actor)         the actor gets (committed_atom, position) now;
+///   (demand_atom, actor)            and once more as soon as the log has moved
+///                                   past what it was last told. One message in
+///                                   flight per watcher: a slow one never
+///                                   accumulates a backlog in its mailbox.
 ///   (shutdown_atom)                 -> after everything queued is committed
 
 #include <caf/actor.hpp>

@@ -33,6 +33,15 @@ using shutdown_atom = caf::atom_constant<caf::atom("cairn_down")>;
 using stats_atom = caf::atom_constant<caf::atom("cairn_stat")>;
 using subscribe_atom = caf::atom_constant<caf::atom("cairn_subs")>;
 using committed_atom = caf::atom_constant<caf::atom("cairn_comm")>;
+using demand_atom = caf::atom_constant<caf::atom("cairn_dmnd")>;
+using write_atom = caf::atom_constant<caf::atom("cairn_wr")>;
+using status_atom = caf::atom_constant<caf::atom("cairn_stus")>;
+using wait_atom = caf::atom_constant<caf::atom("cairn_wait")>;
+using rebuild_atom = caf::atom_constant<caf::atom("cairn_rbld")>;
+using replay_atom = caf::atom_constant<caf::atom("cairn_rply")>;
+using discard_atom = caf::atom_constant<caf::atom("cairn_dscd")>;
+using pump_atom = caf::atom_constant<caf::atom("cairn_pump")>;
+using tick_atom = caf::atom_constant<caf::atom("cairn_tick")>;
 
 /// A command (or, with `query`, a read of the live state) for one aggregate.
 struct command_msg {
@@ -96,6 +105,17 @@ struct journal_snapshot {
   persistence::snapshot value;
 };
 
+/// Side writes of a subscriber for the journal's next batch: key-values,
+/// dead letters and checkpoints (its `appends` and `snapshots` are ignored).
+struct journal_write {
+  persistence::write_batch value;
+};
+
+/// The journal's answer to a journal_write: the commit's outcome.
+struct journal_written {
+  result<void> value;
+};
+
 /// A callback a bridge actor runs with the reply (in-process only).
 struct reply_callback {
   std::function<void(reply_msg&&)> fn;
@@ -106,4 +126,6 @@ struct reply_callback {
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_append)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_result)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_snapshot)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_write)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::journal_written)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::actors::reply_callback)

@@ -32,6 +32,7 @@
 #include "cairn/actors/aggregate_actor.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/registry.hpp"
+#include "cairn/actors/subscriber.hpp"
 #include "cairn/model/aggregate.hpp"
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/codec.hpp"
@@ -58,7 +59,40 @@ struct outcome {
   }
 };
 
+/// Reacting to events (docs/reacting-to-events.md).
+using subscription_options = actors::subscription_options;
+using subscription_status = actors::subscriber_status;
+using subscription_state = actors::subscriber_state;
+using actors::after_last_retry;
+using actors::read_model;
+using actors::replay_report;
+using actors::start_position;
+/// Categories and event types a subscription receives; empty lists match all.
+using subscription_filter = persistence::read_filter;
+
+/// One event as a handler receives it. Valid during the call only.
+template <class Event>
+struct envelope {
+  std::string_view stream;
+  std::uint64_t version = 0;  ///< In the stream.
+  std::uint64_t position = 0; ///< In the global log.
+  std::int64_t timestamp_ns = 0;
+  std::string_view type;
+  const persistence::event_id& id;
+  const persistence::metadata& meta;
+  const Event& event;
+};
+
 namespace detail {
+
+template <class T>
+struct event_type_names {
+  static std::vector<std::string> get() { return {T::type_name}; }
+};
+template <class... Ts>
+struct event_type_names<std::variant<Ts...>> {
+  static std::vector<std::string> get() { return {Ts::type_name...}; }
+};
 
 template <class A, class = void>
 struct has_upcasters : std::false_type {};
@@ -189,6 +223,118 @@ public:
     });
   }
 
+  // -- reacting to events (docs/reacting-to-events.md) -------------------------
+
+  /// Starts subscriber `name`: `handler` gets every event of the log that
+  /// matches `filter`, decoded as `Event` (an event struct or a std::variant
+  /// of them), in position order, on the subscriber's own thread. It resumes
+  /// after its checkpoint; a new one starts where `opts.start` says. With no
+  /// types in the filter it receives the types of `Event`. An error (or an
+  /// exception) is retried with backoff, then dead-lettered or stops it.
+  /// Counts as sending: register aggregates first.
+  template <class Event>
+  [[nodiscard]] result<void>
+  subscribe(const std::string& name, subscription_filter filter,
+            std::function<result<void>(const envelope<Event>&)> handler,
+            subscription_options opts = {}) {
+    if (!handler)
+      return fail(errc::invalid_argument, "a subscriber needs a handler", name);
+    auto reg = registry_;
+    return add_subscriber(
+      name, with_types<Event>(std::move(filter)), opts, false,
+      [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
+                                          read_model*) -> result<void> {
+        auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
+        if (!event)
+          return tl::unexpected(event.error());
+        return handler(envelope<Event>{ev.stream, ev.version, ev.position, ev.timestamp_ns,
+                                       ev.type, ev.id, ev.meta, *event});
+      });
+  }
+
+  /// Starts local projection `name`: like subscribe, and `handler` also gets
+  /// the projection's read model, a key-value space committed in the same
+  /// transaction as the checkpoint, so each event changes it exactly once,
+  /// even across crashes. Read it from any thread with query().
+  template <class Event>
+  [[nodiscard]] result<void>
+  project(const std::string& name, subscription_filter filter,
+          std::function<result<void>(const envelope<Event>&, read_model&)> handler,
+          subscription_options opts = {}) {
+    if (!handler)
+      return fail(errc::invalid_argument, "a projection needs a handler", name);
+    auto reg = registry_;
+    return add_subscriber(
+      name, with_types<Event>(std::move(filter)), opts, true,
+      [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
+                                          read_model* model) -> result<void> {
+        auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
+        if (!event)
+          return tl::unexpected(event.error());
+        return handler(envelope<Event>{ev.stream, ev.version, ev.position, ev.timestamp_ns,
+                                       ev.type, ev.id, ev.meta, *event},
+                       *model);
+      });
+  }
+
+  /// The committed value of `key` in projection `projection`'s read model.
+  template <class T>
+  [[nodiscard]] result<std::optional<T>> query(const std::string& projection,
+                                               const std::string& key) {
+    auto raw = store().kv_get(projection, key);
+    if (!raw)
+      return tl::unexpected(raw.error());
+    if (!*raw)
+      return std::optional<T>{};
+    auto v = persistence::decode_payload<T>(**raw);
+    if (!v)
+      return tl::unexpected(v.error());
+    return std::optional<T>{std::move(*v)};
+  }
+
+  /// Committed entries of a read model whose keys start with `prefix`, in key
+  /// order, after key `after`, at most `max`.
+  template <class T>
+  [[nodiscard]] result<std::vector<std::pair<std::string, T>>>
+  query_range(const std::string& projection, const std::string& prefix = {},
+              const std::string& after = {}, std::size_t max = persistence::no_limit) {
+    auto raw = store().kv_scan(projection, prefix, after, max);
+    if (!raw)
+      return tl::unexpected(raw.error());
+    std::vector<std::pair<std::string, T>> out;
+    for (auto& [key, bytes] : *raw) {
+      auto v = persistence::decode_payload<T>(bytes);
+      if (!v)
+        return tl::unexpected(v.error());
+      out.emplace_back(std::move(key), std::move(*v));
+    }
+    return out;
+  }
+
+  /// Stops subscriber `name` after a final checkpoint.
+  [[nodiscard]] result<void> unsubscribe(const std::string& name);
+  /// Clears projection `name`'s read model, checkpoint and dead letters, then
+  /// replays it from position 1 while commands go on. Answers once reset.
+  [[nodiscard]] result<void> rebuild(const std::string& name);
+  /// Waits until subscriber `name` has checkpointed `position` (for a
+  /// projection: its read model shows every event up to it), at most `timeout`.
+  [[nodiscard]] result<void> wait_for(const std::string& name, std::uint64_t position,
+                                      std::chrono::milliseconds timeout);
+  [[nodiscard]] result<subscription_status> subscription(const std::string& name);
+  /// Every running subscriber, by name.
+  [[nodiscard]] std::vector<subscription_status> subscriptions();
+  /// The dead letters of `name` (also of a subscriber not running now).
+  [[nodiscard]] result<std::vector<persistence::dead_letter>>
+  dead_letters(const std::string& name);
+  /// Hands dead letters of running subscriber `name` to its handler again,
+  /// once each: the one at `position`, or all with 0.
+  [[nodiscard]] result<replay_report> replay_dead_letters(const std::string& name,
+                                                          std::uint64_t position = 0);
+  /// Deletes dead letters of running subscriber `name`: the one at `position`,
+  /// or all with 0. Returns how many.
+  [[nodiscard]] result<std::uint64_t> discard_dead_letters(const std::string& name,
+                                                           std::uint64_t position = 0);
+
   /// Encodes a command for the CAF-native form:
   ///   self->request(rt.handle(), caf::infinite, cairn::actors::command_atom::value, msg)
   ///     .then([](cairn::actors::reply_msg& r) { ... });
@@ -220,8 +366,9 @@ public:
   /// The registry actor, for the CAF-native form (see make_command). Counts
   /// as sending: register_aggregate is refused afterwards.
   [[nodiscard]] caf::actor handle();
-  /// The journal actor: `(subscribe_atom, actor)` streams the committed
-  /// position of the global log to that actor as `(committed_atom, position)`.
+  /// The journal actor: after `(subscribe_atom, actor)` that actor gets the
+  /// committed position of the global log as `(committed_atom, position)`,
+  /// then one more each time it sends `(demand_atom, actor)` (journal.hpp).
   [[nodiscard]] caf::actor journal() const;
   [[nodiscard]] caf::actor_system& system();
   [[nodiscard]] persistence::event_store& store();
@@ -243,6 +390,16 @@ private:
 
   std::shared_ptr<const actors::aggregate_env> make_env(std::optional<std::uint64_t> interval);
   void add_kind(actors::aggregate_kind kind);
+  result<void> add_subscriber(const std::string& name, subscription_filter filter,
+                              const subscription_options& opts, bool projection,
+                              actors::subscriber_handler handle);
+
+  template <class Event>
+  static subscription_filter with_types(subscription_filter filter) {
+    if (filter.types.empty())
+      filter.types = detail::event_type_names<Event>::get();
+    return filter;
+  }
   result<void> check_catalogue() const;
   void submit(actors::command_msg msg, const command_options& opts,
               std::function<void(actors::reply_msg&&)> done);

@@ -1,0 +1,690 @@
+#include "cairn/actors/subscriber.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <exception>
+#include <utility>
+#include <vector>
+
+#include <caf/all.hpp>
+
+#include "cairn/actors/messages.hpp"
+
+namespace cairn::actors {
+
+namespace {
+
+using persistence::dead_letter;
+using persistence::dead_letter_key;
+using persistence::recorded_event;
+
+/// A pump message handles events for at most this long, so status requests
+/// and stops are answered promptly even under a long backlog.
+constexpr std::chrono::milliseconds pump_slice{5};
+/// Longest error text kept in a dead letter (the store's limit).
+constexpr std::size_t max_error_text = 4096;
+
+std::int64_t wall_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+using write_callback = std::function<void(const result<void>&)>;
+
+struct subscriber_data {
+  const persistence::event_store* store = nullptr;
+  caf::actor journal;
+  subscriber_spec spec;
+  std::optional<read_model> model;
+
+  std::uint64_t position = 0;  ///< Last event handled, dead-lettered or filtered out.
+  std::uint64_t durable = 0;   ///< Position of the last committed checkpoint.
+  std::uint64_t committed = 0; ///< End of the log, as the journal last said.
+  std::uint64_t since_write = 0;
+  std::uint64_t handled = 0;
+
+  persistence::log_page page; ///< Read from the store; events [next, end) still to handle.
+  std::size_t next = 0;
+
+  std::uint32_t attempts = 0; ///< Failed calls for the event at `next`.
+  std::int64_t first_failure_ns = 0;
+  std::uint32_t read_failures = 0;
+  std::string last_error;
+  subscriber_state mode = subscriber_state::catching_up;
+
+  bool pump_queued = false;
+  bool retry_pending = false;
+  bool tick_pending = false;
+  bool demand_pending = false; ///< The journal owes us a notification.
+  bool write_in_flight = false;
+  bool write_wanted = false; ///< Write again as soon as the one in flight is done.
+  std::uint64_t write_target = 0;
+
+  std::vector<dead_letter> new_dead_letters;
+  std::vector<dead_letter_key> removals;
+  std::vector<write_callback> next_write_callbacks, in_flight_callbacks;
+  std::vector<std::pair<std::uint64_t, caf::response_promise>> waiters;
+
+  bool stopping = false;
+  caf::response_promise stop_promise;
+  bool rebuild_wanted = false;
+  bool rebuilding = false;
+  caf::response_promise rebuild_promise;
+
+  static inline const char* name = "cairn.subscriber";
+};
+
+using subscriber_actor = caf::stateful_actor<subscriber_data>;
+
+bool busy(const subscriber_data& st) {
+  return st.stopping || st.rebuild_wanted || st.rebuilding || st.retry_pending
+         || st.mode == subscriber_state::stopped;
+}
+
+bool has_unsaved(const subscriber_data& st) {
+  return st.position > st.durable || !st.new_dead_letters.empty() || !st.removals.empty()
+         || (st.model && st.model->has_unsaved());
+}
+
+std::chrono::milliseconds backoff(const subscription_options& o, std::uint32_t failures) {
+  double ms = static_cast<double>(o.initial_backoff.count())
+              * std::pow(o.backoff_multiplier, static_cast<double>(failures > 0 ? failures - 1 : 0));
+  ms = std::min(ms, static_cast<double>(o.max_backoff.count()));
+  return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
+}
+
+void schedule_pump(subscriber_actor* self) {
+  auto& st = self->state;
+  if (!st.pump_queued && !busy(st)) {
+    st.pump_queued = true;
+    self->send(self, pump_atom::value);
+  }
+}
+
+void arm_tick(subscriber_actor* self) {
+  auto& st = self->state;
+  if (!st.tick_pending && has_unsaved(st)) {
+    st.tick_pending = true;
+    self->delayed_send(self, st.spec.options.checkpoint_interval, tick_atom::value);
+  }
+}
+
+void finish_stop(subscriber_actor* self);
+void quit_now(subscriber_actor* self);
+void start_rebuild(subscriber_actor* self);
+void write_finished(subscriber_actor* self, result<void> outcome);
+
+/// Sends everything unsaved to the journal, with a checkpoint at `position`.
+void do_write(subscriber_actor* self) {
+  auto& st = self->state;
+  st.write_in_flight = true;
+  st.write_wanted = false;
+  st.write_target = st.position;
+  st.since_write = 0;
+  st.in_flight_callbacks = std::move(st.next_write_callbacks);
+  st.next_write_callbacks.clear();
+  journal_write w;
+  w.value.checkpoints.push_back({st.spec.name, st.position});
+  if (st.model) {
+    auto changes = st.model->take_unsaved();
+    for (const auto& [key, value] : changes)
+      w.value.kv.push_back(value ? persistence::kv_op{persistence::kv_op::kind::put, st.spec.name,
+                                                      key, *value}
+                                 : persistence::kv_op{persistence::kv_op::kind::erase,
+                                                      st.spec.name, key, {}});
+    st.model->write_started(std::move(changes));
+  }
+  w.value.dead_letters = std::move(st.new_dead_letters);
+  w.value.dead_letter_removals = std::move(st.removals);
+  st.new_dead_letters.clear();
+  st.removals.clear();
+  self->request(st.journal, caf::infinite, write_atom::value, std::move(w))
+    .then([self](journal_written& r) { write_finished(self, std::move(r.value)); },
+          [self](caf::error& e) {
+            write_finished(self, fail(errc::unavailable,
+                                      "the journal did not answer: " + self->system().render(e)));
+          });
+}
+
+/// Writes when something is unsaved and a reason says so.
+void maybe_write(subscriber_actor* self, bool force) {
+  auto& st = self->state;
+  if (!has_unsaved(st) && st.next_write_callbacks.empty())
+    return;
+  bool waiter_ready = std::any_of(st.waiters.begin(), st.waiters.end(),
+                                  [&](const auto& w) { return w.first <= st.position; });
+  bool due = force || st.write_wanted || waiter_ready
+             || st.since_write >= st.spec.options.checkpoint_every;
+  if (!due)
+    return;
+  if (st.write_in_flight) {
+    st.write_wanted = true;
+    return;
+  }
+  do_write(self);
+}
+
+void write_finished(subscriber_actor* self, result<void> outcome) {
+  auto& st = self->state;
+  st.write_in_flight = false;
+  auto callbacks = std::move(st.in_flight_callbacks);
+  st.in_flight_callbacks.clear();
+  if (outcome) {
+    st.durable = st.write_target;
+    if (st.model)
+      st.model->write_done();
+    auto& ws = st.waiters;
+    for (auto& w : ws)
+      if (w.first <= st.durable)
+        w.second.deliver(true);
+    ws.erase(std::remove_if(ws.begin(), ws.end(),
+                            [&](const auto& w) { return w.first <= st.durable; }),
+             ws.end());
+  } else {
+    // Nothing of the write landed, and everything after it built on it:
+    // forget it all and handle again from the last checkpoint.
+    st.last_error = outcome.error().to_string();
+    if (st.model)
+      st.model->reset();
+    st.position = st.durable;
+    st.page = {};
+    st.next = 0;
+    st.attempts = 0;
+    st.new_dead_letters.clear();
+    st.removals.clear();
+    st.write_wanted = false;
+    if (!st.stopping && !st.rebuild_wanted && st.mode != subscriber_state::stopped) {
+      st.mode = subscriber_state::retrying;
+      st.retry_pending = true;
+      self->delayed_send(self, backoff(st.spec.options, 1), retry_atom::value);
+    }
+  }
+  for (auto& cb : callbacks)
+    cb(outcome);
+  if (st.stopping) {
+    if (!outcome) {
+      // Stopping anyway: a restart resumes from the last checkpoint.
+      for (auto& cb : st.next_write_callbacks)
+        cb(outcome);
+      st.next_write_callbacks.clear();
+      quit_now(self);
+      return;
+    }
+    finish_stop(self);
+    return;
+  }
+  if (st.rebuild_wanted) {
+    start_rebuild(self);
+    return;
+  }
+  maybe_write(self, false);
+  arm_tick(self);
+}
+
+void quit_now(subscriber_actor* self) {
+  auto& st = self->state;
+  st.stop_promise.deliver(true);
+  for (auto& w : st.waiters)
+    w.second.deliver(caf::make_error(caf::sec::request_receiver_down));
+  st.waiters.clear();
+  self->quit();
+}
+
+void finish_stop(subscriber_actor* self) {
+  auto& st = self->state;
+  if (st.write_in_flight)
+    return; // write_finished comes back here
+  if (has_unsaved(st) || !st.next_write_callbacks.empty()) {
+    do_write(self);
+    return;
+  }
+  quit_now(self);
+}
+
+void start_rebuild(subscriber_actor* self) {
+  auto& st = self->state;
+  if (st.write_in_flight)
+    return; // write_finished comes back here
+  st.rebuild_wanted = false;
+  st.rebuilding = true;
+  st.model->reset();
+  st.page = {};
+  st.next = 0;
+  st.attempts = 0;
+  st.new_dead_letters.clear();
+  journal_write w;
+  w.value.kv.push_back({persistence::kv_op::kind::clear, st.spec.name, {}, {}});
+  w.value.checkpoints.push_back({st.spec.name, 0});
+  // The dead letters stand for events missing from the model; replayed from
+  // the start, those events are tried again.
+  if (auto letters = st.store->list_dead_letters(st.spec.name); letters)
+    for (const auto& dl : *letters)
+      w.value.dead_letter_removals.push_back({dl.subscriber, dl.position});
+  w.value.dead_letter_removals.insert(w.value.dead_letter_removals.end(), st.removals.begin(),
+                                      st.removals.end());
+  st.removals.clear();
+  st.write_in_flight = true;
+  auto done = [self](result<void> outcome) {
+    auto& now = self->state;
+    now.write_in_flight = false;
+    now.rebuilding = false;
+    if (outcome) {
+      now.position = now.durable = 0;
+      now.mode = subscriber_state::catching_up;
+      now.retry_pending = false;
+      now.last_error.clear();
+      now.rebuild_promise.deliver(true);
+    } else {
+      now.rebuild_promise.deliver(caf::make_error(caf::sec::runtime_error,
+                                                 outcome.error().to_string()));
+      now.position = now.durable; // unchanged store: carry on where it was
+    }
+    if (now.stopping) {
+      finish_stop(self);
+      return;
+    }
+    schedule_pump(self);
+  };
+  self->request(st.journal, caf::infinite, write_atom::value, std::move(w))
+    .then([done](journal_written& r) { done(std::move(r.value)); },
+          [self, done](caf::error& e) {
+            done(fail(errc::unavailable,
+                      "the journal did not answer: " + self->system().render(e)));
+          });
+}
+
+/// Calls the handler once; exceptions become errors.
+result<void> call_handler(subscriber_data& st, const recorded_event& ev) {
+  read_model* model = st.model ? &*st.model : nullptr;
+  if (model)
+    model->begin_event();
+  result<void> r;
+  try {
+    r = st.spec.handle(ev, model);
+  } catch (const std::exception& e) {
+    r = fail(errc::internal, std::string{"the handler threw: "} + e.what());
+  } catch (...) {
+    r = fail(errc::internal, "the handler threw a non-standard exception");
+  }
+  if (r && model)
+    model->keep_event();
+  return r;
+}
+
+dead_letter make_dead_letter(const subscriber_data& st, const recorded_event& ev,
+                             std::uint32_t attempts, std::int64_t first, const std::string& err) {
+  dead_letter dl;
+  dl.subscriber = st.spec.name;
+  dl.position = ev.position;
+  dl.stream = ev.stream;
+  dl.version = ev.version;
+  dl.type = ev.type;
+  dl.error = err.substr(0, max_error_text);
+  dl.attempts = attempts;
+  dl.first_failure_ns = first;
+  dl.last_failure_ns = wall_ns();
+  return dl;
+}
+
+enum class verdict { next, wait };
+
+/// Handles the event at `next`: retries are scheduled, the last failure
+/// dead-letters it (or stops the subscriber).
+verdict handle_next(subscriber_actor* self) {
+  auto& st = self->state;
+  const auto& ev = st.page.events[st.next];
+  auto r = call_handler(st, ev);
+  if (r) {
+    ++st.handled;
+    st.attempts = 0;
+    return verdict::next;
+  }
+  if (st.attempts++ == 0)
+    st.first_failure_ns = wall_ns();
+  st.last_error = r.error().to_string();
+  const auto& o = st.spec.options;
+  if (st.attempts < o.max_attempts) {
+    st.mode = subscriber_state::retrying;
+    st.retry_pending = true;
+    self->delayed_send(self, backoff(o, st.attempts), retry_atom::value);
+    return verdict::wait;
+  }
+  if (o.on_failure == after_last_retry::stop) {
+    st.mode = subscriber_state::stopped;
+    maybe_write(self, true); // keep the progress made before this event
+    return verdict::wait;
+  }
+  st.new_dead_letters.push_back(
+    make_dead_letter(st, ev, st.attempts, st.first_failure_ns, st.last_error));
+  st.attempts = 0;
+  return verdict::next;
+}
+
+void pump(subscriber_actor* self) {
+  auto& st = self->state;
+  st.pump_queued = false;
+  if (busy(st))
+    return;
+  auto deadline = std::chrono::steady_clock::now() + pump_slice;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (st.next == st.page.events.size()) {
+      // Everything read is done; the filter may have skipped a tail.
+      st.position = std::max(st.position, st.page.next_position > 0 ? st.page.next_position - 1
+                                                                      : std::uint64_t{0});
+      auto page = st.store->read_all(st.position + 1, st.spec.options.batch_size,
+                                     st.spec.filter);
+      if (!page) {
+        st.last_error = page.error().to_string();
+        st.mode = subscriber_state::retrying;
+        st.retry_pending = true;
+        self->delayed_send(self, backoff(st.spec.options, ++st.read_failures), retry_atom::value);
+        return;
+      }
+      st.read_failures = 0;
+      st.page = std::move(*page);
+      st.next = 0;
+      if (st.page.events.empty()) {
+        if (st.page.next_position - 1 > st.position)
+          continue; // the filter skipped a whole scan window: read on
+        st.mode = subscriber_state::live;
+        if (!st.demand_pending) {
+          st.demand_pending = true;
+          self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
+        }
+        maybe_write(self, false);
+        arm_tick(self);
+        return;
+      }
+      if (st.page.events.size() == st.spec.options.batch_size)
+        st.mode = subscriber_state::catching_up;
+    }
+    if (handle_next(self) == verdict::wait) {
+      arm_tick(self);
+      return;
+    }
+    st.position = st.page.events[st.next].position;
+    ++st.next;
+    ++st.since_write;
+    maybe_write(self, false);
+  }
+  arm_tick(self);
+  schedule_pump(self);
+}
+
+subscriber_status status_of(subscriber_actor* self) {
+  auto& st = self->state;
+  subscriber_status s;
+  s.name = st.spec.name;
+  s.projection = st.spec.projection;
+  s.state = st.mode;
+  s.checkpoint = st.durable;
+  s.position = st.position;
+  auto end = st.store->last_position();
+  auto last = std::max(st.committed, end ? *end : 0);
+  s.lag = last > st.position ? last - st.position : 0;
+  if (s.lag > 0)
+    if (auto next = st.store->read_all(st.position + 1, 1); next && !next->events.empty())
+      s.lag_ms = std::max<std::int64_t>(0, (wall_ns() - next->events.front().timestamp_ns)
+                                             / 1000000);
+  auto stored = st.store->count_dead_letters(st.spec.name);
+  s.dead_letters = (stored ? *stored : 0) + st.new_dead_letters.size();
+  s.handled = st.handled;
+  if (st.mode == subscriber_state::retrying || st.mode == subscriber_state::stopped)
+    s.last_error = st.last_error;
+  return s;
+}
+
+/// Tries each dead letter at `position` (0: all) once; removes the ones that
+/// succeed, updates the others. Answers once that is committed.
+void replay(subscriber_actor* self, std::uint64_t position, caf::response_promise rp) {
+  auto& st = self->state;
+  auto stored = st.store->list_dead_letters(st.spec.name);
+  if (!stored) {
+    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    return;
+  }
+  // Dead letters not yet written count too.
+  std::vector<dead_letter> letters = std::move(*stored);
+  for (auto& dl : st.new_dead_letters)
+    letters.push_back(dl);
+  auto report = std::make_shared<replay_report>();
+  for (auto& dl : letters) {
+    if (position != 0 && dl.position != position)
+      continue;
+    auto page = st.store->read_all(dl.position, 1);
+    result<void> r;
+    if (!page)
+      r = tl::unexpected(page.error());
+    else if (page->events.empty() || page->events.front().position != dl.position)
+      r = fail(errc::internal, "the event of this dead letter is not in the log",
+               std::to_string(dl.position));
+    else
+      r = call_handler(st, page->events.front());
+    auto pending = std::find_if(st.new_dead_letters.begin(), st.new_dead_letters.end(),
+                                [&](const dead_letter& d) { return d.position == dl.position; });
+    if (r) {
+      ++report->succeeded;
+      if (pending != st.new_dead_letters.end())
+        st.new_dead_letters.erase(pending);
+      else
+        st.removals.push_back({dl.subscriber, dl.position});
+    } else {
+      ++report->failed;
+      dl.attempts += 1;
+      dl.last_failure_ns = wall_ns();
+      dl.error = r.error().to_string().substr(0, max_error_text);
+      if (pending != st.new_dead_letters.end())
+        *pending = dl;
+      else
+        st.new_dead_letters.push_back(dl);
+    }
+  }
+  st.next_write_callbacks.push_back([rp, report](const result<void>& r) mutable {
+    if (r)
+      rp.deliver(*report);
+    else
+      rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+  });
+  maybe_write(self, true);
+}
+
+void discard(subscriber_actor* self, std::uint64_t position, caf::response_promise rp) {
+  auto& st = self->state;
+  auto stored = st.store->list_dead_letters(st.spec.name);
+  if (!stored) {
+    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    return;
+  }
+  std::uint64_t removed = 0;
+  for (const auto& dl : *stored)
+    if (position == 0 || dl.position == position) {
+      st.removals.push_back({dl.subscriber, dl.position});
+      ++removed;
+    }
+  auto& fresh = st.new_dead_letters;
+  auto kept = std::remove_if(fresh.begin(), fresh.end(), [&](const dead_letter& dl) {
+    return position == 0 || dl.position == position;
+  });
+  removed += static_cast<std::uint64_t>(fresh.end() - kept);
+  fresh.erase(kept, fresh.end());
+  st.next_write_callbacks.push_back([rp, removed](const result<void>& r) mutable {
+    if (r)
+      rp.deliver(removed);
+    else
+      rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+  });
+  maybe_write(self, true);
+}
+
+caf::behavior subscriber(subscriber_actor* self, const persistence::event_store* store,
+                         caf::actor journal, subscriber_spec spec) {
+  auto& init = self->state;
+  init.store = store;
+  init.journal = std::move(journal);
+  init.spec = std::move(spec);
+  if (init.spec.projection)
+    init.model.emplace(*store, init.spec.name);
+  auto saved = store->load_checkpoint(init.spec.name);
+  if (saved && *saved) {
+    init.position = init.durable = **saved;
+  } else if (saved && init.spec.options.start == start_position::end) {
+    auto last = store->last_position();
+    init.position = last ? *last : 0; // saved by the first checkpoint
+  } else if (!saved) {
+    init.last_error = saved.error().to_string();
+    init.mode = subscriber_state::stopped;
+  }
+  init.demand_pending = true;
+  self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
+  schedule_pump(self);
+  return {
+    [=](pump_atom) { pump(self); },
+    [=](committed_atom, std::uint64_t position) {
+      auto& st = self->state;
+      st.demand_pending = false;
+      st.committed = std::max(st.committed, position);
+      schedule_pump(self);
+    },
+    [=](retry_atom) {
+      auto& st = self->state;
+      st.retry_pending = false;
+      if (st.mode == subscriber_state::retrying)
+        st.mode = subscriber_state::catching_up;
+      schedule_pump(self);
+    },
+    [=](tick_atom) {
+      self->state.tick_pending = false;
+      maybe_write(self, true);
+      arm_tick(self);
+    },
+    [=](status_atom) { return status_of(self); },
+    [=](wait_atom, std::uint64_t position) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.durable >= position)
+        return true;
+      auto rp = self->make_response_promise();
+      st.waiters.emplace_back(position, rp);
+      maybe_write(self, false);
+      return rp;
+    },
+    [=](rebuild_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (!st.model)
+        return caf::make_error(caf::sec::runtime_error,
+                               "only a projection can be rebuilt: " + st.spec.name);
+      if (st.rebuild_wanted || st.rebuilding)
+        return caf::make_error(caf::sec::runtime_error, "a rebuild is already running");
+      st.rebuild_wanted = true;
+      st.rebuild_promise = self->make_response_promise();
+      start_rebuild(self);
+      return st.rebuild_promise;
+    },
+    [=](replay_atom, std::uint64_t position) -> caf::result<replay_report> {
+      auto rp = self->make_response_promise();
+      replay(self, position, rp);
+      return rp;
+    },
+    [=](discard_atom, std::uint64_t position) -> caf::result<std::uint64_t> {
+      auto rp = self->make_response_promise();
+      discard(self, position, rp);
+      return rp;
+    },
+    [=](stop_atom) -> caf::result<bool> {
+      auto& st = self->state;
+      if (st.stopping)
+        return caf::make_error(caf::sec::runtime_error, "already stopping");
+      st.stopping = true;
+      st.stop_promise = self->make_response_promise();
+      finish_stop(self);
+      return st.stop_promise;
+    },
+  };
+}
+
+} // namespace
+
+const char* to_string(subscriber_state s) {
+  switch (s) {
+    case subscriber_state::catching_up: return "catching_up";
+    case subscriber_state::live: return "live";
+    case subscriber_state::retrying: return "retrying";
+    case subscriber_state::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+// -- read_model ----------------------------------------------------------------
+
+read_model::read_model(const persistence::event_store& store, std::string space)
+  : store_(&store), space_(std::move(space)) {}
+
+result<std::optional<std::string>> read_model::get(std::string_view key) const {
+  for (const changes* layer : {&staged_, &unsaved_, &in_flight_})
+    if (auto it = layer->find(key); it != layer->end())
+      return it->second;
+  return store_->kv_get(space_, key);
+}
+
+result<void> read_model::put(std::string key, std::string value) {
+  if (key.empty() || key.size() > 255)
+    return fail(errc::invalid_argument, "read model keys are 1-255 bytes", space_ + "/" + key);
+  staged_[std::move(key)] = std::move(value);
+  return {};
+}
+
+result<void> read_model::erase(std::string key) {
+  if (key.empty() || key.size() > 255)
+    return fail(errc::invalid_argument, "read model keys are 1-255 bytes", space_ + "/" + key);
+  staged_[std::move(key)] = std::nullopt;
+  return {};
+}
+
+void read_model::keep_event() {
+  for (auto& [key, value] : staged_)
+    unsaved_[key] = std::move(value);
+  staged_.clear();
+}
+
+read_model::changes read_model::take_unsaved() {
+  changes out = std::move(unsaved_);
+  unsaved_.clear();
+  return out;
+}
+
+void read_model::reset() {
+  staged_.clear();
+  unsaved_.clear();
+  in_flight_.clear();
+}
+
+// -- spawning --------------------------------------------------------------------
+
+result<void> validate_subscriber(const subscriber_spec& spec) {
+  if (!persistence::is_valid_type_name(spec.name))
+    return fail(errc::invalid_argument,
+                "subscriber names are 1-255 printable bytes without spaces", spec.name);
+  const auto& o = spec.options;
+  if (o.checkpoint_every == 0 || o.checkpoint_interval.count() <= 0)
+    return fail(errc::invalid_argument, "checkpoint_every and checkpoint_interval must be positive",
+                spec.name);
+  if (o.max_attempts == 0)
+    return fail(errc::invalid_argument, "max_attempts must be at least 1", spec.name);
+  if (o.initial_backoff.count() < 0 || o.max_backoff < o.initial_backoff
+      || !(o.backoff_multiplier >= 1.0))
+    return fail(errc::invalid_argument,
+                "backoffs must satisfy 0 <= initial_backoff <= max_backoff and a multiplier >= 1",
+                spec.name);
+  if (o.batch_size == 0)
+    return fail(errc::invalid_argument, "batch_size must be positive", spec.name);
+  if (!spec.handle)
+    return fail(errc::invalid_argument, "a subscriber needs a handler", spec.name);
+  return {};
+}
+
+caf::actor spawn_subscriber(caf::actor_system& sys, const persistence::event_store& store,
+                            caf::actor journal, subscriber_spec spec) {
+  return sys.spawn<caf::detached>(subscriber, &store, std::move(journal), std::move(spec));
+}
+
+} // namespace cairn::actors
