@@ -62,5 +62,6 @@ int e2e_main(const args& a);
 int bank_main(const args& a);
 int activation_main(const args& a);
 int passivation_main(const args& a);
+int handlers_main(const args& a);
 
 } // namespace cairn::bench

@@ -13,6 +13,10 @@
 //         cold activation p50/p99 with and without snapshots; replay of one long aggregate
 //   passivation [--aggregates N] [--max-live L] [--inflight C] [--dir D]
 //         N aggregates touched once under a live cap: commands/s and peak RSS
+//   handlers [--case live|catchup] [--rate R --seconds S --subscribers N --per-command K]
+//            [--events E]
+//            [--durability D] [--dir D]
+//         subscriber lag at a sustained commit rate; catch-up speed over a prefilled log
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -44,7 +48,7 @@ void remove_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank [options] (see bench/main.cpp)\n");
+    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers [options] (see bench/main.cpp)\n");
     return 2;
   };
   if (argc < 2)
@@ -64,6 +68,8 @@ int main(int argc, char** argv) {
       return cairn::bench::activation_main(a);
     if (cmd == "passivation")
       return cairn::bench::passivation_main(a);
+    if (cmd == "handlers")
+      return cairn::bench::handlers_main(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cairn-bench %s: %s\n", cmd.c_str(), e.what());
     return 1;
