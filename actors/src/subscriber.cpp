@@ -367,7 +367,8 @@ void pump(subscriber_actor* self) {
   if (busy(st))
     return;
   auto deadline = std::chrono::steady_clock::now() + pump_slice;
-  while (std::chrono::steady_clock::now() < deadline) {
+  // The clock is read every 32 events: at a million events a second it shows.
+  for (std::uint32_t n = 1; (n % 32 != 0) || std::chrono::steady_clock::now() < deadline; ++n) {
     if (st.next == st.page.events.size()) {
       // Everything read is done; the filter may have skipped a tail.
       st.position = std::max(st.position, st.page.next_position > 0 ? st.page.next_position - 1
@@ -620,7 +621,10 @@ read_model::read_model(const persistence::event_store& store, std::string space)
   : store_(&store), space_(std::move(space)) {}
 
 result<std::optional<std::string>> read_model::get(std::string_view key) const {
-  for (const changes* layer : {&staged_, &unsaved_, &in_flight_})
+  for (auto it = staged_.rbegin(); it != staged_.rend(); ++it)
+    if (it->first == key)
+      return it->second;
+  for (const changes* layer : {&unsaved_, &in_flight_})
     if (auto it = layer->find(key); it != layer->end())
       return it->second;
   return store_->kv_get(space_, key);
@@ -629,20 +633,24 @@ result<std::optional<std::string>> read_model::get(std::string_view key) const {
 result<void> read_model::put(std::string key, std::string value) {
   if (key.empty() || key.size() > 255)
     return fail(errc::invalid_argument, "read model keys are 1-255 bytes", space_ + "/" + key);
-  staged_[std::move(key)] = std::move(value);
+  staged_.emplace_back(std::move(key), std::move(value));
   return {};
 }
 
 result<void> read_model::erase(std::string key) {
   if (key.empty() || key.size() > 255)
     return fail(errc::invalid_argument, "read model keys are 1-255 bytes", space_ + "/" + key);
-  staged_[std::move(key)] = std::nullopt;
+  staged_.emplace_back(std::move(key), std::nullopt);
   return {};
 }
 
 void read_model::keep_event() {
-  for (auto& [key, value] : staged_)
-    unsaved_[key] = std::move(value);
+  for (auto& [key, value] : staged_) {
+    if (auto it = unsaved_.find(key); it != unsaved_.end())
+      it->second = std::move(value);
+    else
+      unsaved_.emplace(std::move(key), std::move(value));
+  }
   staged_.clear();
 }
 

@@ -1377,6 +1377,7 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
     page.next_position = std::max<std::uint64_t>(from, 1);
     if (max == 0)
       return page;
+    page.events.reserve(std::min<std::size_t>(max, 1024));
     cursor_guard cur;
     if (int rc = cur.open(txn, log_); rc != 0)
       return tl::unexpected(lmdb_error(rc, "cursor"));

@@ -28,6 +28,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
@@ -147,7 +149,10 @@ public:
 private:
   const persistence::event_store* store_;
   std::string space_;
-  changes staged_, unsaved_, in_flight_; // newest first when reading
+  /// The current event's writes, in order: usually one or two, so a vector
+  /// (no node allocation per event); read newest first.
+  std::vector<std::pair<std::string, std::optional<std::string>>> staged_;
+  changes unsaved_, in_flight_;
 };
 
 /// A subscriber's handler: `model` is the read model of a projection and

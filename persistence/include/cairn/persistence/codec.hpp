@@ -304,10 +304,14 @@ private:
                                          std::index_sequence<Is...>) const {
     result<V> out = fail(errc::invalid_argument,
                          "event type is not an alternative of this variant", std::string{type});
+    // One lookup by name, then type comparisons: this runs per decoded event.
+    auto it = by_name_.find(type);
+    if (it == by_name_.end())
+      return out;
+    const std::type_index registered = it->second.type;
     auto try_one = [&](auto tag) {
       using alt = typename decltype(tag)::type;
-      auto name = name_of<alt>();
-      if (!name || *name != type)
+      if (registered != std::type_index(typeid(alt)))
         return false;
       auto v = decode_payload<alt>(payload);
       out = v ? result<V>{V{std::in_place_type<alt>, std::move(*v)}}
