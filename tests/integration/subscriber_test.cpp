@@ -480,3 +480,40 @@ TEST_CASE("subscription calls validate their input", "[integration][subscriber]"
   auto late = rt->register_aggregate<bank::account>();
   CHECK_FALSE(late); // subscribing froze the registrations
 }
+
+TEST_CASE("a projection's failed or throwing call leaves no trace in its read model",
+          "[integration][subscriber]") {
+  cairn::test::temp_dir dir;
+  auto rt = cairn::test::start_runtime(cairn::test::quick_options(dir.path()));
+  cairn::test::register_ok<bank::account>(*rt);
+  auto last = drive(*rt, 1, 60, 6);
+  REQUIRE(rt->project<bank::account::event>(
+    "careful", {},
+    [&](const auto& e, cairn::read_model& model) -> cairn::result<void> {
+      auto key = "p" + std::to_string(e.position);
+      if (auto ok = model.put_as(key, e.position); !ok)
+        return ok;
+      // Its own uncommitted write is visible to itself.
+      auto back = model.get_as<std::uint64_t>(key);
+      if (!back || *back != std::optional<std::uint64_t>{e.position})
+        return cairn::fail(cairn::errc::internal, "own write not visible");
+      if (e.position == 20)
+        return cairn::fail(cairn::errc::invalid_argument, "refused");
+      if (e.position == 30)
+        throw std::runtime_error("thrown");
+      return {};
+    },
+    quick_retries(2)));
+  REQUIRE(rt->wait_for("careful", last, 60s));
+  auto model = rt->query_range<std::uint64_t>("careful");
+  REQUIRE(model);
+  CHECK(model->size() == last - 2);
+  CHECK_FALSE(rt->query<std::uint64_t>("careful", "p20")->has_value());
+  CHECK_FALSE(rt->query<std::uint64_t>("careful", "p30")->has_value());
+  CHECK(rt->query<std::uint64_t>("careful", "p21")->value_or(0) == 21);
+  CHECK(rt->dead_letters("careful")->size() == 2);
+  // A read model key must be 1-255 bytes: the handler learns it at once.
+  cairn::read_model probe{rt->store(), "careful"};
+  CHECK_FALSE(probe.put(std::string(256, 'k'), "v"));
+  CHECK_FALSE(probe.erase(""));
+}
