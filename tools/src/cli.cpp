@@ -3,6 +3,7 @@
 #include <exception>
 #include <functional>
 #include <iostream>
+#include <limits>
 
 #include <CLI/CLI.hpp>
 
@@ -16,6 +17,17 @@ namespace {
 void add_dir(CLI::App* cmd, std::string& dir, const char* what = "the store directory") {
   cmd->add_option("DIR", dir, what)->required();
 }
+
+/// Digits only and in range: CLI11 would wrap "-1" and saturate an overflow.
+const CLI::Validator unsigned_number{
+  [](std::string& s) -> std::string {
+    static const std::string max = std::to_string(std::numeric_limits<std::uint64_t>::max());
+    bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+    if (digits && (s.size() < max.size() || (s.size() == max.size() && s <= max)))
+      return {};
+    return "'" + s + "' is not an integer from 0 to " + max;
+  },
+  ""};
 
 void add_json(CLI::App* cmd, bool& json) {
   cmd->add_flag("--json", json, "print JSON (one object per line for lists)");
@@ -45,9 +57,9 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_dir(events, dir);
   events->add_option("STREAM", stream, "the stream, <category>-<id>")->required();
   events->add_option("--from", from, "first version (default 1)")
-    ->check(CLI::NonNegativeNumber);
+    ->check(unsigned_number);
   events->add_option("--to", to, "last version (default: the newest)")
-    ->check(CLI::NonNegativeNumber);
+    ->check(unsigned_number);
   events->add_option("--as-of", as_of,
                      "only the events recorded at or before TIME: ISO-8601 "
                      "(2026-11-24T10:00:00Z) or ns since the epoch");
@@ -59,10 +71,12 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_dir(tail_cmd, dir);
   tail_cmd->add_flag("-f,--follow", tail.follow,
                      "keep polling for new commits (every 100 ms) until SIGINT or SIGTERM");
-  tail_cmd->add_option("--category", tail.categories, "only these stream categories (repeatable)");
-  tail_cmd->add_option("--type", tail.types, "only these event types (repeatable)");
+  tail_cmd->add_option("--category", tail.categories, "only this stream category (repeatable)")
+    ->allow_extra_args(false);
+  tail_cmd->add_option("--type", tail.types, "only this event type (repeatable)")
+    ->allow_extra_args(false);
   tail_cmd->add_option("--from", tail.from, "first position (default 1)")
-    ->check(CLI::NonNegativeNumber);
+    ->check(unsigned_number);
   add_json(tail_cmd, ctx.json);
   tail_cmd->callback([&] { run = [&] { return detail::tail(ctx, dir, tail); }; });
 

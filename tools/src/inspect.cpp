@@ -19,7 +19,6 @@ namespace cairn::tools::detail {
 namespace {
 
 namespace fs = std::filesystem;
-using persistence::no_limit;
 
 /// Events read per call: bounds memory on long streams and logs.
 constexpr std::size_t page_size = 1024;
@@ -81,7 +80,8 @@ int streams(const context& ctx, const std::string& dir, const std::string& prefi
   if (!ctx.json)
     std::cout << pad("STREAM", width) << "  " << pad("VERSION", 8) << "  LAST EVENT\n";
   for (const auto& s : *list) {
-    auto last = (*store)->read_stream_backward(s.name, no_limit, 1);
+    // The event at the listed version, not the newest: the writer may have moved on.
+    auto last = (*store)->read_stream(s.name, s.version, 1);
     if (!last)
       return report(last.error());
     std::int64_t ts = last->empty() ? 0 : last->front().timestamp_ns;
@@ -124,7 +124,8 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
   if (*version == 0)
     return report(error{errc::invalid_argument, "no such stream", stream});
   std::uint64_t shown = 0;
-  for (auto v = from; v <= to;) {
+  bool past_as_of = false;
+  for (auto v = from; v <= to && !past_as_of;) {
     auto max = static_cast<std::size_t>(std::min<std::uint64_t>(page_size, to - v + 1));
     auto page = (*store)->read_stream(stream, v, max);
     if (!page)
@@ -133,7 +134,7 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
       // As read_stream_until_time: the stream as it stood then is its leading
       // events up to the first one recorded later.
       if (ev.timestamp_ns > until) {
-        to = 0;
+        past_as_of = true;
         break;
       }
       ++shown;

@@ -381,6 +381,8 @@ TEST_CASE("bad input gives one line on stderr and exit code 2", "[integration][c
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"},
                    "not a time"});
   cases.push_back({{"tail", dir.sub("store"), "--from", "-3"}, "--from"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"},
+                   "--to"});
   cases.push_back({{"frobnicate", dir.sub("store")}, "frobnicate"});
   cases.push_back({{"streams"}, "DIR"});
   for (const auto& c : cases) {
@@ -511,7 +513,7 @@ TEST_CASE("import refuses a store that holds events, and export never overwrites
   CHECK_THAT(junk.err, Catch::Contains("not a cairn export"));
 }
 
-TEST_CASE("a backup taken while another thread appends opens and verifies",
+TEST_CASE("verify and a backup run while another thread appends; the backup verifies",
           "[integration][cli]") {
   temp_dir dir;
   auto store = cairn::test::open_ok(dir.sub("live"));
@@ -532,6 +534,9 @@ TEST_CASE("a backup taken while another thread appends opens and verifies",
   }};
   while (appended.load() < 2000)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto live_verify = cairn_cli({"verify", dir.sub("live")});
+  CHECK(live_verify.code == 0);
+  CHECK_THAT(live_verify.out, Catch::Contains("0 problems"));
   auto backup = cairn_cli({"backup", dir.sub("live"), dir.sub("copy")});
   auto at_backup_end = appended.load();
   stop = true;
@@ -541,7 +546,9 @@ TEST_CASE("a backup taken while another thread appends opens and verifies",
 
   auto copy = whole_log(dir.sub("copy"));
   REQUIRE(copy.size() >= 2000);
-  CHECK(copy.size() <= at_backup_end);
+  // Whole appends only; at most one committed append was not counted yet.
+  CHECK(copy.size() % 8 == 0);
+  CHECK(copy.size() <= at_backup_end + 8);
   auto live = store->read_all(1, copy.size());
   REQUIRE(live);
   REQUIRE(live->events.size() == copy.size());
