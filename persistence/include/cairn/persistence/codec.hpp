@@ -24,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <streambuf>
 #include <string>
 #include <string_view>
@@ -31,8 +32,6 @@
 #include <utility>
 #include <variant>
 #include <vector>
-
-#include <sstream>
 
 #include <cereal/archives/binary.hpp>
 #include <cereal/archives/json.hpp>
@@ -211,9 +210,6 @@ public:
   /// Lifts a payload from version N to N+1.
   using upcast_fn = std::function<result<std::string>(std::string_view payload)>;
 
-  /// Writes a current-version payload as JSON.
-  using json_fn = result<std::string> (*)(std::string_view payload);
-
   /// Registers `T` under `name` at its current schema version
   /// (CEREAL_CLASS_VERSION, or 1). Names are 1-255 bytes; each name and each
   /// type is registered once. `T`'s serialize must also accept cereal's JSON
@@ -316,6 +312,9 @@ public:
   [[nodiscard]] std::vector<std::pair<std::string, std::uint32_t>> types() const;
 
 private:
+  /// Writes a current-version payload as JSON.
+  using json_fn = result<std::string> (*)(std::string_view payload);
+
   struct entry {
     std::uint32_t current = 1;
     std::type_index type;
