@@ -1,9 +1,32 @@
 #include "cairn/persistence/codec.hpp"
 
+// After codec.hpp: cereal's JSON archive configures rapidjson (asserts throw).
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 namespace cairn::persistence {
 
+namespace detail {
+
+result<std::string> compact_json_member(const std::string& doc, const char* name) {
+  try {
+    rapidjson::Document d;
+    d.Parse(doc.c_str(), doc.size());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember(name))
+      return fail(errc::internal, "cereal's JSON archive wrote unexpected JSON");
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> writer{buf};
+    d[name].Accept(writer);
+    return std::string{buf.GetString(), buf.GetSize()};
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string{"JSON conversion failed: "} + e.what());
+  }
+}
+
+} // namespace detail
+
 result<void> event_registry::add_type(std::string name, std::uint32_t version,
-                                      std::type_index t) {
+                                      std::type_index t, json_fn json) {
   if (!is_valid_type_name(name))
     return fail(errc::invalid_argument,
                 "event type names are 1-255 printable bytes without spaces", name);
@@ -13,7 +36,7 @@ result<void> event_registry::add_type(std::string name, std::uint32_t version,
     return fail(errc::invalid_argument,
                 "C++ type already registered under the name '" + it->second + "'", name);
   by_type_.emplace(t, name);
-  by_name_.emplace(std::move(name), entry{version, t, {}});
+  by_name_.emplace(std::move(name), entry{version, t, json, {}});
   return {};
 }
 
@@ -99,6 +122,19 @@ result<std::string> event_registry::upcast(std::string_view name, std::uint32_t 
     payload = std::move(*next);
   }
   return payload;
+}
+
+result<std::string> event_registry::to_json(std::string_view type, std::uint32_t version,
+                                            std::string_view payload) const {
+  auto it = by_name_.find(type);
+  if (it == by_name_.end())
+    return fail(errc::invalid_argument, "unknown event type", std::string{type});
+  if (version == it->second.current)
+    return it->second.json(payload);
+  auto lifted = upcast(type, version, std::string{payload});
+  if (!lifted)
+    return tl::unexpected(lifted.error());
+  return it->second.json(*lifted);
 }
 
 result<std::string_view> event_registry::name_of(std::type_index t) const {

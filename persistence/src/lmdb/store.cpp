@@ -375,6 +375,7 @@ public:
                                                      std::size_t max) const override;
   result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
   result<store_stats> stats() const override;
+  result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
 
 private:
@@ -1719,6 +1720,46 @@ result<store_stats> lmdb_store::stats() const {
     s.format_version = current_version;
     return s;
   });
+}
+
+result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
+  if (dest_dir.empty())
+    return fail(errc::invalid_argument, "empty backup directory");
+  std::error_code ec;
+  auto status = fs::status(dest_dir, ec);
+  if (fs::exists(status)) {
+    if (!fs::is_directory(status))
+      return fail(errc::invalid_argument, "the backup target is not a directory", dest_dir);
+    if (!fs::is_empty(dest_dir, ec) || ec)
+      return fail(errc::invalid_argument, "the backup directory is not empty", dest_dir);
+  } else if (fs::create_directories(dest_dir, ec); ec) {
+    return fail(errc::unavailable, "cannot create the backup directory: " + ec.message(),
+                dest_dir);
+  }
+  auto data = fs::path(dest_dir) / "data.mdb";
+  std::shared_lock lock{remap_};
+  int rc = mdb_env_copy2(env_, dest_dir.c_str(), MDB_CP_COMPACT);
+  if (rc == MDB_MAP_RESIZED) {
+    // Another process grew the map: adopt its size (as with_read does) and
+    // copy again; the copy creates data.mdb exclusively, so drop the partial one.
+    lock.unlock();
+    {
+      std::unique_lock grow{remap_};
+      (void) mdb_env_set_mapsize(env_, 0);
+    }
+    lock.lock();
+    fs::remove(data, ec);
+    rc = mdb_env_copy2(env_, dest_dir.c_str(), MDB_CP_COMPACT);
+  }
+  if (rc != 0) {
+    fs::remove(data, ec);
+    auto err = lmdb_error(rc, "copy the store");
+    if (err.code == errc::internal) // an errno: the target's file system refused
+      err.code = errc::unavailable;
+    err.context = dest_dir;
+    return tl::unexpected(err);
+  }
+  return {};
 }
 
 } // namespace

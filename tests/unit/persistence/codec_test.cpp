@@ -474,3 +474,28 @@ TEST_CASE("a type versioned with CEREAL_CLASS_VERSION registers at that version"
   CHECK(e->schema_version == 2);
 }
 
+
+TEST_CASE("to_json writes a registered payload with cereal's JSON archive, upcasting old ones",
+          "[unit][codec][json]") {
+  auto reg = account_registry();
+  auto ann = reg.encode(account_event{opened{"Ann \"A\"", 7}});
+  REQUIRE(ann);
+  auto json = reg.to_json(ann->type, ann->schema_version, ann->payload);
+  REQUIRE(json);
+  CHECK(*json == R"({"value0":"Ann \"A\"","value1":7})");
+  auto empty = reg.encode(account_event{closed{}});
+  REQUIRE(empty);
+  CHECK(cairn::test::value_of(reg.to_json("closed", 1, empty->payload)) == "{}");
+
+  auto deposits = deposit_registry();
+  auto from_v1 = deposits.to_json("deposited", 1, encoded(deposited_v1{250}));
+  REQUIRE(from_v1);
+  CHECK_THAT(*from_v1, Catch::Contains(R"("value0":250,"value1":"EUR","value2":"-")"));
+
+  auto unknown = reg.to_json("withdrawn", 1, "");
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().code == errc::invalid_argument);
+  auto broken = reg.to_json("opened", 1, "\x01");
+  REQUIRE_FALSE(broken);
+  CHECK(broken.error().code == errc::corrupted);
+}

@@ -13,6 +13,7 @@
 ///       [](const deposited_v1& old) { return deposited{old.cents * 100}; });
 ///   auto data = reg.encode(deposited{5});                    // event_data for append
 ///   auto back = reg.decode<std::variant<opened, deposited>>(recorded);
+///   auto json = reg.to_json(recorded.type, recorded.schema_version, recorded.payload);
 ///
 /// Payloads are little-endian (cereal's binary archive): a store moves only
 /// between little-endian machines.
@@ -23,6 +24,7 @@
 #include <map>
 #include <optional>
 #include <ostream>
+#include <sstream>
 #include <streambuf>
 #include <string>
 #include <string_view>
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include <cereal/archives/binary.hpp>
+#include <cereal/archives/json.hpp>
 #include <cereal/details/helpers.hpp>
 
 #include "cairn/model/error.hpp"
@@ -175,6 +178,30 @@ template <class T>
   }
 }
 
+namespace detail {
+
+/// The member `name` of the JSON object `doc`, re-written compactly.
+[[nodiscard]] result<std::string> compact_json_member(const std::string& doc, const char* name);
+
+/// Decodes a `T` and writes it with cereal's JSON archive (tools).
+template <class T>
+[[nodiscard]] result<std::string> payload_to_json(std::string_view payload) {
+  auto value = decode_payload<T>(payload);
+  if (!value)
+    return tl::unexpected(value.error());
+  std::ostringstream os;
+  try {
+    // The archive wraps everything in a root object: name the value, unwrap it.
+    cereal::JSONOutputArchive ar{os, cereal::JSONOutputArchive::Options::NoIndent()};
+    ar(cereal::make_nvp("data", *value));
+  } catch (const std::exception& e) {
+    return fail(errc::internal, std::string{"payload does not convert to JSON: "} + e.what());
+  }
+  return compact_json_member(os.str(), "data");
+}
+
+} // namespace detail
+
 /// The event types a store may hold, and how to read their old versions.
 /// Register everything before sharing it; after that it is read-only and safe
 /// to use from any thread.
@@ -185,10 +212,12 @@ public:
 
   /// Registers `T` under `name` at its current schema version
   /// (CEREAL_CLASS_VERSION, or 1). Names are 1-255 bytes; each name and each
-  /// type is registered once.
+  /// type is registered once. `T`'s serialize must also accept cereal's JSON
+  /// archive (a template serialize does), for `to_json`.
   template <class T>
   [[nodiscard]] result<void> add(std::string name) {
-    return add_type(std::move(name), detail::schema_version_of<T>(), std::type_index(typeid(T)));
+    return add_type(std::move(name), detail::schema_version_of<T>(), std::type_index(typeid(T)),
+                    &detail::payload_to_json<T>);
   }
 
   /// Registers the step that lifts `name` payloads from `from_version` to
@@ -271,17 +300,30 @@ public:
     return decode<T>(ev.type, ev.schema_version, ev.payload);
   }
 
+  /// The payload of a stored event as compact JSON, written by cereal's JSON
+  /// archive after upcasting an old version (tools: `cairn events`, `export`).
+  /// Fields serialized without a name appear as "value0", "value1", …;
+  /// `cereal::make_nvp` names them. `invalid_argument` for an unknown type or
+  /// version, `corrupted` when the payload does not decode.
+  [[nodiscard]] result<std::string> to_json(std::string_view type, std::uint32_t version,
+                                            std::string_view payload) const;
+
   /// Every registered (name, current version), sorted by name.
   [[nodiscard]] std::vector<std::pair<std::string, std::uint32_t>> types() const;
 
 private:
+  /// Writes a current-version payload as JSON.
+  using json_fn = result<std::string> (*)(std::string_view payload);
+
   struct entry {
     std::uint32_t current = 1;
     std::type_index type;
+    json_fn json;
     std::map<std::uint32_t, upcast_fn> steps; // from-version -> step to from+1
   };
 
-  [[nodiscard]] result<void> add_type(std::string name, std::uint32_t version, std::type_index t);
+  [[nodiscard]] result<void> add_type(std::string name, std::uint32_t version, std::type_index t,
+                                      json_fn json);
   [[nodiscard]] result<std::string_view> name_of(std::type_index t) const;
 
   template <class T>

@@ -164,6 +164,15 @@ public:
 
   [[nodiscard]] virtual result<store_stats> stats() const = 0;
 
+  /// Writes a compacted copy of the store as of one read transaction into
+  /// `dest_dir` (a hot backup: safe while the writer appends, which it does
+  /// not block). `dest_dir` must not exist or be an empty directory; it then
+  /// holds a complete store of the same format that `open_store` opens.
+  /// `invalid_argument` when `dest_dir` is not an empty directory,
+  /// `unavailable` when it cannot be created or written (the partial copy is
+  /// removed). Any thread.
+  [[nodiscard]] virtual result<void> copy_to(const std::string& dest_dir) const = 0;
+
   /// The directory the store lives in.
   [[nodiscard]] virtual const std::string& path() const noexcept = 0;
 };

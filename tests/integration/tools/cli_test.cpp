@@ -1,0 +1,569 @@
+// The `cairn` CLI run as a process on stores these tests build: what each
+// subcommand prints, its --json parsed back, its errors and exit codes,
+// corruption found by verify, export/import round trips and hot backups.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "account.hpp"
+#include "cairn/persistence/codec.hpp" // before rapidjson: cereal configures it
+#include "cairn/persistence/event_store.hpp"
+#include "support/temp_dir.hpp"
+#include "unit/persistence/helpers.hpp"
+
+#include <rapidjson/document.h>
+
+extern char** environ;
+
+using namespace cairn::persistence;
+using cairn::test::temp_dir;
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct run_result {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+/// A started `cairn` process whose stdout and stderr go to files.
+class cli_process {
+public:
+  explicit cli_process(const std::vector<std::string>& args) : files_() {
+    std::vector<std::string> argv_s{CAIRN_CLI_PATH};
+    argv_s.insert(argv_s.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : argv_s)
+      argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, out_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    posix_spawn_file_actions_addopen(&fa, 2, err_path().c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                     0644);
+    int rc = posix_spawn(&pid_, CAIRN_CLI_PATH, &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    REQUIRE(rc == 0);
+  }
+  ~cli_process() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  cli_process(const cli_process&) = delete;
+  cli_process& operator=(const cli_process&) = delete;
+
+  [[nodiscard]] std::string out() const { return slurp(out_path()); }
+  void signal(int sig) const { ::kill(pid_, sig); }
+
+  run_result wait() {
+    int status = 0;
+    REQUIRE(::waitpid(pid_, &status, 0) == pid_);
+    pid_ = -1;
+    run_result r;
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(out_path());
+    r.err = slurp(err_path());
+    return r;
+  }
+
+private:
+  std::string out_path() const { return files_.sub("stdout"); }
+  std::string err_path() const { return files_.sub("stderr"); }
+  temp_dir files_;
+  pid_t pid_ = -1;
+};
+
+run_result cairn_cli(const std::vector<std::string>& args) {
+  cli_process p{args};
+  auto r = p.wait();
+  INFO("cairn exited " << r.code << "\nstdout:\n" << r.out << "\nstderr:\n" << r.err);
+  return r;
+}
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at < text.size()) {
+    auto nl = text.find('\n', at);
+    if (nl == std::string::npos)
+      nl = text.size();
+    out.push_back(text.substr(at, nl - at));
+    at = nl + 1;
+  }
+  return out;
+}
+
+rapidjson::Document parse_json(const std::string& line) {
+  rapidjson::Document d;
+  d.Parse(line.c_str(), line.size());
+  INFO("JSON: " << line);
+  REQUIRE_FALSE(d.HasParseError());
+  REQUIRE(d.IsObject());
+  return d;
+}
+
+const event_registry& bank_types() {
+  static const event_registry reg = [] {
+    event_registry r;
+    REQUIRE(r.add<bank::account_opened>(bank::account_opened::type_name));
+    REQUIRE(r.add<bank::money_deposited>(bank::money_deposited::type_name));
+    REQUIRE(r.add<bank::money_withdrawn>(bank::money_withdrawn::type_name));
+    return r;
+  }();
+  return reg;
+}
+
+/// 2026-11-24T10:00:00Z plus `seconds`.
+std::int64_t at_time(int seconds) {
+  return (std::int64_t{1795514400} + seconds) * 1'000'000'000;
+}
+
+event_data bank_event(const bank::account::event& e, std::int64_t ts) {
+  auto data = bank_types().encode(e);
+  REQUIRE(data);
+  data->timestamp_ns = ts;
+  return *data;
+}
+
+const std::string legacy_marker = "LEGACY-MARKER-9b2c";
+
+/// account-alice: opened, +100 (command dep-1), -30; account-bob: opened,
+/// +5; legacy-1: one unregistered event whose payload holds a marker.
+/// Positions 1..6: alice 1, 2; bob 3; alice 4; legacy 5; bob 6. One checkpoint.
+void build_bank_store(const std::string& dir) {
+  auto store = cairn::test::open_ok(dir);
+  metadata by_user;
+  by_user.correlation_id = "corr-1";
+  by_user.user = "teller";
+  cairn::test::append_ok(*store, "account-alice",
+                         {bank_event(bank::account_opened{"Alice"}, at_time(0))}, by_user);
+  metadata once = by_user;
+  once.command_id = "dep-1";
+  cairn::test::append_ok(*store, "account-alice",
+                         {bank_event(bank::money_deposited{100}, at_time(10))}, once);
+  cairn::test::append_ok(*store, "account-bob",
+                         {bank_event(bank::account_opened{"Bob"}, at_time(20))});
+  cairn::test::append_ok(*store, "account-alice",
+                         {bank_event(bank::money_withdrawn{30}, at_time(30))});
+  auto legacy = cairn::test::event("legacy_note", "old " + legacy_marker + " bytes");
+  legacy.timestamp_ns = at_time(40);
+  cairn::test::append_ok(*store, "legacy-1", {legacy});
+  cairn::test::append_ok(*store, "account-bob",
+                         {bank_event(bank::money_deposited{5}, at_time(50))});
+  REQUIRE(store->save_checkpoint(checkpoint{"projection-balances", 4}));
+}
+
+std::vector<recorded_event> whole_log(const std::string& dir) {
+  store_options ro;
+  ro.read_only = true;
+  auto store = cairn::test::open_ok(dir, ro);
+  auto page = store->read_all(1, no_limit);
+  REQUIRE(page);
+  return page->events;
+}
+
+/// The account state of every account stream, replayed from the store.
+std::map<std::string, bank::account::state> replay_accounts(const std::string& dir) {
+  std::map<std::string, bank::account::state> out;
+  for (const auto& ev : whole_log(dir)) {
+    if (ev.stream.rfind("account-", 0) != 0)
+      continue;
+    auto decoded = bank_types().decode<bank::account::event>(ev);
+    REQUIRE(decoded);
+    auto it = out.try_emplace(ev.stream, bank::account::initial()).first;
+    it->second = bank::account::evolve(it->second, *decoded);
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("streams lists names, versions and last timestamps, as text and JSON",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+
+  auto text = cairn_cli({"streams", dir.path()});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("account-alice  3") && Catch::Contains("3 streams"));
+  CHECK_THAT(text.out, Catch::Contains("2026-11-24T10:00:30.000000000Z"));
+
+  auto json = cairn_cli({"streams", dir.path(), "--prefix", "account-", "--json"});
+  REQUIRE(json.code == 0);
+  auto lines = lines_of(json.out);
+  REQUIRE(lines.size() == 2);
+  auto bob = parse_json(lines[1]);
+  CHECK(std::string{bob["stream"].GetString()} == "account-bob");
+  CHECK(bob["version"].GetUint64() == 2);
+  CHECK(bob["last_timestamp_ns"].GetInt64() == at_time(50));
+}
+
+TEST_CASE("events shows metadata, decoded payloads and hex for unregistered types",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+
+  auto text = cairn_cli({"events", dir.path(), "account-alice"});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("v2 @2 2026-11-24T10:00:10.000000000Z money_deposited/1"));
+  CHECK_THAT(text.out, Catch::Contains("correlation=corr-1 command=dep-1 user=teller"));
+  CHECK_THAT(text.out, Catch::Contains("{\"value0\":100}"));
+
+  auto json = cairn_cli({"events", dir.path(), "account-alice", "--json", "--from", "2"});
+  REQUIRE(json.code == 0);
+  auto lines = lines_of(json.out);
+  REQUIRE(lines.size() == 2);
+  auto dep = parse_json(lines[0]);
+  CHECK(dep["version"].GetUint64() == 2);
+  CHECK(dep["position"].GetUint64() == 2);
+  CHECK(std::string{dep["command_id"].GetString()} == "dep-1");
+  CHECK(std::string{dep["timestamp"].GetString()} == "2026-11-24T10:00:10.000000000Z");
+  CHECK(dep["data"]["value0"].GetInt64() == 100);
+  CHECK_FALSE(dep.HasMember("payload_hex"));
+  auto original = whole_log(dir.path());
+  CHECK(std::string{dep["id"].GetString()} == original[1].id.to_string());
+
+  auto legacy = cairn_cli({"events", dir.path(), "legacy-1", "--json"});
+  REQUIRE(legacy.code == 0);
+  auto note = parse_json(lines_of(legacy.out).at(0));
+  CHECK_FALSE(note.HasMember("data"));
+  std::string hex;
+  for (unsigned char c : std::string{"old " + legacy_marker + " bytes"}) {
+    static const char* digits = "0123456789abcdef";
+    hex += digits[c >> 4];
+    hex += digits[c & 0xf];
+  }
+  CHECK(std::string{note["payload_hex"].GetString()} == hex);
+}
+
+TEST_CASE("events --as-of and --to show the stream as it stood", "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  for (const auto& as_of : {std::string{"2026-11-24T10:00:15Z"},
+                            std::string{"2026-11-24T11:00:15+01:00"},
+                            std::to_string(at_time(15))}) {
+    INFO("--as-of " << as_of);
+    auto r = cairn_cli({"events", dir.path(), "account-alice", "--json", "--as-of", as_of});
+    REQUIRE(r.code == 0);
+    CHECK(lines_of(r.out).size() == 2);
+  }
+  auto to = cairn_cli({"events", dir.path(), "account-alice", "--json", "--to", "1"});
+  REQUIRE(to.code == 0);
+  CHECK(lines_of(to.out).size() == 1);
+}
+
+TEST_CASE("tail prints the global log, filtered by category and type", "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  auto all = cairn_cli({"tail", dir.path()});
+  REQUIRE(all.code == 0);
+  auto lines = lines_of(all.out);
+  REQUIRE(lines.size() == 6);
+  CHECK_THAT(lines[4], Catch::StartsWith("@5 legacy-1 v1 2026-11-24T10:00:40.000000000Z"));
+
+  auto deposits = cairn_cli({"tail", dir.path(), "--category", "account", "--type",
+                             "money_deposited", "--json"});
+  REQUIRE(deposits.code == 0);
+  auto dl = lines_of(deposits.out);
+  REQUIRE(dl.size() == 2);
+  CHECK(parse_json(dl[0])["position"].GetUint64() == 2);
+  CHECK(parse_json(dl[1])["position"].GetUint64() == 6);
+
+  auto from = cairn_cli({"tail", dir.path(), "--from", "6", "--json"});
+  REQUIRE(from.code == 0);
+  CHECK(lines_of(from.out).size() == 1);
+}
+
+TEST_CASE("tail --follow prints events committed later and ends on SIGTERM",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  cli_process follow{{"tail", dir.path(), "--follow", "--from", "7", "--json"}};
+  {
+    auto store = cairn::test::open_ok(dir.path());
+    cairn::test::append_ok(*store, "account-carol",
+                           {bank_event(bank::account_opened{"Carol"}, at_time(60))});
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (follow.out().find("account-carol") == std::string::npos
+         && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  follow.signal(SIGTERM);
+  auto r = follow.wait();
+  CHECK(r.code == 0);
+  auto lines = lines_of(r.out);
+  REQUIRE(lines.size() == 1);
+  auto carol = parse_json(lines[0]);
+  CHECK(carol["position"].GetUint64() == 7);
+  CHECK(std::string{carol["data"]["value0"].GetString()} == "Carol");
+}
+
+TEST_CASE("stats reports counts, sizes, the type catalogue and the oldest and newest events",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  auto text = cairn_cli({"stats", dir.path()});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("events       6"));
+  CHECK_THAT(text.out, Catch::Contains("legacy_note v1 (not registered"));
+  CHECK_THAT(text.out, Catch::Contains("newest       @6 2026-11-24T10:00:50.000000000Z"));
+
+  auto json = cairn_cli({"stats", dir.path(), "--json"});
+  REQUIRE(json.code == 0);
+  auto s = parse_json(json.out);
+  CHECK(s["events"].GetUint64() == 6);
+  CHECK(s["streams"].GetUint64() == 3);
+  CHECK(s["checkpoints"].GetUint64() == 1);
+  CHECK(s["oldest_position"].GetUint64() == 1);
+  CHECK(s["newest_position"].GetUint64() == 6);
+  CHECK(s["map_used"].GetUint64() > 0);
+  CHECK(s["map_used"].GetUint64() <= s["map_size"].GetUint64());
+  REQUIRE(s["types"].Size() == 4);
+  CHECK(std::string{s["types"][1]["type"].GetString()} == "legacy_note");
+  CHECK_FALSE(s["types"][1]["decodable"].GetBool());
+  CHECK(s["types"][0]["decodable"].GetBool());
+}
+
+TEST_CASE("checkpoints lists names, positions and how far behind they are",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  auto text = cairn_cli({"checkpoints", dir.path()});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("projection-balances  4           2"));
+  auto json = cairn_cli({"checkpoints", dir.path(), "--json"});
+  REQUIRE(json.code == 0);
+  auto cp = parse_json(lines_of(json.out).at(0));
+  CHECK(std::string{cp["name"].GetString()} == "projection-balances");
+  CHECK(cp["position"].GetUint64() == 4);
+  CHECK(cp["behind"].GetUint64() == 2);
+}
+
+TEST_CASE("bad input gives one line on stderr and exit code 2", "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.sub("store"));
+  fs::create_directories(dir.sub("other"));
+  { std::ofstream{dir.sub("other") + "/notes.txt"} << "hello"; }
+
+  struct bad_case {
+    std::vector<std::string> args;
+    std::string says;
+  };
+  std::vector<bad_case> cases;
+  cases.push_back({{"stats", dir.sub("missing")}, "no such directory"});
+  cases.push_back({{"streams", dir.sub("other")}, "not a cairn store"});
+  cases.push_back({{"verify", dir.sub("other/notes.txt")}, "not a directory"});
+  cases.push_back({{"events", dir.sub("store"), "no_dash"}, "invalid stream name"});
+  cases.push_back({{"events", dir.sub("store"), "account-nobody"}, "no such stream"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--from", "abc"}, "--from"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"},
+                   "not a time"});
+  cases.push_back({{"tail", dir.sub("store"), "--from", "-3"}, "--from"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"},
+                   "--to"});
+  cases.push_back({{"frobnicate", dir.sub("store")}, "frobnicate"});
+  cases.push_back({{"streams"}, "DIR"});
+  for (const auto& c : cases) {
+    INFO("cairn " << c.args.front() << " ... expecting " << c.says);
+    auto r = cairn_cli(c.args);
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(lines_of(r.err).size() == 1);
+    CHECK_THAT(r.err, Catch::StartsWith("cairn: ") && Catch::Contains(c.says));
+  }
+
+  auto help = cairn_cli({"events", "--help"});
+  CHECK(help.code == 0);
+  CHECK_THAT(help.out, Catch::Contains("--as-of"));
+}
+
+TEST_CASE("verify passes a healthy store and warns about unregistered types",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  auto r = cairn_cli({"verify", dir.path()});
+  CHECK(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("ok: 6 events, 3 streams, 1 checkpoint, 4 types checked; "
+                                    "0 problems, 1 warning"));
+  CHECK_THAT(r.out, Catch::Contains("warning: legacy_note v1 is not registered"));
+}
+
+TEST_CASE("verify reports a corrupted record by position, keeps going and exits 1",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  REQUIRE(cairn::test::flip_in_file(dir.path() + "/data.mdb", legacy_marker, 2) >= 1);
+
+  auto r = cairn_cli({"verify", dir.path()});
+  CHECK(r.code == 1);
+  CHECK_THAT(r.out, Catch::Contains("problem: position 5: log record fails its checksum"));
+  CHECK_THAT(r.out, Catch::Contains("FAILED: 6 events"));
+
+  auto json = cairn_cli({"verify", dir.path(), "--json"});
+  CHECK(json.code == 1);
+  auto v = parse_json(json.out);
+  CHECK_FALSE(v["ok"].GetBool());
+  CHECK(v["events"].GetUint64() == 6);
+  // One problem: the records after the bad one were read, so position 6 is no gap.
+  REQUIRE(v["problems"].Size() == 1);
+  REQUIRE(v["problems"][0].HasMember("position"));
+  CHECK(v["problems"][0]["position"].GetUint64() == 5);
+  CHECK(v["warnings"].Size() == 1);
+}
+
+TEST_CASE("export then import into a new directory gives the same log, checkpoints and states",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.sub("a"));
+  auto file = dir.sub("a.jsonl");
+  auto exp = cairn_cli({"export", dir.sub("a"), file});
+  REQUIRE(exp.code == 0);
+  CHECK_THAT(exp.out, Catch::Contains("exported 6 events and 1 checkpoint"));
+  auto lines = lines_of(slurp(file));
+  REQUIRE(lines.size() == 8); // header, 6 events, 1 checkpoint
+  CHECK(parse_json(lines[2])["data"]["value0"].GetInt64() == 100);
+
+  auto imp = cairn_cli({"import", dir.sub("b"), file});
+  REQUIRE(imp.code == 0);
+  CHECK_THAT(imp.out, Catch::Contains("imported 6 events in 3 streams and 1 checkpoint"));
+
+  auto a = whole_log(dir.sub("a"));
+  auto b = whole_log(dir.sub("b"));
+  REQUIRE(a.size() == b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    INFO("position " << a[i].position);
+    CHECK(b[i].position == a[i].position);
+    CHECK(b[i].stream == a[i].stream);
+    CHECK(b[i].version == a[i].version);
+    CHECK(b[i].id == a[i].id);
+    CHECK(b[i].timestamp_ns == a[i].timestamp_ns);
+    CHECK(b[i].type == a[i].type);
+    CHECK(b[i].schema_version == a[i].schema_version);
+    CHECK(b[i].meta == a[i].meta);
+    CHECK(b[i].payload == a[i].payload);
+  }
+  store_options ro;
+  ro.read_only = true;
+  auto imported = cairn::test::open_ok(dir.sub("b"), ro);
+  auto cp = imported->load_checkpoint("projection-balances");
+  REQUIRE(cp);
+  CHECK(*cp == std::optional<std::uint64_t>{4});
+  // The command id is recorded again, so a retried command stays idempotent.
+  auto dup = imported->find_command("account-alice", "dep-1");
+  REQUIRE(dup);
+  REQUIRE(dup->has_value());
+  CHECK((*dup)->first_position == 2);
+
+  auto states = replay_accounts(dir.sub("b"));
+  auto original_states = replay_accounts(dir.sub("a"));
+  REQUIRE(states.size() == original_states.size());
+  for (const auto& [stream, s] : original_states) {
+    INFO(stream);
+    CHECK(states.at(stream).open == s.open);
+    CHECK(states.at(stream).owner == s.owner);
+    CHECK(states.at(stream).balance == s.balance);
+  }
+  CHECK(states.at("account-alice").balance == 70);
+  CHECK(cairn_cli({"verify", dir.sub("b")}).code == 0);
+}
+
+TEST_CASE("import refuses a store that holds events, and export never overwrites",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.sub("a"));
+  auto file = dir.sub("a.jsonl");
+  REQUIRE(cairn_cli({"export", dir.sub("a"), file}).code == 0);
+  auto before = slurp(file);
+
+  auto again = cairn_cli({"export", dir.sub("a"), file});
+  CHECK(again.code == 2);
+  CHECK_THAT(again.err, Catch::Contains("exists"));
+  CHECK(slurp(file) == before);
+
+  auto into_full = cairn_cli({"import", dir.sub("a"), file});
+  CHECK(into_full.code == 2);
+  CHECK_THAT(into_full.err, Catch::Contains("not empty"));
+  CHECK(whole_log(dir.sub("a")).size() == 6);
+
+  { std::ofstream{dir.sub("junk.jsonl")} << "{\"hello\":1}\n"; }
+  auto junk = cairn_cli({"import", dir.sub("c"), dir.sub("junk.jsonl")});
+  CHECK(junk.code == 2);
+  CHECK_THAT(junk.err, Catch::Contains("not a cairn export"));
+}
+
+TEST_CASE("verify and a backup run while another thread appends; the backup verifies",
+          "[integration][cli]") {
+  temp_dir dir;
+  auto store = cairn::test::open_ok(dir.sub("live"));
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> appended{0};
+  std::thread writer{[&] {
+    for (int i = 0; !stop.load(); ++i) {
+      std::vector<event_data> batch;
+      for (int k = 0; k < 8; ++k)
+        batch.push_back(bank_types().encode(bank::account::event{bank::money_deposited{k + 1}})
+                          .value());
+      auto r = store->append(cairn::test::request("account-" + std::to_string(i % 50),
+                                                  expected_version::any(), std::move(batch)));
+      if (!r)
+        break;
+      appended += 8;
+    }
+  }};
+  while (appended.load() < 2000)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto live_verify = cairn_cli({"verify", dir.sub("live")});
+  CHECK(live_verify.code == 0);
+  CHECK_THAT(live_verify.out, Catch::Contains("0 problems"));
+  auto backup = cairn_cli({"backup", dir.sub("live"), dir.sub("copy")});
+  auto at_backup_end = appended.load();
+  stop = true;
+  writer.join();
+  REQUIRE(backup.code == 0);
+  CHECK_THAT(backup.out, Catch::Contains("backed up"));
+
+  auto copy = whole_log(dir.sub("copy"));
+  REQUIRE(copy.size() >= 2000);
+  // Whole appends only; at most one committed append was not counted yet.
+  CHECK(copy.size() % 8 == 0);
+  CHECK(copy.size() <= at_backup_end + 8);
+  auto live = store->read_all(1, copy.size());
+  REQUIRE(live);
+  REQUIRE(live->events.size() == copy.size());
+  for (std::size_t i = 0; i < copy.size(); ++i) {
+    CHECK(copy[i].id == live->events[i].id);
+    CHECK(copy[i].payload == live->events[i].payload);
+  }
+  auto verified = cairn_cli({"verify", dir.sub("copy")});
+  CHECK(verified.code == 0);
+  CHECK_THAT(verified.out, Catch::Contains("ok: " + std::to_string(copy.size()) + " events"));
+  // A backup is a complete store: a runtime could append to it.
+  auto reopened = cairn::test::open_ok(dir.sub("copy"));
+  cairn::test::append_ok(*reopened, "account-new", {bank_event(bank::account_opened{"N"}, 1)});
+
+  auto into_full = cairn_cli({"backup", dir.sub("live"), dir.sub("copy")});
+  CHECK(into_full.code == 2);
+  CHECK_THAT(into_full.err, Catch::Contains("not empty"));
+}

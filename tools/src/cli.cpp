@@ -1,0 +1,139 @@
+#include "cairn/tools/cli.hpp"
+
+#include <exception>
+#include <functional>
+#include <iostream>
+#include <limits>
+
+#include <CLI/CLI.hpp>
+
+#include "output.hpp"
+
+namespace cairn::tools {
+
+namespace {
+
+/// Adds the DIR positional every subcommand takes.
+void add_dir(CLI::App* cmd, std::string& dir, const char* what = "the store directory") {
+  cmd->add_option("DIR", dir, what)->required();
+}
+
+/// Digits only and in range: CLI11 would wrap "-1" and saturate an overflow.
+const CLI::Validator unsigned_number{
+  [](std::string& s) -> std::string {
+    static const std::string max = std::to_string(std::numeric_limits<std::uint64_t>::max());
+    bool digits = !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+    if (digits && (s.size() < max.size() || (s.size() == max.size() && s <= max)))
+      return {};
+    return "'" + s + "' is not an integer from 0 to " + max;
+  },
+  ""};
+
+void add_json(CLI::App* cmd, bool& json) {
+  cmd->add_flag("--json", json, "print JSON (one object per line for lists)");
+}
+
+} // namespace
+
+int run_cli(int argc, char** argv, const persistence::event_registry& types) {
+  detail::context ctx{types, false};
+  CLI::App app{"Looks into, checks, copies and moves a cairn event store. Every subcommand "
+               "opens the store read-only except import, so it can run next to a writing "
+               "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
+               "cairn"};
+  app.require_subcommand(1);
+  std::string dir, target, stream, prefix, as_of;
+  std::uint64_t from = 1, to = persistence::no_limit;
+  detail::tail_options tail;
+  std::function<int()> run;
+
+  auto* streams = app.add_subcommand("streams", "List streams: name, version, last timestamp");
+  add_dir(streams, dir);
+  streams->add_option("--prefix", prefix, "only streams whose names start with this");
+  add_json(streams, ctx.json);
+  streams->callback([&] { run = [&] { return detail::streams(ctx, dir, prefix); }; });
+
+  auto* events = app.add_subcommand("events", "Show the events of one stream with metadata");
+  add_dir(events, dir);
+  events->add_option("STREAM", stream, "the stream, <category>-<id>")->required();
+  events->add_option("--from", from, "first version (default 1)")
+    ->check(unsigned_number);
+  events->add_option("--to", to, "last version (default: the newest)")
+    ->check(unsigned_number);
+  events->add_option("--as-of", as_of,
+                     "only the events recorded at or before TIME: ISO-8601 "
+                     "(2026-11-24T10:00:00Z) or ns since the epoch");
+  add_json(events, ctx.json);
+  events->callback(
+    [&] { run = [&] { return detail::events(ctx, dir, stream, from, to, as_of); }; });
+
+  auto* tail_cmd = app.add_subcommand("tail", "Show the global log, optionally following it");
+  add_dir(tail_cmd, dir);
+  tail_cmd->add_flag("-f,--follow", tail.follow,
+                     "keep polling for new commits (every 100 ms) until SIGINT or SIGTERM");
+  tail_cmd->add_option("--category", tail.categories, "only this stream category (repeatable)")
+    ->allow_extra_args(false);
+  tail_cmd->add_option("--type", tail.types, "only this event type (repeatable)")
+    ->allow_extra_args(false);
+  tail_cmd->add_option("--from", tail.from, "first position (default 1)")
+    ->check(unsigned_number);
+  add_json(tail_cmd, ctx.json);
+  tail_cmd->callback([&] { run = [&] { return detail::tail(ctx, dir, tail); }; });
+
+  auto* stats = app.add_subcommand("stats", "Counts, sizes, map usage, types, oldest and newest");
+  add_dir(stats, dir);
+  add_json(stats, ctx.json);
+  stats->callback([&] { run = [&] { return detail::stats(ctx, dir); }; });
+
+  auto* verify = app.add_subcommand(
+    "verify", "Check every record, gap-free versions and positions, and that payloads decode");
+  add_dir(verify, dir);
+  add_json(verify, ctx.json);
+  verify->callback([&] { run = [&] { return detail::verify(ctx, dir); }; });
+
+  auto* exp = app.add_subcommand("export", "Write every event to FILE as JSON lines");
+  add_dir(exp, dir);
+  exp->add_option("FILE", target, "the file to write; must not exist")->required();
+  exp->callback([&] { run = [&] { return detail::export_log(ctx, dir, target); }; });
+
+  auto* imp = app.add_subcommand("import", "Append an export into an empty or new store");
+  add_dir(imp, dir, "the store directory: new, empty, or a store without events");
+  imp->add_option("FILE", target, "a file written by cairn export")->required();
+  imp->callback([&] { run = [&] { return detail::import_log(ctx, dir, target); }; });
+
+  auto* backup = app.add_subcommand("backup", "Hot copy of the store (compacted) into DEST");
+  add_dir(backup, dir);
+  backup->add_option("DEST", target, "the backup directory; must not exist or be empty")
+    ->required();
+  backup->callback([&] { run = [&] { return detail::backup(ctx, dir, target); }; });
+
+  auto* cps = app.add_subcommand("checkpoints", "List checkpoints: name, position, lag");
+  add_dir(cps, dir);
+  add_json(cps, ctx.json);
+  cps->callback([&] { run = [&] { return detail::checkpoints(ctx, dir); }; });
+
+  // CLI11 would only say that a subcommand is required.
+  if (argc > 1 && argv[1][0] != '-') {
+    auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == argv[1]; });
+    if (subs.empty()) {
+      std::cerr << "cairn: unknown subcommand '" << argv[1] << "' (see cairn --help)"
+                << std::endl;
+      return exit_usage;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0)
+      return app.exit(e); // --help
+    std::cerr << "cairn: " << e.what() << " (see cairn --help)" << std::endl;
+    return exit_usage;
+  }
+  try {
+    return run();
+  } catch (const std::exception& e) {
+    return detail::report(error{errc::internal, e.what()});
+  }
+}
+
+} // namespace cairn::tools

@@ -1,0 +1,251 @@
+// `cairn verify`: reads every record of the log and every stream through its
+// own index, and reports every problem it finds rather than the first.
+
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include "cairn/tools/cli.hpp"
+#include "output.hpp"
+
+namespace cairn::tools::detail {
+
+namespace {
+
+
+constexpr std::size_t scan_page = 4096;
+
+/// The position a store error names ("position N"), or 0.
+std::uint64_t position_of(const error& e) {
+  static constexpr std::string_view prefix = "position ";
+  if (e.context.compare(0, prefix.size(), prefix) != 0)
+    return 0;
+  try {
+    return std::stoull(e.context.substr(prefix.size()));
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+struct finding {
+  std::uint64_t position = 0; ///< 0 when the problem has no position.
+  std::string message;
+};
+
+class report_builder {
+public:
+  void problem(std::uint64_t position, std::string message) {
+    problems_.push_back(finding{position, std::move(message)});
+  }
+  void warning(std::string message) { warnings_.push_back(finding{0, std::move(message)}); }
+  [[nodiscard]] const std::vector<finding>& problems() const { return problems_; }
+  [[nodiscard]] const std::vector<finding>& warnings() const { return warnings_; }
+
+private:
+  std::vector<finding> problems_;
+  std::vector<finding> warnings_;
+};
+
+std::string describe(const finding& f) {
+  return f.position == 0 ? f.message : "position " + std::to_string(f.position) + ": " + f.message;
+}
+
+} // namespace
+
+int verify(const context& ctx, const std::string& dir) {
+  auto opened = open_read(dir);
+  if (!opened)
+    return report(opened.error());
+  const auto& store = **opened;
+  // A runtime may be appending: check the log up to the position read here,
+  // and compare with counts taken before it.
+  auto st = store.stats();
+  if (!st)
+    return report(st.error());
+  auto last = store.last_position();
+  if (!last)
+    return report(last.error());
+  report_builder out;
+
+  // 1. The global log: checksums, gap-free positions, versions per stream,
+  //    the types it holds, payloads that decode.
+  std::unordered_map<std::string, std::uint64_t> versions; // stream -> last version seen
+  std::map<std::pair<std::string, std::uint32_t>, std::uint64_t> types; // -> first position
+  std::set<std::uint64_t> corrupted;
+  std::uint64_t records = 0, expected_pos = 1;
+  auto note_position = [&](std::uint64_t p) {
+    ++records;
+    if (p != expected_pos)
+      out.problem(p, "positions " + std::to_string(expected_pos) + " to " + std::to_string(p - 1)
+                       + " are missing");
+    expected_pos = p + 1;
+  };
+  auto check_event = [&](const persistence::recorded_event& ev) {
+    note_position(ev.position);
+    auto& v = versions[ev.stream];
+    if (ev.version != v + 1)
+      out.problem(ev.position, ev.stream + " has version " + std::to_string(ev.version)
+                                 + " after version " + std::to_string(v));
+    v = ev.version;
+    types.try_emplace({ev.type, ev.schema_version}, ev.position);
+    if (ctx.types.can_decode(ev.type, ev.schema_version)) {
+      auto json = ctx.types.to_json(ev.type, ev.schema_version, ev.payload);
+      if (!json)
+        out.problem(ev.position, ev.stream + " v" + std::to_string(ev.version)
+                                   + ": payload does not decode: " + json.error().to_string());
+    }
+  };
+  {
+    progress bar{"verify: log", *last};
+    for (std::uint64_t pos = 1; pos <= *last;) {
+      auto page = store.read_all(pos, scan_page);
+      if (page) {
+        if (page->events.empty())
+          break;
+        for (const auto& ev : page->events)
+          check_event(ev);
+        pos = page->next_position;
+        bar.update(pos - 1);
+        continue;
+      }
+      auto bad = position_of(page.error());
+      if (page.error().code != errc::corrupted || bad < pos) {
+        // Not one record we can step over: nothing further is reachable.
+        out.problem(bad, page.error().to_string());
+        break;
+      }
+      // The records before the bad one, one at a time (a gap may precede it).
+      bool stuck = false;
+      while (pos < bad) {
+        auto one = store.read_all(pos, 1);
+        if (!one && position_of(one.error()) == bad)
+          break;
+        if (!one || one->events.empty()) {
+          out.problem(one ? pos : position_of(one.error()),
+                      one ? "the log ends early" : one.error().to_string());
+          stuck = true;
+          break;
+        }
+        check_event(one->events.front());
+        pos = one->next_position;
+      }
+      if (stuck)
+        break;
+      note_position(bad);
+      out.problem(bad, page.error().message);
+      corrupted.insert(bad);
+      pos = bad + 1;
+    }
+  }
+  if (expected_pos <= *last)
+    out.problem(expected_pos, "positions " + std::to_string(expected_pos) + " to "
+                                + std::to_string(*last) + " are unreadable or missing");
+
+  // 2. Every stream through its head and back-pointer chain, and its newest snapshot.
+  {
+    progress bar{"verify: streams", versions.size()};
+    std::uint64_t done = 0;
+    for (const auto& [stream, version] : versions) {
+      bar.update(++done);
+      std::uint64_t seen = 0;
+      auto visited =
+        store.visit_stream(stream, 1, version, [&](const persistence::event_view& ev) {
+          if (ev.version != seen + 1)
+            out.problem(ev.position, stream + " reads version " + std::to_string(ev.version)
+                                       + " after version " + std::to_string(seen));
+          seen = ev.version;
+          return true;
+        });
+      if (!visited) {
+        auto bad = position_of(visited.error());
+        if (corrupted.count(bad) == 0) // not reported already by the log scan
+          out.problem(bad, stream + ": " + visited.error().to_string());
+        continue;
+      }
+      if (seen != version)
+        out.problem(0, stream + " reads " + std::to_string(seen)
+                         + " events through its index but the log holds "
+                         + std::to_string(version));
+      auto snap = store.load_snapshot(stream, version);
+      if (!snap)
+        out.problem(0, stream + ": " + snap.error().to_string());
+    }
+  }
+  // A corrupted record hides its stream, so the counts then differ anyway.
+  if (corrupted.empty() && versions.size() < st->streams)
+    out.problem(0, "the store names " + std::to_string(st->streams) + " streams but the log holds "
+                     + std::to_string(versions.size()));
+
+  // 3. Checkpoints, compared with the end of the log read after them.
+  auto cps = store.list_checkpoints();
+  auto end = store.last_position();
+  if (!cps || !end)
+    out.problem(0, (cps ? end.error() : cps.error()).to_string());
+  else
+    for (const auto& cp : *cps)
+      if (cp.position > *end)
+        out.problem(0, "checkpoint " + cp.name + " is at position " + std::to_string(cp.position)
+                         + ", past the end of the log");
+
+  // 4. The type catalogue (read after the scan: a commit writes its types with
+  //    its events): it lists every type in the log, and the registry decodes it.
+  auto catalogue_list = store.type_catalogue();
+  if (!catalogue_list)
+    return report(catalogue_list.error());
+  std::set<std::pair<std::string, std::uint32_t>> catalogue(catalogue_list->begin(),
+                                                           catalogue_list->end());
+  for (const auto& [type, first] : types)
+    if (catalogue.count(type) == 0)
+      out.problem(first, type.first + " v" + std::to_string(type.second)
+                           + " is missing from the type catalogue");
+  for (const auto& [type, v] : *catalogue_list) {
+    if (!ctx.types.current_version(type))
+      out.warning(type + " v" + std::to_string(v) + " is not registered: payloads not checked");
+    else if (!ctx.types.can_decode(type, v))
+      out.problem(0, type + " v" + std::to_string(v)
+                       + " cannot be decoded by the registry (no upcaster to the current v"
+                       + std::to_string(*ctx.types.current_version(type)) + ")");
+  }
+
+  bool ok = out.problems().empty();
+  if (ctx.json) {
+    auto list = [](const std::vector<finding>& items) {
+      std::string s = "[";
+      for (const auto& f : items) {
+        if (s.size() > 1)
+          s += ',';
+        json_object o;
+        if (f.position != 0)
+          o.add("position", f.position);
+        s += o.add("message", f.message).str();
+      }
+      return s + "]";
+    };
+    std::cout << json_object{}
+                   .add("ok", ok)
+                   .add("events", records)
+                   .add("streams", std::uint64_t{versions.size()})
+                   .add("checkpoints", std::uint64_t{cps ? cps->size() : 0})
+                   .add("types", std::uint64_t{catalogue_list->size()})
+                   .add_raw("problems", list(out.problems()))
+                   .add_raw("warnings", list(out.warnings()))
+                   .str()
+              << '\n';
+  } else {
+    for (const auto& f : out.problems())
+      std::cout << "problem: " << describe(f) << '\n';
+    for (const auto& f : out.warnings())
+      std::cout << "warning: " << describe(f) << '\n';
+    std::cout << (ok ? "ok: " : "FAILED: ") << count_of(records, "event") << ", "
+              << count_of(versions.size(), "stream") << ", "
+              << count_of(cps ? cps->size() : 0, "checkpoint") << ", "
+              << count_of(catalogue_list->size(), "type") << " checked; "
+              << count_of(out.problems().size(), "problem") << ", "
+              << count_of(out.warnings().size(), "warning") << '\n';
+  }
+  return ok ? exit_ok : exit_failure;
+}
+
+} // namespace cairn::tools::detail
