@@ -1,4 +1,4 @@
-#include "transport.hpp"
+#include "hangar/transport.hpp"
 
 #include <fcntl.h>
 #include <poll.h>

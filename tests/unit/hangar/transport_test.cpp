@@ -9,7 +9,7 @@
 
 #include <catch2/catch.hpp>
 
-#include "transport.hpp"
+#include "hangar/transport.hpp"
 
 using namespace std::chrono_literals;
 
