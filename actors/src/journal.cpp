@@ -1,12 +1,14 @@
 #include "cairn/actors/journal.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <utility>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
 
 namespace cairn::actors {
@@ -22,6 +24,8 @@ struct watcher {
 
 struct journal_state {
   persistence::event_store* store = nullptr;
+  metrics* stats = nullptr;
+  std::shared_ptr<spdlog::logger> log;
   persistence::write_batch batch;
   std::vector<caf::response_promise> waiting; // one per entry of batch.appends
   std::vector<caf::response_promise> writers; // one per journal_write in the batch
@@ -55,17 +59,46 @@ bool has_side_writes(const persistence::write_batch& b) {
          || !b.dead_letters.empty() || !b.dead_letter_removals.empty();
 }
 
+void record(journal_state& st, std::chrono::steady_clock::time_point started,
+            const result<std::vector<result<persistence::append_result>>>& results,
+            std::size_t snapshots) {
+  auto& m = *st.stats;
+  m.commit_us.observe(static_cast<std::uint64_t>(
+    std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
+                                                          - started)
+      .count()));
+  if (!st.batch.appends.empty())
+    m.batch_appends.observe(st.batch.appends.size());
+  if (!results)
+    return;
+  std::uint64_t events = 0;
+  for (const auto& r : *results)
+    if (r && !r->duplicate && r->first_position != 0)
+      events += r->last_position - r->first_position + 1;
+  m.events_appended.add(events);
+  m.snapshots_written.add(snapshots);
+}
+
 void flush(journal_actor* self) {
   auto& st = self->state;
   st.flush_queued = false;
   if (st.batch.appends.empty() && !has_side_writes(st.batch))
     return;
+  auto started = std::chrono::steady_clock::now();
+  auto snapshots = st.batch.snapshots.size();
   auto results = st.store->append_batch(st.batch);
   result<void> side_written;
+  if (!results) {
+    st.stats->commit_failures.add();
+    st.log->error("commit of {} appends, {} snapshots and {} subscriber writes failed: {}",
+                  st.batch.appends.size(), snapshots, st.writers.size(),
+                  results.error().to_string());
+  }
   if (!results && has_side_writes(st.batch)) {
     // A subscriber's write or a snapshot that fails must not fail the
     // commands: retry the appends alone; the writers get the error.
     side_written = tl::unexpected(results.error());
+    snapshots = 0;
     st.batch.snapshots.clear();
     st.batch.kv.clear();
     st.batch.checkpoints.clear();
@@ -74,9 +107,15 @@ void flush(journal_actor* self) {
     results = st.batch.appends.empty()
                 ? result<std::vector<result<persistence::append_result>>>{}
                 : st.store->append_batch(st.batch);
+    if (!results) {
+      st.stats->commit_failures.add();
+      st.log->error("commit of {} appends alone failed too: {}", st.batch.appends.size(),
+                    results.error().to_string());
+    }
   } else if (!results) {
     side_written = tl::unexpected(results.error());
   }
+  record(st, started, results, snapshots);
   for (auto& w : st.writers)
     w.deliver(journal_written{side_written});
   for (std::size_t i = 0; i < st.waiting.size(); ++i) {
@@ -107,8 +146,10 @@ void flush(journal_actor* self) {
   st.writers.clear();
 }
 
-caf::behavior journal(journal_actor* self, persistence::event_store* store) {
+caf::behavior journal(journal_actor* self, persistence::event_store* store, metrics* m) {
   self->state.store = store;
+  self->state.stats = m;
+  self->state.log = logger(journal_logger);
   if (auto last = store->last_position())
     self->state.committed = *last;
   self->set_down_handler([=](caf::down_msg& dm) {
@@ -174,8 +215,9 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store) {
 
 } // namespace
 
-caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store) {
-  return sys.spawn<caf::detached>(journal, &store);
+caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store,
+                         metrics& m) {
+  return sys.spawn<caf::detached>(journal, &store, &m);
 }
 
 } // namespace cairn::actors

@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/stream_name.hpp"
 
@@ -43,6 +44,8 @@ struct registry_state {
   std::size_t live = 0;
   std::size_t activating = 0;
   registry_stats stats;
+  metrics* m = nullptr;
+  std::shared_ptr<spdlog::logger> log;
   bool shutting_down = false;
   caf::response_promise shutdown_done;
   static inline const char* name = "cairn.registry";
@@ -53,6 +56,15 @@ using registry_actor = caf::stateful_actor<registry_state>;
 std::chrono::milliseconds backoff(unsigned failures) {
   auto ms = 10LL << std::min(failures, 9u); // 20 ms … ~5 s
   return std::chrono::milliseconds{std::min(ms, 5000LL)};
+}
+
+/// Answers a command the registry refuses itself (queries are not counted).
+void refuse(registry_actor* self, const command_msg& m, caf::response_promise& promise,
+            const cairn::error& err) {
+  auto reply = error_reply(err);
+  if (!m.query)
+    self->state.m->command(reply.code, false);
+  promise.deliver(std::move(reply));
 }
 
 void finish_shutdown_if_done(registry_actor* self) {
@@ -88,6 +100,8 @@ void touch(registry_actor* self, entry& e, const std::string& stream) {
 void spawn_aggregate(registry_actor* self, const std::string& stream) {
   auto& st = self->state;
   auto& e = st.entries.at(stream);
+  if (e.failures > 0)
+    st.log->info("restarting {} after {} failures in a row", stream, e.failures);
   e.actor = st.kinds.at(e.category).spawn(self->system(), e.id);
   self->monitor(e.actor);
   st.by_addr.emplace(e.actor.address(), stream);
@@ -97,6 +111,8 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
   ++st.activating;
   ++st.live;
   ++st.stats.activations;
+  st.m->activations.add();
+  st.m->live_aggregates.set(static_cast<std::int64_t>(st.live));
   touch(self, e, stream);
   // Mailbox order keeps the buffered commands ahead of anything routed later.
   for (auto& [msg, promise] : e.buffer)
@@ -138,21 +154,21 @@ void start_waiting(registry_actor* self) {
 void route(registry_actor* self, command_msg& m, caf::response_promise promise) {
   auto& st = self->state;
   if (st.shutting_down) {
-    promise.deliver(error_reply({errc::unavailable, "the runtime is shutting down"}));
+    refuse(self, m, promise, {errc::unavailable, "the runtime is shutting down"});
     return;
   }
   if (st.kinds.count(m.category) == 0) {
-    promise.deliver(
-      error_reply({errc::invalid_argument, "unknown aggregate type '" + m.category + "'"}));
+    refuse(self, m, promise,
+           {errc::invalid_argument, "unknown aggregate type '" + m.category + "'"});
     return;
   }
   auto stream = m.category + "-" + m.id;
   if (m.id.empty() || m.id.find('-') == 0) {
-    promise.deliver(error_reply({errc::invalid_argument, "invalid aggregate id", m.id}));
+    refuse(self, m, promise, {errc::invalid_argument, "invalid aggregate id", m.id});
     return;
   }
   if (auto ok = validate_stream_name(stream); !ok) {
-    promise.deliver(error_reply(ok.error()));
+    refuse(self, m, promise, ok.error());
     return;
   }
   auto [it, fresh] = st.entries.try_emplace(stream);
@@ -167,10 +183,10 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     return;
   }
   if (e.buffer.size() >= st.opts.max_waiting) {
-    promise.deliver(error_reply({errc::overloaded,
-                                 std::to_string(e.buffer.size())
-                                   + " commands already wait for this aggregate",
-                                 stream}));
+    refuse(self, m, promise,
+           {errc::overloaded,
+            std::to_string(e.buffer.size()) + " commands already wait for this aggregate",
+            stream});
     return;
   }
   e.buffer.emplace_back(std::move(m), std::move(promise));
@@ -195,6 +211,7 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
   if (!e.activated)
     --st.activating;
   --st.live;
+  st.m->live_aggregates.set(static_cast<std::int64_t>(st.live));
   if (e.in_lru) {
     st.lru.erase(e.lru);
     e.in_lru = false;
@@ -203,16 +220,25 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
                && !e.activation_failed;
   if (clean) {
     ++st.stats.passivations;
+    st.m->passivations.add();
+    st.log->debug("passivated {}", stream);
     e.failures = 0;
   } else if (!e.activation_failed) { // a failed activation was counted already
     ++e.failures;
     ++st.stats.failures;
+    st.m->activation_failures.add();
+    if (dm.reason)
+      st.log->warn("{} stopped: {}; failure {} in a row, restarts on its next command", stream,
+                   self->system().render(dm.reason), e.failures);
+    else
+      st.log->warn("{} stopped before it was passivated; failure {} in a row", stream,
+                   e.failures);
   }
   e.actor = nullptr;
   e.ph = entry::phase::dormant;
   if (st.shutting_down) {
     for (auto& [msg, promise] : e.buffer)
-      promise.deliver(error_reply({errc::unavailable, "the runtime is shutting down", stream}));
+      refuse(self, msg, promise, {errc::unavailable, "the runtime is shutting down", stream});
     st.entries.erase(stream);
   } else if (!e.buffer.empty()) {
     if (e.failures > 0) {
@@ -228,8 +254,10 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
   finish_shutdown_if_done(self);
 }
 
-caf::behavior registry(registry_actor* self, registry_options opts) {
+caf::behavior registry(registry_actor* self, registry_options opts, metrics* stats) {
   self->state.opts = opts;
+  self->state.m = stats;
+  self->state.log = logger(registry_logger);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
   auto sweep_period = std::clamp<std::chrono::milliseconds>(
     opts.idle_timeout / 2, std::chrono::milliseconds{1}, std::chrono::milliseconds{1000});
@@ -257,6 +285,9 @@ caf::behavior registry(registry_actor* self, registry_options opts) {
         it->second.activation_failed = true;
         ++it->second.failures;
         ++st.stats.failures;
+        st.m->activation_failures.add();
+        // The aggregate logged why; the restart is logged when it happens.
+        st.log->debug("activation of {} failed ({} in a row)", stream, it->second.failures);
         if (it->second.ph == entry::phase::live)
           passivate(self, it->second);
       }
@@ -297,11 +328,12 @@ caf::behavior registry(registry_actor* self, registry_options opts) {
       auto& st = self->state;
       st.shutting_down = true;
       st.shutdown_done = self->make_response_promise();
+      st.log->debug("shutting down: passivating {} live aggregates", st.live);
       for (auto& [stream, e] : st.entries) {
         if (e.ph == entry::phase::live)
           passivate(self, e);
         for (auto& [msg, promise] : e.buffer)
-          promise.deliver(error_reply({errc::unavailable, "the runtime is shutting down", stream}));
+          refuse(self, msg, promise, {errc::unavailable, "the runtime is shutting down", stream});
         e.buffer.clear();
       }
       auto promise = st.shutdown_done;
@@ -313,8 +345,8 @@ caf::behavior registry(registry_actor* self, registry_options opts) {
 
 } // namespace
 
-caf::actor spawn_registry(caf::actor_system& sys, registry_options opts) {
-  return sys.spawn(registry, opts);
+caf::actor spawn_registry(caf::actor_system& sys, registry_options opts, metrics& m) {
+  return sys.spawn(registry, opts, &m);
 }
 
 } // namespace cairn::actors

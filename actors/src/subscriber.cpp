@@ -8,6 +8,7 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
 
 namespace cairn::actors {
@@ -37,6 +38,7 @@ struct subscriber_data {
   caf::actor journal;
   subscriber_spec spec;
   std::optional<read_model> model;
+  std::shared_ptr<spdlog::logger> log;
 
   std::uint64_t position = 0;  ///< Last event handled, dead-lettered or filtered out.
   std::uint64_t durable = 0;   ///< Position of the last committed checkpoint.
@@ -185,6 +187,8 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     // Nothing of the write landed, and everything after it built on it:
     // forget it all and handle again from the last checkpoint.
     st.last_error = outcome.error().to_string();
+    st.log->warn("{}: writing checkpoint {} failed: {}; handling again from {}", st.spec.name,
+                 st.write_target, st.last_error, st.durable);
     if (st.model)
       st.model->reset();
     st.position = st.durable;
@@ -224,6 +228,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
 
 void quit_now(subscriber_actor* self) {
   auto& st = self->state;
+  st.log->info("{}: stopped at checkpoint {}", st.spec.name, st.durable);
   st.stop_promise.deliver(true);
   for (auto& w : st.waiters)
     w.second.deliver(caf::make_error(caf::sec::request_receiver_down));
@@ -270,6 +275,8 @@ void start_rebuild(subscriber_actor* self) {
     now.write_in_flight = false;
     now.rebuilding = false;
     if (outcome) {
+      now.log->info("{}: read model cleared; rebuilding from the start of the log",
+                    now.spec.name);
       now.position = now.durable = 0;
       now.mode = subscriber_state::catching_up;
       now.retry_pending = false;
@@ -347,14 +354,23 @@ verdict handle_next(subscriber_actor* self) {
   if (st.attempts < o.max_attempts) {
     st.mode = subscriber_state::retrying;
     st.retry_pending = true;
-    self->delayed_send(self, backoff(o, st.attempts), retry_atom::value);
+    auto wait = backoff(o, st.attempts);
+    st.log->warn("{}: handler failed at position {} (attempt {} of {}): {}; retry in {} ms",
+                 st.spec.name, ev.position, st.attempts, o.max_attempts, st.last_error,
+                 wait.count());
+    self->delayed_send(self, wait, retry_atom::value);
     return verdict::wait;
   }
   if (o.on_failure == after_last_retry::stop) {
+    st.log->error("{}: stopped at position {} ({} v{}) after {} attempts: {}", st.spec.name,
+                  ev.position, ev.stream, ev.version, st.attempts, st.last_error);
     st.mode = subscriber_state::stopped;
     maybe_write(self, true); // keep the progress made before this event
     return verdict::wait;
   }
+  st.log->error("{}: dead-lettered position {} ({} v{}, {}) after {} attempts: {}",
+                st.spec.name, ev.position, ev.stream, ev.version, ev.type, st.attempts,
+                st.last_error);
   st.new_dead_letters.push_back(
     make_dead_letter(st, ev, st.attempts, st.first_failure_ns, st.last_error));
   st.attempts = 0;
@@ -379,7 +395,10 @@ void pump(subscriber_actor* self) {
         st.last_error = page.error().to_string();
         st.mode = subscriber_state::retrying;
         st.retry_pending = true;
-        self->delayed_send(self, backoff(st.spec.options, ++st.read_failures), retry_atom::value);
+        auto wait = backoff(st.spec.options, ++st.read_failures);
+        st.log->warn("{}: reading the log after position {} failed: {}; retry in {} ms",
+                     st.spec.name, st.position, st.last_error, wait.count());
+        self->delayed_send(self, wait, retry_atom::value);
         return;
       }
       st.read_failures = 0;
@@ -524,6 +543,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   init.store = store;
   init.journal = std::move(journal);
   init.spec = std::move(spec);
+  init.log = logger(subscriber_logger);
   if (init.spec.projection)
     init.model.emplace(*store, init.spec.name);
   auto saved = store->load_checkpoint(init.spec.name);
@@ -535,7 +555,11 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   } else if (!saved) {
     init.last_error = saved.error().to_string();
     init.mode = subscriber_state::stopped;
+    init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
+                    init.last_error);
   }
+  if (init.mode != subscriber_state::stopped)
+    init.log->info("{}: started after position {}", init.spec.name, init.position);
   init.demand_pending = true;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
   schedule_pump(self);

@@ -7,12 +7,24 @@
 #include <caf/all.hpp>
 
 #include "cairn/actors/journal.hpp"
+#include "cairn/actors/log.hpp"
+#include "logging.hpp"
+#include "metrics_server.hpp"
 
 namespace cairn {
 
 namespace {
 
 using actors::reply_msg;
+
+const char* durability_name(persistence::durability d) {
+  switch (d) {
+    case persistence::durability::sync: return "sync";
+    case persistence::durability::no_meta_sync: return "no_meta_sync";
+    case persistence::durability::no_sync: return "no_sync";
+  }
+  return "unknown";
+}
 
 // A bridge turns an actor reply into a callback, so threads that are not
 // actors can send commands without a blocking scoped_actor per call. On
@@ -71,6 +83,9 @@ caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registr
 
 struct runtime::impl {
   runtime_options opts;
+  actors::metrics stats; // outlives every actor that records into it
+  std::shared_ptr<spdlog::logger> log = actors::logger(actors::runtime_logger);
+  std::unique_ptr<detail::metrics_server> metrics_server;
   std::unique_ptr<persistence::event_store> store; // outlives the actor system
   caf::actor_system_config cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -117,14 +132,24 @@ runtime::runtime(std::unique_ptr<impl> p)
   : impl_(std::move(p)), registry_(std::make_shared<persistence::event_registry>()) {}
 
 result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
+  detail::configure_logging(opts.log_format, opts.log_sinks);
   auto p = std::make_unique<impl>();
   p->opts = std::move(opts);
+  // Checked before anything starts; binding waits until the runtime exists.
+  if (!p->opts.metrics_address.empty())
+    if (auto ok = detail::parse_listen_address(p->opts.metrics_address); !ok) {
+      p->log->error("cannot start: {}", ok.error().to_string());
+      return tl::unexpected(ok.error());
+    }
   auto store_opts = p->opts.store;
   store_opts.durability = p->opts.durability;
   store_opts.registry = nullptr; // types are checked per aggregate at registration
   auto store = persistence::open_store(p->opts.data_dir, store_opts);
-  if (!store)
+  if (!store) {
+    p->log->error("cannot open the store in {}: {}", p->opts.data_dir,
+                  store.error().to_string());
     return tl::unexpected(store.error());
+  }
   p->store = std::move(*store);
   auto threads = p->opts.worker_threads != 0 ? p->opts.worker_threads
                                              : std::max(1u, std::thread::hardware_concurrency());
@@ -133,18 +158,36 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   try {
     p->sys = std::make_unique<caf::actor_system>(p->cfg);
   } catch (const std::exception& e) {
+    p->log->error("cannot start the actor system: {}", e.what());
     return fail(errc::internal, std::string{"cannot start the actor system: "} + e.what());
   }
-  p->journal = actors::spawn_journal(*p->sys, *p->store);
+  p->journal = actors::spawn_journal(*p->sys, *p->store, p->stats);
   actors::registry_options ro;
   ro.idle_timeout = p->opts.idle_timeout;
   ro.max_live = std::max<std::size_t>(1, p->opts.max_live_aggregates);
   ro.max_activations = std::max<std::size_t>(1, p->opts.max_concurrent_activations);
   ro.max_waiting = std::max<std::size_t>(1, p->opts.max_waiting_commands);
-  p->registry = actors::spawn_registry(*p->sys, ro);
+  p->registry = actors::spawn_registry(*p->sys, ro, p->stats);
   for (unsigned i = 0; i < std::max(2u, threads); ++i)
     p->bridges.push_back(p->sys->spawn(bridge, p->registry));
-  return std::unique_ptr<runtime>{new runtime(std::move(p))};
+  std::unique_ptr<runtime> rt{new runtime(std::move(p))};
+  auto& im = *rt->impl_;
+  if (!im.opts.metrics_address.empty()) {
+    auto* self = rt.get();
+    auto server = detail::metrics_server::start(im.opts.metrics_address,
+                                                [self] { return to_prometheus(self->metrics()); });
+    if (!server) {
+      im.log->error("cannot start: {}", server.error().to_string());
+      rt->shutdown();
+      return tl::unexpected(server.error());
+    }
+    im.metrics_server = std::move(*server);
+  }
+  im.log->info("started: data dir {}, durability {}, {} worker threads{}", im.opts.data_dir,
+               durability_name(im.opts.durability), threads,
+               im.metrics_server ? ", metrics at http://" + im.metrics_server->endpoint() + "/metrics"
+                                 : std::string{});
+  return rt;
 }
 
 runtime::~runtime() { shutdown(); }
@@ -152,6 +195,8 @@ runtime::~runtime() { shutdown(); }
 void runtime::shutdown() {
   if (!impl_ || impl_->stopped.exchange(true))
     return;
+  // First, so no scrape asks a subscriber that is going away.
+  impl_->metrics_server.reset();
   // A submit that passed the stopped check is still sending: let it finish,
   // so nothing reaches a bridge after the bridge quit.
   while (impl_->submitting.load() != 0)
@@ -183,6 +228,7 @@ void runtime::shutdown() {
   impl_->registry = nullptr;
   impl_->sys.reset(); // waits for every actor
   impl_->store.reset();
+  impl_->log->info("stopped: data dir {}", impl_->opts.data_dir);
 }
 
 std::shared_ptr<const actors::aggregate_env>
@@ -194,6 +240,8 @@ runtime::make_env(std::optional<std::uint64_t> interval) {
   env->registry_actor = impl_->registry;
   env->snapshot_interval = interval.value_or(impl_->opts.snapshot_interval);
   env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
+  env->stats = &impl_->stats;
+  env->log = actors::logger(actors::aggregate_logger);
   return env;
 }
 
@@ -345,6 +393,33 @@ actors::registry_stats runtime::registry_stats() {
   self->request(impl_->registry, caf::infinite, actors::stats_atom::value)
     .receive([&](actors::registry_stats& s) { out = s; }, [](caf::error&) {});
   return out;
+}
+
+} // namespace cairn
+
+namespace cairn {
+
+metrics_snapshot runtime::metrics() {
+  auto s = impl_->stats.snapshot();
+  std::vector<std::string> names;
+  {
+    std::lock_guard lock{impl_->subscribers_mutex};
+    for (const auto& [name, sub] : impl_->subscribers)
+      names.push_back(name);
+  }
+  for (const auto& name : names) {
+    auto st = impl_->ask<subscription_status>(name, std::chrono::milliseconds{1000},
+                                              actors::status_atom::value);
+    if (!st)
+      continue; // stopped meanwhile, or busy in a long handler call
+    s.subscribers.push_back(
+      subscriber_metrics{st->name, st->lag, st->lag_ms, st->dead_letters, st->handled});
+  }
+  return s;
+}
+
+std::string runtime::metrics_endpoint() const {
+  return impl_->metrics_server ? impl_->metrics_server->endpoint() : std::string{};
 }
 
 } // namespace cairn

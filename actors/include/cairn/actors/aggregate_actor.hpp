@@ -22,7 +22,9 @@
 #include <caf/all.hpp>
 #include <cereal/types/variant.hpp>
 
+#include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/actors/metrics.hpp"
 #include "cairn/model/aggregate.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
@@ -37,6 +39,8 @@ struct aggregate_env {
   caf::actor registry_actor;
   std::uint64_t snapshot_interval = 50; ///< Events between snapshots; 0 = never.
   std::size_t max_waiting = 4096;       ///< Commands in flight before `overloaded`.
+  metrics* stats = nullptr;             ///< Outcomes and activation times; required.
+  std::shared_ptr<spdlog::logger> log;  ///< "cairn.aggregate"; required.
 };
 
 /// Name under which A's state is snapshotted.
@@ -175,6 +179,14 @@ result<void> reload(aggregate_actor_t<A>* self) {
 template <class A>
 void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise promise);
 
+/// Delivers `r`, counting its outcome unless it answers a query.
+inline void answer(const aggregate_env& env, caf::response_promise& promise, reply_msg r,
+                   bool query = false) {
+  if (!query)
+    env.stats->command(r.code, r.duplicate);
+  promise.deliver(std::move(r));
+}
+
 /// Completes the replies at the front that no longer wait for the journal.
 template <class A>
 void drain(aggregate_actor_t<A>* self) {
@@ -182,23 +194,23 @@ void drain(aggregate_actor_t<A>* self) {
   while (!st.in_flight.empty() && !st.in_flight.front().appended) {
     auto& e = st.in_flight.front();
     if (st.failure && !e.query) {
-      e.promise.deliver(error_reply(*st.failure));
+      answer(*st.env, e.promise, error_reply(*st.failure));
     } else if (!e.duplicate_of.empty()) {
       auto it = st.recent.find(e.duplicate_of);
       if (it != st.recent.end()) {
         auto reply = it->second;
         reply.duplicate = true;
-        e.promise.deliver(std::move(reply));
+        answer(*st.env, e.promise, std::move(reply));
       } else {
-        e.promise.deliver(
-          error_reply({errc::unavailable, "the original command failed; retry", st.stream}));
+        answer(*st.env, e.promise,
+               error_reply({errc::unavailable, "the original command failed; retry", st.stream}));
       }
     } else {
       if (e.query) {
         e.reply.last_version = st.confirmed_version;
         persistence::encode_payload(st.confirmed, e.reply.state);
       }
-      e.promise.deliver(std::move(e.reply));
+      answer(*st.env, e.promise, std::move(e.reply), e.query);
     }
     st.in_flight.pop_front();
   }
@@ -218,7 +230,7 @@ void drain(aggregate_actor_t<A>* self) {
                                          st.stream}
                           : reloaded.error();
       for (auto& [msg, p] : st.held)
-        p.deliver(error_reply(err));
+        answer(*st.env, p, error_reply(err), msg.query);
       st.held.clear();
       self->quit(caf::make_error(caf::sec::runtime_error, err.to_string()));
       return;
@@ -250,12 +262,12 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
     e.reply.duplicate = r->duplicate;
     if (!e.command_id.empty())
       st.recent.emplace(e.command_id, e.reply);
-    e.promise.deliver(std::move(e.reply));
+    answer(*st.env, e.promise, std::move(e.reply));
     send_snapshot_if_due(self);
   } else if (!st.failure) {
     // The first failure: this command gets the store's answer; the ones
     // decided after it depended on it and fail as unavailable.
-    e.promise.deliver(error_reply(r.error()));
+    answer(*st.env, e.promise, error_reply(r.error()));
     auto code = r.error().code;
     // A conflict or a bad command leaves the store sound: reload and go on.
     // The store's own failures stop the actor; the next command restarts it.
@@ -266,7 +278,7 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
                                 + r.error().to_string() + "); retry",
                               st.stream};
   } else {
-    e.promise.deliver(error_reply(*st.failure));
+    answer(*st.env, e.promise, error_reply(*st.failure));
   }
   st.in_flight.pop_front();
   drain(self);
@@ -303,15 +315,18 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
     return;
   }
   if (st.in_flight.size() >= st.env->max_waiting) {
-    promise.deliver(error_reply({errc::overloaded,
-                                 std::to_string(st.in_flight.size())
-                                   + " commands already wait for this aggregate",
-                                 st.stream}));
+    answer(*st.env, promise,
+           error_reply({errc::overloaded,
+                        std::to_string(st.in_flight.size())
+                          + " commands already wait for this aggregate",
+                        st.stream}),
+           m.query);
     return;
   }
   if (m.deadline_ns != 0 && steady_now_ns() > m.deadline_ns) {
-    promise.deliver(error_reply({errc::unavailable, "deadline passed before the command ran",
-                                 st.stream}));
+    answer(*st.env, promise,
+           error_reply({errc::unavailable, "deadline passed before the command ran", st.stream}),
+           m.query);
     return;
   }
   typename aggregate_state<A>::entry e;
@@ -346,20 +361,20 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
   }
   auto command = persistence::decode_payload<typename A::command>(m.payload);
   if (!command) {
-    e.promise.deliver(error_reply({errc::invalid_argument,
-                                   "command does not decode: " + command.error().message,
-                                   st.stream}));
+    answer(*st.env, e.promise,
+           error_reply({errc::invalid_argument,
+                        "command does not decode: " + command.error().message, st.stream}));
     return;
   }
   decision<typename A::event> d;
   try {
     d = A::decide(st.pending, *command);
   } catch (const std::exception& ex) {
-    e.promise.deliver(error_reply({errc::internal,
-                                   std::string{"decide threw: "} + ex.what(), st.stream}));
+    answer(*st.env, e.promise,
+           error_reply({errc::internal, std::string{"decide threw: "} + ex.what(), st.stream}));
     return;
   } catch (...) {
-    e.promise.deliver(error_reply({errc::internal, "decide threw", st.stream}));
+    answer(*st.env, e.promise, error_reply({errc::internal, "decide threw", st.stream}));
     return;
   }
   if (!d) {
@@ -383,7 +398,7 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
   for (const auto& ev : *d) {
     auto data = st.env->registry->encode(ev);
     if (!data) {
-      e.promise.deliver(error_reply(data.error()));
+      answer(*st.env, e.promise, error_reply(data.error()));
       return;
     }
     e.reply.types.push_back(data->type);
@@ -416,6 +431,7 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
   st.env = std::move(env);
   st.id = std::move(id);
   st.stream = std::string{A::category} + "-" + st.id;
+  auto started = std::chrono::steady_clock::now();
   auto recovered = detail::reload(self);
   self->send(st.env->registry_actor, activated_atom::value, st.stream,
              static_cast<bool>(recovered));
@@ -423,11 +439,21 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
     // Answer what already reached us with the reason; the registry stops us
     // and retries with backoff on the next command.
     auto err = recovered.error();
+    st.env->log->error("cannot recover {}: {}", st.stream, err.to_string());
     return {
-      [err](command_atom, command_msg&) { return error_reply(err); },
+      [self, err](command_atom, command_msg& m) {
+        auto reply = error_reply(err);
+        if (!m.query)
+          self->state.env->stats->command(reply.code, false);
+        return reply;
+      },
       [self](stop_atom) { self->quit(); },
     };
   }
+  st.env->stats->activation_us.observe(static_cast<std::uint64_t>(
+    std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
+                                                          - started)
+      .count()));
   return {
     [self](command_atom, command_msg& m) -> caf::result<reply_msg> {
       auto promise = self->make_response_promise();

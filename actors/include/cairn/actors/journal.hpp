@@ -20,11 +20,14 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "cairn/actors/metrics.hpp"
 #include "cairn/persistence/event_store.hpp"
 
 namespace cairn::actors {
 
-/// Spawns the journal over `store`, which must outlive it.
-[[nodiscard]] caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store);
+/// Spawns the journal over `store`, recording commits into `m`; both must
+/// outlive it.
+[[nodiscard]] caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store,
+                                       metrics& m);
 
 } // namespace cairn::actors

@@ -21,6 +21,8 @@
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "cairn/actors/metrics.hpp"
+
 namespace cairn::actors {
 
 /// How to spawn the actor of one aggregate type.
@@ -43,7 +45,10 @@ struct registry_stats {
   std::uint64_t failures = 0;
 };
 
-[[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts);
+/// Spawns the registry, recording activations, passivations and the commands
+/// it answers itself into `m`, which must outlive it.
+[[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts,
+                                        metrics& m);
 
 } // namespace cairn::actors
 

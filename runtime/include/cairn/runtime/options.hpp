@@ -5,10 +5,21 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include <spdlog/common.h>
 
 #include "cairn/persistence/options.hpp"
 
 namespace cairn {
+
+/// How log lines are written.
+enum class log_encoding : std::uint8_t {
+  /// `[2026-11-25 10:31:02.117] [info] [cairn.runtime] started …`
+  text,
+  /// One JSON object per line: time (UTC, µs), level, logger, thread, message.
+  json,
+};
 
 /// Options of `runtime::start`. The defaults suit a service.
 struct runtime_options {
@@ -31,6 +42,17 @@ struct runtime_options {
   std::uint64_t snapshot_interval = 50;
   /// Map sizes, event size limit … of the store; `durability` above wins.
   persistence::store_options store;
+  /// Serve metrics over HTTP (GET /metrics, Prometheus text format) at
+  /// "host:port", e.g. "127.0.0.1:9464"; port 0 picks a free port
+  /// (runtime::metrics_endpoint() tells which). Empty: no server. Default: empty.
+  std::string metrics_address;
+  /// Log lines as text or as JSON objects. Default: text.
+  /// Logging is process-wide: the runtime started last sets format and sinks.
+  log_encoding log_format = log_encoding::text;
+  /// Where log lines go; empty means stderr. Levels come from the environment
+  /// variable SPDLOG_LEVEL (e.g. "warn" or "info,cairn.journal=debug"),
+  /// default info. Default: empty.
+  std::vector<spdlog::sink_ptr> log_sinks;
 };
 
 /// Per aggregate type.

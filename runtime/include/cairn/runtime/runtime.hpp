@@ -12,6 +12,7 @@
 ///   cairn::result<cairn::outcome<account>> r = done.get();    // after the append is durable
 ///   auto now = (*rt)->state<account>("42");                    // through the live actor
 ///   auto then = (*rt)->state_at<account>("42", 3);             // replayed from the store
+///   auto m = (*rt)->metrics(); // m.commands_of(cairn::command_outcome::ok) …
 ///
 /// Threads: register every aggregate type first, from one thread, before the
 /// first command. After that every call may come from any thread. Commands
@@ -31,6 +32,7 @@
 
 #include "cairn/actors/aggregate_actor.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/actors/metrics.hpp"
 #include "cairn/actors/registry.hpp"
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/model/aggregate.hpp"
@@ -58,6 +60,13 @@ struct outcome {
     return out;
   }
 };
+
+/// Metrics (docs/operations.md#metrics).
+using metrics_snapshot = actors::metrics_snapshot;
+using actors::command_outcome;
+using actors::histogram_snapshot;
+using actors::subscriber_metrics;
+using actors::to_prometheus;
 
 /// Reacting to events (docs/reacting-to-events.md).
 using subscription_options = actors::subscription_options;
@@ -376,6 +385,17 @@ public:
   /// Group-commit figures of the journal: transactions and appends committed.
   [[nodiscard]] std::pair<std::uint64_t, std::uint64_t> journal_stats();
   [[nodiscard]] actors::registry_stats registry_stats();
+
+  /// Every metric now (docs/operations.md#metrics): commands by outcome,
+  /// journal, aggregates, and each running subscriber's lag and dead letters
+  /// (a subscriber that does not answer its status within 1 s is left out).
+  /// The same figures GET /metrics serves. After shutdown() the counters
+  /// stay readable; subscribers are left out.
+  [[nodiscard]] metrics_snapshot metrics();
+  /// The "host:port" the metrics endpoint listens on (the real port when
+  /// `metrics_address` asked for port 0); empty without a metrics_address
+  /// and after shutdown().
+  [[nodiscard]] std::string metrics_endpoint() const;
 
   /// Stops accepting commands, answers or drains everything in flight, stops
   /// the actors and closes the store. Called by the destructor.

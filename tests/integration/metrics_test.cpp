@@ -1,0 +1,358 @@
+// Metrics over HTTP: scraped during a load, parsed as the Prometheus text
+// format, and checked against what the test did; the endpoint's address
+// errors and its shutdown.
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <httplib.h>
+
+#include "account.hpp"
+#include "cairn/runtime/runtime.hpp"
+#include "runtime_support.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using cairn::test::await;
+using cairn::test::describe;
+using cairn::test::scaled;
+
+namespace {
+
+/// One sample line: `name{labels} value`.
+struct sample {
+  std::string name;
+  std::map<std::string, std::string> labels;
+  double value = 0;
+};
+
+/// A scrape, parsed; fails the test on any line that is not the text format.
+struct exposition {
+  std::vector<sample> samples;
+  std::map<std::string, std::string> types; // family -> counter, gauge, histogram
+
+  /// The value of the one sample `name` with these labels; fails if absent.
+  double value(const std::string& name, const std::map<std::string, std::string>& labels = {})
+    const {
+    for (const auto& s : samples)
+      if (s.name == name && s.labels == labels)
+        return s.value;
+    FAIL("no sample " << name);
+    return 0;
+  }
+
+  bool has(const std::string& name, const std::map<std::string, std::string>& labels) const {
+    for (const auto& s : samples)
+      if (s.name == name && s.labels == labels)
+        return true;
+    return false;
+  }
+};
+
+std::map<std::string, std::string> parse_labels(const std::string& text) {
+  std::map<std::string, std::string> out;
+  static const std::regex label{R"re(([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$))re"};
+  auto begin = std::sregex_iterator(text.begin(), text.end(), label);
+  std::size_t consumed = 0;
+  for (auto it = begin; it != std::sregex_iterator(); ++it) {
+    REQUIRE(static_cast<std::size_t>(it->position()) == consumed);
+    out[(*it)[1]] = (*it)[2];
+    consumed += static_cast<std::size_t>(it->length());
+  }
+  REQUIRE(consumed == text.size());
+  return out;
+}
+
+exposition parse(const std::string& text) {
+  exposition out;
+  static const std::regex line_re{R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)"};
+  static const std::regex type_re{R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)"};
+  REQUIRE(!text.empty());
+  REQUIRE(text.back() == '\n');
+  std::istringstream in{text};
+  std::string line;
+  while (std::getline(in, line)) {
+    INFO("line: " << line);
+    REQUIRE(!line.empty());
+    std::smatch m;
+    if (line.rfind("# HELP cairn_", 0) == 0)
+      continue;
+    if (line[0] == '#') {
+      REQUIRE(std::regex_match(line, m, type_re));
+      REQUIRE(out.types.count(m[1]) == 0); // one TYPE per family
+      out.types[m[1]] = m[2];
+      continue;
+    }
+    REQUIRE(std::regex_match(line, m, line_re));
+    sample s;
+    s.name = m[1];
+    REQUIRE(s.name.rfind("cairn_", 0) == 0);
+    s.labels = parse_labels(m[3]);
+    std::string value = m[4];
+    char* end = nullptr;
+    s.value = std::strtod(value.c_str(), &end);
+    REQUIRE((value == "+Inf" || *end == '\0'));
+    // Every sample belongs to a family declared above it.
+    std::string family = s.name;
+    for (const char* suffix : {"_bucket", "_sum", "_count"})
+      if (out.types.count(family) == 0 && family.size() > std::strlen(suffix)
+          && family.compare(family.size() - std::strlen(suffix), std::string::npos, suffix) == 0)
+        family.resize(family.size() - std::strlen(suffix));
+    REQUIRE(out.types.count(family) == 1);
+    if (out.types[family] == "counter")
+      REQUIRE(s.name.size() > 6);
+    if (out.types[family] == "counter")
+      CHECK(s.name.compare(s.name.size() - 6, 6, "_total") == 0);
+    out.samples.push_back(std::move(s));
+  }
+  // Histograms: cumulative buckets ending in +Inf, which equals _count.
+  for (const auto& [family, type] : out.types) {
+    if (type != "histogram")
+      continue;
+    INFO("histogram " << family);
+    double previous = 0;
+    double previous_le = -1;
+    std::string last_le;
+    for (const auto& s : out.samples) {
+      if (s.name != family + "_bucket")
+        continue;
+      REQUIRE(s.labels.count("le") == 1);
+      last_le = s.labels.at("le");
+      CHECK(s.value >= previous);
+      previous = s.value;
+      if (last_le != "+Inf") {
+        double le = std::stod(last_le);
+        CHECK(le > previous_le);
+        previous_le = le;
+      }
+    }
+    CHECK(last_le == "+Inf");
+    CHECK(previous == out.value(family + "_count"));
+    CHECK(out.value(family + "_sum") >= 0);
+  }
+  return out;
+}
+
+exposition scrape(const std::string& endpoint) {
+  httplib::Client client{"http://" + endpoint};
+  client.set_read_timeout(10, 0);
+  auto res = client.Get("/metrics");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  CHECK(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0) == 0);
+  return parse(res->body);
+}
+
+} // namespace
+
+TEST_CASE("metrics scraped during a load parse and match what the commands did",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  cairn::test::register_ok<bank::account>(*rt);
+  std::atomic<std::uint64_t> handled{0};
+  REQUIRE(rt->subscribe<bank::account::event>("audit", {}, [&](const auto&) {
+    ++handled;
+    return cairn::result<void>{};
+  }));
+  auto endpoint = rt->metrics_endpoint();
+  INFO("endpoint " << endpoint);
+  REQUIRE(endpoint.rfind("127.0.0.1:", 0) == 0);
+  REQUIRE(endpoint != "127.0.0.1:0");
+
+  const int accounts = 40;
+  std::uint64_t ok = 0;
+  std::uint64_t events = 0;
+  for (int i = 0; i < accounts; ++i) {
+    auto r = await(rt->send<bank::account>("m" + std::to_string(i), bank::open_account{"o"}));
+    REQUIRE(r);
+    ++ok;
+    events += r->events.size();
+  }
+
+  // A thread keeps commands in flight while the main thread scrapes.
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> load_ok{0}, load_events{0}, load_rejected{0}, load_other{0};
+  std::thread load{[&] {
+    std::vector<std::future<cairn::result<cairn::outcome<bank::account>>>> inflight;
+    int i = 0;
+    while (!stop.load()) {
+      auto id = "m" + std::to_string(i % accounts);
+      // Every tenth command overdraws: rejected.
+      bank::account::command cmd = i % 10 == 9 ? bank::account::command{bank::withdraw{1000000}}
+                                               : bank::account::command{bank::deposit{1}};
+      inflight.push_back(rt->send<bank::account>(id, cmd));
+      ++i;
+      if (inflight.size() >= 64) {
+        for (auto& f : inflight) {
+          auto r = f.get();
+          if (r) {
+            ++load_ok;
+            load_events += r->events.size();
+          } else if (r.error().code == cairn::errc::rejected) {
+            ++load_rejected;
+          } else {
+            ++load_other;
+          }
+        }
+        inflight.clear();
+      }
+    }
+    for (auto& f : inflight) {
+      auto r = f.get();
+      if (r) {
+        ++load_ok;
+        load_events += r->events.size();
+      } else if (r.error().code == cairn::errc::rejected) {
+        ++load_rejected;
+      } else {
+        ++load_other;
+      }
+    }
+  }};
+
+  // A failed REQUIRE below must not leave the thread running.
+  struct joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~joiner() {
+      stop = true;
+      if (t.joinable())
+        t.join();
+    }
+  } join_load{stop, load};
+
+  double previous_ok = 0;
+  int scrapes_under_load = 0;
+  auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (scrapes_under_load < 5 && std::chrono::steady_clock::now() < deadline) {
+    auto seen_before = load_ok.load();
+    auto e = scrape(endpoint);
+    if (load_ok.load() > seen_before)
+      ++scrapes_under_load; // commands completed while this scrape ran
+    auto now_ok = e.value("cairn_commands_total", {{"outcome", "ok"}});
+    CHECK(now_ok >= previous_ok); // a counter never goes back
+    CHECK(now_ok >= static_cast<double>(ok + seen_before));
+    previous_ok = now_ok;
+    CHECK(e.has("cairn_subscriber_lag_events", {{"subscriber", "audit"}}));
+    std::this_thread::sleep_for(20ms);
+  }
+  stop = true;
+  load.join();
+  CHECK(scrapes_under_load == 5);
+  CHECK(load_other.load() == 0);
+  REQUIRE(load_ok.load() > 0);
+  REQUIRE(load_rejected.load() > 0);
+  ok += load_ok.load();
+  events += load_events.load();
+
+  auto last = rt->store().last_position();
+  REQUIRE(last);
+  auto caught_up = rt->wait_for("audit", *last, 30s);
+  INFO(describe(caught_up));
+  REQUIRE(caught_up);
+
+  auto e = scrape(endpoint);
+  CHECK(e.value("cairn_commands_total", {{"outcome", "ok"}}) >= static_cast<double>(ok));
+  CHECK(e.value("cairn_commands_total", {{"outcome", "rejected"}})
+        >= static_cast<double>(load_rejected.load()));
+  CHECK(e.value("cairn_events_appended_total") >= static_cast<double>(events));
+  CHECK(e.value("cairn_events_appended_total") == static_cast<double>(*last));
+  CHECK(e.value("cairn_aggregate_activations_total") >= accounts);
+  CHECK(e.value("cairn_aggregates_live") == accounts); // idle timeout far away
+  CHECK(e.value("cairn_aggregate_activation_duration_seconds_count") >= accounts);
+  CHECK(e.value("cairn_journal_batch_appends_sum") >= static_cast<double>(ok));
+  CHECK(e.value("cairn_journal_commit_duration_seconds_count") >= 1);
+  CHECK(e.value("cairn_journal_commit_failures_total") == 0);
+  CHECK(e.value("cairn_subscriber_lag_events", {{"subscriber", "audit"}}) == 0);
+  CHECK(e.value("cairn_subscriber_dead_letters", {{"subscriber", "audit"}}) == 0);
+  CHECK(e.value("cairn_subscriber_handled_total", {{"subscriber", "audit"}})
+        == static_cast<double>(handled.load()));
+
+  // The struct in-process says the same once nothing moves.
+  auto m = rt->metrics();
+  CHECK(static_cast<double>(m.commands_of(cairn::command_outcome::ok))
+        == e.value("cairn_commands_total", {{"outcome", "ok"}}));
+  CHECK(m.events_appended == *last);
+  REQUIRE(m.subscribers.size() == 1);
+  CHECK(m.subscribers[0].name == "audit");
+  CHECK(m.subscribers[0].lag == 0);
+}
+
+TEST_CASE("the metrics endpoint answers 404 to anything but GET /metrics",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  httplib::Client client{"http://" + rt->metrics_endpoint()};
+  auto other = client.Get("/");
+  REQUIRE(other);
+  CHECK(other->status == 404);
+  auto post = client.Post("/metrics", "x", "text/plain");
+  REQUIRE(post);
+  CHECK(post->status == 404);
+  auto get = client.Get("/metrics");
+  REQUIRE(get);
+  CHECK(get->status == 200);
+}
+
+TEST_CASE("shutdown stops the metrics endpoint", "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  auto endpoint = rt->metrics_endpoint();
+  httplib::Client client{"http://" + endpoint};
+  REQUIRE(client.Get("/metrics"));
+  rt->shutdown();
+  httplib::Client after{"http://" + endpoint};
+  after.set_connection_timeout(2, 0);
+  CHECK_FALSE(after.Get("/metrics"));
+  CHECK(rt->metrics_endpoint().empty());
+}
+
+TEST_CASE("a metrics address that does not parse fails start with invalid_argument",
+          "[integration][metrics]") {
+  for (std::string address : {"9464", "127.0.0.1:", ":9464", "127.0.0.1:99999",
+                              "127.0.0.1:http"}) {
+    INFO(address);
+    cairn::test::temp_dir dir;
+    auto opts = cairn::test::quick_options(dir.path());
+    opts.metrics_address = address;
+    auto rt = cairn::runtime::start(opts);
+    REQUIRE_FALSE(rt);
+    CHECK(rt.error().code == cairn::errc::invalid_argument);
+    CHECK(rt.error().context == address);
+  }
+}
+
+TEST_CASE("a metrics port in use fails start with unavailable and frees the store",
+          "[integration][metrics]") {
+  cairn::test::temp_dir first_dir;
+  auto first_opts = cairn::test::quick_options(first_dir.path());
+  first_opts.metrics_address = "127.0.0.1:0";
+  auto first = cairn::test::start_runtime(first_opts);
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = first->metrics_endpoint();
+  auto second = cairn::runtime::start(opts);
+  REQUIRE_FALSE(second);
+  CHECK(second.error().code == cairn::errc::unavailable);
+  CHECK(second.error().context == first->metrics_endpoint());
+  // The failed start closed its store: the directory opens again.
+  opts.metrics_address.clear();
+  auto again = cairn::runtime::start(opts);
+  INFO(describe(again));
+  CHECK(again);
+}
