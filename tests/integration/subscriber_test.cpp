@@ -69,8 +69,9 @@ void check_dense(const std::vector<std::uint64_t>& seen,
 
 /// Sends `per_thread` commands from each of `threads` threads over `accounts`
 /// accounts (opened first unless `opened`); returns the last position acknowledged.
-std::uint64_t drive(cairn::runtime& rt, int threads, int per_thread, int accounts,
-                    bool opened = false) {
+/// Catch macros are for the test's thread: call CHECK on what it returns.
+std::uint64_t drive_from_any_thread(cairn::runtime& rt, int threads, int per_thread,
+                                    int accounts, bool opened, int& failed) {
   std::atomic<std::uint64_t> last{0};
   std::atomic<int> failures{0};
   std::vector<std::thread> writers;
@@ -105,8 +106,16 @@ std::uint64_t drive(cairn::runtime& rt, int threads, int per_thread, int account
     });
   for (auto& w : writers)
     w.join();
-  CHECK(failures.load() == 0);
+  failed = failures.load();
   return last.load();
+}
+
+std::uint64_t drive(cairn::runtime& rt, int threads, int per_thread, int accounts,
+                    bool opened = false) {
+  int failed = 0;
+  auto last = drive_from_any_thread(rt, threads, per_thread, accounts, opened, failed);
+  CHECK(failed == 0);
+  return last;
 }
 
 /// A projection of balances: key = account id, value = balance.
@@ -151,13 +160,14 @@ TEST_CASE("subscribers see a dense increasing sequence of exactly the matching e
   cairn::test::register_ok<bank::account>(*rt);
 
   seen_positions all, deposits, projected;
+  std::atomic<int> bad_amounts{0}; // Catch macros belong to the test's thread
   REQUIRE(rt->subscribe<bank::account::event>("all", {}, [&](const auto& e) {
     all.add(e.position);
     return cairn::result<void>{};
   }));
   REQUIRE(rt->subscribe<bank::money_deposited>("deposits", {{"account"}, {}},
                                                [&](const auto& e) {
-                                                 CHECK(e.event.amount > 0);
+                                                 bad_amounts += e.event.amount > 0 ? 0 : 1;
                                                  deposits.add(e.position);
                                                  return cairn::result<void>{};
                                                }));
@@ -175,6 +185,7 @@ TEST_CASE("subscribers see a dense increasing sequence of exactly the matching e
     INFO(name << ": " << describe(waited));
     REQUIRE(waited);
   }
+  CHECK(bad_amounts.load() == 0);
   check_dense(all.get(), expected_positions(*rt, {}));
   check_dense(deposits.get(), expected_positions(*rt, {{}, {"money_deposited"}}));
   check_dense(projected.get(), expected_positions(*rt, {}));
@@ -205,19 +216,19 @@ TEST_CASE("a subscriber restarted mid-stream resumes after its checkpoint and sk
   {
     auto rt = cairn::test::start_runtime(cairn::test::quick_options(dir.path()));
     cairn::test::register_ok<bank::account>(*rt);
-    drive(*rt, 2, scaled(3000, 300), 50);
+    auto written = drive(*rt, 2, scaled(3000, 300), 50);
     cairn::subscription_options o;
     o.checkpoint_every = 100;
     REQUIRE(rt->subscribe<bank::account::event>(
       "auditor", {},
       [&](const auto& e) {
         first_run.add(e.position);
-        if (first_run.size() % 500 == 0)
+        if (first_run.size() % 100 == 0)
           std::this_thread::sleep_for(5ms); // slow enough to stop it mid-stream
         return cairn::result<void>{};
       },
       o));
-    REQUIRE(eventually([&] { return first_run.size() >= 1000; }));
+    REQUIRE(eventually([&] { return first_run.size() >= written / 3; }));
     REQUIRE(rt->unsubscribe("auditor"));
     auto cp = rt->store().load_checkpoint("auditor");
     REQUIRE(cp);
@@ -372,9 +383,13 @@ TEST_CASE("rebuilding a projection while commands go on yields the same read mod
   REQUIRE(before->size() == 100);
   auto calls_before = calls.load();
 
-  std::thread more([&] { last = drive(*rt, 2, scaled(500, 50), 100, true); });
-  REQUIRE(rt->rebuild("balances"));
+  int failed = 0;
+  std::thread more(
+    [&] { last = drive_from_any_thread(*rt, 2, scaled(500, 50), 100, true, failed); });
+  auto rebuilt = rt->rebuild("balances");
   more.join();
+  REQUIRE(rebuilt);
+  CHECK(failed == 0);
   REQUIRE(rt->wait_for("balances", last, 60s));
   CHECK(calls.load() > calls_before); // it really replayed
   auto after = rt->query_range<std::int64_t>("balances");
