@@ -63,5 +63,6 @@ int bank_main(const args& a);
 int activation_main(const args& a);
 int passivation_main(const args& a);
 int handlers_main(const args& a);
+int hangar_main(const args& a);
 
 } // namespace cairn::bench

@@ -17,6 +17,8 @@
 //            [--events E]
 //            [--durability D] [--dir D]
 //         subscriber lag at a sustained commit rate; catch-up speed over a prefilled log
+//   hangar [--invocations N --inflight C --providers P] [--durability D] [--dir D]
+//         tool invocations end to end through the hangar sample's group and providers
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -48,7 +50,7 @@ void remove_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers [options] (see bench/main.cpp)\n");
+    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers|hangar [options] (see bench/main.cpp)\n");
     return 2;
   };
   if (argc < 2)
@@ -70,6 +72,8 @@ int main(int argc, char** argv) {
       return cairn::bench::passivation_main(a);
     if (cmd == "handlers")
       return cairn::bench::handlers_main(a);
+    if (cmd == "hangar")
+      return cairn::bench::hangar_main(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cairn-bench %s: %s\n", cmd.c_str(), e.what());
     return 1;
