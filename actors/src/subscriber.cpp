@@ -455,9 +455,11 @@ subscriber_status status_of(subscriber_actor* self) {
   return s;
 }
 
-/// Tries each dead letter at `position` (0: all) once; removes the ones that
-/// succeed, updates the others. Answers once that is committed.
-void replay(subscriber_actor* self, std::uint64_t position, caf::response_promise rp) {
+/// Tries each dead letter at `position` (0: all; with `requested_only`, the
+/// ones an operator marked) once; removes the ones that succeed, updates the
+/// others. Answers `rp` (if valid) once that is committed.
+void replay(subscriber_actor* self, std::uint64_t position, caf::response_promise rp,
+            bool requested_only = false) {
   auto& st = self->state;
   auto stored = st.store->list_dead_letters(st.spec.name);
   if (!stored) {
@@ -470,8 +472,9 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
     letters.push_back(dl);
   auto report = std::make_shared<replay_report>();
   for (auto& dl : letters) {
-    if (position != 0 && dl.position != position)
+    if ((position != 0 && dl.position != position) || (requested_only && !dl.replay_requested))
       continue;
+    dl.replay_requested = false;
     auto page = st.store->read_all(dl.position, 1);
     result<void> r;
     if (!page)
@@ -500,12 +503,13 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
         st.new_dead_letters.push_back(dl);
     }
   }
-  st.next_write_callbacks.push_back([rp, report](const result<void>& r) mutable {
-    if (r)
-      rp.deliver(*report);
-    else
-      rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
-  });
+  if (rp.pending())
+    st.next_write_callbacks.push_back([rp, report](const result<void>& r) mutable {
+      if (r)
+        rp.deliver(*report);
+      else
+        rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+    });
   maybe_write(self, true);
 }
 
@@ -563,6 +567,11 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   init.demand_pending = true;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
   schedule_pump(self);
+  // Dead letters an operator marked for replay while the service was down.
+  if (auto letters = store->list_dead_letters(init.spec.name); letters && !letters->empty())
+    if (std::any_of(letters->begin(), letters->end(),
+                    [](const dead_letter& dl) { return dl.replay_requested; }))
+      replay(self, 0, caf::response_promise{}, true);
   return {
     [=](pump_atom) { pump(self); },
     [=](committed_atom, std::uint64_t position) {

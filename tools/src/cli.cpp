@@ -112,6 +112,21 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_json(cps, ctx.json);
   cps->callback([&] { run = [&] { return detail::checkpoints(ctx, dir); }; });
 
+  detail::dlq_options dlq;
+  auto* dlq_cmd = app.add_subcommand(
+    "dlq", "Dead letters: list (alongside a running service); replay (marks them: the "
+           "subscriber replays them when the service starts) and discard (service stopped)");
+  add_dir(dlq_cmd, dir);
+  dlq_cmd->add_option("ACTION", dlq.action, "list, replay or discard")
+    ->required()
+    ->check(CLI::IsMember({"list", "replay", "discard"}));
+  dlq_cmd->add_option("--subscriber", dlq.subscriber,
+                      "the subscriber (required for replay and discard)");
+  dlq_cmd->add_option("--position", dlq.position, "only the dead letter at this position")
+    ->check(unsigned_number);
+  add_json(dlq_cmd, ctx.json);
+  dlq_cmd->callback([&] { run = [&] { return detail::dlq(ctx, dir, dlq); }; });
+
   // CLI11 would only say that a subcommand is required.
   if (argc > 1 && argv[1][0] != '-') {
     auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == argv[1]; });

@@ -119,5 +119,11 @@ int backup(const context& ctx, const std::string& dir, const std::string& dest);
 int verify(const context& ctx, const std::string& dir);
 int export_log(const context& ctx, const std::string& dir, const std::string& file);
 int import_log(const context& ctx, const std::string& dir, const std::string& file);
+struct dlq_options {
+  std::string action; ///< list, replay or discard
+  std::string subscriber;
+  std::uint64_t position = 0; ///< 0: all
+};
+int dlq(const context& ctx, const std::string& dir, const dlq_options& opts);
 
 } // namespace cairn::tools::detail

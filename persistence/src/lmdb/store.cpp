@@ -199,7 +199,9 @@ std::string dead_letter_store_key(std::string_view subscriber, std::uint64_t pos
 }
 
 // dead letter body: version, attempts, first, last failure (LE), then
-// stream, type (u16 length + bytes each), error (u32 length + bytes)
+// stream, type (u16 length + bytes each), error (u32 length + bytes), then
+// one flags byte (bit 0: replay requested); records written before the
+// flags byte existed end after the error.
 std::string encode_dead_letter(const dead_letter& dl) {
   std::string body(28, '\0');
   auto* p = reinterpret_cast<unsigned char*>(body.data());
@@ -216,6 +218,7 @@ std::string encode_dead_letter(const dead_letter& dl) {
   add(dl.stream, std::uint16_t{});
   add(dl.type, std::uint16_t{});
   add(dl.error, std::uint32_t{});
+  body.push_back(static_cast<char>(dl.replay_requested ? 1 : 0));
   return body;
 }
 
@@ -248,7 +251,11 @@ result<dead_letter> decode_dead_letter(std::string_view key, std::string_view va
     off += len;
     return true;
   };
-  if (!take(dl.stream, 2) || !take(dl.type, 2) || !take(dl.error, 4) || off != body->size())
+  if (!take(dl.stream, 2) || !take(dl.type, 2) || !take(dl.error, 4))
+    return bad();
+  if (off + 1 == body->size())
+    dl.replay_requested = (body->back() & 1) != 0;
+  else if (off != body->size())
     return bad();
   return dl;
 }

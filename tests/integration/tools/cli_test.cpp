@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "account.hpp"
+#include "cairn/runtime/runtime.hpp"
 #include "cairn/persistence/codec.hpp" // before rapidjson: cereal configures it
 #include "cairn/persistence/event_store.hpp"
 #include "support/temp_dir.hpp"
@@ -566,4 +567,99 @@ TEST_CASE("verify and a backup run while another thread appends; the backup veri
   auto into_full = cairn_cli({"backup", dir.sub("live"), dir.sub("copy")});
   CHECK(into_full.code == 2);
   CHECK_THAT(into_full.err, Catch::Contains("not empty"));
+}
+
+TEST_CASE("dlq lists dead letters, marks them for replay at the next start, and discards them",
+          "[integration][cli][subscriber]") {
+  temp_dir dir;
+  const std::string data = dir.sub("data");
+  std::atomic<bool> broken{true};
+  std::atomic<int> poison_calls{0};
+  auto handler = [&](const cairn::envelope<bank::account::event>& e) -> cairn::result<void> {
+    if (e.position == 3) {
+      ++poison_calls;
+      if (broken.load())
+        return cairn::fail(cairn::errc::unavailable, "downstream is down");
+    }
+    return {};
+  };
+  cairn::subscription_options once;
+  once.max_attempts = 1;
+  auto start = [&] {
+    cairn::runtime_options o;
+    o.data_dir = data;
+    o.durability = cairn::persistence::durability::no_sync;
+    auto rt = cairn::runtime::start(o);
+    REQUIRE(rt);
+    REQUIRE((*rt)->register_aggregate<bank::account>());
+    return std::move(*rt);
+  };
+  {
+    auto rt = start();
+    std::uint64_t last = 0;
+    for (int i = 0; i < 5; ++i) {
+      auto r = rt->send<bank::account>("d" + std::to_string(i), bank::open_account{"x"}).get();
+      REQUIRE(r);
+      last = r->last_position;
+    }
+    REQUIRE(rt->subscribe<bank::account::event>("mailer", {}, handler, once));
+    REQUIRE(rt->wait_for("mailer", last, std::chrono::seconds{30}));
+    REQUIRE(rt->dead_letters("mailer")->size() == 1);
+
+    // Listing works next to the running service; changing needs it stopped.
+    auto listed = cairn_cli({"dlq", data, "list", "--json"});
+    REQUIRE(listed.code == 0);
+    auto lines = lines_of(listed.out);
+    REQUIRE(lines.size() == 1);
+    auto dl = parse_json(lines[0]);
+    CHECK(std::string{dl["subscriber"].GetString()} == "mailer");
+    CHECK(dl["position"].GetUint64() == 3);
+    CHECK(dl["attempts"].GetUint() == 1);
+    CHECK(std::string{dl["error"].GetString()}.find("downstream is down") != std::string::npos);
+    CHECK_FALSE(dl["replay_requested"].GetBool());
+    auto busy = cairn_cli({"dlq", data, "replay", "--subscriber", "mailer"});
+    CHECK(busy.code == 1);
+    CHECK_THAT(busy.err, Catch::Contains("stop it first"));
+  }
+  auto missing = cairn_cli({"dlq", data, "replay"});
+  CHECK(missing.code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("--subscriber is required"));
+  auto none = cairn_cli({"dlq", data, "discard", "--subscriber", "mailer", "--position", "4"});
+  CHECK(none.code == 2);
+  CHECK_THAT(none.err, Catch::Contains("no such dead letter"));
+  auto marked = cairn_cli({"dlq", data, "replay", "--subscriber", "mailer"});
+  REQUIRE(marked.code == 0);
+  CHECK_THAT(marked.out, Catch::Contains("marked for replay at the next start: 1 dead letter"));
+  CHECK_THAT(cairn_cli({"dlq", data, "list"}).out, Catch::Contains("(replay requested)"));
+
+  // Fixed and started again: the subscriber replays the marked dead letter.
+  broken = false;
+  {
+    auto rt = start();
+    REQUIRE(rt->subscribe<bank::account::event>("mailer", {}, handler, once));
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+    while (!rt->dead_letters("mailer")->empty() && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds{5});
+    CHECK(rt->dead_letters("mailer")->empty());
+    CHECK(poison_calls.load() == 2);
+  }
+  CHECK_THAT(cairn_cli({"dlq", data, "list"}).out, Catch::Contains("0 dead letters"));
+
+  // Discard, on a dead letter written straight into the store.
+  {
+    auto store = cairn::persistence::open_store(data, {});
+    REQUIRE(store);
+    cairn::persistence::write_batch b;
+    cairn::persistence::dead_letter dl;
+    dl.subscriber = "other";
+    dl.position = 2;
+    dl.error = "e";
+    b.dead_letters.push_back(dl);
+    REQUIRE((*store)->append_batch(b));
+  }
+  auto discarded = cairn_cli({"dlq", data, "discard", "--subscriber", "other"});
+  REQUIRE(discarded.code == 0);
+  CHECK_THAT(discarded.out, Catch::Contains("discarded 1 dead letter of other"));
+  CHECK_THAT(cairn_cli({"dlq", data, "list", "--subscriber", "other"}).out,
+             Catch::Contains("0 dead letters"));
 }

@@ -191,6 +191,9 @@ struct dead_letter {
   std::uint32_t attempts = 0;
   std::int64_t first_failure_ns = 0;
   std::int64_t last_failure_ns = 0;
+  /// Set by an operator (`cairn dlq replay`) while the service is down: the
+  /// subscriber replays it when it starts.
+  bool replay_requested = false;
 };
 
 /// Names one dead letter.
