@@ -34,14 +34,17 @@ cairn_install_deps() {
 }
 
 # cairn_configure_build DIR [extra cmake args...]: configure and build into $root/DIR.
-# CAIRN_WERROR=1 in the environment adds -DCAIRN_WERROR=ON.
+# CAIRN_WERROR=1 in the environment adds -DCAIRN_WERROR=ON; CAIRN_TARGETS
+# (space-separated) builds only those targets.
 cairn_configure_build() {
   local dir="$1" werror=OFF
   shift
   [ "${CAIRN_WERROR:-0}" = 1 ] && werror=ON
   cmake -S "$root" -B "$root/$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCAIRN_WERROR="$werror" "$@"
-  cmake --build "$root/$dir" -j "$(nproc)"
+  local targets=()
+  for t in ${CAIRN_TARGETS:-}; do targets+=(--target "$t"); done
+  cmake --build "$root/$dir" -j "$(nproc)" "${targets[@]}"
 }
 
 # ThreadSanitizer sees a data race in every message handoff of a CAF it did
