@@ -3,7 +3,10 @@
 // Line 1 is a header ({"cairn_export":1,...}); then one event per line in
 // position order, with the raw payload in "payload_hex" (so any type round
 // trips byte for byte) and "data" when the type is registered; then one
-// {"checkpoint":name,"position":p} line per checkpoint.
+// {"checkpoint":name,"position":p} line per checkpoint, one {"kv":space,...}
+// line per read-model entry and one {"dead_letter":subscriber,...} line per
+// dead letter, all three read in one transaction so a projection's
+// checkpoint and its read model agree.
 
 #include <chrono>
 #include <filesystem>
@@ -166,12 +169,15 @@ public:
     return {};
   }
 
-  /// Writes everything still pending, with the checkpoints.
-  result<void> finish(std::vector<checkpoint> cps) {
+  /// Writes everything still pending, with the checkpoints, read models and
+  /// dead letters (one transaction: a projection never sees one without the other).
+  result<void> finish(persistence::event_store::side_tables side) {
     if (!pending_.events.empty())
       if (auto ok = close_request(); !ok)
         return ok;
-    batch_.checkpoints = std::move(cps);
+    batch_.checkpoints = std::move(side.checkpoints);
+    batch_.kv = std::move(side.kv);
+    batch_.dead_letters = std::move(side.dead_letters);
     return commit();
   }
 
@@ -238,9 +244,10 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
     return report(error{errc::invalid_argument, "the export file exists (export never overwrites)",
                         file});
   // Checkpoints first: each is then at or before the last position read next.
-  auto cps = store.list_checkpoints();
-  if (!cps)
-    return report(cps.error());
+  auto side = store.read_side_tables();
+  if (!side)
+    return report(side.error());
+  const auto* cps = &side->checkpoints;
   auto last = store.last_position();
   if (!last)
     return report(last.error());
@@ -282,11 +289,34 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
                         dir});
   for (const auto& cp : *cps)
     out << json_object{}.add("checkpoint", cp.name).add("position", cp.position).str() << '\n';
+  for (const auto& kv : side->kv)
+    out << json_object{}
+             .add("kv", kv.space)
+             .add("key_hex", to_hex(kv.key))
+             .add("value_hex", to_hex(kv.value))
+             .str()
+        << '\n';
+  for (const auto& dl : side->dead_letters)
+    out << json_object{}
+             .add("dead_letter", dl.subscriber)
+             .add("position", dl.position)
+             .add("stream", dl.stream)
+             .add("version", dl.version)
+             .add("type", dl.type)
+             .add("error", dl.error)
+             .add("attempts", dl.attempts)
+             .add("first_failure_ns", dl.first_failure_ns)
+             .add("last_failure_ns", dl.last_failure_ns)
+             .add("replay_requested", dl.replay_requested)
+             .str()
+        << '\n';
   out.close();
   if (!out)
     return failed(error{errc::unavailable, "cannot write the export file", file});
-  std::cout << "exported " << count_of(written, "event") << " and "
-            << count_of(cps->size(), "checkpoint") << " from " << dir << " to " << file << " ("
+  std::cout << "exported " << count_of(written, "event") << ", "
+            << count_of(cps->size(), "checkpoint") << ", "
+            << count_of(side->kv.size(), "read-model key") << " and "
+            << count_of(side->dead_letters.size(), "dead letter") << " from " << dir << " to " << file << " ("
             << ms_since(started) << " ms)\n";
   return exit_ok;
 }
@@ -329,7 +359,8 @@ int import_log(const context&, const std::string& dir, const std::string& file) 
 
   import_writer writer{store};
   std::unordered_map<std::string, std::uint64_t> versions;
-  std::vector<checkpoint> cps;
+  persistence::event_store::side_tables side;
+  auto& cps = side.checkpoints;
   std::uint64_t next_position = 1;
   {
     progress bar{"import", *total};
@@ -349,7 +380,55 @@ int import_log(const context&, const std::string& dir, const std::string& file) 
         cps.push_back(checkpoint{std::move(*name), *pos});
         continue;
       }
-      if (!cps.empty())
+      if (r.has("kv")) {
+        auto space = r.str("kv");
+        auto key = space ? r.str("key_hex") : space;
+        auto value = key ? r.str("value_hex") : key;
+        if (!value)
+          return report(value.error());
+        auto k = from_hex(*key);
+        auto v = k ? from_hex(*value) : k;
+        if (!v)
+          return report(r.bad(v.error().message));
+        side.kv.push_back({persistence::kv_op::kind::put, std::move(*space), std::move(*k),
+                           std::move(*v)});
+        continue;
+      }
+      if (r.has("dead_letter")) {
+        persistence::dead_letter dl;
+        auto who = r.str("dead_letter");
+        auto pos = r.u64("position");
+        auto stream = r.str("stream");
+        auto version = r.u64("version");
+        auto type = r.str("type");
+        auto why = r.str("error");
+        auto attempts = r.u64("attempts");
+        auto first = r.i64("first_failure_ns");
+        auto last_ns = r.i64("last_failure_ns");
+        for (const auto* f : {&who, &stream, &type, &why})
+          if (!*f)
+            return report(f->error());
+        for (const auto* f : {&pos, &version, &attempts})
+          if (!*f)
+            return report(f->error());
+        if (!first || !last_ns)
+          return report(first ? last_ns.error() : first.error());
+        dl.subscriber = std::move(*who);
+        dl.position = *pos;
+        dl.stream = std::move(*stream);
+        dl.version = *version;
+        dl.type = std::move(*type);
+        dl.error = std::move(*why);
+        dl.attempts = static_cast<std::uint32_t>(*attempts);
+        dl.first_failure_ns = *first;
+        dl.last_failure_ns = *last_ns;
+        dl.replay_requested = doc.HasMember("replay_requested")
+                              && doc["replay_requested"].IsBool()
+                              && doc["replay_requested"].GetBool();
+        side.dead_letters.push_back(std::move(dl));
+        continue;
+      }
+      if (!cps.empty() || !side.kv.empty() || !side.dead_letters.empty())
         return report(r.bad("an event after the checkpoints"));
       auto ev = parse_event(r);
       if (!ev)
@@ -373,11 +452,13 @@ int import_log(const context&, const std::string& dir, const std::string& file) 
                         "the export is incomplete: its header announces " + std::to_string(*total)
                           + " events, it holds " + std::to_string(next_position - 1),
                         file});
-  auto n_cps = cps.size();
-  if (auto ok = writer.finish(std::move(cps)); !ok)
+  auto n_cps = cps.size(), n_kv = side.kv.size(), n_dl = side.dead_letters.size();
+  if (auto ok = writer.finish(std::move(side)); !ok)
     return report(ok.error());
   std::cout << "imported " << count_of(writer.written(), "event") << " in "
-            << count_of(versions.size(), "stream") << " and " << count_of(n_cps, "checkpoint")
+            << count_of(versions.size(), "stream") << ", " << count_of(n_cps, "checkpoint")
+            << ", " << count_of(n_kv, "read-model key") << " and "
+            << count_of(n_dl, "dead letter")
             << " from " << file << " into " << dir << " (" << ms_since(started) << " ms)\n";
   return exit_ok;
 }

@@ -381,6 +381,7 @@ public:
   result<std::vector<dead_letter>> list_dead_letters(std::string_view subscriber,
                                                      std::size_t max) const override;
   result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
+  result<side_tables> read_side_tables() const override;
   result<store_stats> stats() const override;
   result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
@@ -1700,6 +1701,57 @@ result<std::uint64_t> lmdb_store::count_dead_letters(std::string_view subscriber
     if (rc != 0 && rc != MDB_NOTFOUND)
       return tl::unexpected(lmdb_error(rc, "count dead letters"));
     return n;
+  });
+}
+
+result<event_store::side_tables> lmdb_store::read_side_tables() const {
+  return with_read([&](MDB_txn* txn) -> result<side_tables> {
+    side_tables out;
+    auto each = [&](MDB_dbi dbi, auto&& take) -> result<void> {
+      cursor_guard cur;
+      if (int rc = cur.open(txn, dbi); rc != 0)
+        return tl::unexpected(lmdb_error(rc, "cursor"));
+      MDB_val k, v;
+      int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST);
+      for (; rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT))
+        if (auto ok = take(view_of(k), view_of(v)); !ok)
+          return ok;
+      if (rc != MDB_NOTFOUND)
+        return tl::unexpected(lmdb_error(rc, "scan"));
+      return {};
+    };
+    auto cps = each(checkpoints_, [&](std::string_view key, std::string_view value) -> result<void> {
+      auto pos = decode_u64(key, value, "checkpoint " + std::string{key});
+      if (!pos)
+        return tl::unexpected(pos.error());
+      out.checkpoints.push_back(checkpoint{std::string{key}, *pos});
+      return {};
+    });
+    if (!cps)
+      return tl::unexpected(cps.error());
+    if (!has_side_tables_)
+      return out;
+    auto kv = each(kv_, [&](std::string_view key, std::string_view value) -> result<void> {
+      auto sep = key.find('\0');
+      auto body = unseal(key, value, "value " + std::string{key.substr(0, sep)});
+      if (!body)
+        return tl::unexpected(body.error());
+      out.kv.push_back(kv_op{kv_op::kind::put, std::string{key.substr(0, sep)},
+                             std::string{key.substr(sep + 1)}, std::string{*body}});
+      return {};
+    });
+    if (!kv)
+      return tl::unexpected(kv.error());
+    auto dls = each(dead_letters_, [&](std::string_view key, std::string_view value) -> result<void> {
+      auto dl = decode_dead_letter(key, value);
+      if (!dl)
+        return tl::unexpected(dl.error());
+      out.dead_letters.push_back(std::move(*dl));
+      return {};
+    });
+    if (!dls)
+      return tl::unexpected(dls.error());
+    return out;
   });
 }
 

@@ -438,17 +438,53 @@ TEST_CASE("export then import into a new directory gives the same log, checkpoin
           "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.sub("a"));
+  {
+    // A projection's read model and a dead letter travel with the checkpoints.
+    auto store = cairn::test::open_ok(dir.sub("a"));
+    write_batch side;
+    side.kv.push_back({kv_op::kind::put, "projection-balances", "alice", std::string("\0\1", 2)});
+    cairn::persistence::dead_letter dl;
+    dl.subscriber = "mailer";
+    dl.position = 2;
+    dl.stream = "account-alice";
+    dl.version = 2;
+    dl.type = "money_deposited";
+    dl.error = "smtp \"down\"";
+    dl.attempts = 5;
+    dl.first_failure_ns = 10;
+    dl.last_failure_ns = 20;
+    side.dead_letters.push_back(dl);
+    REQUIRE(store->append_batch(side));
+  }
   auto file = dir.sub("a.jsonl");
   auto exp = cairn_cli({"export", dir.sub("a"), file});
   REQUIRE(exp.code == 0);
-  CHECK_THAT(exp.out, Catch::Contains("exported 6 events and 1 checkpoint"));
+  CHECK_THAT(exp.out, Catch::Contains("exported 6 events, 1 checkpoint, 1 read-model key and 1 "
+                                      "dead letter"));
   auto lines = lines_of(slurp(file));
-  REQUIRE(lines.size() == 8); // header, 6 events, 1 checkpoint
+  REQUIRE(lines.size() == 10); // header, 6 events, 1 checkpoint, 1 key, 1 dead letter
   CHECK(parse_json(lines[2])["data"]["value0"].GetInt64() == 100);
 
   auto imp = cairn_cli({"import", dir.sub("b"), file});
   REQUIRE(imp.code == 0);
-  CHECK_THAT(imp.out, Catch::Contains("imported 6 events in 3 streams and 1 checkpoint"));
+  CHECK_THAT(imp.out, Catch::Contains("imported 6 events in 3 streams, 1 checkpoint"));
+  {
+    store_options ro;
+    ro.read_only = true;
+    auto sa = cairn::test::open_ok(dir.sub("a"), ro)->read_side_tables();
+    auto sb = cairn::test::open_ok(dir.sub("b"), ro)->read_side_tables();
+    REQUIRE(sa);
+    REQUIRE(sb);
+    REQUIRE(sb->kv.size() == 1);
+    CHECK(sb->kv[0].space == "projection-balances");
+    CHECK(sb->kv[0].value == sa->kv[0].value);
+    REQUIRE(sb->dead_letters.size() == 1);
+    CHECK(sb->dead_letters[0].error == "smtp \"down\"");
+    CHECK(sb->dead_letters[0].attempts == 5);
+    CHECK(sb->dead_letters[0].last_failure_ns == 20);
+    REQUIRE(sb->checkpoints.size() == 1);
+    CHECK(sb->checkpoints[0].position == sa->checkpoints[0].position);
+  }
 
   auto a = whole_log(dir.sub("a"));
   auto b = whole_log(dir.sub("b"));

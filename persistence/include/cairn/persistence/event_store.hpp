@@ -162,6 +162,17 @@ public:
   [[nodiscard]] virtual result<std::uint64_t>
   count_dead_letters(std::string_view subscriber) const = 0;
 
+  /// Everything besides the log that subscribers keep, read in ONE read
+  /// transaction so a projection's checkpoint and its read model agree:
+  /// every checkpoint, every key-value entry (as kv_op puts) and every dead
+  /// letter. For export and backup tools.
+  struct side_tables {
+    std::vector<checkpoint> checkpoints;
+    std::vector<kv_op> kv;
+    std::vector<dead_letter> dead_letters;
+  };
+  [[nodiscard]] virtual result<side_tables> read_side_tables() const = 0;
+
   [[nodiscard]] virtual result<store_stats> stats() const = 0;
 
   /// Writes a compacted copy of the store as of one read transaction into
