@@ -31,21 +31,6 @@ result<std::unique_ptr<persistence::event_store>> open_write(const std::string& 
   return store;
 }
 
-std::string dead_letter_json(const persistence::dead_letter& dl) {
-  return json_object{}
-    .add("subscriber", dl.subscriber)
-    .add("position", dl.position)
-    .add("stream", dl.stream)
-    .add("version", dl.version)
-    .add("type", dl.type)
-    .add("error", dl.error)
-    .add("attempts", dl.attempts)
-    .add("first_failure", iso_time(dl.first_failure_ns))
-    .add("last_failure", iso_time(dl.last_failure_ns))
-    .add("replay_requested", dl.replay_requested)
-    .str();
-}
-
 } // namespace
 
 int dlq(const context& ctx, const std::string& dir, const dlq_options& opts) {
@@ -64,7 +49,7 @@ int dlq(const context& ctx, const std::string& dir, const dlq_options& opts) {
   if (opts.action == "list") {
     for (const auto& dl : chosen) {
       if (ctx.json)
-        std::cout << dead_letter_json(dl) << '\n';
+        std::cout << dead_letter_json(dl, "subscriber") << '\n';
       else
         std::cout << dl.subscriber << " @" << dl.position << ' ' << dl.stream << " v"
                   << dl.version << ' ' << dl.type << " attempts=" << dl.attempts << " first="

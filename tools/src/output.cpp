@@ -106,6 +106,22 @@ std::string to_hex(std::string_view bytes) {
   return out;
 }
 
+std::string dead_letter_json(const persistence::dead_letter& dl,
+                             std::string_view subscriber_key) {
+  return json_object{}
+    .add(subscriber_key, dl.subscriber)
+    .add("position", dl.position)
+    .add("stream", dl.stream)
+    .add("version", dl.version)
+    .add("type", dl.type)
+    .add("error", dl.error)
+    .add("attempts", dl.attempts)
+    .add("first_failure_ns", dl.first_failure_ns)
+    .add("last_failure_ns", dl.last_failure_ns)
+    .add("replay_requested", dl.replay_requested)
+    .str();
+}
+
 result<std::string> from_hex(std::string_view hex) {
   auto nibble = [](char c) -> int {
     if (c >= '0' && c <= '9')

@@ -53,6 +53,11 @@ private:
   std::string out_ = "{";
 };
 
+/// A dead letter as one JSON object, its subscriber under `subscriber_key`
+/// (`cairn dlq list` says "subscriber", an export line "dead_letter").
+[[nodiscard]] std::string dead_letter_json(const persistence::dead_letter& dl,
+                                           std::string_view subscriber_key);
+
 /// Lower-case hex of every byte.
 [[nodiscard]] std::string to_hex(std::string_view bytes);
 /// The bytes of an even-length hex string; `invalid_argument` otherwise.

@@ -297,19 +297,7 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
              .str()
         << '\n';
   for (const auto& dl : side->dead_letters)
-    out << json_object{}
-             .add("dead_letter", dl.subscriber)
-             .add("position", dl.position)
-             .add("stream", dl.stream)
-             .add("version", dl.version)
-             .add("type", dl.type)
-             .add("error", dl.error)
-             .add("attempts", dl.attempts)
-             .add("first_failure_ns", dl.first_failure_ns)
-             .add("last_failure_ns", dl.last_failure_ns)
-             .add("replay_requested", dl.replay_requested)
-             .str()
-        << '\n';
+    out << dead_letter_json(dl, "dead_letter") << '\n';
   out.close();
   if (!out)
     return failed(error{errc::unavailable, "cannot write the export file", file});

@@ -115,15 +115,7 @@ public:
   /// Typed forms: values are cereal-encoded (codec.hpp).
   template <class T>
   [[nodiscard]] result<std::optional<T>> get_as(std::string_view key) const {
-    auto raw = get(key);
-    if (!raw)
-      return tl::unexpected(raw.error());
-    if (!*raw)
-      return std::optional<T>{};
-    auto v = persistence::decode_payload<T>(**raw);
-    if (!v)
-      return tl::unexpected(v.error());
-    return std::optional<T>{std::move(*v)};
+    return persistence::decode_optional<T>(get(key));
   }
   template <class T>
   [[nodiscard]] result<void> put_as(std::string key, const T& value) {

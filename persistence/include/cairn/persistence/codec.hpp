@@ -178,6 +178,21 @@ template <class T>
   }
 }
 
+/// Decodes a stored value that may be absent (a read model's key): absent
+/// stays absent, an error stays the error.
+template <class T>
+[[nodiscard]] result<std::optional<T>>
+decode_optional(const result<std::optional<std::string>>& raw) {
+  if (!raw)
+    return tl::unexpected(raw.error());
+  if (!*raw)
+    return std::optional<T>{};
+  auto v = decode_payload<T>(**raw);
+  if (!v)
+    return tl::unexpected(v.error());
+  return std::optional<T>{std::move(*v)};
+}
+
 namespace detail {
 
 /// The member `name` of the JSON object `doc`, re-written compactly.

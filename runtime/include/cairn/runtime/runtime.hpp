@@ -290,15 +290,7 @@ public:
   template <class T>
   [[nodiscard]] result<std::optional<T>> query(const std::string& projection,
                                                const std::string& key) {
-    auto raw = store().kv_get(projection, key);
-    if (!raw)
-      return tl::unexpected(raw.error());
-    if (!*raw)
-      return std::optional<T>{};
-    auto v = persistence::decode_payload<T>(**raw);
-    if (!v)
-      return tl::unexpected(v.error());
-    return std::optional<T>{std::move(*v)};
+    return persistence::decode_optional<T>(store().kv_get(projection, key));
   }
 
   /// Committed entries of a read model whose keys start with `prefix`, in key
