@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "cairn/persistence/options.hpp"
+
 namespace cairn {
 class runtime;
 struct runtime_options;
@@ -53,6 +55,9 @@ struct args {
 /// A fresh scratch directory under --dir (default $TMPDIR or /tmp), removed at exit.
 std::string scratch_dir(const args& a, const std::string& tag);
 void remove_dir(const std::string& dir);
+
+/// "sync", "no_meta_sync" or "no_sync"; throws on anything else.
+persistence::durability parse_durability(const std::string& s);
 
 /// A runtime on `opts` with the bank sample's account registered; throws on failure.
 std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts);

@@ -72,14 +72,6 @@ struct lag_samples {
   std::vector<double> ms;
 };
 
-persistence::durability durability_of(const std::string& s) {
-  if (s == "sync")
-    return persistence::durability::sync;
-  if (s == "no_sync")
-    return persistence::durability::no_sync;
-  throw std::runtime_error("unknown durability '" + s + "'");
-}
-
 std::string live_case(const args& a) {
   auto rate = a.number("--rate", 50000);
   auto seconds = a.number("--seconds", 5);
@@ -88,7 +80,7 @@ std::string live_case(const args& a) {
   auto dir = scratch_dir(a, "handlers-live");
   runtime_options opts;
   opts.data_dir = dir;
-  opts.durability = durability_of(a.get("--durability", "sync"));
+  opts.durability = parse_durability(a.get("--durability", "sync"));
   auto rt = start_bank_runtime(opts);
   if (auto ok = rt->register_aggregate<ticker>(); !ok)
     throw std::runtime_error(ok.error().to_string());

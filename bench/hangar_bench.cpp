@@ -35,8 +35,7 @@ int hangar_main(const args& a) {
 
   hangar::service_options so;
   so.data_dir = dir;
-  so.durability = durability == "sync" ? persistence::durability::sync
-                                       : persistence::durability::no_sync;
+  so.durability = parse_durability(durability);
   so.on_request_done = [&](const std::string& request, bool ok) {
     auto now = clock::now();
     std::lock_guard lock{m};

@@ -25,6 +25,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <unistd.h>
 
@@ -39,6 +40,16 @@ std::string scratch_dir(const args& a, const std::string& tag) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+persistence::durability parse_durability(const std::string& s) {
+  if (s == "sync")
+    return persistence::durability::sync;
+  if (s == "no_sync")
+    return persistence::durability::no_sync;
+  if (s == "no_meta_sync")
+    return persistence::durability::no_meta_sync;
+  throw std::runtime_error("unknown durability '" + s + "'");
 }
 
 void remove_dir(const std::string& dir) {

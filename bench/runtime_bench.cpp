@@ -32,16 +32,6 @@ std::unique_ptr<runtime> start_runtime(const std::string& dir, persistence::dura
   return start_bank_runtime(opts);
 }
 
-persistence::durability parse_durability(const std::string& s) {
-  if (s == "sync")
-    return persistence::durability::sync;
-  if (s == "no_sync")
-    return persistence::durability::no_sync;
-  if (s == "no_meta_sync")
-    return persistence::durability::no_meta_sync;
-  throw std::runtime_error("unknown durability '" + s + "'");
-}
-
 /// Opens accounts 0..n-1, `window` at a time, through the callback API.
 void open_accounts(runtime& rt, std::size_t n, std::size_t window);
 

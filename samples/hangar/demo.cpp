@@ -101,6 +101,21 @@ cairn::result<void> set_up(service& svc) {
   return check(svc.start_provider("shell"), "start shell");
 }
 
+/// The live aggregates' states, in short, to compare across the restart.
+std::map<std::string, std::string> live_states(service& svc,
+                                               const std::map<std::string, provider_status>& ps,
+                                               const std::map<std::string, group_status>& gs) {
+  std::map<std::string, std::string> out;
+  for (const auto& [id, p] : ps)
+    if (auto s = svc.runtime().state<provider>(id))
+      out[id] = std::string{to_string(s->status)} + "/" + std::to_string(s->consecutive_failures)
+                + "/" + std::to_string(s->total_failures);
+  for (const auto& [id, g] : gs)
+    if (auto s = svc.runtime().state<provider_group>(id))
+      out[id] = std::string{to_string(s->circuit.state)} + "/" + std::to_string(s->healthy());
+  return out;
+}
+
 } // namespace
 
 cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out) {
@@ -166,17 +181,7 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
   report.subprocess_death_detected = before_providers["shell"].state == "dead"
                                      || before_providers["shell"].state == "degraded"
                                      || before_providers["shell"].state == "initializing";
-  // The live aggregates' states, to compare after the restart.
-  std::map<std::string, std::string> live_before;
-  for (const auto& [id, p] : before_providers)
-    if (auto s = svc.runtime().state<provider>(id))
-      live_before[id] = std::string{to_string(s->status)} + "/"
-                        + std::to_string(s->consecutive_failures) + "/"
-                        + std::to_string(s->total_failures);
-  for (const auto& [id, g] : before_groups)
-    if (auto s = svc.runtime().state<provider_group>(id))
-      live_before[id] = std::string{to_string(s->circuit.state)} + "/"
-                        + std::to_string(s->healthy());
+  auto live_before = live_states(svc, before_providers, before_groups);
   print_table(svc, out, elapsed());
   out << "\n>>> stopping the service, then starting a new one on " << opts.data_dir << '\n';
   started->reset();
@@ -188,16 +193,7 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
   auto& svc2 = **again;
   if (auto ok = svc2.settle(30s); !ok)
     return tl::unexpected(ok.error());
-  std::map<std::string, std::string> live_after;
-  for (const auto& [id, p] : before_providers)
-    if (auto s = svc2.runtime().state<provider>(id))
-      live_after[id] = std::string{to_string(s->status)} + "/"
-                       + std::to_string(s->consecutive_failures) + "/"
-                       + std::to_string(s->total_failures);
-  for (const auto& [id, g] : before_groups)
-    if (auto s = svc2.runtime().state<provider_group>(id))
-      live_after[id] = std::string{to_string(s->circuit.state)} + "/"
-                       + std::to_string(s->healthy());
+  auto live_after = live_states(svc2, before_providers, before_groups);
   report.restart_restored_everything = svc2.providers() == before_providers
                                        && svc2.groups() == before_groups
                                        && live_after == live_before;

@@ -179,10 +179,11 @@ std::string run_round(const std::string& dir, std::uint64_t seed, std::chrono::m
     problem = "the child did not get ready within 30 s";
   else
     std::this_thread::sleep_for(delay);
-  ::kill(pid, SIGKILL);
   int status = 0;
-  ::waitpid(pid, &status, 0);
+  auto reaped = cairn::test::kill_and_reap(pid, status);
   ::close(fds[0]);
+  if (problem.empty())
+    problem = reaped;
   if (problem.empty() && !(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL))
     problem = "the child " + cairn::test::describe_status(status);
   return problem;

@@ -295,22 +295,8 @@ round_outcome run_round(const std::string& dir, std::uint32_t round, std::mt1993
   auto kill_at = clock_type::now() + milliseconds{out.delay_ms};
   while (out.harness.empty() && !reader.eof() && clock_type::now() < kill_at)
     reader.pump(ms_until(kill_at));
-  ::kill(pid, SIGKILL); // also fine for a child that already exited and is not yet reaped
-  auto wait_deadline = clock_type::now() + std::chrono::seconds{20};
-  for (;;) {
-    pid_t r = ::waitpid(pid, &out.status, WNOHANG);
-    if (r == pid)
-      break;
-    if (r < 0 && errno != EINTR) {
-      out.harness = std::string{"waitpid: "} + std::strerror(errno);
-      break;
-    }
-    if (clock_type::now() > wait_deadline) {
-      out.harness = "the child did not die within 20 s of SIGKILL";
-      break;
-    }
-    std::this_thread::sleep_for(milliseconds{1});
-  }
+  if (auto reaped = cairn::test::kill_and_reap(pid, out.status); !reaped.empty())
+    out.harness = reaped;
   // Records written before the kill are acknowledged: drain them to EOF.
   auto drain_deadline = clock_type::now() + std::chrono::seconds{5};
   while (!reader.eof() && clock_type::now() < drain_deadline)

@@ -3,6 +3,7 @@
 // Plumbing for tests that fork a child, read its reports from a pipe and
 // kill it: plain code, safe to call in the child after fork.
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,24 @@ inline std::string describe_status(int status) {
   if (WIFSIGNALED(status))
     return std::string{"died of signal "} + strsignal(WTERMSIG(status));
   return "status " + std::to_string(status);
+}
+
+/// Sends SIGKILL to `pid` (fine for a child that already exited and is not
+/// yet reaped) and reaps it into `status`, waiting at most 20 s. Returns ""
+/// or what went wrong.
+inline std::string kill_and_reap(pid_t pid, int& status) {
+  ::kill(pid, SIGKILL);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{20};
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid)
+      return {};
+    if (r < 0 && errno != EINTR)
+      return std::string{"waitpid: "} + std::strerror(errno);
+    if (std::chrono::steady_clock::now() > deadline)
+      return "the child did not die within 20 s of SIGKILL";
+    ::usleep(1000);
+  }
 }
 
 /// CAIRN_CRASH_SEED when set (to rerun a failure), else a random seed.
