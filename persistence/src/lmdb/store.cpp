@@ -108,10 +108,21 @@ private:
 };
 
 struct head_state {
-  std::uint64_t stream_no = 0;
+  std::uint64_t stream_no = 0; ///< 0: the stream does not exist (yet).
   std::uint64_t version = 0;
   std::uint64_t last_position = 0;
   bool dirty = false; ///< Staged only: this transaction appended to the stream.
+};
+
+/// The writer's knowledge of one stream: its committed head, and what the
+/// current write transaction staged on top of it. One map serves both, so an
+/// append costs one lookup; `staged` is meaningful only while `staged_in` is
+/// the running transaction's serial, so an aborted transaction leaves nothing
+/// to undo.
+struct cached_head {
+  head_state committed;
+  head_state staged;
+  std::uint64_t staged_in = 0;
 };
 
 std::uint64_t bucket_of(std::uint64_t stream_no) { return stream_no / heads_per_bucket; }
@@ -277,22 +288,22 @@ result<void> validate_request(const append_request& req, const store_options& op
       return fail(errc::invalid_argument, "metadata fields are at most 255 bytes", req.stream);
   for (std::size_t i = 0; i < req.events.size(); ++i) {
     const auto& ev = req.events[i];
-    auto ctx = req.stream + " event " + std::to_string(i);
+    auto ctx = [&] { return req.stream + " event " + std::to_string(i); }; // on failure only
     if (!is_valid_type_name(ev.type))
       return fail(errc::invalid_argument,
-                  "event type names are 1-255 printable bytes without spaces", ctx);
+                  "event type names are 1-255 printable bytes without spaces", ctx());
     if (ev.schema_version == 0)
-      return fail(errc::invalid_argument, "schema versions start at 1", ctx);
+      return fail(errc::invalid_argument, "schema versions start at 1", ctx());
     if (ev.payload.size() > opts.max_event_size)
       return fail(errc::invalid_argument,
                   "event of " + std::to_string(ev.payload.size())
                     + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
-                  ctx);
+                  ctx());
     if (opts.registry != nullptr && !opts.registry->can_decode(ev.type, ev.schema_version))
       return fail(errc::invalid_argument,
                   "unknown event type " + ev.type + " v" + std::to_string(ev.schema_version)
                     + " (not in the registry)",
-                  ctx);
+                  ctx());
   }
   return {};
 }
@@ -407,8 +418,8 @@ private:
   /// Everything a write transaction changes before it commits; applied to the
   /// writer's caches only after the commit succeeds.
   struct staging {
-    std::unordered_map<std::string_view, head_state> heads; // touched streams
-    std::set<std::string_view> new_streams;
+    std::uint64_t serial = 0; ///< Tells this transaction's staged heads from stale ones.
+    std::vector<std::pair<const std::string, cached_head>*> touched; // in staging order
     std::unordered_map<std::string, append_result> commands; // stream_no+command id
     std::set<std::pair<std::string, std::uint32_t>> new_types;
     std::uint64_t position = 0;
@@ -466,7 +477,11 @@ private:
   // Writer-only state.
   std::uint64_t last_position_ = 0;
   std::uint64_t next_stream_no_ = 1;
-  std::unordered_map<std::string, head_state> head_cache_;
+  /// Every stream the writer has looked up, including ones found absent
+  /// (stream_no 0): the flock makes this process the only writer, so the
+  /// cache is never stale.
+  std::unordered_map<std::string, cached_head> head_cache_;
+  std::uint64_t txn_serial_ = 0;
   std::set<std::pair<std::string, std::uint32_t>> known_types_;
   std::string last_type_; ///< The last appended type known to the catalogue.
   std::uint32_t last_type_version_ = 0;
@@ -776,7 +791,10 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
     return rc;
   }
   txn_guard txn{raw};
+  if (head_cache_.size() > head_cache_limit)
+    head_cache_.clear(); // only here: staging points into the cache
   staging st;
+  st.serial = ++txn_serial_;
   st.position = last_position_;
   st.next_stream_no = next_stream_no_;
   auto now = now_ns();
@@ -802,11 +820,11 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   };
   if (int rc = write_heads(raw, st, err); rc != 0)
     return rc;
-  for (auto name : st.new_streams) {
-    const auto& head = st.heads[name];
-    if (!head.dirty)
-      continue; // staged by a request that wrote nothing: the number stays unused
-    auto no = u64_body(head.stream_no);
+  for (const auto* entry : st.touched) {
+    const auto& [name, head] = *entry;
+    if (!head.staged.dirty || head.committed.stream_no != 0)
+      continue; // not new, or staged by a request that wrote nothing
+    auto no = u64_body(head.staged.stream_no);
     if (int rc = put(names_, name, seal(name, no), "write stream name"); rc != 0)
       return rc;
   }
@@ -859,14 +877,12 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   // Committed: now the writer's caches may learn about it.
   last_position_ = st.position;
   next_stream_no_ = st.next_stream_no;
-  if (head_cache_.size() + st.heads.size() > head_cache_limit)
-    head_cache_.clear();
-  for (const auto& [name, head] : st.heads) {
-    if (!head.dirty)
+  for (auto* entry : st.touched) {
+    auto& head = entry->second;
+    if (!head.staged.dirty)
       continue;
-    auto& cached = head_cache_[std::string{name}];
-    cached = head;
-    cached.dirty = false;
+    head.committed = head.staged;
+    head.committed.dirty = false;
   }
   known_types_.insert(st.new_types.begin(), st.new_types.end());
   return 0;
@@ -896,10 +912,10 @@ int lmdb_store::clear_space(MDB_txn* txn, std::string_view space, error& err) {
 
 int lmdb_store::write_heads(MDB_txn* txn, const staging& st, error& err) {
   std::vector<const head_state*> touched;
-  touched.reserve(st.heads.size());
-  for (const auto& entry : st.heads)
-    if (entry.second.dirty)
-      touched.push_back(&entry.second);
+  touched.reserve(st.touched.size());
+  for (const auto* entry : st.touched)
+    if (entry->second.staged.dirty)
+      touched.push_back(&entry->second.staged);
   std::sort(touched.begin(), touched.end(), [](const head_state* a, const head_state* b) {
     return a->stream_no < b->stream_no;
   });
@@ -942,28 +958,25 @@ int lmdb_store::write_heads(MDB_txn* txn, const staging& st, error& err) {
 
 int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
                             head_state*& out, error& err) {
-  if (auto it = st.heads.find(stream); it != st.heads.end()) {
-    out = &it->second;
-    return 0;
-  }
-  head_state h;
   key_scratch_.assign(stream);
-  if (auto it = head_cache_.find(key_scratch_); it != head_cache_.end()) {
-    h = it->second;
-  } else {
+  auto [it, inserted] = head_cache_.try_emplace(key_scratch_);
+  auto& entry = it->second;
+  if (inserted) {
     auto stored = read_head(txn, stream);
     if (!stored) {
+      head_cache_.erase(it);
       err = stored.error();
       return MDB_CORRUPTED;
     }
-    if (*stored) {
-      h = **stored;
-    } else {
-      h.stream_no = st.next_stream_no++;
-      st.new_streams.insert(stream);
-    }
+    if (*stored)
+      entry.committed = **stored;
   }
-  out = &st.heads.emplace(stream, h).first->second;
+  if (entry.staged_in != st.serial) {
+    entry.staged = entry.committed;
+    entry.staged_in = st.serial;
+    st.touched.push_back(&*it);
+  }
+  out = &entry.staged;
   return 0;
 }
 
@@ -975,8 +988,10 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
     out = tl::unexpected(err);
     return rc;
   }
+  // A stream without a number has no events, so no command was recorded for it.
+  const bool records_command = !req.meta.command_id.empty() && !req.events.empty();
   std::string cmd_key;
-  if (!req.meta.command_id.empty() && !req.events.empty()) {
+  if (records_command && head->stream_no != 0) {
     cmd_key = be64_key(head->stream_no) + req.meta.command_id;
     if (auto it = st.commands.find(cmd_key); it != st.commands.end()) {
       out = it->second;
@@ -1010,6 +1025,12 @@ int lmdb_store::stage_append(MDB_txn* txn, const append_request& req, staging& s
     return 0;
   }
   head->dirty = true;
+  if (head->stream_no == 0) {
+    // Numbered only now, so a new stream whose first append fails uses up no number.
+    head->stream_no = st.next_stream_no++;
+    if (records_command)
+      cmd_key = be64_key(head->stream_no) + req.meta.command_id;
+  }
   r.first_position = st.position + 1;
   for (const auto& ev : req.events) {
     record_fields f;
