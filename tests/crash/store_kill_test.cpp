@@ -72,6 +72,9 @@ struct workload {
   bool kill_mid_commit = false;
   /// Fail unless at least one round was killed inside append_batch.
   bool require_kill_in_commit = false;
+  /// Small, so kills land both between and inside heads-table rewrites and
+  /// the reopened store rebuilds heads from a non-empty head log.
+  std::uint64_t heads_flush_events = 500;
 };
 
 constexpr std::uint32_t max_requests_per_batch = 20;
@@ -190,7 +193,9 @@ int child_fail(int fd, std::uint32_t round, int code, const std::string& what) {
 /// Appends batches until killed; returns an exit code only on failure.
 int child_main(const std::string& dir, const workload& w, std::uint32_t round,
                std::uint64_t seed, int fd) {
-  auto opened = open_store(dir); // durability::sync, the default
+  store_options opts; // durability::sync, the default
+  opts.heads_flush_events = w.heads_flush_events;
+  auto opened = open_store(dir, opts);
   if (!opened)
     return child_fail(fd, round, exit_open_failed, "open_store: " + opened.error().to_string());
   event_store& store = **opened;

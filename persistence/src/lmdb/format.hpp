@@ -15,8 +15,9 @@
 
 namespace cairn::persistence::format {
 
-/// Version of the on-disk format this code writes and reads.
-inline constexpr std::uint32_t current_version = 1;
+/// Version of the on-disk format this code writes. Version 1 (heads written on
+/// every commit, no head log) is read, and upgraded by a writable open.
+inline constexpr std::uint32_t current_version = 2;
 
 /// Record header size; variable fields follow it.
 inline constexpr std::size_t record_header_size = 68;
@@ -31,6 +32,10 @@ inline constexpr std::uint64_t heads_per_bucket = 128;
 /// stream). Its version is in that record, verified by its checksum.
 inline constexpr std::size_t head_slot_size = 8;
 inline constexpr std::size_t head_bucket_size = heads_per_bucket * head_slot_size;
+
+/// One head-log pair: stream number (u64 LE), position of its last event in
+/// the commit (u64 LE).
+inline constexpr std::size_t head_log_pair_size = 16;
 
 // -- fixed-width integers ------------------------------------------------------
 // Keys are big-endian so byte order equals numeric order; values little-endian.

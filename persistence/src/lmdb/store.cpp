@@ -44,6 +44,8 @@ constexpr int snapshots_kept = 2;
 constexpr std::size_t head_cache_limit = std::size_t{1} << 20;
 /// Name of the file whose flock marks the one writing process.
 constexpr const char* lock_file_name = "cairn.lock";
+/// meta key: the log position up to which the heads table is complete.
+constexpr std::string_view heads_at_key = "heads_at";
 
 error lmdb_error(int rc, const std::string& op) {
   std::string what = op + ": " + mdb_strerror(rc);
@@ -442,8 +444,10 @@ private:
   int stage_append(MDB_txn* txn, const append_request& req, staging& st, std::int64_t now,
                    result<append_result>& out);
   int stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err);
-  /// Writes the staged heads, one read-modify-write per bucket touched.
-  int write_heads(MDB_txn* txn, const staging& st, error& err);
+  /// Writes (stream number, last position) heads, one read-modify-write per
+  /// bucket touched; for a stream listed twice, the higher position wins.
+  int write_heads(MDB_txn* txn, std::vector<std::pair<std::uint64_t, std::uint64_t>>& heads,
+                  error& err);
   /// The writer's view of a stream head: staged, cached or stored.
   int writer_head(MDB_txn* txn, std::string_view stream, staging& st, head_state*& out,
                   error& err);
@@ -452,7 +456,26 @@ private:
   template <class F>
   auto with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr)));
 
-  result<std::optional<head_state>> read_head(MDB_txn* txn, std::string_view stream) const;
+  /// A stream's head as `txn` sees it. The writer knows the heads changed
+  /// since the last heads rewrite (`unflushed_`); readers find them through
+  /// the head log (`tail_position`).
+  result<std::optional<head_state>> read_head(MDB_txn* txn, std::string_view stream,
+                                              bool writer = false) const;
+  /// The position of the last event of `stream_no` among the commits after
+  /// the heads rewrite that `txn` sees, or 0 when it has none there.
+  result<std::uint64_t> tail_position(MDB_txn* txn, std::uint64_t stream_no) const;
+  /// The heads changed by the commit whose head-log entry is (`key`, `value`),
+  /// as (stream number, position) pairs: from the entry, or, when it fails its
+  /// checksum, from the log records after `prev_key`, the previous entry.
+  result<std::vector<std::pair<std::uint64_t, std::uint64_t>>>
+  head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
+                 std::string_view value) const;
+  /// Calls `visit(key, pairs)` for each head-log entry in (`after`, `upto`].
+  template <class F>
+  result<void> scan_head_log(MDB_txn* txn, std::uint64_t after, std::uint64_t upto,
+                             F&& visit) const;
+  /// The log position up to which the heads table is complete, as `txn` sees it.
+  result<std::uint64_t> read_heads_at(MDB_txn* txn) const;
   /// Walks the back-pointer chain of `stream` from version `top` down to
   /// `bottom`, calling `emit` for versions in [bottom, keep_top].
   template <class F>
@@ -468,6 +491,25 @@ private:
   /// False when a read-only open found a store written before the key-value
   /// and dead-letter tables existed: those reads see empty tables.
   bool has_side_tables_ = true;
+  /// False when a read-only open found a format 1 store: its heads table is
+  /// complete, there is no head log.
+  bool has_head_log_ = true;
+  MDB_dbi head_log_ = 0;
+  std::uint32_t format_version_ = current_version; ///< as opened (after any upgrade)
+
+  /// Readers' index of the head log: for each stream changed since the heads
+  /// rewrite at `base`, the positions its commits left it at, ascending. Built
+  /// from the head log as readers need it, so it serves read-only processes
+  /// too; positions are kept per commit so a reader whose snapshot ends before
+  /// the newest scanned commit still finds its own head.
+  struct tail_index {
+    bool valid = false;
+    std::uint64_t base = 0;       ///< heads_at this index builds on
+    std::uint64_t scanned_to = 0; ///< key of the last head-log entry indexed
+    std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> positions;
+  };
+  mutable std::mutex tail_mu_;
+  mutable tail_index tail_;
   int lock_fd_ = -1;
   /// Shared by every transaction of this process; unique while the map is
   /// resized, which LMDB allows only with no transaction in flight.
@@ -487,6 +529,10 @@ private:
   std::uint32_t last_type_version_ = 0;
   splitmix64 rng_;
   std::string key_scratch_; // head cache lookups without an allocation
+  /// Log position up to which the heads table is complete.
+  std::uint64_t heads_at_ = 0;
+  /// Stream number -> last position, for streams appended to after heads_at_.
+  std::unordered_map<std::uint64_t, std::uint64_t> unflushed_;
 };
 
 // -- open ------------------------------------------------------------------------
@@ -603,6 +649,13 @@ result<void> lmdb_store::init(bool create) {
     if (rc != 0)
       return tl::unexpected(lmdb_error(rc, std::string{"open table "} + name));
   }
+  // Format 2: a format 1 store gets it on a writable open (below).
+  if (int rc = mdb_dbi_open(raw, "head_log", opts_.read_only ? 0 : MDB_CREATE, &head_log_);
+      rc == MDB_NOTFOUND && opts_.read_only)
+    has_head_log_ = false;
+  else if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "open table head_log"));
+  std::uint32_t stored_version = current_version;
   const std::string format_key = "format";
   if (create) {
     std::string id(16, '\0');
@@ -627,6 +680,7 @@ result<void> lmdb_store::init(bool create) {
     if (body->size() != 4)
       return fail(errc::corrupted, "the format version has the wrong size", dir_);
     auto version = get_le<std::uint32_t>(reinterpret_cast<const unsigned char*>(body->data()));
+    stored_version = version;
     if (version > current_version)
       return fail(errc::invalid_argument,
                   "the store has format version " + std::to_string(version)
@@ -663,6 +717,44 @@ result<void> lmdb_store::init(bool create) {
             != 0)
           next_stream_no_ = base + i + 1;
     }
+  }
+  // Heads: a format 1 store's heads table is complete; a writable open makes
+  // it format 2 with an empty head log. The writer reads the head log once.
+  if (stored_version < 2) {
+    if (opts_.read_only) {
+      has_head_log_ = false;
+      format_version_ = stored_version;
+    } else {
+      auto fmt = seal(format_key, std::string_view{reinterpret_cast<const char*>(&current_version),
+                                                   sizeof current_version});
+      MDB_val k = val_of(format_key), v = val_of(fmt);
+      if (int rc = mdb_put(raw, meta_, &k, &v, 0); rc != 0)
+        return tl::unexpected(lmdb_error(rc, "write meta"));
+    }
+  } else if (!has_head_log_) {
+    return fail(errc::corrupted, "a format 2 store without its head_log table", dir_);
+  }
+  if (create || (stored_version < 2 && !opts_.read_only)) {
+    auto at = seal(heads_at_key, u64_body(last_position_));
+    MDB_val k = val_of(heads_at_key), v = val_of(at);
+    if (int rc = mdb_put(raw, meta_, &k, &v, 0); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "write meta"));
+  }
+  if (!opts_.read_only) {
+    auto at = read_heads_at(raw);
+    if (!at)
+      return tl::unexpected(at.error());
+    heads_at_ = *at;
+    std::uint64_t highest = 0;
+    auto scanned = scan_head_log(raw, heads_at_, no_limit, [&](std::uint64_t, const auto& pairs) {
+      for (auto [no, pos] : pairs) {
+        unflushed_[no] = pos;
+        highest = std::max(highest, no);
+      }
+    });
+    if (!scanned)
+      return tl::unexpected(scanned.error());
+    next_stream_no_ = std::max(next_stream_no_, highest + 1);
   }
   {
     cursor_guard cur;
@@ -818,8 +910,45 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
       err = lmdb_error(rc, what);
     return rc;
   };
-  if (int rc = write_heads(raw, st, err); rc != 0)
-    return rc;
+  // Heads: the changed ones go to the head log, sequentially after the
+  // previous commit's; every heads_flush_events events the heads table takes
+  // them all in one rewrite and the head log starts over.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> changed; // (stream no, last position)
+  for (const auto* entry : st.touched)
+    if (entry->second.staged.dirty)
+      changed.emplace_back(entry->second.staged.stream_no, entry->second.staged.last_position);
+  const bool rewrite_heads =
+    !changed.empty() && st.position - heads_at_ >= opts_.heads_flush_events;
+  if (rewrite_heads) {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> heads(unflushed_.begin(),
+                                                               unflushed_.end());
+    heads.insert(heads.end(), changed.begin(), changed.end());
+    if (int rc = write_heads(raw, heads, err); rc != 0)
+      return rc;
+    if (int rc = mdb_drop(raw, head_log_, 0); rc != 0) {
+      err = lmdb_error(rc, "empty the head log");
+      return rc;
+    }
+    if (int rc = put(meta_, heads_at_key, seal(heads_at_key, u64_body(st.position)),
+                     "write heads_at");
+        rc != 0)
+      return rc;
+  } else if (!changed.empty()) {
+    std::string body(changed.size() * head_log_pair_size, '\0');
+    auto* p = reinterpret_cast<unsigned char*>(body.data());
+    for (auto [no, pos] : changed) {
+      put_le(p, no);
+      put_le(p + 8, pos);
+      p += head_log_pair_size;
+    }
+    auto key = be64_key(st.position);
+    auto value = seal(key, body);
+    MDB_val k = val_of(key), v = val_of(value);
+    if (int rc = mdb_put(raw, head_log_, &k, &v, MDB_APPEND); rc != 0) {
+      err = lmdb_error(rc, "write head log");
+      return rc;
+    }
+  }
   for (const auto* entry : st.touched) {
     const auto& [name, head] = *entry;
     if (!head.staged.dirty || head.committed.stream_no != 0)
@@ -884,6 +1013,13 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
     head.committed = head.staged;
     head.committed.dirty = false;
   }
+  if (rewrite_heads) {
+    unflushed_.clear();
+    heads_at_ = st.position;
+  } else {
+    for (auto [no, pos] : changed)
+      unflushed_[no] = pos;
+  }
   known_types_.insert(st.new_types.begin(), st.new_types.end());
   return 0;
 }
@@ -910,18 +1046,13 @@ int lmdb_store::clear_space(MDB_txn* txn, std::string_view space, error& err) {
   return 0;
 }
 
-int lmdb_store::write_heads(MDB_txn* txn, const staging& st, error& err) {
-  std::vector<const head_state*> touched;
-  touched.reserve(st.touched.size());
-  for (const auto* entry : st.touched)
-    if (entry->second.staged.dirty)
-      touched.push_back(&entry->second.staged);
-  std::sort(touched.begin(), touched.end(), [](const head_state* a, const head_state* b) {
-    return a->stream_no < b->stream_no;
-  });
+int lmdb_store::write_heads(MDB_txn* txn,
+                            std::vector<std::pair<std::uint64_t, std::uint64_t>>& heads,
+                            error& err) {
+  std::sort(heads.begin(), heads.end()); // by stream, then position: the last one wins
   std::string body(head_bucket_size, '\0');
-  for (std::size_t i = 0; i < touched.size();) {
-    auto bucket = bucket_of(touched[i]->stream_no);
+  for (std::size_t i = 0; i < heads.size();) {
+    auto bucket = bucket_of(heads[i].first);
     auto key = be64_key(bucket);
     MDB_val k = val_of(key), v;
     int rc = mdb_get(txn, heads_, &k, &v);
@@ -940,10 +1071,9 @@ int lmdb_store::write_heads(MDB_txn* txn, const staging& st, error& err) {
       err = lmdb_error(rc, "read heads bucket");
       return rc;
     }
-    for (; i < touched.size() && bucket_of(touched[i]->stream_no) == bucket; ++i) {
-      put_le(reinterpret_cast<unsigned char*>(body.data()) + slot_of(touched[i]->stream_no),
-             touched[i]->last_position);
-    }
+    for (; i < heads.size() && bucket_of(heads[i].first) == bucket; ++i)
+      put_le(reinterpret_cast<unsigned char*>(body.data()) + slot_of(heads[i].first),
+             heads[i].second);
     MDB_val out{seal_size + head_bucket_size, nullptr};
     if (rc = mdb_put(txn, heads_, &k, &out, MDB_RESERVE); rc != 0) {
       err = lmdb_error(rc, "write heads bucket");
@@ -962,7 +1092,7 @@ int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
   auto [it, inserted] = head_cache_.try_emplace(key_scratch_);
   auto& entry = it->second;
   if (inserted) {
-    auto stored = read_head(txn, stream);
+    auto stored = read_head(txn, stream, true);
     if (!stored) {
       head_cache_.erase(it);
       err = stored.error();
@@ -1169,8 +1299,8 @@ auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(null
   }
 }
 
-result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
-                                                        std::string_view stream) const {
+result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn, std::string_view stream,
+                                                        bool writer) const {
   MDB_val k = val_of(stream), v;
   int rc = mdb_get(txn, names_, &k, &v);
   if (rc == MDB_NOTFOUND)
@@ -1180,20 +1310,32 @@ result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
   auto no = decode_u64(stream, view_of(v), "stream name entry of " + std::string{stream});
   if (!no)
     return tl::unexpected(no.error());
-  auto key = be64_key(bucket_of(*no));
-  MDB_val hk = val_of(key), hv;
-  rc = mdb_get(txn, heads_, &hk, &hv);
-  if (rc == MDB_NOTFOUND)
-    return fail(errc::corrupted, "stream has a name but no head", std::string{stream});
-  if (rc != 0)
-    return tl::unexpected(lmdb_error(rc, "read the head of " + std::string{stream}));
-  auto body = unseal(key, view_of(hv), "heads bucket of " + std::string{stream});
-  if (!body)
-    return tl::unexpected(body.error());
-  if (body->size() != head_bucket_size)
-    return fail(errc::corrupted, "heads bucket has the wrong size", std::string{stream});
-  head_state h{*no, 0, get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data())
-                                             + slot_of(*no))};
+  head_state h{*no, 0, 0};
+  if (writer) {
+    if (auto it = unflushed_.find(*no); it != unflushed_.end())
+      h.last_position = it->second;
+  } else {
+    auto tail = tail_position(txn, *no);
+    if (!tail)
+      return tl::unexpected(tail.error());
+    h.last_position = *tail;
+  }
+  if (h.last_position == 0) { // not appended to since the heads rewrite: the table has it
+    auto key = be64_key(bucket_of(*no));
+    MDB_val hk = val_of(key), hv;
+    rc = mdb_get(txn, heads_, &hk, &hv);
+    if (rc == MDB_NOTFOUND)
+      return fail(errc::corrupted, "stream has a name but no head", std::string{stream});
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read the head of " + std::string{stream}));
+    auto body = unseal(key, view_of(hv), "heads bucket of " + std::string{stream});
+    if (!body)
+      return tl::unexpected(body.error());
+    if (body->size() != head_bucket_size)
+      return fail(errc::corrupted, "heads bucket has the wrong size", std::string{stream});
+    h.last_position =
+      get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data()) + slot_of(*no));
+  }
   if (h.last_position == 0)
     return fail(errc::corrupted, "stream has a name but an empty head", std::string{stream});
   // The version lives in the last record; its checksum and name vouch for the head.
@@ -1216,6 +1358,146 @@ result<std::optional<head_state>> lmdb_store::read_head(MDB_txn* txn,
                 "position " + std::to_string(h.last_position));
   h.version = rec->version;
   return std::optional<head_state>{h};
+}
+
+result<std::uint64_t> lmdb_store::read_heads_at(MDB_txn* txn) const {
+  MDB_val k = val_of(heads_at_key), v;
+  if (int rc = mdb_get(txn, meta_, &k, &v); rc == MDB_NOTFOUND)
+    return fail(errc::corrupted, "a format 2 store without heads_at", dir_);
+  else if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "read heads_at"));
+  return decode_u64(heads_at_key, view_of(v), "heads_at");
+}
+
+result<std::vector<std::pair<std::uint64_t, std::uint64_t>>>
+lmdb_store::head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
+                           std::string_view value) const {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
+  auto k = be64_key(key);
+  auto body = unseal(k, value, "head log entry");
+  if (body && !body->empty() && body->size() % head_log_pair_size == 0) {
+    auto* p = reinterpret_cast<const unsigned char*>(body->data());
+    pairs.reserve(body->size() / head_log_pair_size);
+    for (std::size_t i = 0; i < body->size(); i += head_log_pair_size)
+      pairs.emplace_back(get_le<std::uint64_t>(p + i), get_le<std::uint64_t>(p + i + 8));
+    return pairs;
+  }
+  // Damaged: the commit's log records say the same, each verified.
+  cursor_guard cur;
+  if (int rc = cur.open(txn, log_); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "cursor"));
+  for (auto pos = prev_key + 1; pos <= key; ++pos) {
+    unsigned char kb[8];
+    put_be64(kb, pos);
+    MDB_val lk{8, kb}, lv;
+    if (int rc = mdb_cursor_get(cur.get(), &lk, &lv, MDB_SET_KEY); rc != 0)
+      return rc == MDB_NOTFOUND
+               ? fail(errc::corrupted, "the head log entry at position " + std::to_string(key)
+                                         + " fails its checksum and a log record is missing",
+                      "position " + std::to_string(pos))
+               : tl::unexpected(lmdb_error(rc, "read log"));
+    auto rec = decode_record(static_cast<const unsigned char*>(lv.mv_data), lv.mv_size, pos);
+    if (!rec)
+      return tl::unexpected(rec.error());
+    MDB_val nk = val_of(rec->stream), nv;
+    if (int rc = mdb_get(txn, names_, &nk, &nv); rc != 0)
+      return rc == MDB_NOTFOUND
+               ? fail(errc::corrupted, "an event of a stream without a name entry",
+                      "position " + std::to_string(pos))
+               : tl::unexpected(lmdb_error(rc, "read stream name"));
+    auto no = decode_u64(rec->stream, view_of(nv), "stream name entry of " + std::string{rec->stream});
+    if (!no)
+      return tl::unexpected(no.error());
+    pairs.emplace_back(*no, pos); // several per stream: positions ascend, the last counts
+  }
+  return pairs;
+}
+
+template <class F>
+result<void> lmdb_store::scan_head_log(MDB_txn* txn, std::uint64_t after, std::uint64_t upto,
+                                       F&& visit) const {
+  cursor_guard cur;
+  if (int rc = cur.open(txn, head_log_); rc != 0)
+    return tl::unexpected(lmdb_error(rc, "cursor"));
+  auto start = be64_key(after + 1);
+  MDB_val k = val_of(start), v;
+  std::uint64_t prev = after;
+  int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+  for (; rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+    if (k.mv_size != 8)
+      return fail(errc::corrupted, "a head log key of the wrong size", dir_);
+    auto key = get_be64(static_cast<const unsigned char*>(k.mv_data));
+    if (key > upto)
+      break;
+    auto pairs = head_log_entry(txn, prev, key, view_of(v));
+    if (!pairs)
+      return tl::unexpected(pairs.error());
+    visit(key, *pairs);
+    prev = key;
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND)
+    return tl::unexpected(lmdb_error(rc, "read head log"));
+  return {};
+}
+
+result<std::uint64_t> lmdb_store::tail_position(MDB_txn* txn, std::uint64_t stream_no) const {
+  if (!has_head_log_)
+    return 0;
+  std::uint64_t last = 0; // the last head-log entry this snapshot has
+  {
+    cursor_guard cur;
+    if (int rc = cur.open(txn, head_log_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND)
+      return 0; // the heads table is complete in this snapshot
+    if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read head log"));
+    if (k.mv_size != 8)
+      return fail(errc::corrupted, "a head log key of the wrong size", dir_);
+    last = get_be64(static_cast<const unsigned char*>(k.mv_data));
+  }
+  auto heads_at = read_heads_at(txn);
+  if (!heads_at)
+    return tl::unexpected(heads_at.error());
+  auto latest_at_most = [last](const std::vector<std::uint64_t>& positions) -> std::uint64_t {
+    for (auto it = positions.rbegin(); it != positions.rend(); ++it)
+      if (*it <= last)
+        return *it;
+    return 0;
+  };
+  std::unique_lock lock{tail_mu_};
+  if (!tail_.valid || tail_.base < *heads_at) { // first use, or the heads were rewritten
+    tail_.positions.clear();
+    tail_.base = tail_.scanned_to = *heads_at;
+    tail_.valid = true;
+  }
+  if (tail_.base > *heads_at) {
+    // This snapshot predates the rewrite the index builds on: read its own head log.
+    lock.unlock();
+    std::uint64_t found = 0;
+    auto scanned = scan_head_log(txn, *heads_at, last, [&](std::uint64_t, const auto& pairs) {
+      for (auto [no, pos] : pairs)
+        if (no == stream_no)
+          found = pos;
+    });
+    if (!scanned)
+      return tl::unexpected(scanned.error());
+    return found;
+  }
+  if (tail_.scanned_to < last) {
+    auto scanned =
+      scan_head_log(txn, tail_.scanned_to, last, [&](std::uint64_t key, const auto& pairs) {
+        for (auto [no, pos] : pairs)
+          tail_.positions[no].push_back(pos);
+        tail_.scanned_to = key;
+      });
+    if (!scanned)
+      return tl::unexpected(scanned.error());
+  }
+  auto it = tail_.positions.find(stream_no);
+  return it == tail_.positions.end() ? 0 : latest_at_most(it->second);
 }
 
 template <class F>
@@ -1797,7 +2079,7 @@ result<store_stats> lmdb_store::stats() const {
     mdb_env_stat(env_, &env_stat);
     s.map_size = info.me_mapsize;
     s.map_used = (info.me_last_pgno + 1) * env_stat.ms_psize;
-    s.format_version = current_version;
+    s.format_version = format_version_;
     return s;
   });
 }

@@ -39,6 +39,12 @@ struct store_options {
   bool allow_unknown_types = false;
   /// Concurrent read transactions (reader threads). Default: 512.
   unsigned max_readers = 512;
+  /// The heads table is rewritten once this many events were appended since
+  /// its last rewrite; until then, commits record the heads they change in
+  /// the small, append-only head log (docs/storage-format.md). Larger means
+  /// fewer rewrites and a longer head-log scan when a store opens. 0 rewrites
+  /// on every commit. Default: 65536.
+  std::uint64_t heads_flush_events = 65536;
 };
 
 } // namespace cairn::persistence
