@@ -1,5 +1,5 @@
 // cairn-bench store: append throughput of the event store against plain LMDB
-// MDB_APPEND puts of the same values, measured back to back in one run.
+// MDB_APPEND puts of the same values, in alternating slices of one run.
 // cairn-bench store --read: stream replay and read_all scan speed.
 
 #include <lmdb.h>
@@ -46,90 +46,143 @@ void check(int rc, const char* what) {
     throw std::runtime_error(std::string{what} + ": " + mdb_strerror(rc));
 }
 
+/// Commit latencies and event counts gathered over the slices of one case.
+struct tally {
+  std::vector<double> commits;
+  std::uint64_t events = 0;
+  double seconds = 0;
+
+  [[nodiscard]] write_figures figures() {
+    write_figures f;
+    f.events_per_s = seconds > 0 ? static_cast<double>(events) / seconds : 0;
+    f.p50_us = quantile(commits, 0.50);
+    f.p99_us = quantile(commits, 0.99);
+    return f;
+  }
+};
+
 /// Plain LMDB: `batch` puts of 200-byte values under big-endian u64 keys with
 /// MDB_APPEND per transaction; the ceiling any log layout can reach.
-write_figures raw_lmdb(const args& a, durability d, std::size_t batch, double seconds) {
-  auto dir = scratch_dir(a, "raw");
-  MDB_env* env = nullptr;
-  check(mdb_env_create(&env), "env");
-  check(mdb_env_set_mapsize(env, std::size_t{16} << 30), "mapsize");
-  check(mdb_env_set_maxdbs(env, 2), "maxdbs");
-  unsigned flags = MDB_NOTLS | (d == durability::no_sync ? MDB_NOSYNC : 0)
-                   | (d == durability::no_meta_sync ? MDB_NOMETASYNC : 0);
-  check(mdb_env_open(env, dir.c_str(), flags, 0644), "open");
-  MDB_txn* txn = nullptr;
-  MDB_dbi dbi = 0;
-  check(mdb_txn_begin(env, nullptr, 0, &txn), "begin");
-  check(mdb_dbi_open(txn, "log", MDB_CREATE, &dbi), "dbi");
-  check(mdb_txn_commit(txn), "commit");
-  std::mt19937_64 rng{42};
-  auto value = random_payload(rng);
-  std::vector<double> commits;
-  std::uint64_t pos = 0;
-  auto t0 = clock::now();
-  while (seconds_since(t0) < seconds) {
-    auto c0 = clock::now();
-    check(mdb_txn_begin(env, nullptr, 0, &txn), "begin");
-    for (std::size_t i = 0; i < batch; ++i) {
-      unsigned char kb[8];
-      auto p = ++pos;
-      for (int b = 7; b >= 0; --b, p >>= 8)
-        kb[b] = static_cast<unsigned char>(p);
-      std::memcpy(value.data(), &pos, sizeof pos);
-      MDB_val k{8, kb}, v{value.size(), value.data()};
-      check(mdb_put(txn, dbi, &k, &v, MDB_APPEND), "put");
-    }
+class raw_lmdb {
+public:
+  raw_lmdb(const args& a, durability d, std::size_t batch)
+      : dir_(scratch_dir(a, "raw")), batch_(batch) {
+    check(mdb_env_create(&env_), "env");
+    check(mdb_env_set_mapsize(env_, std::size_t{16} << 30), "mapsize");
+    check(mdb_env_set_maxdbs(env_, 2), "maxdbs");
+    unsigned flags = MDB_NOTLS | (d == durability::no_sync ? MDB_NOSYNC : 0)
+                     | (d == durability::no_meta_sync ? MDB_NOMETASYNC : 0);
+    check(mdb_env_open(env_, dir_.c_str(), flags, 0644), "open");
+    MDB_txn* txn = nullptr;
+    check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
+    check(mdb_dbi_open(txn, "log", MDB_CREATE, &dbi_), "dbi");
     check(mdb_txn_commit(txn), "commit");
-    commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
+    std::mt19937_64 rng{42};
+    value_ = random_payload(rng);
   }
-  write_figures f;
-  f.events_per_s = static_cast<double>(pos) / seconds_since(t0);
-  f.p50_us = quantile(commits, 0.50);
-  f.p99_us = quantile(commits, 0.99);
-  mdb_env_close(env);
-  remove_dir(dir);
-  return f;
-}
+  ~raw_lmdb() {
+    mdb_env_close(env_);
+    remove_dir(dir_);
+  }
+  raw_lmdb(const raw_lmdb&) = delete;
+  raw_lmdb& operator=(const raw_lmdb&) = delete;
+
+  void run(double seconds, tally& t) {
+    auto t0 = clock::now();
+    while (seconds_since(t0) < seconds) {
+      auto c0 = clock::now();
+      MDB_txn* txn = nullptr;
+      check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
+      for (std::size_t i = 0; i < batch_; ++i) {
+        unsigned char kb[8];
+        auto p = ++pos_;
+        for (int b = 7; b >= 0; --b, p >>= 8)
+          kb[b] = static_cast<unsigned char>(p);
+        std::memcpy(value_.data(), &pos_, sizeof pos_);
+        MDB_val k{8, kb}, v{value_.size(), value_.data()};
+        check(mdb_put(txn, dbi_, &k, &v, MDB_APPEND), "put");
+      }
+      check(mdb_txn_commit(txn), "commit");
+      t.commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
+      t.events += batch_;
+    }
+    t.seconds += seconds_since(t0);
+  }
+
+private:
+  std::string dir_;
+  std::size_t batch_;
+  MDB_env* env_ = nullptr;
+  MDB_dbi dbi_ = 0;
+  std::string value_;
+  std::uint64_t pos_ = 0;
+};
 
 /// The event store: batches of single-event appends to random streams, the
 /// shape group commit produces from many aggregates.
-write_figures cairn_store(const args& a, durability d, std::size_t batch, double seconds) {
-  auto dir = scratch_dir(a, "store");
-  store_options opts;
-  opts.durability = d;
-  auto store = open_store(dir, opts);
-  if (!store)
-    throw std::runtime_error(store.error().to_string());
-  std::mt19937_64 rng{42};
-  // Batches are built before the clock starts: this measures the store, not
-  // the benchmark's allocations.
-  std::size_t pool = std::max<std::size_t>(2, std::min<std::size_t>(64, 200000 / batch));
-  std::vector<write_batch> batches(pool);
-  for (auto& b : batches) {
-    b.appends.resize(batch);
-    for (auto& req : b.appends) {
-      req.stream = "bench-" + std::to_string(rng() % stream_count);
-      req.events.push_back(event_data{"bench_event", 1, random_payload(rng), {}, {}});
+class cairn_store {
+public:
+  cairn_store(const args& a, durability d, std::size_t batch) : dir_(scratch_dir(a, "store")) {
+    store_options opts;
+    opts.durability = d;
+    auto store = open_store(dir_, opts);
+    if (!store)
+      throw std::runtime_error(store.error().to_string());
+    store_ = std::move(*store);
+    std::mt19937_64 rng{42};
+    // Batches are built before the clock starts: this measures the store, not
+    // the benchmark's allocations.
+    std::size_t pool = std::max<std::size_t>(2, std::min<std::size_t>(64, 200000 / batch));
+    batches_.resize(pool);
+    for (auto& b : batches_) {
+      b.appends.resize(batch);
+      for (auto& req : b.appends) {
+        req.stream = "bench-" + std::to_string(rng() % stream_count);
+        req.events.push_back(event_data{"bench_event", 1, random_payload(rng), {}, {}});
+      }
     }
   }
-  std::vector<double> commits;
-  std::uint64_t events = 0;
-  auto t0 = clock::now();
-  for (std::size_t i = 0; seconds_since(t0) < seconds; ++i) {
-    auto c0 = clock::now();
-    auto res = (*store)->append_batch(batches[i % pool]);
-    if (!res)
-      throw std::runtime_error(res.error().to_string());
-    commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
-    events += batch;
+  ~cairn_store() {
+    store_.reset();
+    remove_dir(dir_);
   }
-  write_figures f;
-  f.events_per_s = static_cast<double>(events) / seconds_since(t0);
-  f.p50_us = quantile(commits, 0.50);
-  f.p99_us = quantile(commits, 0.99);
-  store->reset();
-  remove_dir(dir);
-  return f;
+  cairn_store(const cairn_store&) = delete;
+  cairn_store& operator=(const cairn_store&) = delete;
+
+  void run(double seconds, tally& t) {
+    auto t0 = clock::now();
+    while (seconds_since(t0) < seconds) {
+      const auto& b = batches_[next_++ % batches_.size()];
+      auto c0 = clock::now();
+      auto res = store_->append_batch(b);
+      if (!res)
+        throw std::runtime_error(res.error().to_string());
+      t.commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
+      t.events += b.appends.size();
+    }
+    t.seconds += seconds_since(t0);
+  }
+
+private:
+  std::string dir_;
+  std::unique_ptr<event_store> store_;
+  std::vector<write_batch> batches_;
+  std::size_t next_ = 0;
+};
+
+/// Runs raw LMDB and the store in alternating slices, so both see the same
+/// stretches of a shared machine's noise and the ratio compares like with like.
+std::pair<write_figures, write_figures> measure(const args& a, durability d, std::size_t batch,
+                                                double seconds) {
+  constexpr int slices = 6;
+  raw_lmdb raw{a, d, batch};
+  cairn_store ours{a, d, batch};
+  tally raw_tally, our_tally;
+  for (int i = 0; i < slices; ++i) {
+    raw.run(seconds / slices, raw_tally);
+    ours.run(seconds / slices, our_tally);
+  }
+  return {raw_tally.figures(), our_tally.figures()};
 }
 
 int write_cases(const args& a) {
@@ -144,8 +197,7 @@ int write_cases(const args& a) {
       if ((!only_durability.empty() && only_durability != name_of(d))
           || (only_batch != 0 && only_batch != batch))
         continue;
-      auto raw = raw_lmdb(a, d, batch, seconds);
-      auto ours = cairn_store(a, d, batch, seconds);
+      auto [raw, ours] = measure(a, d, batch, seconds);
       double ratio = ours.events_per_s / raw.events_per_s;
       std::printf("%-8s %6zu %7llu %13.0f %10.1f %10.1f %13.0f %6.2f\n", name_of(d), batch,
                   static_cast<unsigned long long>(stream_count), ours.events_per_s, ours.p50_us,
