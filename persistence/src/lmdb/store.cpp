@@ -920,8 +920,11 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   const bool rewrite_heads =
     !changed.empty() && st.position - heads_at_ >= opts_.heads_flush_events;
   if (rewrite_heads) {
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> heads(unflushed_.begin(),
-                                                               unflushed_.end());
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> heads;
+    heads.reserve(unflushed_.size() + changed.size());
+    for (auto [no, pos] : unflushed_)
+      if (pos != 0) // 0: left by a failed commit, the table has the head
+        heads.emplace_back(no, pos);
     heads.insert(heads.end(), changed.begin(), changed.end());
     if (int rc = write_heads(raw, heads, err); rc != 0)
       return rc;
@@ -999,11 +1002,17 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
                      "write checkpoint");
         rc != 0)
       return rc;
+  // Allocate now what the caches need after the commit, so nothing after it
+  // can throw: a commit must never be reported as failed, nor half-learned.
+  // A 0 position means "in the heads table", which stays true if the commit fails.
+  if (!rewrite_heads)
+    for (auto [no, pos] : changed)
+      unflushed_.try_emplace(no, 0);
   if (int rc = txn.commit(); rc != 0) {
     err = lmdb_error(rc, "commit");
     return rc;
   }
-  // Committed: now the writer's caches may learn about it.
+  // Committed: now the writer's caches may learn about it, without allocating.
   last_position_ = st.position;
   next_stream_no_ = st.next_stream_no;
   for (auto* entry : st.touched) {
@@ -1018,9 +1027,9 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
     heads_at_ = st.position;
   } else {
     for (auto [no, pos] : changed)
-      unflushed_[no] = pos;
+      unflushed_.find(no)->second = pos;
   }
-  known_types_.insert(st.new_types.begin(), st.new_types.end());
+  known_types_.merge(st.new_types); // moves the nodes: no allocation
   return 0;
 }
 
@@ -1441,8 +1450,17 @@ result<void> lmdb_store::scan_head_log(MDB_txn* txn, std::uint64_t after, std::u
 }
 
 result<std::uint64_t> lmdb_store::tail_position(MDB_txn* txn, std::uint64_t stream_no) const {
-  if (!has_head_log_)
+  if (!has_head_log_) {
+    // Format 1 when opened. Its heads table is complete unless a writer has
+    // since upgraded the store, which the heads_at entry tells.
+    MDB_val k = val_of(heads_at_key), v;
+    if (mdb_get(txn, meta_, &k, &v) == 0)
+      return fail(errc::unavailable,
+                  "a writer upgraded this store to format 2 after it was opened read-only; "
+                  "reopen it",
+                  dir_);
     return 0;
+  }
   std::uint64_t last = 0; // the last head-log entry this snapshot has
   {
     cursor_guard cur;
@@ -1462,10 +1480,8 @@ result<std::uint64_t> lmdb_store::tail_position(MDB_txn* txn, std::uint64_t stre
   if (!heads_at)
     return tl::unexpected(heads_at.error());
   auto latest_at_most = [last](const std::vector<std::uint64_t>& positions) -> std::uint64_t {
-    for (auto it = positions.rbegin(); it != positions.rend(); ++it)
-      if (*it <= last)
-        return *it;
-    return 0;
+    auto it = std::upper_bound(positions.begin(), positions.end(), last);
+    return it == positions.begin() ? 0 : *std::prev(it);
   };
   std::unique_lock lock{tail_mu_};
   if (!tail_.valid || tail_.base < *heads_at) { // first use, or the heads were rewritten

@@ -303,12 +303,18 @@ TEST_CASE("a format 1 store is read as it is, and upgraded to format 2 by a writ
     CHECK(value_of(reader->stream_version("acct-1")) == 3);
     CHECK(value_of(reader->read_stream("acct-2", 1, no_limit)).back().payload == "b2");
   }
+  auto early_reader = open_ok(path, ro); // still format 1 when it opens
   {
     auto store = open_ok(path); // default interval: new heads go to the head log
     CHECK(value_of(store->stats()).format_version == 2);
     append_ok(*store, "acct-2", numbered(1, "b", 3));
     append_ok(*store, "acct-3", numbered(1, "c"));
   }
+  // Its heads table is no longer complete: it says so rather than read old heads.
+  auto stale = early_reader->stream_version("acct-2");
+  REQUIRE_FALSE(stale);
+  CHECK(stale.error().code == errc::unavailable);
+  CHECK_THAT(stale.error().message, Catch::Contains("reopen"));
   auto reader = open_ok(path, ro);
   CHECK(value_of(reader->stats()).format_version == 2);
   CHECK(value_of(reader->stream_version("acct-1")) == 3);
