@@ -110,6 +110,37 @@ int activation_main(const args& a) {
     std::vector<std::int64_t> balances;
     fill_accounts(dir, n, snapshots, balances);
     {
+      // The store's part of a cold activation: the reads recovery makes, on
+      // another sample of ids, without actors or threads in between.
+      persistence::store_options opts;
+      opts.durability = persistence::durability::no_sync;
+      auto store = persistence::open_store(dir, opts);
+      if (!store)
+        throw std::runtime_error(store.error().to_string());
+      std::mt19937_64 rng{5};
+      std::vector<double> us;
+      for (std::size_t i = 0; i < samples; ++i) {
+        auto stream = "account-" + std::to_string(rng() % n);
+        auto t0 = clock::now();
+        auto snap = (*store)->load_snapshot(stream);
+        std::uint64_t from = snap && *snap ? (*snap)->version + 1 : 1;
+        auto events = (*store)->visit_stream(stream, from, 4096,
+                                             [](const persistence::event_view&) { return true; });
+        us.push_back(std::chrono::duration<double, std::micro>(clock::now() - t0).count());
+        if (!snap || !events)
+          throw std::runtime_error("store reads of " + stream + " failed");
+      }
+      auto name = snapshots ? "store_reads_snapshot" : "store_reads_replay";
+      auto p50 = quantile(us, 0.5), p99 = quantile(us, 0.99);
+      std::printf("%-26s %10zu %10.0f %10.0f %14s\n", name, samples, p50, p99, "-");
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "{\"bench\":\"activation\",\"case\":\"%s\",\"aggregates\":%zu,\"samples\":%zu,"
+                    "\"p50_us\":%.0f,\"p99_us\":%.0f}",
+                    name, n, samples, p50, p99);
+      json.emplace_back(line);
+    }
+    {
       // Snapshots off in the runtime, so activation reads only what was filled.
       auto rt = start(dir, n + 1, 0);
       std::mt19937_64 rng{3};
