@@ -105,6 +105,18 @@ int activation_main(const args& a) {
   auto long_events = static_cast<std::uint64_t>(a.number("--replay-events", 1000000));
   std::printf("%-26s %10s %10s %10s %14s\n", "case", "samples", "p50 us", "p99 us", "events/s");
   std::vector<std::string> json;
+  // One table row and one JSON line per latency case.
+  auto report = [&](const char* name, std::vector<double>& us) {
+    auto p50 = quantile(us, 0.5), p99 = quantile(us, 0.99);
+    std::printf("%-26s %10zu %10.0f %10.0f %14s\n", name, samples, p50, p99, "-");
+    char line[256];
+    std::snprintf(line, sizeof line,
+                  "{\"bench\":\"activation\",\"case\":\"%s\",\"aggregates\":%zu,\"samples\":%zu,"
+                  "\"p50_us\":%.0f,\"p99_us\":%.0f}",
+                  name, n, samples, p50, p99);
+    json.emplace_back(line);
+    std::fflush(stdout);
+  };
   for (bool snapshots : {false, true}) {
     auto dir = scratch_dir(a, "activation");
     std::vector<std::int64_t> balances;
@@ -131,14 +143,7 @@ int activation_main(const args& a) {
           throw std::runtime_error("store reads of " + stream + " failed");
       }
       auto name = snapshots ? "store_reads_snapshot" : "store_reads_replay";
-      auto p50 = quantile(us, 0.5), p99 = quantile(us, 0.99);
-      std::printf("%-26s %10zu %10.0f %10.0f %14s\n", name, samples, p50, p99, "-");
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "{\"bench\":\"activation\",\"case\":\"%s\",\"aggregates\":%zu,\"samples\":%zu,"
-                    "\"p50_us\":%.0f,\"p99_us\":%.0f}",
-                    name, n, samples, p50, p99);
-      json.emplace_back(line);
+      report(name, us);
     }
     {
       // Snapshots off in the runtime, so activation reads only what was filled.
@@ -155,15 +160,7 @@ int activation_main(const args& a) {
                                    + " gave the wrong state");
       }
       auto name = snapshots ? "cold_activation_snapshot" : "cold_activation_replay";
-      auto p50 = quantile(us, 0.5), p99 = quantile(us, 0.99);
-      std::printf("%-26s %10zu %10.0f %10.0f %14s\n", name, samples, p50, p99, "-");
-      char line[256];
-      std::snprintf(line, sizeof line,
-                    "{\"bench\":\"activation\",\"case\":\"%s\",\"aggregates\":%zu,\"samples\":%zu,"
-                    "\"p50_us\":%.0f,\"p99_us\":%.0f}",
-                    name, n, samples, p50, p99);
-      json.emplace_back(line);
-      std::fflush(stdout);
+      report(name, us);
     }
     remove_dir(dir);
   }
