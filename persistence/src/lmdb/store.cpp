@@ -116,6 +116,9 @@ struct head_state {
   bool dirty = false; ///< Staged only: this transaction appended to the stream.
 };
 
+/// (stream number, position of its last event) pairs: a head-log entry, or heads to write.
+using head_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+
 /// The writer's knowledge of one stream: its committed head, and what the
 /// current write transaction staged on top of it. One map serves both, so an
 /// append costs one lookup; `staged` is meaningful only while `staged_in` is
@@ -446,7 +449,7 @@ private:
   int stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, error& err);
   /// Writes (stream number, last position) heads, one read-modify-write per
   /// bucket touched; for a stream listed twice, the higher position wins.
-  int write_heads(MDB_txn* txn, std::vector<std::pair<std::uint64_t, std::uint64_t>>& heads,
+  int write_heads(MDB_txn* txn, head_pairs& heads,
                   error& err);
   /// The writer's view of a stream head: staged, cached or stored.
   int writer_head(MDB_txn* txn, std::string_view stream, staging& st, head_state*& out,
@@ -467,7 +470,7 @@ private:
   /// The heads changed by the commit whose head-log entry is (`key`, `value`),
   /// as (stream number, position) pairs: from the entry, or, when it fails its
   /// checksum, from the log records after `prev_key`, the previous entry.
-  result<std::vector<std::pair<std::uint64_t, std::uint64_t>>>
+  result<head_pairs>
   head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
                  std::string_view value) const;
   /// Calls `visit(key, pairs)` for each head-log entry in (`after`, `upto`].
@@ -503,7 +506,6 @@ private:
   /// too; positions are kept per commit so a reader whose snapshot ends before
   /// the newest scanned commit still finds its own head.
   struct tail_index {
-    bool valid = false;
     std::uint64_t base = 0;       ///< heads_at this index builds on
     std::uint64_t scanned_to = 0; ///< key of the last head-log entry indexed
     std::unordered_map<std::uint64_t, std::vector<std::uint64_t>> positions;
@@ -657,18 +659,14 @@ result<void> lmdb_store::init(bool create) {
     return tl::unexpected(lmdb_error(rc, "open table head_log"));
   std::uint32_t stored_version = current_version;
   const std::string format_key = "format";
-  if (create) {
+  if (create) { // format and heads_at are written below, as for an upgrade
     std::string id(16, '\0');
     for (auto& c : id)
       c = static_cast<char>(rng_());
     std::string store_id_key = "store_id";
-    auto fmt = seal(format_key, std::string_view{reinterpret_cast<const char*>(&current_version),
-                                                 sizeof current_version});
     auto sid = seal(store_id_key, id);
-    MDB_val k1 = val_of(format_key), v1 = val_of(fmt), k2 = val_of(store_id_key), v2 = val_of(sid);
-    if (int rc = mdb_put(raw, meta_, &k1, &v1, 0); rc != 0)
-      return tl::unexpected(lmdb_error(rc, "write meta"));
-    if (int rc = mdb_put(raw, meta_, &k2, &v2, 0); rc != 0)
+    MDB_val k = val_of(store_id_key), v = val_of(sid);
+    if (int rc = mdb_put(raw, meta_, &k, &v, 0); rc != 0)
       return tl::unexpected(lmdb_error(rc, "write meta"));
   } else {
     MDB_val k = val_of(format_key), v;
@@ -720,31 +718,31 @@ result<void> lmdb_store::init(bool create) {
   }
   // Heads: a format 1 store's heads table is complete; a writable open makes
   // it format 2 with an empty head log. The writer reads the head log once.
-  if (stored_version < 2) {
-    if (opts_.read_only) {
-      has_head_log_ = false;
-      format_version_ = stored_version;
-    } else {
-      auto fmt = seal(format_key, std::string_view{reinterpret_cast<const char*>(&current_version),
-                                                   sizeof current_version});
-      MDB_val k = val_of(format_key), v = val_of(fmt);
-      if (int rc = mdb_put(raw, meta_, &k, &v, 0); rc != 0)
-        return tl::unexpected(lmdb_error(rc, "write meta"));
-    }
+  if (stored_version < 2 && opts_.read_only) {
+    has_head_log_ = false;
+    format_version_ = stored_version;
   } else if (!has_head_log_) {
     return fail(errc::corrupted, "a format 2 store without its head_log table", dir_);
   }
-  if (create || (stored_version < 2 && !opts_.read_only)) {
-    auto at = seal(heads_at_key, u64_body(last_position_));
-    MDB_val k = val_of(heads_at_key), v = val_of(at);
-    if (int rc = mdb_put(raw, meta_, &k, &v, 0); rc != 0)
-      return tl::unexpected(lmdb_error(rc, "write meta"));
-  }
   if (!opts_.read_only) {
-    auto at = read_heads_at(raw);
-    if (!at)
-      return tl::unexpected(at.error());
-    heads_at_ = *at;
+    if (create || stored_version < 2) {
+      auto current_format =
+        seal(format_key, std::string_view{reinterpret_cast<const char*>(&current_version),
+                                          sizeof current_version});
+      auto at = seal(heads_at_key, u64_body(last_position_));
+      MDB_val fk = val_of(format_key), fv = val_of(current_format);
+      MDB_val ak = val_of(heads_at_key), av = val_of(at);
+      if (int rc = mdb_put(raw, meta_, &fk, &fv, 0); rc != 0)
+        return tl::unexpected(lmdb_error(rc, "write meta"));
+      if (int rc = mdb_put(raw, meta_, &ak, &av, 0); rc != 0)
+        return tl::unexpected(lmdb_error(rc, "write meta"));
+      heads_at_ = last_position_;
+    } else {
+      auto at = read_heads_at(raw);
+      if (!at)
+        return tl::unexpected(at.error());
+      heads_at_ = *at;
+    }
     std::uint64_t highest = 0;
     auto scanned = scan_head_log(raw, heads_at_, no_limit, [&](std::uint64_t, const auto& pairs) {
       for (auto [no, pos] : pairs) {
@@ -913,14 +911,14 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   // Heads: the changed ones go to the head log, sequentially after the
   // previous commit's; every heads_flush_events events the heads table takes
   // them all in one rewrite and the head log starts over.
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> changed; // (stream no, last position)
+  head_pairs changed; // (stream no, last position)
   for (const auto* entry : st.touched)
     if (entry->second.staged.dirty)
       changed.emplace_back(entry->second.staged.stream_no, entry->second.staged.last_position);
   const bool rewrite_heads =
     !changed.empty() && st.position - heads_at_ >= opts_.heads_flush_events;
   if (rewrite_heads) {
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> heads;
+    head_pairs heads;
     heads.reserve(unflushed_.size() + changed.size());
     for (auto [no, pos] : unflushed_)
       if (pos != 0) // 0: left by a failed commit, the table has the head
@@ -1056,7 +1054,7 @@ int lmdb_store::clear_space(MDB_txn* txn, std::string_view space, error& err) {
 }
 
 int lmdb_store::write_heads(MDB_txn* txn,
-                            std::vector<std::pair<std::uint64_t, std::uint64_t>>& heads,
+                            head_pairs& heads,
                             error& err) {
   std::sort(heads.begin(), heads.end()); // by stream, then position: the last one wins
   std::string body(head_bucket_size, '\0');
@@ -1378,10 +1376,10 @@ result<std::uint64_t> lmdb_store::read_heads_at(MDB_txn* txn) const {
   return decode_u64(heads_at_key, view_of(v), "heads_at");
 }
 
-result<std::vector<std::pair<std::uint64_t, std::uint64_t>>>
+result<head_pairs>
 lmdb_store::head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
                            std::string_view value) const {
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> pairs;
+  head_pairs pairs;
   auto k = be64_key(key);
   auto body = unseal(k, value, "head log entry");
   if (body && !body->empty() && body->size() % head_log_pair_size == 0) {
@@ -1484,10 +1482,9 @@ result<std::uint64_t> lmdb_store::tail_position(MDB_txn* txn, std::uint64_t stre
     return it == positions.begin() ? 0 : *std::prev(it);
   };
   std::unique_lock lock{tail_mu_};
-  if (!tail_.valid || tail_.base < *heads_at) { // first use, or the heads were rewritten
+  if (tail_.base < *heads_at) { // the heads were rewritten since the index was built
     tail_.positions.clear();
     tail_.base = tail_.scanned_to = *heads_at;
-    tail_.valid = true;
   }
   if (tail_.base > *heads_at) {
     // This snapshot predates the rewrite the index builds on: read its own head log.
