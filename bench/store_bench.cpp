@@ -52,6 +52,19 @@ struct tally {
   std::uint64_t events = 0;
   double seconds = 0;
 
+  /// Calls `commit()` (which returns the events it committed) for `for_seconds`,
+  /// timing each call.
+  template <class F>
+  void run(double for_seconds, F&& commit) {
+    auto t0 = clock::now();
+    while (seconds_since(t0) < for_seconds) {
+      auto c0 = clock::now();
+      events += commit();
+      commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
+    }
+    seconds += seconds_since(t0);
+  }
+
   [[nodiscard]] write_figures figures() {
     write_figures f;
     f.events_per_s = seconds > 0 ? static_cast<double>(events) / seconds : 0;
@@ -88,9 +101,7 @@ public:
   raw_lmdb& operator=(const raw_lmdb&) = delete;
 
   void run(double seconds, tally& t) {
-    auto t0 = clock::now();
-    while (seconds_since(t0) < seconds) {
-      auto c0 = clock::now();
+    t.run(seconds, [&] {
       MDB_txn* txn = nullptr;
       check(mdb_txn_begin(env_, nullptr, 0, &txn), "begin");
       for (std::size_t i = 0; i < batch_; ++i) {
@@ -103,10 +114,8 @@ public:
         check(mdb_put(txn, dbi_, &k, &v, MDB_APPEND), "put");
       }
       check(mdb_txn_commit(txn), "commit");
-      t.commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
-      t.events += batch_;
-    }
-    t.seconds += seconds_since(t0);
+      return batch_;
+    });
   }
 
 private:
@@ -150,17 +159,12 @@ public:
   cairn_store& operator=(const cairn_store&) = delete;
 
   void run(double seconds, tally& t) {
-    auto t0 = clock::now();
-    while (seconds_since(t0) < seconds) {
+    t.run(seconds, [&] {
       const auto& b = batches_[next_++ % batches_.size()];
-      auto c0 = clock::now();
-      auto res = store_->append_batch(b);
-      if (!res)
+      if (auto res = store_->append_batch(b); !res)
         throw std::runtime_error(res.error().to_string());
-      t.commits.push_back(std::chrono::duration<double, std::micro>(clock::now() - c0).count());
-      t.events += b.appends.size();
-    }
-    t.seconds += seconds_since(t0);
+      return b.appends.size();
+    });
   }
 
 private:
