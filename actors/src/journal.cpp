@@ -26,8 +26,14 @@ struct journal_state {
   persistence::event_store* store = nullptr;
   metrics* stats = nullptr;
   std::shared_ptr<spdlog::logger> log;
+  /// A journal_append in the batch: its requests are `count` entries of
+  /// batch.appends, following those of the sender before it.
+  struct sender {
+    caf::response_promise promise;
+    std::size_t count = 0;
+  };
   persistence::write_batch batch;
-  std::vector<caf::response_promise> waiting; // one per entry of batch.appends
+  std::vector<sender> waiting;
   std::vector<caf::response_promise> writers; // one per journal_write in the batch
   bool flush_queued = false;
   std::uint64_t batches = 0;
@@ -118,14 +124,18 @@ void flush(journal_actor* self) {
   record(st, started, results, snapshots);
   for (auto& w : st.writers)
     w.deliver(journal_written{side_written});
-  for (std::size_t i = 0; i < st.waiting.size(); ++i) {
+  std::size_t next = 0;
+  for (auto& w : st.waiting) {
     journal_result r;
-    r.value = results ? std::move((*results)[i])
-                      : result<persistence::append_result>{tl::unexpected(results.error())};
-    st.waiting[i].deliver(std::move(r));
+    r.values.reserve(w.count);
+    for (std::size_t i = 0; i < w.count; ++i, ++next)
+      r.values.push_back(results ? std::move((*results)[next])
+                                 : result<persistence::append_result>{
+                                   tl::unexpected(results.error())});
+    w.promise.deliver(std::move(r));
   }
   ++st.batches;
-  st.appends += st.waiting.size();
+  st.appends += st.batch.appends.size();
   if (results) {
     auto before = st.committed;
     for (const auto& r : *results)
@@ -160,10 +170,12 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
   });
   return {
     [=](append_atom, journal_append& a) -> caf::result<journal_result> {
-      self->state.batch.appends.push_back(std::move(a.request));
-      self->state.waiting.push_back(self->make_response_promise());
+      auto count = a.requests.size();
+      auto& appends = self->state.batch.appends;
+      std::move(a.requests.begin(), a.requests.end(), std::back_inserter(appends));
+      self->state.waiting.push_back({self->make_response_promise(), count});
       queue_flush(self);
-      return self->state.waiting.back();
+      return self->state.waiting.back().promise;
     },
     [=](snapshot_atom, journal_snapshot& s) {
       self->state.batch.snapshots.push_back(std::move(s.value));

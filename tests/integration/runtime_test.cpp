@@ -579,6 +579,88 @@ TEST_CASE("pipelined commands from one actor to one aggregate complete in order 
   CHECK(s->balance == std::int64_t{n} * (n + 1) / 2);
 }
 
+TEST_CASE("an append refused in the middle of a pipeline fails the commands decided on it and "
+          "no other",
+          "[integration][runtime][pipelining]") {
+  cairn::test::temp_dir dir;
+  auto rt = start_runtime(quick_options(dir.path()));
+  register_ok<account>(*rt);
+  REQUIRE(await(rt->send<account>("mid", bank::open_account{"Mia"})));
+
+  // Deposit `bad` carries a user name over the store's 255-byte limit, so
+  // the store refuses its append while the ones around it are in flight.
+  const int n = scaled(600, 200);
+  const int bad = n / 3;
+  std::vector<cairn::actors::command_msg> msgs;
+  for (int i = 0; i < n; ++i) {
+    cairn::command_options o;
+    if (i == bad)
+      o.user = std::string(300, 'u');
+    msgs.push_back(rt->make_command<account>("mid", bank::deposit{i + 1}, o));
+  }
+  using reply_list = std::vector<cairn::actors::reply_msg>;
+  auto done = std::make_shared<std::promise<reply_list>>();
+  auto replies_future = done->get_future();
+  auto pipeliner = [msgs, done](caf::event_based_actor* self, caf::actor handle) {
+    auto replies = std::make_shared<reply_list>(msgs.size());
+    auto answered = std::make_shared<std::size_t>(0);
+    for (std::size_t i = 0; i < msgs.size(); ++i) {
+      auto settle = [self, replies, answered, done, i](cairn::actors::reply_msg r) {
+        (*replies)[i] = std::move(r);
+        if (++*answered == replies->size()) {
+          done->set_value(*replies);
+          self->quit();
+        }
+      };
+      self->request(handle, caf::infinite, cairn::actors::command_atom::value, msgs[i])
+        .then([settle](cairn::actors::reply_msg& r) { settle(std::move(r)); },
+              [self, settle](caf::error& e) {
+                settle(cairn::actors::error_reply(
+                  {errc::internal, "request failed: " + self->system().render(e)}));
+              });
+    }
+    return caf::behavior{[](int) {}};
+  };
+  rt->system().spawn(pipeliner, rt->handle());
+  auto replies = await(replies_future);
+  REQUIRE(replies.size() == static_cast<std::size_t>(n));
+
+  // Before `bad`: committed in order. `bad`: the store's own error. After it:
+  // `unavailable` if decided on the pending state that held `bad`, else
+  // committed after the aggregate reloaded. Committed versions stay dense.
+  std::int64_t balance = 0;
+  std::uint64_t version = 1;
+  int failed_after = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = rt->decode_reply<account>(replies[i]);
+    INFO("command " << i << ": " << describe(r));
+    if (i < bad) {
+      REQUIRE(r);
+    } else if (i == bad) {
+      REQUIRE(!r);
+      CHECK(r.error().code == errc::invalid_argument);
+      continue;
+    } else if (!r) {
+      CHECK(r.error().code == errc::unavailable);
+      CHECK_THAT(r.error().message, Contains("an earlier command of this aggregate failed"));
+      ++failed_after;
+      continue;
+    }
+    REQUIRE(r->events.size() == 1);
+    CHECK(deposited_amount(r->events[0]) == i + 1);
+    CHECK(r->version == ++version);
+    balance += i + 1;
+  }
+  INFO(failed_after << " of " << n - bad - 1 << " later commands depended on the refused one");
+  auto s = rt->state<account>("mid");
+  REQUIRE(s);
+  CHECK(s->balance == balance);
+  auto stored = rt->store().stream_version("account-mid");
+  REQUIRE(stored);
+  CHECK(*stored == version);
+  CHECK(rt->registry_stats().failures == 0); // reloaded in place
+}
+
 // -- replies after the append ------------------------------------------------------------------
 
 TEST_CASE("a command's events are in the store by the time its reply arrives",

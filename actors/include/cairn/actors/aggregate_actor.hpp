@@ -6,8 +6,10 @@
 /// journal, reply once the append is durable, evolve the confirmed state.
 ///
 /// Pipelining: commands that arrive while appends are in flight are decided
-/// against the pending state (which includes those appends) and sent at once;
-/// each append expects the exact version the previous one ends at, so if one
+/// against the pending state (which includes those appends); their appends
+/// wait in one message for the journal until the message in flight is
+/// answered, so one aggregate has at most one request at the journal. Each
+/// append expects the exact version the previous one ends at, so if one
 /// fails every later one fails too. The replies keep command order.
 
 #include <chrono>
@@ -127,6 +129,8 @@ struct aggregate_state {
   std::uint64_t pending_version = 0;
   std::uint64_t snapshot_version = 0;
   std::deque<entry> in_flight;
+  journal_append unsent;  ///< Appends decided while `appending`, for the next request.
+  bool appending = false; ///< A journal_append is in flight.
   std::optional<cairn::error> failure; ///< First failed append; later ones fail with it.
   bool store_failed = false; ///< The failure was the store's: stop rather than reload.
   std::deque<std::pair<command_msg, caf::response_promise>> held; ///< During a reload.
@@ -284,6 +288,33 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
   drain(self);
 }
 
+/// Sends the gathered appends unless a request is at the journal already;
+/// its answer sends the next.
+template <class A>
+void send_appends(aggregate_actor_t<A>* self) {
+  auto& st = self->state;
+  if (st.appending || st.unsent.requests.empty())
+    return;
+  st.appending = true;
+  auto count = st.unsent.requests.size();
+  self->request(st.env->journal, caf::infinite, append_atom::value, std::move(st.unsent))
+    .then(
+      [self](journal_result& r) {
+        for (auto& v : r.values)
+          on_appended<A>(self, std::move(v));
+        self->state.appending = false;
+        send_appends(self);
+      },
+      [self, count](caf::error& err) {
+        auto why = "journal unreachable: " + self->system().render(err);
+        for (std::size_t i = 0; i < count; ++i)
+          on_appended<A>(self, fail(errc::unavailable, why));
+        self->state.appending = false;
+        send_appends(self);
+      });
+  st.unsent.requests.clear(); // moved from: empty it for sure
+}
+
 /// Builds the reply of a command id the store already recorded.
 template <class A>
 result<reply_msg> stored_outcome(const aggregate_env& env, const std::string& stream,
@@ -390,11 +421,11 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
     drain(self);
     return;
   }
-  journal_append a;
-  a.request.stream = st.stream;
-  a.request.expected = persistence::expected_version::exact(st.pending_version);
-  a.request.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id,
-                                         m.tenant, m.user};
+  persistence::append_request req;
+  req.stream = st.stream;
+  req.expected = persistence::expected_version::exact(st.pending_version);
+  req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id,
+                                   m.tenant, m.user};
   for (const auto& ev : *d) {
     auto data = st.env->registry->encode(ev);
     if (!data) {
@@ -404,7 +435,7 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
     e.reply.types.push_back(data->type);
     e.reply.schema_versions.push_back(data->schema_version);
     e.reply.payloads.push_back(data->payload);
-    a.request.events.push_back(std::move(*data));
+    req.events.push_back(std::move(*data));
   }
   for (const auto& ev : *d)
     st.pending = A::evolve(std::move(st.pending), ev);
@@ -412,13 +443,8 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
   e.events = std::move(*d);
   e.appended = true;
   st.in_flight.push_back(std::move(e));
-  self->request(st.env->journal, caf::infinite, append_atom::value, std::move(a))
-    .then(
-      [self](journal_result& r) { on_appended<A>(self, std::move(r.value)); },
-      [self](caf::error& err) {
-        on_appended<A>(self, fail(errc::unavailable,
-                                  "journal unreachable: " + self->system().render(err)));
-      });
+  st.unsent.requests.push_back(std::move(req));
+  send_appends(self);
 }
 
 } // namespace detail

@@ -90,14 +90,17 @@ typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
 /// A reply that carries only an error.
 [[nodiscard]] reply_msg error_reply(const cairn::error& e);
 
-/// One aggregate's append, for the journal (in-process only).
+/// One aggregate's appends, in command order, for the journal (in-process
+/// only). An aggregate keeps one of these in flight and gathers the appends
+/// of the commands it decides meanwhile into the next, so a hot aggregate
+/// costs the journal one message per transaction, not one per command.
 struct journal_append {
-  persistence::append_request request;
+  std::vector<persistence::append_request> requests;
 };
 
-/// The journal's answer to a journal_append.
+/// The journal's answer to a journal_append: one result per request, in order.
 struct journal_result {
-  result<persistence::append_result> value;
+  std::vector<result<persistence::append_result>> values;
 };
 
 /// A snapshot for the journal to write in a later batch (in-process only).
