@@ -43,7 +43,10 @@ struct e2e_figures {
 };
 
 /// Sends `total` deposits spread over `aggregates` ids (all to id 0 when 1),
-/// keeping `inflight` outstanding; measures each command's latency.
+/// keeping `inflight` outstanding; measures each command's latency. The
+/// window is shared by up to 16 driver actors: one actor holding 1024
+/// requests spends more on CAF's per-request bookkeeping (a linear map of
+/// pending responses) than the runtime spends on a command.
 e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
                     std::size_t inflight) {
   std::vector<actors::command_msg> ids;
@@ -54,42 +57,54 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
   std::vector<double> latencies(total);
   std::atomic<std::uint64_t> errors{0};
   auto registry = rt.handle();
+  // Driver d sends commands [first, last) of `latencies`, `window` at a time.
+  auto driver = [&](caf::event_based_actor* self, std::size_t first, std::size_t last,
+                    std::size_t window, std::uint64_t seed) -> caf::behavior {
+    struct progress {
+      std::size_t next, done;
+      std::mt19937_64 rng;
+    };
+    auto p = std::make_shared<progress>(progress{first, first, std::mt19937_64{seed}});
+    // Recursion through a weak reference: the closure must not own itself.
+    auto send_one = std::make_shared<std::function<void()>>();
+    std::weak_ptr<std::function<void()>> again = send_one;
+    auto* lat = &latencies;
+    auto* errs = &errors;
+    *send_one = [=, &ids] {
+      auto i = p->next++;
+      auto start = clock::now();
+      auto settle = [=](bool ok) {
+        (*lat)[i] = std::chrono::duration<double, std::micro>(clock::now() - start).count();
+        if (!ok)
+          ++*errs;
+        if (++p->done == last)
+          self->quit();
+        else if (p->next < last)
+          if (auto f = again.lock())
+            (*f)();
+      };
+      self->request(registry, caf::infinite, actors::command_atom::value,
+                    ids[p->rng() % ids.size()])
+        .then([=](actors::reply_msg& r) { settle(r.ok()); },
+              [=](caf::error&) { settle(false); });
+    };
+    self->attach_functor([send_one] {}); // keeps the closure alive as long as the driver
+    for (std::size_t k = 0; k < window && p->next < last; ++k)
+      (*send_one)();
+    return {};
+  };
+  auto drivers = std::max<std::size_t>(1, std::min<std::size_t>({16, inflight, total}));
   auto t0 = clock::now();
   {
     caf::scoped_actor waiter{rt.system()};
-    auto driver = rt.system().spawn([&](caf::event_based_actor* self) -> caf::behavior {
-      auto sent = std::make_shared<std::size_t>(0);
-      auto done = std::make_shared<std::size_t>(0);
-      auto rng = std::make_shared<std::mt19937_64>(42);
-      auto send_one = std::make_shared<std::function<void()>>();
-      *send_one = [=, &ids, &latencies, &errors] {
-        auto i = (*sent)++;
-        auto start = clock::now();
-        self->request(registry, caf::infinite, actors::command_atom::value,
-                      ids[(*rng)() % ids.size()])
-          .then(
-            [=, &latencies, &errors](actors::reply_msg& r) {
-              latencies[i] = std::chrono::duration<double, std::micro>(clock::now() - start).count();
-              if (!r.ok())
-                ++errors;
-              if (++*done == total)
-                self->quit();
-              else if (*sent < total)
-                (*send_one)();
-            },
-            [=, &errors](caf::error&) {
-              ++errors;
-              if (++*done == total)
-                self->quit();
-              else if (*sent < total)
-                (*send_one)();
-            });
-      };
-      for (std::size_t k = 0; k < std::min(inflight, total); ++k)
-        (*send_one)();
-      return {};
-    });
-    waiter->wait_for(driver);
+    std::vector<caf::actor> running;
+    for (std::size_t d = 0; d < drivers; ++d) {
+      auto first = total * d / drivers, last = total * (d + 1) / drivers;
+      auto window = inflight / drivers + (d < inflight % drivers ? 1 : 0);
+      running.push_back(rt.system().spawn(driver, first, last, window, 42 + d));
+    }
+    for (auto& a : running)
+      waiter->wait_for(a);
   }
   e2e_figures f;
   f.commands_per_s = static_cast<double>(total) / seconds_since(t0);
