@@ -14,12 +14,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <deque>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <random>
 #include <set>
 #include <shared_mutex>
+#include <tuple>
 #include <unordered_map>
 
 #include "cairn/model/stream_name.hpp"
@@ -128,6 +130,78 @@ struct cached_head {
   head_state committed;
   head_state staged;
   std::uint64_t staged_in = 0;
+};
+
+/// The writer's heads by stream name. An append looks its stream up here
+/// first, so this is on the hot path: an open-addressing index of hashes
+/// over entries that never move (staging keeps pointers to them) costs one
+/// index probe and one entry per lookup, where std::unordered_map chases a
+/// bucket, a node and often a chain.
+class head_cache {
+public:
+  using entry = std::pair<const std::string, cached_head>;
+
+  /// The entry of `name`, inserted with a default head if absent.
+  std::pair<entry*, bool> find_or_insert(std::string_view name) {
+    auto hash = XXH3_64bits(name.data(), name.size());
+    if ((entries_.size() + 1) * 2 > slots_.size())
+      grow();
+    auto mask = slots_.size() - 1;
+    for (auto i = static_cast<std::size_t>(hash) & mask;; i = (i + 1) & mask) {
+      auto& s = slots_[i];
+      if (s.index == 0) {
+        entries_.emplace_back(std::piecewise_construct, std::forward_as_tuple(name),
+                              std::forward_as_tuple());
+        s = slot{hash, entries_.size()};
+        return {&entries_.back(), true};
+      }
+      auto& e = entries_[s.index - 1];
+      if (s.hash == hash && e.first == name)
+        return {&e, false};
+    }
+  }
+
+  /// Undoes the find_or_insert that just inserted `e` (its head could not be read).
+  void erase_inserted(const entry* e) {
+    auto hash = XXH3_64bits(e->first.data(), e->first.size());
+    auto mask = slots_.size() - 1;
+    // The newest entry: nothing inserted after it can have probed past its slot.
+    for (auto i = static_cast<std::size_t>(hash) & mask;; i = (i + 1) & mask)
+      if (slots_[i].index == entries_.size()) {
+        slots_[i] = slot{};
+        break;
+      }
+    entries_.pop_back();
+  }
+
+  [[nodiscard]] std::size_t size() const { return entries_.size(); }
+  void clear() {
+    entries_.clear();
+    slots_.clear();
+  }
+
+private:
+  struct slot {
+    std::uint64_t hash = 0;
+    std::size_t index = 0; ///< 1-based into entries_; 0 = empty.
+  };
+
+  void grow() {
+    std::vector<slot> bigger(std::max<std::size_t>(1024, slots_.size() * 2));
+    auto mask = bigger.size() - 1;
+    for (const auto& s : slots_) {
+      if (s.index == 0)
+        continue;
+      auto i = static_cast<std::size_t>(s.hash) & mask;
+      while (bigger[i].index != 0)
+        i = (i + 1) & mask;
+      bigger[i] = s;
+    }
+    slots_ = std::move(bigger);
+  }
+
+  std::vector<slot> slots_; ///< A power of two, at most half full.
+  std::deque<entry> entries_;
 };
 
 std::uint64_t bucket_of(std::uint64_t stream_no) { return stream_no / heads_per_bucket; }
@@ -424,7 +498,7 @@ private:
   /// writer's caches only after the commit succeeds.
   struct staging {
     std::uint64_t serial = 0; ///< Tells this transaction's staged heads from stale ones.
-    std::vector<std::pair<const std::string, cached_head>*> touched; // in staging order
+    std::vector<head_cache::entry*> touched; // in staging order
     std::unordered_map<std::string, append_result> commands; // stream_no+command id
     std::set<std::pair<std::string, std::uint32_t>> new_types;
     std::uint64_t position = 0;
@@ -524,13 +598,12 @@ private:
   /// Every stream the writer has looked up, including ones found absent
   /// (stream_no 0): the flock makes this process the only writer, so the
   /// cache is never stale.
-  std::unordered_map<std::string, cached_head> head_cache_;
+  head_cache head_cache_;
   std::uint64_t txn_serial_ = 0;
   std::set<std::pair<std::string, std::uint32_t>> known_types_;
   std::string last_type_; ///< The last appended type known to the catalogue.
   std::uint32_t last_type_version_ = 0;
   splitmix64 rng_;
-  std::string key_scratch_; // head cache lookups without an allocation
   /// Log position up to which the heads table is complete.
   std::uint64_t heads_at_ = 0;
   /// Stream number -> last position, for streams appended to after heads_at_.
@@ -1095,13 +1168,12 @@ int lmdb_store::write_heads(MDB_txn* txn,
 
 int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
                             head_state*& out, error& err) {
-  key_scratch_.assign(stream);
-  auto [it, inserted] = head_cache_.try_emplace(key_scratch_);
+  auto [it, inserted] = head_cache_.find_or_insert(stream);
   auto& entry = it->second;
   if (inserted) {
     auto stored = read_head(txn, stream, true);
     if (!stored) {
-      head_cache_.erase(it);
+      head_cache_.erase_inserted(it);
       err = stored.error();
       return MDB_CORRUPTED;
     }
@@ -1111,7 +1183,7 @@ int lmdb_store::writer_head(MDB_txn* txn, std::string_view stream, staging& st,
   if (entry.staged_in != st.serial) {
     entry.staged = entry.committed;
     entry.staged_in = st.serial;
-    st.touched.push_back(&*it);
+    st.touched.push_back(it);
   }
   out = &entry.staged;
   return 0;
