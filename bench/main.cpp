@@ -10,7 +10,8 @@
 //   bank [--durability D] [--dir D]
 //         1000 accounts, 20 000 deposits at 1, 16 and 64 in flight
 //   activation [--aggregates N] [--samples S] [--replay-events E] [--dir D]
-//         cold activation p50/p99 with and without snapshots; replay of one long aggregate
+//         cold activation p50/p99 with and without snapshots, through rt.state and through
+//         the CAF-native form (S ids each, all different); replay of one long aggregate
 //   passivation [--aggregates N] [--max-live L] [--inflight C] [--dir D]
 //         N aggregates touched once under a live cap: commands/s and peak RSS
 //   handlers [--case live|catchup] [--rate R --seconds S --subscribers N --per-command K]
