@@ -319,6 +319,15 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
       }
       activate_or_queue(self, stream);
     },
+    [self](touch_atom) { // a live aggregate reached without us is in use
+      auto& st = self->state;
+      auto it = st.by_addr.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
+      if (it == st.by_addr.end())
+        return;
+      auto& e = st.entries.at(it->second);
+      if (e.ph == entry::phase::live)
+        touch(self, e, it->second);
+    },
     [self](stats_atom) {
       auto s = self->state.stats;
       s.live = self->state.live;

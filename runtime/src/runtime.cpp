@@ -1,6 +1,7 @@
 #include "cairn/runtime/runtime.hpp"
 
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 
@@ -8,6 +9,7 @@
 
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/log.hpp"
+#include "cairn/actors/router.hpp"
 #include "logging.hpp"
 #include "metrics_server.hpp"
 
@@ -27,48 +29,34 @@ const char* durability_name(persistence::durability d) {
 }
 
 // A bridge turns an actor reply into a callback, so threads that are not
-// actors can send commands without a blocking scoped_actor per call. On
-// shutdown it answers once every request it forwarded has been answered.
+// actors can send commands without a blocking scoped_actor per call. Its
+// router sends them straight to live aggregates. On shutdown it answers once
+// every command it forwarded has been answered.
 struct bridge_state {
-  std::size_t outstanding = 0;
+  std::optional<actors::router> route;
   caf::response_promise drained;
   bool draining = false;
   static inline const char* name = "cairn.bridge";
 };
 
 caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registry) {
-  auto settle = [self] {
-    auto& st = self->state;
-    if (--st.outstanding == 0 && st.draining) {
-      st.drained.deliver(true);
-      self->quit();
-    }
-  };
+  self->state.route.emplace(std::move(registry));
   return {
-    [self, registry, settle](actors::submit_atom, actors::command_msg& msg,
-                             std::int64_t timeout_ms, actors::reply_callback& cb) {
-      ++self->state.outstanding;
-      auto on_error = [self, cb, settle](caf::error& err) {
-        auto code = err == caf::sec::request_timeout ? "timed out" : "no answer";
-        cb.fn(actors::error_reply(
-          {errc::unavailable, std::string{code} + ": " + self->system().render(err)}));
-        settle();
-      };
-      auto on_reply = [cb, settle](reply_msg& r) {
-        cb.fn(std::move(r));
-        settle();
-      };
-      if (timeout_ms > 0)
-        self->request(registry, std::chrono::milliseconds{timeout_ms},
-                      actors::command_atom::value, std::move(msg))
-          .then(on_reply, on_error);
-      else
-        self->request(registry, caf::infinite, actors::command_atom::value, std::move(msg))
-          .then(on_reply, on_error);
+    [self](actors::submit_atom, actors::command_msg& msg, std::int64_t timeout_ms,
+           actors::reply_callback& cb) {
+      self->state.route->send(self, std::move(msg), std::chrono::milliseconds{timeout_ms},
+                              [self, fn = std::move(cb.fn)](reply_msg& r) {
+                                fn(std::move(r));
+                                auto& st = self->state;
+                                if (st.draining && st.route->outstanding() == 0) {
+                                  st.drained.deliver(true);
+                                  self->quit();
+                                }
+                              });
     },
     [self](actors::shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.outstanding == 0) {
+      if (st.route->outstanding() == 0) {
         self->quit();
         return true;
       }
@@ -240,6 +228,9 @@ runtime::make_env(std::optional<std::uint64_t> interval) {
   env->registry_actor = impl_->registry;
   env->snapshot_interval = interval.value_or(impl_->opts.snapshot_interval);
   env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
+  // Often enough that an aggregate in use stays ahead of the idle sweep.
+  env->touch_every = std::min<std::chrono::nanoseconds>(impl_->opts.idle_timeout / 4,
+                                                        std::chrono::seconds{1});
   env->stats = &impl_->stats;
   env->log = actors::logger(actors::aggregate_logger);
   return env;

@@ -26,6 +26,7 @@
 #include <cereal/types/variant.hpp>
 
 #include "account.hpp"
+#include "cairn/actors/router.hpp"
 #include "cairn/runtime/runtime.hpp"
 #include "runtime_support.hpp"
 #include "support/temp_dir.hpp"
@@ -577,6 +578,95 @@ TEST_CASE("pipelined commands from one actor to one aggregate complete in order 
   auto s = rt->state<account>("pipe");
   REQUIRE(s);
   CHECK(s->balance == std::int64_t{n} * (n + 1) / 2);
+}
+
+TEST_CASE("a router goes straight to live aggregates and keeps each one's order through "
+          "passivations",
+          "[integration][runtime][router]") {
+  cairn::test::temp_dir dir;
+  auto opts = quick_options(dir.path());
+  opts.idle_timeout = std::chrono::milliseconds{1}; // passivate all the time
+  opts.max_live_aggregates = 2;
+  auto rt = start_runtime(opts);
+  register_ok<account>(*rt);
+  const int accounts = 5;
+  const int n = scaled(20000, 3000);
+  const std::size_t window = 64;
+  for (int a = 0; a < accounts; ++a) {
+    auto opened = rt->send<account>("r" + std::to_string(a), bank::open_account{"R"});
+    REQUIRE(await(opened));
+  }
+  // Command j deposits j + 1 into account j % accounts: per account, the
+  // amounts grow in the order sent.
+  std::vector<cairn::actors::command_msg> msgs;
+  for (int j = 0; j < n; ++j)
+    msgs.push_back(
+      rt->make_command<account>("r" + std::to_string(j % accounts), bank::deposit{j + 1}));
+  struct outcome_counts {
+    std::vector<int> answers;
+    std::vector<std::string> errors;
+    std::uint64_t direct = 0, via_registry = 0;
+  };
+  auto done = std::make_shared<std::promise<outcome_counts>>();
+  auto finished = done->get_future();
+  auto client = [msgs, done, window](caf::event_based_actor* self, caf::actor handle) {
+    struct progress {
+      explicit progress(caf::actor registry) : route(std::move(registry)) {}
+      cairn::actors::router route;
+      std::size_t next = 0, answered = 0;
+      outcome_counts counts;
+    };
+    auto p = std::make_shared<progress>(std::move(handle));
+    p->counts.answers.assign(msgs.size(), 0);
+    auto send_next = std::make_shared<std::function<void()>>();
+    std::weak_ptr<std::function<void()>> again = send_next;
+    *send_next = [self, p, msgs, done, again] {
+      auto j = p->next++;
+      p->route.send(self, msgs[j], {}, [self, p, j, done, again](cairn::actors::reply_msg& r) {
+        ++p->counts.answers[j];
+        if (!r.ok())
+          p->counts.errors.push_back(r.error().to_string());
+        if (++p->answered == p->counts.answers.size()) {
+          p->counts.direct = p->route.sent_direct();
+          p->counts.via_registry = p->route.sent_via_registry();
+          done->set_value(p->counts);
+          self->quit();
+        } else if (p->next < p->counts.answers.size()) {
+          if (auto f = again.lock())
+            (*f)();
+        }
+      });
+    };
+    self->attach_functor([send_next] {});
+    for (std::size_t k = 0; k < window && p->next < msgs.size(); ++k)
+      (*send_next)();
+    return caf::behavior{[](int) {}};
+  };
+  rt->system().spawn(client, rt->handle());
+  auto counts = await(finished);
+  CHECK(std::count(counts.answers.begin(), counts.answers.end(), 1) == n);
+  INFO((counts.errors.empty() ? std::string{} : counts.errors.front()));
+  CHECK(counts.errors.empty());
+  INFO(counts.direct << " sent straight, " << counts.via_registry << " through the registry");
+  CHECK(counts.direct > 0);
+  CHECK(counts.via_registry > static_cast<std::uint64_t>(accounts)); // it relearned
+  CHECK(rt->registry_stats().passivations > 0);
+  for (int a = 0; a < accounts; ++a) {
+    auto stream = "account-r" + std::to_string(a);
+    auto events = rt->store().read_stream(stream, 2, static_cast<std::size_t>(n));
+    REQUIRE(events);
+    std::vector<std::int64_t> amounts;
+    for (const auto& ev : *events) {
+      auto decoded = rt->registry().decode<account::event>(ev);
+      REQUIRE(decoded);
+      amounts.push_back(deposited_amount(*decoded));
+    }
+    std::vector<std::int64_t> expected;
+    for (int j = a; j < n; j += accounts)
+      expected.push_back(j + 1);
+    INFO(stream);
+    CHECK(amounts == expected); // each deposit once, in the order sent
+  }
 }
 
 TEST_CASE("an append refused in the middle of a pipeline fails the commands decided on it and "

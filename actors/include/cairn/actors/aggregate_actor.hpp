@@ -41,6 +41,9 @@ struct aggregate_env {
   caf::actor registry_actor;
   std::uint64_t snapshot_interval = 50; ///< Events between snapshots; 0 = never.
   std::size_t max_waiting = 4096;       ///< Commands in flight before `overloaded`.
+  /// How often a live aggregate tells the registry it is in use: commands
+  /// sent straight to it (router.hpp) do not pass the registry's LRU.
+  std::chrono::nanoseconds touch_every{std::chrono::seconds{1}};
   metrics* stats = nullptr;             ///< Outcomes and activation times; required.
   std::shared_ptr<spdlog::logger> log;  ///< "cairn.aggregate"; required.
 };
@@ -136,6 +139,7 @@ struct aggregate_state {
   std::deque<std::pair<command_msg, caf::response_promise>> held; ///< During a reload.
   std::unordered_map<std::string, reply_msg> recent; ///< Completed command ids, for in-flight repeats.
   bool stopping = false;
+  std::chrono::steady_clock::time_point touched{}; ///< Last told the registry it is in use.
   static inline const char* name = "cairn.aggregate";
 };
 
@@ -482,7 +486,18 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
       .count()));
   return {
     [self](command_atom, command_msg& m) -> caf::result<reply_msg> {
+      auto& s = self->state;
       auto promise = self->make_response_promise();
+      if (s.stopping) {
+        // Sent straight here (router.hpp) while we passivate: the registry
+        // buffers it for the next incarnation.
+        promise.delegate(s.env->registry_actor, command_atom::value, std::move(m));
+        return promise;
+      }
+      if (auto now = std::chrono::steady_clock::now(); now - s.touched >= s.env->touch_every) {
+        s.touched = now;
+        self->send(s.env->registry_actor, touch_atom::value);
+      }
       detail::handle<A>(self, m, promise);
       return promise;
     },

@@ -42,6 +42,7 @@ using replay_atom = caf::atom_constant<caf::atom("cairn_rply")>;
 using discard_atom = caf::atom_constant<caf::atom("cairn_dscd")>;
 using pump_atom = caf::atom_constant<caf::atom("cairn_pump")>;
 using tick_atom = caf::atom_constant<caf::atom("cairn_tick")>;
+using touch_atom = caf::atom_constant<caf::atom("cairn_tch")>;
 
 /// A command (or, with `query`, a read of the live state) for one aggregate.
 struct command_msg {

@@ -6,9 +6,12 @@
 /// `max_live`, and restarts failed ones with exponential backoff. Commands
 /// that arrive while their aggregate passivates or waits to activate are
 /// buffered and handed to the next incarnation: none is lost or answered twice.
+/// Commands may also reach a live aggregate without it (router.hpp); the
+/// aggregate then tells it now and then that it is in use.
 ///
 ///   (kind_atom, aggregate_kind)          registers an aggregate type
 ///   (command_atom, command_msg)          -> reply_msg (from the aggregate)
+///   (touch_atom)                         from a live aggregate: it is in use
 ///   (stats_atom)                         -> registry_stats
 ///   (shutdown_atom)                      -> true once every aggregate has stopped
 

@@ -1,0 +1,124 @@
+#include "cairn/actors/router.hpp"
+
+#include <algorithm>
+#include <utility>
+
+#include <caf/all.hpp>
+
+namespace cairn::actors {
+
+struct router::pending {
+  std::uint64_t seq;
+  command_msg msg;
+  std::chrono::milliseconds timeout;
+  callback on_reply;
+};
+
+router::router(caf::actor registry, std::size_t max_routes)
+  : registry_(std::move(registry)), max_routes_(std::max<std::size_t>(1, max_routes)) {}
+
+void router::send(caf::event_based_actor* self, command_msg msg,
+                  std::chrono::milliseconds timeout, callback on_reply) {
+  ++outstanding_;
+  auto key = msg.category + "-" + msg.id;
+  if (routes_.size() >= max_routes_ && routes_.count(key) == 0)
+    trim();
+  auto& r = routes_[key];
+  dispatch(self, r,
+           std::make_shared<pending>(
+             pending{next_seq_++, std::move(msg), timeout, std::move(on_reply)}));
+}
+
+void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p) {
+  caf::actor target;
+  if (r.held.empty() && r.actor)
+    target = caf::actor_cast<caf::actor>(r.actor); // empty once it has stopped
+  auto* block = caf::actor_cast<caf::actor_control_block*>(target);
+  bool direct = target && r.via_registry == 0 && (r.direct == 0 || r.sent_to.get() == block);
+  bool via_registry = !target && r.held.empty() && r.direct == 0;
+  if (!direct && !via_registry) {
+    r.held.push_back(std::move(p)); // settle() sends it once the route is quiet
+    return;
+  }
+  if (direct) {
+    ++r.direct;
+    if (r.sent_to.get() != block)
+      r.sent_to = caf::actor_cast<caf::actor_addr>(target);
+    ++sent_direct_;
+  } else {
+    r.actor = nullptr;
+    target = registry_;
+    ++r.via_registry;
+    ++sent_via_registry_;
+  }
+  // A direct command may bounce and be resent: it keeps a copy.
+  auto msg = direct ? p->msg : std::move(p->msg);
+  auto* rp = &r;
+  auto on_reply = [this, self, rp, direct, p](reply_msg& reply) {
+    answered(self, *rp, direct, self->current_sender(), *p, reply);
+  };
+  auto on_error = [this, self, rp, direct, p](caf::error& err) {
+    if (direct && err == caf::sec::request_receiver_down) {
+      bounced(self, *rp, p); // the actor stopped before it read the command
+      return;
+    }
+    auto reply = error_reply(
+      {errc::unavailable, std::string{err == caf::sec::request_timeout ? "timed out" : "no answer"}
+                            + ": " + self->system().render(err)});
+    answered(self, *rp, direct, nullptr, *p, reply);
+  };
+  if (p->timeout.count() > 0)
+    self->request(target, p->timeout, command_atom::value, std::move(msg))
+      .then(std::move(on_reply), std::move(on_error));
+  else
+    self->request(target, caf::infinite, command_atom::value, std::move(msg))
+      .then(std::move(on_reply), std::move(on_error));
+}
+
+void router::answered(caf::event_based_actor* self, route& r, bool direct,
+                      const caf::strong_actor_ptr& from, pending& p, reply_msg& reply) {
+  --outstanding_;
+  if (direct)
+    --r.direct;
+  else
+    --r.via_registry;
+  // Learn the actor that decided: a refusal by the registry or a failed
+  // activation names no actor worth going to.
+  bool decided = reply.ok() || reply.code == static_cast<std::uint8_t>(errc::rejected);
+  if (decided && from && from.get() != caf::actor_cast<caf::actor_control_block*>(registry_)
+      && r.actor.get() != from.get())
+    r.actor = caf::actor_cast<caf::actor_addr>(from);
+  // Held commands are older than anything the callback sends: first them.
+  settle(self, r);
+  p.on_reply(reply); // may send again, which may trim `r` away
+}
+
+void router::bounced(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p) {
+  --r.direct;
+  r.actor = nullptr; // stopped: the registry knows what comes next
+  r.held.push_back(std::move(p));
+  settle(self, r);
+}
+
+void router::settle(caf::event_based_actor* self, route& r) {
+  if (r.held.empty() || r.direct > 0 || r.via_registry > 0)
+    return;
+  // Everything sent before is answered: resend in first order.
+  auto held = std::move(r.held);
+  r.held.clear();
+  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a->seq < b->seq; });
+  for (auto& p : held)
+    dispatch(self, r, std::move(p));
+}
+
+void router::trim() {
+  for (auto it = routes_.begin(); it != routes_.end();) {
+    const auto& r = it->second;
+    if (r.direct == 0 && r.via_registry == 0 && r.held.empty())
+      it = routes_.erase(it);
+    else
+      ++it;
+  }
+}
+
+} // namespace cairn::actors
