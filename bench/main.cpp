@@ -4,9 +4,10 @@
 //         event store append speed against plain LMDB, one case per durability and batch
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
-//   e2e [--aggregates N --commands M --inflight C] [--durability D] [--dir D]
-//         commands through the runtime; without a shape: uniform 1000 aggregates
-//         at 1024 and 64 in flight, and one hot aggregate at 1024
+//   e2e [--aggregates N --commands M --inflight C] [--durability D] [--via V] [--dir D]
+//         commands through the runtime's CAF-native form; without a shape: uniform 1000
+//         aggregates at 1024 and 64 in flight, and one hot aggregate at 1024; --via router
+//         (default) or registry (every command through the registry's handle)
 //   bank [--durability D] [--dir D]
 //         1000 accounts, 20 000 deposits at 1, 16 and 64 in flight
 //   activation [--aggregates N] [--samples S] [--replay-events E] [--dir D]

@@ -1,5 +1,7 @@
 // cairn-bench e2e:  commands through the runtime's CAF-native form, with a
-//                   window of commands in flight kept by a driver actor.
+//                   window of commands in flight kept by driver actors; they
+//                   send through a router, or with --via registry, to the
+//                   registry's handle every time.
 // cairn-bench bank: the bank workload through the public callback API.
 
 #include <atomic>
@@ -15,6 +17,7 @@
 
 #include "account.hpp"
 #include "bench.hpp"
+#include "cairn/actors/router.hpp"
 #include "cairn/runtime/runtime.hpp"
 
 namespace cairn::bench {
@@ -46,20 +49,25 @@ struct e2e_figures {
 /// keeping `inflight` outstanding; measures each command's latency. The
 /// window is shared by up to 16 driver actors: one actor holding 1024
 /// requests spends more on CAF's per-request bookkeeping (a linear map of
-/// pending responses) than the runtime spends on a command.
+/// pending responses) than the runtime spends on a command. With a router,
+/// an untimed warm-up first sends one deposit from each driver to each
+/// aggregate, so the timed run measures routers that know the live actors,
+/// as a long-running client's do.
 e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
-                    std::size_t inflight) {
+                    std::size_t inflight, bool via_router) {
   std::vector<actors::command_msg> ids;
   ids.reserve(aggregates);
   for (std::size_t i = 0; i < aggregates; ++i)
     ids.push_back(rt.make_command<account>(std::to_string(i), bank::deposit{1}));
-  auto [batches0, appends0] = rt.journal_stats();
   std::vector<double> latencies(total);
   std::atomic<std::uint64_t> errors{0};
   auto registry = rt.handle();
-  // Driver d sends commands [first, last) of `latencies`, `window` at a time.
+  // Driver d sends commands [first, last), `window` at a time: to random
+  // aggregates, recording latencies, or in the warm-up (no `lat`) to each in turn.
   auto driver = [&](caf::event_based_actor* self, std::size_t first, std::size_t last,
-                    std::size_t window, std::uint64_t seed) -> caf::behavior {
+                    std::size_t window, std::uint64_t seed,
+                    std::shared_ptr<actors::router> route,
+                    std::vector<double>* lat) -> caf::behavior {
     struct progress {
       std::size_t next, done;
       std::mt19937_64 rng;
@@ -68,13 +76,13 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
     // Recursion through a weak reference: the closure must not own itself.
     auto send_one = std::make_shared<std::function<void()>>();
     std::weak_ptr<std::function<void()>> again = send_one;
-    auto* lat = &latencies;
     auto* errs = &errors;
     *send_one = [=, &ids] {
       auto i = p->next++;
       auto start = clock::now();
       auto settle = [=](bool ok) {
-        (*lat)[i] = std::chrono::duration<double, std::micro>(clock::now() - start).count();
+        if (lat != nullptr)
+          (*lat)[i] = std::chrono::duration<double, std::micro>(clock::now() - start).count();
         if (!ok)
           ++*errs;
         if (++p->done == last)
@@ -83,10 +91,13 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
           if (auto f = again.lock())
             (*f)();
       };
-      self->request(registry, caf::infinite, actors::command_atom::value,
-                    ids[p->rng() % ids.size()])
-        .then([=](actors::reply_msg& r) { settle(r.ok()); },
-              [=](caf::error&) { settle(false); });
+      const auto& msg = lat != nullptr ? ids[p->rng() % ids.size()] : ids[(i - first) % ids.size()];
+      if (route)
+        route->send(self, msg, {}, [=](actors::reply_msg& r) { settle(r.ok()); });
+      else
+        self->request(registry, caf::infinite, actors::command_atom::value, msg)
+          .then([=](actors::reply_msg& r) { settle(r.ok()); },
+                [=](caf::error&) { settle(false); });
     };
     self->attach_functor([send_one] {}); // keeps the closure alive as long as the driver
     for (std::size_t k = 0; k < window && p->next < last; ++k)
@@ -94,18 +105,28 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
     return {};
   };
   auto drivers = std::max<std::size_t>(1, std::min<std::size_t>({16, inflight, total}));
-  auto t0 = clock::now();
-  {
+  std::vector<std::shared_ptr<actors::router>> routes(drivers);
+  if (via_router)
+    for (auto& r : routes)
+      r = std::make_shared<actors::router>(registry);
+  // Runs every driver over `n` commands and waits for them.
+  auto run = [&](std::size_t n, std::vector<double>* lat) {
     caf::scoped_actor waiter{rt.system()};
     std::vector<caf::actor> running;
     for (std::size_t d = 0; d < drivers; ++d) {
-      auto first = total * d / drivers, last = total * (d + 1) / drivers;
+      auto first = n * d / drivers, last = n * (d + 1) / drivers;
       auto window = inflight / drivers + (d < inflight % drivers ? 1 : 0);
-      running.push_back(rt.system().spawn(driver, first, last, window, 42 + d));
+      running.push_back(rt.system().spawn(driver, first, last, window, 42 + d, routes[d], lat));
     }
     for (auto& a : running)
       waiter->wait_for(a);
-  }
+  };
+  if (via_router)
+    run(drivers * aggregates, nullptr); // each driver: every aggregate once
+  errors = 0;
+  auto [batches0, appends0] = rt.journal_stats();
+  auto t0 = clock::now();
+  run(total, &latencies);
   e2e_figures f;
   f.commands_per_s = static_cast<double>(total) / seconds_since(t0);
   f.p50_us = quantile(latencies, 0.50);
@@ -144,29 +165,30 @@ void open_accounts(runtime& rt, std::size_t n, std::size_t window) {
     throw std::runtime_error("opening accounts: " + failure);
 }
 
-void print_e2e(const char* workload, std::size_t aggregates, std::size_t total,
+void print_e2e(const char* workload, const char* via, std::size_t aggregates, std::size_t total,
                std::size_t inflight, const std::string& durability, const e2e_figures& f) {
-  std::printf("%-10s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
-              aggregates, total, inflight, durability.c_str(), f.commands_per_s, f.p50_us,
+  std::printf("%-10s %-8s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
+              via, aggregates, total, inflight, durability.c_str(), f.commands_per_s, f.p50_us,
               f.p95_us, f.p99_us, f.mean_batch, static_cast<unsigned long long>(f.errors));
 }
 
-std::string e2e_json(const char* bench, const char* workload, std::size_t aggregates,
-                     std::size_t total, std::size_t inflight, const std::string& durability,
-                     const e2e_figures& f) {
+std::string e2e_json(const char* bench, const char* workload, const char* via,
+                     std::size_t aggregates, std::size_t total, std::size_t inflight,
+                     const std::string& durability, const e2e_figures& f) {
   char line[512];
   std::snprintf(line, sizeof line,
-                "{\"bench\":\"%s\",\"workload\":\"%s\",\"aggregates\":%zu,\"commands\":%zu,"
+                "{\"bench\":\"%s\",\"workload\":\"%s\",\"via\":\"%s\",\"aggregates\":%zu,"
+                "\"commands\":%zu,"
                 "\"inflight\":%zu,\"durability\":\"%s\",\"commands_per_s\":%.0f,\"p50_us\":%.0f,"
                 "\"p95_us\":%.0f,\"p99_us\":%.0f,\"mean_batch\":%.1f,\"errors\":%llu}",
-                bench, workload, aggregates, total, inflight, durability.c_str(),
+                bench, workload, via, aggregates, total, inflight, durability.c_str(),
                 f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.mean_batch,
                 static_cast<unsigned long long>(f.errors));
   return line;
 }
 
 void print_header() {
-  std::printf("%-10s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "aggs",
+  std::printf("%-10s %-8s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "via", "aggs",
               "commands", "inflight", "durab.", "commands/s", "p50 us", "p95 us", "p99 us",
               "batch", "errors");
 }
@@ -184,6 +206,9 @@ std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts) {
 
 int e2e_main(const args& a) {
   auto durability = a.get("--durability", "sync");
+  auto via = a.get("--via", "router");
+  if (via != "router" && via != "registry")
+    throw std::invalid_argument("--via must be router or registry, not " + via);
   struct workload {
     const char* name;
     std::size_t aggregates, commands, inflight;
@@ -207,9 +232,10 @@ int e2e_main(const args& a) {
       auto rt = start_runtime(dir, parse_durability(durability),
                               static_cast<unsigned>(a.number("--threads", 0)));
       open_accounts(*rt, c.aggregates, 256);
-      auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight);
-      print_e2e(c.name, c.aggregates, c.commands, c.inflight, durability, f);
-      json.push_back(e2e_json("e2e", c.name, c.aggregates, c.commands, c.inflight, durability, f));
+      auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight, via == "router");
+      print_e2e(c.name, via.c_str(), c.aggregates, c.commands, c.inflight, durability, f);
+      json.push_back(e2e_json("e2e", c.name, via.c_str(), c.aggregates, c.commands, c.inflight,
+                              durability, f));
       std::fflush(stdout);
     }
     remove_dir(dir);
@@ -270,8 +296,9 @@ int bank_main(const args& a) {
       lock.unlock();
       auto [b1, a1] = rt->journal_stats();
       f.mean_batch = b1 > b0 ? static_cast<double>(a1 - a0) / static_cast<double>(b1 - b0) : 0;
-      print_e2e("bank", accounts, deposits, window, durability, f);
-      json.push_back(e2e_json("bank", "deposits", accounts, deposits, window, durability, f));
+      print_e2e("bank", "callback", accounts, deposits, window, durability, f);
+      json.push_back(
+        e2e_json("bank", "deposits", "callback", accounts, deposits, window, durability, f));
       std::fflush(stdout);
     }
     remove_dir(dir);
