@@ -112,13 +112,22 @@ void router::settle(caf::event_based_actor* self, route& r) {
 }
 
 void router::trim() {
-  for (auto it = routes_.begin(); it != routes_.end();) {
-    const auto& r = it->second;
-    if (r.direct == 0 && r.via_registry == 0 && r.held.empty())
+  // A remembered actor that has stopped still holds its memory (CAF frees an
+  // actor's block with its last weak reference): forget those first, then,
+  // if that freed too little, every route with nothing in flight.
+  auto idle = [](const route& r) { return r.direct == 0 && r.via_registry == 0 && r.held.empty(); };
+  for (auto it = routes_.begin(); it != routes_.end();)
+    if (idle(it->second) && !caf::actor_cast<caf::actor>(it->second.actor))
       it = routes_.erase(it);
     else
       ++it;
-  }
+  if (routes_.size() < max_routes_ / 2)
+    return;
+  for (auto it = routes_.begin(); it != routes_.end();)
+    if (idle(it->second))
+      it = routes_.erase(it);
+    else
+      ++it;
 }
 
 } // namespace cairn::actors

@@ -42,9 +42,11 @@ public:
   using callback = std::function<void(reply_msg&)>;
 
   /// `registry` is the runtime's registry (runtime::handle()). At most
-  /// `max_routes` aggregates are remembered; beyond that, the ones with
-  /// nothing in flight are forgotten.
-  explicit router(caf::actor registry, std::size_t max_routes = 65536);
+  /// `max_routes` aggregates are remembered: at the limit, the ones whose
+  /// actor has stopped are forgotten, and if that is not half of them, all
+  /// with nothing in flight. A remembered actor that stopped keeps its memory
+  /// (a few KB) until then, so the limit bounds that too.
+  explicit router(caf::actor registry, std::size_t max_routes = 4096);
   router(const router&) = delete; // its requests' handlers point into it
   router& operator=(const router&) = delete;
 
