@@ -1,8 +1,8 @@
 #include "cairn/runtime/runtime.hpp"
 
 #include <map>
-#include <optional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <caf/all.hpp>
