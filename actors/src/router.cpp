@@ -1,6 +1,7 @@
 #include "cairn/actors/router.hpp"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -116,18 +117,13 @@ void router::trim() {
   // actor's block with its last weak reference): forget those first, then,
   // if that freed too little, every route with nothing in flight.
   auto idle = [](const route& r) { return r.direct == 0 && r.via_registry == 0 && r.held.empty(); };
-  for (auto it = routes_.begin(); it != routes_.end();)
-    if (idle(it->second) && !caf::actor_cast<caf::actor>(it->second.actor))
-      it = routes_.erase(it);
-    else
-      ++it;
-  if (routes_.size() < max_routes_ / 2)
-    return;
-  for (auto it = routes_.begin(); it != routes_.end();)
-    if (idle(it->second))
-      it = routes_.erase(it);
-    else
-      ++it;
+  auto forget = [this](auto&& which) {
+    for (auto it = routes_.begin(); it != routes_.end();)
+      it = which(it->second) ? routes_.erase(it) : std::next(it);
+  };
+  forget([&](const route& r) { return idle(r) && !caf::actor_cast<caf::actor>(r.actor); });
+  if (routes_.size() >= max_routes_ / 2)
+    forget(idle);
 }
 
 } // namespace cairn::actors
