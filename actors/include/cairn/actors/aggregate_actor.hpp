@@ -24,6 +24,7 @@
 #include <caf/all.hpp>
 #include <cereal/types/variant.hpp>
 
+#include "cairn/actors/fifo.hpp"
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/metrics.hpp"
@@ -131,7 +132,7 @@ struct aggregate_state {
   std::uint64_t confirmed_version = 0;
   std::uint64_t pending_version = 0;
   std::uint64_t snapshot_version = 0;
-  std::deque<entry> in_flight;
+  fifo<entry> in_flight;
   journal_append unsent;  ///< Appends decided while `appending`, for the next request.
   bool appending = false; ///< A journal_append is in flight.
   std::optional<cairn::error> failure; ///< First failed append; later ones fail with it.
@@ -185,7 +186,7 @@ result<void> reload(aggregate_actor_t<A>* self) {
 }
 
 template <class A>
-void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise promise);
+void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_promise promise);
 
 /// Delivers `r`, counting its outcome unless it answers a query.
 inline void answer(const aggregate_env& env, caf::response_promise& promise, reply_msg r,
@@ -332,9 +333,7 @@ result<reply_msg> stored_outcome(const aggregate_env& env, const std::string& st
   auto visited = env.store->visit_stream(
     stream, r.first_version, static_cast<std::size_t>(r.last_version - r.first_version + 1),
     [&](const persistence::event_view& ev) {
-      reply.types.emplace_back(ev.type);
-      reply.schema_versions.push_back(ev.schema_version);
-      reply.payloads.emplace_back(ev.payload);
+      reply.events.push_back({std::string{ev.type}, ev.schema_version, std::string{ev.payload}});
       return true;
     });
   if (!visited)
@@ -343,10 +342,10 @@ result<reply_msg> stored_outcome(const aggregate_env& env, const std::string& st
 }
 
 template <class A>
-void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise promise) {
+void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_promise promise) {
   auto& st = self->state;
   if (st.failure) { // reloading once the in-flight appends are answered
-    st.held.emplace_back(std::move(m), std::move(promise));
+    st.held.emplace_back(m, std::move(promise));
     return;
   }
   if (st.in_flight.size() >= st.env->max_waiting) {
@@ -430,15 +429,15 @@ void handle(aggregate_actor_t<A>* self, command_msg& m, caf::response_promise pr
   req.expected = persistence::expected_version::exact(st.pending_version);
   req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id,
                                    m.tenant, m.user};
+  req.events.reserve(d->size());
+  e.reply.events.reserve(d->size());
   for (const auto& ev : *d) {
     auto data = st.env->registry->encode(ev);
     if (!data) {
       answer(*st.env, e.promise, error_reply(data.error()));
       return;
     }
-    e.reply.types.push_back(data->type);
-    e.reply.schema_versions.push_back(data->schema_version);
-    e.reply.payloads.push_back(data->payload);
+    e.reply.events.push_back({data->type, data->schema_version, data->payload});
     req.events.push_back(std::move(*data));
   }
   for (const auto& ev : *d)
@@ -471,7 +470,7 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
     auto err = recovered.error();
     st.env->log->error("cannot recover {}: {}", st.stream, err.to_string());
     return {
-      [self, err](command_atom, command_msg& m) {
+      [self, err](command_atom, const command_msg& m) {
         auto reply = error_reply(err);
         if (!m.query)
           self->state.env->stats->command(reply.code, false);
@@ -485,13 +484,15 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
                                                           - started)
       .count()));
   return {
-    [self](command_atom, command_msg& m) -> caf::result<reply_msg> {
+    // A const message: a router shares it with its own copy (for a bounce),
+    // and a mutable one would make CAF copy it.
+    [self](command_atom, const command_msg& m) -> caf::result<reply_msg> {
       auto& s = self->state;
       auto promise = self->make_response_promise();
       if (s.stopping) {
         // Sent straight here (router.hpp) while we passivate: the registry
         // buffers it for the next incarnation.
-        promise.delegate(s.env->registry_actor, command_atom::value, std::move(m));
+        promise.delegate(s.env->registry_actor, command_atom::value, m);
         return promise;
       }
       if (auto now = std::chrono::steady_clock::now(); now - s.touched >= s.env->touch_every) {

@@ -60,6 +60,18 @@ typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
            x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query);
 }
 
+/// One appended event as a reply carries it: encoded, as the store holds it.
+struct reply_event {
+  std::string type;
+  std::uint32_t schema_version = 1;
+  std::string payload;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, reply_event& x) {
+  return f(caf::meta::type_name("cairn.reply_event"), x.type, x.schema_version, x.payload);
+}
+
 /// The answer to a command_msg: an error (code != 0) or what was appended.
 struct reply_msg {
   std::uint8_t code = 0; ///< 0 = ok, else a cairn::errc.
@@ -70,9 +82,7 @@ struct reply_msg {
   std::uint64_t first_position = 0;
   std::uint64_t last_position = 0;
   bool duplicate = false; ///< The command id was applied before: the original outcome.
-  std::vector<std::string> types; ///< The events, encoded.
-  std::vector<std::uint32_t> schema_versions;
-  std::vector<std::string> payloads;
+  std::vector<reply_event> events;
   std::string state; ///< For a query: cereal bytes of the state at last_version.
 
   [[nodiscard]] bool ok() const { return code == 0; }
@@ -84,8 +94,7 @@ struct reply_msg {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
   return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.context, x.first_version,
-           x.last_version, x.first_position, x.last_position, x.duplicate, x.types,
-           x.schema_versions, x.payloads, x.state);
+           x.last_version, x.first_position, x.last_position, x.duplicate, x.events, x.state);
 }
 
 /// A reply that carries only an error.

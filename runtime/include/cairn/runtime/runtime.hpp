@@ -426,8 +426,9 @@ private:
     out.first_position = r.first_position;
     out.last_position = r.last_position;
     out.duplicate = r.duplicate;
-    for (std::size_t i = 0; i < r.payloads.size(); ++i) {
-      auto ev = reg.decode<typename A::event>(r.types[i], r.schema_versions[i], r.payloads[i]);
+    for (const auto& encoded : r.events) {
+      auto ev = reg.decode<typename A::event>(encoded.type, encoded.schema_version,
+                                              encoded.payload);
       if (!ev)
         return tl::unexpected(ev.error());
       out.events.push_back(std::move(*ev));
