@@ -1,7 +1,7 @@
 #include "cairn/actors/router.hpp"
 
 #include <algorithm>
-#include <iterator>
+#include <functional>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -10,7 +10,7 @@ namespace cairn::actors {
 
 struct router::pending {
   std::uint64_t seq;
-  command_msg msg;
+  caf::message msg; ///< (command_atom, command_msg), shared with a direct request.
   std::chrono::milliseconds timeout;
   callback on_reply;
 };
@@ -21,13 +21,43 @@ router::router(caf::actor registry, std::size_t max_routes)
 void router::send(caf::event_based_actor* self, command_msg msg,
                   std::chrono::milliseconds timeout, callback on_reply) {
   ++outstanding_;
-  auto key = msg.category + "-" + msg.id;
-  if (routes_.size() >= max_routes_ && routes_.count(key) == 0)
-    trim();
-  auto& r = routes_[key];
+  auto& r = find_or_add(msg.category + "-" + msg.id);
+  auto content = caf::make_message(command_atom::value, std::move(msg));
   dispatch(self, r,
            std::make_shared<pending>(
-             pending{next_seq_++, std::move(msg), timeout, std::move(on_reply)}));
+             pending{next_seq_++, std::move(content), timeout, std::move(on_reply)}));
+}
+
+router::route& router::find_or_add(std::string key) {
+  auto hash = std::hash<std::string>{}(key);
+  if (!slots_.empty()) {
+    auto mask = slots_.size() - 1;
+    for (auto i = hash & mask; slots_[i].index != 0; i = (i + 1) & mask)
+      if (slots_[i].hash == hash && routes_[slots_[i].index - 1]->key == key)
+        return *routes_[slots_[i].index - 1];
+  }
+  if (routes_.size() >= max_routes_)
+    trim();
+  if ((routes_.size() + 1) * 2 > slots_.size())
+    rebuild_index(std::max<std::size_t>(16, slots_.size() * 2));
+  routes_.push_back(std::make_unique<route>());
+  routes_.back()->key = std::move(key);
+  index(hash, static_cast<std::uint32_t>(routes_.size()));
+  return *routes_.back();
+}
+
+void router::index(std::size_t hash, std::uint32_t position) {
+  auto mask = slots_.size() - 1;
+  auto i = hash & mask;
+  while (slots_[i].index != 0)
+    i = (i + 1) & mask;
+  slots_[i] = slot{hash, position};
+}
+
+void router::rebuild_index(std::size_t slots) {
+  slots_.assign(slots, slot{});
+  for (std::size_t i = 0; i < routes_.size(); ++i)
+    index(std::hash<std::string>{}(routes_[i]->key), static_cast<std::uint32_t>(i + 1));
 }
 
 void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p) {
@@ -52,7 +82,8 @@ void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pe
     ++r.via_registry;
     ++sent_via_registry_;
   }
-  // A direct command may bounce and be resent: it keeps a copy.
+  // A direct command may bounce and be resent: it keeps the message, which
+  // the request shares (the aggregate reads it without copying).
   auto msg = direct ? p->msg : std::move(p->msg);
   auto* rp = &r;
   auto on_reply = [this, self, rp, direct, p](reply_msg& reply) {
@@ -69,10 +100,10 @@ void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pe
     answered(self, *rp, direct, nullptr, *p, reply);
   };
   if (p->timeout.count() > 0)
-    self->request(target, p->timeout, command_atom::value, std::move(msg))
+    self->request(target, p->timeout, std::move(msg))
       .then(std::move(on_reply), std::move(on_error));
   else
-    self->request(target, caf::infinite, command_atom::value, std::move(msg))
+    self->request(target, caf::infinite, std::move(msg))
       .then(std::move(on_reply), std::move(on_error));
 }
 
@@ -118,12 +149,14 @@ void router::trim() {
   // if that freed too little, every route with nothing in flight.
   auto idle = [](const route& r) { return r.direct == 0 && r.via_registry == 0 && r.held.empty(); };
   auto forget = [this](auto&& which) {
-    for (auto it = routes_.begin(); it != routes_.end();)
-      it = which(it->second) ? routes_.erase(it) : std::next(it);
+    routes_.erase(std::remove_if(routes_.begin(), routes_.end(),
+                                 [&](const std::unique_ptr<route>& r) { return which(*r); }),
+                  routes_.end());
   };
   forget([&](const route& r) { return idle(r) && !caf::actor_cast<caf::actor>(r.actor); });
   if (routes_.size() >= max_routes_ / 2)
     forget(idle);
+  rebuild_index(slots_.size());
 }
 
 } // namespace cairn::actors
