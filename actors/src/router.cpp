@@ -32,9 +32,9 @@ router::route& router::find_or_add(std::string key) {
   auto hash = std::hash<std::string>{}(key);
   if (!slots_.empty()) {
     auto mask = slots_.size() - 1;
-    for (auto i = hash & mask; slots_[i].index != 0; i = (i + 1) & mask)
-      if (slots_[i].hash == hash && routes_[slots_[i].index - 1]->key == key)
-        return *routes_[slots_[i].index - 1];
+    for (auto i = hash & mask; slots_[i].to != nullptr; i = (i + 1) & mask)
+      if (slots_[i].hash == hash && slots_[i].to->key == key)
+        return *slots_[i].to;
   }
   if (routes_.size() >= max_routes_)
     trim();
@@ -42,22 +42,22 @@ router::route& router::find_or_add(std::string key) {
     rebuild_index(std::max<std::size_t>(16, slots_.size() * 2));
   routes_.push_back(std::make_unique<route>());
   routes_.back()->key = std::move(key);
-  index(hash, static_cast<std::uint32_t>(routes_.size()));
+  index(hash, routes_.back().get());
   return *routes_.back();
 }
 
-void router::index(std::size_t hash, std::uint32_t position) {
+void router::index(std::size_t hash, route* r) {
   auto mask = slots_.size() - 1;
   auto i = hash & mask;
-  while (slots_[i].index != 0)
+  while (slots_[i].to != nullptr)
     i = (i + 1) & mask;
-  slots_[i] = slot{hash, position};
+  slots_[i] = slot{hash, r};
 }
 
 void router::rebuild_index(std::size_t slots) {
   slots_.assign(slots, slot{});
-  for (std::size_t i = 0; i < routes_.size(); ++i)
-    index(std::hash<std::string>{}(routes_[i]->key), static_cast<std::uint32_t>(i + 1));
+  for (const auto& r : routes_)
+    index(std::hash<std::string>{}(r->key), r.get());
 }
 
 void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p) {

@@ -10,6 +10,7 @@
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/router.hpp"
+#include "cairn/actors/scheduler.hpp"
 #include "logging.hpp"
 #include "metrics_server.hpp"
 
@@ -143,6 +144,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
                                              : std::max(1u, std::thread::hardware_concurrency());
   // Built by hand, not parsed: no caf-application.ini or command line is read.
   p->cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
+  actors::use_work_stealing_scheduler(p->cfg);
   try {
     p->sys = std::make_unique<caf::actor_system>(p->cfg);
   } catch (const std::exception& e) {

@@ -73,10 +73,10 @@ private:
     caf::actor_addr sent_to; ///< Weak, so its address is not reused meanwhile.
     std::vector<std::shared_ptr<pending>> held; ///< Bounced and held, resent in `seq` order.
   };
-  /// An open-addressing index entry: routes_[index - 1]; index 0 is empty.
+  /// An open-addressing index entry; empty without a route.
   struct slot {
     std::size_t hash = 0;
-    std::uint32_t index = 0;
+    route* to = nullptr;
   };
 
   // A route with commands in flight or held is never trimmed, so the
@@ -88,7 +88,7 @@ private:
   void bounced(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p);
   void settle(caf::event_based_actor* self, route& r);
   route& find_or_add(std::string key);
-  void index(std::size_t hash, std::uint32_t position);
+  void index(std::size_t hash, route* r);
   void rebuild_index(std::size_t slots);
   void trim();
 

@@ -1,0 +1,189 @@
+// The coordinator and worker below follow CAF 0.17.6's
+// caf/scheduler/coordinator.hpp and caf/scheduler/worker.hpp (BSD-3-Clause,
+// Copyright 2011-2018 Dominik Charousset), minus the logging cast in the
+// worker loop (scheduler.hpp says why).
+
+#include "cairn/actors/scheduler.hpp"
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <caf/actor_system.hpp>
+#include <caf/actor_system_config.hpp>
+#include <caf/detail/set_thread_name.hpp>
+#include <caf/detail/thread_safe_actor_clock.hpp>
+#include <caf/execution_unit.hpp>
+#include <caf/policy/work_stealing.hpp>
+#include <caf/ref_counted.hpp>
+#include <caf/resumable.hpp>
+#include <caf/scheduler/abstract_coordinator.hpp>
+
+namespace cairn::actors {
+namespace {
+
+template <class Policy>
+class coordinator;
+
+template <class Policy>
+class worker : public caf::execution_unit {
+public:
+  using policy_data = typename Policy::worker_data;
+
+  worker(std::size_t id, coordinator<Policy>* parent, const policy_data& init,
+         std::size_t throughput)
+    : caf::execution_unit(&parent->system()), max_throughput_(throughput), id_(id),
+      parent_(parent), data_(init) {}
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  void start() {
+    thread_ = std::thread{[this] {
+      caf::detail::set_thread_name("caf.multiplexer"); // CAF's name for its workers
+      system().thread_started();
+      run();
+      system().thread_terminates();
+    }};
+  }
+
+  /// From any thread.
+  void external_enqueue(caf::resumable* job) { policy_.external_enqueue(this, job); }
+
+  /// Only from this worker's thread, for a job it runs.
+  void exec_later(caf::resumable* job) override { policy_.internal_enqueue(this, job); }
+
+  coordinator<Policy>* parent() { return parent_; }
+  std::size_t id() const { return id_; }
+  std::thread& get_thread() { return thread_; }
+  policy_data& data() { return data_; }
+  std::size_t max_throughput() { return max_throughput_; }
+
+private:
+  void run() {
+    for (;;) {
+      auto job = policy_.dequeue(this);
+      policy_.before_resume(this, job);
+      auto res = job->resume(this, max_throughput_);
+      policy_.after_resume(this, job);
+      switch (res) {
+        case caf::resumable::resume_later:
+          policy_.resume_job_later(this, job); // keeps its reference
+          break;
+        case caf::resumable::done:
+          policy_.after_completion(this, job);
+          intrusive_ptr_release(job);
+          break;
+        case caf::resumable::awaiting_message:
+          intrusive_ptr_release(job); // enqueued again by its next message
+          break;
+        case caf::resumable::shutdown_execution_unit:
+          policy_.after_completion(this, job);
+          policy_.before_shutdown(this);
+          return;
+      }
+    }
+  }
+
+  std::size_t max_throughput_; ///< Messages an actor may take per resume.
+  std::thread thread_;
+  std::size_t id_;
+  coordinator<Policy>* parent_;
+  policy_data data_;
+  Policy policy_;
+};
+
+template <class Policy>
+class coordinator : public caf::scheduler::abstract_coordinator {
+public:
+  using worker_type = worker<Policy>;
+  using policy_data = typename Policy::coordinator_data;
+
+  explicit coordinator(caf::actor_system& sys) : abstract_coordinator(sys), data_(this) {}
+
+  worker_type* worker_by_id(std::size_t x) { return workers_[x].get(); }
+  policy_data& data() { return data_; }
+
+  caf::detail::thread_safe_actor_clock& clock() noexcept override { return clock_; }
+
+protected:
+  void start() override {
+    typename worker_type::policy_data init{this};
+    auto num = num_workers();
+    workers_.reserve(num);
+    for (std::size_t i = 0; i < num; ++i)
+      workers_.emplace_back(std::make_unique<worker_type>(i, this, init, max_throughput_));
+    for (auto& w : workers_)
+      w->start();
+    timer_ = std::thread{[this] {
+      caf::detail::set_thread_name("caf.clock");
+      system().thread_started();
+      clock_.run_dispatch_loop();
+      system().thread_terminates();
+    }};
+    abstract_coordinator::start();
+  }
+
+  void stop() override {
+    // Each worker runs this job once and leaves its loop.
+    class shutdown_helper : public caf::resumable, public caf::ref_counted {
+    public:
+      caf::resumable::resume_result resume(caf::execution_unit* unit, std::size_t) override {
+        std::unique_lock<std::mutex> guard(mtx);
+        last_worker = unit;
+        cv.notify_all();
+        return caf::resumable::shutdown_execution_unit;
+      }
+      void intrusive_ptr_add_ref_impl() override { intrusive_ptr_add_ref(this); }
+      void intrusive_ptr_release_impl() override { intrusive_ptr_release(this); }
+      std::mutex mtx;
+      std::condition_variable cv;
+      caf::execution_unit* last_worker = nullptr;
+    };
+    shutdown_helper sh;
+    std::set<worker_type*> alive;
+    for (std::size_t i = 0; i < num_workers(); ++i) {
+      alive.insert(worker_by_id(i));
+      sh.ref(); // one reference per worker that releases it
+    }
+    while (!alive.empty()) {
+      (*alive.begin())->external_enqueue(&sh);
+      {
+        std::unique_lock<std::mutex> guard(sh.mtx);
+        sh.cv.wait(guard, [&] { return sh.last_worker != nullptr; });
+      }
+      alive.erase(static_cast<worker_type*>(sh.last_worker));
+      sh.last_worker = nullptr;
+    }
+    stop_actors();
+    for (auto& w : workers_)
+      w->get_thread().join();
+    auto cleanup = &abstract_coordinator::cleanup_and_release;
+    for (auto& w : workers_)
+      policy_.foreach_resumable(w.get(), cleanup);
+    policy_.foreach_central_resumable(this, cleanup);
+    clock_.cancel_dispatch_loop();
+    timer_.join();
+  }
+
+  void enqueue(caf::resumable* job) override { policy_.central_enqueue(this, job); }
+
+private:
+  caf::detail::thread_safe_actor_clock clock_;
+  std::vector<std::unique_ptr<worker_type>> workers_;
+  policy_data data_;
+  Policy policy_;
+  std::thread timer_;
+};
+
+} // namespace
+
+void use_work_stealing_scheduler(caf::actor_system_config& cfg) {
+  cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {
+    return new coordinator<caf::policy::work_stealing>(sys);
+  });
+}
+
+} // namespace cairn::actors
