@@ -25,6 +25,59 @@
 namespace cairn::actors {
 namespace {
 
+/// CAF's work stealing, except that an idle worker waits on its condition
+/// variable in the moderate phase too (CAF sleeps there for a fixed
+/// 50 µs, and only wakes a worker in the relaxed phase), so a job enqueued
+/// from outside the workers (the journal's answers, a caller's command)
+/// wakes it at once instead of after the rest of its sleep.
+class stealing : public caf::policy::work_stealing {
+public:
+  template <class Worker>
+  void external_enqueue(Worker* self, caf::resumable* job) {
+    d(self).queue.append(job);
+    auto& wait = d(self).waitdata;
+    std::unique_lock<std::mutex> guard(wait.lock);
+    if (wait.sleeping)
+      wait.cv.notify_one();
+  }
+
+  template <class Worker>
+  caf::resumable* dequeue(Worker* self) {
+    auto& strategies = d(self).strategies;
+    auto& queue = d(self).queue;
+    // Aggressive: spin without sleeping (CAF's first strategy).
+    const auto& aggressive = strategies[0];
+    for (std::size_t i = 0; i < aggressive.attempts; i += aggressive.step_size) {
+      if (auto job = queue.take_head())
+        return job;
+      if (i % aggressive.steal_interval == 0)
+        if (auto job = try_steal(self))
+          return job;
+    }
+    // Moderate, then relaxed: wait to be woken, stealing between waits.
+    for (std::size_t k = 1, i = 0;; ++i) {
+      const auto& phase = strategies[k];
+      if (k == 1 && i >= phase.attempts) {
+        k = 2;
+        i = 0;
+        continue;
+      }
+      {
+        std::unique_lock<std::mutex> guard(d(self).waitdata.lock);
+        d(self).waitdata.sleeping = true;
+        d(self).waitdata.cv.wait_for(guard, phase.sleep_duration,
+                                     [&] { return !queue.empty(); });
+        d(self).waitdata.sleeping = false;
+      }
+      if (auto job = queue.take_head())
+        return job;
+      if (i % phase.steal_interval == 0)
+        if (auto job = try_steal(self))
+          return job;
+    }
+  }
+};
+
 template <class Policy>
 class coordinator;
 
@@ -182,7 +235,7 @@ private:
 
 void use_work_stealing_scheduler(caf::actor_system_config& cfg) {
   cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {
-    return new coordinator<caf::policy::work_stealing>(sys);
+    return new coordinator<stealing>(sys);
   });
 }
 
