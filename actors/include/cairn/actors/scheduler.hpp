@@ -10,8 +10,9 @@
 /// scheduler is CAF's coordinator and worker with that line left out, and
 /// without binding CAF's logger to the worker threads, which made every
 /// resume update a locked thread-to-actor map for log lines that Debian's
-/// CAF (built with CAF_LOG_LEVEL_QUIET) never writes. The policy
-/// (caf::policy::work_stealing), its queues and its sleeping are CAF's own.
+/// CAF (built with CAF_LOG_LEVEL_QUIET) never writes. The work-stealing
+/// policy and its queues are CAF's; only an idle worker's waiting differs
+/// (scheduler.cpp): it is woken by jobs from outside the workers at once.
 
 #include <caf/fwd.hpp>
 
