@@ -42,22 +42,23 @@ router::route& router::find_or_add(std::string key) {
     rebuild_index(std::max<std::size_t>(16, slots_.size() * 2));
   routes_.push_back(std::make_unique<route>());
   routes_.back()->key = std::move(key);
-  index(hash, routes_.back().get());
+  routes_.back()->hash = hash;
+  index(routes_.back().get());
   return *routes_.back();
 }
 
-void router::index(std::size_t hash, route* r) {
+void router::index(route* r) {
   auto mask = slots_.size() - 1;
-  auto i = hash & mask;
+  auto i = r->hash & mask;
   while (slots_[i].to != nullptr)
     i = (i + 1) & mask;
-  slots_[i] = slot{hash, r};
+  slots_[i] = slot{r->hash, r};
 }
 
 void router::rebuild_index(std::size_t slots) {
   slots_.assign(slots, slot{});
   for (const auto& r : routes_)
-    index(std::hash<std::string>{}(r->key), r.get());
+    index(r.get());
 }
 
 void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p) {

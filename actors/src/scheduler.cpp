@@ -54,27 +54,32 @@ public:
         if (auto job = try_steal(self))
           return job;
     }
-    // Moderate, then relaxed: wait to be woken, stealing between waits.
-    for (std::size_t k = 1, i = 0;; ++i) {
-      const auto& phase = strategies[k];
-      if (k == 1 && i >= phase.attempts) {
-        k = 2;
-        i = 0;
-        continue;
-      }
-      {
-        std::unique_lock<std::mutex> guard(d(self).waitdata.lock);
-        d(self).waitdata.sleeping = true;
-        d(self).waitdata.cv.wait_for(guard, phase.sleep_duration,
-                                     [&] { return !queue.empty(); });
-        d(self).waitdata.sleeping = false;
-      }
-      if (auto job = queue.take_head())
+    // Moderate for its attempts, then relaxed for good: wait to be woken, stealing between waits.
+    const auto& moderate = strategies[1];
+    for (std::size_t i = 0; i < moderate.attempts; ++i)
+      if (auto job = wait_then_take(self, moderate, i))
         return job;
-      if (i % phase.steal_interval == 0)
-        if (auto job = try_steal(self))
-          return job;
+    const auto& relaxed = strategies[2];
+    for (std::size_t i = 0;; ++i)
+      if (auto job = wait_then_take(self, relaxed, i))
+        return job;
+  }
+
+private:
+  template <class Worker, class Strategy>
+  caf::resumable* wait_then_take(Worker* self, const Strategy& phase, std::size_t attempt) {
+    auto& queue = d(self).queue;
+    {
+      std::unique_lock<std::mutex> guard(d(self).waitdata.lock);
+      d(self).waitdata.sleeping = true;
+      d(self).waitdata.cv.wait_for(guard, phase.sleep_duration, [&] { return !queue.empty(); });
+      d(self).waitdata.sleeping = false;
     }
+    if (auto job = queue.take_head())
+      return job;
+    if (attempt % phase.steal_interval == 0)
+      return try_steal(self);
+    return nullptr;
   }
 };
 

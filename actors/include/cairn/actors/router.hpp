@@ -67,6 +67,7 @@ private:
   struct pending;
   struct route {
     std::string key;    ///< The stream name.
+    std::size_t hash = 0; ///< Of `key`, kept for rebuilding the index.
     caf::actor_addr actor; ///< The incarnation that answered last; weak.
     std::uint32_t via_registry = 0; ///< In flight through the registry.
     std::uint32_t direct = 0;       ///< In flight straight to an actor: `sent_to`.
@@ -88,7 +89,7 @@ private:
   void bounced(caf::event_based_actor* self, route& r, std::shared_ptr<pending> p);
   void settle(caf::event_based_actor* self, route& r);
   route& find_or_add(std::string key);
-  void index(std::size_t hash, route* r);
+  void index(route* r);
   void rebuild_index(std::size_t slots);
   void trim();
 
