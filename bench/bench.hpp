@@ -56,6 +56,13 @@ struct args {
 std::string scratch_dir(const args& a, const std::string& tag);
 void remove_dir(const std::string& dir);
 
+/// The allocator this process runs on: "jemalloc", "tcmalloc", "mimalloc"
+/// (linked or preloaded) or "glibc".
+const char* allocator_name();
+/// Prints one case's JSON object as a line, with the allocator added: figures
+/// on different allocators differ by tens of percent.
+void print_json(const std::string& object);
+
 /// "sync", "no_meta_sync" or "no_sync"; throws on anything else.
 persistence::durability parse_durability(const std::string& s);
 

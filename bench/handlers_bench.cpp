@@ -254,7 +254,7 @@ int handlers_main(const args& a) {
     json.insert(json.end(), lines.begin(), lines.end());
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 

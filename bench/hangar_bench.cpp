@@ -113,10 +113,13 @@ int hangar_main(const args& a) {
               "calls", "calls/s", "p50 us", "p99 us", "failed");
   std::printf("%-10s %10d %9zu %10zu %14.0f %10.0f %10.0f %8zu\n", durability.c_str(), members,
               window, finished, rate, p50, p99, failures);
-  std::printf("{\"bench\":\"hangar\",\"durability\":\"%s\",\"providers\":%d,\"inflight\":%zu,"
-              "\"invocations\":%zu,\"invocations_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,"
-              "\"failed\":%zu}\n",
-              durability.c_str(), members, window, finished, rate, p50, p99, failures);
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "{\"bench\":\"hangar\",\"durability\":\"%s\",\"providers\":%d,\"inflight\":%zu,"
+                "\"invocations\":%zu,\"invocations_per_s\":%.0f,\"p50_us\":%.0f,\"p99_us\":%.0f,"
+                "\"failed\":%zu}",
+                durability.c_str(), members, window, finished, rate, p50, p99, failures);
+  print_json(line);
   return finished == total ? 0 : 1;
 }
 

@@ -261,7 +261,7 @@ int activation_main(const args& a) {
     remove_dir(dir);
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 
@@ -306,9 +306,12 @@ int passivation_main(const args& a) {
   std::printf("%-12zu %10zu %10.0f %12.0f %12llu %12llu\n", n, max_live, rate, rss,
               static_cast<unsigned long long>(stats.passivations),
               static_cast<unsigned long long>(stats.live));
-  std::printf("{\"bench\":\"passivation\",\"aggregates\":%zu,\"max_live\":%zu,"
-              "\"commands_per_s\":%.0f,\"peak_rss_mb\":%.0f,\"passivations\":%llu}\n",
-              n, max_live, rate, rss, static_cast<unsigned long long>(stats.passivations));
+  char line[256];
+  std::snprintf(line, sizeof line,
+                "{\"bench\":\"passivation\",\"aggregates\":%zu,\"max_live\":%zu,"
+                "\"commands_per_s\":%.0f,\"peak_rss_mb\":%.0f,\"passivations\":%llu}",
+                n, max_live, rate, rss, static_cast<unsigned long long>(stats.passivations));
+  print_json(line);
   return 0;
 }
 

@@ -25,10 +25,12 @@
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
 #include <cstdio>
+#include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 
 #include "bench.hpp"
@@ -52,6 +54,25 @@ persistence::durability parse_durability(const std::string& s) {
   if (s == "no_meta_sync")
     return persistence::durability::no_meta_sync;
   throw std::runtime_error("unknown durability '" + s + "'");
+}
+
+const char* allocator_name() {
+  // Each allocator exports an entry point glibc's malloc lacks.
+  if (::dlsym(RTLD_DEFAULT, "mallctl") != nullptr)
+    return "jemalloc";
+  if (::dlsym(RTLD_DEFAULT, "tc_malloc") != nullptr)
+    return "tcmalloc";
+  if (::dlsym(RTLD_DEFAULT, "mi_malloc") != nullptr)
+    return "mimalloc";
+  return "glibc";
+}
+
+void print_json(const std::string& object) {
+  auto body = std::string_view(object);
+  if (!body.empty() && body.back() == '}')
+    body.remove_suffix(1);
+  std::printf("%.*s,\"malloc\":\"%s\"}\n", static_cast<int>(body.size()), body.data(),
+              allocator_name());
 }
 
 void remove_dir(const std::string& dir) {

@@ -241,7 +241,7 @@ int e2e_main(const args& a) {
     remove_dir(dir);
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 
@@ -304,7 +304,7 @@ int bank_main(const args& a) {
     remove_dir(dir);
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 

@@ -218,7 +218,7 @@ int write_cases(const args& a) {
     }
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 
@@ -340,7 +340,7 @@ int read_cases(const args& a) {
     remove_dir(dir);
   }
   for (const auto& line : json)
-    std::printf("%s\n", line.c_str());
+    print_json(line);
   return 0;
 }
 

@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 CAIRN_DEPS=(build-essential cmake pkg-config libcaf-dev liblmdb-dev lmdb-utils
   libcereal-dev libspdlog-dev libfmt-dev catch2 libexpected-dev libxxhash-dev
-  libcli11-dev libcpp-httplib-dev rapidjson-dev)
+  libcli11-dev libcpp-httplib-dev rapidjson-dev libjemalloc-dev)
 
 # Install whichever of CAIRN_DEPS are missing (Debian 12). Idempotent.
 cairn_install_deps() {
