@@ -17,6 +17,7 @@
 #include <caf/detail/set_thread_name.hpp>
 #include <caf/detail/thread_safe_actor_clock.hpp>
 #include <caf/execution_unit.hpp>
+#include <caf/logger.hpp>
 #include <caf/policy/work_stealing.hpp>
 #include <caf/ref_counted.hpp>
 #include <caf/resumable.hpp>
@@ -123,6 +124,12 @@ private:
   void run() {
     for (;;) {
       auto job = policy_.dequeue(this);
+      // Spawning an actor binds CAF's logger to the spawning thread
+      // (actor_system::spawn_impl), so a worker that ran the registry would
+      // update the logger's locked thread-to-actor map twice per resume from
+      // then on. Unbind it; the worker never had it bound (see start()).
+      if (caf::logger::current_logger() != nullptr)
+        caf::logger::set_current_actor_system(nullptr);
       policy_.before_resume(this, job);
       auto res = job->resume(this, max_throughput_);
       policy_.after_resume(this, job);

@@ -8,9 +8,10 @@
 /// Under callgrind it was 12.6 % of all instructions of cairn-bench e2e
 /// (about 1,300 per resume, close to three resumes per command). This
 /// scheduler is CAF's coordinator and worker with that line left out, and
-/// without binding CAF's logger to the worker threads, which made every
-/// resume update a locked thread-to-actor map for log lines that Debian's
-/// CAF (built with CAF_LOG_LEVEL_QUIET) never writes. The work-stealing
+/// with CAF's logger kept unbound from the worker threads (CAF binds it at
+/// start and at every spawn), which made every resume update a locked
+/// thread-to-actor map for log lines that Debian's CAF (built with
+/// CAF_LOG_LEVEL_QUIET) never writes. The work-stealing
 /// policy and its queues are CAF's; only an idle worker's waiting differs
 /// (scheduler.cpp): it is woken by jobs from outside the workers at once.
 
