@@ -12,7 +12,9 @@ class event_registry;
 enum class durability : std::uint8_t {
   sync,         ///< fsync data and meta page on every commit. Nothing acknowledged is lost.
   no_meta_sync, ///< Skip the meta-page fsync: a power loss may undo the last commit.
-  no_sync,      ///< No fsync: a power loss may undo recent commits, never corrupt the store.
+  /// No fsync: a power loss may undo recent commits, and may corrupt the store
+  /// unless the filesystem keeps the order of writes (LMDB's MDB_NOSYNC).
+  no_sync,
 };
 
 /// Options of `open_store`. The defaults suit a service.
