@@ -57,8 +57,8 @@ std::string scratch_dir(const args& a, const std::string& tag);
 void remove_dir(const std::string& dir);
 
 /// The allocator this process runs on: "jemalloc", "tcmalloc", "mimalloc"
-/// (linked or preloaded) or "glibc".
-const char* allocator_name();
+/// (linked or preloaded), "glibc", or the file name of another library.
+std::string allocator_name();
 /// Prints one case's JSON object as a line, with the allocator added: figures
 /// on different allocators differ by tens of percent.
 void print_json(const std::string& object);

@@ -56,23 +56,29 @@ persistence::durability parse_durability(const std::string& s) {
   throw std::runtime_error("unknown durability '" + s + "'");
 }
 
-const char* allocator_name() {
-  // Each allocator exports an entry point glibc's malloc lacks.
-  if (::dlsym(RTLD_DEFAULT, "mallctl") != nullptr)
-    return "jemalloc";
-  if (::dlsym(RTLD_DEFAULT, "tc_malloc") != nullptr)
-    return "tcmalloc";
-  if (::dlsym(RTLD_DEFAULT, "mi_malloc") != nullptr)
-    return "mimalloc";
-  return "glibc";
+std::string allocator_name() {
+  // The library that defines the malloc this process calls: a linked or a
+  // preloaded allocator, whichever comes first in symbol lookup.
+  Dl_info info{};
+  auto* fn = ::dlsym(RTLD_DEFAULT, "malloc");
+  if (fn == nullptr || ::dladdr(fn, &info) == 0 || info.dli_fname == nullptr)
+    return "unknown";
+  std::string_view lib = info.dli_fname;
+  for (const char* name : {"jemalloc", "tcmalloc", "mimalloc"})
+    if (lib.find(name) != std::string_view::npos)
+      return name;
+  if (lib.find("libc.so") != std::string_view::npos)
+    return "glibc";
+  return std::string(lib.substr(lib.rfind('/') + 1));
 }
 
 void print_json(const std::string& object) {
   auto body = std::string_view(object);
   if (!body.empty() && body.back() == '}')
     body.remove_suffix(1);
+  static const std::string allocator = allocator_name();
   std::printf("%.*s,\"malloc\":\"%s\"}\n", static_cast<int>(body.size()), body.data(),
-              allocator_name());
+              allocator.c_str());
 }
 
 void remove_dir(const std::string& dir) {

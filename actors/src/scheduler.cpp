@@ -61,7 +61,7 @@ public:
       if (auto job = wait_then_take(self, moderate, i))
         return job;
     const auto& relaxed = strategies[2];
-    for (std::size_t i = 0;; ++i)
+    for (std::size_t i = 1;; ++i) // CAF counts the relaxed attempts from 1
       if (auto job = wait_then_take(self, relaxed, i))
         return job;
   }
