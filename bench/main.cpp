@@ -25,12 +25,12 @@
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
 #include <cstdio>
-#include <dlfcn.h>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <dlfcn.h>
 #include <unistd.h>
 
 #include "bench.hpp"

@@ -127,7 +127,7 @@ private:
       // Spawning an actor binds CAF's logger to the spawning thread
       // (actor_system::spawn_impl), so a worker that ran the registry would
       // update the logger's locked thread-to-actor map twice per resume from
-      // then on. Unbind it; the worker never had it bound (see start()).
+      // then on. Unbind it again (start() does not bind it either).
       if (caf::logger::current_logger() != nullptr)
         caf::logger::set_current_actor_system(nullptr);
       policy_.before_resume(this, job);
