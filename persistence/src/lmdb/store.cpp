@@ -394,8 +394,10 @@ public:
 
   ~lmdb_store() override {
     if (env_ != nullptr) {
-      if (!opts_.read_only && opts_.durability != durability::sync)
-        (void) mdb_env_sync(env_, 1); // best effort: a clean close flushes no_sync commits
+      // Best effort: a clean close flushes what no_sync and append_batch_deferred left.
+      if (!opts_.read_only
+          && (opts_.durability != durability::sync || commits_.durable != commits_.last))
+        (void) mdb_env_sync(env_, 1);
       mdb_env_close(env_);
     }
     if (lock_fd_ >= 0)
@@ -405,27 +407,28 @@ public:
   result<append_result> append(const append_request& req) override {
     batch_view b;
     b.appends = {&req, 1};
-    auto out = write(b);
+    auto out = write(b, false);
     if (!out)
       return tl::unexpected(out.error());
     return std::move(out->front());
   }
 
   result<std::vector<result<append_result>>> append_batch(const write_batch& b) override {
-    batch_view v;
-    v.appends = {b.appends.data(), b.appends.size()};
-    v.checkpoints = {b.checkpoints.data(), b.checkpoints.size()};
-    v.snapshots = {b.snapshots.data(), b.snapshots.size()};
-    v.kv = {b.kv.data(), b.kv.size()};
-    v.dead_letters = {b.dead_letters.data(), b.dead_letters.size()};
-    v.removals = {b.dead_letter_removals.data(), b.dead_letter_removals.size()};
-    return write(v);
+    return write(view_of_batch(b), false);
   }
+
+  result<std::vector<result<append_result>>> append_batch_deferred(const write_batch& b) override {
+    return write(view_of_batch(b), true);
+  }
+
+  result<void> sync() override;
+
+  commit_marks commits() const noexcept override { return commits_; }
 
   result<void> save_snapshot(const snapshot& snap) override {
     batch_view b;
     b.snapshots = {&snap, 1};
-    auto out = write(b);
+    auto out = write(b, false);
     if (!out)
       return tl::unexpected(out.error());
     return {};
@@ -434,7 +437,7 @@ public:
   result<void> save_checkpoint(const checkpoint& cp) override {
     batch_view b;
     b.checkpoints = {&cp, 1};
-    auto out = write(b);
+    auto out = write(b, false);
     if (!out)
       return tl::unexpected(out.error());
     return {};
@@ -494,6 +497,17 @@ private:
     span<dead_letter_key> removals;
   };
 
+  static batch_view view_of_batch(const write_batch& b) {
+    batch_view v;
+    v.appends = {b.appends.data(), b.appends.size()};
+    v.checkpoints = {b.checkpoints.data(), b.checkpoints.size()};
+    v.snapshots = {b.snapshots.data(), b.snapshots.size()};
+    v.kv = {b.kv.data(), b.kv.size()};
+    v.dead_letters = {b.dead_letters.data(), b.dead_letters.size()};
+    v.removals = {b.dead_letter_removals.data(), b.dead_letter_removals.size()};
+    return v;
+  }
+
   /// Everything a write transaction changes before it commits; applied to the
   /// writer's caches only after the commit succeeds.
   struct staging {
@@ -513,7 +527,10 @@ private:
   result<void> init(bool create);
   result<void> grow_map();
 
-  result<std::vector<result<append_result>>> write(const batch_view& b);
+  /// `defer`: leave the commit's meta page unflushed (append_batch_deferred).
+  result<std::vector<result<append_result>>> write(const batch_view& b, bool defer);
+  /// Learns the commit's number after a successful write transaction.
+  result<void> after_commit(bool defer);
   /// One attempt at a write transaction: 0, or the LMDB code that stopped it.
   int try_write(const batch_view& b, std::vector<result<append_result>>& out, error& err);
   /// Removes every key of a key-value space.
@@ -593,6 +610,9 @@ private:
   std::size_t map_size_ = 0;
 
   // Writer-only state.
+  commit_marks commits_;
+  /// Set when a flush failed: every later write fails with it.
+  std::optional<error> broken_;
   std::uint64_t last_position_ = 0;
   std::uint64_t next_stream_no_ = 1;
   /// Every stream the writer has looked up, including ones found absent
@@ -669,7 +689,9 @@ result<void> lmdb_store::init(bool create) {
   unsigned flags = MDB_NOTLS;
   if (opts_.read_only)
     flags |= MDB_RDONLY;
-  if (opts_.durability == durability::no_meta_sync)
+  // Under `sync` as well: the store flushes the meta page itself (after_commit),
+  // so that append_batch_deferred can leave it to the next commit.
+  if (opts_.durability != durability::no_sync)
     flags |= MDB_NOMETASYNC;
   if (opts_.durability == durability::no_sync)
     flags |= MDB_NOSYNC;
@@ -855,6 +877,39 @@ result<void> lmdb_store::init(bool create) {
   }
   if (int rc = txn.commit(); rc != 0)
     return tl::unexpected(lmdb_error(rc, "commit at open"));
+  if (opts_.read_only)
+    return {};
+  return after_commit(false);
+}
+
+result<void> lmdb_store::after_commit(bool defer) {
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  auto before = commits_.last;
+  commits_.last = info.me_last_txnid;
+  if (opts_.durability != durability::sync)
+    commits_.durable = commits_.last; // as durable as this mode makes anything
+  else if (!defer)
+    return sync();
+  else if (commits_.last != before)
+    commits_.durable = before; // this commit's data flush carried the previous meta page
+  return {};
+}
+
+result<void> lmdb_store::sync() {
+  if (broken_)
+    return tl::unexpected(*broken_);
+  if (commits_.durable == commits_.last)
+    return {};
+  if (int rc = mdb_env_sync(env_, 1); rc != 0) {
+    auto err = lmdb_error(rc, "flush to disk");
+    broken_ = error{errc::unavailable,
+                    err.message + "; commits since the last flush may be lost on a power loss, "
+                                  "so the store takes no more writes: reopen it",
+                    dir_};
+    return tl::unexpected(*broken_);
+  }
+  commits_.durable = commits_.last;
   return {};
 }
 
@@ -877,9 +932,11 @@ result<void> lmdb_store::grow_map() {
 // -- writes ----------------------------------------------------------------------
 
 result<std::vector<result<append_result>>>
-lmdb_store::write(const batch_view& b) {
+lmdb_store::write(const batch_view& b, bool defer) {
   if (opts_.read_only)
     return fail(errc::invalid_argument, "the store is open read-only", dir_);
+  if (broken_)
+    return tl::unexpected(*broken_);
   for (const auto& op : b.kv) {
     if (!is_valid_space_name(op.space))
       return fail(errc::invalid_argument, "key-value space names are 1-255 bytes without a 0 byte",
@@ -936,8 +993,11 @@ lmdb_store::write(const batch_view& b) {
     } catch (const std::exception& e) { // bad_alloc; the txn was aborted
       return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
     }
-    if (rc == 0)
+    if (rc == 0) {
+      if (auto ok = after_commit(defer); !ok)
+        return tl::unexpected(ok.error());
       return out;
+    }
     if (rc != MDB_MAP_FULL)
       return tl::unexpected(err);
     if (auto grown = grow_map(); !grown)

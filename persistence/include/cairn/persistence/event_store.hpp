@@ -9,10 +9,10 @@
 ///   auto res = (*store)->append(req);            // res->last_version == 1
 ///   auto events = (*store)->read_stream("account-42", 1, 100);
 ///
-/// Threads: the write calls (`append`, `append_batch`, `save_*`) must come from
-/// one thread at a time (the journal). Every read call may run on any thread,
-/// concurrently with each other and with the writer; a read sees only whole
-/// committed transactions.
+/// Threads: the write calls (`append`, `append_batch*`, `save_*`, `sync`,
+/// `commits`) must come from one thread at a time (the journal). Every read
+/// call may run on any thread, concurrently with each other and with the
+/// writer; a read sees only whole committed transactions.
 
 #include <cstddef>
 #include <cstdint>
@@ -66,9 +66,35 @@ public:
   /// slot of the returned vector; the others are written. The outer error
   /// means nothing at all was written: the map or the disk is full, the store
   /// is read-only, a checkpoint or snapshot is invalid, or stored bytes are
-  /// corrupted.
+  /// corrupted. Or the flush to disk failed, after which the commit may be
+  /// visible but not durable, and the store takes no more writes (see sync).
   [[nodiscard]] virtual result<std::vector<result<append_result>>>
   append_batch(const write_batch& batch) = 0;
+
+  /// append_batch for a writer that pipelines its commits (the journal): one
+  /// flush per commit instead of two. Under `durability::sync` it returns once
+  /// the commit's pages are flushed and its meta page is written but not yet
+  /// flushed: the commit is visible and survives a crash of the process, not
+  /// yet a power loss. The next commit that changes something flushes that
+  /// meta page with its own pages; `sync()` flushes it alone. Acknowledge a
+  /// commit once `commits().durable` reaches it. In the other modes, the same
+  /// as append_batch.
+  [[nodiscard]] virtual result<std::vector<result<append_result>>>
+  append_batch_deferred(const write_batch& batch) = 0;
+
+  /// Makes every commit durable that append_batch_deferred left unflushed
+  /// (one fdatasync; nothing when there is none). When a flush fails, the
+  /// store refuses every later write with that error: what is on the disk is
+  /// then unknown until the store is reopened.
+  [[nodiscard]] virtual result<void> sync() = 0;
+
+  /// Where the writer's commits stand. Commits are numbered in order, and a
+  /// commit that changes nothing takes no number.
+  struct commit_marks {
+    std::uint64_t last = 0;    ///< The newest commit.
+    std::uint64_t durable = 0; ///< Every commit up to this one survives a power loss.
+  };
+  [[nodiscard]] virtual commit_marks commits() const noexcept = 0;
 
   /// Stores a snapshot (checksummed). The two newest per stream are kept.
   [[nodiscard]] virtual result<void> save_snapshot(const snapshot& snap) = 0;
