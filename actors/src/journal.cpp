@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <deque>
 #include <iterator>
 #include <utility>
 #include <vector>
@@ -22,6 +23,14 @@ struct watcher {
   bool wants = false; ///< Asked for the next position: send it on the next commit.
 };
 
+/// A committed batch's replies, held until the store says its commit is durable.
+struct unsynced_batch {
+  std::uint64_t commit = 0; ///< The store's number of the commit.
+  std::vector<std::pair<caf::response_promise, journal_result>> appenders;
+  std::vector<caf::response_promise> writers; ///< Their writes succeeded.
+  std::uint64_t last_position = 0;            ///< The log's end after the commit.
+};
+
 struct journal_state {
   persistence::event_store* store = nullptr;
   metrics* stats = nullptr;
@@ -36,9 +45,11 @@ struct journal_state {
   std::vector<sender> waiting;
   std::vector<caf::response_promise> writers; // one per journal_write in the batch
   bool flush_queued = false;
+  std::deque<unsynced_batch> unsynced; ///< Oldest first.
+  bool sync_queued = false;
   std::uint64_t batches = 0;
   std::uint64_t appends = 0;
-  std::uint64_t committed = 0; ///< Last position of the global log.
+  std::uint64_t committed = 0; ///< Last durable position of the global log.
   std::vector<watcher> watchers;
   static inline const char* name = "cairn.journal";
 };
@@ -51,6 +62,16 @@ void queue_flush(journal_actor* self) {
   if (!self->state.flush_queued) {
     self->state.flush_queued = true;
     self->send(self, flush_atom::value);
+  }
+}
+
+// Once every message already queued has been handled, something must make
+// the unsynced commits durable: the commit of whatever those messages brought,
+// or a flush of its own.
+void queue_sync(journal_actor* self) {
+  if (!self->state.sync_queued) {
+    self->state.sync_queued = true;
+    self->send(self, sync_atom::value);
   }
 }
 
@@ -85,6 +106,55 @@ void record(journal_state& st, std::chrono::steady_clock::time_point started,
   m.snapshots_written.add(snapshots);
 }
 
+/// Answers every held batch whose commit is now durable, and tells the
+/// watchers how far the log is durable.
+void release(journal_actor* self, std::uint64_t durable) {
+  auto& st = self->state;
+  auto before = st.committed;
+  while (!st.unsynced.empty() && st.unsynced.front().commit <= durable) {
+    auto& u = st.unsynced.front();
+    for (auto& w : u.writers)
+      w.deliver(journal_written{});
+    for (auto& [promise, r] : u.appenders)
+      promise.deliver(std::move(r));
+    st.committed = std::max(st.committed, u.last_position);
+    st.unsynced.pop_front();
+  }
+  if (st.committed != before)
+    for (auto& w : st.watchers)
+      if (w.wants)
+        tell(self, w);
+}
+
+/// Flushes the held batches' commits and answers them: with their results,
+/// or, when the flush fails, with its error (their outcome is then unknown).
+void settle(journal_actor* self) {
+  auto& st = self->state;
+  if (st.unsynced.empty())
+    return;
+  auto marks = st.store->commits();
+  if (marks.durable != marks.last)
+    st.stats->journal_syncs.add();
+  auto ok = st.store->sync();
+  if (ok) {
+    release(self, st.store->commits().durable);
+    return;
+  }
+  st.log->error("flushing {} commits to disk failed: {}", st.unsynced.size(),
+                ok.error().to_string());
+  for (auto& u : st.unsynced) {
+    for (auto& w : u.writers)
+      w.deliver(journal_written{tl::unexpected(ok.error())});
+    for (auto& [promise, r] : u.appenders) {
+      for (auto& v : r.values)
+        if (v)
+          v = tl::unexpected(ok.error());
+      promise.deliver(std::move(r));
+    }
+  }
+  st.unsynced.clear();
+}
+
 void flush(journal_actor* self) {
   auto& st = self->state;
   st.flush_queued = false;
@@ -92,7 +162,7 @@ void flush(journal_actor* self) {
     return;
   auto started = std::chrono::steady_clock::now();
   auto snapshots = st.batch.snapshots.size();
-  auto results = st.store->append_batch(st.batch);
+  auto results = st.store->append_batch_deferred(st.batch);
   result<void> side_written;
   if (!results) {
     st.stats->commit_failures.add();
@@ -112,7 +182,7 @@ void flush(journal_actor* self) {
     st.batch.dead_letter_removals.clear();
     results = st.batch.appends.empty()
                 ? result<std::vector<result<persistence::append_result>>>{}
-                : st.store->append_batch(st.batch);
+                : st.store->append_batch_deferred(st.batch);
     if (!results) {
       st.stats->commit_failures.add();
       st.log->error("commit of {} appends alone failed too: {}", st.batch.appends.size(),
@@ -122,8 +192,17 @@ void flush(journal_actor* self) {
     side_written = tl::unexpected(results.error());
   }
   record(st, started, results, snapshots);
+  // Some of this batch failed: answer the held batches first, so that each
+  // sender hears about its requests in the order it sent them.
+  if (!results || !side_written)
+    settle(self);
+  unsynced_batch held;
+  held.commit = st.store->commits().last;
   for (auto& w : st.writers)
-    w.deliver(journal_written{side_written});
+    if (side_written)
+      held.writers.push_back(std::move(w));
+    else
+      w.deliver(journal_written{side_written});
   std::size_t next = 0;
   for (auto& w : st.waiting) {
     journal_result r;
@@ -132,20 +211,17 @@ void flush(journal_actor* self) {
       r.values.push_back(results ? std::move((*results)[next])
                                  : result<persistence::append_result>{
                                    tl::unexpected(results.error())});
-    w.promise.deliver(std::move(r));
+    if (results)
+      held.appenders.emplace_back(std::move(w.promise), std::move(r));
+    else
+      w.promise.deliver(std::move(r));
   }
+  if (results)
+    for (const auto& r : *results)
+      if (r && !r->duplicate && r->last_position > held.last_position)
+        held.last_position = r->last_position;
   ++st.batches;
   st.appends += st.batch.appends.size();
-  if (results) {
-    auto before = st.committed;
-    for (const auto& r : *results)
-      if (r && !r->duplicate && r->last_position > st.committed)
-        st.committed = r->last_position;
-    if (st.committed != before)
-      for (auto& w : st.watchers)
-        if (w.wants)
-          tell(self, w);
-  }
   st.batch.appends.clear(); // clear, not reassign: the capacity is reused
   st.batch.snapshots.clear();
   st.batch.kv.clear();
@@ -154,6 +230,11 @@ void flush(journal_actor* self) {
   st.batch.dead_letter_removals.clear();
   st.waiting.clear();
   st.writers.clear();
+  if (results)
+    st.unsynced.push_back(std::move(held));
+  release(self, st.store->commits().durable);
+  if (!st.unsynced.empty())
+    queue_sync(self);
 }
 
 caf::behavior journal(journal_actor* self, persistence::event_store* store, metrics* m) {
@@ -195,6 +276,16 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
       return self->state.writers.back();
     },
     [=](flush_atom) { flush(self); },
+    [=](sync_atom) {
+      self->state.sync_queued = false;
+      if (self->state.unsynced.empty())
+        return;
+      // A flush is queued for what came in meanwhile: its commit carries the
+      // held meta page to disk.
+      if (self->state.flush_queued)
+        return;
+      settle(self);
+    },
     [=](subscribe_atom, caf::actor& who) {
       auto& ws = self->state.watchers;
       auto it = std::find_if(ws.begin(), ws.end(), [&](const watcher& w) { return w.actor == who; });
@@ -219,6 +310,7 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
     },
     [=](shutdown_atom) {
       flush(self);
+      settle(self);
       self->quit();
       return true;
     },

@@ -71,6 +71,7 @@ metrics_snapshot metrics::snapshot() const {
   s.batch_appends = batch_appends.snapshot();
   s.commit_us = commit_us.snapshot();
   s.commit_failures = commit_failures.value();
+  s.journal_syncs = journal_syncs.value();
   s.snapshots_written = snapshots_written.value();
   s.activations = activations.value();
   s.activation_failures = activation_failures.value();
@@ -177,6 +178,10 @@ std::string to_prometheus(const metrics_snapshot& s) {
               s.commit_us, 6);
   w.scalar("cairn_journal_commit_failures_total", "counter", "Journal transactions that failed.",
            std::to_string(s.commit_failures));
+  w.scalar("cairn_journal_syncs_total", "counter",
+           "Flushes the journal made alone, when no commit came to carry the previous one's "
+           "meta page to disk.",
+           std::to_string(s.journal_syncs));
   w.scalar("cairn_snapshots_written_total", "counter", "Aggregate snapshots committed.",
            std::to_string(s.snapshots_written));
   w.scalar("cairn_aggregate_activations_total", "counter", "Aggregate actors spawned.",

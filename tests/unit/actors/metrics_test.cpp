@@ -92,6 +92,7 @@ TEST_CASE("the Prometheus text of a known snapshot is exact", "[unit][metrics]")
   s.batch_appends = {{1, 4}, {1, 2, 0}, 6, 3};
   s.commit_us = {{100, 2500}, {1, 1, 1}, 50 + 2000 + 1000000, 3};
   s.commit_failures = 0;
+  s.journal_syncs = 4;
   s.snapshots_written = 2;
   s.activations = 3;
   s.activation_failures = 1;
@@ -131,6 +132,9 @@ cairn_journal_commit_duration_seconds_count 3
 # HELP cairn_journal_commit_failures_total Journal transactions that failed.
 # TYPE cairn_journal_commit_failures_total counter
 cairn_journal_commit_failures_total 0
+# HELP cairn_journal_syncs_total Flushes the journal made alone, when no commit came to carry the previous one's meta page to disk.
+# TYPE cairn_journal_syncs_total counter
+cairn_journal_syncs_total 4
 # HELP cairn_snapshots_written_total Aggregate snapshots committed.
 # TYPE cairn_snapshots_written_total counter
 cairn_snapshots_written_total 2

@@ -23,6 +23,7 @@ using command_atom = caf::atom_constant<caf::atom("cairn_cmd")>;
 using append_atom = caf::atom_constant<caf::atom("cairn_app")>;
 using snapshot_atom = caf::atom_constant<caf::atom("cairn_snap")>;
 using flush_atom = caf::atom_constant<caf::atom("cairn_fl")>;
+using sync_atom = caf::atom_constant<caf::atom("cairn_sync")>;
 using stop_atom = caf::atom_constant<caf::atom("cairn_stop")>;
 using activated_atom = caf::atom_constant<caf::atom("cairn_act")>;
 using kind_atom = caf::atom_constant<caf::atom("cairn_kind")>;

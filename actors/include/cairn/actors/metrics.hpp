@@ -124,6 +124,9 @@ struct metrics_snapshot {
   histogram_snapshot batch_appends;    ///< Appends per journal transaction.
   histogram_snapshot commit_us;        ///< Duration of each journal transaction, µs.
   std::uint64_t commit_failures = 0;   ///< Journal transactions that failed.
+  /// Flushes the journal made alone, when no commit came to carry the
+  /// previous one's meta page to disk.
+  std::uint64_t journal_syncs = 0;
   std::uint64_t snapshots_written = 0; ///< Aggregate snapshots committed.
   std::uint64_t activations = 0;       ///< Aggregate actors spawned.
   std::uint64_t activation_failures = 0; ///< Failed recoveries and abnormal stops.
@@ -151,6 +154,7 @@ public:
   histogram batch_appends;
   histogram commit_us;
   counter commit_failures;
+  counter journal_syncs;
   counter snapshots_written;
   counter activations;
   counter activation_failures;

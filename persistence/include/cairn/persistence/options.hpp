@@ -10,7 +10,10 @@ class event_registry;
 /// How hard a commit works to survive a power loss. A process crash (even
 /// SIGKILL) never loses a committed event in any mode.
 enum class durability : std::uint8_t {
-  sync,         ///< fsync data and meta page on every commit. Nothing acknowledged is lost.
+  /// Flush a commit's pages, then its meta page, before it is acknowledged (the
+  /// journal lets the next commit's flush carry the meta page). Nothing
+  /// acknowledged is lost.
+  sync,
   no_meta_sync, ///< Skip the meta-page fsync: a power loss may undo the last commit.
   /// No fsync: a power loss may undo recent commits, and may corrupt the store
   /// unless the filesystem keeps the order of writes (LMDB's MDB_NOSYNC).
