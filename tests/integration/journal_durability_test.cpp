@@ -4,6 +4,7 @@
 // fdatasync itself.
 
 #include <atomic>
+#include <cerrno>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -20,6 +21,7 @@
 using bank::account;
 using cairn::test::await;
 using cairn::test::describe;
+using cairn::test::fail_fdatasync;
 using cairn::test::fdatasync_count;
 using cairn::test::quick_options;
 using cairn::test::register_ok;
@@ -103,4 +105,34 @@ TEST_CASE("under load each journal commit flushes once, and a following commit c
   // With 64 in flight, commits follow each other: most meta pages ride along.
   CHECK(own < commits);
   CHECK(m.commit_failures == 0);
+}
+
+TEST_CASE("a command whose flush fails is answered unavailable; after a restart a retry with "
+          "its command id finds the outcome",
+          "[integration][journal][durability]") {
+  cairn::test::temp_dir dir;
+  cairn::command_options deposit_id;
+  deposit_id.command_id = "deposit-1";
+  {
+    auto rt = cairn::test::start_runtime(durable_options(dir.path()));
+    register_ok<account>(*rt);
+    REQUIRE(await(rt->send<account>("flaky", bank::open_account{"Flo"})));
+    fail_fdatasync(1, EIO); // the commit's data flush passes, the flush of its meta page fails
+    auto r = await(rt->send<account>("flaky", bank::deposit{5}, deposit_id));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == cairn::errc::unavailable);
+    // The store takes no more writes: what reached the disk is unknown.
+    auto next = await(rt->send<account>("flaky", bank::deposit{7}));
+    REQUIRE_FALSE(next);
+    CHECK(next.error().code == cairn::errc::unavailable);
+  }
+  auto rt = cairn::test::start_runtime(durable_options(dir.path()));
+  register_ok<account>(*rt);
+  auto retried = await(rt->send<account>("flaky", bank::deposit{5}, deposit_id));
+  INFO(describe(retried));
+  REQUIRE(retried);
+  CHECK(retried->duplicate); // the commit had reached the page cache, and the close flushed it
+  auto state = rt->state<account>("flaky");
+  REQUIRE(state);
+  CHECK(state->balance == 5);
 }

@@ -9,4 +9,8 @@ namespace cairn::test {
 /// defines fdatasync itself, counting, and forwards to the C library's.
 [[nodiscard]] std::uint64_t fdatasync_count() noexcept;
 
+/// Makes the fdatasync call `calls_from_now` calls ahead (0: the next one)
+/// fail with `err` instead of flushing, as a failing disk would.
+void fail_fdatasync(std::uint64_t calls_from_now, int err) noexcept;
+
 } // namespace cairn::test

@@ -999,7 +999,7 @@ lmdb_store::write(const batch_view& b, bool defer) {
       return out;
     }
     if (rc != MDB_MAP_FULL)
-      return tl::unexpected(err);
+      return tl::unexpected(broken_ ? *broken_ : err);
     if (auto grown = grow_map(); !grown)
       return tl::unexpected(grown.error());
   }
@@ -1141,6 +1141,15 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
       unflushed_.try_emplace(no, 0);
   if (int rc = txn.commit(); rc != 0) {
     err = lmdb_error(rc, "commit");
+    // An I/O error (a positive errno) may have come from the flush that was
+    // to carry an unflushed meta page, and Linux reports such an error once:
+    // a later flush may succeed without that page on the disk.
+    if (rc > 0 && commits_.durable != commits_.last)
+      broken_ = error{errc::unavailable,
+                      err.message + " while earlier commits waited for their flush; they may "
+                                    "be lost on a power loss, so the store takes no more "
+                                    "writes: reopen it",
+                      dir_};
     return rc;
   }
   // Committed: now the writer's caches may learn about it, without allocating.

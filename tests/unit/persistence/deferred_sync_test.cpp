@@ -1,6 +1,8 @@
 // append_batch_deferred: one flush per commit, the meta page carried by the
 // next commit or by sync(). Flushes are counted at fdatasync itself.
 
+#include <cerrno>
+
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/event_store.hpp"
@@ -11,6 +13,8 @@
 
 using namespace cairn::persistence;
 using cairn::errc;
+using cairn::test::contains;
+using cairn::test::fail_fdatasync;
 using cairn::test::fdatasync_count;
 using cairn::test::numbered;
 using cairn::test::open_ok;
@@ -127,4 +131,83 @@ TEST_CASE("a read-only store has nothing to sync", "[unit][store][durability]") 
   auto out = store->append_batch_deferred(one_append("note-a", expected_version::any()));
   REQUIRE_FALSE(out);
   CHECK(out.error().code == errc::invalid_argument);
+}
+
+// -- failing flushes -------------------------------------------------------------------------
+
+TEST_CASE("a failed flush of a deferred commit makes the store refuse writes until reopened",
+          "[unit][store][durability]") {
+  temp_dir dir;
+  auto store = open_ok(dir.path(), durable_options());
+  REQUIRE(value_of(store->append_batch_deferred(one_append("note-a", expected_version::any())))[0]);
+  fail_fdatasync(0, EIO);
+  auto synced = store->sync();
+  REQUIRE_FALSE(synced);
+  CHECK(synced.error().code == errc::unavailable);
+  CHECK(contains(synced.error().message, "flush to disk"));
+  CHECK(contains(synced.error().message, "reopen"));
+  CHECK(store->commits().durable < store->commits().last);
+  for (bool deferred : {false, true}) {
+    auto b = one_append("note-b", expected_version::any());
+    auto out = deferred ? store->append_batch_deferred(b) : store->append_batch(b);
+    REQUIRE_FALSE(out);
+    CHECK(out.error().code == errc::unavailable);
+  }
+  CHECK_FALSE(store->sync());
+  // Reads go on, and the commit is visible: its outcome is unknown, not undone.
+  CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
+  CHECK(value_of(store->read_stream("note-b", 1, 10)).empty());
+  store.reset();
+  store = open_ok(dir.path(), durable_options());
+  CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
+  CHECK(value_of(store->append_batch(one_append("note-b", expected_version::any())))[0]);
+}
+
+TEST_CASE("a commit whose flush fails while an earlier one waits for its own breaks the store",
+          "[unit][store][durability]") {
+  temp_dir dir;
+  auto store = open_ok(dir.path(), durable_options());
+  REQUIRE(value_of(store->append_batch_deferred(one_append("note-a", expected_version::any())))[0]);
+  // The next commit's data flush would carry note-a's meta page; it fails,
+  // and a later flush could succeed without that page on the disk.
+  fail_fdatasync(0, EIO);
+  auto out = store->append_batch_deferred(one_append("note-b", expected_version::any()));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().code == errc::unavailable);
+  CHECK(contains(out.error().message, "earlier commits waited for their flush"));
+  CHECK_FALSE(store->sync());
+  CHECK(value_of(store->read_stream("note-b", 1, 10)).empty()); // LMDB undid that commit
+  store.reset();
+  store = open_ok(dir.path(), durable_options());
+  CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
+  CHECK(value_of(store->read_stream("note-b", 1, 10)).empty());
+}
+
+TEST_CASE("a commit whose data flush fails with nothing waiting fails alone",
+          "[unit][store][durability]") {
+  temp_dir dir;
+  auto store = open_ok(dir.path(), durable_options());
+  fail_fdatasync(0, EIO);
+  auto out = store->append_batch_deferred(one_append("note-a", expected_version::any()));
+  REQUIRE_FALSE(out);
+  CHECK(contains(out.error().message, "commit"));
+  CHECK(value_of(store->read_stream("note-a", 1, 10)).empty());
+  // Every earlier commit was flushed already: the store goes on.
+  REQUIRE(value_of(store->append_batch_deferred(one_append("note-a", expected_version::any())))[0]);
+  REQUIRE(store->sync());
+  CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
+}
+
+TEST_CASE("a plain commit whose meta-page flush fails reports it and breaks the store",
+          "[unit][store][durability]") {
+  temp_dir dir;
+  auto store = open_ok(dir.path(), durable_options());
+  fail_fdatasync(1, EIO); // the data flush succeeds, the meta page's fails
+  auto out = store->append_batch(one_append("note-a", expected_version::any()));
+  REQUIRE_FALSE(out);
+  CHECK(out.error().code == errc::unavailable);
+  CHECK(contains(out.error().message, "flush to disk"));
+  auto again = store->append(request("note-b", expected_version::any(), numbered(1)));
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code == errc::unavailable);
 }

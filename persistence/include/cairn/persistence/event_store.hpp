@@ -83,8 +83,9 @@ public:
   append_batch_deferred(const write_batch& batch) = 0;
 
   /// Makes every commit durable that append_batch_deferred left unflushed
-  /// (one fdatasync; nothing when there is none). When a flush fails, the
-  /// store refuses every later write with that error: what is on the disk is
+  /// (one fdatasync; nothing when there is none). When a flush fails (this
+  /// one, or a commit's while earlier commits wait for theirs), the store
+  /// refuses every later write with `unavailable`: what is on the disk is
   /// then unknown until the store is reopened.
   [[nodiscard]] virtual result<void> sync() = 0;
 
