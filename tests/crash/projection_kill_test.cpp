@@ -154,6 +154,11 @@ std::string run_round(const std::string& dir, std::uint64_t seed, std::chrono::m
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0)
     return "pipe2 failed";
+  if (auto busy = cairn::test::await_quiet_threads(); !busy.empty()) {
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return busy;
+  }
   std::fflush(nullptr);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();

@@ -3,6 +3,7 @@
 // Plumbing for tests that fork a child, read its reports from a pipe and
 // kill it: plain code, safe to call in the child after fork.
 
+#include <dirent.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -66,6 +68,64 @@ inline std::string kill_and_reap(pid_t pid, int& status) {
       return "the child did not die within 20 s of SIGKILL";
     ::usleep(1000);
   }
+}
+
+/// The threads of this process, and their names.
+inline std::size_t count_threads(std::string* names = nullptr) {
+  std::size_t threads = 0;
+  if (DIR* tasks = ::opendir("/proc/self/task")) {
+    while (const dirent* e = ::readdir(tasks)) {
+      if (e->d_name[0] == '.')
+        continue;
+      ++threads;
+      if (names == nullptr)
+        continue;
+      char comm[64] = {};
+      auto path = std::string{"/proc/self/task/"} + e->d_name + "/comm";
+      if (FILE* f = std::fopen(path.c_str(), "r")) {
+        if (std::fgets(comm, sizeof comm, f) != nullptr)
+          comm[std::strcspn(comm, "\n")] = '\0';
+        std::fclose(f);
+      }
+      *names += std::string{names->empty() ? "" : ", "} + comm;
+    }
+    ::closedir(tasks);
+  }
+  return threads;
+}
+
+/// Threads a process keeps besides its own: ThreadSanitizer starts one at
+/// the first pthread_create and keeps it (it does not count it as a thread
+/// of the program when it checks a fork).
+#if defined(__SANITIZE_THREAD__)
+inline constexpr std::size_t sanitizer_threads = 1;
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+inline constexpr std::size_t sanitizer_threads = 1;
+#else
+inline constexpr std::size_t sanitizer_threads = 0;
+#endif
+#else
+inline constexpr std::size_t sanitizer_threads = 0;
+#endif
+
+/// Waits up to 10 s until only the calling thread is left (besides the
+/// sanitizer's); returns "" or what went wrong. Call it before fork(): a
+/// runtime that just stopped may still have threads on their way out (CAF
+/// counts a detached actor's thread as gone before it returns), and a child
+/// forked then can inherit a lock such a thread held (ThreadSanitizer
+/// refuses to start threads in it).
+inline std::string await_quiet_threads() {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
+  while (count_threads() > 1 + sanitizer_threads) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::string names;
+      auto n = count_threads(&names);
+      return std::to_string(n) + " threads still running before fork (" + names + ")";
+    }
+    ::usleep(1000);
+  }
+  return {};
 }
 
 /// CAIRN_CRASH_SEED when set (to rerun a failure), else a random seed.
