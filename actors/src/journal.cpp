@@ -20,7 +20,7 @@ namespace {
 struct watcher {
   caf::actor actor;
   std::uint64_t told = 0;
-  bool wants = false; ///< Asked for the next position: send it on the next commit.
+  bool wants = false; ///< Asked for the next position: send it once a commit is durable.
 };
 
 /// A committed batch's replies, held until the store says its commit is durable.
