@@ -28,6 +28,7 @@
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "lmdb/format.hpp"
+#include "lmdb/preallocator.hpp"
 
 namespace cairn::persistence {
 
@@ -393,6 +394,7 @@ public:
                                                    const store_options& opts);
 
   ~lmdb_store() override {
+    prealloc_.reset(); // before the lock file lets another writer in
     if (env_ != nullptr) {
       // Best effort: a clean close flushes what no_sync and append_batch_deferred left.
       if (!opts_.read_only
@@ -525,6 +527,10 @@ private:
   }
 
   result<void> init(bool create);
+  /// Starts zero-filling ahead of the data (store_options::preallocate).
+  void start_preallocation();
+  /// Where the data's pages end in the file, in bytes.
+  std::uint64_t data_end() const;
   result<void> grow_map();
 
   /// `defer`: leave the commit's meta page unflushed (append_batch_deferred).
@@ -610,6 +616,7 @@ private:
   std::size_t map_size_ = 0;
 
   // Writer-only state.
+  std::unique_ptr<detail::preallocator> prealloc_; ///< null when off
   commit_marks commits_;
   /// Set when a flush failed: every later write fails with it.
   std::optional<error> broken_;
@@ -676,6 +683,7 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   }
   if (auto ok = store->init(!has_data); !ok)
     return tl::unexpected(ok.error());
+  store->start_preallocation();
   return std::unique_ptr<event_store>{std::move(store)};
 }
 
@@ -880,6 +888,21 @@ result<void> lmdb_store::init(bool create) {
   if (opts_.read_only)
     return {};
   return after_commit(false);
+}
+
+void lmdb_store::start_preallocation() {
+  if (opts_.read_only || opts_.durability == durability::no_sync || opts_.preallocate == 0)
+    return;
+  prealloc_ = detail::preallocator::start((fs::path(dir_) / "data.mdb").string(), data_end(),
+                                          opts_.preallocate, opts_.max_map_size);
+}
+
+std::uint64_t lmdb_store::data_end() const {
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  MDB_stat st;
+  mdb_env_stat(env_, &st);
+  return (std::uint64_t{info.me_last_pgno} + 1) * st.ms_psize;
 }
 
 result<void> lmdb_store::after_commit(bool defer) {
@@ -1139,6 +1162,9 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   if (!rewrite_heads)
     for (auto [no, pos] : changed)
       unflushed_.try_emplace(no, 0);
+  std::optional<detail::preallocator::guard> guard;
+  if (prealloc_)
+    guard.emplace(prealloc_.get());
   if (int rc = txn.commit(); rc != 0) {
     err = lmdb_error(rc, "commit");
     // An I/O error (a positive errno) may have come from the flush that was
@@ -1151,6 +1177,10 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
                                     "writes: reopen it",
                       dir_};
     return rc;
+  }
+  if (guard) {
+    guard->committed(data_end());
+    guard.reset();
   }
   // Committed: now the writer's caches may learn about it, without allocating.
   last_position_ = st.position;

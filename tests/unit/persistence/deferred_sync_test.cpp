@@ -28,6 +28,7 @@ store_options durable_options(durability d = durability::sync) {
   store_options o;
   o.durability = d;
   o.initial_map_size = std::size_t{16} << 20;
+  o.preallocate = 0; // its thread's flushes would be counted too
   return o;
 }
 

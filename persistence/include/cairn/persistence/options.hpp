@@ -50,6 +50,13 @@ struct store_options {
   /// fewer rewrites and a longer head-log scan when a store opens. 0 rewrites
   /// on every commit. Default: 65536.
   std::uint64_t heads_flush_events = 65536;
+  /// Zeroed file space kept written ahead of the data, in bytes: as much as
+  /// the data takes, from 1 MiB up to this. Commits then overwrite blocks the
+  /// file system has allocated, and their flushes write no file metadata
+  /// (docs/storage-format.md#preallocation). The file is that much larger
+  /// than its data; never past max_map_size. 0 turns it off; `no_sync` never
+  /// uses it. Default: 64 MiB.
+  std::size_t preallocate = std::size_t{64} << 20;
 };
 
 } // namespace cairn::persistence
