@@ -106,6 +106,15 @@ void record(journal_state& st, std::chrono::steady_clock::time_point started,
   m.snapshots_written.add(snapshots);
 }
 
+/// After a failure: whether the store now refuses every write.
+void note_store_state(journal_state& st) {
+  if (st.store->refuses_writes()) {
+    if (st.stats->store_refusing_writes.value() == 0)
+      st.log->error("the store refuses every write until it is reopened: restart the runtime");
+    st.stats->store_refusing_writes.set(1);
+  }
+}
+
 /// Answers every held batch whose commit is now durable, and tells the
 /// watchers how far the log is durable.
 void release(journal_actor* self, std::uint64_t durable) {
@@ -142,6 +151,7 @@ void settle(journal_actor* self) {
   }
   st.log->error("flushing {} commits to disk failed: {}", st.unsynced.size(),
                 ok.error().to_string());
+  note_store_state(st);
   for (auto& u : st.unsynced) {
     for (auto& w : u.writers)
       w.deliver(journal_written{tl::unexpected(ok.error())});
@@ -192,6 +202,8 @@ void flush(journal_actor* self) {
     side_written = tl::unexpected(results.error());
   }
   record(st, started, results, snapshots);
+  if (!results)
+    note_store_state(st);
   // Some of this batch failed: answer the held batches first, so that each
   // sender hears about its requests in the order it sent them.
   if (!results || !side_written)

@@ -72,6 +72,7 @@ metrics_snapshot metrics::snapshot() const {
   s.commit_us = commit_us.snapshot();
   s.commit_failures = commit_failures.value();
   s.journal_syncs = journal_syncs.value();
+  s.store_refusing_writes = store_refusing_writes.value();
   s.snapshots_written = snapshots_written.value();
   s.activations = activations.value();
   s.activation_failures = activation_failures.value();
@@ -182,6 +183,10 @@ std::string to_prometheus(const metrics_snapshot& s) {
            "Flushes the journal made alone, when no commit came to carry the previous one's "
            "meta page to disk.",
            std::to_string(s.journal_syncs));
+  w.scalar("cairn_store_refusing_writes", "gauge",
+           "1 once a failed flush made the store refuse every write until it is reopened: "
+           "restart the runtime.",
+           std::to_string(s.store_refusing_writes));
   w.scalar("cairn_snapshots_written_total", "counter", "Aggregate snapshots committed.",
            std::to_string(s.snapshots_written));
   w.scalar("cairn_aggregate_activations_total", "counter", "Aggregate actors spawned.",

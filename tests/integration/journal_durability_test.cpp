@@ -126,6 +126,8 @@ TEST_CASE("a command whose flush fails is answered unavailable; after a restart 
     auto next = await(rt->send<account>("flaky", bank::deposit{7}));
     REQUIRE_FALSE(next);
     CHECK(next.error().code == cairn::errc::unavailable);
+    CHECK(rt->metrics().store_refusing_writes == 1);
+    CHECK(cairn::to_prometheus(rt->metrics()).find("cairn_store_refusing_writes 1") != std::string::npos);
   }
   auto rt = cairn::test::start_runtime(durable_options(dir.path()));
   register_ok<account>(*rt);
@@ -133,6 +135,7 @@ TEST_CASE("a command whose flush fails is answered unavailable; after a restart 
   INFO(describe(retried));
   REQUIRE(retried);
   CHECK(retried->duplicate); // the commit had reached the page cache, and the close flushed it
+  CHECK(rt->metrics().store_refusing_writes == 0);
   auto state = rt->state<account>("flaky");
   REQUIRE(state);
   CHECK(state->balance == 5);

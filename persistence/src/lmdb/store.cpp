@@ -427,6 +427,8 @@ public:
 
   commit_marks commits() const noexcept override { return commits_; }
 
+  bool refuses_writes() const noexcept override { return broken_.has_value(); }
+
   result<void> save_snapshot(const snapshot& snap) override {
     batch_view b;
     b.snapshots = {&snap, 1};

@@ -141,6 +141,7 @@ TEST_CASE("a failed flush of a deferred commit makes the store refuse writes unt
   temp_dir dir;
   auto store = open_ok(dir.path(), durable_options());
   REQUIRE(value_of(store->append_batch_deferred(one_append("note-a", expected_version::any())))[0]);
+  CHECK_FALSE(store->refuses_writes());
   fail_fdatasync(0, EIO);
   auto synced = store->sync();
   REQUIRE_FALSE(synced);
@@ -148,6 +149,7 @@ TEST_CASE("a failed flush of a deferred commit makes the store refuse writes unt
   CHECK(contains(synced.error().message, "flush to disk"));
   CHECK(contains(synced.error().message, "reopen"));
   CHECK(store->commits().durable < store->commits().last);
+  CHECK(store->refuses_writes());
   for (bool deferred : {false, true}) {
     auto b = one_append("note-b", expected_version::any());
     auto out = deferred ? store->append_batch_deferred(b) : store->append_batch(b);
@@ -160,6 +162,7 @@ TEST_CASE("a failed flush of a deferred commit makes the store refuse writes unt
   CHECK(value_of(store->read_stream("note-b", 1, 10)).empty());
   store.reset();
   store = open_ok(dir.path(), durable_options());
+  CHECK_FALSE(store->refuses_writes());
   CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
   CHECK(value_of(store->append_batch(one_append("note-b", expected_version::any())))[0]);
 }
@@ -176,6 +179,7 @@ TEST_CASE("a commit whose flush fails while an earlier one waits for its own bre
   REQUIRE_FALSE(out);
   CHECK(out.error().code == errc::unavailable);
   CHECK(contains(out.error().message, "earlier commits waited for their flush"));
+  CHECK(store->refuses_writes());
   CHECK_FALSE(store->sync());
   CHECK(value_of(store->read_stream("note-b", 1, 10)).empty()); // LMDB undid that commit
   store.reset();
@@ -194,6 +198,7 @@ TEST_CASE("a commit whose data flush fails with nothing waiting fails alone",
   CHECK(contains(out.error().message, "commit"));
   CHECK(value_of(store->read_stream("note-a", 1, 10)).empty());
   // Every earlier commit was flushed already: the store goes on.
+  CHECK_FALSE(store->refuses_writes());
   REQUIRE(value_of(store->append_batch_deferred(one_append("note-a", expected_version::any())))[0]);
   REQUIRE(store->sync());
   CHECK(value_of(store->read_stream("note-a", 1, 10)).size() == 1);
@@ -208,6 +213,7 @@ TEST_CASE("a plain commit whose meta-page flush fails reports it and breaks the 
   REQUIRE_FALSE(out);
   CHECK(out.error().code == errc::unavailable);
   CHECK(contains(out.error().message, "flush to disk"));
+  CHECK(store->refuses_writes());
   auto again = store->append(request("note-b", expected_version::any(), numbered(1)));
   REQUIRE_FALSE(again);
   CHECK(again.error().code == errc::unavailable);

@@ -127,6 +127,8 @@ struct metrics_snapshot {
   /// Flushes the journal made alone, when no commit came to carry the
   /// previous one's meta page to disk.
   std::uint64_t journal_syncs = 0;
+  /// 1 once a failed flush made the store refuse every write: restart the runtime.
+  std::int64_t store_refusing_writes = 0;
   std::uint64_t snapshots_written = 0; ///< Aggregate snapshots committed.
   std::uint64_t activations = 0;       ///< Aggregate actors spawned.
   std::uint64_t activation_failures = 0; ///< Failed recoveries and abnormal stops.
@@ -155,6 +157,7 @@ public:
   histogram commit_us;
   counter commit_failures;
   counter journal_syncs;
+  gauge store_refusing_writes;
   counter snapshots_written;
   counter activations;
   counter activation_failures;

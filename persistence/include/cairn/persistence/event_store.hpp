@@ -97,6 +97,10 @@ public:
   };
   [[nodiscard]] virtual commit_marks commits() const noexcept = 0;
 
+  /// True once a failed flush made the store refuse every write (see sync):
+  /// only reopening it lets it write again.
+  [[nodiscard]] virtual bool refuses_writes() const noexcept = 0;
+
   /// Stores a snapshot (checksummed). The two newest per stream are kept.
   [[nodiscard]] virtual result<void> save_snapshot(const snapshot& snap) = 0;
 
