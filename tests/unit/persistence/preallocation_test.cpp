@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -28,6 +29,18 @@ std::uint64_t file_size(const temp_dir& dir) {
 
 std::uint64_t data_end(const event_store& store) {
   return value_of(store.stats()).map_used;
+}
+
+/// Threads of this process named as the store names its preallocating thread.
+int preallocating_threads() {
+  int n = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    if (std::getline(comm, name) && name == "cairn.prealloc")
+      ++n;
+  }
+  return n;
 }
 
 /// Waits up to 10 s for `done`; the preallocating thread works on its own time.
@@ -59,6 +72,7 @@ TEST_CASE("commits land intact in space the store zero-fills beside them",
   constexpr std::size_t commits = 600, per_commit = 4;
   {
     auto store = open_ok(dir.path(), o);
+    CHECK(preallocating_threads() == 1);
     for (std::size_t c = 0; c < commits; ++c) {
       write_batch b;
       for (std::size_t i = 0; i < per_commit; ++i)
@@ -75,6 +89,7 @@ TEST_CASE("commits land intact in space the store zero-fills beside them",
     CHECK(eventually([&] { return file_size(dir) >= end + (32 << 10); }));
     CHECK(file_size(dir) <= end + (64 << 10));
   }
+  CHECK(preallocating_threads() == 0); // joined when the store closed
   auto store = open_ok(dir.path()); // again, over a file longer than its data
   auto all = value_of(store->read_all(1, commits * per_commit + 1)).events;
   REQUIRE(all.size() == commits * per_commit);
@@ -103,8 +118,6 @@ TEST_CASE("the reserve grows with the data and stops at max_map_size",
   }
   REQUIRE(data_end(*store) >= (std::size_t{1600} << 10));
   CHECK(eventually([&] { return file_size(dir) == o.max_map_size; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  CHECK(file_size(dir) == o.max_map_size);
 }
 
 TEST_CASE("nothing is preallocated when it is off, under no_sync, or read-only",
@@ -117,7 +130,7 @@ TEST_CASE("nothing is preallocated when it is off, under no_sync, or read-only",
       for (int i = 0; i < 5; ++i)
         value_of(store->append(request("note-1", expected_version::any(),
                                        {event("noted", std::string(3000, 'z'))})));
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      CHECK(preallocating_threads() == 0);
       CHECK(file_size(dir) <= data_end(*store));
     }
     auto size = file_size(dir);
@@ -125,7 +138,7 @@ TEST_CASE("nothing is preallocated when it is off, under no_sync, or read-only",
     ro.read_only = true;
     ro.preallocate = std::size_t{64} << 20;
     auto reader = open_ok(dir.path(), ro);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    CHECK(preallocating_threads() == 0);
     CHECK(file_size(dir) == size);
   };
   SECTION("preallocate = 0") {
