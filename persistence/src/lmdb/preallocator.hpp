@@ -14,8 +14,8 @@
 //
 // LMDB writes the file's pages only while a write transaction commits, and
 // only below the end it reports after that commit. So the writer commits
-// under `guard()` and reports the new end, and the thread writes zeros only
-// above the last reported end, under the same lock.
+// holding a `guard` and reports the new end, and the thread writes zeros
+// only above the last reported end, under the same mutex.
 
 #include <atomic>
 #include <condition_variable>
@@ -31,7 +31,8 @@ class preallocator {
 public:
   /// Starts the thread for the file at `path`, whose data ends at `used`.
   /// It keeps up to `limit` bytes zeroed ahead of the data (as many as the
-  /// data takes, from 1 MiB) and never grows the file past `max_size`.
+  /// data takes, at least 1 MiB or `limit` when smaller) and never grows the
+  /// file past `max_size`.
   /// Returns null when the file cannot be opened or the thread not started:
   /// commits then grow the file as LMDB does by itself.
   static std::unique_ptr<preallocator> start(const std::string& path, std::uint64_t used,
