@@ -53,6 +53,8 @@ preallocator::preallocator(int fd, std::uint64_t used, std::uint64_t file_size,
       zeroed_(std::max(used, file_size)) {
   target_ = wanted_end();
   thread_ = std::thread([this] { run(); });
+  // Named here, not in run(), so that it has its name once the store is open.
+  pthread_setname_np(thread_.native_handle(), "cairn.prealloc");
 }
 
 preallocator::~preallocator() {
@@ -87,7 +89,6 @@ std::uint64_t preallocator::wanted_end() const {
 }
 
 void preallocator::run() {
-  pthread_setname_np(pthread_self(), "cairn.prealloc");
   std::unique_lock lock{mu_};
   // Never below the data's end: those pages are LMDB's.
   auto next = [&] { return std::max(zeroed_, used_); };
