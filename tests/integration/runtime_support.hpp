@@ -15,6 +15,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/runtime/runtime.hpp"
+#include "support/eventually.hpp"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CAIRN_TEST_SANITIZED 1
@@ -91,18 +92,6 @@ T await(std::future<T>&& f, std::chrono::seconds limit = std::chrono::seconds{60
 template <class R>
 std::string describe(const R& r) {
   return r ? std::string{"ok"} : r.error().to_string();
-}
-
-/// Polls `done` until it holds or `limit` passes; returns its last value.
-template <class F>
-bool eventually(F done, std::chrono::milliseconds limit = std::chrono::seconds{60}) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return done();
-    std::this_thread::sleep_for(std::chrono::milliseconds{2});
-  }
-  return true;
 }
 
 } // namespace cairn::test

@@ -17,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <vector>
 
 namespace cairn::test {
 
@@ -70,15 +71,12 @@ inline std::string kill_and_reap(pid_t pid, int& status) {
   }
 }
 
-/// The threads of this process, and their names.
-inline std::size_t count_threads(std::string* names = nullptr) {
-  std::size_t threads = 0;
+/// The names of this process's threads (/proc/self/task/*/comm).
+inline std::vector<std::string> thread_names() {
+  std::vector<std::string> names;
   if (DIR* tasks = ::opendir("/proc/self/task")) {
     while (const dirent* e = ::readdir(tasks)) {
       if (e->d_name[0] == '.')
-        continue;
-      ++threads;
-      if (names == nullptr)
         continue;
       char comm[64] = {};
       auto path = std::string{"/proc/self/task/"} + e->d_name + "/comm";
@@ -87,11 +85,11 @@ inline std::size_t count_threads(std::string* names = nullptr) {
           comm[std::strcspn(comm, "\n")] = '\0';
         std::fclose(f);
       }
-      *names += std::string{names->empty() ? "" : ", "} + comm;
+      names.emplace_back(comm);
     }
     ::closedir(tasks);
   }
-  return threads;
+  return names;
 }
 
 /// Threads a process keeps besides its own: ThreadSanitizer starts one at
@@ -117,15 +115,18 @@ inline constexpr std::size_t sanitizer_threads = 0;
 /// refuses to start threads in it).
 inline std::string await_quiet_threads() {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{10};
-  while (count_threads() > 1 + sanitizer_threads) {
+  for (;;) {
+    auto names = thread_names();
+    if (names.size() <= 1 + sanitizer_threads)
+      return {};
     if (std::chrono::steady_clock::now() > deadline) {
-      std::string names;
-      auto n = count_threads(&names);
-      return std::to_string(n) + " threads still running before fork (" + names + ")";
+      std::string list;
+      for (const auto& n : names)
+        list += (list.empty() ? "" : ", ") + n;
+      return std::to_string(names.size()) + " threads still running before fork (" + list + ")";
     }
     ::usleep(1000);
   }
-  return {};
 }
 
 /// CAIRN_CRASH_SEED when set (to rerun a failure), else a random seed.

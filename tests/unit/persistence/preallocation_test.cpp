@@ -1,21 +1,22 @@
 // store_options::preallocate: zeroed space written ahead of the data by a
 // thread of the store's own, while commits keep writing pages below it.
 
-#include <chrono>
+#include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <string>
-#include <thread>
 
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/event_store.hpp"
+#include "support/child_process.hpp"
+#include "support/eventually.hpp"
 #include "support/temp_dir.hpp"
 
 #include "helpers.hpp"
 
 using namespace cairn::persistence;
 using cairn::test::event;
+using cairn::test::eventually;
 using cairn::test::open_ok;
 using cairn::test::request;
 using cairn::test::temp_dir;
@@ -32,27 +33,9 @@ std::uint64_t data_end(const event_store& store) {
 }
 
 /// Threads of this process named as the store names its preallocating thread.
-int preallocating_threads() {
-  int n = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
-    std::ifstream comm(task.path() / "comm");
-    std::string name;
-    if (std::getline(comm, name) && name == "cairn.prealloc")
-      ++n;
-  }
-  return n;
-}
-
-/// Waits up to 10 s for `done`; the preallocating thread works on its own time.
-template <class F>
-bool eventually(F&& done) {
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > until)
-      return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
+long preallocating_threads() {
+  auto names = cairn::test::thread_names();
+  return std::count(names.begin(), names.end(), "cairn.prealloc");
 }
 
 std::string payload(std::size_t commit, std::size_t i) {
