@@ -5,6 +5,7 @@
 
 #include "cairn/actors/scheduler.hpp"
 
+#include <atomic>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -26,13 +27,65 @@
 namespace cairn::actors {
 namespace {
 
-/// CAF's work stealing, except that an idle worker waits on its condition
-/// variable in the moderate phase too (CAF sleeps there for a fixed
-/// 50 µs, and only wakes a worker in the relaxed phase), so a job enqueued
-/// from outside the workers (the journal's answers, a caller's command)
+/// CAF's work stealing, except for where jobs from outside the workers go
+/// and how idle workers wait and are woken.
+///
+/// CAF hands a job from outside (the journal's answers, a caller's command)
+/// to the next worker in turn, sleeping or not. With more runnable threads
+/// than cores (the workers and the journal's thread), the kernel lets a
+/// woken worker wait for a core for up to a time slice, several
+/// milliseconds, while the job waits in its queue and the worker that is
+/// running cannot see it until its own queue runs dry. Here such jobs go
+/// to one queue that every worker takes from, so the first worker to look
+/// takes them. A worker looks there before its own queue every
+/// kInjectedEvery jobs, so that a chain of jobs it enqueues for itself
+/// cannot hold them back.
+///
+/// Waking follows Go's scheduler: a job from outside wakes a sleeping
+/// worker only when no worker is spinning (the aggressive phase), since a
+/// spinning worker takes it within a few polls; the last spinner to find a
+/// job wakes a sleeper if more jobs wait. A worker woken for nothing costs
+/// a core that the caller or the journal needed.
+///
+/// An idle worker waits on its condition variable in the moderate phase
+/// too (CAF sleeps there for a fixed 50 µs), so that a job from outside
 /// wakes it at once instead of after the rest of its sleep.
 class stealing : public caf::policy::work_stealing {
 public:
+  using base = caf::policy::work_stealing;
+
+  struct coordinator_data {
+    explicit coordinator_data(caf::scheduler::abstract_coordinator*) {}
+    queue_type injected;                  ///< Jobs from outside the workers, oldest first.
+    std::atomic<std::size_t> injected_jobs{0}; ///< About its length (see below).
+    std::atomic<std::size_t> spinning{0}; ///< Workers in the aggressive phase.
+    std::atomic<std::size_t> sleepers{0}; ///< Workers waiting on their condition variable.
+    std::atomic<std::size_t> next_to_wake{0};
+  };
+
+  struct worker_data : base::worker_data {
+    explicit worker_data(caf::scheduler::abstract_coordinator* p) : base::worker_data(p) {}
+    worker_data(const worker_data& other) : base::worker_data(other) {}
+    std::size_t jobs = 0; ///< Jobs taken, for the turn of the injected queue.
+  };
+
+  // No job is left with every worker asleep: a waker appends its job and
+  // counts it in `injected_jobs`, then reads `spinning` and `sleepers`; a
+  // worker changes those, then reads `injected_jobs`. All four steps are
+  // sequentially consistent, so at least one side sees the other's first
+  // step. (The count runs ahead of the queue while a job is being taken,
+  // which costs at most a needless wake-up.)
+
+  template <class Coordinator>
+  void central_enqueue(Coordinator* self, caf::resumable* job) {
+    auto& shared = d(self);
+    shared.injected.append(job);
+    shared.injected_jobs.fetch_add(1);
+    if (shared.spinning.load() == 0)
+      wake_one(self);
+  }
+
+  /// To one worker in particular (the coordinator's shutdown).
   template <class Worker>
   void external_enqueue(Worker* self, caf::resumable* job) {
     d(self).queue.append(job);
@@ -45,38 +98,109 @@ public:
   template <class Worker>
   caf::resumable* dequeue(Worker* self) {
     auto& strategies = d(self).strategies;
-    auto& queue = d(self).queue;
+    auto& shared = d(self->parent());
+    if (++d(self).jobs % kInjectedEvery == 0)
+      if (auto job = take_injected(shared))
+        return job;
+    if (auto job = d(self).queue.take_head())
+      return job;
     // Aggressive: spin without sleeping (CAF's first strategy).
+    shared.spinning.fetch_add(1);
     const auto& aggressive = strategies[0];
     for (std::size_t i = 0; i < aggressive.attempts; i += aggressive.step_size) {
-      if (auto job = queue.take_head())
-        return job;
+      if (auto job = take(self))
+        return stop_spinning(self, job);
       if (i % aggressive.steal_interval == 0)
         if (auto job = try_steal(self))
-          return job;
+          return stop_spinning(self, job);
     }
     // Moderate for its attempts, then relaxed for good: wait to be woken, stealing between waits.
+    bool spinning = true;
     const auto& moderate = strategies[1];
     for (std::size_t i = 0; i < moderate.attempts; ++i)
-      if (auto job = wait_then_take(self, moderate, i))
+      if (auto job = wait_then_take(self, moderate, i, spinning))
         return job;
     const auto& relaxed = strategies[2];
     for (std::size_t i = 1;; ++i) // CAF counts the relaxed attempts from 1
-      if (auto job = wait_then_take(self, relaxed, i))
+      if (auto job = wait_then_take(self, relaxed, i, spinning))
         return job;
   }
 
+  /// At shutdown, after the workers left: what is left in the shared queue.
+  template <class Coordinator, class UnaryFunction>
+  void foreach_central_resumable(Coordinator* self, UnaryFunction f) {
+    while (auto job = take_injected(d(self)))
+      f(job);
+  }
+
 private:
-  template <class Worker, class Strategy>
-  caf::resumable* wait_then_take(Worker* self, const Strategy& phase, std::size_t attempt) {
-    auto& queue = d(self).queue;
-    {
-      std::unique_lock<std::mutex> guard(d(self).waitdata.lock);
-      d(self).waitdata.sleeping = true;
-      d(self).waitdata.cv.wait_for(guard, phase.sleep_duration, [&] { return !queue.empty(); });
-      d(self).waitdata.sleeping = false;
+  static constexpr std::size_t kInjectedEvery = 61; // Go's scheduler uses 61 too
+
+  template <class Coordinator>
+  void wake_one(Coordinator* self) {
+    auto& shared = d(self);
+    if (shared.sleepers.load() == 0)
+      return;
+    auto n = self->num_workers();
+    auto first = shared.next_to_wake.fetch_add(1, std::memory_order_relaxed);
+    for (std::size_t k = 0; k < n; ++k) {
+      auto& wait = d(self->worker_by_id((first + k) % n)).waitdata;
+      std::unique_lock<std::mutex> guard(wait.lock);
+      if (wait.sleeping) {
+        wait.cv.notify_one();
+        return;
+      }
     }
-    if (auto job = queue.take_head())
+  }
+
+  /// A spinner found `job`. Jobs from outside did not wake anyone while it
+  /// spun: if it was the last spinner and some wait, wake a sleeper for them.
+  template <class Worker>
+  caf::resumable* stop_spinning(Worker* self, caf::resumable* job) {
+    auto& shared = d(self->parent());
+    if (shared.spinning.fetch_sub(1) == 1 && shared.injected_jobs.load() > 0)
+      wake_one(self->parent());
+    return job;
+  }
+
+  static caf::resumable* take_injected(coordinator_data& shared) {
+    auto job = shared.injected.take_head();
+    if (job)
+      shared.injected_jobs.fetch_sub(1, std::memory_order_relaxed);
+    return job;
+  }
+
+  template <class Worker>
+  caf::resumable* take(Worker* self) {
+    if (auto job = d(self).queue.take_head())
+      return job;
+    return take_injected(d(self->parent()));
+  }
+
+  template <class Worker>
+  bool has_work(Worker* self) {
+    return !d(self).queue.empty() || d(self->parent()).injected_jobs.load() > 0;
+  }
+
+  /// Waits once; the first wait also ends the worker's spinning.
+  template <class Worker, class Strategy>
+  caf::resumable* wait_then_take(Worker* self, const Strategy& phase, std::size_t attempt,
+                                 bool& spinning) {
+    auto& wait = d(self).waitdata;
+    auto& shared = d(self->parent());
+    {
+      std::unique_lock<std::mutex> guard(wait.lock);
+      wait.sleeping = true;
+      shared.sleepers.fetch_add(1);
+      if (spinning) {
+        shared.spinning.fetch_sub(1);
+        spinning = false;
+      }
+      wait.cv.wait_for(guard, phase.sleep_duration, [&] { return has_work(self); });
+      shared.sleepers.fetch_sub(1);
+      wait.sleeping = false;
+    }
+    if (auto job = take(self))
       return job;
     if (attempt % phase.steal_interval == 0)
       return try_steal(self);

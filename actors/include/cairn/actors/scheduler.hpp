@@ -11,9 +11,10 @@
 /// with CAF's logger kept unbound from the worker threads (CAF binds it at
 /// start and at every spawn), which made every resume update a locked
 /// thread-to-actor map for log lines that Debian's CAF (built with
-/// CAF_LOG_LEVEL_QUIET) never writes. The work-stealing policy and its
-/// queues are CAF's; only an idle worker's waiting differs (scheduler.cpp):
-/// it is woken by jobs from outside the workers at once.
+/// CAF_LOG_LEVEL_QUIET) never writes. The workers' queues and stealing are
+/// CAF's. Jobs from outside the workers go to one queue that every worker
+/// takes from, and idle workers wait and are woken differently
+/// (scheduler.cpp says why; docs/runtime.md, Threading, has the figures).
 
 #include <caf/fwd.hpp>
 
