@@ -102,7 +102,7 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
   auto& e = st.entries.at(stream);
   if (e.failures > 0)
     st.log->info("restarting {} after {} failures in a row", stream, e.failures);
-  e.actor = st.kinds.at(e.category).spawn(self->system(), e.id);
+  e.actor = st.kinds.at(e.category).spawn(*self, e.id);
   self->monitor(e.actor);
   st.by_addr.emplace(e.actor.address(), stream);
   e.ph = entry::phase::live;

@@ -31,7 +31,9 @@ namespace cairn::actors {
 /// How to spawn the actor of one aggregate type.
 struct aggregate_kind {
   std::string category;
-  std::function<caf::actor(caf::actor_system&, const std::string& id)> spawn;
+  /// Spawns from `parent` (the registry), so the new actor starts on the
+  /// worker that spawns it rather than waking another (see scheduler.hpp).
+  std::function<caf::actor(caf::local_actor& parent, const std::string& id)> spawn;
 };
 
 struct registry_options {

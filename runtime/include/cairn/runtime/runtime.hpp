@@ -168,8 +168,8 @@ public:
     auto env = make_env(opts.snapshot_interval);
     actors::aggregate_kind kind;
     kind.category = A::category;
-    kind.spawn = [env](caf::actor_system& sys, const std::string& id) {
-      return sys.spawn(actors::aggregate_actor<A>, id, env);
+    kind.spawn = [env](caf::local_actor& parent, const std::string& id) {
+      return parent.spawn(actors::aggregate_actor<A>, id, env);
     };
     add_kind(std::move(kind));
     return {};
