@@ -13,12 +13,28 @@ namespace {
 
 using namespace std::chrono_literals;
 
+// Each spawned function takes an argument: CAF 0.17 dereferences a null
+// tuple of arguments for one that takes none, which UBSan reports.
+
 /// Sends itself to `peer` for every peer it gets, until `stop`: two of them
 /// keep a worker busy with jobs it enqueues for itself, one at a time.
 caf::behavior bouncer(caf::event_based_actor* self, std::atomic<bool>* stop) {
   return {[=](caf::actor& peer) {
     if (!stop->load())
       self->send(peer, caf::actor_cast<caf::actor>(self));
+  }};
+}
+
+caf::behavior adder(int step) {
+  return {[=](int x) { return x + step; }};
+}
+
+/// Holds its worker, once asked, until `released` is ready (10 s at most,
+/// so a failing run still ends).
+caf::behavior holder(std::shared_future<void> released, std::atomic<bool>* held) {
+  return {[=](caf::atom_value) {
+    *held = true;
+    released.wait_for(10s);
   }};
 }
 
@@ -36,17 +52,11 @@ TEST_CASE("a job from outside runs while one worker is held and the other is bus
   cairn::actors::use_work_stealing_scheduler(cfg);
   caf::actor_system sys{cfg};
 
-  auto echo = sys.spawn([]() -> caf::behavior { return {[](int x) { return x + 1; }}; });
+  auto echo = sys.spawn(adder, 1);
   std::atomic<bool> held{false};
   std::promise<void> release;
-  auto released = release.get_future().share();
-  auto holder = sys.spawn([&]() -> caf::behavior {
-    return {[&, released](caf::atom_value) {
-      held = true;
-      released.wait_for(10s); // bounded, so a failing run still ends
-    }};
-  });
-  caf::anon_send(holder, caf::atom("hold"));
+  auto hold = sys.spawn(holder, release.get_future().share(), &held);
+  caf::anon_send(hold, caf::atom("hold"));
   REQUIRE(cairn::test::eventually([&] { return held.load(); }, 10s));
 
   std::atomic<bool> stop{false};
@@ -76,6 +86,6 @@ TEST_CASE("a job from outside runs while one worker is held and the other is bus
     REQUIRE(answer == round + 1);
     REQUIRE(waited < 2s);
   }
-  for (auto& a : {echo, holder, ping, pong})
+  for (auto& a : {echo, hold, ping, pong})
     caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
 }
