@@ -182,8 +182,9 @@ int activation_main(const args& a) {
       std::vector<std::size_t> native(ids.begin() + static_cast<std::ptrdiff_t>(samples),
                                       ids.begin() + static_cast<std::ptrdiff_t>(2 * samples));
       std::vector<actors::reply_msg> replies(samples);
-      auto registry = rt->handle();
-      auto asker = [&](caf::event_based_actor* self) -> caf::behavior {
+      // The registry comes as an argument: CAF 0.17 dereferences a null tuple
+      // of arguments when it spawns a function that takes none.
+      auto asker = [&](caf::event_based_actor* self, caf::actor registry) -> caf::behavior {
         auto next = std::make_shared<std::function<void(std::size_t)>>();
         std::weak_ptr<std::function<void(std::size_t)>> again = next;
         *next = [self, again, registry, &native, &us, &replies, &rt](std::size_t i) {
@@ -208,7 +209,7 @@ int activation_main(const args& a) {
       };
       {
         caf::scoped_actor waiter{rt->system()};
-        waiter->wait_for(rt->system().spawn(asker));
+        waiter->wait_for(rt->system().spawn(asker, rt->handle()));
       }
       for (std::size_t i = 0; i < samples; ++i)
         check(native[i], replies[i].ok()
