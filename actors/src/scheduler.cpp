@@ -103,7 +103,7 @@ public:
       if (auto job = take_injected(shared))
         return job;
     if (auto job = d(self).queue.take_head())
-      return job;
+      return job; // a worker with work of its own never counts as spinning
     // Aggressive: spin without sleeping (CAF's first strategy).
     shared.spinning.fetch_add(1);
     const auto& aggressive = strategies[0];
