@@ -28,6 +28,11 @@ struct entry {
   bool in_lru = false;
   bool retry_scheduled = false;
   bool activation_failed = false; ///< This incarnation could not recover its state.
+  /// User code of this aggregate threw (failed_atom): its commands are
+  /// refused with `internal` until `refuse_until`, then it is tried again.
+  bool user_failure = false;
+  std::string failure_reason;
+  clock::time_point refuse_until{};
   std::list<std::string>::iterator lru;
   clock::time_point last_used;
   unsigned failures = 0;
@@ -56,6 +61,14 @@ using registry_actor = caf::stateful_actor<registry_state>;
 std::chrono::milliseconds backoff(unsigned failures) {
   auto ms = 10LL << std::min(failures, 9u); // 20 ms … ~5 s
   return std::chrono::milliseconds{std::min(ms, 5000LL)};
+}
+
+/// How long an aggregate whose user code threw is refused: 1 s, doubling per
+/// failure in a row, at most 32 s. Longer than a store's backoff, since the
+/// same code will most likely throw again.
+std::chrono::milliseconds out_of_service(unsigned failures) {
+  auto doublings = std::min(failures == 0 ? 0u : failures - 1, 5u);
+  return std::chrono::milliseconds{1000LL << doublings};
 }
 
 /// Answers a command the registry refuses itself (queries are not counted).
@@ -102,7 +115,17 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
   auto& e = st.entries.at(stream);
   if (e.failures > 0)
     st.log->info("restarting {} after {} failures in a row", stream, e.failures);
-  e.actor = st.kinds.at(e.category).spawn(*self, e.id);
+  try {
+    e.actor = st.kinds.at(e.category).spawn(*self, e.id);
+  } catch (const std::exception& ex) { // never user code: out of memory, say
+    st.log->error("cannot spawn {}: {}", stream, ex.what());
+    for (auto& [msg, promise] : e.buffer)
+      refuse(self, msg, promise,
+             {errc::internal, std::string{"cannot start the aggregate: "} + ex.what(), stream});
+    e.buffer.clear();
+    return;
+  }
+  e.user_failure = false;
   self->monitor(e.actor);
   st.by_addr.emplace(e.actor.address(), stream);
   e.ph = entry::phase::live;
@@ -182,6 +205,18 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     promise.delegate(e.actor, command_atom::value, std::move(m));
     return;
   }
+  if (e.ph == entry::phase::dormant && e.user_failure) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e.refuse_until
+                                                                      - clock::now());
+    if (left.count() > 0) {
+      refuse(self, m, promise,
+             {errc::internal,
+              e.failure_reason + " (out of service for another "
+                + std::to_string(left.count()) + " ms)",
+              stream});
+      return;
+    }
+  }
   if (e.buffer.size() >= st.opts.max_waiting) {
     refuse(self, m, promise,
            {errc::overloaded,
@@ -192,7 +227,7 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
   e.buffer.emplace_back(std::move(m), std::move(promise));
   if (e.ph != entry::phase::dormant || e.retry_scheduled)
     return;
-  if (e.failures > 0) { // it keeps failing: give the store a moment
+  if (e.failures > 0 && !e.user_failure) { // it keeps failing: give the store a moment
     e.retry_scheduled = true;
     self->delayed_send(self, backoff(e.failures), retry_atom::value, stream);
   } else {
@@ -240,6 +275,13 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
     for (auto& [msg, promise] : e.buffer)
       refuse(self, msg, promise, {errc::unavailable, "the runtime is shutting down", stream});
     st.entries.erase(stream);
+  } else if (e.user_failure) {
+    // Refused at once until the backoff passes, rather than failing the same
+    // way again on every command.
+    e.refuse_until = clock::now() + out_of_service(e.failures);
+    for (auto& [msg, promise] : e.buffer)
+      refuse(self, msg, promise, {errc::internal, e.failure_reason, stream});
+    e.buffer.clear();
   } else if (!e.buffer.empty()) {
     if (e.failures > 0) {
       e.retry_scheduled = true;
@@ -318,6 +360,20 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
         return;
       }
       activate_or_queue(self, stream);
+    },
+    [self](failed_atom, const std::string& stream, const std::string& why) {
+      auto it = self->state.entries.find(stream);
+      if (it == self->state.entries.end())
+        return;
+      it->second.user_failure = true;
+      it->second.failure_reason = why;
+    },
+    [self](live_atom) { // the aggregates not stopped yet, for shutdown's log
+      std::vector<std::string> out;
+      for (const auto& [stream, e] : self->state.entries)
+        if (e.ph != entry::phase::dormant)
+          out.push_back(stream);
+      return out;
     },
     [self](touch_atom) { // a live aggregate reached without us is in use
       auto& st = self->state;

@@ -11,6 +11,15 @@
 /// answered, so one aggregate has at most one request at the journal. Each
 /// append expects the exact version the previous one ends at, so if one
 /// fails every later one fails too. The replies keep command order.
+///
+/// User code (initial, decide, evolve, serialize, upcasters) runs guarded. A
+/// throwing decide rejects its command with `internal`. A throwing evolve
+/// (or initial, or an upcaster during recovery) puts the aggregate out of
+/// service: the command that hit it gets `internal`, appends already at the
+/// journal get their real outcome, every other command waiting for it gets
+/// `internal` naming the exception, the registry is told (it refuses the
+/// aggregate's commands until its backoff lets it try again), and the actor
+/// stops. No promise is ever dropped unanswered.
 
 #include <chrono>
 #include <deque>
@@ -45,6 +54,8 @@ struct aggregate_env {
   /// How often a live aggregate tells the registry it is in use: commands
   /// sent straight to it (router.hpp) do not pass the registry's LRU.
   std::chrono::nanoseconds touch_every{std::chrono::seconds{1}};
+  /// Bound on each append request to the journal.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds{60}};
   metrics* stats = nullptr;             ///< Outcomes and activation times; required.
   std::shared_ptr<spdlog::logger> log;  ///< "cairn.aggregate"; required.
 };
@@ -57,6 +68,27 @@ std::string state_type_name() {
 
 namespace detail {
 
+/// The error for the exception user code threw; call it inside a catch block.
+inline cairn::error user_code_error(const std::string& what, const std::string& where) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return {errc::internal, what + " threw: " + e.what(), where};
+  } catch (...) {
+    return {errc::internal, what + " threw an exception that is not a std::exception", where};
+  }
+}
+
+/// A::initial(), guarded.
+template <class A>
+result<typename A::state> initial_state(const std::string& stream) {
+  try {
+    return A::initial();
+  } catch (...) {
+    return tl::unexpected(user_code_error("initial", stream));
+  }
+}
+
 inline std::int64_t steady_now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
            std::chrono::steady_clock::now().time_since_epoch())
@@ -68,9 +100,12 @@ inline std::int64_t steady_now_ns() {
 /// `replayed` counts the events applied after the snapshot.
 template <class A>
 result<std::pair<typename A::state, std::uint64_t>>
-recover(const aggregate_env& env, const std::string& stream, std::uint64_t& replayed) {
+recover(const aggregate_env& env, const std::string& stream, std::uint64_t& replayed) try {
   using state_t = typename A::state;
-  state_t state = A::initial();
+  auto initial = initial_state<A>(stream);
+  if (!initial)
+    return tl::unexpected(initial.error());
+  state_t state = std::move(*initial);
   std::uint64_t version = 0;
   auto snap = env.store->load_snapshot(stream);
   if (snap && *snap && (*snap)->state_type == state_type_name<A>()
@@ -88,14 +123,28 @@ recover(const aggregate_env& env, const std::string& stream, std::uint64_t& repl
     std::optional<cairn::error> failure;
     auto visited = env.store->visit_stream(
       stream, version + 1, page, [&](const persistence::event_view& ev) {
-        auto event = env.registry->decode<typename A::event>(ev.type, ev.schema_version,
-                                                             ev.payload);
+        auto where = stream + " v" + std::to_string(ev.version);
+        result<typename A::event> event = fail(errc::internal, "not decoded");
+        try {
+          event = env.registry->decode<typename A::event>(ev.type, ev.schema_version,
+                                                          ev.payload);
+        } catch (...) {
+          event = tl::unexpected(user_code_error("decoding (or upcasting) "
+                                                   + std::string{ev.type} + " v"
+                                                   + std::to_string(ev.schema_version),
+                                                 where));
+        }
         if (!event) {
           failure = event.error();
-          failure->context = stream + " v" + std::to_string(ev.version);
+          failure->context = where;
           return false;
         }
-        state = A::evolve(std::move(state), *event);
+        try {
+          state = A::evolve(std::move(state), *event);
+        } catch (...) {
+          failure = user_code_error("evolve of " + std::string{ev.type}, where);
+          return false;
+        }
         version = ev.version;
         return true;
       });
@@ -108,6 +157,8 @@ recover(const aggregate_env& env, const std::string& stream, std::uint64_t& repl
       break;
   }
   return std::make_pair(std::move(state), version);
+} catch (...) {
+  return tl::unexpected(user_code_error("recovery", stream));
 }
 
 } // namespace detail
@@ -127,8 +178,10 @@ struct aggregate_state {
   std::shared_ptr<const aggregate_env> env;
   std::string id;
   std::string stream;
-  typename A::state confirmed = A::initial();
-  typename A::state pending = A::initial();
+  // Set by recovery, inside the actor: no user code runs while its spawner
+  // (the registry) constructs it.
+  std::optional<typename A::state> confirmed;
+  std::optional<typename A::state> pending;
   std::uint64_t confirmed_version = 0;
   std::uint64_t pending_version = 0;
   std::uint64_t snapshot_version = 0;
@@ -140,8 +193,46 @@ struct aggregate_state {
   std::deque<std::pair<command_msg, caf::response_promise>> held; ///< During a reload.
   std::unordered_map<std::string, reply_msg> recent; ///< Completed command ids, for in-flight repeats.
   bool stopping = false;
+  /// Why the aggregate is out of service (user code threw); it answers
+  /// everything with it and stops once its appends are answered.
+  std::optional<cairn::error> broken;
   std::chrono::steady_clock::time_point touched{}; ///< Last told the registry it is in use.
   static inline const char* name = "cairn.aggregate";
+
+  aggregate_state() = default;
+  aggregate_state(const aggregate_state&) = delete;
+  aggregate_state& operator=(const aggregate_state&) = delete;
+  /// CAF drops a promise unanswered when its actor stops: answer whatever is
+  /// still waiting here, so no caller waits forever.
+  ~aggregate_state() {
+    auto err = broken ? *broken
+                      : cairn::error{errc::unavailable,
+                                     "the aggregate stopped before it answered; retry with "
+                                     "the same command id",
+                                     stream};
+    fail_waiting(err);
+  }
+
+  /// Answers every command in flight or held with `err`.
+  void fail_waiting(const cairn::error& err) {
+    while (!in_flight.empty()) {
+      auto& e = in_flight.front();
+      if (e.promise.pending()) {
+        if (!e.query && env)
+          env->stats->command(static_cast<std::uint8_t>(err.code), false);
+        e.promise.deliver(error_reply(err));
+      }
+      in_flight.pop_front();
+    }
+    for (auto& [msg, p] : held) {
+      if (!p.pending())
+        continue;
+      if (!msg.query && env)
+        env->stats->command(static_cast<std::uint8_t>(err.code), false);
+      p.deliver(error_reply(err));
+    }
+    held.clear();
+  }
 };
 
 template <class A>
@@ -162,9 +253,15 @@ void send_snapshot_if_due(aggregate_actor_t<A>* self, bool force = false) {
   snap.value.version = st.confirmed_version;
   snap.value.state_type = state_type_name<A>();
   snap.value.schema_version = persistence::detail::schema_version_of<typename A::state>();
-  persistence::encode_payload(st.confirmed, snap.value.data);
+  st.snapshot_version = st.confirmed_version; // also when it fails: no retry per event
+  try {
+    persistence::encode_payload(*st.confirmed, snap.value.data);
+  } catch (...) {
+    st.env->log->warn("no snapshot of {}: {}", st.stream,
+                      user_code_error("serializing the state", st.stream).to_string());
+    return;
+  }
   self->send(st.env->journal, snapshot_atom::value, std::move(snap));
-  st.snapshot_version = st.confirmed_version;
 }
 
 template <class A>
@@ -176,7 +273,11 @@ result<void> reload(aggregate_actor_t<A>* self) {
     return tl::unexpected(recovered.error());
   st.confirmed = std::move(recovered->first);
   st.confirmed_version = recovered->second;
-  st.pending = st.confirmed;
+  try {
+    st.pending = st.confirmed;
+  } catch (...) {
+    return tl::unexpected(user_code_error("copying the state", st.stream));
+  }
   st.pending_version = st.confirmed_version;
   if (st.snapshot_version == 0)
     st.snapshot_version = st.confirmed_version - std::min(st.confirmed_version, replayed);
@@ -194,6 +295,22 @@ inline void answer(const aggregate_env& env, caf::response_promise& promise, rep
   if (!query)
     env.stats->command(r.code, r.duplicate);
   promise.deliver(std::move(r));
+}
+
+/// Puts the aggregate out of service: commands held for a reload get `err`
+/// now, later ones at once; the registry is told, and the actor stops once
+/// the appends at the journal are answered (drain).
+template <class A>
+void break_down(aggregate_actor_t<A>* self, const cairn::error& err) {
+  auto& st = self->state;
+  if (st.broken)
+    return;
+  st.env->log->error("{} is out of service: {}", st.stream, err.to_string());
+  st.broken = err;
+  for (auto& [msg, p] : st.held)
+    answer(*st.env, p, error_reply(err), msg.query);
+  st.held.clear();
+  self->send(st.env->registry_actor, failed_atom::value, st.stream, err.message);
 }
 
 /// Completes the replies at the front that no longer wait for the journal.
@@ -215,9 +332,15 @@ void drain(aggregate_actor_t<A>* self) {
                error_reply({errc::unavailable, "the original command failed; retry", st.stream}));
       }
     } else {
-      if (e.query) {
+      if (e.query && st.broken) {
+        e.reply = error_reply(*st.broken);
+      } else if (e.query) {
         e.reply.last_version = st.confirmed_version;
-        persistence::encode_payload(st.confirmed, e.reply.state);
+        try {
+          persistence::encode_payload(*st.confirmed, e.reply.state);
+        } catch (...) {
+          e.reply = error_reply(user_code_error("serializing the state", st.stream));
+        }
       }
       answer(*st.env, e.promise, std::move(e.reply), e.query);
     }
@@ -225,6 +348,10 @@ void drain(aggregate_actor_t<A>* self) {
   }
   if (!st.in_flight.empty())
     return;
+  if (st.broken) {
+    self->quit(caf::make_error(caf::sec::runtime_error, st.broken->to_string()));
+    return;
+  }
   if (st.failure) {
     // Everything that depended on the failed append has been answered: start
     // over from what the store holds, or stop when the store itself failed.
@@ -241,6 +368,8 @@ void drain(aggregate_actor_t<A>* self) {
       for (auto& [msg, p] : st.held)
         answer(*st.env, p, error_reply(err), msg.query);
       st.held.clear();
+      if (err.code == errc::internal) // user code threw while recovering
+        self->send(st.env->registry_actor, failed_atom::value, st.stream, err.message);
       self->quit(caf::make_error(caf::sec::runtime_error, err.to_string()));
       return;
     }
@@ -261,8 +390,15 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
   auto& st = self->state;
   auto& e = st.in_flight.front(); // journal replies come back in request order
   if (r && !st.failure) {
-    for (const auto& ev : e.events)
-      st.confirmed = A::evolve(std::move(st.confirmed), ev);
+    std::optional<cairn::error> threw;
+    try {
+      for (const auto& ev : e.events)
+        st.confirmed = A::evolve(std::move(*st.confirmed), ev);
+    } catch (...) {
+      // The events are durable: the command gets its outcome, the aggregate
+      // whose state is now unknown goes out of service.
+      threw = user_code_error("evolve", st.stream);
+    }
     st.confirmed_version = r->last_version;
     e.reply.first_version = r->first_version;
     e.reply.last_version = r->last_version;
@@ -272,7 +408,10 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
     if (!e.command_id.empty())
       st.recent.emplace(e.command_id, e.reply);
     answer(*st.env, e.promise, std::move(e.reply));
-    send_snapshot_if_due(self);
+    if (threw)
+      break_down(self, *threw);
+    else if (!st.broken)
+      send_snapshot_if_due(self);
   } else if (!st.failure) {
     // The first failure: this command gets the store's answer; the ones
     // decided after it depended on it and fail as unavailable.
@@ -302,7 +441,7 @@ void send_appends(aggregate_actor_t<A>* self) {
     return;
   st.appending = true;
   auto count = st.unsent.requests.size();
-  self->request(st.env->journal, caf::infinite, append_atom::value, std::move(st.unsent))
+  self->request(st.env->journal, st.env->request_timeout, append_atom::value, std::move(st.unsent))
     .then(
       [self](journal_result& r) {
         for (auto& v : r.values)
@@ -311,7 +450,11 @@ void send_appends(aggregate_actor_t<A>* self) {
         send_appends(self);
       },
       [self, count](caf::error& err) {
-        auto why = "journal unreachable: " + self->system().render(err);
+        auto why = err == caf::sec::request_timeout
+                     ? "the journal did not answer within "
+                         + std::to_string(self->state.env->request_timeout.count())
+                         + " ms; the outcome is unknown: retry with the same command id"
+                     : "journal unreachable: " + self->system().render(err);
         for (std::size_t i = 0; i < count; ++i)
           on_appended<A>(self, fail(errc::unavailable, why));
         self->state.appending = false;
@@ -344,6 +487,10 @@ result<reply_msg> stored_outcome(const aggregate_env& env, const std::string& st
 template <class A>
 void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_promise promise) {
   auto& st = self->state;
+  if (st.broken) {
+    answer(*st.env, promise, error_reply(*st.broken), m.query);
+    return;
+  }
   if (st.failure) { // reloading once the in-flight appends are answered
     st.held.emplace_back(m, std::move(promise));
     return;
@@ -402,13 +549,9 @@ void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_prom
   }
   decision<typename A::event> d;
   try {
-    d = A::decide(st.pending, *command);
-  } catch (const std::exception& ex) {
-    answer(*st.env, e.promise,
-           error_reply({errc::internal, std::string{"decide threw: "} + ex.what(), st.stream}));
-    return;
+    d = A::decide(*st.pending, *command);
   } catch (...) {
-    answer(*st.env, e.promise, error_reply({errc::internal, "decide threw", st.stream}));
+    answer(*st.env, e.promise, error_reply(user_code_error("decide", st.stream)));
     return;
   }
   if (!d) {
@@ -432,7 +575,12 @@ void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_prom
   req.events.reserve(d->size());
   e.reply.events.reserve(d->size());
   for (const auto& ev : *d) {
-    auto data = st.env->registry->encode(ev);
+    result<persistence::event_data> data = fail(errc::internal, "not encoded");
+    try {
+      data = st.env->registry->encode(ev);
+    } catch (...) {
+      data = tl::unexpected(user_code_error("serializing an event", st.stream));
+    }
     if (!data) {
       answer(*st.env, e.promise, error_reply(data.error()));
       return;
@@ -440,8 +588,18 @@ void handle(aggregate_actor_t<A>* self, const command_msg& m, caf::response_prom
     e.reply.events.push_back({data->type, data->schema_version, data->payload});
     req.events.push_back(std::move(*data));
   }
-  for (const auto& ev : *d)
-    st.pending = A::evolve(std::move(st.pending), ev);
+  try {
+    for (const auto& ev : *d)
+      st.pending = A::evolve(std::move(*st.pending), ev);
+  } catch (...) {
+    auto err = user_code_error("evolve", st.stream);
+    answer(*st.env, e.promise,
+           error_reply({err.code, err.message + "; nothing of this command was appended",
+                        err.context}));
+    break_down(self, err);
+    drain(self);
+    return;
+  }
   st.pending_version += d->size();
   e.events = std::move(*d);
   e.appended = true;
@@ -460,8 +618,25 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
   st.env = std::move(env);
   st.id = std::move(id);
   st.stream = std::string{A::category} + "-" + st.id;
+  // A throw that escapes a handler anyway: answer everyone, tell the registry.
+  self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& x) {
+    auto& s = self->state;
+    cairn::error err{errc::internal, "unknown", s.stream};
+    try {
+      std::rethrow_exception(x);
+    } catch (...) {
+      err = detail::user_code_error("a handler of the aggregate", s.stream);
+    }
+    s.env->log->error("{} stopped: {}", s.stream, err.to_string());
+    s.broken = err;
+    s.fail_waiting(err);
+    self->send(s.env->registry_actor, failed_atom::value, s.stream, err.message);
+    return caf::make_error(caf::sec::runtime_error, err.to_string());
+  });
   auto started = std::chrono::steady_clock::now();
   auto recovered = detail::reload(self);
+  if (!recovered && recovered.error().code == errc::internal) // user code threw
+    self->send(st.env->registry_actor, failed_atom::value, st.stream, recovered.error().message);
   self->send(st.env->registry_actor, activated_atom::value, st.stream,
              static_cast<bool>(recovered));
   if (!recovered) {

@@ -44,6 +44,8 @@ using discard_atom = caf::atom_constant<caf::atom("cairn_dscd")>;
 using pump_atom = caf::atom_constant<caf::atom("cairn_pump")>;
 using tick_atom = caf::atom_constant<caf::atom("cairn_tick")>;
 using touch_atom = caf::atom_constant<caf::atom("cairn_tch")>;
+using failed_atom = caf::atom_constant<caf::atom("cairn_fail")>;
+using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
 
 /// A command (or, with `query`, a read of the live state) for one aggregate.
 struct command_msg {

@@ -12,6 +12,9 @@
 ///   (kind_atom, aggregate_kind)          registers an aggregate type
 ///   (command_atom, command_msg)          -> reply_msg (from the aggregate)
 ///   (touch_atom)                         from a live aggregate: it is in use
+///   (failed_atom, stream, why)           from an aggregate whose user code threw: refuse
+///                                        its commands for a while (docs/errors.md)
+///   (live_atom)                          -> the streams not stopped yet (shutdown's log)
 ///   (stats_atom)                         -> registry_stats
 ///   (shutdown_atom)                      -> true once every aggregate has stopped
 
