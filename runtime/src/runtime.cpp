@@ -40,6 +40,20 @@ struct bridge_state {
   static inline const char* name = "cairn.bridge";
 };
 
+/// Calls a caller's callback; what it throws is logged and swallowed, so
+/// the bridge keeps serving everyone else.
+void call_back(const std::function<void(reply_msg&&)>& fn, reply_msg&& r) {
+  try {
+    fn(std::move(r));
+  } catch (const std::exception& e) {
+    actors::logger(actors::runtime_logger)
+      ->error("a send callback threw (ignored): {}", e.what());
+  } catch (...) {
+    actors::logger(actors::runtime_logger)
+      ->error("a send callback threw a non-standard exception (ignored)");
+  }
+}
+
 caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registry) {
   self->state.route.emplace(std::move(registry));
   return {
@@ -47,7 +61,7 @@ caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registr
            actors::reply_callback& cb) {
       self->state.route->send(self, std::move(msg), std::chrono::milliseconds{timeout_ms},
                               [self, fn = std::move(cb.fn)](reply_msg& r) {
-                                fn(std::move(r));
+                                call_back(fn, std::move(r));
                                 auto& st = self->state;
                                 if (st.draining && st.route->outstanding() == 0) {
                                   st.drained.deliver(true);
@@ -55,6 +69,7 @@ caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registr
                                 }
                               });
     },
+    [self](actors::stats_atom) { return self->state.route->outstanding(); },
     [self](actors::shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (st.route->outstanding() == 0) {
@@ -82,6 +97,7 @@ struct runtime::impl {
   caf::actor registry;
   std::vector<caf::actor> bridges;
   std::atomic<bool> stopped{false};
+  bool abandoned = false; ///< shutdown() passed its deadline: never destroyed.
   std::atomic<int> submitting{0}; ///< submit() calls past the stopped check.
   std::mutex subscribers_mutex; ///< Guards `subscribers` (control calls, not the event path).
   std::map<std::string, caf::actor> subscribers;
@@ -108,11 +124,9 @@ struct runtime::impl {
       out = fail(err == caf::sec::request_timeout ? errc::unavailable : errc::invalid_argument,
                  sys->render(err), name);
     };
-    if (timeout.count() > 0)
-      self->request(*sub, timeout, msg...).receive([&](T& v) { out = std::move(v); }, on_error);
-    else
-      self->request(*sub, caf::infinite, msg...)
-        .receive([&](T& v) { out = std::move(v); }, on_error);
+    if (timeout.count() <= 0)
+      timeout = opts.request_timeout;
+    self->request(*sub, timeout, msg...).receive([&](T& v) { out = std::move(v); }, on_error);
     return out;
   }
 };
@@ -180,45 +194,107 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   return rt;
 }
 
-runtime::~runtime() { shutdown(); }
+namespace {
+
+/// What a shutdown past its deadline leaves to the process's exit: actors
+/// still running user code may touch it. Reachable from here, so leak
+/// checkers do not report it; never destroyed.
+void keep_forever(std::shared_ptr<void> part) {
+  static std::mutex mutex;
+  static auto* kept = new std::vector<std::shared_ptr<void>>;
+  std::lock_guard lock{mutex};
+  kept->push_back(std::move(part));
+}
+
+} // namespace
+
+runtime::~runtime() {
+  shutdown();
+  if (impl_ && impl_->abandoned) {
+    keep_forever(registry_);
+    keep_forever(std::shared_ptr<impl>(std::move(impl_)));
+  }
+}
 
 void runtime::shutdown() {
   if (!impl_ || impl_->stopped.exchange(true))
     return;
+  auto& im = *impl_;
+  using clock = std::chrono::steady_clock;
+  auto deadline = clock::now() + im.opts.shutdown_timeout;
+  auto left = [deadline] {
+    return std::max(std::chrono::milliseconds{1},
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline
+                                                                          - clock::now()));
+  };
   // First, so no scrape asks a subscriber that is going away.
-  impl_->metrics_server.reset();
+  im.metrics_server.reset();
   // A submit that passed the stopped check is still sending: let it finish,
   // so nothing reaches a bridge after the bridge quit.
-  while (impl_->submitting.load() != 0)
+  while (im.submitting.load() != 0)
     std::this_thread::yield();
+  std::vector<std::string> abandoned; // what did not stop by the deadline
   {
-    caf::scoped_actor self{*impl_->sys};
+    caf::scoped_actor self{*im.sys};
+    // Stops `who`; false when it did not answer in time.
+    auto stop = [&](const caf::actor& who, auto atom) {
+      bool answered = true;
+      self->request(who, left(), atom).receive([](bool) {}, [&](caf::error& err) {
+        answered = err != caf::sec::request_timeout;
+      });
+      return answered;
+    };
     // Bridges first: each answers once everything it forwarded is answered,
     // so every command in flight gets its real outcome. Then the registry
     // stops every aggregate, and the journal commits whatever is still queued.
-    for (auto& b : impl_->bridges)
-      self->request(b, caf::infinite, actors::shutdown_atom::value)
-        .receive([](bool) {}, [](caf::error&) {});
-    self->request(impl_->registry, caf::infinite, actors::shutdown_atom::value)
-      .receive([](bool) {}, [](caf::error&) {});
+    for (std::size_t i = 0; i < im.bridges.size(); ++i)
+      if (!stop(im.bridges[i], actors::shutdown_atom::value)) {
+        std::size_t waiting = 0;
+        self->request(im.bridges[i], std::chrono::milliseconds{100}, actors::stats_atom::value)
+          .receive([&](std::size_t n) { waiting = n; }, [](caf::error&) {});
+        abandoned.push_back("bridge " + std::to_string(i) + " (" + std::to_string(waiting)
+                            + " commands unanswered)");
+      }
+    if (!stop(im.registry, actors::shutdown_atom::value)) {
+      std::vector<std::string> live;
+      self->request(im.registry, std::chrono::milliseconds{100}, actors::live_atom::value)
+        .receive([&](std::vector<std::string>& v) { live = std::move(v); }, [](caf::error&) {});
+      std::string names;
+      for (std::size_t i = 0; i < live.size() && i < 10; ++i)
+        names += (i == 0 ? "" : ", ") + live[i];
+      abandoned.push_back("aggregates that did not stop: " + std::to_string(live.size())
+                          + (names.empty() ? "" : " (" + names + ")"));
+    }
     // Subscribers write their final checkpoints through the journal.
     std::map<std::string, caf::actor> subscribers;
     {
-      std::lock_guard lock{impl_->subscribers_mutex};
-      subscribers.swap(impl_->subscribers);
+      std::lock_guard lock{im.subscribers_mutex};
+      subscribers.swap(im.subscribers);
     }
     for (auto& [name, sub] : subscribers)
-      self->request(sub, caf::infinite, actors::stop_atom::value)
-        .receive([](bool) {}, [](caf::error&) {});
-    self->request(impl_->journal, caf::infinite, actors::shutdown_atom::value)
-      .receive([](bool) {}, [](caf::error&) {});
+      if (!stop(sub, actors::stop_atom::value))
+        abandoned.push_back("subscriber " + name);
+    if (!stop(im.journal, actors::shutdown_atom::value))
+      abandoned.push_back("the journal");
   }
-  impl_->bridges.clear();
-  impl_->journal = nullptr;
-  impl_->registry = nullptr;
-  impl_->sys.reset(); // waits for every actor
-  impl_->store.reset();
-  impl_->log->info("stopped: data dir {}", impl_->opts.data_dir);
+  im.bridges.clear();
+  im.journal = nullptr;
+  im.registry = nullptr;
+  if (!abandoned.empty()) {
+    std::string what;
+    for (const auto& a : abandoned)
+      what += (what.empty() ? "" : "; ") + a;
+    im.log->error("shutdown gave up after {} ms on: {}. User code may be blocking them; their "
+                  "threads and the store stay until the process exits",
+                  im.opts.shutdown_timeout.count(), what);
+    im.abandoned = true;
+    keep_forever(std::shared_ptr<caf::actor_system>(std::move(im.sys)));
+    keep_forever(std::shared_ptr<persistence::event_store>(std::move(im.store)));
+    return;
+  }
+  im.sys.reset(); // every actor of ours has stopped: this waits for their threads
+  im.store.reset();
+  im.log->info("stopped: data dir {}", im.opts.data_dir);
 }
 
 std::shared_ptr<const actors::aggregate_env>
@@ -234,6 +310,7 @@ runtime::make_env(std::optional<std::uint64_t> interval) {
   env->touch_every = std::min<std::chrono::nanoseconds>(impl_->opts.idle_timeout / 4,
                                                         std::chrono::seconds{1});
   env->stats = &impl_->stats;
+  env->request_timeout = impl_->opts.request_timeout;
   env->log = actors::logger(actors::aggregate_logger);
   return env;
 }
@@ -352,8 +429,9 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
   // One bridge per aggregate keeps the commands a thread sends to it in order.
   auto key = std::hash<std::string>{}(msg.id) ^ std::hash<std::string>{}(msg.category);
   auto& b = impl_->bridges[key % impl_->bridges.size()];
+  auto bound = opts.timeout.count() > 0 ? opts.timeout : impl_->opts.request_timeout;
   caf::anon_send(b, actors::submit_atom::value, std::move(msg),
-                 static_cast<std::int64_t>(opts.timeout.count()),
+                 static_cast<std::int64_t>(bound.count()),
                  actors::reply_callback{std::move(done)});
   --impl_->submitting;
 }
@@ -374,7 +452,7 @@ persistence::event_store& runtime::store() { return *impl_->store; }
 std::pair<std::uint64_t, std::uint64_t> runtime::journal_stats() {
   std::pair<std::uint64_t, std::uint64_t> out{0, 0};
   caf::scoped_actor self{*impl_->sys};
-  self->request(impl_->journal, caf::infinite, actors::stats_atom::value)
+  self->request(impl_->journal, impl_->opts.request_timeout, actors::stats_atom::value)
     .receive([&](std::uint64_t batches, std::uint64_t appends) { out = {batches, appends}; },
              [](caf::error&) {});
   return out;
@@ -383,7 +461,7 @@ std::pair<std::uint64_t, std::uint64_t> runtime::journal_stats() {
 actors::registry_stats runtime::registry_stats() {
   actors::registry_stats out;
   caf::scoped_actor self{*impl_->sys};
-  self->request(impl_->registry, caf::infinite, actors::stats_atom::value)
+  self->request(impl_->registry, impl_->opts.request_timeout, actors::stats_atom::value)
     .receive([&](actors::registry_stats& s) { out = s; }, [](caf::error&) {});
   return out;
 }

@@ -40,6 +40,15 @@ struct runtime_options {
   /// Events between snapshots of an aggregate; 0 = never. Default: 50
   /// (per aggregate type through aggregate_options).
   std::uint64_t snapshot_interval = 50;
+  /// Bound on every request between the runtime's own actors, and on a
+  /// command or state read sent without a timeout of its own: past it the
+  /// caller gets `unavailable` (a command's outcome is then unknown: retry
+  /// it with the same command id). Default: 60 s.
+  std::chrono::milliseconds request_timeout{60000};
+  /// shutdown() returns within this even when user code blocks an actor; it
+  /// logs what it abandoned and leaves those threads (and the store they
+  /// use) to the process's exit. Default: 10 s.
+  std::chrono::milliseconds shutdown_timeout{10000};
   /// Map sizes, event size limit … of the store; `durability` above wins.
   persistence::store_options store;
   /// Serve metrics over HTTP (GET /metrics, Prometheus text format) at
@@ -68,7 +77,8 @@ struct command_options {
   std::string causation_id;
   std::string tenant;
   std::string user;
-  /// Give up (`unavailable`) when no answer came within this; 0 = wait. Default: 0.
+  /// Give up (`unavailable`) when no answer came within this; 0 = wait up to
+  /// runtime_options::request_timeout. Default: 0.
   std::chrono::milliseconds timeout{0};
 };
 

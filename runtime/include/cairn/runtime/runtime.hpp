@@ -177,6 +177,8 @@ public:
 
   /// Sends `cmd` to aggregate A `id`; `done` runs (on an actor thread: keep it
   /// short) with the outcome once the events are durable, or with the error.
+  /// It runs exactly once, within opts.timeout (or runtime_options::
+  /// request_timeout); what it throws is logged and ignored.
   template <class A>
   void send(const std::string& id, const typename A::command& cmd, command_options opts,
             std::function<void(result<outcome<A>>)> done) {
@@ -210,7 +212,12 @@ public:
     auto reply = future.get();
     if (!reply.ok())
       return tl::unexpected(reply.error());
-    return persistence::decode_payload<typename A::state>(reply.state);
+    try {
+      return persistence::decode_payload<typename A::state>(reply.state);
+    } catch (...) {
+      return tl::unexpected(actors::detail::user_code_error("decoding the state",
+                                                            std::string{A::category} + "-" + id));
+    }
   }
 
   /// Time travel: A `id` as it stood at `version`, replayed from the store.
@@ -426,12 +433,16 @@ private:
     out.first_position = r.first_position;
     out.last_position = r.last_position;
     out.duplicate = r.duplicate;
-    for (const auto& encoded : r.events) {
-      auto ev = reg.decode<typename A::event>(encoded.type, encoded.schema_version,
-                                              encoded.payload);
-      if (!ev)
-        return tl::unexpected(ev.error());
-      out.events.push_back(std::move(*ev));
+    try {
+      for (const auto& encoded : r.events) {
+        auto ev = reg.decode<typename A::event>(encoded.type, encoded.schema_version,
+                                                encoded.payload);
+        if (!ev)
+          return tl::unexpected(ev.error());
+        out.events.push_back(std::move(*ev));
+      }
+    } catch (...) {
+      return tl::unexpected(actors::detail::user_code_error("decoding an event", r.context));
     }
     return out;
   }
@@ -441,18 +452,30 @@ private:
     if (id.empty() || id.front() == '-') // the registry's rule, so both agree
       return fail(errc::invalid_argument, "invalid aggregate id", id);
     auto stream = std::string{A::category} + "-" + id;
-    typename A::state state = A::initial();
+    auto initial = actors::detail::initial_state<A>(stream);
+    if (!initial)
+      return tl::unexpected(initial.error());
+    typename A::state state = std::move(*initial);
     std::optional<cairn::error> failure;
     auto visited = store().visit_stream(
       stream, 1, static_cast<std::size_t>(max_version), [&](const persistence::event_view& ev) {
         if (!keep(ev))
           return false;
-        auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version, ev.payload);
-        if (!event) {
-          failure = event.error();
+        auto where = stream + " v" + std::to_string(ev.version);
+        try {
+          auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version,
+                                                            ev.payload);
+          if (!event) {
+            failure = event.error();
+            failure->context = where;
+            return false;
+          }
+          state = A::evolve(std::move(state), *event);
+        } catch (...) {
+          failure = actors::detail::user_code_error("decoding or evolving " + std::string{ev.type},
+                                                    where);
           return false;
         }
-        state = A::evolve(std::move(state), *event);
         return true;
       });
     if (!visited)
