@@ -373,7 +373,12 @@ void metrics_server::work_loop() {
 
 void metrics_server::serve(int fd) {
   bounded_stream stream{fd, stop_fd_, clock::now() + request_timeout};
-  http_->serve(stream);
+  try {
+    http_->serve(stream);
+  } catch (...) {
+    // httplib catches what a handler throws; this is its own parsing running
+    // out of memory. The worker must live on: drop the connection.
+  }
   // Lingering close: end our side, then read (and drop) a little of what the
   // client still sends, so it sees the answer rather than a reset. Bounded
   // in bytes and time; a client that keeps sending gets the reset.

@@ -171,6 +171,8 @@ public:
     fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd_ >= 0);
     REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval limit{10, 0}; // a server that never reads fails the test, not hangs it
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
   }
   ~raw_client() { ::close(fd_); }
   raw_client(const raw_client&) = delete;
