@@ -424,6 +424,18 @@ TEST_CASE("the metrics endpoint serves GET /metrics and /health and refuses the 
   raw_client chunked{rt->metrics_endpoint()};
   REQUIRE(chunked.send_all("GET /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
   CHECK(status_of(chunked.read_until_closed(2s)) == 413);
+  // Headers beyond the 8 KiB budget: refused, not buffered.
+  raw_client big{rt->metrics_endpoint()};
+  REQUIRE(big.send_all("GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20000, 'a')
+                       + "\r\n\r\n"));
+  CHECK(status_of(big.read_until_closed(2s)) == 400);
+  // HEAD, as HTTP asks, and a second request on the same connection is not read.
+  raw_client twice{rt->metrics_endpoint()};
+  REQUIRE(twice.send_all("HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n"
+                         "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto answers = twice.read_until_closed(2s);
+  CHECK(status_of(answers) == 200);
+  CHECK(answers.find("HTTP/1.1", 1) == std::string::npos);
 }
 
 TEST_CASE("a 50 MB request body is refused unread and does not grow the RSS",
