@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <exception>
+#include <map>
+#include <set>
 #include <utility>
 #include <vector>
 
@@ -65,6 +67,13 @@ struct subscriber_data {
 
   std::vector<dead_letter> new_dead_letters;
   std::vector<dead_letter_key> removals;
+  // The dead-letter count, kept so that a status request (every metrics
+  // scrape) never scans the table: counted once at start, then moved by
+  // every letter added or removed. Committed, in the write in flight, and
+  // not yet sent.
+  std::uint64_t dead_letters_stored = 0;
+  std::int64_t dead_letters_in_flight = 0;
+  std::int64_t dead_letters_unsent = 0;
   std::vector<write_callback> next_write_callbacks, in_flight_callbacks;
   std::vector<std::pair<std::uint64_t, caf::response_promise>> waiters;
 
@@ -94,6 +103,14 @@ std::chrono::milliseconds backoff(const subscription_options& o, std::uint32_t f
               * std::pow(o.backoff_multiplier, static_cast<double>(failures > 0 ? failures - 1 : 0));
   ms = std::min(ms, static_cast<double>(o.max_backoff.count()));
   return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
+}
+
+/// `base + delta`, never below 0.
+std::uint64_t add_count(std::uint64_t base, std::int64_t delta) {
+  if (delta >= 0)
+    return base + static_cast<std::uint64_t>(delta);
+  auto down = static_cast<std::uint64_t>(-delta);
+  return down > base ? 0 : base - down;
 }
 
 void schedule_pump(subscriber_actor* self) {
@@ -141,6 +158,8 @@ void do_write(subscriber_actor* self) {
   w.value.dead_letter_removals = std::move(st.removals);
   st.new_dead_letters.clear();
   st.removals.clear();
+  st.dead_letters_in_flight = st.dead_letters_unsent;
+  st.dead_letters_unsent = 0;
   self->request(st.journal, caf::infinite, write_atom::value, std::move(w))
     .then([self](journal_written& r) { write_finished(self, std::move(r.value)); },
           [self](caf::error& e) {
@@ -174,6 +193,8 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
   st.in_flight_callbacks.clear();
   if (outcome) {
     st.durable = st.write_target;
+    st.dead_letters_stored = add_count(st.dead_letters_stored, st.dead_letters_in_flight);
+    st.dead_letters_in_flight = 0;
     if (st.model)
       st.model->write_done();
     auto& ws = st.waiters;
@@ -197,6 +218,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     st.attempts = 0;
     st.new_dead_letters.clear();
     st.removals.clear();
+    st.dead_letters_in_flight = st.dead_letters_unsent = 0;
     st.write_wanted = false;
     if (!st.stopping && !st.rebuild_wanted && st.mode != subscriber_state::stopped) {
       st.mode = subscriber_state::retrying;
@@ -258,6 +280,7 @@ void start_rebuild(subscriber_actor* self) {
   st.next = 0;
   st.attempts = 0;
   st.new_dead_letters.clear();
+  st.dead_letters_unsent = 0;
   journal_write w;
   w.value.kv.push_back({persistence::kv_op::kind::clear, st.spec.name, {}, {}});
   w.value.checkpoints.push_back({st.spec.name, 0});
@@ -275,6 +298,10 @@ void start_rebuild(subscriber_actor* self) {
     now.write_in_flight = false;
     now.rebuilding = false;
     if (outcome) {
+      // None is left in the store; the letters a replay re-added meanwhile
+      // are written with the next checkpoint, its removals find nothing.
+      now.dead_letters_stored = 0;
+      now.dead_letters_unsent = static_cast<std::int64_t>(now.new_dead_letters.size());
       now.log->info("{}: read model cleared; rebuilding from the start of the log",
                     now.spec.name);
       now.position = now.durable = 0;
@@ -373,6 +400,7 @@ verdict handle_next(subscriber_actor* self) {
                 st.last_error);
   st.new_dead_letters.push_back(
     make_dead_letter(st, ev, st.attempts, st.first_failure_ns, st.last_error));
+  ++st.dead_letters_unsent;
   st.attempts = 0;
   return verdict::next;
 }
@@ -447,8 +475,8 @@ subscriber_status status_of(subscriber_actor* self) {
     if (auto next = st.store->read_all(st.position + 1, 1); next && !next->events.empty())
       s.lag_ms = std::max<std::int64_t>(0, (wall_ns() - next->events.front().timestamp_ns)
                                              / 1000000);
-  auto stored = st.store->count_dead_letters(st.spec.name);
-  s.dead_letters = (stored ? *stored : 0) + st.new_dead_letters.size();
+  s.dead_letters = add_count(st.dead_letters_stored,
+                             st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
   if (st.mode == subscriber_state::retrying || st.mode == subscriber_state::stopped)
     s.last_error = st.last_error;
@@ -466,12 +494,22 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
     rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
     return;
   }
-  // Dead letters not yet written count too.
+  // Dead letters not yet written count too; one not yet written that
+  // updates a stored one (a failed replay) stands in for it, so each
+  // position is tried once.
   std::vector<dead_letter> letters = std::move(*stored);
+  const std::size_t in_store = letters.size();
+  std::map<std::uint64_t, std::size_t> index;
+  for (std::size_t i = 0; i < letters.size(); ++i)
+    index.emplace(letters[i].position, i);
   for (auto& dl : st.new_dead_letters)
-    letters.push_back(dl);
+    if (auto it = index.find(dl.position); it != index.end())
+      letters[it->second] = dl;
+    else
+      letters.push_back(dl);
   auto report = std::make_shared<replay_report>();
-  for (auto& dl : letters) {
+  for (std::size_t i = 0; i < letters.size(); ++i) {
+    auto& dl = letters[i];
     if ((position != 0 && dl.position != position) || (requested_only && !dl.replay_requested))
       continue;
     dl.replay_requested = false;
@@ -488,9 +526,10 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
                                 [&](const dead_letter& d) { return d.position == dl.position; });
     if (r) {
       ++report->succeeded;
+      --st.dead_letters_unsent;
       if (pending != st.new_dead_letters.end())
         st.new_dead_letters.erase(pending);
-      else
+      if (i < in_store)
         st.removals.push_back({dl.subscriber, dl.position});
     } else {
       ++report->failed;
@@ -521,17 +560,23 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
     return;
   }
   std::uint64_t removed = 0;
+  std::set<std::uint64_t> in_store;
   for (const auto& dl : *stored)
     if (position == 0 || dl.position == position) {
       st.removals.push_back({dl.subscriber, dl.position});
+      in_store.insert(dl.position);
       ++removed;
     }
+  // A letter not yet written is counted once, even when it updates a stored one.
   auto& fresh = st.new_dead_letters;
   auto kept = std::remove_if(fresh.begin(), fresh.end(), [&](const dead_letter& dl) {
-    return position == 0 || dl.position == position;
+    bool match = position == 0 || dl.position == position;
+    if (match && in_store.count(dl.position) == 0)
+      ++removed;
+    return match;
   });
-  removed += static_cast<std::uint64_t>(fresh.end() - kept);
   fresh.erase(kept, fresh.end());
+  st.dead_letters_unsent -= static_cast<std::int64_t>(removed);
   st.next_write_callbacks.push_back([rp, removed](const result<void>& r) mutable {
     if (r)
       rp.deliver(removed);
@@ -562,6 +607,12 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
                     init.last_error);
   }
+  // The one scan of the dead-letter table; counts are kept from here on.
+  if (auto stored = store->count_dead_letters(init.spec.name); stored)
+    init.dead_letters_stored = *stored;
+  else
+    init.log->warn("{}: cannot count its dead letters: {}; counting from 0", init.spec.name,
+                   stored.error().to_string());
   if (init.mode != subscriber_state::stopped)
     init.log->info("{}: started after position {}", init.spec.name, init.position);
   init.demand_pending = true;

@@ -5,15 +5,22 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <arpa/inet.h>
 #include <catch2/catch.hpp>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "account.hpp"
 #include "cairn/runtime/runtime.hpp"
@@ -149,6 +156,96 @@ exposition scrape(const std::string& endpoint) {
   REQUIRE(res->status == 200);
   CHECK(res->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0) == 0);
   return parse(res->body);
+}
+
+/// A plain TCP client, to send what httplib's client would not (partial
+/// requests, huge bodies) without SIGPIPE.
+class raw_client {
+public:
+  explicit raw_client(const std::string& endpoint) {
+    auto colon = endpoint.rfind(':');
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(std::stoi(endpoint.substr(colon + 1))));
+    REQUIRE(::inet_pton(AF_INET, endpoint.substr(0, colon).c_str(), &addr.sin_addr) == 1);
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd_ >= 0);
+    REQUIRE(::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    timeval limit{10, 0}; // a server that never reads fails the test, not hangs it
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
+  }
+  ~raw_client() { ::close(fd_); }
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  /// False once the server closed or reset the connection.
+  bool send_all(const std::string& data) {
+    std::size_t off = 0;
+    while (off < data.size()) {
+      auto n = ::send(fd_, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+      if (n <= 0)
+        return false;
+      off += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  /// Reads until the server closes (or resets) or `limit` passes.
+  std::string read_until_closed(std::chrono::milliseconds limit) {
+    std::string out;
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!closed_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+      if (left <= 0)
+        break;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0)
+        continue;
+      char buf[4096];
+      auto n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0)
+        closed_ = true;
+      else
+        out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+  bool closed() const { return closed_; }
+
+private:
+  int fd_ = -1;
+  bool closed_ = false;
+};
+
+/// The status code of an HTTP response's first line, 0 if there is none.
+int status_of(const std::string& response) {
+  if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12)
+    return 0;
+  return std::atoi(response.substr(9, 3).c_str());
+}
+
+/// Peak resident set (VmHWM) of this process, in KiB.
+long peak_rss_kib() {
+  std::ifstream in{"/proc/self/status"};
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0)
+      return std::atol(line.c_str() + 6);
+  FAIL("no VmHWM in /proc/self/status");
+  return 0;
+}
+
+/// Resets VmHWM to the current RSS (Linux 4.0+), so a peak reached by an
+/// earlier test does not hide this one's.
+void reset_peak_rss() {
+  std::ofstream out{"/proc/self/clear_refs"};
+  out << "5";
+  out.flush();
+  if (!out)
+    WARN("cannot reset the peak RSS; the RSS check is weaker");
 }
 
 } // namespace
@@ -289,22 +386,193 @@ TEST_CASE("metrics scraped during a load parse and match what the commands did",
   CHECK(m.subscribers[0].lag == 0);
 }
 
-TEST_CASE("the metrics endpoint answers 404 to anything but GET /metrics",
+TEST_CASE("the metrics endpoint serves GET /metrics and /health and refuses the rest",
           "[integration][metrics]") {
   cairn::test::temp_dir dir;
   auto opts = cairn::test::quick_options(dir.path());
   opts.metrics_address = "127.0.0.1:0";
   auto rt = cairn::test::start_runtime(opts);
   httplib::Client client{"http://" + rt->metrics_endpoint()};
+  auto health = client.Get("/health");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  CHECK(health->body == "ok\n");
+  CHECK(health->get_header_value("Connection") == "close");
+  auto get = client.Get("/metrics");
+  REQUIRE(get);
+  CHECK(get->status == 200);
   auto other = client.Get("/");
   REQUIRE(other);
   CHECK(other->status == 404);
   auto post = client.Post("/metrics", "x", "text/plain");
   REQUIRE(post);
-  CHECK(post->status == 404);
-  auto get = client.Get("/metrics");
-  REQUIRE(get);
-  CHECK(get->status == 200);
+  CHECK(post->status == 405);
+  CHECK(post->get_header_value("Allow") == "GET, HEAD");
+  auto put = client.Put("/health", "x", "text/plain");
+  REQUIRE(put);
+  CHECK(put->status == 405);
+  auto del = client.Delete("/metrics");
+  REQUIRE(del);
+  CHECK(del->status == 405);
+  auto post_other = client.Post("/other", "x", "text/plain");
+  REQUIRE(post_other);
+  CHECK(post_other->status == 404);
+  // A GET that declares a body: refused before the body is sent.
+  raw_client c{rt->metrics_endpoint()};
+  REQUIRE(c.send_all("GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"));
+  CHECK(status_of(c.read_until_closed(2s)) == 413);
+  raw_client chunked{rt->metrics_endpoint()};
+  REQUIRE(chunked.send_all("GET /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  CHECK(status_of(chunked.read_until_closed(2s)) == 413);
+  // Headers beyond the 8 KiB budget: refused, not buffered.
+  raw_client big{rt->metrics_endpoint()};
+  REQUIRE(big.send_all("GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20000, 'a')
+                       + "\r\n\r\n"));
+  CHECK(status_of(big.read_until_closed(2s)) == 400);
+  // HEAD, as HTTP asks, and a second request on the same connection is not read.
+  raw_client twice{rt->metrics_endpoint()};
+  REQUIRE(twice.send_all("HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n"
+                         "GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto answers = twice.read_until_closed(2s);
+  CHECK(status_of(answers) == 200);
+  CHECK(answers.find("HTTP/1.1", 1) == std::string::npos);
+}
+
+TEST_CASE("a 50 MB request body is refused unread and does not grow the RSS",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  const std::size_t body = 50u << 20;
+  const std::string chunk(1u << 20, 'x');
+  for (auto [target, refused] : {std::pair{"POST /metrics", 405}, std::pair{"POST /other", 404},
+                                 std::pair{"GET /metrics", 413}}) {
+    INFO(target);
+    // The answer comes from the headers alone: no body byte is sent here.
+    {
+      raw_client c{rt->metrics_endpoint()};
+      REQUIRE(c.send_all(std::string{target} + " HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                         + std::to_string(body) + "\r\n\r\n"));
+      auto started = std::chrono::steady_clock::now();
+      CHECK(status_of(c.read_until_closed(2s)) == refused);
+      CHECK(std::chrono::steady_clock::now() - started < 1s);
+    }
+    // The whole body, as fast as the server takes it.
+    reset_peak_rss();
+    auto before = peak_rss_kib();
+    std::size_t sent = 0;
+    {
+      raw_client c{rt->metrics_endpoint()};
+      REQUIRE(c.send_all(std::string{target} + " HTTP/1.1\r\nHost: t\r\nContent-Length: "
+                         + std::to_string(body) + "\r\n\r\n"));
+      while (sent < body && c.send_all(chunk))
+        sent += chunk.size();
+      auto answer = c.read_until_closed(2s);
+      if (!answer.empty())
+        CHECK(status_of(answer) == refused);
+    }
+    auto grown = peak_rss_kib() - before;
+    INFO("peak RSS grew by " << grown << " KiB; " << sent << " body bytes sent");
+    CHECK(grown < 20 * 1024);
+    CHECK(sent < body); // the server closed instead of reading it all
+  }
+  httplib::Client client{"http://" + rt->metrics_endpoint()};
+  auto health = client.Get("/health");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+}
+
+TEST_CASE("connections beyond the metrics endpoint's cap are closed at once",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  auto endpoint = rt->metrics_endpoint();
+  // Four idle connections take every worker (the cap is 4) until the
+  // request deadline (3 s).
+  std::vector<std::unique_ptr<raw_client>> idle;
+  for (int i = 0; i < 4; ++i)
+    idle.push_back(std::make_unique<raw_client>(endpoint));
+  for (int i = 0; i < 3; ++i) {
+    raw_client extra{endpoint};
+    auto started = std::chrono::steady_clock::now();
+    auto answer = extra.read_until_closed(2s);
+    CHECK(extra.closed());
+    CHECK(std::chrono::steady_clock::now() - started < 1s);
+    CHECK(status_of(answer) == 503);
+  }
+  idle.clear();
+  // Freed: served again.
+  CHECK(cairn::test::eventually(
+    [&] {
+      httplib::Client client{"http://" + endpoint};
+      client.set_read_timeout(1, 0);
+      auto res = client.Get("/health");
+      return res && res->status == 200;
+    },
+    5s));
+}
+
+TEST_CASE("a metrics client sending a header byte every 100 ms is cut off by the deadline",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  raw_client c{rt->metrics_endpoint()};
+  const std::string request = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: "
+                              + std::string(200, 'a') + "\r\n\r\n";
+  auto started = std::chrono::steady_clock::now();
+  std::size_t next = 0;
+  // One byte, then 100 ms of waiting for the server to close: 20 s of it
+  // would send everything.
+  while (next < request.size() && c.send_all(request.substr(next, 1))) {
+    ++next;
+    c.read_until_closed(100ms);
+    if (c.closed())
+      break;
+  }
+  auto elapsed = std::chrono::steady_clock::now() - started;
+  INFO(next << " bytes sent in "
+            << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms");
+  CHECK(next < request.size());
+  CHECK(elapsed >= 2500ms);
+  CHECK(elapsed < 5s); // request_timeout is 3 s
+}
+
+TEST_CASE("shutdown is not delayed by metrics clients holding connections",
+          "[integration][metrics]") {
+  cairn::test::temp_dir dir;
+  auto opts = cairn::test::quick_options(dir.path());
+  opts.metrics_address = "127.0.0.1:0";
+  auto rt = cairn::test::start_runtime(opts);
+  auto endpoint = rt->metrics_endpoint();
+  raw_client partial{endpoint};
+  REQUIRE(partial.send_all("GET /metr"));
+  raw_client idle{endpoint};
+  raw_client slow{endpoint};
+  REQUIRE(slow.send_all("G"));
+  std::atomic<bool> done{false};
+  std::thread dribble{[&] {
+    for (char ch : std::string{"ET /metrics HTTP/1.1\r\nHost: t\r\n"}) {
+      if (done || !slow.send_all(std::string(1, ch)))
+        return;
+      std::this_thread::sleep_for(100ms);
+    }
+  }};
+  std::this_thread::sleep_for(300ms); // the workers are reading
+  auto started = std::chrono::steady_clock::now();
+  rt->shutdown();
+  auto took = std::chrono::steady_clock::now() - started;
+  done = true;
+  dribble.join();
+  INFO("shutdown took " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+                        << " ms");
+  CHECK(took < 1s); // the request deadline is 3 s
+  partial.read_until_closed(1s);
+  CHECK(partial.closed());
 }
 
 TEST_CASE("shutdown stops the metrics endpoint", "[integration][metrics]") {

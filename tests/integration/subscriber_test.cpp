@@ -532,3 +532,53 @@ TEST_CASE("a projection's failed or throwing call leaves no trace in its read mo
   CHECK_FALSE(probe.put(std::string(256, 'k'), "v"));
   CHECK_FALSE(probe.erase(""));
 }
+
+TEST_CASE("the dead-letter count follows dead letters, replays, discards and restarts",
+          "[integration][subscriber][metrics]") {
+  cairn::test::temp_dir dir;
+  std::atomic<bool> broken{true};
+  auto handler = [&](const auto& e) -> cairn::result<void> {
+    if (broken.load() && e.position % 10 == 0)
+      return cairn::fail(cairn::errc::unavailable, "down");
+    return {};
+  };
+  auto count = [](cairn::runtime& rt) { return rt.subscription("counted")->dead_letters; };
+  std::uint64_t last = 0;
+  {
+    auto rt = cairn::test::start_runtime(cairn::test::quick_options(dir.path()));
+    cairn::test::register_ok<bank::account>(*rt);
+    last = drive(*rt, 1, 50, 5);
+    REQUIRE(rt->subscribe<bank::account::event>("counted", {}, handler, quick_retries(1)));
+    REQUIRE(rt->wait_for("counted", last, 60s));
+    const auto expected = last / 10;
+    REQUIRE(expected >= 3);
+    CHECK(count(*rt) == expected);
+    CHECK(rt->dead_letters("counted")->size() == expected);
+    // A failed replay keeps every letter: the count stays, twice in a row.
+    for (int i = 0; i < 2; ++i) {
+      auto again = rt->replay_dead_letters("counted");
+      REQUIRE(again);
+      CHECK(again->failed == expected);
+      CHECK(count(*rt) == expected);
+    }
+    CHECK(rt->dead_letters("counted")->size() == expected);
+    CHECK(*rt->discard_dead_letters("counted", 10) == 1);
+    CHECK(count(*rt) == expected - 1);
+    broken = false;
+    auto fixed = rt->replay_dead_letters("counted", 20);
+    REQUIRE(fixed);
+    CHECK(fixed->succeeded == 1);
+    CHECK(count(*rt) == expected - 2);
+    CHECK(rt->dead_letters("counted")->size() == expected - 2);
+    broken = true;
+  }
+  // A restart counts what the store holds, once.
+  auto rt = cairn::test::start_runtime(cairn::test::quick_options(dir.path()));
+  cairn::test::register_ok<bank::account>(*rt);
+  REQUIRE(rt->subscribe<bank::account::event>("counted", {}, handler, quick_retries(1)));
+  REQUIRE(rt->wait_for("counted", last, 60s));
+  CHECK(count(*rt) == last / 10 - 2);
+  CHECK(*rt->discard_dead_letters("counted") == last / 10 - 2);
+  CHECK(count(*rt) == 0);
+  CHECK(rt->dead_letters("counted")->empty());
+}

@@ -51,9 +51,11 @@ struct runtime_options {
   std::chrono::milliseconds shutdown_timeout{10000};
   /// Map sizes, event size limit … of the store; `durability` above wins.
   persistence::store_options store;
-  /// Serve metrics over HTTP (GET /metrics, Prometheus text format) at
-  /// "host:port", e.g. "127.0.0.1:9464"; port 0 picks a free port
-  /// (runtime::metrics_endpoint() tells which). Empty: no server. Default: empty.
+  /// Serve metrics over HTTP (GET /metrics, Prometheus text format; GET
+  /// /health, "ok") at "host:port", e.g. "127.0.0.1:9464"; port 0 picks a free
+  /// port (runtime::metrics_endpoint() tells which). No authentication: bind
+  /// to loopback or a private interface. Fixed limits (4 connections, 3 s for
+  /// the request, no body) in docs/operations.md. Empty: no server. Default: empty.
   std::string metrics_address;
   /// Log lines as text or as JSON objects. Default: text.
   /// Logging is process-wide: the runtime started last sets format and sinks.
