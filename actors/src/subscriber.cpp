@@ -160,7 +160,7 @@ void do_write(subscriber_actor* self) {
   st.removals.clear();
   st.dead_letters_in_flight = st.dead_letters_unsent;
   st.dead_letters_unsent = 0;
-  self->request(st.journal, caf::infinite, write_atom::value, std::move(w))
+  self->request(st.journal, st.spec.request_timeout, write_atom::value, std::move(w))
     .then([self](journal_written& r) { write_finished(self, std::move(r.value)); },
           [self](caf::error& e) {
             write_finished(self, fail(errc::unavailable,
@@ -320,7 +320,7 @@ void start_rebuild(subscriber_actor* self) {
     }
     schedule_pump(self);
   };
-  self->request(st.journal, caf::infinite, write_atom::value, std::move(w))
+  self->request(st.journal, st.spec.request_timeout, write_atom::value, std::move(w))
     .then([done](journal_written& r) { done(std::move(r.value)); },
           [self, done](caf::error& e) {
             done(fail(errc::unavailable,

@@ -324,6 +324,7 @@ result<void> runtime::add_subscriber(const std::string& name, subscription_filte
   spec.options = opts;
   spec.projection = projection;
   spec.handle = std::move(handle);
+  spec.request_timeout = impl_->opts.request_timeout;
   if (auto ok = actors::validate_subscriber(spec); !ok)
     return ok;
   commands_started_.store(true); // decoding reads the registry from now on

@@ -158,6 +158,8 @@ struct subscriber_spec {
   subscription_options options;
   subscriber_handler handle;
   bool projection = false;
+  /// Bound on each write request to the journal.
+  std::chrono::milliseconds request_timeout{std::chrono::seconds{60}};
 };
 
 /// Checks a subscriber's name and options; the error names what is wrong.
