@@ -23,7 +23,8 @@ std::string type_name(const std::type_info& t) {
 result<std::string> compact_json_member(const std::string& doc, const char* name) {
   try {
     rapidjson::Document d;
-    d.Parse(doc.c_str(), doc.size());
+    // Iterative: no recursion however deep the value.
+    d.Parse<rapidjson::kParseIterativeFlag>(doc.c_str(), doc.size());
     if (d.HasParseError() || !d.IsObject() || !d.HasMember(name))
       return fail(errc::internal, "cereal's JSON archive wrote unexpected JSON");
     rapidjson::StringBuffer buf;
