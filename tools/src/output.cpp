@@ -263,6 +263,14 @@ result<std::int64_t> parse_time(std::string_view text) {
     return bad();
   auto days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   std::int64_t secs = days * 86400 + h * 3600 + mi * 60 + s - offset_s;
+  // int64 nanoseconds reach from 1677-09-21 to 2262-04-11: refuse, never wrap.
+  constexpr std::int64_t max = std::numeric_limits<std::int64_t>::max();
+  if (secs > max / ns_per_s || secs < -(max / ns_per_s)
+      || (secs == max / ns_per_s && frac > max % ns_per_s))
+    return fail(errc::invalid_argument,
+                "time out of range: nanoseconds since the epoch reach from 1677-09-21 to "
+                "2262-04-11",
+                std::string{text});
   return secs * ns_per_s + frac;
 }
 
