@@ -1,0 +1,596 @@
+// Disk-fault tests of the LMDB store and the runtime: a child program
+// (tests/support/fault_victim.cpp) runs with an LD_PRELOAD shim
+// (tests/support/fault_shim.c) that fails the Nth pwrite, writev or fdatasync
+// of data.mdb with EIO or ENOSPC, or under a file-size limit, or on a tiny
+// tmpfs. It reports every acknowledged batch; the parent then reopens the
+// store without faults and checks:
+//   - every acknowledged batch is there, whole, at its positions, byte for byte;
+//   - a batch that failed is absent, unless its error says the flush after
+//     its commit failed: then it is there whole (visible, not known durable);
+//   - no batch is half there, the log and every stream have no gaps;
+//   - every failing call returned within a bound, the child exited by itself;
+//   - the reopened store takes writes and `cairn verify` finds no problem.
+// The call counts start once the store is open (the child arms the shim).
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "account.hpp"
+#include "cairn/persistence/event_store.hpp"
+#include "cairn/runtime/runtime.hpp"
+#include "support/child_process.hpp"
+#include "support/disk_fault_workload.hpp"
+#include "support/temp_dir.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace cairn;
+using namespace cairn::persistence;
+namespace wl = cairn::test::disk_fault;
+using clock_type = std::chrono::steady_clock;
+
+/// The child must finish by itself within this (it makes at most ~45 commits).
+constexpr auto child_deadline = std::chrono::seconds{60};
+/// A failed append must answer within this.
+constexpr long long answer_bound_ms = 10000;
+
+/// One fault: which calls fail, from which one, how many, and with what.
+struct fault {
+  std::string call;        ///< "pwrite", "writev", "fdatasync", "pwrite,writev", ...
+  unsigned long nth = 1;   ///< From 1, counted once the store is open.
+  unsigned long count = 1; ///< 0: every later call too (a disk that stays full).
+  std::string err = "EIO";
+  std::string region = "any"; ///< "meta", "data" or "any" (writes only).
+  std::string thread = "!cairn.prealloc"; ///< The writer's calls by default.
+  bool from_start = false; ///< Count from the child's first call, not once the store is open.
+
+  [[nodiscard]] std::string describe() const {
+    std::ostringstream os;
+    os << call << " #" << nth << (count == 0 ? "+" : count == 1 ? "" : "x" + std::to_string(count))
+       << " " << err << " region=" << region << " thread=" << thread;
+    return os.str();
+  }
+};
+
+/// What the child said and how it ended.
+struct child_run {
+  std::string harness; ///< Why the run itself failed; empty if fine.
+  int status = 0;
+  std::vector<std::string> lines;
+  std::string fault_log; ///< The shim's lines: one per failed call.
+  std::string output;    ///< The child's stdout and stderr.
+  [[nodiscard]] bool fired() const { return !fault_log.empty(); }
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// Runs the victim with `args` (after its mode), the shim preloaded and
+/// configured by `f` (none when null), and collects its report lines.
+child_run run_victim(const std::string& work, const std::vector<std::string>& args,
+                     const fault* f) {
+  child_run out;
+  auto log_path = work + "/fault.log";
+  auto out_path = work + "/child.out";
+  ::unlink(log_path.c_str());
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string kv = *e;
+    if (kv.rfind("CAIRN_FAULT_", 0) == 0 || kv.rfind("LD_PRELOAD=", 0) == 0
+        || kv.rfind("ASAN_OPTIONS=", 0) == 0)
+      continue;
+    env.push_back(kv);
+  }
+  // A preloaded library comes before the sanitizer runtime: let ASan accept it.
+  const char* asan = std::getenv("ASAN_OPTIONS");
+  env.push_back(std::string{"ASAN_OPTIONS="} + (asan != nullptr ? std::string{asan} + ":" : "")
+                + "verify_asan_link_order=0");
+  if (f != nullptr) {
+    env.push_back(std::string{"LD_PRELOAD="} + CAIRN_FAULT_SHIM_PATH);
+    env.push_back("CAIRN_FAULT_CALL=" + f->call);
+    env.push_back("CAIRN_FAULT_NTH=" + std::to_string(f->nth));
+    env.push_back("CAIRN_FAULT_COUNT=" + std::to_string(f->count));
+    env.push_back("CAIRN_FAULT_ERRNO=" + f->err);
+    env.push_back("CAIRN_FAULT_REGION=" + f->region);
+    env.push_back("CAIRN_FAULT_THREAD=" + f->thread);
+    env.push_back("CAIRN_FAULT_LOG=" + log_path);
+    if (f->from_start)
+      env.push_back("CAIRN_FAULT_ARM=start");
+  }
+  env.push_back("SPDLOG_LEVEL=warn");
+  std::vector<std::string> argv_s{CAIRN_FAULT_VICTIM_PATH};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  // The report descriptor is 3 in the child.
+  argv_s.insert(argv_s.begin() + 3, "3");
+  std::vector<char*> argv, envp;
+  for (auto& s : argv_s)
+    argv.push_back(s.data());
+  argv.push_back(nullptr);
+  for (auto& s : env)
+    envp.push_back(s.data());
+  envp.push_back(nullptr);
+
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) {
+    out.harness = std::string{"pipe2: "} + std::strerror(errno);
+    return out;
+  }
+  int out_fd = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    out.harness = std::string{"fork: "} + std::strerror(errno);
+    ::close(fds[0]);
+    ::close(fds[1]);
+    return out;
+  }
+  if (pid == 0) {
+    // dup2 clears close-on-exec on the copies.
+    if (::dup2(fds[1], 3) < 0 || (out_fd >= 0 && (::dup2(out_fd, 1) < 0 || ::dup2(out_fd, 2) < 0)))
+      ::_exit(120);
+    ::execve(argv[0], argv.data(), envp.data());
+    ::_exit(121);
+  }
+  ::close(fds[1]);
+  if (out_fd >= 0)
+    ::close(out_fd);
+  std::string buffer;
+  auto deadline = clock_type::now() + child_deadline;
+  bool eof = false;
+  while (!eof) {
+    if (clock_type::now() > deadline) {
+      out.harness = "the child did not finish within 60 s (a hang)";
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    if (::poll(&p, 1, cairn::test::ms_until(deadline)) <= 0)
+      continue;
+    char chunk[4096];
+    ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n > 0)
+      buffer.append(chunk, static_cast<std::size_t>(n));
+    else if (n == 0 || errno != EINTR)
+      eof = true;
+  }
+  ::close(fds[0]);
+  if (auto err = cairn::test::kill_and_reap(pid, out.status); !err.empty() && out.harness.empty())
+    out.harness = err;
+  std::istringstream lines{buffer};
+  for (std::string line; std::getline(lines, line);)
+    out.lines.push_back(line);
+  out.fault_log = read_file(log_path);
+  out.output = read_file(out_path);
+  return out;
+}
+
+/// Collects what is wrong; one line each.
+struct problems {
+  std::vector<std::string> list;
+  void add(std::string what) { list.push_back(std::move(what)); }
+  [[nodiscard]] bool empty() const { return list.empty(); }
+  [[nodiscard]] std::string text() const {
+    std::string out;
+    for (std::size_t i = 0; i < list.size() && i < 20; ++i)
+      out += list[i] + "\n";
+    if (list.size() > 20)
+      out += "... and " + std::to_string(list.size() - 20) + " more\n";
+    return out;
+  }
+};
+
+/// The child ended by itself after an `end` line and named no stuck call.
+void check_child_ended(const child_run& run, problems& p) {
+  if (!run.harness.empty())
+    p.add(run.harness);
+  if (!WIFEXITED(run.status) || WEXITSTATUS(run.status) != 0)
+    p.add("the child " + cairn::test::describe_status(run.status));
+  bool ended = false;
+  for (const auto& l : run.lines) {
+    if (l.rfind("stuck", 0) == 0)
+      p.add("child: " + l);
+    ended = ended || l.rfind("end ", 0) == 0;
+  }
+  if (!ended)
+    p.add("the child sent no end line");
+}
+
+struct store_report {
+  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> acked; ///< batch -> positions
+  struct failure {
+    bool refuses = false;
+    long long ms = 0;
+    std::string error;
+  };
+  std::map<std::uint64_t, failure> failed;
+  std::uint64_t first_failed = UINT64_MAX;
+};
+
+store_report parse_store_report(const child_run& run, problems& p) {
+  store_report r;
+  for (const auto& l : run.lines) {
+    unsigned long long b = 0, first = 0, last = 0;
+    int refuses = 0;
+    long long ms = 0;
+    int used = 0;
+    if (std::sscanf(l.c_str(), "ack %llu %llu %llu", &b, &first, &last) == 3) {
+      if (!r.acked.emplace(b, std::pair{first, last}).second)
+        p.add("batch " + std::to_string(b) + " acknowledged twice");
+    } else if (std::sscanf(l.c_str(), "fail %llu %d %lld %n", &b, &refuses, &ms, &used) == 3) {
+      r.failed[b] = {refuses != 0, ms, l.substr(static_cast<std::size_t>(used))};
+      r.first_failed = std::min<std::uint64_t>(r.first_failed, b);
+    }
+  }
+  return r;
+}
+
+/// Reopens the store in `dir` without faults and checks it against what the
+/// child reported. Returns how many failed batches are visible.
+std::size_t check_store(const std::string& dir, const store_report& rep, problems& p) {
+  auto opened = open_store(dir);
+  if (!opened) {
+    p.add("reopen: " + opened.error().to_string());
+    return 0;
+  }
+  auto& store = **opened;
+  // Read the whole log: batch -> its events in position order.
+  struct seen {
+    std::uint64_t position;
+    std::uint32_t offset;
+    std::string stream;
+    std::uint64_t version;
+  };
+  std::map<std::uint64_t, std::vector<seen>> batches;
+  std::map<std::string, std::vector<std::uint64_t>> positions_of_stream;
+  std::uint64_t expect_position = 1;
+  for (std::uint64_t from = 1;;) {
+    auto page = store.read_all(from, 1000);
+    if (!page) {
+      p.add("read_all from " + std::to_string(from) + ": " + page.error().to_string());
+      return 0;
+    }
+    for (const auto& ev : page->events) {
+      auto at = "position " + std::to_string(ev.position);
+      if (ev.position != expect_position)
+        p.add(at + ": expected position " + std::to_string(expect_position) + " (a gap)");
+      expect_position = ev.position + 1;
+      auto t = wl::parse_payload(ev.payload);
+      if (!t || ev.type != wl::event_type) {
+        p.add(at + ": not an event the child wrote");
+        continue;
+      }
+      if (ev.payload != wl::payload_of(t->batch, t->offset))
+        p.add(at + ": the bytes of batch " + std::to_string(t->batch) + " event "
+              + std::to_string(t->offset) + " differ from what was appended");
+      batches[t->batch].push_back({ev.position, t->offset, ev.stream, ev.version});
+      positions_of_stream[ev.stream].push_back(ev.position);
+    }
+    if (page->events.empty() || page->next_position <= from)
+      break;
+    from = page->next_position;
+  }
+  auto last = store.last_position();
+  if (!last || *last + 1 != expect_position)
+    p.add("last_position disagrees with the log");
+  std::size_t visible_failed = 0;
+  for (const auto& [b, evs] : batches) {
+    auto name = "batch " + std::to_string(b);
+    // Whole: every event, in order, contiguous, in the right streams.
+    if (evs.size() != wl::total_of(b))
+      p.add(name + " is half there: " + std::to_string(evs.size()) + " of "
+            + std::to_string(wl::total_of(b)) + " events");
+    std::uint32_t offset = 0;
+    for (std::uint32_t q = 0; q < wl::requests_of(b); ++q)
+      for (std::uint32_t e = 0; e < wl::events_of(b, q); ++e, ++offset)
+        if (offset < evs.size()
+            && (evs[offset].offset != offset || evs[offset].stream != wl::stream_of(b, q)
+                || evs[offset].position != evs.front().position + offset))
+          p.add(name + " event " + std::to_string(offset) + " is out of place");
+    if (auto a = rep.acked.find(b); a != rep.acked.end()) {
+      if (evs.front().position != a->second.first || evs.back().position != a->second.second)
+        p.add(name + " was acknowledged at positions " + std::to_string(a->second.first) + "-"
+              + std::to_string(a->second.second) + ", the store has it at "
+              + std::to_string(evs.front().position) + "-" + std::to_string(evs.back().position));
+      continue;
+    }
+    auto f = rep.failed.find(b);
+    if (f == rep.failed.end()) {
+      p.add(name + " is stored but was never acknowledged nor reported failed");
+      continue;
+    }
+    // The one way a failed batch may be visible: its commit succeeded and
+    // the flush after it failed, which the error says.
+    ++visible_failed;
+    if (f->second.error.find("flush") == std::string::npos)
+      p.add(name + " failed (" + f->second.error + ") but is visible after reopening");
+  }
+  for (const auto& [b, pos] : rep.acked)
+    if (batches.count(b) == 0)
+      p.add("batch " + std::to_string(b) + " was acknowledged at positions "
+            + std::to_string(pos.first) + "-" + std::to_string(pos.second)
+            + " but is not in the store");
+  // Streams: versions 1..n over exactly the log's events of that stream.
+  for (std::uint32_t s = 0; s < wl::streams; ++s) {
+    auto stream = "fault-" + std::to_string(s);
+    auto events = store.read_stream(stream, 1, no_limit);
+    auto version = store.stream_version(stream);
+    if (!events || !version) {
+      p.add(stream + ": cannot read it back");
+      continue;
+    }
+    const auto& expect = positions_of_stream[stream];
+    if (events->size() != expect.size() || *version != expect.size())
+      p.add(stream + ": " + std::to_string(events->size()) + " events, version "
+            + std::to_string(*version) + ", the log has " + std::to_string(expect.size()));
+    for (std::size_t i = 0; i < events->size() && i < expect.size(); ++i)
+      if ((*events)[i].version != i + 1 || (*events)[i].position != expect[i]) {
+        p.add(stream + " v" + std::to_string(i + 1) + " is out of place");
+        break;
+      }
+  }
+  // The reopened store takes writes again.
+  append_request req;
+  req.stream = "after-fault";
+  req.events.push_back(event_data{"after", 1, "written after the fault", {}, {}});
+  auto res = store.append(req);
+  if (!res)
+    p.add("append after reopening: " + res.error().to_string());
+  else if (res->first_position != expect_position)
+    p.add("the append after reopening landed at position " + std::to_string(res->first_position));
+  return visible_failed;
+}
+
+/// `cairn verify` on the store finds no problem.
+void check_verify(const std::string& dir, problems& p) {
+  auto cmd = std::string{CAIRN_CLI_PATH} + " verify '" + dir + "' > /dev/null 2>&1";
+  int rc = std::system(cmd.c_str());
+  if (rc != 0)
+    p.add("cairn verify " + dir + " failed (" + cairn::test::describe_status(rc) + ")");
+}
+
+/// After the first failure: each later attempt answered quickly; once the
+/// store refused writes, every later batch failed.
+void check_after_failure(const store_report& rep, problems& p) {
+  bool refusing = false;
+  for (const auto& [b, f] : rep.failed) {
+    if (f.ms > answer_bound_ms)
+      p.add("batch " + std::to_string(b) + " took " + std::to_string(f.ms) + " ms to fail");
+    if (f.refuses)
+      refusing = true;
+  }
+  if (!refusing)
+    return;
+  for (const auto& [b, pos] : rep.acked) {
+    (void)pos;
+    auto first_refusal = std::find_if(rep.failed.begin(), rep.failed.end(),
+                                      [](const auto& kv) { return kv.second.refuses; });
+    if (b > first_refusal->first)
+      p.add("batch " + std::to_string(b) + " was acknowledged after the store refused writes");
+  }
+}
+
+/// Directory for the sweeps' stores: a tmpfs when there is one (what is
+/// checked is the store's answer to a failing call, not the disk, and a
+/// fdatasync there costs nothing), else the test's temp dir.
+std::string fast_base(const cairn::test::temp_dir& fallback) {
+  struct stat st {};
+  if (::stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && ::access("/dev/shm", W_OK) == 0) {
+    std::string tmpl = "/dev/shm/cairn-fault-XXXXXX";
+    if (::mkdtemp(tmpl.data()) != nullptr)
+      return tmpl;
+  }
+  return fallback.sub("fast");
+}
+
+struct sweep_summary {
+  int runs = 0;
+  int fired = 0;           ///< Runs in which the fault happened.
+  int failed_batches = 0;  ///< Batches the child saw fail.
+  int visible_failed = 0;  ///< Failed batches visible after reopening.
+  int recovered = 0;       ///< Runs in which a batch after a failure was acknowledged.
+  int refused = 0;         ///< Runs in which the store refused writes after the fault.
+};
+
+/// One fault case: a fresh store, the child appends `batches`, then the checks.
+void run_store_case(const std::string& base, const fault& f, std::uint64_t batches,
+                    bool deferred, sweep_summary& sum, const std::string& extra = {},
+                    const std::function<void()>& before_reopen = {}) {
+  auto dir = base + "/store";
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::vector<std::string> args{"store", dir, std::to_string(batches)};
+  if (deferred)
+    args.push_back("deferred");
+  if (!extra.empty())
+    args.push_back(extra);
+  auto run = run_victim(base, args, &f);
+  problems p;
+  check_child_ended(run, p);
+  auto rep = parse_store_report(run, p);
+  check_after_failure(rep, p);
+  if (before_reopen)
+    before_reopen();
+  auto visible = check_store(dir, rep, p);
+  if (p.empty())
+    check_verify(dir, p);
+  ++sum.runs;
+  sum.fired += run.fired() ? 1 : 0;
+  sum.failed_batches += static_cast<int>(rep.failed.size());
+  sum.visible_failed += static_cast<int>(visible);
+  bool any_refused = false, recovered = false;
+  for (const auto& [b, fl] : rep.failed)
+    any_refused = any_refused || fl.refuses;
+  if (!rep.failed.empty())
+    for (const auto& [b, pos] : rep.acked)
+      recovered = recovered || b > rep.first_failed;
+  sum.refused += any_refused ? 1 : 0;
+  sum.recovered += recovered ? 1 : 0;
+  INFO("fault: " << f.describe() << (deferred ? " (deferred commits)" : "") << "\nshim: "
+                 << run.fault_log << "child output:\n"
+                 << run.output.substr(0, 2000) << "\nchild report:\n"
+                 << [&] {
+                      std::string s;
+                      for (const auto& l : run.lines)
+                        s += l + "\n";
+                      return s;
+                    }());
+  INFO(p.text());
+  REQUIRE(p.empty());
+}
+
+void sweep(const fault& proto, unsigned long from, unsigned long to, std::uint64_t batches,
+           bool deferred, sweep_summary& sum) {
+  cairn::test::temp_dir tmp;
+  auto base = fast_base(tmp);
+  for (auto n = from; n <= to; ++n) {
+    auto f = proto;
+    f.nth = n;
+    run_store_case(base, f, batches, deferred, sum);
+  }
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
+}
+
+/// How far each sweep goes in the crash label; `slow` goes further.
+constexpr unsigned long crash_sweep = 40;
+constexpr unsigned long slow_sweep = 160;
+
+} // namespace
+
+TEST_CASE("a failed pwrite of a data page fails its batch alone and loses nothing acknowledged",
+          "[crash][store][disk]") {
+  sweep_summary sum;
+  fault f{"pwrite", 1, 1, GENERATE(as<std::string>{}, "EIO", "ENOSPC"), "data"};
+  sweep(f, 1, crash_sweep / 2, 30, false, sum);
+  INFO(sum.runs << " runs, " << sum.fired << " with a fault, " << sum.failed_batches
+                << " failed batches");
+  CHECK(sum.fired > 0);
+  CHECK(sum.visible_failed == 0);
+  CHECK(sum.recovered > 0); // the store keeps writing after a data page failed
+}
+
+TEST_CASE("a failed writev of data pages fails its batch alone and loses nothing acknowledged",
+          "[crash][store][disk]") {
+  sweep_summary sum;
+  fault f{"writev", 1, 1, "EIO"};
+  sweep(f, 1, crash_sweep / 2, 30, false, sum);
+  CHECK(sum.fired > 0);
+  CHECK(sum.visible_failed == 0);
+}
+
+TEST_CASE("a failed meta-page write leaves the previous commit and refuses writes until reopened",
+          "[crash][store][disk]") {
+  sweep_summary sum;
+  fault f{"pwrite", 1, 1, GENERATE(as<std::string>{}, "EIO", "ENOSPC"), "meta"};
+  sweep(f, 1, crash_sweep / 4, 30, false, sum);
+  INFO(sum.runs << " runs");
+  CHECK(sum.fired == sum.runs);
+  CHECK(sum.visible_failed == 0);
+  CHECK(sum.recovered == 0); // LMDB panics: no write succeeds before a reopen
+}
+
+TEST_CASE("a failed fdatasync never loses an acknowledged batch nor shows half of one",
+          "[crash][store][disk]") {
+  sweep_summary sum;
+  fault f{"fdatasync", 1, 1, "EIO"};
+  bool deferred = GENERATE(false, true);
+  sweep(f, 1, crash_sweep, 30, deferred, sum);
+  INFO(sum.runs << " runs, " << sum.visible_failed << " failed batches visible after reopening");
+  CHECK(sum.fired == sum.runs);
+  // A failed flush after a commit leaves the store refusing writes.
+  CHECK(sum.refused > 0);
+}
+
+TEST_CASE("a disk that stays full from the Nth write loses nothing acknowledged",
+          "[crash][store][disk]") {
+  sweep_summary sum;
+  fault f{"pwrite,writev,fdatasync", 1, 0, "ENOSPC"};
+  sweep(f, 1, crash_sweep, 30, GENERATE(false, true), sum);
+  CHECK(sum.fired == sum.runs);
+  CHECK(sum.recovered == 0);
+}
+
+TEST_CASE("a failing preallocator never fails an append", "[crash][store][disk]") {
+  sweep_summary sum;
+  // Counted from the start: the preallocator fills its first MiB as the store opens.
+  fault f{GENERATE(as<std::string>{}, "pwrite", "fdatasync"), 1, 0, "ENOSPC", "any",
+          "cairn.prealloc", true};
+  sweep(f, 1, 6, 150, false, sum);
+  CHECK(sum.fired > 0);
+  CHECK(sum.failed_batches == 0);
+}
+
+TEST_CASE("a store under a file-size limit fails appends with unavailable and loses nothing",
+          "[crash][store][disk]") {
+  cairn::test::temp_dir tmp;
+  auto base = fast_base(tmp);
+  sweep_summary sum;
+  fault none{"", 1, 1};
+  // Small enough that the appends reach it; the preallocator hits it first.
+  run_store_case(base, none, 400, false, sum, "fsize=" + std::to_string(384 << 10));
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
+  CHECK(sum.failed_batches > 0);
+}
+
+TEST_CASE("a store on a full tmpfs fails appends and loses nothing", "[crash][store][disk]") {
+  cairn::test::temp_dir tmp;
+  auto mnt = tmp.sub("tmpfs");
+  std::filesystem::create_directories(mnt);
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=1m") != 0) {
+    WARN("skipped: mount -t tmpfs failed (" << std::strerror(errno) << ")");
+    return;
+  }
+  struct unmount {
+    std::string path;
+    ~unmount() { (void)::umount2(path.c_str(), MNT_DETACH); }
+  } guard{mnt};
+  sweep_summary sum;
+  fault none{"", 1, 1};
+  // Then the operator frees space: the store reopens and takes writes.
+  run_store_case(mnt, none, 400, false, sum, {}, [&] {
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=16m") != 0)
+      FAIL("remount with more space: " << std::strerror(errno));
+  });
+  CHECK(sum.failed_batches > 0);
+}
+
+TEST_CASE("wider sweeps of write and flush faults lose nothing acknowledged", "[slow][store][disk]") {
+  sweep_summary sum;
+  auto call = GENERATE(as<std::string>{}, "pwrite", "writev", "fdatasync", "pwrite,writev");
+  bool deferred = GENERATE(false, true);
+  fault f{call, 1, 1, "EIO"};
+  sweep(f, 1, slow_sweep, 80, deferred, sum);
+  INFO(sum.runs << " runs, " << sum.fired << " with a fault, " << sum.visible_failed
+                << " failed batches visible");
+  CHECK(sum.fired > 0);
+}
