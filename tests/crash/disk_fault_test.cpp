@@ -589,7 +589,8 @@ TEST_CASE("a store on a full tmpfs fails appends and loses nothing", "[crash][st
   CHECK(sum.failed_batches > 0);
 }
 
-TEST_CASE("wider sweeps of write and flush faults lose nothing acknowledged", "[slow][store][disk]") {
+TEST_CASE("wider sweeps of write and flush faults lose nothing acknowledged",
+          "[.slow][store][disk]") {
   sweep_summary sum;
   auto call = GENERATE(as<std::string>{}, "pwrite", "writev", "fdatasync", "pwrite,writev");
   bool deferred = GENERATE(false, true);
