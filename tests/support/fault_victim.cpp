@@ -6,9 +6,13 @@
 // process dies:
 //
 //   ack <batch> <first position> <last position>   a batch append_batch acknowledged
-//   fail <batch> <refuses_writes 0/1> <ms> <error>  a batch that failed, and how long it took
+//   fail <batch> <refuses_writes 0/1> <ms> <kind> <error>
+//        a batch that failed and how long the call took; kind `commit`: its own
+//        append call failed, `unflushed`: it committed under append_batch_deferred
+//        and its flush failed, or a later call failed before it was flushed
 //   deposit <seq> <account> <version> <amount>      runtime: an acknowledged deposit
 //   refused <seq> <ms> <error>                      runtime: a deposit answered with an error
+//   open_failed <error>                             open_store failed (a fault during the open)
 //   stuck <what>                                    an answer took longer than the bound
 //   end <acknowledged> <failed>                     the child finished by itself
 //
@@ -78,9 +82,10 @@ int run_store(const std::string& dir, std::uint64_t batches, bool deferred,
   cairn::persistence::store_options opts;
   opts.heads_flush_events = 40; // heads-table rewrites happen within the sweep
   auto opened = cairn::persistence::open_store(dir, opts);
-  if (!opened) {
-    say("stuck open_store: " + one_line(opened.error().to_string()));
-    return 2;
+  if (!opened) { // a fault counted from the start can hit the open
+    say("open_failed " + one_line(opened.error().to_string()));
+    say("end 0 0");
+    return 0;
   }
   auto& store = **opened;
   if (fsize != 0) {
@@ -98,6 +103,12 @@ int run_store(const std::string& dir, std::uint64_t batches, bool deferred,
     std::uint64_t batch, commit, first, last;
   };
   std::vector<pending> waiting;
+  auto fail = [&](std::uint64_t batch, const char* kind, clock_type::time_point t0,
+                  const std::string& why) {
+    say("fail " + std::to_string(batch) + " " + (store.refuses_writes() ? "1" : "0") + " "
+        + std::to_string(ms_since(t0)) + " " + kind + " " + one_line(why));
+    ++failed;
+  };
   for (std::uint64_t b = 0; b < batches && failed <= attempts_after_failure; ++b) {
     auto batch = wl::make_batch(b);
     auto t0 = clock_type::now();
@@ -138,29 +149,20 @@ int run_store(const std::string& dir, std::uint64_t batches, bool deferred,
       waiting.erase(waiting.begin(), waiting.begin() + static_cast<std::ptrdiff_t>(done));
       if (!ok) {
         for (const auto& w : waiting)
-          say("fail " + std::to_string(w.batch) + " " + (store.refuses_writes() ? "1" : "0")
-              + " " + std::to_string(ms_since(t0)) + " " + one_line(why));
-        failed += waiting.size();
+          fail(w.batch, "unflushed", t0, why);
         waiting.clear();
       }
     } else if (!ok && deferred) {
       // The batches waiting for a flush: committed, durability unknown.
       for (const auto& w : waiting)
-        say("fail " + std::to_string(w.batch) + " " + (store.refuses_writes() ? "1" : "0") + " "
-            + std::to_string(ms_since(t0)) + " waiting for a flush when a later batch failed: "
-            + one_line(why));
-      failed += waiting.size();
+        fail(w.batch, "unflushed", t0, why);
       waiting.clear();
-      say("fail " + std::to_string(b) + " " + (store.refuses_writes() ? "1" : "0") + " "
-          + std::to_string(ms_since(t0)) + " " + one_line(why));
-      ++failed;
+      fail(b, "commit", t0, why);
     } else if (ok) {
       say("ack " + std::to_string(b) + " " + std::to_string(first) + " " + std::to_string(last));
       ++acked;
     } else {
-      say("fail " + std::to_string(b) + " " + (store.refuses_writes() ? "1" : "0") + " "
-          + std::to_string(ms_since(t0)) + " " + one_line(why));
-      ++failed;
+      fail(b, "commit", t0, why);
     }
     if (clock_type::now() - t0 > answer_bound)
       say("stuck batch " + std::to_string(b) + " took " + std::to_string(ms_since(t0)) + " ms");
