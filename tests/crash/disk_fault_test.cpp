@@ -643,11 +643,14 @@ struct runtime_summary {
 
 /// One runtime case: the child runs deposits through cairn::runtime until the
 /// fault, then the parent starts a runtime on the store and checks it.
-void run_runtime_case(const std::string& base, const fault& f, runtime_summary& sum) {
+void run_runtime_case(const std::string& base, const fault& f, runtime_summary& sum,
+                      int deposits = 60, const std::function<void()>& before_reopen = {}) {
   auto dir = base + "/rt";
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
-  auto run = run_victim(base, {"runtime", dir, "60"}, &f);
+  auto run = run_victim(base, {"runtime", dir, std::to_string(deposits)}, &f);
+  if (before_reopen)
+    before_reopen();
   problems p;
   check_child_ended(run, p);
   std::map<std::uint64_t, deposit_ack> acked;
@@ -770,4 +773,40 @@ TEST_CASE("a runtime whose disk fails answers unavailable promptly and loses no 
                 << sum.stored_refused << " of them stored");
   CHECK(sum.fired == 1);
   CHECK(sum.refused > 0);
+}
+
+TEST_CASE("a runtime on a full tmpfs answers unavailable and keeps every acknowledged deposit",
+          "[crash][runtime][disk]") {
+  cairn::test::temp_dir tmp;
+  auto mnt = tmp.sub("tmpfs");
+  std::filesystem::create_directories(mnt);
+  // Room for the lock file and a few hundred deposits.
+  if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=200k") != 0) {
+    WARN("skipped: mount -t tmpfs failed (" << std::strerror(errno) << ")");
+    return;
+  }
+  struct unmount {
+    std::string path;
+    ~unmount() { (void)::umount2(path.c_str(), MNT_DETACH); }
+  } guard{mnt};
+  runtime_summary sum;
+  fault none{"", 1, 1};
+  run_runtime_case(mnt, none, sum, 3000, [&] {
+    if (::mount("tmpfs", mnt.c_str(), "tmpfs", MS_REMOUNT, "size=16m") != 0)
+      FAIL("remount with more space: " << std::strerror(errno));
+  });
+  INFO(sum.refused << " deposits refused");
+  CHECK(sum.refused > 0);
+}
+
+TEST_CASE("a runtime whose disk fills at any of its first writes loses no acknowledged deposit",
+          "[.slow][runtime][disk]") {
+  cairn::test::temp_dir tmp;
+  auto base = fast_base(tmp);
+  runtime_summary sum;
+  for (unsigned long n = 1; n <= 40; ++n)
+    run_runtime_case(base, fault{"pwrite,writev,fdatasync", n, 0, "ENOSPC"}, sum);
+  std::error_code ec;
+  std::filesystem::remove_all(base, ec);
+  CHECK(sum.fired > 0);
 }
