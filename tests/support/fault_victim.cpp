@@ -5,6 +5,7 @@
 // the next call, so the parent knows what was acknowledged even if this
 // process dies:
 //
+//   begin <batch>                                   the child appends this batch now
 //   ack <batch> <first position> <last position>   a batch append_batch acknowledged
 //   fail <batch> <refuses_writes 0/1> <ms> <kind> <error>
 //        a batch that failed and how long the call took; kind `commit`: its own
@@ -111,6 +112,7 @@ int run_store(const std::string& dir, std::uint64_t batches, bool deferred,
   };
   for (std::uint64_t b = 0; b < batches && failed <= attempts_after_failure; ++b) {
     auto batch = wl::make_batch(b);
+    say("begin " + std::to_string(b));
     auto t0 = clock_type::now();
     auto res = deferred ? store.append_batch_deferred(batch) : store.append_batch(batch);
     bool ok = static_cast<bool>(res);
