@@ -440,18 +440,36 @@ void check_after_failure(const store_report& rep, problems& p) {
   }
 }
 
-/// Directory for the sweeps' stores: a tmpfs when there is one (what is
-/// checked is the store's answer to a failing call, not the disk, and a
-/// fdatasync there costs nothing), else the test's temp dir.
-std::string fast_base(const cairn::test::temp_dir& fallback) {
-  struct stat st {};
-  if (::stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && ::access("/dev/shm", W_OK) == 0) {
-    std::string tmpl = "/dev/shm/cairn-fault-XXXXXX";
-    if (::mkdtemp(tmpl.data()) != nullptr)
-      return tmpl;
+/// Directory for the sweeps' stores, removed with it even when a check
+/// fails: on a tmpfs when there is one (what is checked is the store's answer
+/// to a failing call, not the disk, and a fdatasync there costs nothing),
+/// else in a temp dir.
+class fast_dir {
+public:
+  fast_dir() {
+    struct stat st {};
+    if (::stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) && ::access("/dev/shm", W_OK) == 0) {
+      std::string tmpl = "/dev/shm/cairn-fault-XXXXXX";
+      if (::mkdtemp(tmpl.data()) != nullptr) {
+        path_ = tmpl;
+        return;
+      }
+    }
+    path_ = fallback_.sub("fast");
+    std::filesystem::create_directories(path_);
   }
-  return fallback.sub("fast");
-}
+  ~fast_dir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  fast_dir(const fast_dir&) = delete;
+  fast_dir& operator=(const fast_dir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+
+private:
+  cairn::test::temp_dir fallback_;
+  std::string path_;
+};
 
 struct sweep_summary {
   int runs = 0;
@@ -519,15 +537,13 @@ void run_store_case(const std::string& base, const fault& f, std::uint64_t batch
 
 void sweep(const fault& proto, unsigned long from, unsigned long to, std::uint64_t batches,
            bool deferred, sweep_summary& sum) {
-  cairn::test::temp_dir tmp;
-  auto base = fast_base(tmp);
+  fast_dir fast;
+  const auto& base = fast.path();
   for (auto n = from; n <= to; ++n) {
     auto f = proto;
     f.nth = n;
     run_store_case(base, f, batches, deferred, sum);
   }
-  std::error_code ec;
-  std::filesystem::remove_all(base, ec);
 }
 
 /// How far each sweep goes in the crash label; `slow` goes further.
@@ -645,14 +661,12 @@ TEST_CASE("a failing preallocator never fails an append", "[crash][store][disk]"
 
 TEST_CASE("a store under a file-size limit fails appends with unavailable and loses nothing",
           "[crash][store][disk]") {
-  cairn::test::temp_dir tmp;
-  auto base = fast_base(tmp);
+  fast_dir fast;
+  const auto& base = fast.path();
   sweep_summary sum;
   fault none{"", 1, 1};
   // Small enough that the appends reach it; the preallocator hits it first.
   run_store_case(base, none, 400, false, sum, "fsize=" + std::to_string(384 << 10));
-  std::error_code ec;
-  std::filesystem::remove_all(base, ec);
   CHECK(sum.failed_batches > 0);
 }
 
@@ -827,12 +841,10 @@ TEST_CASE("a runtime whose disk fails answers unavailable promptly and loses no 
                     fault{"fdatasync", 2, 1, "EIO"}, fault{"fdatasync", 5, 1, "EIO"},
                     fault{"pwrite", 3, 1, "EIO", "meta"}, fault{"pwrite", 2, 1, "EIO", "data"},
                     fault{"writev", 2, 1, "ENOSPC"});
-  cairn::test::temp_dir tmp;
-  auto base = fast_base(tmp);
+  fast_dir fast;
+  const auto& base = fast.path();
   runtime_summary sum;
   run_runtime_case(base, f, sum);
-  std::error_code ec;
-  std::filesystem::remove_all(base, ec);
   INFO("fault " << f.describe() << ": " << sum.refused << " deposits refused, "
                 << sum.stored_refused << " of them stored");
   CHECK(sum.fired == 1);
@@ -845,12 +857,10 @@ TEST_CASE("a runtime that loses power after a failed flush keeps every acknowled
                     fault{"fdatasync", 9, 1, "EIO"}, fault{"pwrite,writev", 8, 1, "EIO"});
   f.power_loss = true;
   f.die_after = GENERATE(-1, 0, 1);
-  cairn::test::temp_dir tmp;
-  auto base = fast_base(tmp);
+  fast_dir fast;
+  const auto& base = fast.path();
   runtime_summary sum;
   run_runtime_case(base, f, sum);
-  std::error_code ec;
-  std::filesystem::remove_all(base, ec);
   CHECK(sum.fired == 1);
 }
 
@@ -880,12 +890,10 @@ TEST_CASE("a runtime on a full tmpfs answers unavailable and keeps every acknowl
 
 TEST_CASE("a runtime whose disk fills at any of its first writes loses no acknowledged deposit",
           "[.slow][runtime][disk]") {
-  cairn::test::temp_dir tmp;
-  auto base = fast_base(tmp);
+  fast_dir fast;
+  const auto& base = fast.path();
   runtime_summary sum;
   for (unsigned long n = 1; n <= 40; ++n)
     run_runtime_case(base, fault{"pwrite,writev,fdatasync", n, 0, "ENOSPC"}, sum);
-  std::error_code ec;
-  std::filesystem::remove_all(base, ec);
   CHECK(sum.fired > 0);
 }
