@@ -55,6 +55,13 @@ error lmdb_error(int rc, const std::string& op) {
   switch (rc) {
     case MDB_MAP_FULL: return error{errc::unavailable, what + " (map full)"};
     case ENOSPC: return error{errc::unavailable, what + " (disk full)"};
+    // The disk refused a write: nothing of the commit is visible (or, for the
+    // meta page, LMDB refuses every later transaction: MDB_PANIC), and a retry
+    // can succeed once space is freed. LMDB reports a short write, which is
+    // what a nearly full disk gives, as EIO.
+    case EIO: return error{errc::unavailable, what + " (the disk failed a write, or is full)"};
+    case EFBIG: return error{errc::unavailable, what + " (file size limit reached)"};
+    case EDQUOT: return error{errc::unavailable, what + " (disk quota reached)"};
     case MDB_PANIC:
       return error{errc::unavailable, what + " (the store must be closed and reopened)"};
     case MDB_READERS_FULL:
