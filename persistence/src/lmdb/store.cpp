@@ -9,14 +9,17 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -47,8 +50,69 @@ constexpr int snapshots_kept = 2;
 constexpr std::size_t head_cache_limit = std::size_t{1} << 20;
 /// Name of the file whose flock marks the one writing process.
 constexpr const char* lock_file_name = "cairn.lock";
+/// The writer clears the reader slots of dead processes (mdb_reader_check)
+/// after this many commits, after reader_check_period, and before it grows
+/// the map: a slot left by a reader killed inside a read transaction pins
+/// the pages of that snapshot, so the file would otherwise grow forever.
+constexpr std::uint64_t reader_check_commits = 1024;
+constexpr std::chrono::seconds reader_check_period{10};
 /// meta key: the log position up to which the heads table is complete.
 constexpr std::string_view heads_at_key = "heads_at";
+
+/// Mode of the files the store creates (the umask applies on top): events
+/// are nobody else's business.
+constexpr mode_t file_mode = 0600;
+/// Mode of the directories it creates.
+constexpr mode_t dir_mode = 0700;
+
+/// Creates `dir` and its missing parents with dir_mode.
+std::error_code make_private_dirs(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) || dir.empty())
+    return ec;
+  if (auto parent = dir.parent_path(); parent != dir)
+    if (auto err = make_private_dirs(parent))
+      return err;
+  if (::mkdir(dir.c_str(), dir_mode) != 0 && errno != EEXIST)
+    return std::error_code{errno, std::generic_category()};
+  return {};
+}
+
+/// The store directories this process has open, by (device, inode): LMDB
+/// allows one environment per file per process, since closing a second one
+/// drops the first one's POSIX locks on lock.mdb (and the reader table with
+/// them). Entries name the process that made them, so a child forked while
+/// a store is open may open that store for itself.
+class open_dirs {
+public:
+  using key = std::pair<dev_t, ino_t>;
+  /// Registers `k`; false when this process has it open already.
+  static bool add(key k) {
+    std::lock_guard lock{mu()};
+    auto [it, added] = map().try_emplace(k, ::getpid());
+    if (added)
+      return true;
+    if (it->second == ::getpid())
+      return false;
+    it->second = ::getpid(); // left by the parent of a forked process
+    return true;
+  }
+  static void remove(key k) {
+    std::lock_guard lock{mu()};
+    if (auto it = map().find(k); it != map().end() && it->second == ::getpid())
+      map().erase(it);
+  }
+
+private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<key, pid_t>& map() {
+    static std::map<key, pid_t> m;
+    return m;
+  }
+};
 
 error lmdb_error(int rc, const std::string& op) {
   std::string what = op + ": " + mdb_strerror(rc);
@@ -404,6 +468,8 @@ public:
     }
     if (lock_fd_ >= 0)
       ::close(lock_fd_);
+    if (registered_)
+      open_dirs::remove(*registered_);
   }
 
   result<append_result> append(const append_request& req) override {
@@ -427,7 +493,13 @@ public:
 
   commit_marks commits() const noexcept override { return commits_; }
 
-  bool refuses_writes() const noexcept override { return broken_.has_value(); }
+  bool refuses_writes() const noexcept override {
+    return broken_.has_value() || fatal_.load(std::memory_order_relaxed);
+  }
+
+  std::uint64_t stale_readers_cleared() const noexcept override {
+    return stale_readers_.load(std::memory_order_relaxed);
+  }
 
   result<void> save_snapshot(const snapshot& snap) override {
     batch_view b;
@@ -534,6 +606,14 @@ private:
   /// Where the data's pages end in the file, in bytes.
   std::uint64_t data_end() const;
   result<void> grow_map();
+  /// Clears the reader slots of dead processes; returns how many it cleared.
+  std::uint64_t check_readers();
+  /// Whether LMDB has stopped the environment (every transaction now fails
+  /// with MDB_PANIC); remembers it in fatal_.
+  bool panicked() const;
+  /// After a failed write transaction (`rc`): makes the store refuse every
+  /// later write when LMDB stopped or found its B-tree damaged.
+  void note_write_failure(int rc, const error& err);
 
   /// `defer`: leave the commit's meta page unflushed (append_batch_deferred).
   result<std::vector<result<append_result>>> write(const batch_view& b, bool defer);
@@ -612,6 +692,8 @@ private:
   mutable std::mutex tail_mu_;
   mutable tail_index tail_;
   int lock_fd_ = -1;
+  /// The directory's entry in open_dirs, once made.
+  std::optional<open_dirs::key> registered_;
   /// Shared by every transaction of this process; unique while the map is
   /// resized, which LMDB allows only with no transaction in flight.
   mutable std::shared_mutex remap_;
@@ -620,8 +702,15 @@ private:
   // Writer-only state.
   std::unique_ptr<detail::preallocator> prealloc_; ///< null when off
   commit_marks commits_;
-  /// Set when a flush failed: every later write fails with it.
+  /// Set when a flush failed or LMDB stopped: every later write fails with it.
   std::optional<error> broken_;
+  /// Set when LMDB stopped the environment (MDB_PANIC: a meta page write
+  /// failed). Every transaction then fails, so reads report `unavailable`.
+  mutable std::atomic<bool> fatal_{false};
+  /// Reader slots of dead processes cleared since the open.
+  std::atomic<std::uint64_t> stale_readers_{0};
+  std::uint64_t commits_since_reader_check_ = 0;
+  std::chrono::steady_clock::time_point last_reader_check_;
   std::uint64_t last_position_ = 0;
   std::uint64_t next_stream_no_ = 1;
   /// Every stream the writer has looked up, including ones found absent
@@ -668,14 +757,24 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   if (opts.read_only && !has_data)
     return fail(errc::invalid_argument, "no cairn store here (no data.mdb)", dir);
   if (!exists) {
-    fs::create_directories(dir, ec);
-    if (ec)
+    if (ec = make_private_dirs(fs::path(dir).lexically_normal()); ec)
       return fail(errc::unavailable, "cannot create the directory: " + ec.message(), dir);
   }
   std::unique_ptr<lmdb_store> store{new lmdb_store(dir, opts)};
+  struct stat dir_stat {};
+  if (::stat(dir.c_str(), &dir_stat) != 0)
+    return fail(errc::unavailable, std::string{"cannot read the directory: "} + strerror(errno),
+                dir);
+  open_dirs::key dir_key{dir_stat.st_dev, dir_stat.st_ino};
+  if (!open_dirs::add(dir_key))
+    return fail(errc::unavailable,
+                "the store is already open in this process (LMDB allows one handle per store "
+                "and process: share the open one)",
+                dir);
+  store->registered_ = dir_key;
   if (!opts.read_only) {
     auto lock_path = (fs::path(dir) / lock_file_name).string();
-    store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, file_mode);
     if (store->lock_fd_ < 0)
       return fail(errc::unavailable, std::string{"cannot open the lock file: "} + strerror(errno),
                   lock_path);
@@ -705,15 +804,14 @@ result<void> lmdb_store::init(bool create) {
     flags |= MDB_NOMETASYNC;
   if (opts_.durability == durability::no_sync)
     flags |= MDB_NOSYNC;
-  if (int rc = mdb_env_open(env_, dir_.c_str(), flags, 0644); rc != 0) {
+  if (int rc = mdb_env_open(env_, dir_.c_str(), flags, file_mode); rc != 0) {
     auto err = lmdb_error(rc, "mdb_env_open");
     err.context = dir_;
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
       err = error{errc::invalid_argument, "not a cairn store (data.mdb is not an LMDB file)", dir_};
     return tl::unexpected(err);
   }
-  int dead = 0;
-  (void) mdb_reader_check(env_, &dead); // clears slots left by killed readers
+  (void) check_readers(); // slots left by killed readers
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_size_ = info.me_mapsize;
@@ -938,6 +1036,50 @@ result<void> lmdb_store::sync() {
   return {};
 }
 
+std::uint64_t lmdb_store::check_readers() {
+  int dead = 0;
+  if (mdb_reader_check(env_, &dead) != 0)
+    dead = 0;
+  commits_since_reader_check_ = 0;
+  last_reader_check_ = std::chrono::steady_clock::now();
+  if (dead > 0)
+    stale_readers_.fetch_add(static_cast<std::uint64_t>(dead), std::memory_order_relaxed);
+  return static_cast<std::uint64_t>(std::max(dead, 0));
+}
+
+bool lmdb_store::panicked() const {
+  if (fatal_.load(std::memory_order_relaxed))
+    return true;
+  // LMDB keeps its fatal flag private; a transaction it refuses shows it.
+  MDB_txn* probe = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &probe);
+  if (rc == 0)
+    mdb_txn_abort(probe);
+  if (rc != MDB_PANIC)
+    return false;
+  fatal_.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+void lmdb_store::note_write_failure(int rc, const error& err) {
+  bool stopped = rc == MDB_PANIC || (rc > 0 && panicked());
+  if (stopped)
+    fatal_.store(true, std::memory_order_relaxed);
+  if (broken_)
+    return;
+  if (stopped) {
+    broken_ = error{errc::unavailable,
+                    err.message + "; LMDB stopped the store (MDB_PANIC, a failed meta page "
+                                  "write): it takes no more writes or reads until it is reopened",
+                    dir_};
+  } else if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+    broken_ = error{errc::corrupted,
+                    err.message + "; a damaged B-tree page: the store takes no more writes, "
+                                  "so the damage does not spread (run cairn verify)",
+                    dir_};
+  }
+}
+
 result<void> lmdb_store::grow_map() {
   if (map_size_ >= opts_.max_map_size)
     return fail(errc::unavailable,
@@ -1019,12 +1161,20 @@ lmdb_store::write(const batch_view& b, bool defer) {
       return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
     }
     if (rc == 0) {
+      if (++commits_since_reader_check_ >= reader_check_commits
+          || std::chrono::steady_clock::now() - last_reader_check_ >= reader_check_period)
+        (void) check_readers();
       if (auto ok = after_commit(defer); !ok)
         return tl::unexpected(ok.error());
       return out;
     }
-    if (rc != MDB_MAP_FULL)
+    if (rc != MDB_MAP_FULL) {
+      note_write_failure(rc, err);
       return tl::unexpected(broken_ ? *broken_ : err);
+    }
+    // Pages pinned by a dead reader's snapshot become free again: retry first.
+    if (check_readers() > 0)
+      continue;
     if (auto grown = grow_map(); !grown)
       return tl::unexpected(grown.error());
   }
@@ -1454,6 +1604,9 @@ int lmdb_store::stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, 
 
 template <class F>
 auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr))) {
+  if (fatal_.load(std::memory_order_relaxed))
+    return fail(errc::unavailable,
+                "LMDB stopped the store after a failed write (MDB_PANIC): reopen it", dir_);
   std::shared_lock lock{remap_};
   MDB_txn* raw = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
@@ -1469,6 +1622,8 @@ auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(null
     lock.lock();
     rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
   }
+  if (rc == MDB_PANIC)
+    fatal_.store(true, std::memory_order_relaxed);
   if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "begin read"));
   txn_guard txn{raw};
@@ -2280,7 +2435,7 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
       return fail(errc::invalid_argument, "the backup target is not a directory", dest_dir);
     if (!fs::is_empty(dest_dir, ec) || ec)
       return fail(errc::invalid_argument, "the backup directory is not empty", dest_dir);
-  } else if (fs::create_directories(dest_dir, ec); ec) {
+  } else if (ec = make_private_dirs(fs::path(dest_dir).lexically_normal()); ec) {
     return fail(errc::unavailable, "cannot create the backup directory: " + ec.message(),
                 dest_dir);
   }
@@ -2307,6 +2462,10 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
     err.context = dest_dir;
     return tl::unexpected(err);
   }
+  // LMDB creates the copy with mode 0666 (less the umask): keep it private.
+  struct stat copy_stat {};
+  if (::stat(data.c_str(), &copy_stat) == 0)
+    (void) ::chmod(data.c_str(), copy_stat.st_mode & file_mode);
   return {};
 }
 

@@ -97,9 +97,17 @@ public:
   };
   [[nodiscard]] virtual commit_marks commits() const noexcept = 0;
 
-  /// True once a failed flush made the store refuse every write (see sync):
-  /// only reopening it lets it write again.
+  /// True once the store refuses every write: a flush failed (see sync),
+  /// LMDB stopped the environment (MDB_PANIC, a failed meta page write:
+  /// reads then fail with `unavailable` too), or a write met a damaged
+  /// B-tree page. Only reopening the store lets it write again.
   [[nodiscard]] virtual bool refuses_writes() const noexcept = 0;
+
+  /// Reader slots of dead processes the writer cleared since the open (a
+  /// reader killed inside a read transaction pins the pages of its snapshot
+  /// until its slot is cleared, so the file grows). The writer checks at
+  /// open, every 1024 commits or 10 s, and before it grows the map. Any thread.
+  [[nodiscard]] virtual std::uint64_t stale_readers_cleared() const noexcept { return 0; }
 
   /// Stores a snapshot (checksummed). The two newest per stream are kept.
   [[nodiscard]] virtual result<void> save_snapshot(const snapshot& snap) = 0;
