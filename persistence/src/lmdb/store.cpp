@@ -1183,6 +1183,14 @@ lmdb_store::write(const batch_view& b, bool defer) {
 int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>>& out,
                           error& err) {
   const auto& reqs = b.appends;
+  // Held for the whole transaction, not only its commit: LMDB writes pages
+  // before the commit too. A transaction that dirties more pages than its
+  // dirty list holds (MDB_IDL_UM_MAX, 131072) spills some to the file
+  // (mdb_page_spill), at page numbers past the last commit's end, where the
+  // preallocator would otherwise write zeros over them.
+  std::optional<detail::preallocator::guard> guard;
+  if (prealloc_)
+    guard.emplace(prealloc_.get());
   MDB_txn* raw = nullptr;
   if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) {
     err = lmdb_error(rc, "begin write");
@@ -1314,9 +1322,6 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   if (!rewrite_heads)
     for (auto [no, pos] : changed)
       unflushed_.try_emplace(no, 0);
-  std::optional<detail::preallocator::guard> guard;
-  if (prealloc_)
-    guard.emplace(prealloc_.get());
   if (int rc = txn.commit(); rc != 0) {
     err = lmdb_error(rc, "commit");
     // An I/O error (a positive errno) may have come from the flush that was
