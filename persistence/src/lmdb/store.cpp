@@ -552,6 +552,8 @@ public:
   result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
   result<side_tables> read_side_tables() const override;
   result<store_stats> stats() const override;
+  result<index_check>
+  check_indexes(const std::function<void(std::uint64_t, std::string)>& problem) const override;
   result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
 
@@ -2402,6 +2404,122 @@ result<event_store::side_tables> lmdb_store::read_side_tables() const {
       return tl::unexpected(dls.error());
     return out;
   });
+}
+
+result<event_store::index_check> lmdb_store::check_indexes(
+  const std::function<void(std::uint64_t, std::string)>& problem) const {
+  index_check out;
+  // The log record at `pos`, checked to belong to stream number `no` at
+  // `version` (and to carry `command`, when not empty); "" or the problem.
+  auto check_record = [&](MDB_txn* txn, std::uint64_t pos, std::uint64_t no, std::uint64_t version,
+                          std::string_view command) -> std::string {
+    unsigned char kb[8];
+    put_be64(kb, pos);
+    MDB_val k{8, kb}, v;
+    if (int rc = mdb_get(txn, log_, &k, &v); rc != 0)
+      return rc == MDB_NOTFOUND ? "no log record there" : lmdb_error(rc, "read").message;
+    auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+    if (!rec)
+      return rec.error().message;
+    MDB_val nk = val_of(rec->stream), nv;
+    if (mdb_get(txn, names_, &nk, &nv) != 0)
+      return "the record's stream " + std::string{rec->stream} + " has no number";
+    auto rec_no = decode_u64(rec->stream, view_of(nv), "stream name entry");
+    if (!rec_no || *rec_no != no || rec->version != version)
+      return "the record is " + std::string{rec->stream} + " v" + std::to_string(rec->version)
+             + ", not stream number " + std::to_string(no) + " v" + std::to_string(version);
+    if (!command.empty() && rec->command_id != command)
+      return "the record does not carry command id " + std::string{command};
+    return {};
+  };
+  // Walks `dbi` in read transactions of at most `per_txn` entries, resuming
+  // after the last key seen, and calls `check(txn, key, value)` for each.
+  constexpr std::size_t per_txn = 16384;
+  auto scan = [&](MDB_dbi dbi, auto&& check) -> result<void> {
+    std::string after;
+    bool first = true;
+    for (;;) {
+      bool done = false;
+      auto chunk = with_read([&](MDB_txn* txn) -> result<void> {
+        cursor_guard cur;
+        if (int rc = cur.open(txn, dbi); rc != 0)
+          return tl::unexpected(lmdb_error(rc, "cursor"));
+        MDB_val k = val_of(after), v;
+        int rc = first ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST)
+                       : mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && !first && view_of(k) == after)
+          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+        for (std::size_t n = 0; rc == 0 && n < per_txn; ++n) {
+          after.assign(view_of(k));
+          check(txn, view_of(k), view_of(v));
+          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND)
+          done = true;
+        else if (rc != 0)
+          return tl::unexpected(lmdb_error(rc, "walk a table"));
+        return {};
+      });
+      if (!chunk)
+        return chunk;
+      first = false;
+      if (done)
+        return {};
+    }
+  };
+  auto index_ok = scan(index_, [&](MDB_txn* txn, std::string_view key, std::string_view value) {
+    ++out.index_entries;
+    if (key.size() != 16) {
+      problem(0, "a stream index entry has a key of " + std::to_string(key.size()) + " bytes");
+      return;
+    }
+    auto no = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
+    auto version = get_be64(reinterpret_cast<const unsigned char*>(key.data()) + 8);
+    auto what = "stream index entry of stream number " + std::to_string(no) + " v"
+                + std::to_string(version);
+    auto pos = decode_u64(key, value, what);
+    if (!pos) {
+      problem(0, pos.error().message);
+      return;
+    }
+    if (version % index_interval != 0)
+      problem(*pos, what + " is off the index interval");
+    if (auto bad = check_record(txn, *pos, no, version, {}); !bad.empty())
+      problem(*pos, what + " points at position " + std::to_string(*pos) + ": " + bad);
+  });
+  if (!index_ok)
+    return tl::unexpected(index_ok.error());
+  auto commands_ok =
+    scan(commands_, [&](MDB_txn* txn, std::string_view key, std::string_view value) {
+      ++out.command_records;
+      if (key.size() <= 8) {
+        problem(0, "a command record has a key of " + std::to_string(key.size()) + " bytes");
+        return;
+      }
+      auto no = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
+      auto command = key.substr(8);
+      auto what = "command record " + std::string{command} + " of stream number "
+                  + std::to_string(no);
+      auto r = decode_outcome(key, value, what);
+      if (!r) {
+        problem(0, r.error().message);
+        return;
+      }
+      if (r->first_position == 0 || r->last_position < r->first_position
+          || r->last_position - r->first_position != r->last_version - r->first_version) {
+        problem(r->first_position, what + " holds an impossible range");
+        return;
+      }
+      if (auto bad = check_record(txn, r->first_position, no, r->first_version, command);
+          !bad.empty())
+        problem(r->first_position, what + ": " + bad);
+      else if (auto last = check_record(txn, r->last_position, no, r->last_version, command);
+               !last.empty())
+        problem(r->last_position, what + ": " + last);
+    });
+  if (!commands_ok)
+    return tl::unexpected(commands_ok.error());
+  return out;
 }
 
 result<store_stats> lmdb_store::stats() const {

@@ -214,6 +214,24 @@ public:
 
   [[nodiscard]] virtual result<store_stats> stats() const = 0;
 
+  /// What check_indexes read.
+  struct index_check {
+    std::uint64_t index_entries = 0;   ///< Sparse stream index entries checked.
+    std::uint64_t command_records = 0; ///< Idempotency (command id) records checked.
+  };
+  /// Checks the tables that point into the log against it (for `cairn
+  /// verify`): every sparse stream index entry names a record of its stream
+  /// and version, and every command record a range of records of its stream
+  /// that carry its command id. Calls `problem(position, message)` for each
+  /// mismatch (position 0: none to name) and goes on. Reads in transactions
+  /// of bounded length, so memory stays bounded on any store. The outer
+  /// error: the tables cannot be read at all. Any thread.
+  [[nodiscard]] virtual result<index_check>
+  check_indexes(const std::function<void(std::uint64_t, std::string)>& problem) const {
+    (void) problem;
+    return index_check{};
+  }
+
   /// Writes a compacted copy of the store as of one read transaction into
   /// `dest_dir` (a hot backup: safe while the writer appends, which it does
   /// not block). `dest_dir` must not exist or be an empty directory; it then
