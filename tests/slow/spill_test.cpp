@@ -56,7 +56,8 @@ TEST_CASE("a transaction larger than LMDB's dirty list spills pages the prealloc
           "[slow][store][preallocation]") {
   temp_dir dir;
   store_options o;
-  o.durability = durability::no_meta_sync; // the preallocator runs, and no flush after the commit gives it a head start
+  // The preallocator runs, and no flush after each commit gives it a head start.
+  o.durability = durability::no_meta_sync;
   o.initial_map_size = std::size_t{2} << 30;
   // The reserve is as large as the data (up to this): after the first large
   // transaction the thread refills hundreds of MiB, so it is still writing
