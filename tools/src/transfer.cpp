@@ -341,7 +341,9 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
                   [&](const std::string& message) {
                     if (!existed)
                       fs::remove(file, ec);
-                    (void) report(error{errc::corrupted, message, dir});
+                    bool damaged = message.rfind("damaged", 0) == 0;
+                    (void) report(
+                      error{damaged ? errc::corrupted : errc::unavailable, message, dir});
                   });
 }
 

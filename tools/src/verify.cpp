@@ -322,15 +322,17 @@ namespace {
 
 /// verify's report when its check crashed.
 void report_damage(const context& ctx, const std::string& message) {
+  bool damaged = message.rfind("damaged", 0) == 0;
   if (ctx.json)
     std::cout << json_object{}
                    .add("ok", false)
-                   .add("damaged", true)
+                   .add("damaged", damaged)
                    .add_raw("problems", "[" + json_object{}.add("message", message).str() + "]")
                    .str()
               << '\n';
   else
-    std::cout << "problem: " << message << "\nFAILED: damaged B-tree page\n";
+    std::cout << "problem: " << message << "\nFAILED: "
+              << (damaged ? "damaged B-tree page" : "the check did not finish") << '\n';
 }
 
 } // namespace
@@ -360,6 +362,12 @@ int in_child(const std::function<int()>& work,
     }
   if (WIFEXITED(status))
     return WEXITSTATUS(status);
+  if (int sig = WTERMSIG(status); sig == SIGKILL || sig == SIGTERM || sig == SIGINT) {
+    // Stopped from outside (the OOM killer, an operator), not a crash.
+    crashed(std::string{"the work was stopped by a signal ("} + strsignal(sig)
+            + "; out of memory?) before it finished");
+    return exit_failure;
+  }
   crashed("damaged B-tree page: reading the store crashed (signal "
           + std::string{strsignal(WTERMSIG(status))}
           + "); LMDB has no page checksums, so this is damage it could not report. Restore a "
