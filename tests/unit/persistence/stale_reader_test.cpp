@@ -47,6 +47,7 @@ void overwrite(event_store& s, int n) {
 pid_t start_stuck_reader(const std::string& dir, int& report_fd) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
+  REQUIRE(cairn::test::await_quiet_threads().empty());
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {

@@ -337,6 +337,7 @@ TEST_CASE("a format 1 store is read as it is, and upgraded to format 2 by a writ
   int ready[2], go[2];
   REQUIRE(::pipe(ready) == 0);
   REQUIRE(::pipe(go) == 0);
+  REQUIRE(cairn::test::await_quiet_threads().empty());
   pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
