@@ -103,6 +103,8 @@ void record(journal_state& st, std::chrono::steady_clock::time_point started,
     if (r && !r->duplicate && r->first_position != 0)
       events += r->last_position - r->first_position + 1;
   m.events_appended.add(events);
+  m.store_stale_readers_cleared.set(
+    static_cast<std::int64_t>(st.store->stale_readers_cleared()));
   m.snapshots_written.add(snapshots);
 }
 

@@ -73,6 +73,7 @@ metrics_snapshot metrics::snapshot() const {
   s.commit_failures = commit_failures.value();
   s.journal_syncs = journal_syncs.value();
   s.store_refusing_writes = store_refusing_writes.value();
+  s.store_stale_readers_cleared = store_stale_readers_cleared.value();
   s.snapshots_written = snapshots_written.value();
   s.activations = activations.value();
   s.activation_failures = activation_failures.value();
@@ -187,6 +188,10 @@ std::string to_prometheus(const metrics_snapshot& s) {
            "1 once a failed flush made the store refuse every write until it is reopened: "
            "restart the runtime.",
            std::to_string(s.store_refusing_writes));
+  w.scalar("cairn_store_stale_readers_cleared_total", "counter",
+           "Reader slots of dead processes the store cleared, so their snapshots stop pinning "
+           "pages.",
+           std::to_string(s.store_stale_readers_cleared));
   w.scalar("cairn_snapshots_written_total", "counter", "Aggregate snapshots committed.",
            std::to_string(s.snapshots_written));
   w.scalar("cairn_aggregate_activations_total", "counter", "Aggregate actors spawned.",

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -24,6 +25,12 @@ struct context {
 
 /// Prints `cairn: <error>` and returns its exit code (usage for invalid_argument).
 int report(const error& e);
+
+/// Runs `work` in a child process and returns its exit code. LMDB has no page
+/// checksums, so reading a damaged B-tree page can crash the reader: when the
+/// child dies by a signal, calls `crashed(message)` and returns exit_damaged.
+int in_child(const std::function<int()>& work,
+             const std::function<void(const std::string&)>& crashed);
 
 /// Opens `dir` read-only; `invalid_argument` when it is missing or not a cairn store.
 [[nodiscard]] result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir);

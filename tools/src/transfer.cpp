@@ -8,8 +8,13 @@
 // dead letter, all three read in one transaction so a projection's
 // checkpoint and its read model agree.
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <ext/stdio_filebuf.h>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -165,14 +170,19 @@ std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
 
 } // namespace
 
-int export_log(const context& ctx, const std::string& dir, const std::string& file) {
+/// export_log's work; runs in a child process.
+static int export_here(const context& ctx, const std::string& dir, const std::string& file) {
   auto started = std::chrono::steady_clock::now();
   auto opened = open_read(dir);
   if (!opened)
     return report(opened.error());
   const auto& store = **opened;
   std::error_code ec;
-  if (fs::exists(fs::symlink_status(file, ec)))
+  auto existing = fs::symlink_status(file, ec);
+  if (fs::is_symlink(existing))
+    return report(error{errc::invalid_argument,
+                        "the export file is a symbolic link (export never follows one)", file});
+  if (fs::exists(existing))
     return report(error{errc::invalid_argument, "the export file exists (export never overwrites)",
                         file});
   // Checkpoints first: each is then at or before the last position read next.
@@ -183,11 +193,22 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
   auto last = store.last_position();
   if (!last)
     return report(last.error());
-  std::ofstream out(file, std::ios::binary);
-  if (!out)
-    return report(error{errc::unavailable, "cannot create the export file", file});
+  // Created here, never opened through a symlink planted since the check
+  // above (O_EXCL), and readable by its owner only: it holds every event.
+  int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    int err = errno;
+    if (fs::is_symlink(fs::symlink_status(file, ec)))
+      return report(error{errc::invalid_argument,
+                          "the export file is a symbolic link (export never follows one)", file});
+    return report(error{err == EEXIST ? errc::invalid_argument : errc::unavailable,
+                        std::string{"cannot create the export file: "} + std::strerror(err),
+                        file});
+  }
+  __gnu_cxx::stdio_filebuf<char> file_buf(fd, std::ios::out | std::ios::binary);
+  std::ostream out(&file_buf);
   auto failed = [&](const error& e) {
-    out.close();
+    file_buf.close();
     fs::remove(file, ec);
     return report(e);
   };
@@ -230,8 +251,9 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
         << '\n';
   for (const auto& dl : side->dead_letters)
     out << dead_letter_json(dl, "dead_letter") << '\n';
-  out.close();
-  if (!out)
+  out.flush();
+  bool written_out = static_cast<bool>(out);
+  if (file_buf.close() == nullptr || !written_out)
     return failed(error{errc::unavailable, "cannot write the export file", file});
   std::cout << "exported " << count_of(written, "event") << ", "
             << count_of(cps->size(), "checkpoint") << ", "
@@ -239,6 +261,21 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
             << count_of(side->dead_letters.size(), "dead letter") << " from " << dir << " to " << file << " ("
             << ms_since(started) << " ms)\n";
   return exit_ok;
+}
+
+int export_log(const context& ctx, const std::string& dir, const std::string& file) {
+  // In a child process: a crash reading a damaged B-tree page is reported,
+  // and the partial file removed, instead of killing the CLI.
+  std::error_code ec;
+  bool existed = fs::exists(fs::symlink_status(file, ec));
+  return in_child([&] { return export_here(ctx, dir, file); },
+                  [&](const std::string& message) {
+                    if (!existed)
+                      fs::remove(file, ec);
+                    bool damaged = message.rfind("damaged", 0) == 0;
+                    (void) report(
+                      error{damaged ? errc::corrupted : errc::unavailable, message, dir});
+                  });
 }
 
 int import_log(const context& ctx, const std::string& dir, const std::string& file,

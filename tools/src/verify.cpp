@@ -1,6 +1,18 @@
 // `cairn verify`: reads every record of the log and every stream through its
-// own index, and reports every problem it finds rather than the first.
+// own index, checks the tables that point into the log and every kept
+// snapshot, and reports every problem it finds rather than the first.
+//
+// LMDB has no page checksums: a damaged B-tree page can make it read wild
+// memory. So the checks run in a child process, and a child killed by a
+// signal is reported as a damaged B-tree page (exit_damaged) instead of
+// killing the CLI.
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <map>
 #include <set>
@@ -16,6 +28,8 @@ namespace {
 
 
 constexpr std::size_t scan_page = 4096;
+/// Events of one stream read per call: a long stream is walked in pages.
+constexpr std::size_t stream_page = 65536;
 
 /// The position a store error names ("position N"), or 0.
 std::uint64_t position_of(const error& e) {
@@ -52,9 +66,9 @@ std::string describe(const finding& f) {
   return f.position == 0 ? f.message : "position " + std::to_string(f.position) + ": " + f.message;
 }
 
-} // namespace
 
-int verify(const context& ctx, const std::string& dir) {
+/// The checks themselves; runs in the child process.
+int verify_here(const context& ctx, const std::string& dir) {
   auto opened = open_read(dir);
   if (!opened)
     return report(opened.error());
@@ -143,35 +157,83 @@ int verify(const context& ctx, const std::string& dir) {
     out.problem(expected_pos, "positions " + std::to_string(expected_pos) + " to "
                                 + std::to_string(*last) + " are unreadable or missing");
 
-  // 2. Every stream through its head and back-pointer chain, and its newest snapshot.
+  // 2. Every stream through its head and back-pointer chain, in pages (each
+  //    page starts from a sparse index entry), and every kept snapshot.
+  std::uint64_t snapshots = 0;
   {
     progress bar{"verify: streams", versions.size()};
     std::uint64_t done = 0;
     for (const auto& [stream, version] : versions) {
       bar.update(++done);
       std::uint64_t seen = 0;
-      auto visited =
-        store.visit_stream(stream, 1, version, [&](const persistence::event_view& ev) {
-          if (ev.version != seen + 1)
-            out.problem(ev.position, stream + " reads version " + std::to_string(ev.version)
-                                       + " after version " + std::to_string(seen));
-          seen = ev.version;
-          return true;
-        });
-      if (!visited) {
-        auto bad = position_of(visited.error());
-        if (corrupted.count(bad) == 0) // not reported already by the log scan
-          out.problem(bad, stream + ": " + visited.error().to_string());
-        continue;
+      bool failed = false;
+      while (seen < version) {
+        auto before = seen;
+        auto visited = store.visit_stream(
+          stream, seen + 1, std::min<std::uint64_t>(stream_page, version - seen),
+          [&](const persistence::event_view& ev) {
+            if (ev.version != seen + 1)
+              out.problem(ev.position, stream + " reads version " + std::to_string(ev.version)
+                                         + " after version " + std::to_string(seen));
+            seen = ev.version;
+            return true;
+          });
+        if (!visited) {
+          auto bad = position_of(visited.error());
+          if (corrupted.count(bad) == 0) // not reported already by the log scan
+            out.problem(bad, stream + ": " + visited.error().to_string());
+          failed = true;
+          break;
+        }
+        if (seen == before)
+          break; // the stream ends early
       }
+      if (failed)
+        continue;
       if (seen != version)
         out.problem(0, stream + " reads " + std::to_string(seen)
                          + " events through its index but the log holds "
                          + std::to_string(version));
-      auto snap = store.load_snapshot(stream, version);
-      if (!snap)
-        out.problem(0, stream + ": " + snap.error().to_string());
+      // The kept snapshots, newest first: each must pass its checksum, lie
+      // within the stream and, when its type is registered, decode.
+      for (std::uint64_t below = version; below > 0;) {
+        auto snap = store.load_snapshot(stream, below);
+        if (!snap) {
+          out.problem(0, stream + ": " + snap.error().to_string());
+          break;
+        }
+        if (!snap->has_value())
+          break;
+        const auto& s = **snap;
+        ++snapshots;
+        if (s.version == 0 || s.version > below) {
+          out.problem(0, stream + ": a snapshot at version " + std::to_string(s.version)
+                           + " answers a request for version " + std::to_string(below)
+                           + " or below");
+          break;
+        }
+        if (ctx.types.can_decode(s.state_type, s.schema_version)) {
+          auto json = ctx.types.to_json(s.state_type, s.schema_version, s.data);
+          if (!json)
+            out.problem(0, stream + ": the snapshot at version " + std::to_string(s.version)
+                             + " does not decode: " + json.error().to_string());
+        }
+        below = s.version - 1;
+      }
     }
+  }
+  // 2b. The tables that point into the log: the sparse stream index and the
+  //     idempotency (command id) records.
+  persistence::event_store::index_check indexes;
+  {
+    auto checked = store.check_indexes([&](std::uint64_t position, std::string message) {
+      if (corrupted.count(position) == 0)
+        out.problem(position, std::move(message));
+    });
+    if (!checked)
+      out.problem(0, checked.error().to_string());
+    else
+      indexes = *checked;
   }
   // A corrupted record hides its stream, so the counts then differ anyway.
   if (corrupted.empty() && versions.size() < st->streams)
@@ -228,6 +290,9 @@ int verify(const context& ctx, const std::string& dir) {
                    .add("events", records)
                    .add("streams", std::uint64_t{versions.size()})
                    .add("checkpoints", std::uint64_t{cps ? cps->size() : 0})
+                   .add("snapshots", snapshots)
+                   .add("index_entries", indexes.index_entries)
+                   .add("command_records", indexes.command_records)
                    .add("types", std::uint64_t{catalogue_list->size()})
                    .add_raw("problems", list(out.problems()))
                    .add_raw("warnings", list(out.warnings()))
@@ -238,6 +303,9 @@ int verify(const context& ctx, const std::string& dir) {
       std::cout << "problem: " << describe(f) << '\n';
     for (const auto& f : out.warnings())
       std::cout << "warning: " << describe(f) << '\n';
+    std::cout << "also checked: " << count_of(snapshots, "snapshot") << ", "
+              << count_of(indexes.index_entries, "stream index record") << ", "
+              << count_of(indexes.command_records, "command record") << '\n';
     std::cout << (ok ? "ok: " : "FAILED: ") << count_of(records, "event") << ", "
               << count_of(versions.size(), "stream") << ", "
               << count_of(cps ? cps->size() : 0, "checkpoint") << ", "
@@ -246,6 +314,70 @@ int verify(const context& ctx, const std::string& dir) {
               << count_of(out.warnings().size(), "warning") << '\n';
   }
   return ok ? exit_ok : exit_failure;
+}
+
+} // namespace
+
+namespace {
+
+/// verify's report when its check crashed.
+void report_damage(const context& ctx, const std::string& message) {
+  bool damaged = message.rfind("damaged", 0) == 0;
+  if (ctx.json)
+    std::cout << json_object{}
+                   .add("ok", false)
+                   .add("damaged", damaged)
+                   .add_raw("problems", "[" + json_object{}.add("message", message).str() + "]")
+                   .str()
+              << '\n';
+  else
+    std::cout << "problem: " << message << "\nFAILED: "
+              << (damaged ? "damaged B-tree page" : "the check did not finish") << '\n';
+}
+
+} // namespace
+
+int in_child(const std::function<int()>& work,
+             const std::function<void(const std::string&)>& crashed) {
+  std::cout.flush();
+  std::cerr.flush();
+  pid_t child = ::fork();
+  if (child < 0) // no child: run here, unguarded
+    return work();
+  if (child == 0) {
+    int code = exit_failure;
+    try {
+      code = work();
+    } catch (...) {
+    }
+    std::cout.flush();
+    std::cerr.flush();
+    ::_exit(code);
+  }
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0)
+    if (errno != EINTR) {
+      crashed(std::string{"waitpid: "} + std::strerror(errno));
+      return exit_failure;
+    }
+  if (WIFEXITED(status))
+    return WEXITSTATUS(status);
+  if (int sig = WTERMSIG(status); sig == SIGKILL || sig == SIGTERM || sig == SIGINT) {
+    // Stopped from outside (the OOM killer, an operator), not a crash.
+    crashed(std::string{"the work was stopped by a signal ("} + strsignal(sig)
+            + "; out of memory?) before it finished");
+    return exit_failure;
+  }
+  crashed("damaged B-tree page: reading the store crashed (signal "
+          + std::string{strsignal(WTERMSIG(status))}
+          + "); LMDB has no page checksums, so this is damage it could not report. Restore a "
+            "backup, or export what still reads");
+  return exit_damaged;
+}
+
+int verify(const context& ctx, const std::string& dir) {
+  return in_child([&] { return verify_here(ctx, dir); },
+                  [&](const std::string& message) { report_damage(ctx, message); });
 }
 
 } // namespace cairn::tools::detail

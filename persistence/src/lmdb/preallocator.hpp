@@ -12,10 +12,11 @@
 // reason; fallocate does not help, since the first write into an unwritten
 // extent changes metadata too.
 //
-// LMDB writes the file's pages only while a write transaction commits, and
-// only below the end it reports after that commit. So the writer commits
-// holding a `guard` and reports the new end, and the thread writes zeros
-// only above the last reported end, under the same mutex.
+// LMDB writes the file's pages only during a write transaction (when it
+// commits, and when a large one spills dirty pages before that), and only
+// below the end it reports after that commit. So the writer runs each write
+// transaction holding a `guard` and reports the new end, and the thread
+// writes zeros only above the last reported end, under the same mutex.
 
 #include <atomic>
 #include <condition_variable>
@@ -41,7 +42,8 @@ public:
   preallocator(const preallocator&) = delete;
   preallocator& operator=(const preallocator&) = delete;
 
-  /// Held by the writer while a write transaction commits.
+  /// Held by the writer for the whole of a write transaction, from before
+  /// it begins until after it commits or aborts.
   class guard {
   public:
     explicit guard(preallocator* p);

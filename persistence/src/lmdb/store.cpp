@@ -9,14 +9,17 @@
 #include <fcntl.h>
 #include <lmdb.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -47,8 +50,69 @@ constexpr int snapshots_kept = 2;
 constexpr std::size_t head_cache_limit = std::size_t{1} << 20;
 /// Name of the file whose flock marks the one writing process.
 constexpr const char* lock_file_name = "cairn.lock";
+/// The writer clears the reader slots of dead processes (mdb_reader_check)
+/// after this many commits, after reader_check_period, and before it grows
+/// the map: a slot left by a reader killed inside a read transaction pins
+/// the pages of that snapshot, so the file would otherwise grow forever.
+constexpr std::uint64_t reader_check_commits = 1024;
+constexpr std::chrono::seconds reader_check_period{10};
 /// meta key: the log position up to which the heads table is complete.
 constexpr std::string_view heads_at_key = "heads_at";
+
+/// Mode of the files the store creates (the umask applies on top): events
+/// are nobody else's business.
+constexpr mode_t file_mode = 0600;
+/// Mode of the directories it creates.
+constexpr mode_t dir_mode = 0700;
+
+/// Creates `dir` and its missing parents with dir_mode.
+std::error_code make_private_dirs(const fs::path& dir) {
+  std::error_code ec;
+  if (fs::exists(dir, ec) || dir.empty())
+    return ec;
+  if (auto parent = dir.parent_path(); parent != dir)
+    if (auto err = make_private_dirs(parent))
+      return err;
+  if (::mkdir(dir.c_str(), dir_mode) != 0 && errno != EEXIST)
+    return std::error_code{errno, std::generic_category()};
+  return {};
+}
+
+/// The store directories this process has open, by (device, inode): LMDB
+/// allows one environment per file per process, since closing a second one
+/// drops the first one's POSIX locks on lock.mdb (and the reader table with
+/// them). Entries name the process that made them, so a child forked while
+/// a store is open may open that store for itself.
+class open_dirs {
+public:
+  using key = std::pair<dev_t, ino_t>;
+  /// Registers `k`; false when this process has it open already.
+  static bool add(key k) {
+    std::lock_guard lock{mu()};
+    auto [it, added] = map().try_emplace(k, ::getpid());
+    if (added)
+      return true;
+    if (it->second == ::getpid())
+      return false;
+    it->second = ::getpid(); // left by the parent of a forked process
+    return true;
+  }
+  static void remove(key k) {
+    std::lock_guard lock{mu()};
+    if (auto it = map().find(k); it != map().end() && it->second == ::getpid())
+      map().erase(it);
+  }
+
+private:
+  static std::mutex& mu() {
+    static std::mutex m;
+    return m;
+  }
+  static std::map<key, pid_t>& map() {
+    static std::map<key, pid_t> m;
+    return m;
+  }
+};
 
 error lmdb_error(int rc, const std::string& op) {
   std::string what = op + ": " + mdb_strerror(rc);
@@ -411,6 +475,8 @@ public:
     }
     if (lock_fd_ >= 0)
       ::close(lock_fd_);
+    if (registered_)
+      open_dirs::remove(*registered_);
   }
 
   result<append_result> append(const append_request& req) override {
@@ -434,7 +500,13 @@ public:
 
   commit_marks commits() const noexcept override { return commits_; }
 
-  bool refuses_writes() const noexcept override { return broken_.has_value(); }
+  bool refuses_writes() const noexcept override {
+    return broken_.has_value() || fatal_.load(std::memory_order_relaxed);
+  }
+
+  std::uint64_t stale_readers_cleared() const noexcept override {
+    return stale_readers_.load(std::memory_order_relaxed);
+  }
 
   result<void> save_snapshot(const snapshot& snap) override {
     batch_view b;
@@ -487,6 +559,8 @@ public:
   result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
   result<side_tables> read_side_tables() const override;
   result<store_stats> stats() const override;
+  result<index_check>
+  check_indexes(const std::function<void(std::uint64_t, std::string)>& problem) const override;
   result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
 
@@ -541,6 +615,14 @@ private:
   /// Where the data's pages end in the file, in bytes.
   std::uint64_t data_end() const;
   result<void> grow_map();
+  /// Clears the reader slots of dead processes; returns how many it cleared.
+  std::uint64_t check_readers();
+  /// Whether LMDB has stopped the environment (every transaction now fails
+  /// with MDB_PANIC); remembers it in fatal_.
+  bool panicked() const;
+  /// After a failed write transaction (`rc`): makes the store refuse every
+  /// later write when LMDB stopped or found its B-tree damaged.
+  void note_write_failure(int rc, const error& err);
 
   /// `defer`: leave the commit's meta page unflushed (append_batch_deferred).
   result<std::vector<result<append_result>>> write(const batch_view& b, bool defer);
@@ -619,6 +701,8 @@ private:
   mutable std::mutex tail_mu_;
   mutable tail_index tail_;
   int lock_fd_ = -1;
+  /// The directory's entry in open_dirs, once made.
+  std::optional<open_dirs::key> registered_;
   /// Shared by every transaction of this process; unique while the map is
   /// resized, which LMDB allows only with no transaction in flight.
   mutable std::shared_mutex remap_;
@@ -627,8 +711,15 @@ private:
   // Writer-only state.
   std::unique_ptr<detail::preallocator> prealloc_; ///< null when off
   commit_marks commits_;
-  /// Set when a flush failed: every later write fails with it.
+  /// Set when a flush failed or LMDB stopped: every later write fails with it.
   std::optional<error> broken_;
+  /// Set when LMDB stopped the environment (MDB_PANIC: a meta page write
+  /// failed). Every transaction then fails, so reads report `unavailable`.
+  mutable std::atomic<bool> fatal_{false};
+  /// Reader slots of dead processes cleared since the open.
+  std::atomic<std::uint64_t> stale_readers_{0};
+  std::uint64_t commits_since_reader_check_ = 0;
+  std::chrono::steady_clock::time_point last_reader_check_;
   std::uint64_t last_position_ = 0;
   std::uint64_t next_stream_no_ = 1;
   /// Every stream the writer has looked up, including ones found absent
@@ -675,14 +766,24 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   if (opts.read_only && !has_data)
     return fail(errc::invalid_argument, "no cairn store here (no data.mdb)", dir);
   if (!exists) {
-    fs::create_directories(dir, ec);
-    if (ec)
+    if (ec = make_private_dirs(fs::path(dir).lexically_normal()); ec)
       return fail(errc::unavailable, "cannot create the directory: " + ec.message(), dir);
   }
   std::unique_ptr<lmdb_store> store{new lmdb_store(dir, opts)};
+  struct stat dir_stat {};
+  if (::stat(dir.c_str(), &dir_stat) != 0)
+    return fail(errc::unavailable, std::string{"cannot read the directory: "} + strerror(errno),
+                dir);
+  open_dirs::key dir_key{dir_stat.st_dev, dir_stat.st_ino};
+  if (!open_dirs::add(dir_key))
+    return fail(errc::unavailable,
+                "the store is already open in this process (LMDB allows one handle per store "
+                "and process: share the open one)",
+                dir);
+  store->registered_ = dir_key;
   if (!opts.read_only) {
     auto lock_path = (fs::path(dir) / lock_file_name).string();
-    store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    store->lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, file_mode);
     if (store->lock_fd_ < 0)
       return fail(errc::unavailable, std::string{"cannot open the lock file: "} + strerror(errno),
                   lock_path);
@@ -712,15 +813,14 @@ result<void> lmdb_store::init(bool create) {
     flags |= MDB_NOMETASYNC;
   if (opts_.durability == durability::no_sync)
     flags |= MDB_NOSYNC;
-  if (int rc = mdb_env_open(env_, dir_.c_str(), flags, 0644); rc != 0) {
+  if (int rc = mdb_env_open(env_, dir_.c_str(), flags, file_mode); rc != 0) {
     auto err = lmdb_error(rc, "mdb_env_open");
     err.context = dir_;
     if (rc == MDB_INVALID || rc == MDB_VERSION_MISMATCH)
       err = error{errc::invalid_argument, "not a cairn store (data.mdb is not an LMDB file)", dir_};
     return tl::unexpected(err);
   }
-  int dead = 0;
-  (void) mdb_reader_check(env_, &dead); // clears slots left by killed readers
+  (void) check_readers(); // slots left by killed readers
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_size_ = info.me_mapsize;
@@ -945,6 +1045,50 @@ result<void> lmdb_store::sync() {
   return {};
 }
 
+std::uint64_t lmdb_store::check_readers() {
+  int dead = 0;
+  if (mdb_reader_check(env_, &dead) != 0)
+    dead = 0;
+  commits_since_reader_check_ = 0;
+  last_reader_check_ = std::chrono::steady_clock::now();
+  if (dead > 0)
+    stale_readers_.fetch_add(static_cast<std::uint64_t>(dead), std::memory_order_relaxed);
+  return static_cast<std::uint64_t>(std::max(dead, 0));
+}
+
+bool lmdb_store::panicked() const {
+  if (fatal_.load(std::memory_order_relaxed))
+    return true;
+  // LMDB keeps its fatal flag private; a transaction it refuses shows it.
+  MDB_txn* probe = nullptr;
+  int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &probe);
+  if (rc == 0)
+    mdb_txn_abort(probe);
+  if (rc != MDB_PANIC)
+    return false;
+  fatal_.store(true, std::memory_order_relaxed);
+  return true;
+}
+
+void lmdb_store::note_write_failure(int rc, const error& err) {
+  bool stopped = rc == MDB_PANIC || (rc > 0 && panicked());
+  if (stopped)
+    fatal_.store(true, std::memory_order_relaxed);
+  if (broken_)
+    return;
+  if (stopped) {
+    broken_ = error{errc::unavailable,
+                    err.message + "; LMDB stopped the store (MDB_PANIC, a failed meta page "
+                                  "write): it takes no more writes or reads until it is reopened",
+                    dir_};
+  } else if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
+    broken_ = error{errc::corrupted,
+                    err.message + "; a damaged B-tree page: the store takes no more writes, "
+                                  "so the damage does not spread (run cairn verify)",
+                    dir_};
+  }
+}
+
 result<void> lmdb_store::grow_map() {
   if (map_size_ >= opts_.max_map_size)
     return fail(errc::unavailable,
@@ -1026,12 +1170,20 @@ lmdb_store::write(const batch_view& b, bool defer) {
       return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
     }
     if (rc == 0) {
+      if (++commits_since_reader_check_ >= reader_check_commits
+          || std::chrono::steady_clock::now() - last_reader_check_ >= reader_check_period)
+        (void) check_readers();
       if (auto ok = after_commit(defer); !ok)
         return tl::unexpected(ok.error());
       return out;
     }
-    if (rc != MDB_MAP_FULL)
+    if (rc != MDB_MAP_FULL) {
+      note_write_failure(rc, err);
       return tl::unexpected(broken_ ? *broken_ : err);
+    }
+    // Pages pinned by a dead reader's snapshot become free again: retry first.
+    if (check_readers() > 0)
+      continue;
     if (auto grown = grow_map(); !grown)
       return tl::unexpected(grown.error());
   }
@@ -1040,6 +1192,14 @@ lmdb_store::write(const batch_view& b, bool defer) {
 int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>>& out,
                           error& err) {
   const auto& reqs = b.appends;
+  // Held for the whole transaction, not only its commit: LMDB writes pages
+  // before the commit too. A transaction that dirties more pages than its
+  // dirty list holds (MDB_IDL_UM_MAX, 131072) spills some to the file
+  // (mdb_page_spill), at page numbers past the last commit's end, where the
+  // preallocator would otherwise write zeros over them.
+  std::optional<detail::preallocator::guard> guard;
+  if (prealloc_)
+    guard.emplace(prealloc_.get());
   MDB_txn* raw = nullptr;
   if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0) {
     err = lmdb_error(rc, "begin write");
@@ -1171,9 +1331,6 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   if (!rewrite_heads)
     for (auto [no, pos] : changed)
       unflushed_.try_emplace(no, 0);
-  std::optional<detail::preallocator::guard> guard;
-  if (prealloc_)
-    guard.emplace(prealloc_.get());
   if (int rc = txn.commit(); rc != 0) {
     err = lmdb_error(rc, "commit");
     // An I/O error (a positive errno) may have come from the flush that was
@@ -1461,6 +1618,9 @@ int lmdb_store::stage_snapshot(MDB_txn* txn, const snapshot& snap, staging& st, 
 
 template <class F>
 auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr))) {
+  if (fatal_.load(std::memory_order_relaxed))
+    return fail(errc::unavailable,
+                "LMDB stopped the store after a failed write (MDB_PANIC): reopen it", dir_);
   std::shared_lock lock{remap_};
   MDB_txn* raw = nullptr;
   int rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
@@ -1476,6 +1636,8 @@ auto lmdb_store::with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(null
     lock.lock();
     rc = mdb_txn_begin(env_, nullptr, MDB_RDONLY, &raw);
   }
+  if (rc == MDB_PANIC)
+    fatal_.store(true, std::memory_order_relaxed);
   if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "begin read"));
   txn_guard txn{raw};
@@ -2251,6 +2413,122 @@ result<event_store::side_tables> lmdb_store::read_side_tables() const {
   });
 }
 
+result<event_store::index_check> lmdb_store::check_indexes(
+  const std::function<void(std::uint64_t, std::string)>& problem) const {
+  index_check out;
+  // The log record at `pos`, checked to belong to stream number `no` at
+  // `version` (and to carry `command`, when not empty); "" or the problem.
+  auto check_record = [&](MDB_txn* txn, std::uint64_t pos, std::uint64_t no, std::uint64_t version,
+                          std::string_view command) -> std::string {
+    unsigned char kb[8];
+    put_be64(kb, pos);
+    MDB_val k{8, kb}, v;
+    if (int rc = mdb_get(txn, log_, &k, &v); rc != 0)
+      return rc == MDB_NOTFOUND ? "no log record there" : lmdb_error(rc, "read").message;
+    auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+    if (!rec)
+      return rec.error().message;
+    MDB_val nk = val_of(rec->stream), nv;
+    if (mdb_get(txn, names_, &nk, &nv) != 0)
+      return "the record's stream " + std::string{rec->stream} + " has no number";
+    auto rec_no = decode_u64(rec->stream, view_of(nv), "stream name entry");
+    if (!rec_no || *rec_no != no || rec->version != version)
+      return "the record is " + std::string{rec->stream} + " v" + std::to_string(rec->version)
+             + ", not stream number " + std::to_string(no) + " v" + std::to_string(version);
+    if (!command.empty() && rec->command_id != command)
+      return "the record does not carry command id " + std::string{command};
+    return {};
+  };
+  // Walks `dbi` in read transactions of at most `per_txn` entries, resuming
+  // after the last key seen, and calls `check(txn, key, value)` for each.
+  constexpr std::size_t per_txn = 16384;
+  auto scan = [&](MDB_dbi dbi, auto&& check) -> result<void> {
+    std::string after;
+    bool first = true;
+    for (;;) {
+      bool done = false;
+      auto chunk = with_read([&](MDB_txn* txn) -> result<void> {
+        cursor_guard cur;
+        if (int rc = cur.open(txn, dbi); rc != 0)
+          return tl::unexpected(lmdb_error(rc, "cursor"));
+        MDB_val k = val_of(after), v;
+        int rc = first ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST)
+                       : mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+        if (rc == 0 && !first && view_of(k) == after)
+          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+        for (std::size_t n = 0; rc == 0 && n < per_txn; ++n) {
+          after.assign(view_of(k));
+          check(txn, view_of(k), view_of(v));
+          rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+        }
+        if (rc == MDB_NOTFOUND)
+          done = true;
+        else if (rc != 0)
+          return tl::unexpected(lmdb_error(rc, "walk a table"));
+        return {};
+      });
+      if (!chunk)
+        return chunk;
+      first = false;
+      if (done)
+        return {};
+    }
+  };
+  auto index_ok = scan(index_, [&](MDB_txn* txn, std::string_view key, std::string_view value) {
+    ++out.index_entries;
+    if (key.size() != 16) {
+      problem(0, "a stream index entry has a key of " + std::to_string(key.size()) + " bytes");
+      return;
+    }
+    auto no = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
+    auto version = get_be64(reinterpret_cast<const unsigned char*>(key.data()) + 8);
+    auto what = "stream index entry of stream number " + std::to_string(no) + " v"
+                + std::to_string(version);
+    auto pos = decode_u64(key, value, what);
+    if (!pos) {
+      problem(0, pos.error().message);
+      return;
+    }
+    if (version % index_interval != 0)
+      problem(*pos, what + " is off the index interval");
+    if (auto bad = check_record(txn, *pos, no, version, {}); !bad.empty())
+      problem(*pos, what + " points at position " + std::to_string(*pos) + ": " + bad);
+  });
+  if (!index_ok)
+    return tl::unexpected(index_ok.error());
+  auto commands_ok =
+    scan(commands_, [&](MDB_txn* txn, std::string_view key, std::string_view value) {
+      ++out.command_records;
+      if (key.size() <= 8) {
+        problem(0, "a command record has a key of " + std::to_string(key.size()) + " bytes");
+        return;
+      }
+      auto no = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
+      auto command = key.substr(8);
+      auto what = "command record " + std::string{command} + " of stream number "
+                  + std::to_string(no);
+      auto r = decode_outcome(key, value, what);
+      if (!r) {
+        problem(0, r.error().message);
+        return;
+      }
+      if (r->first_position == 0 || r->last_position < r->first_position
+          || r->last_position - r->first_position != r->last_version - r->first_version) {
+        problem(r->first_position, what + " holds an impossible range");
+        return;
+      }
+      if (auto bad = check_record(txn, r->first_position, no, r->first_version, command);
+          !bad.empty())
+        problem(r->first_position, what + ": " + bad);
+      else if (auto last = check_record(txn, r->last_position, no, r->last_version, command);
+               !last.empty())
+        problem(r->last_position, what + ": " + last);
+    });
+  if (!commands_ok)
+    return tl::unexpected(commands_ok.error());
+  return out;
+}
+
 result<store_stats> lmdb_store::stats() const {
   return with_read([&](MDB_txn* txn) -> result<store_stats> {
     store_stats s;
@@ -2287,7 +2565,7 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
       return fail(errc::invalid_argument, "the backup target is not a directory", dest_dir);
     if (!fs::is_empty(dest_dir, ec) || ec)
       return fail(errc::invalid_argument, "the backup directory is not empty", dest_dir);
-  } else if (fs::create_directories(dest_dir, ec); ec) {
+  } else if (ec = make_private_dirs(fs::path(dest_dir).lexically_normal()); ec) {
     return fail(errc::unavailable, "cannot create the backup directory: " + ec.message(),
                 dest_dir);
   }
@@ -2314,6 +2592,10 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
     err.context = dest_dir;
     return tl::unexpected(err);
   }
+  // LMDB creates the copy with mode 0666 (less the umask): keep it private.
+  struct stat copy_stat {};
+  if (::stat(data.c_str(), &copy_stat) == 0)
+    (void) ::chmod(data.c_str(), copy_stat.st_mode & file_mode);
   return {};
 }
 

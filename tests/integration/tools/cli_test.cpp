@@ -532,6 +532,7 @@ TEST_CASE("export then import into a new directory gives the same log, checkpoin
   REQUIRE(dup);
   REQUIRE(dup->has_value());
   CHECK((*dup)->first_position == 2);
+  imported.reset(); // one store handle per process
 
   auto states = replay_accounts(dir.sub("b"));
   auto original_states = replay_accounts(dir.sub("a"));

@@ -138,6 +138,9 @@ cairn_journal_syncs_total 4
 # HELP cairn_store_refusing_writes 1 once a failed flush made the store refuse every write until it is reopened: restart the runtime.
 # TYPE cairn_store_refusing_writes gauge
 cairn_store_refusing_writes 0
+# HELP cairn_store_stale_readers_cleared_total Reader slots of dead processes the store cleared, so their snapshots stop pinning pages.
+# TYPE cairn_store_stale_readers_cleared_total counter
+cairn_store_stale_readers_cleared_total 0
 # HELP cairn_snapshots_written_total Aggregate snapshots committed.
 # TYPE cairn_snapshots_written_total counter
 cairn_snapshots_written_total 2

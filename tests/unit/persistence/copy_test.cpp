@@ -53,6 +53,8 @@ TEST_CASE("a copy is a store that opens with the same events, checkpoints and sn
   CHECK(next.first_version == 4);
 
   // From a read-only open, into an existing empty directory.
+  copy.reset();
+  store.reset(); // one handle per store and process
   std::filesystem::create_directories(dir.sub("backup/two"));
   store_options ro;
   ro.read_only = true;

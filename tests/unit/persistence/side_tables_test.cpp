@@ -216,15 +216,17 @@ TEST_CASE("bad dead letters are refused", "[unit][dead-letters]") {
 TEST_CASE("a read-only open sees key-values and dead letters written by the writer",
           "[unit][kv]") {
   temp_dir dir;
-  auto writer = open_ok(dir.path());
-  append_ok(*writer, "s-1", numbered(1));
+  {
+    auto writer = open_ok(dir.path());
+    append_ok(*writer, "s-1", numbered(1));
+    write_batch b;
+    b.kv.push_back(put("p", "k", "v"));
+    b.dead_letters.push_back(letter("sub", 1, "e"));
+    REQUIRE(writer->append_batch(b));
+  }
   auto ro_opts = cairn::test::fast_options();
   ro_opts.read_only = true;
   auto reader = open_ok(dir.path(), ro_opts);
-  write_batch b;
-  b.kv.push_back(put("p", "k", "v"));
-  b.dead_letters.push_back(letter("sub", 1, "e"));
-  REQUIRE(writer->append_batch(b));
   CHECK(value_of(reader->kv_get("p", "k")) == std::optional<std::string>{"v"});
   CHECK(value_of(reader->count_dead_letters("sub")) == 1);
 }

@@ -8,6 +8,7 @@
 
 #include "cairn/persistence/event_store.hpp"
 #include "lmdb/format.hpp"
+#include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 
 #include "helpers.hpp"
@@ -237,6 +238,34 @@ TEST_CASE("a second writer on the same directory is unavailable until the first 
   CHECK(value_of(second->stream_version("acct-1")) == 2);
 }
 
+TEST_CASE("a second open of a store in the same process is refused until the first closes",
+          "[unit][store][open]") {
+  temp_dir dir;
+  auto writer = open_ok(dir.sub("s"));
+  append_ok(*writer, "acct-1", numbered(1));
+  auto ro = fast_options();
+  ro.read_only = true;
+  // Read-only beside the writer, also through another spelling of the path.
+  for (const auto& path : {dir.sub("s"), dir.sub("s") + "/.", dir.sub("s") + "/../s"}) {
+    INFO(path);
+    auto err = open_refused(path, errc::unavailable, ro);
+    CHECK_THAT(err.message, Catch::Contains("already open in this process"));
+  }
+  fs::create_directory_symlink(dir.sub("s"), dir.sub("link"));
+  open_refused(dir.sub("link"), errc::unavailable, ro);
+  // The refused opens left the writer's locks alone.
+  append_ok(*writer, "acct-1", numbered(1));
+  CHECK(value_of(writer->stream_version("acct-1")) == 2);
+  writer.reset();
+
+  auto reader = open_ok(dir.sub("s"), ro);
+  open_refused(dir.sub("s"), errc::unavailable, ro);
+  open_refused(dir.sub("s"), errc::unavailable);
+  CHECK(value_of(reader->stream_version("acct-1")) == 2);
+  reader.reset();
+  CHECK(value_of(open_ok(dir.sub("s"))->stream_version("acct-1")) == 2);
+}
+
 TEST_CASE("a store of a newer format is refused naming the version", "[unit][store][open]") {
   temp_dir dir;
   {
@@ -303,18 +332,42 @@ TEST_CASE("a format 1 store is read as it is, and upgraded to format 2 by a writ
     CHECK(value_of(reader->stream_version("acct-1")) == 3);
     CHECK(value_of(reader->read_stream("acct-2", 1, no_limit)).back().payload == "b2");
   }
-  auto early_reader = open_ok(path, ro); // still format 1 when it opens
+  // A reader in another process (one store handle per process) that opened
+  // while the store was still format 1; it reads once the writer upgraded it.
+  int ready[2], go[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(go) == 0);
+  REQUIRE(cairn::test::await_quiet_threads().empty());
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    auto early_reader = open_store(path, ro);
+    char c = early_reader ? 'r' : 'x';
+    (void) cairn::test::write_all(ready[1], &c, 1);
+    if (!early_reader || ::read(go[0], &c, 1) != 1)
+      ::_exit(2);
+    // Its heads table is no longer complete: it says so rather than read old heads.
+    auto stale = (*early_reader)->stream_version("acct-2");
+    bool ok = !stale && stale.error().code == errc::unavailable
+              && stale.error().message.find("reopen") != std::string::npos;
+    ::_exit(ok ? 0 : 1);
+  }
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  REQUIRE(c == 'r');
   {
     auto store = open_ok(path); // default interval: new heads go to the head log
     CHECK(value_of(store->stats()).format_version == 2);
     append_ok(*store, "acct-2", numbered(1, "b", 3));
     append_ok(*store, "acct-3", numbered(1, "c"));
   }
-  // Its heads table is no longer complete: it says so rather than read old heads.
-  auto stale = early_reader->stream_version("acct-2");
-  REQUIRE_FALSE(stale);
-  CHECK(stale.error().code == errc::unavailable);
-  CHECK_THAT(stale.error().message, Catch::Contains("reopen"));
+  REQUIRE(cairn::test::write_all(go[1], &c, 1));
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO("the early reader " << cairn::test::describe_status(status));
+  CHECK((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+  for (int fd : {ready[0], ready[1], go[0], go[1]})
+    ::close(fd);
   auto reader = open_ok(path, ro);
   CHECK(value_of(reader->stats()).format_version == 2);
   CHECK(value_of(reader->stream_version("acct-1")) == 3);

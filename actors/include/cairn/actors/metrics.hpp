@@ -129,6 +129,9 @@ struct metrics_snapshot {
   std::uint64_t journal_syncs = 0;
   /// 1 once a failed flush made the store refuse every write: restart the runtime.
   std::int64_t store_refusing_writes = 0;
+  /// Reader slots of dead processes the store cleared (a reader killed
+  /// inside a read transaction would otherwise make the file grow forever).
+  std::int64_t store_stale_readers_cleared = 0;
   std::uint64_t snapshots_written = 0; ///< Aggregate snapshots committed.
   std::uint64_t activations = 0;       ///< Aggregate actors spawned.
   std::uint64_t activation_failures = 0; ///< Failed recoveries and abnormal stops.
@@ -158,6 +161,7 @@ public:
   counter commit_failures;
   counter journal_syncs;
   gauge store_refusing_writes;
+  gauge store_stale_readers_cleared; ///< Copied from the store after each commit.
   counter snapshots_written;
   counter activations;
   counter activation_failures;

@@ -97,9 +97,17 @@ public:
   };
   [[nodiscard]] virtual commit_marks commits() const noexcept = 0;
 
-  /// True once a failed flush made the store refuse every write (see sync):
-  /// only reopening it lets it write again.
+  /// True once the store refuses every write: a flush failed (see sync),
+  /// LMDB stopped the environment (MDB_PANIC, a failed meta page write:
+  /// reads then fail with `unavailable` too), or a write met a damaged
+  /// B-tree page. Only reopening the store lets it write again.
   [[nodiscard]] virtual bool refuses_writes() const noexcept = 0;
+
+  /// Reader slots of dead processes the writer cleared since the open (a
+  /// reader killed inside a read transaction pins the pages of its snapshot
+  /// until its slot is cleared, so the file grows). The writer checks at
+  /// open, every 1024 commits or 10 s, and before it grows the map. Any thread.
+  [[nodiscard]] virtual std::uint64_t stale_readers_cleared() const noexcept { return 0; }
 
   /// Stores a snapshot (checksummed). The two newest per stream are kept.
   [[nodiscard]] virtual result<void> save_snapshot(const snapshot& snap) = 0;
@@ -205,6 +213,24 @@ public:
   [[nodiscard]] virtual result<side_tables> read_side_tables() const = 0;
 
   [[nodiscard]] virtual result<store_stats> stats() const = 0;
+
+  /// What check_indexes read.
+  struct index_check {
+    std::uint64_t index_entries = 0;   ///< Sparse stream index entries checked.
+    std::uint64_t command_records = 0; ///< Idempotency (command id) records checked.
+  };
+  /// Checks the tables that point into the log against it (for `cairn
+  /// verify`): every sparse stream index entry names a record of its stream
+  /// and version, and every command record a range of records of its stream
+  /// that carry its command id. Calls `problem(position, message)` for each
+  /// mismatch (position 0: none to name) and goes on. Reads in transactions
+  /// of bounded length, so memory stays bounded on any store. The outer
+  /// error: the tables cannot be read at all. Any thread.
+  [[nodiscard]] virtual result<index_check>
+  check_indexes(const std::function<void(std::uint64_t, std::string)>& problem) const {
+    (void) problem;
+    return index_check{};
+  }
 
   /// Writes a compacted copy of the store as of one read transaction into
   /// `dest_dir` (a hot backup: safe while the writer appends, which it does

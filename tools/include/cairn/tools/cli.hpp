@@ -28,6 +28,9 @@ inline constexpr int exit_failure = 1;
 /// Bad input: arguments, a DIR that is missing or not a cairn store, a bad
 /// stream name or number, a malformed import file.
 inline constexpr int exit_usage = 2;
+/// `verify` and `export`: reading the store crashed their work (a child
+/// process) on damage LMDB cannot detect, such as a damaged B-tree page.
+inline constexpr int exit_damaged = 3;
 
 /// Parses `argv`, runs one subcommand and returns its exit code. Output goes
 /// to stdout, errors to stderr as one line `cairn: <message>`. Never throws.
