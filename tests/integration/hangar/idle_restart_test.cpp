@@ -69,14 +69,14 @@ TEST_CASE("a group whose members were stopped as idle starts them on demand and 
     }
     return true;
   };
-  REQUIRE(cairn::test::eventually([&] { return both(hangar::provider_state::ready); }, 10s));
+  REQUIRE(cairn::test::eventually([&] { return both(hangar::provider_state::ready); }, 30s));
 
   constexpr std::size_t per_round = 6;
   for (std::size_t round = 1; round <= 3; ++round) {
     CAPTURE(round);
     if (round > 1) {
       // Both providers were stopped as idle; the group still counts them.
-      REQUIRE(cairn::test::eventually([&] { return both(hangar::provider_state::cold); }, 10s));
+      REQUIRE(cairn::test::eventually([&] { return both(hangar::provider_state::cold); }, 30s));
       // The group learned it (the bridge forwards the stops): both in rotation, both stopped.
       CHECK(cairn::test::eventually(
         [&] {
@@ -84,7 +84,7 @@ TEST_CASE("a group whose members were stopped as idle starts them on demand and 
           return g.stopped() == 2 && g.healthy() == 2 && g.state == "healthy"
                  && g.circuit == "closed";
         },
-        10s));
+        30s));
     }
     for (std::size_t i = 0; i < per_round; ++i) {
       auto r = s.invoke_group("g", "add", "{\"a\":1,\"b\":2}");
@@ -95,14 +95,14 @@ TEST_CASE("a group whose members were stopped as idle starts them on demand and 
         std::lock_guard lock{mutex};
         return done.size() == per_round * round;
       },
-      10s));
+      30s));
     std::lock_guard lock{mutex};
     for (const auto& [request, ok] : done) {
       CAPTURE(request);
       CHECK(ok);
     }
   }
-  REQUIRE(s.settle(10s));
+  REQUIRE(s.settle(30s));
   auto g = s.groups()["g"];
   CHECK(g.state == "healthy");
   CHECK(g.circuit == "closed");
