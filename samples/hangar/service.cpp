@@ -92,8 +92,9 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
   if (!current)
     return tl::unexpected(current.error());
   auto p = current->value_or(provider_status{});
-  // Calls count when they run (tool_invocation_requested); a queued call
-  // that its start abandoned counts as a failure of the call, not of the provider.
+  // Calls count when they run (tool_invocation_requested). A queued call
+  // that a failed start abandoned never ran; the start failure is the
+  // provider's one failure, so only last_error shows the abandon.
   bool erase = false;
   std::visit(
     [&](const auto& ev) {
