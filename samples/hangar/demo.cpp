@@ -42,12 +42,12 @@ void print_table(service& svc, std::ostream& out, double t) {
         << std::setw(13) << p.state << std::right << std::setw(7) << p.consecutive_failures
         << std::setw(10) << p.total_failures << std::setw(7) << p.invocations << std::setw(6)
         << p.completed << '\n';
-  out << "  group       state         circuit     in rotation  openings\n";
+  out << "  group       state         circuit     in rotation  stopped  openings\n";
   for (const auto& [id, g] : svc.groups())
     out << "  " << std::left << std::setw(11) << id << ' ' << std::setw(13) << g.state << ' '
         << std::setw(11) << g.circuit << std::right << std::setw(6) << g.healthy() << '/'
-        << std::left << std::setw(6) << g.in_rotation.size() << std::right << std::setw(9)
-        << g.circuit_openings << '\n';
+        << std::left << std::setw(6) << g.in_rotation.size() << std::right << std::setw(8)
+        << g.stopped() << std::setw(10) << g.circuit_openings << '\n';
   out.flush();
 }
 
@@ -116,6 +116,22 @@ std::map<std::string, std::string> live_states(service& svc,
   return out;
 }
 
+/// The math providers: how many are cold and the calls they ran.
+struct math_view {
+  int cold = 0;
+  std::uint64_t calls = 0;
+};
+
+math_view math_now(service& svc) {
+  math_view v;
+  for (const auto& [id, p] : svc.providers())
+    if (id.rfind("math-", 0) == 0) {
+      v.cold += p.state == "cold" ? 1 : 0;
+      v.calls += p.invocations;
+    }
+  return v;
+}
+
 } // namespace
 
 cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out) {
@@ -142,10 +158,33 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
   std::mt19937_64 rng{opts.seed};
   auto t0 = clock_type::now();
   auto elapsed = [&] { return std::chrono::duration<double>(clock_type::now() - t0).count(); };
-  bool outage_done = false, kill_done = false;
+  bool outage_done = false, kill_done = false, burst_sent = false;
+  constexpr std::uint64_t burst = 8;
+  math_view before_burst;
   double next_table = 1;
   while (elapsed() < opts.seconds) {
     auto t = elapsed();
+    // The late burst: math calls once its providers went idle (from 60 %, and
+    // at 80 % whatever they are); each cold provider starts on demand.
+    if (!burst_sent && t >= opts.seconds * 0.6) {
+      before_burst = math_now(svc);
+      if (before_burst.cold == 4 || t >= opts.seconds * 0.8) {
+        report.idle_stopped |= before_burst.cold > 0;
+        out << ">>> late burst: " << burst << " math calls; " << before_burst.cold
+            << " of its 4 providers are cold (stopped as idle)\n";
+        for (std::uint64_t i = 0; i < burst; ++i)
+          (void)svc.invoke_group("math", "add", "{\"a\":" + std::to_string(i) + ",\"b\":2}");
+        burst_sent = true;
+        next_table = t; // show them starting
+      }
+    }
+    if (burst_sent && !report.restarted_on_demand && before_burst.cold > 0
+        && math_now(svc).calls >= before_burst.calls + burst) {
+      report.restarted_on_demand = true;
+      out << ">>> late burst served: " << burst << "/" << burst
+          << " math calls ran; its idle providers started again on demand\n";
+      next_table = t;
+    }
     if (!outage_done && t >= opts.seconds * 0.3) {
       out << ">>> outage: every search provider fails its next 4 calls\n";
       for (int i = 1; i <= 4; ++i)
@@ -178,6 +217,9 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
     report.invocations += p.invocations;
     report.idle_stopped |= id.rfind("math-", 0) == 0 && p.state == "cold";
   }
+  if (burst_sent && !report.restarted_on_demand)
+    out << ">>> late burst: only " << math_now(svc).calls - before_burst.calls << "/" << burst
+        << " math calls ran\n";
   report.subprocess_death_detected = before_providers["shell"].state == "dead"
                                      || before_providers["shell"].state == "degraded"
                                      || before_providers["shell"].state == "initializing";
@@ -206,6 +248,11 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
 
   out << "\naudit trail of provider-shell (time, version, event, correlation id):\n";
   auto trail = svc2.runtime().store().read_stream("provider-shell", 1, 10000);
+  // The death was detected if the transport reported it (a later call may
+  // have started the shell again on demand).
+  if (trail)
+    for (const auto& e : *trail)
+      report.subprocess_death_detected |= e.type == provider_transport_died::type_name;
   if (trail)
     for (const auto& e : *trail)
       if (e.type != tool_invocation_requested::type_name
@@ -252,7 +299,8 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
   out << "\nkey moments: circuit opened " << (report.circuit_opened ? "yes" : "no")
       << ", half-opened " << (report.circuit_half_opened ? "yes" : "no") << ", closed again "
       << (report.circuit_closed_again ? "yes" : "no") << "; idle providers stopped "
-      << (report.idle_stopped ? "yes" : "no") << "; shell death detected "
+      << (report.idle_stopped ? "yes" : "no") << ", idle providers restarted on demand "
+      << (report.restarted_on_demand ? "yes" : "no") << "; shell death detected "
       << (report.subprocess_death_detected ? "yes" : "no") << '\n';
   return report;
 }

@@ -36,6 +36,12 @@ cairn::result<void> settled(const R& r) {
   return tl::unexpected(r.error());
 }
 
+/// Where the projection keeps what a group knows of a member's lifecycle:
+/// under its own keys, so the group values stored before it still decode.
+std::string lifecycle_key(const std::string& group, const std::string& member) {
+  return "member/" + group + "/" + member;
+}
+
 cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read_model& model) {
   bool is_group = e.stream.rfind("provider_group-", 0) == 0;
   auto key = std::string{is_group ? "group/" : "provider/"} + id_of(e.stream);
@@ -44,6 +50,18 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
     if (!current)
       return tl::unexpected(current.error());
     auto g = current->value_or(group_status{});
+    const auto group = id_of(e.stream);
+    if (auto* l = std::get_if<group_member_lifecycle_changed>(&e.event))
+      return model.put_as(lifecycle_key(group, l->member), std::string{to_string(l->lifecycle)});
+    std::vector<std::string> forget; // members whose lifecycle key goes
+    if (auto* r = std::get_if<group_member_removed>(&e.event))
+      forget.push_back(r->provider_id);
+    if (std::holds_alternative<group_deleted>(e.event))
+      for (const auto& [member, in] : g.in_rotation)
+        forget.push_back(member);
+    for (const auto& member : forget)
+      if (auto ok = model.erase(lifecycle_key(group, member)); !ok)
+        return ok;
     bool erase = false;
     std::visit(
       [&](const auto& ev) {
@@ -74,6 +92,9 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
   if (!current)
     return tl::unexpected(current.error());
   auto p = current->value_or(provider_status{});
+  // Calls count when they run (tool_invocation_requested). A queued call
+  // that a failed start abandoned never ran; the start failure is the
+  // provider's one failure, so only last_error shows the abandon.
   bool erase = false;
   std::visit(
     [&](const auto& ev) {
@@ -112,6 +133,8 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
       } else if constexpr (std::is_same_v<T, provider_degraded>) {
         p.consecutive_failures = ev.consecutive_failures;
         p.total_failures = ev.total_failures;
+      } else if constexpr (std::is_same_v<T, tool_invocation_abandoned>) {
+        p.last_error = ev.reason;
       } else if constexpr (std::is_same_v<T, provider_deregistered>) {
         erase = true;
       }
@@ -184,7 +207,9 @@ cairn::result<void> service::wire() {
         "hangar.groups",
         {{"provider"},
          {tool_invocation_completed::type_name, tool_invocation_failed::type_name,
-          health_check_passed::type_name, health_check_failed::type_name}},
+          tool_invocation_abandoned::type_name, health_check_passed::type_name,
+          health_check_failed::type_name, provider_state_changed::type_name,
+          provider_stopped::type_name}},
         [this](const pe& e) { return on_group_bridge(e); }, quick);
       !ok)
     return ok;
@@ -229,14 +254,14 @@ cairn::result<void> service::start_provider(const std::string& id) {
   return start_provider(id, "start-" + id);
 }
 
+std::int32_t service::draw_jitter() {
+  std::lock_guard lock{mutex_};
+  return static_cast<std::int32_t>(rng_() % 201) - 100;
+}
+
 cairn::result<void> service::start_provider(const std::string& id,
                                             const std::string& correlation) {
-  std::int32_t jitter = 0;
-  {
-    std::lock_guard lock{mutex_};
-    jitter = static_cast<std::int32_t>(rng_() % 201) - 100;
-  }
-  auto r = send<provider>(id, hangar::start_provider{now_ns(), jitter}, correlation);
+  auto r = send<provider>(id, hangar::start_provider{now_ns(), draw_jitter()}, correlation);
   if (!r)
     return tl::unexpected(r.error());
   return {};
@@ -256,7 +281,8 @@ cairn::result<std::string> service::invoke(const std::string& id, const std::str
     std::lock_guard lock{mutex_};
     correlation = "c" + std::to_string(opts_.seed) + "-" + std::to_string(++next_request_);
   }
-  auto r = send<provider>(id, invoke_tool{tool, args, correlation, 30000, now_ns()}, correlation);
+  auto r = send<provider>(id, invoke_tool{tool, args, correlation, 30000, now_ns(), draw_jitter()},
+                          correlation);
   if (!r)
     return tl::unexpected(r.error());
   return correlation;
@@ -431,6 +457,39 @@ cairn::result<void> service::on_group_bridge(const cairn::envelope<provider::eve
                                         e.meta.correlation_id, "member" + tag + "-" + group,
                                         e.id.to_string()));
   };
+  // The groups that `member` belongs to, from their live states.
+  auto groups_of_member = [&] {
+    std::vector<std::string> out;
+    for (const auto& [group, status] : groups()) {
+      auto g = rt_->state<provider_group>(group);
+      if (g && g->members.count(member) != 0)
+        out.push_back(group);
+    }
+    return out;
+  };
+  // The provider's lifecycle, so each group tells stopped from failing.
+  auto lifecycle = [&](member_lifecycle l, const std::string& reason) -> cairn::result<void> {
+    for (const auto& group : groups_of_member())
+      if (auto done = settled(send<provider_group>(
+            group, record_member_lifecycle{member, l, reason, now_ns()}, e.meta.correlation_id,
+            "lifecycle" + tag + "-" + group, e.id.to_string()));
+          !done)
+        return done;
+    return {};
+  };
+  if (auto stopped = std::get_if<provider_stopped>(&e.event))
+    return lifecycle(member_lifecycle::stopped, stopped->reason);
+  if (auto changed = std::get_if<provider_state_changed>(&e.event)) {
+    switch (changed->new_state) {
+      case provider_state::cold: return {}; // provider_stopped, just before, said why
+      case provider_state::initializing: return lifecycle(member_lifecycle::starting, "starting");
+      case provider_state::ready: return lifecycle(member_lifecycle::ready, "started");
+      case provider_state::dead:
+      case provider_state::degraded:
+        return lifecycle(member_lifecycle::failing, to_string(changed->new_state));
+    }
+    return {};
+  }
   const std::string* correlation = nullptr;
   bool ok = false;
   if (auto c = std::get_if<tool_invocation_completed>(&e.event)) {
@@ -438,6 +497,8 @@ cairn::result<void> service::on_group_bridge(const cairn::envelope<provider::eve
     ok = true;
   } else if (auto f = std::get_if<tool_invocation_failed>(&e.event)) {
     correlation = &f->correlation_id;
+  } else if (auto a = std::get_if<tool_invocation_abandoned>(&e.event)) {
+    correlation = &a->correlation_id; // its start on demand failed: the request failed
   }
   if (correlation != nullptr) {
     std::string group;
@@ -457,12 +518,9 @@ cairn::result<void> service::on_group_bridge(const cairn::envelope<provider::eve
   }
   // Health probes move the member in and out of rotation in its groups.
   bool healthy = std::holds_alternative<health_check_passed>(e.event);
-  for (const auto& [group, status] : groups()) {
-    auto g = rt_->state<provider_group>(group);
-    if (g && g->members.count(member) != 0)
-      if (auto done = report(group, healthy, member_result_kind::health_check); !done)
-        return done;
-  }
+  for (const auto& group : groups_of_member())
+    if (auto done = report(group, healthy, member_result_kind::health_check); !done)
+      return done;
   return {};
 }
 
@@ -476,21 +534,29 @@ cairn::result<void> service::on_selection(const cairn::envelope<provider_group::
       return {}; // selected before a restart: the caller is gone
     call = it->second;
   }
-  auto r = send<provider>(selected.member, invoke_tool{call.first, call.second,
-                                                       selected.request_id, 30000, now_ns()},
+  // A cold (stopped), dead, or degraded-past-its-backoff member starts on
+  // demand and runs the call once started; only a ready one runs it at once.
+  auto r = send<provider>(selected.member,
+                          invoke_tool{call.first, call.second, selected.request_id, 30000,
+                                      now_ns(), draw_jitter()},
                           selected.request_id, "select-" + std::to_string(e.position),
                           e.id.to_string());
   if (!r && r.error().code == cairn::errc::rejected) {
-    // The member cannot take it (not ready): the group counts a failure.
+    // The member refused (degraded inside its backoff, deregistered): the
+    // request failed. The group counts it unless it knows the member as
+    // stopped, which is never a failure.
     std::string group = id_of(e.stream);
     {
       std::lock_guard lock{mutex_};
       group_requests_.erase(selected.request_id);
       request_calls_.erase(selected.request_id);
     }
-    return settled(send<provider_group>(
+    auto done = settled(send<provider_group>(
       group, record_member_result{selected.member, false, member_result_kind::request, now_ns()},
       selected.request_id, "refused-" + std::to_string(e.position), e.id.to_string()));
+    if (done && opts_.on_request_done)
+      opts_.on_request_done(selected.request_id, false);
+    return done;
   }
   return settled(r);
 }
@@ -573,6 +639,15 @@ std::map<std::string, group_status> service::groups() {
   if (all)
     for (auto& [key, value] : *all)
       out.emplace(key.substr(6), std::move(value));
+  auto lifecycles = rt_->query_range<std::string>(status_projection, "member/");
+  if (lifecycles)
+    for (auto& [key, value] : *lifecycles) {
+      auto rest = key.substr(7); // "<group>/<member>"
+      auto slash = rest.find('/');
+      auto it = out.find(rest.substr(0, slash));
+      if (slash != std::string::npos && it != out.end())
+        it->second.lifecycle[rest.substr(slash + 1)] = std::move(value);
+    }
   return out;
 }
 

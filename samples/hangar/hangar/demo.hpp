@@ -24,6 +24,9 @@ struct demo_report {
   bool circuit_half_opened = false;
   bool circuit_closed_again = false;
   bool idle_stopped = false;
+  /// The late burst to `math` after its providers went idle: all served,
+  /// the cold providers started again on demand.
+  bool restarted_on_demand = false;
   bool subprocess_death_detected = false;
   bool restart_restored_everything = false;
   std::uint64_t invocations = 0;

@@ -9,7 +9,8 @@
 ///   // transport and reports: record_start_result{true, 3, 120, {}, "", now}
 ///
 /// Lifecycle (docs/hangar.md has the table): cold -> initializing -> ready,
-/// which alone accepts tool calls; start failures go to dead (below
+/// which alone runs tool calls (a call to a cold, dead or degraded-past-its-
+/// backoff provider starts it on demand and waits); start failures go to dead (below
 /// max_consecutive_failures) or degraded (at or above it); degraded retries
 /// after a backoff. Every state change is a `provider_state_changed` event
 /// next to the event that says why. Time, ids and jitter come in commands;
@@ -104,14 +105,21 @@ enum class error_type : std::uint8_t { application, transport, timeout };
   return t == error_type::transport || t == error_type::timeout;
 }
 
-/// Retry backoff after `consecutive_failures` failures: min(60, 2^n) seconds,
-/// scaled by (1000 + jitter_permille) / 1000. The caller draws the jitter in
-/// -100..100 (+-10 %) outside `decide` and sends it in `start_provider`.
+/// The longest retry backoff: 60 s, whatever the jitter.
+inline constexpr std::int64_t max_retry_backoff_ns = 60 * ns_per_s;
+
+/// Retry backoff after `consecutive_failures` failures: min(60 s, 2^n s x
+/// (1000 + jitter_permille) / 1000), capped after the jitter so it never
+/// exceeds 60 s. The caller draws the jitter in -100..100 (+-10 %) outside
+/// `decide` and sends it in `start_provider` or `invoke_tool`.
 [[nodiscard]] constexpr std::int64_t retry_backoff_ns(std::uint32_t consecutive_failures,
                                                       std::int32_t jitter_permille) noexcept {
-  const std::int64_t base_s =
-    consecutive_failures >= 6 ? 60 : std::min<std::int64_t>(60, std::int64_t{1} << consecutive_failures);
-  return base_s * ns_per_s / 1000 * (1000 + jitter_permille);
+  // 2^7 s at -10 % is 115 s, above the cap already; this also bounds the shift.
+  if (consecutive_failures >= 7)
+    return max_retry_backoff_ns;
+  const std::int64_t raw =
+    (std::int64_t{1} << consecutive_failures) * ns_per_s / 1000 * (1000 + jitter_permille);
+  return std::min(max_retry_backoff_ns, raw);
 }
 
 /// Lifecycle and health options. Ranges are checked by register/update.
@@ -208,16 +216,22 @@ struct stop_provider {
   template <class Ar> void serialize(Ar& ar) { ar(reason, now_ns); }
 };
 
-/// Asks the ready provider to run `tool`; a handler runs it on
+/// Asks the provider to run `tool`; a handler runs it on
 /// tool_invocation_requested and answers with record_invocation_result.
+/// Start on demand (the original's `ensure_ready`): a provider that is cold,
+/// dead, or degraded with its backoff elapsed starts first, and the call
+/// waits (tool_invocation_queued) like every call that arrives while it
+/// initializes; they are requested in order once the start succeeded, and
+/// abandoned if it failed. Degraded inside its backoff: `backoff_not_elapsed`.
 struct invoke_tool {
   std::string tool;
   std::string arguments;      ///< JSON text, passed through.
   std::string correlation_id; ///< 1-255 printable bytes, unique among in-flight calls.
   std::uint32_t timeout_ms = 30000; ///< 1..600000. Default 30 s.
   std::int64_t now_ns = 0;
+  std::int32_t jitter_permille = 0; ///< -100..100, drawn by the sender: a degraded provider's backoff.
   template <class Ar> void serialize(Ar& ar) {
-    ar(tool, arguments, correlation_id, timeout_ms, now_ns);
+    ar(tool, arguments, correlation_id, timeout_ms, now_ns, jitter_permille);
   }
 };
 
@@ -412,6 +426,48 @@ struct health_check_failed {
   template <class Ar> void serialize(Ar& ar) { ar(consecutive_failures, error, at_ns); }
 };
 
+/// A call that arrived while the provider was not ready: it waits for the
+/// start on demand, and is requested once that start succeeded. Added after
+/// the original's event list: the wait must be an event for a replay to know
+/// the calls that still wait.
+struct tool_invocation_queued {
+  static constexpr const char* type_name = "tool_invocation_queued";
+  std::string tool;
+  std::string arguments;
+  std::string correlation_id;
+  std::uint32_t timeout_ms = 0;
+  std::int64_t at_ns = 0;
+  template <class Ar> void serialize(Ar& ar) {
+    ar(tool, arguments, correlation_id, timeout_ms, at_ns);
+  }
+};
+
+/// A waiting call given up because the start it waited for failed. Not a
+/// failure of its own: the start failure counts once, in provider_start_failed.
+struct tool_invocation_abandoned {
+  static constexpr const char* type_name = "tool_invocation_abandoned";
+  std::string correlation_id;
+  std::string reason; ///< "start_failed: <error>".
+  std::int64_t at_ns = 0;
+  template <class Ar> void serialize(Ar& ar) { ar(correlation_id, reason, at_ns); }
+};
+
+/// A call waiting for the start on demand (state v3).
+struct waiting_invocation {
+  std::string tool;
+  std::string arguments;
+  std::string correlation_id;
+  std::uint32_t timeout_ms = 0;
+  std::int64_t queued_at_ns = 0;
+  template <class Ar> void serialize(Ar& ar) {
+    ar(tool, arguments, correlation_id, timeout_ms, queued_at_ns);
+  }
+  friend bool operator==(const waiting_invocation& a, const waiting_invocation& b) {
+    return a.tool == b.tool && a.arguments == b.arguments && a.correlation_id == b.correlation_id
+           && a.timeout_ms == b.timeout_ms && a.queued_at_ns == b.queued_at_ns;
+  }
+};
+
 /// A call the provider accepted and has not answered yet.
 struct pending_invocation {
   std::string tool;
@@ -425,8 +481,9 @@ struct pending_invocation {
 struct provider {
   static constexpr const char* category = "provider"; // streams "provider-<id>"
 
-  /// Snapshot schema 2 (CEREAL_CLASS_VERSION below) adds `tags` and
-  /// `last_state_change_ns`; `serialize` still reads version-1 bytes.
+  /// Snapshot schema 3 (CEREAL_CLASS_VERSION below); 2 added `tags` and
+  /// `last_state_change_ns`, 3 added `waiting`; `serialize` still reads
+  /// version-1 and version-2 bytes.
   struct state {
     bool registered = false;
     std::string id;
@@ -438,7 +495,7 @@ struct provider {
     std::uint32_t tools_count = 0;            ///< From the last successful start.
     std::uint32_t consecutive_failures = 0;   ///< Reset by any success.
     std::uint64_t total_failures = 0;         ///< Every failure, application errors included.
-    std::uint64_t total_invocations = 0;      ///< Accepted invoke_tool commands.
+    std::uint64_t total_invocations = 0;      ///< Accepted invoke_tool commands (queued or requested).
     std::int64_t last_success_ns = 0;
     std::int64_t last_failure_ns = 0;
     std::int64_t last_used_ns = 0;            ///< Entering ready or a call; drives detect_idle.
@@ -446,6 +503,18 @@ struct provider {
     std::map<std::string, pending_invocation> pending; ///< By correlation id.
     std::vector<std::string> tags;            ///< v2: from the last provider_started.
     std::int64_t last_state_change_ns = 0;    ///< v2: when `status` last changed.
+    /// v3: calls waiting for the start on demand, in arrival order; only
+    /// while initializing.
+    std::vector<waiting_invocation> waiting;
+
+    /// True if `correlation_id` is in flight or waiting.
+    [[nodiscard]] bool knows_call(const std::string& correlation_id) const {
+      if (pending.count(correlation_id) != 0)
+        return true;
+      return std::any_of(waiting.begin(), waiting.end(), [&](const waiting_invocation& w) {
+        return w.correlation_id == correlation_id;
+      });
+    }
 
     template <class Ar> void serialize(Ar& ar, std::uint32_t version) {
       ar(registered, id, source, mode, config, options, status, tools_count,
@@ -453,6 +522,8 @@ struct provider {
          last_failure_ns, last_used_ns, last_error, pending);
       if (version >= 2)
         ar(tags, last_state_change_ns);
+      if (version >= 3)
+        ar(waiting);
     }
   };
 
@@ -465,7 +536,8 @@ struct provider {
                  provider_state_changed, provider_started, provider_start_failed,
                  provider_stopped, provider_degraded, provider_idle_detected,
                  provider_transport_died, tool_invocation_requested, tool_invocation_completed,
-                 tool_invocation_failed, health_check_passed, health_check_failed>;
+                 tool_invocation_failed, health_check_passed, health_check_failed,
+                 tool_invocation_queued, tool_invocation_abandoned>;
 
   [[nodiscard]] static state initial() { return {}; }
 
@@ -573,18 +645,33 @@ private:
   }
 
   static decision on(const state& s, const invoke_tool& c) {
-    if (s.status != provider_state::ready)
-      return cairn::reject("not_ready");
     if (c.tool.empty())
       return cairn::reject("missing_tool");
     if (!is_valid_token(c.correlation_id))
       return cairn::reject("invalid_correlation_id");
-    if (s.pending.count(c.correlation_id) != 0)
+    if (s.knows_call(c.correlation_id))
       return cairn::reject("duplicate_correlation_id");
     if (c.timeout_ms < 1 || c.timeout_ms > 600000)
       return cairn::reject("timeout_out_of_range");
-    return cairn::emit<event>(
-      tool_invocation_requested{c.tool, c.arguments, c.correlation_id, c.timeout_ms, c.now_ns});
+    if (c.jitter_permille < -100 || c.jitter_permille > 100)
+      return cairn::reject("jitter_out_of_range");
+    if (s.status == provider_state::ready)
+      return cairn::emit<event>(
+        tool_invocation_requested{c.tool, c.arguments, c.correlation_id, c.timeout_ms, c.now_ns});
+    builder b{s};
+    switch (s.status) {
+      case provider_state::ready: // handled above
+      case provider_state::initializing: break; // wait for the start under way
+      case provider_state::degraded:
+        if (c.now_ns < retry_at_ns(s, c.jitter_permille))
+          return cairn::reject("backoff_not_elapsed");
+        change(b, provider_state::initializing, c.now_ns);
+        break;
+      case provider_state::cold:
+      case provider_state::dead: change(b, provider_state::initializing, c.now_ns); break;
+    }
+    b.push(tool_invocation_queued{c.tool, c.arguments, c.correlation_id, c.timeout_ms, c.now_ns});
+    return b.take();
   }
 
   static decision on(const state& s, const record_start_result& c) {
@@ -594,6 +681,9 @@ private:
     if (c.ok) {
       b.push(provider_started{s.mode, c.tools_count, c.duration_ms, c.tags});
       change(b, provider_state::ready, c.now_ns);
+      for (const auto& w : s.waiting) // the calls that waited for this start, in order
+        b.push(tool_invocation_requested{w.tool, w.arguments, w.correlation_id, w.timeout_ms,
+                                         c.now_ns});
       return b.take();
     }
     b.push(provider_start_failed{s.consecutive_failures + 1, c.error, c.now_ns});
@@ -604,6 +694,8 @@ private:
     } else {
       change(b, provider_state::dead, c.now_ns);
     }
+    for (const auto& w : s.waiting)
+      b.push(tool_invocation_abandoned{w.correlation_id, "start_failed: " + c.error, c.now_ns});
     return b.take();
   }
 
@@ -704,9 +796,28 @@ private:
   static void apply(state& s, const provider_transport_died& e) {
     failed(s, e.error, e.at_ns, true);
   }
+  /// Removes `correlation_id` from the waiting calls; true if it was there.
+  static bool unqueue(state& s, const std::string& correlation_id) {
+    auto it = std::find_if(s.waiting.begin(), s.waiting.end(), [&](const waiting_invocation& w) {
+      return w.correlation_id == correlation_id;
+    });
+    if (it == s.waiting.end())
+      return false;
+    s.waiting.erase(it);
+    return true;
+  }
+
+  static void apply(state& s, const tool_invocation_queued& e) {
+    s.waiting.push_back(waiting_invocation{e.tool, e.arguments, e.correlation_id, e.timeout_ms,
+                                           e.at_ns});
+    ++s.total_invocations;
+    s.last_used_ns = e.at_ns;
+  }
+  static void apply(state& s, const tool_invocation_abandoned& e) { (void)unqueue(s, e.correlation_id); }
   static void apply(state& s, const tool_invocation_requested& e) {
     s.pending[e.correlation_id] = pending_invocation{e.tool, e.timeout_ms, e.at_ns};
-    ++s.total_invocations;
+    if (!unqueue(s, e.correlation_id)) // a queued call was counted when it was accepted
+      ++s.total_invocations;
     s.last_used_ns = e.at_ns;
   }
   static void apply(state& s, const tool_invocation_completed& e) {
@@ -732,4 +843,4 @@ private:
 } // namespace hangar
 
 CEREAL_CLASS_VERSION(hangar::provider_started, 2)
-CEREAL_CLASS_VERSION(hangar::provider::state, 2)
+CEREAL_CLASS_VERSION(hangar::provider::state, 3)

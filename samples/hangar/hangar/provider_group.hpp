@@ -17,6 +17,13 @@
 /// on the first `select_member` after the reset timeout, as an event either
 /// way. Choices are deterministic from the state and the command: a cursor
 /// in the state, and the seed of `select_member` for `random`.
+///
+/// The group learns its members' lifecycle from their providers' events
+/// (`record_member_lifecycle`, sent by the bridge). A member whose provider
+/// was stopped (idle or on request) is not failing: it stays in (or comes
+/// back into) rotation, selecting it starts it on demand, and a failure
+/// reported while it is stopped counts neither against rotation nor the
+/// breaker.
 
 #include <cstdint>
 #include <map>
@@ -43,13 +50,18 @@ enum class selection_strategy : std::uint8_t {
   round_robin,          ///< Members in rotation in id order, one after the other.
   weighted_round_robin, ///< Like round_robin, each member `weight` times per cycle.
   least_connections,    ///< Fewest selected-but-unanswered requests; ties in turn.
-  random,               ///< Uniform, from the seed in select_member.
+  random,               ///< Weighted by the members' weights, from the seed in select_member.
   priority,             ///< Lowest `priority` value first; ties in turn.
 };
 
 enum class group_state : std::uint8_t { inactive, partial, healthy, degraded };
 
 enum class circuit_state : std::uint8_t { closed, open, half_open };
+
+/// What the group knows of a member's provider, from the provider's state
+/// changes: initializing -> starting, ready -> ready, cold -> stopped, dead
+/// or degraded -> failing; `unknown` until the first one arrives.
+enum class member_lifecycle : std::uint8_t { unknown, starting, ready, stopped, failing };
 
 /// What a member result reports. Only `request` results feed the breaker and
 /// answer a selection; `health_check` results (the provider's own probes,
@@ -83,6 +95,17 @@ enum class member_result_kind : std::uint8_t { request, health_check };
     case circuit_state::closed: return "closed";
     case circuit_state::open: return "open";
     case circuit_state::half_open: return "half_open";
+  }
+  return "unknown";
+}
+
+[[nodiscard]] constexpr const char* to_string(member_lifecycle l) noexcept {
+  switch (l) {
+    case member_lifecycle::unknown: return "unknown";
+    case member_lifecycle::starting: return "starting";
+    case member_lifecycle::ready: return "ready";
+    case member_lifecycle::stopped: return "stopped";
+    case member_lifecycle::failing: return "failing";
   }
   return "unknown";
 }
@@ -201,6 +224,18 @@ struct record_member_result {
   template <class Ar> void serialize(Ar& ar) { ar(member, ok, kind, now_ns); }
 };
 
+/// What `member`'s provider became (the bridge maps its state changes); no
+/// event when the group knows it already. `stopped` brings a member that was
+/// out of rotation back in (reason "provider_stopped"): a stopped provider is
+/// not failing, and selecting it starts it on demand.
+struct record_member_lifecycle {
+  std::string member;
+  member_lifecycle lifecycle = member_lifecycle::unknown;
+  std::string reason; ///< What the provider said: "idle", "manual", "start_failed", ...
+  std::int64_t now_ns = 0;
+  template <class Ar> void serialize(Ar& ar) { ar(member, lifecycle, reason, now_ns); }
+};
+
 /// Closes the breaker by hand (from open or half_open, or clears a closed
 /// breaker's failure count); no event when closed with no failures.
 struct reset_circuit {
@@ -294,6 +329,17 @@ struct member_selected {
   template <class Ar> void serialize(Ar& ar) { ar(request_id, member, at_ns); }
 };
 
+/// Not in the original list: what the group learned of a member's provider
+/// (record_member_lifecycle).
+struct group_member_lifecycle_changed {
+  static constexpr const char* type_name = "group_member_lifecycle_changed";
+  std::string member;
+  member_lifecycle lifecycle = member_lifecycle::unknown;
+  std::string reason;
+  std::int64_t at_ns = 0;
+  template <class Ar> void serialize(Ar& ar) { ar(member, lifecycle, reason, at_ns); }
+};
+
 /// Not in the original list: member health and breaker counts are state, so
 /// each result is an event.
 struct member_result_recorded {
@@ -314,8 +360,10 @@ struct group_member {
   std::uint32_t consecutive_failures = 0;
   std::uint32_t consecutive_successes = 0;
   std::uint32_t active = 0; ///< Selected requests without a result yet.
+  member_lifecycle lifecycle = member_lifecycle::unknown; ///< State schema 2.
   template <class Ar> void serialize(Ar& ar) {
-    ar(weight, priority, in_rotation, consecutive_failures, consecutive_successes, active);
+    ar(weight, priority, in_rotation, consecutive_failures, consecutive_successes, active,
+       lifecycle);
   }
 };
 
@@ -333,6 +381,10 @@ struct circuit_breaker {
 struct provider_group {
   static constexpr const char* category = "provider_group"; // streams "provider_group-<id>"
 
+  /// Snapshot schema 2 (CEREAL_CLASS_VERSION below) adds each member's
+  /// `lifecycle`. Schema 1 was stored without a version number, so its
+  /// snapshots cannot be read into this state: the runtime ignores a snapshot
+  /// whose schema is not current and replays the events instead.
   struct state {
     bool created = false;
     std::string id;
@@ -350,19 +402,19 @@ struct provider_group {
       return n;
     }
 
-    template <class Ar> void serialize(Ar& ar) {
+    template <class Ar> void serialize(Ar& ar, std::uint32_t /*version*/) {
       ar(created, id, options, members, circuit, status, cursor);
     }
   };
 
   using command = std::variant<create_group, update_group, delete_group, add_member,
                                remove_member, select_member, record_member_result,
-                               reset_circuit, tick>;
+                               reset_circuit, tick, record_member_lifecycle>;
   using event = std::variant<group_created, group_updated, group_deleted, group_member_added,
                              group_member_removed, group_member_health_changed,
                              group_state_changed, group_circuit_opened,
                              group_circuit_half_opened, group_circuit_closed, member_selected,
-                             member_result_recorded>;
+                             member_result_recorded, group_member_lifecycle_changed>;
 
   [[nodiscard]] static state initial() { return {}; }
 
@@ -458,7 +510,20 @@ private:
       case selection_strategy::least_connections:
         return in_turn([](const group_member& a, const group_member& b) { return a.active < b.active; },
                        [](const group_member& a, const group_member& b) { return a.active == b.active; });
-      case selection_strategy::random: return *in[mix(seed) % in.size()];
+      case selection_strategy::random: {
+        // Weighted: member i is drawn with probability weight_i / total.
+        std::uint64_t total = 0;
+        for (const auto* id : in)
+          total += s.members.at(*id).weight;
+        std::uint64_t slot = mix(seed) % total;
+        for (const auto* id : in) {
+          const std::uint64_t w = s.members.at(*id).weight;
+          if (slot < w)
+            return *id;
+          slot -= w;
+        }
+        return *in.back(); // unreachable: slot < total
+      }
       case selection_strategy::priority:
         return in_turn(
           [](const group_member& a, const group_member& b) { return a.priority < b.priority; },
@@ -547,6 +612,8 @@ private:
       return cairn::reject("invalid_result_kind");
     builder b{s};
     push(b, member_result_recorded{c.member, c.ok, c.kind, c.now_ns});
+    if (!c.ok && it->second.lifecycle == member_lifecycle::stopped)
+      return b.take(); // not a failure: see apply(member_result_recorded)
     const state& after = b.state();
     const group_member& m = after.members.at(c.member);
     if (m.in_rotation && m.consecutive_failures >= after.options.unhealthy_threshold)
@@ -562,6 +629,21 @@ private:
       push(b, group_circuit_opened{cb.failure_count, c.now_ns});
     else if (cb.state == circuit_state::half_open && cb.probe_successes >= after.options.probe_count)
       push(b, group_circuit_closed{"probes_succeeded", c.now_ns});
+    return b.take();
+  }
+
+  static decision on(const state& s, const record_member_lifecycle& c) {
+    auto it = s.members.find(c.member);
+    if (it == s.members.end())
+      return cairn::reject("unknown_member");
+    if (c.lifecycle > member_lifecycle::failing)
+      return cairn::reject("invalid_lifecycle");
+    if (it->second.lifecycle == c.lifecycle)
+      return cairn::emit<event>();
+    builder b{s};
+    push(b, group_member_lifecycle_changed{c.member, c.lifecycle, c.reason, c.now_ns});
+    if (c.lifecycle == member_lifecycle::stopped && !b.state().members.at(c.member).in_rotation)
+      push(b, group_member_health_changed{c.member, true, "provider_stopped"});
     return b.take();
   }
 
@@ -634,11 +716,30 @@ private:
     if (s.circuit.state == circuit_state::half_open)
       ++s.circuit.probes_sent;
   }
+  static void apply(state& s, const group_member_lifecycle_changed& e) {
+    auto it = s.members.find(e.member);
+    if (it == s.members.end())
+      return;
+    it->second.lifecycle = e.lifecycle;
+    if (e.lifecycle == member_lifecycle::stopped)
+      it->second.consecutive_failures = 0; // a stop ends a failure streak: it is not one
+  }
   static void apply(state& s, const member_result_recorded& e) {
     auto it = s.members.find(e.member);
     if (it == s.members.end())
       return;
     group_member& m = it->second;
+    if (!e.ok && m.lifecycle == member_lifecycle::stopped) {
+      // A stopped member refusing (or a call the stop cut short) is not
+      // failing: it counts neither against rotation nor the breaker.
+      if (e.kind != member_result_kind::request)
+        return;
+      if (m.active > 0)
+        --m.active;
+      if (s.circuit.state == circuit_state::half_open && s.circuit.probes_sent > 0)
+        --s.circuit.probes_sent; // the probe did not reach a running member: send another
+      return;
+    }
     if (e.ok) {
       m.consecutive_failures = 0;
       ++m.consecutive_successes;
@@ -663,3 +764,5 @@ private:
 };
 
 } // namespace hangar
+
+CEREAL_CLASS_VERSION(hangar::provider_group::state, 2)

@@ -8,8 +8,11 @@
 //                     invocation requested -> run it; stopped -> stop it
 //   hangar.recovery   provider degraded -> start again after 5 s x 2^(n-1)
 //                     (at most 60 s), 3 times, then stop (max_retries_exceeded)
-//   hangar.groups     member selected -> invoke the member; its result, and
-//                     its health probes -> record_member_result on the group
+//   hangar.selection  member selected -> invoke the member (a stopped one
+//                     starts on demand); a refusal -> a failed request
+//   hangar.groups     the member's call results and health probes ->
+//                     record_member_result; its state changes ->
+//                     record_member_lifecycle on each of its groups
 //   provider_status   a local projection: the status views read it
 //
 // plus a timer thread that probes health, detects idle providers and moves
@@ -66,16 +69,27 @@ struct group_status {
   std::string circuit = "closed";
   std::map<std::string, bool> in_rotation; ///< By member.
   std::uint32_t circuit_openings = 0;
+  /// By member: what the group knows of its provider (to_string(member_lifecycle)).
+  /// Kept under the projection's own keys "member/<group>/<member>", not in
+  /// the serialized value, so group values stored before it still decode.
+  std::map<std::string, std::string> lifecycle;
   [[nodiscard]] std::size_t healthy() const {
     std::size_t n = 0;
     for (const auto& [member, in] : in_rotation)
       n += in ? 1 : 0;
     return n;
   }
+  /// Members whose provider is stopped (in rotation all the same: not failing).
+  [[nodiscard]] std::size_t stopped() const {
+    std::size_t n = 0;
+    for (const auto& [member, l] : lifecycle)
+      n += l == "stopped" ? 1 : 0;
+    return n;
+  }
   template <class Ar> void serialize(Ar& ar) { ar(state, circuit, in_rotation, circuit_openings); }
   friend bool operator==(const group_status& a, const group_status& b) {
     return a.state == b.state && a.circuit == b.circuit && a.in_rotation == b.in_rotation
-           && a.circuit_openings == b.circuit_openings;
+           && a.circuit_openings == b.circuit_openings && a.lifecycle == b.lifecycle;
   }
 };
 
@@ -144,6 +158,8 @@ private:
   cairn::result<void> wire();
   transport* transport_for(const std::string& id, bool start_if_missing);
   cairn::result<void> start_provider(const std::string& id, const std::string& correlation);
+  /// A retry jitter in -100..100 permille, from the service's seeded generator.
+  std::int32_t draw_jitter();
   void timer_loop();
   /// Sends and waits. `correlation` ties the command to what caused it (a
   /// tool call, a request, a recovery); handlers pass the causing event on.

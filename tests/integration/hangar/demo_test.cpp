@@ -8,8 +8,8 @@
 #include "hangar/demo.hpp"
 #include "support/temp_dir.hpp"
 
-TEST_CASE("the hangar demo opens, half-opens and closes the circuit, detects the killed "
-          "subprocess and restores every state after a restart",
+TEST_CASE("the hangar demo opens, half-opens and closes the circuit, restarts idle providers "
+          "on demand, detects the killed subprocess and restores every state after a restart",
           "[integration][hangar][slow]") {
   cairn::test::temp_dir dir;
   hangar::demo_options o;
@@ -24,6 +24,8 @@ TEST_CASE("the hangar demo opens, half-opens and closes the circuit, detects the
   CHECK(report->circuit_half_opened);
   CHECK(report->circuit_closed_again);
   CHECK(report->idle_stopped);
+  CHECK(report->restarted_on_demand);
+  CHECK(out.str().find("idle providers restarted on demand yes") != std::string::npos);
   CHECK(report->subprocess_death_detected);
   CHECK(report->restart_restored_everything);
   CHECK(report->invocations > 100);
@@ -65,8 +67,8 @@ TEST_CASE("hangar serve answers one line per command, with clear errors for bad 
   CHECK(lines[6] == "ok 1 events: v1=provider_registered");
   CHECK(lines[7].find("ok state=cold") == 0);
   CHECK(lines[8].find("VERSION must be a number") != std::string::npos);
-  CHECK(lines[9].find("not_ready") != std::string::npos);
-  CHECK(lines[10].find("rejected") != std::string::npos); // stop a cold provider
+  CHECK(lines[9].rfind("ok requested", 0) == 0); // a cold provider starts on demand
+  CHECK(lines[10].find("rejected") != std::string::npos); // stop while starting or after it failed
   CHECK(lines[11].rfind("error invalid_argument: commands:", 0) == 0);
   CHECK(lines[12].find("not_registered") != std::string::npos);
 }

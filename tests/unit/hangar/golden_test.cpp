@@ -54,7 +54,7 @@ TEST_CASE("provider_started v1 bytes upcast to v2 with empty tags", "[unit][hang
   CHECK(started.tags.empty());
 }
 
-TEST_CASE("provider state v1 bytes decode into the v2 state", "[unit][hangar][golden]") {
+TEST_CASE("provider state v1 bytes decode into the v3 state", "[unit][hangar][golden]") {
   auto s = cairn::persistence::decode_payload<provider::state>(golden("provider_state_v1.bin"));
   REQUIRE(s);
   const auto want = hangar_golden::state_v1();
@@ -77,27 +77,55 @@ TEST_CASE("provider state v1 bytes decode into the v2 state", "[unit][hangar][go
   CHECK(s->pending.at("c9").tool == "add");
   CHECK(s->pending.at("c9").timeout_ms == 30000);
   CHECK(s->pending.at("c9").requested_at_ns == hangar_golden::t0 + 90);
-  // What version 2 added starts empty.
+  // What versions 2 and 3 added starts empty.
   CHECK(s->tags.empty());
   CHECK(s->last_state_change_ns == 0);
+  CHECK(s->waiting.empty());
 }
 
-TEST_CASE("the current encodings match the committed v2 bytes", "[unit][hangar][golden]") {
+TEST_CASE("provider state v2 bytes decode into the v3 state", "[unit][hangar][golden]") {
+  auto s = cairn::persistence::decode_payload<provider::state>(golden("provider_state_v2.bin"));
+  REQUIRE(s);
+  CHECK(s->id == "math");
+  CHECK(s->status == provider_state::degraded);
+  CHECK(s->pending.size() == 1);
+  CHECK(s->tags == std::vector<std::string>{"math"});
+  CHECK(s->last_state_change_ns == hangar_golden::t0 + 95);
+  CHECK(s->waiting.empty()); // what version 3 added starts empty
+}
+
+TEST_CASE("the current encodings match the committed bytes", "[unit][hangar][golden]") {
   CHECK(bytes_of(hangar_golden::started_v2()) == golden("provider_started_v2.bin"));
-  CHECK(bytes_of(hangar_golden::state_v2()) == golden("provider_state_v2.bin"));
+  CHECK(bytes_of(hangar_golden::state_v3()) == golden("provider_state_v3.bin"));
   CHECK(bytes_of(hangar_golden::started_v1()) == golden("provider_started_v1.bin"));
   CHECK(bytes_of(hangar_golden::state_v1()) == golden("provider_state_v1.bin"));
-  // And the v2 files read back as the values they were written from.
-  auto s = cairn::persistence::decode_payload<provider::state>(golden("provider_state_v2.bin"));
+  CHECK(bytes_of(hangar_golden::state_v2()) == golden("provider_state_v2.bin"));
+  // And the v3 file reads back as the value it was written from.
+  auto s = cairn::persistence::decode_payload<provider::state>(golden("provider_state_v3.bin"));
   REQUIRE(s);
   CHECK(s->tags == std::vector<std::string>{"math"});
   CHECK(s->last_state_change_ns == hangar_golden::t0 + 95);
-  CHECK(bytes_of(*s) == golden("provider_state_v2.bin"));
+  REQUIRE(s->waiting.size() == 1);
+  CHECK(s->waiting.front() == hangar_golden::state_v3().waiting.front());
+  CHECK(bytes_of(*s) == golden("provider_state_v3.bin"));
 }
 
-TEST_CASE("the snapshot schema is version 2 and provider_started is version 2",
+TEST_CASE("the snapshot schemas are provider 3 and group 2; provider_started is version 2",
           "[unit][hangar][golden]") {
-  CHECK(cairn::persistence::detail::schema_version_of<provider::state>() == 2u);
+  CHECK(cairn::persistence::detail::schema_version_of<provider::state>() == 3u);
   CHECK(cairn::persistence::detail::schema_version_of<provider_started>() == 2u);
-  CHECK(cairn::persistence::detail::schema_version_of<provider_group::state>() == 1u);
+  CHECK(cairn::persistence::detail::schema_version_of<provider_group::state>() == 2u);
+}
+
+TEST_CASE("the group state round-trips with its members' lifecycle", "[unit][hangar][golden]") {
+  provider_group::state g;
+  g.created = true;
+  g.id = "tools";
+  g.members["a"].lifecycle = member_lifecycle::stopped;
+  g.members["b"].in_rotation = false;
+  auto back = cairn::persistence::decode_payload<provider_group::state>(bytes_of(g));
+  REQUIRE(back);
+  CHECK(back->members.at("a").lifecycle == member_lifecycle::stopped);
+  CHECK_FALSE(back->members.at("b").in_rotation);
+  CHECK(bytes_of(*back) == bytes_of(g));
 }

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include <cereal/cereal.hpp>
 
@@ -42,6 +43,21 @@ struct provider_state_v1 {
   }
 };
 
+/// provider::state as schema version 2 stored it: v1 plus tags and
+/// last_state_change_ns, no waiting calls. Frozen: never edit it.
+struct provider_state_v2 {
+  provider_state_v1 v1;
+  std::vector<std::string> tags;
+  std::int64_t last_state_change_ns = 0;
+
+  template <class Ar> void serialize(Ar& ar, std::uint32_t) {
+    ar(v1.registered, v1.id, v1.source, v1.mode, v1.config, v1.options, v1.status,
+       v1.tools_count, v1.consecutive_failures, v1.total_failures, v1.total_invocations,
+       v1.last_success_ns, v1.last_failure_ns, v1.last_used_ns, v1.last_error, v1.pending, tags,
+       last_state_change_ns);
+  }
+};
+
 inline constexpr std::int64_t t0 = 1'700'000'000'000'000'000;
 
 /// A degraded provider with one call in flight, as version 1 stored it.
@@ -69,7 +85,17 @@ inline provider_state_v1 state_v1() {
 }
 
 /// The same provider at schema version 2, with the fields v2 added.
-inline hangar::provider::state state_v2() {
+inline provider_state_v2 state_v2() {
+  provider_state_v2 s;
+  s.v1 = state_v1();
+  s.tags.push_back("math");
+  s.last_state_change_ns = t0 + 95;
+  return s;
+}
+
+/// The same provider at schema version 3 (current), with one call waiting
+/// for a start: field values, not a state the aggregate would reach.
+inline hangar::provider::state state_v3() {
   const provider_state_v1 o = state_v1();
   hangar::provider::state s;
   s.registered = o.registered;
@@ -90,6 +116,7 @@ inline hangar::provider::state state_v2() {
   s.pending = o.pending;
   s.tags.push_back("math");
   s.last_state_change_ns = t0 + 95;
+  s.waiting.push_back(hangar::waiting_invocation{"mul", "{\"a\":6,\"b\":7}", "c10", 5000, t0 + 97});
   return s;
 }
 
@@ -107,3 +134,4 @@ inline hangar::provider_started started_v2() {
 } // namespace hangar_golden
 
 CEREAL_CLASS_VERSION(hangar_golden::provider_state_v1, 1)
+CEREAL_CLASS_VERSION(hangar_golden::provider_state_v2, 2)

@@ -122,7 +122,8 @@ public:
       case 5: return stop_provider{roll(rng, 8) == 0 ? "" : "manual", now_};
       case 6:
       case 7:
-        return invoke_tool{"add", "{}", "c" + std::to_string(next_call_++), 30000, now_};
+        return invoke_tool{"add", "{}", "c" + std::to_string(next_call_++), 30000, now_,
+                           static_cast<std::int32_t>(roll(rng, 201) - 100)};
       case 8:
       case 9:
         return record_invocation_result{some_call(), roll(rng, 2) == 0, 5, 10, "err", type, now_};
@@ -144,8 +145,15 @@ private:
 void check_provider(const provider::state& before, const provider::command& cmd,
                     const std::vector<provider::event>& events, const provider::state& after) {
   CHECK(after.consecutive_failures <= after.total_failures);
-  if (std::holds_alternative<invoke_tool>(cmd))
-    CHECK(before.status == provider_state::ready); // only ready accepts invocations
+  if (std::holds_alternative<invoke_tool>(cmd)) {
+    // Only ready runs a call at once; elsewhere it waits for a start on demand.
+    if (before.status == provider_state::ready)
+      CHECK(std::holds_alternative<tool_invocation_requested>(events.back()));
+    else
+      CHECK(std::holds_alternative<tool_invocation_queued>(events.back()));
+  }
+  if (after.status != provider_state::initializing)
+    CHECK(after.waiting.empty()); // calls wait only for a start under way
   if (after.status == provider_state::cold)
     CHECK(after.pending.empty());
   if (after.status == provider_state::dead)
@@ -170,7 +178,7 @@ struct group_gen {
   provider_group::command operator()(std::mt19937_64& rng, const provider_group::state&) {
     now += roll(rng, 4) == 0 ? sec(roll(rng, 90)) : sec(roll(rng, 3));
     const std::string member = pick<std::string>(rng, {"a", "b", "c", "d"});
-    switch (roll(rng, 12)) {
+    switch (roll(rng, 13)) {
       case 0: {
         group_options o = hangar_test::small_group_options();
         o.strategy = pick(rng, {selection_strategy::round_robin,
@@ -194,6 +202,12 @@ struct group_gen {
       case 5:
       case 6:
         return select_member{"r" + std::to_string(next_request++), now, rng()};
+      case 7:
+        return record_member_lifecycle{
+          member,
+          pick(rng, {member_lifecycle::starting, member_lifecycle::ready,
+                     member_lifecycle::stopped, member_lifecycle::failing}),
+          "prop", now};
       default:
         return record_member_result{member, roll(rng, 3) == 0,
                                     roll(rng, 5) == 0 ? member_result_kind::health_check

@@ -342,7 +342,7 @@ TEST_CASE("a stop abandons calls in flight", "[unit][hangar][provider]") {
   CHECK(t.when(call_ok("c1", sec(5))).error().reason == "unknown_correlation_id");
 }
 
-TEST_CASE("retry backoff is min(60, 2^n) seconds with the jitter of the command",
+TEST_CASE("retry backoff is min(60, 2^n x (1 + jitter)) seconds",
           "[unit][hangar][provider]") {
   CHECK(retry_backoff_ns(0, 0) == sec(1));
   CHECK(retry_backoff_ns(3, 0) == sec(8));
@@ -351,22 +351,29 @@ TEST_CASE("retry backoff is min(60, 2^n) seconds with the jitter of the command"
   CHECK(retry_backoff_ns(40, 0) == sec(60));
   CHECK(retry_backoff_ns(3, 100) == sec(8) + sec(8) / 10);
   CHECK(retry_backoff_ns(3, -100) == sec(8) - sec(8) / 10);
+  CHECK(retry_backoff_ns(6, 100) == sec(60)); // capped after the jitter
 }
 
 // -- rejections -------------------------------------------------------------------------------
 
-TEST_CASE("invoking a tool on a provider that is not ready is rejected",
+TEST_CASE("invoking a tool on a provider that is not ready starts it, except inside a backoff",
           "[unit][hangar][provider]") {
+  // on_demand_test.cpp has the details; here, which states start and which refuse.
   kit t{{math_registered()}};
-  CHECK(t.when(call("c1", sec(1))).error().reason == "not_ready"); // cold
-  REQUIRE(t.when(start_provider{sec(1), 0}));
-  CHECK(t.when(call("c1", sec(1))).error().reason == "not_ready"); // initializing
+  auto cold = t.when(call("c1", sec(1)));
+  REQUIRE(cold);
+  require_state_changes(*cold, {{ps::cold, ps::initializing}});
+  auto initializing = t.when(call("c2", sec(1)));
+  REQUIRE(initializing);
+  require_state_changes(*initializing, {}); // waits for the start under way
   REQUIRE(t.when(start_failed(sec(2))));
-  CHECK(t.when(call("c1", sec(2))).error().reason == "not_ready"); // dead
+  auto dead = t.when(call("c3", sec(2)));
+  REQUIRE(dead);
+  require_state_changes(*dead, {{ps::dead, ps::initializing}});
   kit degraded{with(ready_history(1), {health_check_failed{1, "x", sec(5)},
                                        provider_degraded{1, 1, "health_check_failed"},
                                        moved(ps::ready, ps::degraded, sec(5))})};
-  CHECK(degraded.when(call("c1", sec(6))).error().reason == "not_ready");
+  CHECK(degraded.when(call("c1", sec(6))).error().reason == "backoff_not_elapsed");
   CHECK(degraded.state().total_invocations == 0);
 }
 
