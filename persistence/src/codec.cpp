@@ -126,7 +126,14 @@ result<std::string> event_registry::upcast(std::string_view name, std::uint32_t 
     if (step == e.steps.end())
       return fail(errc::invalid_argument, "no upcaster from v" + std::to_string(v),
                   std::string{name});
-    auto next = step->second(payload);
+    result<std::string> next = fail(errc::internal, "not upcast");
+    try { // user code: whatever it throws becomes an error, for every caller
+      next = step->second(payload);
+    } catch (const std::exception& ex) {
+      next = fail(errc::internal, std::string{"the upcaster threw: "} + ex.what());
+    } catch (...) {
+      next = fail(errc::internal, "the upcaster threw an exception that is not a std::exception");
+    }
     if (!next) {
       auto err = next.error();
       err.context = std::string{name} + " v" + std::to_string(v);

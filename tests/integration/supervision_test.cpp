@@ -81,6 +81,42 @@ struct counter {
   }
 };
 
+/// An event at schema version 2 whose upcaster from version 1 throws.
+struct bumped {
+  static constexpr const char* type_name = "unruly_bumped";
+  std::int64_t by = 0;
+  template <class Ar> void serialize(Ar& ar) { ar(by); }
+};
+
+} // namespace unruly
+
+CEREAL_CLASS_VERSION(unruly::bumped, 2)
+
+namespace unruly {
+
+struct bumper {
+  static constexpr const char* category = "bumper";
+  struct state {
+    std::int64_t total = 0;
+    template <class Ar> void serialize(Ar& ar) { ar(total); }
+  };
+  using command = std::variant<add>;
+  using event = std::variant<bumped>;
+  static state initial() { return {}; }
+  static cairn::decision<event> decide(const state&, const command& c) {
+    return cairn::emit<event>(bumped{std::get<add>(c).amount});
+  }
+  static state evolve(state s, const event& e) {
+    s.total += std::get<bumped>(e).by;
+    return s;
+  }
+  static cairn::result<void> upcasters(persistence::event_registry& reg) {
+    return reg.add_upcaster("unruly_bumped", 1, [](std::string_view) -> result<std::string> {
+      throw std::logic_error("upcaster bug");
+    });
+  }
+};
+
 } // namespace unruly
 
 namespace {
@@ -250,4 +286,38 @@ TEST_CASE("a decide that blocks neither hangs its caller nor shutdown",
   CHECK(took >= 900ms); // it waited for the deadline, then gave up on the stalled aggregate
   open_gate.set_value(); // the abandoned thread finishes on its own
   rt.reset();
+}
+
+TEST_CASE("an upcaster that throws fails recovery with its reason and nothing else",
+          "[integration][runtime][supervision]") {
+  temp_dir dir;
+  {
+    persistence::store_options so;
+    so.durability = persistence::durability::no_sync;
+    auto store = persistence::open_store(dir.path(), so);
+    REQUIRE(store);
+    persistence::append_request req;
+    req.stream = "bumper-b";
+    persistence::event_data ev;
+    ev.type = "unruly_bumped";
+    ev.schema_version = 1;
+    persistence::encode_payload(std::int64_t{5}, ev.payload);
+    req.events.push_back(std::move(ev));
+    REQUIRE((*store)->append(std::move(req)));
+  }
+  auto rt = start_runtime(supervised_options(dir.path()));
+  register_ok<unruly::bumper>(*rt);
+  register_ok<bank::account>(*rt);
+  auto r = await(rt->send<unruly::bumper>("b", unruly::add{1}), 10s);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::internal);
+  CHECK(mentions(r.error(), "the upcaster threw: upcaster bug"));
+  CHECK(mentions(r.error(), "bumper-b v1"));
+  auto then = rt->state_at<unruly::bumper>("b", 1);
+  REQUIRE_FALSE(then);
+  CHECK(mentions(then.error(), "upcaster bug"));
+  CHECK(await(rt->send<bank::account>("a", bank::open_account{"A"})));
+  auto started = clock_type::now();
+  rt->shutdown();
+  CHECK(clock_type::now() - started < 5s);
 }
