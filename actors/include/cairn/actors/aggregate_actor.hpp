@@ -392,8 +392,9 @@ void on_appended(aggregate_actor_t<A>* self, result<persistence::append_result> 
   if (r && !st.failure) {
     std::optional<cairn::error> threw;
     try {
-      for (const auto& ev : e.events)
-        st.confirmed = A::evolve(std::move(*st.confirmed), ev);
+      if (!st.broken) // else the state is lost already: only the outcome matters
+        for (const auto& ev : e.events)
+          st.confirmed = A::evolve(std::move(*st.confirmed), ev);
     } catch (...) {
       // The events are durable: the command gets its outcome, the aggregate
       // whose state is now unknown goes out of service.
