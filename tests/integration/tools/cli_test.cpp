@@ -381,6 +381,8 @@ TEST_CASE("bad input gives one line on stderr and exit code 2", "[integration][c
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--from", "abc"}, "--from"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"},
                    "not a time"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "9999-12-31T23:59:59Z"},
+                   "out of range"});
   cases.push_back({{"tail", dir.sub("store"), "--from", "-3"}, "--from"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"},
                    "--to"});
