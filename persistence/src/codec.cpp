@@ -1,5 +1,10 @@
 #include "cairn/persistence/codec.hpp"
 
+#include <cxxabi.h>
+
+#include <cstdlib>
+#include <memory>
+
 // After codec.hpp: cereal's JSON archive configures rapidjson (asserts throw).
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -7,6 +12,13 @@
 namespace cairn::persistence {
 
 namespace detail {
+
+std::string type_name(const std::type_info& t) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> name{abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
+                                              std::free};
+  return status == 0 && name ? std::string{name.get()} : std::string{t.name()};
+}
 
 result<std::string> compact_json_member(const std::string& doc, const char* name) {
   try {
@@ -130,11 +142,11 @@ result<std::string> event_registry::to_json(std::string_view type, std::uint32_t
   if (it == by_name_.end())
     return fail(errc::invalid_argument, "unknown event type", std::string{type});
   if (version == it->second.current)
-    return it->second.json(payload);
+    return it->second.json(payload, type);
   auto lifted = upcast(type, version, std::string{payload});
   if (!lifted)
     return tl::unexpected(lifted.error());
-  return it->second.json(*lifted);
+  return it->second.json(*lifted, type);
 }
 
 result<std::string_view> event_registry::name_of(std::type_index t) const {

@@ -1,5 +1,8 @@
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <sstream>
 #include <string>
 #include <variant>
 #include <vector>
@@ -498,4 +501,200 @@ TEST_CASE("to_json writes a registered payload with cereal's JSON archive, upcas
   auto broken = reg.to_json("opened", 1, "\x01");
   REQUIRE_FALSE(broken);
   CHECK(broken.error().code == errc::corrupted);
+}
+
+// -- bounded decoding: hostile lengths --------------------------------------------------
+
+namespace {
+
+/// Refuses (and records) any allocation above 1 MiB, so a test sees what a
+/// decode would have asked for without the machine paying for it.
+inline std::size_t largest_request = 0;
+
+template <class T>
+struct capped_allocator {
+  using value_type = T;
+  capped_allocator() = default;
+  template <class U>
+  capped_allocator(const capped_allocator<U>&) {}
+  T* allocate(std::size_t n) {
+    largest_request = std::max(largest_request, n * sizeof(T));
+    if (n * sizeof(T) > (std::size_t{1} << 20))
+      throw std::bad_alloc{};
+    return std::allocator<T>{}.allocate(n);
+  }
+  void deallocate(T* p, std::size_t n) { std::allocator<T>{}.deallocate(p, n); }
+  template <class U>
+  bool operator==(const capped_allocator<U>&) const { return true; }
+  template <class U>
+  bool operator!=(const capped_allocator<U>&) const { return false; }
+};
+
+using capped_string = std::basic_string<char, std::char_traits<char>, capped_allocator<char>>;
+
+struct with_string {
+  capped_string text;
+  template <class A>
+  void serialize(A& a) {
+    a(text);
+  }
+};
+
+struct with_vector {
+  std::vector<std::int64_t, capped_allocator<std::int64_t>> values;
+  template <class A>
+  void serialize(A& a) {
+    a(values);
+  }
+};
+
+struct with_names {
+  std::vector<std::string, capped_allocator<std::string>> names;
+  template <class A>
+  void serialize(A& a) {
+    a(names);
+  }
+};
+
+struct with_map {
+  std::map<std::string, std::int32_t> counts;
+  template <class A>
+  void serialize(A& a) {
+    a(counts);
+  }
+};
+
+/// A recursive type: each level costs 8 bytes of input.
+struct tree {
+  std::vector<tree> children;
+  template <class A>
+  void serialize(A& a) {
+    a(children);
+  }
+};
+
+/// A cereal length (little-endian uint64) followed by `filler` bytes.
+std::string length_then(std::uint64_t length, std::size_t filler) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    out[static_cast<std::size_t>(i)] = static_cast<char>(length >> (8 * i));
+  return out + std::string(filler, 'x');
+}
+
+constexpr std::uint64_t four_gib = std::uint64_t{1} << 32;
+
+} // namespace
+
+TEST_CASE("a string length of 4 GiB in a 93-byte payload is corrupted and allocates nothing",
+          "[unit][codec][bounded]") {
+  largest_request = 0;
+  auto bytes = length_then(four_gib, 85);
+  REQUIRE(bytes.size() == 93);
+  auto r = decode_payload<with_string>(bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::corrupted);
+  CHECK_THAT(r.error().message, Catch::Contains("with_string"));
+  CHECK_THAT(r.error().message, Catch::Contains("93 bytes"));
+  CHECK_THAT(r.error().message,
+             Catch::Contains("a length of 4294967296 at byte 0 is beyond the 85 bytes left"));
+  CHECK(largest_request <= 93);
+
+  // The same bytes as a std::string: refused before any resize.
+  auto plain = decode_payload<opened>(bytes);
+  REQUIRE_FALSE(plain);
+  CHECK(plain.error().code == errc::corrupted);
+  CHECK_THAT(plain.error().message, Catch::Contains("beyond the 85 bytes left"));
+}
+
+TEST_CASE("a length that fits the input exactly decodes, one byte more is refused",
+          "[unit][codec][bounded]") {
+  auto ok = decode_payload<std::string>(length_then(85, 85));
+  REQUIRE(ok);
+  CHECK(ok->size() == 85);
+  auto over = decode_payload<std::string>(length_then(86, 85));
+  REQUIRE_FALSE(over);
+  CHECK(over.error().code == errc::corrupted);
+}
+
+TEST_CASE("vector and map lengths beyond the input are corrupted and allocate nothing",
+          "[unit][codec][bounded]") {
+  largest_request = 0;
+  for (std::uint64_t length : {four_gib, std::uint64_t{1} << 40, ~std::uint64_t{0}, std::uint64_t{86}}) {
+    INFO("length " << length);
+    auto bytes = length_then(length, 85);
+    auto v = decode_payload<with_vector>(bytes);
+    REQUIRE_FALSE(v);
+    CHECK(v.error().code == errc::corrupted);
+    CHECK_THAT(v.error().message, Catch::Contains("is beyond the 85 bytes left"));
+    auto n = decode_payload<with_names>(bytes);
+    REQUIRE_FALSE(n);
+    CHECK(n.error().code == errc::corrupted);
+    auto m = decode_payload<with_map>(bytes);
+    REQUIRE_FALSE(m);
+    CHECK(m.error().code == errc::corrupted);
+    CHECK_THAT(m.error().message, Catch::Contains("is beyond the 85 bytes left"));
+  }
+  // A vector of int64 may claim as many elements as bytes follow: 85 * 8.
+  CHECK(largest_request <= 85 * sizeof(std::int64_t));
+}
+
+TEST_CASE("a length inside a nested value is checked against the bytes left there",
+          "[unit][codec][bounded]") {
+  // tagged: a vector of 1 string whose length claims 4 GiB.
+  auto bytes = length_then(1, 0) + length_then(four_gib, 40);
+  auto r = decode_payload<tagged>(bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::corrupted);
+  CHECK_THAT(r.error().message, Catch::Contains("a length of 4294967296 at byte 8 is beyond the 40"));
+}
+
+TEST_CASE("a recursive type nested deeper than the bound is corrupted, not a stack overflow",
+          "[unit][codec][bounded]") {
+  auto nested = [](std::size_t levels) {
+    std::string out;
+    for (std::size_t i = 0; i < levels; ++i)
+      out += length_then(1, 0);
+    return out + length_then(0, 0);
+  };
+  auto shallow = decode_payload<tree>(nested(100));
+  REQUIRE(shallow);
+  CHECK(shallow->children.size() == 1);
+  // 200 000 levels would need far more stack than a thread has.
+  auto deep = decode_payload<tree>(nested(200'000));
+  REQUIRE_FALSE(deep);
+  CHECK(deep.error().code == errc::corrupted);
+  CHECK_THAT(deep.error().message, Catch::Contains("nested deeper than 512"));
+}
+
+TEST_CASE("decode errors through a registry name the registered type", "[unit][codec][bounded]") {
+  auto reg = account_registry();
+  auto bytes = length_then(four_gib, 85);
+  auto r = reg.decode<account_event>("opened", 1, bytes);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == errc::corrupted);
+  CHECK_THAT(r.error().message, Catch::StartsWith("payload of opened (93 bytes) does not decode"));
+  auto j = reg.to_json("tagged", 1, bytes);
+  REQUIRE_FALSE(j);
+  CHECK(j.error().code == errc::corrupted);
+  CHECK_THAT(j.error().message, Catch::StartsWith("payload of tagged (93 bytes)"));
+}
+
+TEST_CASE("the bounded archive reads exactly what cereal's binary archive reads",
+          "[unit][codec][bounded]") {
+  tagged t{{"a", "", "ccc"}, {{"x", 1}, {"y", -2}}, 0.5, std::string{"ref-9"}};
+  auto bytes = encoded(t);
+  tagged via_cereal;
+  {
+    std::istringstream is{bytes};
+    cereal::BinaryInputArchive ar{is};
+    ar(via_cereal);
+  }
+  tagged via_bounded;
+  {
+    cairn::persistence::detail::bounded_binary_input_archive ar{bytes};
+    ar(via_bounded);
+    CHECK(ar.remaining() == 0);
+  }
+  CHECK(via_cereal == t);
+  CHECK(via_bounded == t);
 }

@@ -19,8 +19,10 @@
 /// between little-endian machines.
 
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <typeinfo>
 #include <functional>
-#include <istream>
 #include <map>
 #include <optional>
 #include <ostream>
@@ -64,25 +66,12 @@ private:
   std::string* out_ = nullptr;
 };
 
-/// Reads a byte range without copying it.
-class view_inbuf : public std::streambuf {
-public:
-  void source(std::string_view bytes) {
-    char* b = const_cast<char*>(bytes.data()); // never written: get area only
-    setg(b, b, b + bytes.size());
-  }
-  [[nodiscard]] std::size_t remaining() const { return static_cast<std::size_t>(egptr() - gptr()); }
-};
-
-// Building a std::istream or std::ostream looks up locale facets (several
-// dynamic_casts): more than decoding a small event. Each thread keeps one of
-// each; a nested use (a serialize that encodes) gets a fresh one.
+// Building a std::ostream looks up locale facets (several dynamic_casts):
+// more than encoding a small event. Each thread keeps one; a nested use (a
+// serialize that encodes) gets a fresh one.
 struct thread_streams {
-  view_inbuf in_buf;
-  std::istream in{&in_buf};
   string_outbuf out_buf;
   std::ostream out{&out_buf};
-  bool in_busy = false;
   bool out_busy = false;
 
   static thread_streams& get() {
@@ -116,6 +105,111 @@ struct is_variant : std::false_type {};
 template <class... Ts>
 struct is_variant<std::variant<Ts...>> : std::true_type {};
 
+/// The readable name of a C++ type (demangled `typeid(t).name()`).
+[[nodiscard]] std::string type_name(const std::type_info& t);
+
+/// Reads what cereal::BinaryOutputArchive wrote (same bytes) from a byte
+/// range, with bounds: a string, vector or map length (a cereal SizeTag) larger
+/// than the bytes left, a read past the end, or values nested deeper than
+/// `max_depth` throw cereal::Exception instead of allocating or recursing. So
+/// decoding N bytes allocates at most about N times the largest element size.
+/// A container of elements that encode to zero bytes (empty structs) is
+/// therefore limited to as many elements as bytes follow its length.
+class bounded_binary_input_archive
+  : public cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision> {
+public:
+  /// Nesting bound: values inside values (a recursive type could otherwise
+  /// recurse once per input byte and exhaust the stack).
+  static constexpr std::size_t max_depth = 512;
+
+  explicit bounded_binary_input_archive(std::string_view bytes)
+    : cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision>(this),
+      begin_(bytes.data()),
+      at_(bytes.data()),
+      end_(bytes.data() + bytes.size()) {
+    // nop
+  }
+
+  ~bounded_binary_input_archive() noexcept = default;
+
+  /// Copies the next `size` bytes to `data`; throws past the end.
+  void loadBinary(void* data, std::size_t size) {
+    if (size > remaining())
+      throw cereal::Exception("reading " + std::to_string(size) + " bytes at byte "
+                              + std::to_string(offset()) + " runs past the end ("
+                              + std::to_string(remaining()) + " left)");
+    if (size != 0)
+      std::memcpy(data, at_, size);
+    at_ += size;
+  }
+
+  /// Refuses a container length larger than the bytes left: every element
+  /// takes at least one byte.
+  void check_size(std::uint64_t size) const {
+    if (size > remaining())
+      throw cereal::Exception("a length of " + std::to_string(size) + " at byte "
+                              + std::to_string(offset() - sizeof(cereal::size_type))
+                              + " is beyond the " + std::to_string(remaining())
+                              + " bytes left");
+  }
+
+  void enter() {
+    if (++depth_ > max_depth)
+      throw cereal::Exception("values nested deeper than " + std::to_string(max_depth)
+                              + " at byte " + std::to_string(offset()));
+  }
+  void leave() noexcept { --depth_; }
+
+  /// Bytes not read yet.
+  [[nodiscard]] std::size_t remaining() const noexcept {
+    return static_cast<std::size_t>(end_ - at_);
+  }
+  /// Bytes read so far.
+  [[nodiscard]] std::size_t offset() const noexcept {
+    return static_cast<std::size_t>(at_ - begin_);
+  }
+
+private:
+  const char* begin_;
+  const char* at_;
+  const char* end_;
+  std::size_t depth_ = 0;
+};
+
+// The archive's overloads, found by argument-dependent lookup.
+
+template <class T>
+void prologue(bounded_binary_input_archive& ar, const T&) {
+  ar.enter();
+}
+
+template <class T>
+void epilogue(bounded_binary_input_archive& ar, const T&) noexcept {
+  ar.leave();
+}
+
+template <class T>
+std::enable_if_t<std::is_arithmetic<T>::value>
+CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, cereal::NameValuePair<T>& t) {
+  ar(t.value);
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, cereal::SizeTag<T>& t) {
+  ar(t.size);
+  ar.check_size(static_cast<std::uint64_t>(t.size));
+}
+
+template <class T>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, cereal::BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
 } // namespace detail
 
 /// Event and state type names: 1-255 printable ASCII bytes without spaces.
@@ -147,35 +241,39 @@ void encode_payload(const T& value, std::string& out) {
   ar(value);
 }
 
-/// Decodes a `T` from exactly `bytes`; `corrupted` on truncated, oversized or
-/// malformed input, never a half-built value.
+namespace detail {
+
+/// decode_payload, naming the type `name` in its errors.
 template <class T>
-[[nodiscard]] result<T> decode_payload(std::string_view bytes) {
-  auto run = [&](detail::view_inbuf& buf, std::istream& is) -> result<T> {
-    buf.source(bytes);
-    is.clear();
-    T value{};
-    {
-      cereal::BinaryInputArchive ar{is};
-      ar(value);
-    }
-    if (buf.remaining() != 0)
-      return fail(errc::corrupted,
-                  std::to_string(buf.remaining()) + " trailing bytes after the payload");
-    return value;
+[[nodiscard]] result<T> decode_payload_as(std::string_view bytes, std::string_view name) {
+  auto failed = [&](const std::string& why) {
+    return fail(errc::corrupted, "payload of " + (name.empty() ? type_name(typeid(T))
+                                                               : std::string{name})
+                                   + " (" + std::to_string(bytes.size())
+                                   + " bytes) does not decode: " + why);
   };
   try {
-    auto& ts = detail::thread_streams::get();
-    if (ts.in_busy) {
-      detail::view_inbuf buf;
-      std::istream is{&buf};
-      return run(buf, is);
-    }
-    detail::stream_lease lease{ts.in_busy};
-    return run(ts.in_buf, ts.in);
+    T value{};
+    bounded_binary_input_archive ar{bytes};
+    ar(value);
+    if (ar.remaining() != 0)
+      return failed(std::to_string(ar.remaining()) + " trailing bytes after the payload");
+    return value;
   } catch (const std::exception& e) {
-    return fail(errc::corrupted, std::string{"payload does not decode: "} + e.what());
+    return failed(e.what());
   }
+}
+
+} // namespace detail
+
+/// Decodes a `T` from exactly `bytes`; `corrupted` on truncated, oversized or
+/// malformed input, never a half-built value. Bounded: no length inside the
+/// payload can make it allocate more than about `bytes.size()` times the
+/// largest element (detail::bounded_binary_input_archive). The message names
+/// the C++ type; callers add the stream and position.
+template <class T>
+[[nodiscard]] result<T> decode_payload(std::string_view bytes) {
+  return detail::decode_payload_as<T>(bytes, {});
 }
 
 /// Decodes a stored value that may be absent (a read model's key): absent
@@ -200,8 +298,9 @@ namespace detail {
 
 /// Decodes a `T` and writes it with cereal's JSON archive (tools).
 template <class T>
-[[nodiscard]] result<std::string> payload_to_json(std::string_view payload) {
-  auto value = decode_payload<T>(payload);
+[[nodiscard]] result<std::string> payload_to_json(std::string_view payload,
+                                                  std::string_view name) {
+  auto value = decode_payload_as<T>(payload, name);
   if (!value)
     return tl::unexpected(value.error());
   std::ostringstream os;
@@ -328,7 +427,7 @@ public:
 
 private:
   /// Writes a current-version payload as JSON.
-  using json_fn = result<std::string> (*)(std::string_view payload);
+  using json_fn = result<std::string> (*)(std::string_view payload, std::string_view name);
 
   struct entry {
     std::uint32_t current = 1;
@@ -352,7 +451,7 @@ private:
       if (*name != type)
         return fail(errc::invalid_argument,
                     "event type '" + std::string{type} + "' is not '" + std::string{*name} + "'");
-      return decode_payload<T>(payload);
+      return detail::decode_payload_as<T>(payload, *name);
     }
   }
 
@@ -370,7 +469,7 @@ private:
       using alt = typename decltype(tag)::type;
       if (registered != std::type_index(typeid(alt)))
         return false;
-      auto v = decode_payload<alt>(payload);
+      auto v = detail::decode_payload_as<alt>(payload, type);
       out = v ? result<V>{V{std::in_place_type<alt>, std::move(*v)}}
               : result<V>{tl::unexpected(v.error())};
       return true;
@@ -389,3 +488,15 @@ private:
 };
 
 } // namespace cairn::persistence
+
+// For polymorphic types, and so cereal pairs the archive with the one that
+// wrote its bytes (load_minimal types). Only this direction:
+// CEREAL_SETUP_ARCHIVE_TRAITS would also map BinaryOutputArchive back to an
+// input archive, which binary.hpp already does.
+CEREAL_REGISTER_ARCHIVE(cairn::persistence::detail::bounded_binary_input_archive)
+namespace cereal::traits::detail {
+template <>
+struct get_output_from_input<cairn::persistence::detail::bounded_binary_input_archive> {
+  using type = cereal::BinaryOutputArchive;
+};
+} // namespace cereal::traits::detail
