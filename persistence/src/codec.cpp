@@ -23,7 +23,8 @@ std::string type_name(const std::type_info& t) {
 result<std::string> compact_json_member(const std::string& doc, const char* name) {
   try {
     rapidjson::Document d;
-    d.Parse(doc.c_str(), doc.size());
+    // Iterative: no recursion however deep the value.
+    d.Parse<rapidjson::kParseIterativeFlag>(doc.c_str(), doc.size());
     if (d.HasParseError() || !d.IsObject() || !d.HasMember(name))
       return fail(errc::internal, "cereal's JSON archive wrote unexpected JSON");
     rapidjson::StringBuffer buf;
@@ -38,7 +39,7 @@ result<std::string> compact_json_member(const std::string& doc, const char* name
 } // namespace detail
 
 result<void> event_registry::add_type(std::string name, std::uint32_t version,
-                                      std::type_index t, json_fn json) {
+                                      std::type_index t, json_fn json, check_fn check_payload) {
   if (!is_valid_type_name(name))
     return fail(errc::invalid_argument,
                 "event type names are 1-255 printable bytes without spaces", name);
@@ -48,7 +49,7 @@ result<void> event_registry::add_type(std::string name, std::uint32_t version,
     return fail(errc::invalid_argument,
                 "C++ type already registered under the name '" + it->second + "'", name);
   by_type_.emplace(t, name);
-  by_name_.emplace(std::move(name), entry{version, t, json, {}});
+  by_name_.emplace(std::move(name), entry{version, t, json, check_payload, {}});
   return {};
 }
 
@@ -147,6 +148,19 @@ result<std::string> event_registry::to_json(std::string_view type, std::uint32_t
   if (!lifted)
     return tl::unexpected(lifted.error());
   return it->second.json(*lifted, type);
+}
+
+result<void> event_registry::check(std::string_view type, std::uint32_t version,
+                                   std::string_view payload) const {
+  auto it = by_name_.find(type);
+  if (it == by_name_.end())
+    return fail(errc::invalid_argument, "unknown event type", std::string{type});
+  if (version == it->second.current)
+    return it->second.check(payload, type);
+  auto lifted = upcast(type, version, std::string{payload});
+  if (!lifted)
+    return tl::unexpected(lifted.error());
+  return it->second.check(*lifted, type);
 }
 
 result<std::string_view> event_registry::name_of(std::type_index t) const {

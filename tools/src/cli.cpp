@@ -99,7 +99,12 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   auto* imp = app.add_subcommand("import", "Append an export into an empty or new store");
   add_dir(imp, dir, "the store directory: new, empty, or a store without events");
   imp->add_option("FILE", target, "a file written by cairn export")->required();
-  imp->callback([&] { run = [&] { return detail::import_log(ctx, dir, target); }; });
+  detail::import_options import_opts;
+  imp->add_flag("--allow-unknown-types", import_opts.allow_unknown_types,
+                "import events of types this cairn does not register, without checking that "
+                "their payloads decode (default: refused)");
+  imp->callback(
+    [&] { run = [&] { return detail::import_log(ctx, dir, target, import_opts); }; });
 
   auto* backup = app.add_subcommand("backup", "Hot copy of the store (compacted) into DEST");
   add_dir(backup, dir);

@@ -123,7 +123,13 @@ int checkpoints(const context& ctx, const std::string& dir);
 int backup(const context& ctx, const std::string& dir, const std::string& dest);
 int verify(const context& ctx, const std::string& dir);
 int export_log(const context& ctx, const std::string& dir, const std::string& file);
-int import_log(const context& ctx, const std::string& dir, const std::string& file);
+struct import_options {
+  /// Import events whose type (or schema version) the registry cannot decode,
+  /// without checking their payloads. Default: false (refused, naming the line).
+  bool allow_unknown_types = false;
+};
+int import_log(const context& ctx, const std::string& dir, const std::string& file,
+               const import_options& opts);
 struct dlq_options {
   std::string action; ///< list, replay or discard
   std::string subscriber;

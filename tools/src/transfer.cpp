@@ -9,17 +9,17 @@
 // checkpoint and its read model agree.
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <unordered_map>
 
-#include "cairn/model/stream_name.hpp"
 #include "cairn/tools/cli.hpp"
-#include "output.hpp" // includes codec.hpp first: cereal's JSON archive configures rapidjson
-
-#include <rapidjson/document.h>
+#include "import_line.hpp"
+#include "output.hpp"
 
 namespace cairn::tools::detail {
 
@@ -32,117 +32,6 @@ using persistence::checkpoint;
 constexpr std::size_t export_page = 4096;
 /// Events per import transaction: large enough that fsyncs do not dominate.
 constexpr std::size_t import_batch_events = 8192;
-constexpr std::uint64_t export_format = 1;
-
-/// Reads the fields of one JSON line, naming the line in its errors.
-class line_reader {
-public:
-  line_reader(const std::string& file, std::uint64_t line, const rapidjson::Value& v)
-    : where_(file + " line " + std::to_string(line)), v_(v) {}
-
-  [[nodiscard]] result<std::string> str(const char* key, bool required = true) const {
-    auto it = v_.FindMember(key);
-    if (it == v_.MemberEnd()) {
-      if (required)
-        return missing(key);
-      return std::string{};
-    }
-    if (!it->value.IsString())
-      return wrong(key, "a string");
-    return std::string{it->value.GetString(), it->value.GetStringLength()};
-  }
-
-  [[nodiscard]] result<std::uint64_t> u64(const char* key) const {
-    auto it = v_.FindMember(key);
-    if (it == v_.MemberEnd())
-      return missing(key);
-    if (!it->value.IsUint64())
-      return wrong(key, "a non-negative integer");
-    return it->value.GetUint64();
-  }
-
-  [[nodiscard]] result<std::int64_t> i64(const char* key) const {
-    auto it = v_.FindMember(key);
-    if (it == v_.MemberEnd())
-      return missing(key);
-    if (!it->value.IsInt64())
-      return wrong(key, "an integer");
-    return it->value.GetInt64();
-  }
-
-  [[nodiscard]] bool has(const char* key) const { return v_.HasMember(key); }
-
-  [[nodiscard]] error bad(std::string why) const {
-    return error{errc::invalid_argument, std::move(why), where_};
-  }
-
-private:
-  tl::unexpected<error> missing(const char* key) const {
-    return tl::unexpected(bad(std::string{"no \""} + key + "\" field"));
-  }
-  tl::unexpected<error> wrong(const char* key, const char* what) const {
-    return tl::unexpected(bad(std::string{"\""} + key + "\" is not " + what));
-  }
-
-  std::string where_;
-  const rapidjson::Value& v_;
-};
-
-/// One exported event, ready to append.
-struct imported_event {
-  std::uint64_t position = 0;
-  std::string stream;
-  std::uint64_t version = 0;
-  persistence::metadata meta;
-  persistence::event_data data;
-};
-
-result<imported_event> parse_event(const line_reader& r) {
-  imported_event e;
-  auto position = r.u64("position");
-  auto stream = r.str("stream");
-  auto version = r.u64("version");
-  auto id = r.str("id");
-  auto ts = r.i64("timestamp_ns");
-  auto type = r.str("type");
-  auto schema = r.u64("schema_version");
-  auto hex = r.str("payload_hex");
-  for (const error* err :
-       {position ? nullptr : &position.error(), stream ? nullptr : &stream.error(),
-        version ? nullptr : &version.error(), id ? nullptr : &id.error(),
-        ts ? nullptr : &ts.error(), type ? nullptr : &type.error(),
-        schema ? nullptr : &schema.error(), hex ? nullptr : &hex.error()})
-    if (err != nullptr)
-      return tl::unexpected(*err);
-  if (auto ok = validate_stream_name(*stream); !ok)
-    return tl::unexpected(r.bad(ok.error().to_string()));
-  auto parsed_id = persistence::event_id::parse(*id);
-  if (!parsed_id)
-    return tl::unexpected(r.bad("\"id\" is not 32 hex digits"));
-  if (*schema == 0 || *schema > std::numeric_limits<std::uint32_t>::max())
-    return tl::unexpected(r.bad("\"schema_version\" is out of range"));
-  auto payload = from_hex(*hex);
-  if (!payload)
-    return tl::unexpected(r.bad("\"payload_hex\": " + payload.error().message));
-  e.position = *position;
-  e.stream = std::move(*stream);
-  e.version = *version;
-  e.data.type = std::move(*type);
-  e.data.schema_version = static_cast<std::uint32_t>(*schema);
-  e.data.payload = std::move(*payload);
-  e.data.id = *parsed_id;
-  e.data.timestamp_ns = *ts;
-  std::string* fields[] = {&e.meta.correlation_id, &e.meta.causation_id, &e.meta.command_id,
-                           &e.meta.tenant, &e.meta.user};
-  const char* names[] = {"correlation_id", "causation_id", "command_id", "tenant", "user"};
-  for (int i = 0; i < 5; ++i) {
-    auto v = r.str(names[i], false);
-    if (!v)
-      return tl::unexpected(v.error());
-    *fields[i] = std::move(*v);
-  }
-  return e;
-}
 
 /// Appends the requests of an import in batches, checking that each lands
 /// exactly where the export had it.
@@ -223,6 +112,49 @@ private:
   std::vector<std::uint64_t> firsts_; // first position of each request in batch_
   std::size_t batch_events_ = 0;
   std::uint64_t written_ = 0;
+};
+
+/// The lines of a file, each at most `max_import_line` bytes: a file without
+/// newlines cannot make import read it whole.
+class line_source {
+public:
+  explicit line_source(std::istream& in) : in_(in), buf_(std::size_t{1} << 20) {}
+
+  /// The next line, without its '\n', into `line`; false at the end. `invalid_argument` when it
+  /// is longer than the bound.
+  [[nodiscard]] result<bool> next(std::string& line) {
+    line.clear();
+    bool any = false;
+    for (;;) {
+      if (at_ == end_ && !fill())
+        return any;
+      any = true;
+      const char* nl = static_cast<const char*>(std::memchr(at_, '\n', end_ - at_));
+      const auto n = static_cast<std::size_t>((nl != nullptr ? nl : end_) - at_);
+      if (line.size() + n > max_import_line)
+        return fail(errc::invalid_argument, "the line is longer than "
+                                              + std::to_string(max_import_line >> 20) + " MiB");
+      line.append(at_, n);
+      at_ += n;
+      if (nl != nullptr) {
+        ++at_;
+        return true;
+      }
+    }
+  }
+
+private:
+  bool fill() {
+    in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    at_ = buf_.data();
+    end_ = at_ + in_.gcount();
+    return at_ != end_;
+  }
+
+  std::istream& in_;
+  std::vector<char> buf_;
+  const char* at_ = nullptr;
+  const char* end_ = nullptr;
 };
 
 std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
@@ -309,26 +241,26 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
   return exit_ok;
 }
 
-int import_log(const context&, const std::string& dir, const std::string& file) {
+int import_log(const context& ctx, const std::string& dir, const std::string& file,
+               const import_options& opts) {
   auto started = std::chrono::steady_clock::now();
   std::ifstream in(file, std::ios::binary);
   if (!in)
     return report(error{errc::invalid_argument, "cannot read the import file", file});
+  line_source lines{in};
   std::string line;
   std::uint64_t line_no = 1;
-  rapidjson::Document doc;
-  if (!std::getline(in, line) || doc.Parse(line.c_str(), line.size()).HasParseError()
-      || !doc.IsObject() || !doc.HasMember("cairn_export"))
+  auto where = [&] { return file + " line " + std::to_string(line_no); };
+  auto first = lines.next(line);
+  if (!first || !*first)
     return report(error{errc::invalid_argument,
                         "not a cairn export (the first line is no cairn_export header)", file});
-  line_reader header{file, line_no, doc};
-  auto format = header.u64("cairn_export");
-  auto total = header.u64("events");
-  if (!format || !total)
-    return report(format ? total.error() : format.error());
-  if (*format != export_format)
+  auto header = parse_import_header(line, where());
+  if (!header)
+    return report(header.error());
+  if (header->format != export_format)
     return report(error{errc::invalid_argument,
-                        "export format " + std::to_string(*format) + " is not "
+                        "export format " + std::to_string(header->format) + " is not "
                           + std::to_string(export_format) + "; use a matching cairn",
                         file});
 
@@ -350,95 +282,84 @@ int import_log(const context&, const std::string& dir, const std::string& file) 
   persistence::event_store::side_tables side;
   auto& cps = side.checkpoints;
   std::uint64_t next_position = 1;
+  std::map<std::string, std::uint64_t> unchecked; // "type vN" -> events imported undecoded
+  auto bad = [&](std::string why) {
+    return report(error{errc::invalid_argument, std::move(why), where()});
+  };
+  auto beyond_log = [&](std::uint64_t pos) {
+    return pos >= next_position;
+  };
   {
-    progress bar{"import", *total};
-    while (std::getline(in, line)) {
+    progress bar{"import", header->events};
+    for (;;) {
       ++line_no;
+      auto more = lines.next(line);
+      if (!more) {
+        more.error().context = where();
+        return report(more.error());
+      }
+      if (!*more)
+        break;
       if (line.empty())
         continue;
-      doc.Parse(line.c_str(), line.size());
-      line_reader r{file, line_no, doc};
-      if (doc.HasParseError() || !doc.IsObject())
-        return report(r.bad("not a JSON object"));
-      if (r.has("checkpoint")) {
-        auto name = r.str("checkpoint");
-        auto pos = r.u64("position");
-        if (!name || !pos)
-          return report(name ? pos.error() : name.error());
-        cps.push_back(checkpoint{std::move(*name), *pos});
+      auto rec = parse_import_line(line, where());
+      if (!rec)
+        return report(rec.error());
+      if (auto* cp = std::get_if<checkpoint>(&*rec)) {
+        if (beyond_log(cp->position))
+          return bad("checkpoint " + cp->name + " at position " + std::to_string(cp->position)
+                     + " is beyond the imported log, which ends at "
+                     + std::to_string(next_position - 1));
+        cps.push_back(std::move(*cp));
         continue;
       }
-      if (r.has("kv")) {
-        auto space = r.str("kv");
-        auto key = space ? r.str("key_hex") : space;
-        auto value = key ? r.str("value_hex") : key;
-        if (!value)
-          return report(value.error());
-        auto k = from_hex(*key);
-        auto v = k ? from_hex(*value) : k;
-        if (!v)
-          return report(r.bad(v.error().message));
-        side.kv.push_back({persistence::kv_op::kind::put, std::move(*space), std::move(*k),
-                           std::move(*v)});
+      if (auto* kv = std::get_if<persistence::kv_op>(&*rec)) {
+        side.kv.push_back(std::move(*kv));
         continue;
       }
-      if (r.has("dead_letter")) {
-        persistence::dead_letter dl;
-        auto who = r.str("dead_letter");
-        auto pos = r.u64("position");
-        auto stream = r.str("stream");
-        auto version = r.u64("version");
-        auto type = r.str("type");
-        auto why = r.str("error");
-        auto attempts = r.u64("attempts");
-        auto first = r.i64("first_failure_ns");
-        auto last_ns = r.i64("last_failure_ns");
-        for (const auto* f : {&who, &stream, &type, &why})
-          if (!*f)
-            return report(f->error());
-        for (const auto* f : {&pos, &version, &attempts})
-          if (!*f)
-            return report(f->error());
-        if (!first || !last_ns)
-          return report(first ? last_ns.error() : first.error());
-        dl.subscriber = std::move(*who);
-        dl.position = *pos;
-        dl.stream = std::move(*stream);
-        dl.version = *version;
-        dl.type = std::move(*type);
-        dl.error = std::move(*why);
-        dl.attempts = static_cast<std::uint32_t>(*attempts);
-        dl.first_failure_ns = *first;
-        dl.last_failure_ns = *last_ns;
-        dl.replay_requested = doc.HasMember("replay_requested")
-                              && doc["replay_requested"].IsBool()
-                              && doc["replay_requested"].GetBool();
-        side.dead_letters.push_back(std::move(dl));
+      if (auto* dl = std::get_if<persistence::dead_letter>(&*rec)) {
+        if (beyond_log(dl->position))
+          return bad("dead letter of " + dl->subscriber + " at position "
+                     + std::to_string(dl->position) + " is beyond the imported log, which ends at "
+                     + std::to_string(next_position - 1));
+        side.dead_letters.push_back(std::move(*dl));
         continue;
       }
+      auto& ev = std::get<imported_event>(*rec);
       if (!cps.empty() || !side.kv.empty() || !side.dead_letters.empty())
-        return report(r.bad("an event after the checkpoints"));
-      auto ev = parse_event(r);
-      if (!ev)
-        return report(ev.error());
-      if (ev->position != next_position)
-        return report(r.bad("position " + std::to_string(ev->position) + " where "
-                            + std::to_string(next_position) + " was expected"));
-      auto& v = versions[ev->stream];
-      if (ev->version != v + 1)
-        return report(r.bad(ev->stream + " version " + std::to_string(ev->version) + " where "
-                            + std::to_string(v + 1) + " was expected"));
-      v = ev->version;
+        return bad("an event after the checkpoints");
+      if (ev.position != next_position)
+        return bad("position " + std::to_string(ev.position) + " where "
+                   + std::to_string(next_position) + " was expected");
+      auto& v = versions[ev.stream];
+      if (ev.version != v + 1)
+        return bad(ev.stream + " version " + std::to_string(ev.version) + " where "
+                   + std::to_string(v + 1) + " was expected");
+      const auto& data = ev.data;
+      auto type = data.type + " v" + std::to_string(data.schema_version);
+      if (!ctx.types.can_decode(data.type, data.schema_version)) {
+        if (!opts.allow_unknown_types)
+          return bad("position " + std::to_string(ev.position) + " (" + ev.stream
+                     + "): event type " + type
+                     + " is unknown to this cairn's registry, so its payload cannot be checked"
+                       " (--allow-unknown-types imports it unchecked)");
+        ++unchecked[type];
+      } else if (auto ok = ctx.types.check(data.type, data.schema_version, data.payload); !ok) {
+        return bad("position " + std::to_string(ev.position) + " (" + ev.stream + " version "
+                   + std::to_string(ev.version) + "): " + ok.error().to_string());
+      }
+      v = ev.version;
       ++next_position;
-      if (auto ok = writer.add(std::move(*ev)); !ok)
+      if (auto ok = writer.add(std::move(ev)); !ok)
         return report(ok.error());
       bar.update(next_position - 1);
     }
   }
-  if (next_position - 1 != *total)
+  if (next_position - 1 != header->events)
     return report(error{errc::invalid_argument,
-                        "the export is incomplete: its header announces " + std::to_string(*total)
-                          + " events, it holds " + std::to_string(next_position - 1),
+                        "the export is incomplete: its header announces "
+                          + std::to_string(header->events) + " events, it holds "
+                          + std::to_string(next_position - 1),
                         file});
   auto n_cps = cps.size(), n_kv = side.kv.size(), n_dl = side.dead_letters.size();
   if (auto ok = writer.finish(std::move(side)); !ok)
@@ -448,6 +369,9 @@ int import_log(const context&, const std::string& dir, const std::string& file) 
             << ", " << count_of(n_kv, "read-model key") << " and "
             << count_of(n_dl, "dead letter")
             << " from " << file << " into " << dir << " (" << ms_since(started) << " ms)\n";
+  for (const auto& [type, n] : unchecked)
+    std::cout << "unchecked: " << count_of(n, "event") << " of " << type
+              << ", a type this cairn does not register\n";
   return exit_ok;
 }
 

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,11 +382,21 @@ TEST_CASE("bad input gives one line on stderr and exit code 2", "[integration][c
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--from", "abc"}, "--from"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"},
                    "not a time"});
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "9999-12-31T23:59:59Z"},
-                   "out of range"});
   cases.push_back({{"tail", dir.sub("store"), "--from", "-3"}, "--from"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"},
                    "--to"});
+  // Beyond what int64 nanoseconds reach: refused, never wrapped.
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
+                    "9999-12-31T23:59:59Z"},
+                   "time out of range"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
+                    "0001-01-01T00:00:00Z"},
+                   "time out of range"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
+                    "2026-11-24T10:00:00.1234567890Z"},
+                   "not a time"});
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "2026-11-24T10:00:00+"},
+                   "not a time"});
   cases.push_back({{"frobnicate", dir.sub("store")}, "frobnicate"});
   cases.push_back({{"streams"}, "DIR"});
   for (const auto& c : cases) {
@@ -467,9 +478,16 @@ TEST_CASE("export then import into a new directory gives the same log, checkpoin
   REQUIRE(lines.size() == 10); // header, 6 events, 1 checkpoint, 1 key, 1 dead letter
   CHECK(parse_json(lines[2])["data"]["value0"].GetInt64() == 100);
 
-  auto imp = cairn_cli({"import", dir.sub("b"), file});
+  // legacy_note is not registered in the shipped cairn: refused unless asked.
+  auto strict = cairn_cli({"import", dir.sub("strict"), file});
+  CHECK(strict.code == 2);
+  CHECK_THAT(strict.err, Catch::Contains("legacy_note v1 is unknown")
+                           && Catch::Contains("--allow-unknown-types")
+                           && Catch::Contains("a.jsonl line 6"));
+  auto imp = cairn_cli({"import", dir.sub("b"), file, "--allow-unknown-types"});
   REQUIRE(imp.code == 0);
   CHECK_THAT(imp.out, Catch::Contains("imported 6 events in 3 streams, 1 checkpoint"));
+  CHECK_THAT(imp.out, Catch::Contains("unchecked: 1 event of legacy_note v1"));
   {
     store_options ro;
     ro.read_only = true;
@@ -700,4 +718,182 @@ TEST_CASE("dlq lists dead letters, marks them for replay at the next start, and 
   CHECK_THAT(discarded.out, Catch::Contains("discarded 1 dead letter of other"));
   CHECK_THAT(cairn_cli({"dlq", data, "list", "--subscriber", "other"}).out,
              Catch::Contains("0 dead letters"));
+}
+
+// -- import validates what it writes --------------------------------------------------------
+
+namespace {
+
+/// One event line of an export, `payload_hex` as given.
+std::string event_line(std::uint64_t position, const std::string& stream, std::uint64_t version,
+                       const std::string& type, const std::string& payload_hex) {
+  return "{\"position\":" + std::to_string(position) + ",\"stream\":\"" + stream
+         + "\",\"version\":" + std::to_string(version)
+         + ",\"id\":\"000102030405060708090a0b0c0d0e0f\",\"timestamp_ns\":1,\"type\":\"" + type
+         + "\",\"schema_version\":1,\"payload_hex\":\"" + payload_hex + "\"}";
+}
+
+std::string hex_of(const std::string& bytes) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 0xf];
+  }
+  return out;
+}
+
+std::string encoded_opened(const std::string& owner) {
+  std::string out;
+  encode_payload(bank::account_opened{owner}, out);
+  return out;
+}
+
+/// Writes `lines` to `path`, one per line.
+void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path, std::ios::binary);
+  for (const auto& l : lines)
+    out << l << '\n';
+}
+
+std::string header_line(std::uint64_t events) {
+  return "{\"cairn_export\":1,\"events\":" + std::to_string(events) + "}";
+}
+
+} // namespace
+
+TEST_CASE("import refuses a line nesting 200 000 JSON objects with an error, not a crash",
+          "[integration][cli][import]") {
+  temp_dir dir;
+  std::string nested;
+  nested.reserve(200'000 * 6 + 2);
+  for (int i = 0; i < 200'000; ++i)
+    nested += "{\"a\":";
+  nested += "1";
+  nested.append(200'000, '}');
+  write_lines(dir.sub("nested.jsonl"), {header_line(1), nested});
+  auto r = cairn_cli({"import", dir.sub("store"), dir.sub("nested.jsonl")});
+  CHECK(r.code == 2); // not 128 + SIGSEGV
+  CHECK(lines_of(r.err).size() == 1);
+  CHECK_THAT(r.err, Catch::StartsWith("cairn: invalid_argument: ")
+                      && Catch::Contains("nested.jsonl line 2"));
+
+  // The same nesting as an array, and unbalanced: refused as well.
+  std::string arrays(200'000, '[');
+  write_lines(dir.sub("arrays.jsonl"), {header_line(1), arrays});
+  auto a = cairn_cli({"import", dir.sub("store2"), dir.sub("arrays.jsonl")});
+  CHECK(a.code == 2);
+  CHECK_THAT(a.err, Catch::Contains("not JSON") && Catch::Contains("arrays.jsonl line 2"));
+  // A header nested as deep.
+  write_lines(dir.sub("deep-header.jsonl"), {nested});
+  auto h = cairn_cli({"import", dir.sub("store3"), dir.sub("deep-header.jsonl")});
+  CHECK(h.code == 2);
+  CHECK_THAT(h.err, Catch::Contains("not a cairn export"));
+}
+
+TEST_CASE("import refuses a payload whose string length says 4 GiB, naming its line",
+          "[integration][cli][import]") {
+  temp_dir dir;
+  // 8 bytes of length (2^32, little-endian) and 85 bytes: 93 bytes claiming 4 GiB.
+  std::string hostile{"\x00\x00\x00\x00\x01\x00\x00\x00", 8};
+  hostile += std::string(85, 'x');
+  write_lines(dir.sub("hostile.jsonl"),
+              {header_line(2), event_line(1, "account-alice", 1, "account_opened",
+                                          hex_of(encoded_opened("Alice"))),
+               event_line(2, "account-bob", 1, "account_opened", hex_of(hostile))});
+  auto r = cairn_cli({"import", dir.sub("store"), dir.sub("hostile.jsonl")});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("hostile.jsonl line 3")
+                      && Catch::Contains("position 2 (account-bob version 1)")
+                      && Catch::Contains("payload of account_opened (93 bytes) does not decode")
+                      && Catch::Contains("a length of 4294967296"));
+
+  // A truncated payload of a registered type is refused just the same, flag or not.
+  write_lines(dir.sub("short.jsonl"),
+              {header_line(1), event_line(1, "account-alice", 1, "account_opened", "0500")});
+  auto t = cairn_cli({"import", dir.sub("store2"), dir.sub("short.jsonl"),
+                      "--allow-unknown-types"});
+  CHECK(t.code == 2);
+  CHECK_THAT(t.err, Catch::Contains("short.jsonl line 2") && Catch::Contains("does not decode"));
+
+  // Bad hex is an error too.
+  write_lines(dir.sub("hex.jsonl"),
+              {header_line(1), event_line(1, "account-alice", 1, "account_opened", "0g")});
+  auto x = cairn_cli({"import", dir.sub("store3"), dir.sub("hex.jsonl")});
+  CHECK(x.code == 2);
+  CHECK_THAT(x.err, Catch::Contains("\"payload_hex\": not a hex digit at offset 0")
+                      && Catch::Contains("hex.jsonl line 2"));
+}
+
+TEST_CASE("import refuses a checkpoint or a dead letter beyond the imported log",
+          "[integration][cli][import]") {
+  temp_dir dir;
+  auto ev = event_line(1, "account-alice", 1, "account_opened", hex_of(encoded_opened("Alice")));
+  write_lines(dir.sub("cp.jsonl"),
+              {header_line(1), ev, R"({"checkpoint":"projection-balances","position":1})",
+               R"({"checkpoint":"projection-ahead","position":2})"});
+  auto r = cairn_cli({"import", dir.sub("store"), dir.sub("cp.jsonl")});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("cp.jsonl line 4")
+                      && Catch::Contains("checkpoint projection-ahead at position 2 is beyond "
+                                         "the imported log, which ends at 1"));
+
+  write_lines(dir.sub("dl.jsonl"),
+              {header_line(1), ev,
+               R"({"dead_letter":"mailer","position":7,"stream":"account-alice","version":7,)"
+               R"("type":"account_opened","error":"x","attempts":1,"first_failure_ns":1,)"
+               R"("last_failure_ns":2})"});
+  auto d = cairn_cli({"import", dir.sub("store2"), dir.sub("dl.jsonl")});
+  CHECK(d.code == 2);
+  CHECK_THAT(d.err, Catch::Contains("dl.jsonl line 3")
+                      && Catch::Contains("dead letter of mailer at position 7 is beyond"));
+
+  // Within the log, the same file imports.
+  write_lines(dir.sub("ok.jsonl"),
+              {header_line(1), ev, R"({"checkpoint":"projection-balances","position":1})"});
+  auto ok = cairn_cli({"import", dir.sub("store3"), dir.sub("ok.jsonl")});
+  CHECK(ok.code == 0);
+  CHECK_THAT(ok.out, Catch::Contains("imported 1 event in 1 stream, 1 checkpoint"));
+}
+
+TEST_CASE("import refuses a line longer than 64 MiB without reading it whole",
+          "[integration][cli][import]") {
+  temp_dir dir;
+  {
+    std::ofstream out(dir.sub("long.jsonl"), std::ios::binary);
+    out << header_line(1) << '\n';
+    std::string chunk(1 << 20, ' ');
+    for (int i = 0; i < 65; ++i)
+      out << chunk;
+  }
+  auto r = cairn_cli({"import", dir.sub("store"), dir.sub("long.jsonl")});
+  CHECK(r.code == 2);
+  CHECK_THAT(r.err, Catch::Contains("the line is longer than 64 MiB")
+                      && Catch::Contains("long.jsonl line 2"));
+}
+
+
+TEST_CASE("verify and events report a stored payload whose length says 4 GiB, without "
+          "allocating it",
+          "[integration][cli][bounded]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  {
+    auto store = cairn::test::open_ok(dir.path());
+    std::string hostile{"\x00\x00\x00\x00\x01\x00\x00\x00", 8};
+    hostile += std::string(85, 'x');
+    cairn::test::append_ok(*store, "account-carol", {cairn::test::event("account_opened", hostile)});
+  }
+  auto v = cairn_cli({"verify", dir.path()});
+  CHECK(v.code == 1);
+  CHECK_THAT(v.out, Catch::Contains("position 7")
+                      && Catch::Contains("payload of account_opened (93 bytes) does not decode")
+                      && Catch::Contains("a length of 4294967296"));
+  auto e = cairn_cli({"events", dir.path(), "account-carol", "--json"});
+  CHECK(e.code == 0);
+  CHECK_THAT(e.out, Catch::Contains("\"decode_error\"") && Catch::Contains("beyond the 85 bytes"));
+  // Every CLI child of this process so far stayed far below the 4 GiB the length asks for.
+  rusage children{};
+  REQUIRE(::getrusage(RUSAGE_CHILDREN, &children) == 0);
+  CHECK(children.ru_maxrss < 512 * 1024); // KiB
 }

@@ -698,3 +698,28 @@ TEST_CASE("the bounded archive reads exactly what cereal's binary archive reads"
   CHECK(via_cereal == t);
   CHECK(via_bounded == t);
 }
+
+TEST_CASE("check decodes a payload by type name, upcasting old versions, and keeps nothing",
+          "[unit][codec][registry]") {
+  auto reg = account_registry();
+  auto ann = reg.encode(account_event{opened{"ann", 7}});
+  REQUIRE(ann);
+  CHECK(reg.check("opened", 1, ann->payload));
+  auto unknown = reg.check("withdrawn", 1, ann->payload);
+  REQUIRE_FALSE(unknown);
+  CHECK(unknown.error().code == errc::invalid_argument);
+  auto hostile = reg.check("opened", 1, length_then(four_gib, 85));
+  REQUIRE_FALSE(hostile);
+  CHECK(hostile.error().code == errc::corrupted);
+  CHECK_THAT(hostile.error().message, Catch::StartsWith("payload of opened (93 bytes)"));
+
+  auto deposits = deposit_registry();
+  CHECK(deposits.check("deposited", 1, encoded(deposited_v1{250})));
+  CHECK(deposits.check("deposited", 3, encoded(deposited{1, "EUR", "m"})));
+  auto newer = deposits.check("deposited", 4, encoded(deposited{1, "EUR", "m"}));
+  REQUIRE_FALSE(newer);
+  CHECK(newer.error().code == errc::invalid_argument);
+  auto broken_v1 = deposits.check("deposited", 1, "\x01");
+  REQUIRE_FALSE(broken_v1);
+  CHECK(broken_v1.error().code == errc::corrupted);
+}

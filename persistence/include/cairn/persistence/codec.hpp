@@ -307,6 +307,15 @@ namespace detail {
 /// The member `name` of the JSON object `doc`, re-written compactly.
 [[nodiscard]] result<std::string> compact_json_member(const std::string& doc, const char* name);
 
+/// Decodes a `T` and discards it: only whether the payload decodes.
+template <class T>
+[[nodiscard]] result<void> payload_check(std::string_view payload, std::string_view name) {
+  auto value = decode_payload_as<T>(payload, name);
+  if (!value)
+    return tl::unexpected(value.error());
+  return {};
+}
+
 /// Decodes a `T` and writes it with cereal's JSON archive (tools).
 template <class T>
 [[nodiscard]] result<std::string> payload_to_json(std::string_view payload,
@@ -342,7 +351,7 @@ public:
   template <class T>
   [[nodiscard]] result<void> add(std::string name) {
     return add_type(std::move(name), detail::schema_version_of<T>(), std::type_index(typeid(T)),
-                    &detail::payload_to_json<T>);
+                    &detail::payload_to_json<T>, &detail::payload_check<T>);
   }
 
   /// Registers the step that lifts `name` payloads from `from_version` to
@@ -433,6 +442,13 @@ public:
   [[nodiscard]] result<std::string> to_json(std::string_view type, std::uint32_t version,
                                             std::string_view payload) const;
 
+  /// Decodes a stored payload (upcasting an old version first) and discards
+  /// it: whether it decodes, without a C++ type at hand (tools: `cairn
+  /// import`). `invalid_argument` for an unknown type or version, `corrupted`
+  /// when the payload does not decode.
+  [[nodiscard]] result<void> check(std::string_view type, std::uint32_t version,
+                                   std::string_view payload) const;
+
   /// Every registered (name, current version), sorted by name.
   [[nodiscard]] std::vector<std::pair<std::string, std::uint32_t>> types() const;
 
@@ -440,15 +456,19 @@ private:
   /// Writes a current-version payload as JSON.
   using json_fn = result<std::string> (*)(std::string_view payload, std::string_view name);
 
+  /// Decodes a current-version payload and discards it.
+  using check_fn = result<void> (*)(std::string_view payload, std::string_view name);
+
   struct entry {
     std::uint32_t current = 1;
     std::type_index type;
     json_fn json;
+    check_fn check;
     std::map<std::uint32_t, upcast_fn> steps; // from-version -> step to from+1
   };
 
   [[nodiscard]] result<void> add_type(std::string name, std::uint32_t version, std::type_index t,
-                                      json_fn json);
+                                      json_fn json, check_fn check_payload);
   [[nodiscard]] result<std::string_view> name_of(std::type_index t) const;
 
   template <class T>
