@@ -259,6 +259,56 @@ void time() {
   write("time", "i64", le64(static_cast<std::uint64_t>(t0)));
 }
 
+void import_line() {
+  // An export as `cairn export` writes it (tools/src/transfer.cpp).
+  const auto& types = fuzz::sample_registry();
+  auto event = [&](std::uint64_t position, std::uint64_t version, const metadata& m,
+                   const std::string& type, const std::string& payload) {
+    recorded_event ev;
+    ev.stream = "account-1";
+    ev.version = version;
+    ev.position = position;
+    for (std::size_t i = 0; i < ev.id.bytes.size(); ++i)
+      ev.id.bytes[i] = static_cast<std::uint8_t>(i * 31 + position);
+    ev.timestamp_ns = t0 + static_cast<std::int64_t>(position);
+    ev.type = type;
+    ev.schema_version = 1;
+    ev.meta = m;
+    ev.payload = payload;
+    return tools::detail::event_json(ev, types, true) + '\n';
+  };
+  metadata m;
+  m.correlation_id = "corr-7";
+  m.command_id = "cmd-42";
+  m.user = "ops";
+  std::string file =
+    tools::detail::json_object{}.add("cairn_export", std::uint64_t{1}).add("events", std::uint64_t{2})
+      .add("checkpoints", std::uint64_t{1}).str() + '\n';
+  file += event(1, 1, {}, "account_opened", bytes_of(bank::account_opened{"ann"}));
+  file += event(2, 2, m, "money_deposited", bytes_of(bank::money_deposited{100}));
+  file += tools::detail::json_object{}.add("checkpoint", "projection.balances")
+            .add("position", std::uint64_t{2}).str() + '\n';
+  file += tools::detail::json_object{}.add("kv", "balances")
+            .add("key_hex", tools::detail::to_hex("account-1"))
+            .add("value_hex", tools::detail::to_hex(bytes_of(std::int64_t{100}))).str() + '\n';
+  persistence::dead_letter dl;
+  dl.subscriber = "projection.balances";
+  dl.position = 2;
+  dl.stream = "account-1";
+  dl.version = 2;
+  dl.type = "money_deposited";
+  dl.error = "internal: handler threw";
+  dl.attempts = 3;
+  dl.first_failure_ns = t0;
+  dl.last_failure_ns = t0 + 1;
+  dl.replay_requested = true;
+  file += tools::detail::dead_letter_json(dl, "dead_letter") + '\n';
+  write("import_line", "export", file);
+  write("import_line", "unregistered-type",
+        "{\"cairn_export\":1,\"events\":1}\n"
+          + event(1, 1, m, "legacy_note", "old LEGACY bytes"));
+}
+
 void serve_line() {
   write("serve_line", "session",
         "register p1 subprocess /bin/sh -c \"exit\"\n"
@@ -284,5 +334,6 @@ int main(int argc, char** argv) {
   hex();
   time();
   serve_line();
+  import_line();
   return 0;
 }
