@@ -8,15 +8,22 @@ CAIRN_DEPS=(build-essential cmake pkg-config libcaf-dev liblmdb-dev lmdb-utils
   libcereal-dev libspdlog-dev libfmt-dev catch2 libexpected-dev libxxhash-dev
   libcli11-dev libcpp-httplib-dev rapidjson-dev libjemalloc-dev)
 
-# Install whichever of CAIRN_DEPS are missing (Debian 12). Idempotent.
+# What the fuzz targets need on top (scripts/test --fuzz): clang and libFuzzer.
+# The sanitizer and libFuzzer runtimes clang links are in libclang-rt-14-dev,
+# only a recommendation of clang's, which cairn_install_deps does not install.
+# shellcheck disable=SC2034 # used by scripts/test
+CAIRN_FUZZ_DEPS=(clang libclang-rt-14-dev libfuzzer-14-dev)
+
+# cairn_install_deps [extra packages...]: install whichever of CAIRN_DEPS and
+# the extra packages are missing (Debian 12). Idempotent.
 cairn_install_deps() {
   local pkg missing=() sudo=()
-  for pkg in "${CAIRN_DEPS[@]}"; do
+  for pkg in "${CAIRN_DEPS[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
       missing+=("$pkg")
   done
   if [ "${#missing[@]}" -eq 0 ]; then
-    echo "deps: all ${#CAIRN_DEPS[@]} packages already installed"
+    echo "deps: all $((${#CAIRN_DEPS[@]} + $#)) packages already installed"
     return 0
   fi
   if [ "$(id -u)" -ne 0 ]; then

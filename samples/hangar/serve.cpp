@@ -1,26 +1,14 @@
 #include <istream>
 #include <ostream>
 #include <sstream>
-#include <vector>
 
 #include "hangar/demo.hpp"
+#include "hangar/serve_line.hpp"
 #include "hangar/service.hpp"
 
 namespace hangar {
 
 namespace {
-
-const char* const usage =
-  "commands: register ID MODE [COMMAND...|ENDPOINT] | start ID | stop ID [REASON] | "
-  "invoke ID TOOL [ARGS] | status [ID] | history ID | state-at ID VERSION | quit";
-
-std::vector<std::string> words(const std::string& line) {
-  std::istringstream in{line};
-  std::vector<std::string> out;
-  for (std::string w; in >> w;)
-    out.push_back(w);
-  return out;
-}
 
 std::string err(const cairn::error& e) { return "error " + e.to_string(); }
 
@@ -34,43 +22,32 @@ std::string describe(const provider::state& s) {
   return out.str();
 }
 
-std::string answer(service& svc, const std::vector<std::string>& w) {
-  const auto& cmd = w[0];
-  auto need = [&](std::size_t n) { return w.size() >= n; };
-  if (cmd == "register") {
-    if (!need(3))
-      return "error invalid_argument: register ID MODE [COMMAND...|ENDPOINT]";
-    auto mode = parse_provider_mode(w[2]);
-    if (!mode)
-      return "error invalid_argument: unknown mode '" + w[2]
-             + "' (subprocess, docker, remote, group)";
-    provider_config config;
-    if (*mode == provider_mode::subprocess || *mode == provider_mode::docker)
-      config.command.assign(w.begin() + 3, w.end());
-    else if (need(4))
-      config.endpoint = w[3];
-    auto r = svc.register_provider(w[1], *mode, config);
-    return r ? "ok registered " + w[1] : err(r.error());
+std::string answer(service& svc, const serve_request& r) {
+  using kind = serve_request::kind;
+  switch (r.what) {
+  case kind::register_provider: {
+    auto ok = svc.register_provider(r.id, r.mode, r.config);
+    return ok ? "ok registered " + r.id : err(ok.error());
   }
-  if (cmd == "start" && need(2)) {
-    auto r = svc.start_provider(w[1]);
-    return r ? "ok starting " + w[1] : err(r.error());
+  case kind::start: {
+    auto ok = svc.start_provider(r.id);
+    return ok ? "ok starting " + r.id : err(ok.error());
   }
-  if (cmd == "stop" && need(2)) {
-    auto r = svc.stop_provider(w[1], need(3) ? w[2] : "manual");
-    return r ? "ok stopped " + w[1] : err(r.error());
+  case kind::stop: {
+    auto ok = svc.stop_provider(r.id, r.reason);
+    return ok ? "ok stopped " + r.id : err(ok.error());
   }
-  if (cmd == "invoke" && need(3)) {
-    auto r = svc.invoke(w[1], w[2], need(4) ? w[3] : "{}");
-    return r ? "ok requested " + *r : err(r.error());
+  case kind::invoke: {
+    auto ok = svc.invoke(r.id, r.tool, r.args);
+    return ok ? "ok requested " + *ok : err(ok.error());
   }
-  if (cmd == "status") {
-    if (need(2)) {
-      auto s = svc.runtime().state<provider>(w[1]);
+  case kind::status: {
+    if (!r.id.empty()) {
+      auto s = svc.runtime().state<provider>(r.id);
       if (!s)
         return err(s.error());
       if (!s->registered)
-        return "error rejected: not_registered [" + w[1] + "]";
+        return "error rejected: not_registered [" + r.id + "]";
       return "ok " + describe(*s);
     }
     std::ostringstream out;
@@ -79,8 +56,8 @@ std::string answer(service& svc, const std::vector<std::string>& w) {
       out << ' ' << id << '=' << p.state;
     return out.str();
   }
-  if (cmd == "history" && need(2)) {
-    auto events = svc.runtime().store().read_stream("provider-" + w[1], 1, 100000);
+  case kind::history: {
+    auto events = svc.runtime().store().read_stream("provider-" + r.id, 1, 100000);
     if (!events)
       return err(events.error());
     std::ostringstream out;
@@ -89,15 +66,14 @@ std::string answer(service& svc, const std::vector<std::string>& w) {
       out << " v" << e.version << '=' << e.type;
     return out.str();
   }
-  if (cmd == "state-at" && need(3)) {
-    char* end = nullptr;
-    auto version = std::strtoull(w[2].c_str(), &end, 10);
-    if (end == w[2].c_str() || *end != '\0')
-      return "error invalid_argument: VERSION must be a number, not '" + w[2] + "'";
-    auto s = svc.runtime().state_at<provider>(w[1], version);
+  case kind::state_at: {
+    auto s = svc.runtime().state_at<provider>(r.id, r.version);
     return s ? "ok " + describe(*s) : err(s.error());
   }
-  return std::string{"error invalid_argument: "} + usage;
+  case kind::quit:
+    break;
+  }
+  return "error internal: unhandled request";
 }
 
 } // namespace
@@ -110,14 +86,18 @@ int serve(const std::string& data_dir, std::istream& in, std::ostream& out) {
     out << err(started.error()) << std::endl;
     return 1;
   }
-  out << "ok hangar serving " << data_dir << "; " << usage << std::endl;
+  out << "ok hangar serving " << data_dir << "; " << serve_usage << std::endl;
   for (std::string line; std::getline(in, line);) {
-    auto w = words(line);
-    if (w.empty())
+    auto req = parse_serve_line(line);
+    if (!req) {
+      out << err(req.error()) << std::endl;
       continue;
-    if (w[0] == "quit")
+    }
+    if (!*req)
+      continue;
+    if ((*req)->what == serve_request::kind::quit)
       break;
-    out << answer(**started, w) << std::endl;
+    out << answer(**started, **req) << std::endl;
   }
   return 0;
 }

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include <xxhash.h>
 
@@ -255,6 +257,171 @@ inline constexpr std::size_t seal_size = 8;
   for (int shift = 24; shift >= 0; shift -= 8)
     k.push_back(static_cast<char>((version >> shift) & 0xff));
   return k;
+}
+
+// -- sealed value bodies ---------------------------------------------------------
+// The decoders below verify the seal first, then the body's layout; the store
+// and the fuzz targets (tests/fuzz/) call them.
+
+// commands value body: first/last version, first/last position (u64 LE each)
+[[nodiscard]] inline std::string encode_outcome(const append_result& r) {
+  std::string body(32, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, r.first_version);
+  put_le(p + 8, r.last_version);
+  put_le(p + 16, r.first_position);
+  put_le(p + 24, r.last_position);
+  return body;
+}
+
+/// A command record (the outcome of an append with a command id); `corrupted`
+/// when the seal fails or the size is wrong.
+[[nodiscard]] inline result<append_result>
+decode_outcome(std::string_view key, std::string_view value, const std::string& stream) {
+  auto body = unseal(key, value, "command record of " + stream);
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 32)
+    return fail(errc::corrupted, "command record has the wrong size", stream);
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  return append_result{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8),
+                       get_le<std::uint64_t>(p + 16), get_le<std::uint64_t>(p + 24), true};
+}
+
+[[nodiscard]] inline std::string u64_body(std::uint64_t v) {
+  std::string body(8, '\0');
+  put_le(reinterpret_cast<unsigned char*>(body.data()), v);
+  return body;
+}
+
+/// A sealed u64 (stream numbers, checkpoints, index entries, heads_at);
+/// `corrupted` naming `what` when the seal fails or the size is wrong.
+[[nodiscard]] inline result<std::uint64_t> decode_u64(std::string_view key, std::string_view value,
+                                                      const std::string& what) {
+  auto body = unseal(key, value, what);
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 8)
+    return fail(errc::corrupted, what + " has the wrong size");
+  return get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body->data()));
+}
+
+// dead letter body: version, attempts, first, last failure (LE), then
+// stream, type (u16 length + bytes each), error (u32 length + bytes), then
+// one flags byte (bit 0: replay requested); records written before the
+// flags byte existed end after the error.
+[[nodiscard]] inline std::string encode_dead_letter(const dead_letter& dl) {
+  std::string body(28, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, dl.version);
+  put_le(p + 8, dl.attempts);
+  put_le(p + 12, dl.first_failure_ns);
+  put_le(p + 20, dl.last_failure_ns);
+  auto add = [&](std::string_view s, auto len) {
+    std::string l(sizeof len, '\0');
+    put_le(reinterpret_cast<unsigned char*>(l.data()), static_cast<decltype(len)>(s.size()));
+    body += l;
+    body.append(s);
+  };
+  add(dl.stream, std::uint16_t{});
+  add(dl.type, std::uint16_t{});
+  add(dl.error, std::uint32_t{});
+  body.push_back(static_cast<char>(dl.replay_requested ? 1 : 0));
+  return body;
+}
+
+/// A dead letter stored under `key` (subscriber, a 0 byte, position u64 BE);
+/// `corrupted` when the seal fails or a length runs past the body.
+[[nodiscard]] inline result<dead_letter> decode_dead_letter(std::string_view key,
+                                                            std::string_view value) {
+  auto where = std::string{key.substr(0, key.find('\0'))};
+  auto body = unseal(key, value, "dead letter of " + where);
+  if (!body)
+    return tl::unexpected(body.error());
+  dead_letter dl;
+  auto bad = [&] { return fail(errc::corrupted, "dead letter has a bad layout", where); };
+  if (key.size() < 10 || body->size() < 28)
+    return bad();
+  dl.subscriber = where;
+  dl.position = get_be64(reinterpret_cast<const unsigned char*>(key.data() + key.size() - 8));
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  dl.version = get_le<std::uint64_t>(p);
+  dl.attempts = get_le<std::uint32_t>(p + 8);
+  dl.first_failure_ns = get_le<std::int64_t>(p + 12);
+  dl.last_failure_ns = get_le<std::int64_t>(p + 20);
+  std::size_t off = 28;
+  auto take = [&](std::string& out, std::size_t width) {
+    if (off + width > body->size())
+      return false;
+    auto* q = p + off;
+    std::size_t len = width == 2 ? get_le<std::uint16_t>(q) : get_le<std::uint32_t>(q);
+    off += width;
+    if (off + len > body->size())
+      return false;
+    out.assign(body->data() + off, len);
+    off += len;
+    return true;
+  };
+  if (!take(dl.stream, 2) || !take(dl.type, 2) || !take(dl.error, 4))
+    return bad();
+  if (off + 1 == body->size())
+    dl.replay_requested = (body->back() & 1) != 0;
+  else if (off != body->size())
+    return bad();
+  return dl;
+}
+
+/// (stream number, position of its last event) pairs of one head-log entry.
+using head_log_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+
+/// Head-log value at position `key`: sealed pairs of stream number (u64 LE)
+/// and position (u64 LE). `corrupted` when the seal fails or the body is
+/// empty or not whole pairs (the store then rebuilds the entry from the log).
+[[nodiscard]] inline result<head_log_pairs> decode_head_log(std::uint64_t key,
+                                                            std::string_view value) {
+  auto k = be64_key(key);
+  auto body = unseal(k, value, "head log entry");
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->empty() || body->size() % head_log_pair_size != 0)
+    return fail(errc::corrupted, "head log entry has the wrong size",
+                "position " + std::to_string(key));
+  head_log_pairs pairs;
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  pairs.reserve(body->size() / head_log_pair_size);
+  for (std::size_t i = 0; i < body->size(); i += head_log_pair_size)
+    pairs.emplace_back(get_le<std::uint64_t>(p + i), get_le<std::uint64_t>(p + i + 8));
+  return pairs;
+}
+
+// snapshot value body: schema version (u32 LE), state type length (u16 LE),
+// state type, data; its key is the pair_key of stream number and version.
+
+/// The snapshot of `stream` stored under `key` (16 bytes); `corrupted` when
+/// the seal fails or the body is truncated.
+[[nodiscard]] inline result<snapshot> decode_snapshot(std::string_view key, std::string_view value,
+                                                      std::string_view stream) {
+  if (key.size() != 16)
+    return fail(errc::corrupted, "snapshot key has the wrong size", std::string{stream});
+  auto version = get_be64(reinterpret_cast<const unsigned char*>(key.data()) + 8);
+  auto what = "snapshot of " + std::string{stream} + " at version " + std::to_string(version);
+  auto body = unseal(key, value, what);
+  if (!body) {
+    auto err = body.error();
+    err.context = std::string{stream} + " v" + std::to_string(version);
+    return tl::unexpected(err);
+  }
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  if (body->size() < 6 || body->size() < 6u + get_le<std::uint16_t>(p + 4))
+    return fail(errc::corrupted, what + " is truncated", std::string{stream});
+  snapshot s;
+  s.stream = std::string{stream};
+  s.version = version;
+  s.schema_version = get_le<std::uint32_t>(p);
+  auto type_len = get_le<std::uint16_t>(p + 4);
+  s.state_type = std::string{body->substr(6, type_len)};
+  s.data = std::string{body->substr(6 + type_len)};
+  return s;
 }
 
 } // namespace cairn::persistence::format

@@ -189,9 +189,20 @@ void epilogue(bounded_binary_input_archive& ar, const T&) noexcept {
 }
 
 template <class T>
-std::enable_if_t<std::is_arithmetic<T>::value>
+std::enable_if_t<std::is_arithmetic<T>::value && !std::is_same<T, bool>::value>
 CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, T& t) {
   ar.loadBinary(std::addressof(t), sizeof(t));
+}
+
+/// A bool is one byte, 0 or 1 (what the binary archive writes): reading any
+/// other byte as a bool is undefined behaviour (found by tests/fuzz/payload.cpp).
+inline void CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, bool& t) {
+  unsigned char byte = 0;
+  ar.loadBinary(&byte, 1);
+  if (byte > 1)
+    throw cereal::Exception("a bool of " + std::to_string(byte) + " at byte "
+                            + std::to_string(ar.offset() - 1) + " (0 or 1 expected)");
+  t = byte == 1;
 }
 
 template <class T>

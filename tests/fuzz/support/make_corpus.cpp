@@ -1,0 +1,339 @@
+// Writes the seed corpora of tests/fuzz/corpus/<target>/ with cairn's real
+// encoders: sample commands run through the aggregates' decide and evolve, so
+// the payload seeds are the commands, events and states a service stores.
+//
+//   build-fuzz/tests/fuzz/cairn-fuzz-make-corpus tests/fuzz/corpus
+//
+// Files are named after what they hold; an existing file is overwritten, so
+// running it again after a format change refreshes the seeds.
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+#include <typeindex>
+#include <utility>
+#include <vector>
+
+#include "lmdb/format.hpp"
+#include "output.hpp"
+#include "payload_types.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace cairn;
+using namespace cairn::persistence;
+
+constexpr std::int64_t t0 = 1'700'000'000'000'000'000;
+
+fs::path root;
+
+void write(const std::string& target, const std::string& name, const std::string& bytes) {
+  auto dir = root / target;
+  fs::create_directories(dir);
+  std::ofstream out{dir / name, std::ios::binary | std::ios::trunc};
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  if (!out) {
+    std::fprintf(stderr, "cannot write %s\n", (dir / name).c_str());
+    std::exit(1);
+  }
+}
+
+std::string le64(std::uint64_t v) {
+  std::string out(8, '\0');
+  format::put_le(reinterpret_cast<unsigned char*>(out.data()), v);
+  return out;
+}
+
+template <class T>
+std::string bytes_of(const T& value) {
+  std::string out;
+  encode_payload(value, out);
+  return out;
+}
+
+// -- payload -------------------------------------------------------------------
+
+/// Seeds of the payload target: its selector byte, then the payload.
+class payload_seeds {
+public:
+  payload_seeds() {
+    int i = 0;
+    fuzz::for_each_payload_type([&](auto t) {
+      using pt = decltype(t);
+      index_[{typeid(typename pt::type), typeid(typename pt::as)}] = i;
+      // The default value of every type, so each has a seed.
+      add<typename pt::type, typename pt::as>(typename pt::type{});
+      ++i;
+    });
+  }
+
+  template <class T, class As>
+  void add(const T& value) {
+    int i = index_.at({typeid(T), typeid(As)});
+    auto& n = count_[i];
+    if (n >= 3) // a few of each type keep the corpus small
+      return;
+    write("payload", std::to_string(i) + "-" + std::to_string(n++),
+          std::string(1, static_cast<char>(i)) + bytes_of(value));
+  }
+
+  /// Runs `commands` through A's decide and evolve, adding every command,
+  /// event and the states reached.
+  template <class A>
+  void run(const std::vector<typename A::command>& commands) {
+    auto s = A::initial();
+    for (const auto& c : commands) {
+      add<typename A::command, typename A::command>(c);
+      auto d = A::decide(s, c);
+      if (!d)
+        continue;
+      for (const auto& e : *d) {
+        std::visit([&](const auto& alt) { add<std::decay_t<decltype(alt)>, typename A::event>(alt); },
+                   e);
+        s = A::evolve(std::move(s), e);
+      }
+      add<typename A::state, typename A::state>(s);
+    }
+  }
+
+private:
+  std::map<std::pair<std::type_index, std::type_index>, int> index_;
+  std::map<int, int> count_;
+};
+
+void payload() {
+  payload_seeds seeds;
+  seeds.run<bank::account>({bank::open_account{"ann"}, bank::deposit{100}, bank::withdraw{30},
+                            bank::withdraw{1000}});
+
+  using namespace hangar;
+  provider_config sub;
+  sub.command = {"mcp-math", "--stdio"};
+  sub.params["latency_ms"] = "5";
+  seeds.run<provider>({
+    register_provider{"math", "config", provider_mode::subprocess, sub, {600, 30, 4}},
+    start_provider{t0, 10},
+    record_start_result{true, 7, 120, {"fast", "local"}, "", t0 + 1},
+    invoke_tool{"add", "{\"a\":1,\"b\":2}", "c1", 30000, t0 + 2},
+    record_invocation_result{"c1", true, 5, 42, "", error_type::application, t0 + 3},
+    invoke_tool{"add", "{}", "c2", 1000, t0 + 4},
+    record_invocation_result{"c2", false, 5, 0, "boom", error_type::transport, t0 + 5},
+    record_health_probe{true, 3, "", t0 + 6},
+    record_health_probe{false, 3, "no pong", t0 + 7},
+    record_transport_died{"exit status 1", t0 + 8},
+    start_provider{t0 + 60'000'000'000, -20},
+    record_start_result{false, 0, 50, {}, "spawn failed", t0 + 60'000'000'001},
+    stop_provider{"manual", t0 + 70'000'000'000},
+    update_provider{sub, {300, 60, 3}},
+    detect_idle{t0 + 80'000'000'000},
+    deregister_provider{},
+  });
+  provider_started_v1 v1;
+  v1.mode = provider_mode::remote;
+  v1.tools_count = 7;
+  v1.startup_ms = 1234;
+  seeds.add<provider_started_v1, provider::event>(v1);
+
+  group_options opts;
+  opts.strategy = selection_strategy::weighted_round_robin;
+  opts.circuit_failure_threshold = 2;
+  seeds.run<provider_group>({
+    create_group{"g1", opts},
+    add_member{"p1", 2, 1},
+    add_member{"p2", 1, 2},
+    select_member{"r1", t0, 7},
+    record_member_result{"p1", false, member_result_kind::request, t0 + 1},
+    record_member_result{"p1", false, member_result_kind::health_check, t0 + 2},
+    record_member_result{"p2", false, member_result_kind::request, t0 + 3},
+    tick{t0 + 120'000'000'000},
+    record_member_result{"p1", true, member_result_kind::request, t0 + 121'000'000'000},
+    reset_circuit{t0 + 122'000'000'000},
+    remove_member{"p2"},
+    update_group{group_options{}},
+    delete_group{},
+  });
+}
+
+// -- store formats -------------------------------------------------------------
+
+std::string record_of(std::uint64_t position, std::string_view stream, const event_data& ev,
+                      const metadata& m, std::uint64_t version) {
+  std::string rec(format::record_size(stream, ev, m), '\0');
+  event_id id;
+  for (std::size_t i = 0; i < id.bytes.size(); ++i)
+    id.bytes[i] = static_cast<std::uint8_t>(i * 17 + position);
+  format::encode_record(reinterpret_cast<unsigned char*>(rec.data()), position, stream, ev, m,
+                        format::record_fields{version, version > 1 ? position - 1 : 0, t0, id});
+  return le64(position) + rec;
+}
+
+void record() {
+  event_data opened{"account_opened", 1, bytes_of(bank::account_opened{"ann"}), {}, {}};
+  write("record", "account-opened", record_of(1, "account-1", opened, {}, 1));
+  metadata m;
+  m.correlation_id = "corr-7";
+  m.causation_id = "cause-7";
+  m.command_id = "cmd-42";
+  m.tenant = "acme";
+  m.user = "ops";
+  event_data deposited{"money_deposited", 1, bytes_of(bank::money_deposited{100}), {}, {}};
+  write("record", "with-metadata", record_of(2, "account-1", deposited, m, 2));
+  event_data stopped{"provider_stopped", 1,
+                     bytes_of(hangar::provider_stopped{"manual", t0}), {}, {}};
+  write("record", "hangar", record_of(129, "provider-math", stopped, {}, 128));
+}
+
+std::string value_seed(unsigned selector, std::string_view key, std::string_view body) {
+  return std::string(1, static_cast<char>(selector)) + std::string(1, static_cast<char>(key.size()))
+         + std::string{key} + std::string{body};
+}
+
+void value() {
+  write("value", "unseal", value_seed(0, std::string_view{"account\0k1", 10}, "read-model value"));
+  write("value", "stream-name", value_seed(1, "account-1", format::u64_body(1)));
+  write("value", "checkpoint", value_seed(1, "projection.balances", format::u64_body(4096)));
+  write("value", "heads-at", value_seed(1, "heads_at", format::u64_body(70000)));
+  write("value", "command-record",
+        value_seed(2, "cmd-42", format::encode_outcome(append_result{3, 5, 17, 19, false})));
+  // snapshot body: schema version (u32 LE), state type length (u16 LE), type, data
+  std::string snap(6, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(snap.data());
+  format::put_le<std::uint32_t>(p, 1);
+  std::string type = "account";
+  format::put_le<std::uint16_t>(p + 4, static_cast<std::uint16_t>(type.size()));
+  bank::account::state st{true, "ann", 70};
+  snap += type + bytes_of(st);
+  write("value", "snapshot", value_seed(3, format::pair_key(1, 3), snap));
+  // As stored, seal included (bit 7: the target keeps the bytes as given).
+  write("value", "sealed-stream-name",
+        value_seed(0x81, "account-1", format::seal("account-1", format::u64_body(1))));
+}
+
+void head_log() {
+  std::string body;
+  for (std::uint64_t i = 0; i < 3; ++i)
+    body += le64(i + 1) + le64(100 + i);
+  write("head_log", "three-streams", le64(102) + body);
+  write("head_log", "one-stream", le64(4096) + le64(7) + le64(4096));
+}
+
+void dead_letter_seeds() {
+  persistence::dead_letter dl;
+  dl.subscriber = "projection.balances";
+  dl.position = 17;
+  dl.stream = "account-1";
+  dl.version = 3;
+  dl.type = "money_withdrawn";
+  dl.error = "internal: handler threw: division by zero";
+  dl.attempts = 5;
+  dl.first_failure_ns = t0;
+  dl.last_failure_ns = t0 + 5'000'000'000;
+  auto key = dl.subscriber + std::string(1, '\0') + format::be64_key(dl.position);
+  write("dead_letter", "stored",
+        std::string(1, static_cast<char>(key.size())) + key + format::encode_dead_letter(dl));
+  dl.replay_requested = true;
+  auto body = format::encode_dead_letter(dl);
+  write("dead_letter", "replay-requested",
+        std::string(1, static_cast<char>(key.size())) + key + body);
+  // Written before the flags byte existed: the body ends after the error.
+  body.pop_back();
+  write("dead_letter", "no-flags", std::string(1, static_cast<char>(key.size())) + key + body);
+}
+
+void hex() {
+  write("hex", "payload", tools::detail::to_hex(bytes_of(bank::account_opened{"ann"})));
+  write("hex", "upper-case", "DEADbeef00FF");
+  write("hex", "empty", "");
+}
+
+void time() {
+  write("time", "utc", "2026-11-24T10:00:00Z");
+  write("time", "fraction-offset", "2026-11-24T10:00:00.123456789+02:00");
+  write("time", "printed", tools::detail::iso_time(t0 + 123));
+  write("time", "ns", "1700000000000000000");
+  write("time", "negative-ns", "-86400000000000");
+  write("time", "i64", le64(static_cast<std::uint64_t>(t0)));
+}
+
+void import_line() {
+  // An export as `cairn export` writes it (tools/src/transfer.cpp).
+  const auto& types = fuzz::sample_registry();
+  auto event = [&](std::uint64_t position, std::uint64_t version, const metadata& m,
+                   const std::string& type, const std::string& payload) {
+    recorded_event ev;
+    ev.stream = "account-1";
+    ev.version = version;
+    ev.position = position;
+    for (std::size_t i = 0; i < ev.id.bytes.size(); ++i)
+      ev.id.bytes[i] = static_cast<std::uint8_t>(i * 31 + position);
+    ev.timestamp_ns = t0 + static_cast<std::int64_t>(position);
+    ev.type = type;
+    ev.schema_version = 1;
+    ev.meta = m;
+    ev.payload = payload;
+    return tools::detail::event_json(ev, types, true) + '\n';
+  };
+  metadata m;
+  m.correlation_id = "corr-7";
+  m.command_id = "cmd-42";
+  m.user = "ops";
+  std::string file =
+    tools::detail::json_object{}.add("cairn_export", std::uint64_t{1}).add("events", std::uint64_t{2})
+      .add("checkpoints", std::uint64_t{1}).str() + '\n';
+  file += event(1, 1, {}, "account_opened", bytes_of(bank::account_opened{"ann"}));
+  file += event(2, 2, m, "money_deposited", bytes_of(bank::money_deposited{100}));
+  file += tools::detail::json_object{}.add("checkpoint", "projection.balances")
+            .add("position", std::uint64_t{2}).str() + '\n';
+  file += tools::detail::json_object{}.add("kv", "balances")
+            .add("key_hex", tools::detail::to_hex("account-1"))
+            .add("value_hex", tools::detail::to_hex(bytes_of(std::int64_t{100}))).str() + '\n';
+  persistence::dead_letter dl;
+  dl.subscriber = "projection.balances";
+  dl.position = 2;
+  dl.stream = "account-1";
+  dl.version = 2;
+  dl.type = "money_deposited";
+  dl.error = "internal: handler threw";
+  dl.attempts = 3;
+  dl.first_failure_ns = t0;
+  dl.last_failure_ns = t0 + 1;
+  dl.replay_requested = true;
+  file += tools::detail::dead_letter_json(dl, "dead_letter") + '\n';
+  write("import_line", "export", file);
+  write("import_line", "unregistered-type",
+        "{\"cairn_export\":1,\"events\":1}\n"
+          + event(1, 1, m, "legacy_note", "old LEGACY bytes"));
+}
+
+void serve_line() {
+  write("serve_line", "session",
+        "register p1 subprocess /bin/sh -c \"exit\"\n"
+        "register r1 remote https://example.org/mcp\n"
+        "status p1\nstart p1\ninvoke p1 search {}\nhistory p1\nstate-at p1 3\n"
+        "stop p1 maintenance\nstatus\nquit\n");
+  write("serve_line", "bad", "register p2 teleport\nstate-at p1 one\nfrobnicate\n");
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: cairn-fuzz-make-corpus DIR (tests/fuzz/corpus)\n");
+    return 2;
+  }
+  root = argv[1];
+  payload();
+  record();
+  value();
+  head_log();
+  dead_letter_seeds();
+  hex();
+  time();
+  serve_line();
+  import_line();
+  return 0;
+}
