@@ -163,7 +163,10 @@ int verify_here(const context& ctx, const std::string& dir) {
   {
     progress bar{"verify: streams", versions.size()};
     std::uint64_t done = 0;
-    for (const auto& [stream, version] : versions) {
+    for (const auto& entry : versions) {
+      // Named copies, not a structured binding: C++17 lambdas cannot capture those.
+      const auto& stream = entry.first;
+      const auto version = entry.second;
       bar.update(++done);
       std::uint64_t seen = 0;
       bool failed = false;
