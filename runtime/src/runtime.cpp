@@ -1,5 +1,7 @@
 #include "cairn/runtime/runtime.hpp"
 
+#include <algorithm>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -33,8 +35,22 @@ const char* durability_name(persistence::durability d) {
 // actors can send commands without a blocking scoped_actor per call. Its
 // router sends them straight to live aggregates. On shutdown it answers once
 // every command it forwarded has been answered.
+//
+// A command sent without a timeout of its own is bounded by request_timeout
+// through `watch`, checked by one coarse timer: a CAF request timeout per
+// command registers a timer each and wakes the clock's thread each time.
+struct waiting_callback {
+  std::function<void(reply_msg&&)> fn;
+  bool answered = false;
+};
+
 struct bridge_state {
   std::optional<actors::router> route;
+  std::chrono::milliseconds bound{60000}; ///< runtime_options::request_timeout.
+  /// Callbacks bounded by `bound`, by deadline (submit order, so sorted).
+  std::deque<std::pair<std::chrono::steady_clock::time_point,
+                       std::shared_ptr<waiting_callback>>> watch;
+  bool ticking = false;
   caf::response_promise drained;
   bool draining = false;
   static inline const char* name = "cairn.bridge";
@@ -54,21 +70,65 @@ void call_back(const std::function<void(reply_msg&&)>& fn, reply_msg&& r) {
   }
 }
 
-caf::behavior bridge(caf::stateful_actor<bridge_state>* self, caf::actor registry) {
+using bridge_actor = caf::stateful_actor<bridge_state>;
+
+/// The period of the bound's check: a command waits at most bound + period.
+std::chrono::milliseconds watch_period(std::chrono::milliseconds bound) {
+  return std::clamp(bound / 4, std::chrono::milliseconds{1}, std::chrono::milliseconds{1000});
+}
+
+void check_watch(bridge_actor* self) {
+  auto& st = self->state;
+  st.ticking = false;
+  auto now = std::chrono::steady_clock::now();
+  while (!st.watch.empty()
+         && (st.watch.front().second->answered || st.watch.front().first <= now)) {
+    auto w = std::move(st.watch.front().second);
+    st.watch.pop_front();
+    if (w->answered)
+      continue;
+    w->answered = true; // the late answer, if any, is dropped
+    call_back(w->fn, actors::error_reply({errc::unavailable,
+                                          "timed out: no answer within "
+                                            + std::to_string(st.bound.count())
+                                            + " ms (request_timeout)"}));
+  }
+  if (!st.watch.empty()) {
+    st.ticking = true;
+    self->delayed_send(self, watch_period(st.bound), actors::tick_atom::value);
+  }
+}
+
+caf::behavior bridge(bridge_actor* self, caf::actor registry, std::chrono::milliseconds bound) {
   self->state.route.emplace(std::move(registry));
+  self->state.bound = bound;
   return {
     [self](actors::submit_atom, actors::command_msg& msg, std::int64_t timeout_ms,
            actors::reply_callback& cb) {
-      self->state.route->send(self, std::move(msg), std::chrono::milliseconds{timeout_ms},
-                              [self, fn = std::move(cb.fn)](reply_msg& r) {
-                                call_back(fn, std::move(r));
-                                auto& st = self->state;
-                                if (st.draining && st.route->outstanding() == 0) {
-                                  st.drained.deliver(true);
-                                  self->quit();
-                                }
-                              });
+      auto& st = self->state;
+      auto w = std::make_shared<waiting_callback>();
+      w->fn = std::move(cb.fn);
+      if (timeout_ms <= 0) {
+        st.watch.emplace_back(std::chrono::steady_clock::now() + st.bound, w);
+        if (!st.ticking) {
+          st.ticking = true;
+          self->delayed_send(self, watch_period(st.bound), actors::tick_atom::value);
+        }
+      }
+      st.route->send(self, std::move(msg), std::chrono::milliseconds{timeout_ms},
+                     [self, w](reply_msg& r) {
+                       if (!w->answered) {
+                         w->answered = true;
+                         call_back(w->fn, std::move(r));
+                       }
+                       auto& now = self->state;
+                       if (now.draining && now.route->outstanding() == 0) {
+                         now.drained.deliver(true);
+                         self->quit();
+                       }
+                     });
     },
+    [self](actors::tick_atom) { check_watch(self); },
     [self](actors::stats_atom) { return self->state.route->outstanding(); },
     [self](actors::shutdown_atom) -> caf::result<bool> {
       auto& st = self->state;
@@ -173,7 +233,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   ro.max_waiting = std::max<std::size_t>(1, p->opts.max_waiting_commands);
   p->registry = actors::spawn_registry(*p->sys, ro, p->stats);
   for (unsigned i = 0; i < std::max(2u, threads); ++i)
-    p->bridges.push_back(p->sys->spawn(bridge, p->registry));
+    p->bridges.push_back(p->sys->spawn(bridge, p->registry, p->opts.request_timeout));
   std::unique_ptr<runtime> rt{new runtime(std::move(p))};
   auto& im = *rt->impl_;
   if (!im.opts.metrics_address.empty()) {
@@ -430,9 +490,9 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
   // One bridge per aggregate keeps the commands a thread sends to it in order.
   auto key = std::hash<std::string>{}(msg.id) ^ std::hash<std::string>{}(msg.category);
   auto& b = impl_->bridges[key % impl_->bridges.size()];
-  auto bound = opts.timeout.count() > 0 ? opts.timeout : impl_->opts.request_timeout;
+  // 0: the bridge bounds it by request_timeout itself.
   caf::anon_send(b, actors::submit_atom::value, std::move(msg),
-                 static_cast<std::int64_t>(bound.count()),
+                 static_cast<std::int64_t>(opts.timeout.count()),
                  actors::reply_callback{std::move(done)});
   --impl_->submitting;
 }
