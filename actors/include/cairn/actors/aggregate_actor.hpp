@@ -124,16 +124,9 @@ recover(const aggregate_env& env, const std::string& stream, std::uint64_t& repl
     auto visited = env.store->visit_stream(
       stream, version + 1, page, [&](const persistence::event_view& ev) {
         auto where = stream + " v" + std::to_string(ev.version);
-        result<typename A::event> event = fail(errc::internal, "not decoded");
-        try {
-          event = env.registry->decode<typename A::event>(ev.type, ev.schema_version,
-                                                          ev.payload);
-        } catch (...) {
-          event = tl::unexpected(user_code_error("decoding (or upcasting) "
-                                                   + std::string{ev.type} + " v"
-                                                   + std::to_string(ev.schema_version),
-                                                 where));
-        }
+        // Decoding and upcasting turn what user code throws into errors themselves.
+        auto event = env.registry->decode<typename A::event>(ev.type, ev.schema_version,
+                                                             ev.payload);
         if (!event) {
           failure = event.error();
           failure->context = where;

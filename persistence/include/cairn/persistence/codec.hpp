@@ -272,6 +272,8 @@ template <class T>
     return value;
   } catch (const std::exception& e) {
     return failed(e.what());
+  } catch (...) { // a user type's serialize or constructor: never past here
+    return failed("an exception that is not a std::exception");
   }
 }
 

@@ -212,12 +212,7 @@ public:
     auto reply = future.get();
     if (!reply.ok())
       return tl::unexpected(reply.error());
-    try {
-      return persistence::decode_payload<typename A::state>(reply.state);
-    } catch (...) {
-      return tl::unexpected(actors::detail::user_code_error("decoding the state",
-                                                            std::string{A::category} + "-" + id));
-    }
+    return persistence::decode_payload<typename A::state>(reply.state);
   }
 
   /// Time travel: A `id` as it stood at `version`, replayed from the store.
@@ -433,16 +428,12 @@ private:
     out.first_position = r.first_position;
     out.last_position = r.last_position;
     out.duplicate = r.duplicate;
-    try {
-      for (const auto& encoded : r.events) {
-        auto ev = reg.decode<typename A::event>(encoded.type, encoded.schema_version,
-                                                encoded.payload);
-        if (!ev)
-          return tl::unexpected(ev.error());
-        out.events.push_back(std::move(*ev));
-      }
-    } catch (...) {
-      return tl::unexpected(actors::detail::user_code_error("decoding an event", r.context));
+    for (const auto& encoded : r.events) {
+      auto ev = reg.decode<typename A::event>(encoded.type, encoded.schema_version,
+                                              encoded.payload);
+      if (!ev)
+        return tl::unexpected(ev.error());
+      out.events.push_back(std::move(*ev));
     }
     return out;
   }
@@ -462,18 +453,16 @@ private:
         if (!keep(ev))
           return false;
         auto where = stream + " v" + std::to_string(ev.version);
+        auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version, ev.payload);
+        if (!event) {
+          failure = event.error();
+          failure->context = where;
+          return false;
+        }
         try {
-          auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version,
-                                                            ev.payload);
-          if (!event) {
-            failure = event.error();
-            failure->context = where;
-            return false;
-          }
           state = A::evolve(std::move(state), *event);
         } catch (...) {
-          failure = actors::detail::user_code_error("decoding or evolving " + std::string{ev.type},
-                                                    where);
+          failure = actors::detail::user_code_error("evolve of " + std::string{ev.type}, where);
           return false;
         }
         return true;
