@@ -185,15 +185,12 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
            {errc::invalid_argument, "unknown aggregate type '" + m.category + "'"});
     return;
   }
-  auto stream = m.category + "-" + m.id;
-  if (m.id.empty() || m.id.find('-') == 0) {
-    refuse(self, m, promise, {errc::invalid_argument, "invalid aggregate id", m.id});
+  auto checked = aggregate_stream(m.category, m.id);
+  if (!checked) {
+    refuse(self, m, promise, checked.error());
     return;
   }
-  if (auto ok = validate_stream_name(stream); !ok) {
-    refuse(self, m, promise, ok.error());
-    return;
-  }
+  auto& stream = *checked;
   auto [it, fresh] = st.entries.try_emplace(stream);
   auto& e = it->second;
   if (fresh) {

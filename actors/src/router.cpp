@@ -6,6 +6,8 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/model/stream_name.hpp"
+
 namespace cairn::actors {
 
 struct router::pending {
@@ -21,7 +23,7 @@ router::router(caf::actor registry, std::size_t max_routes)
 void router::send(caf::event_based_actor* self, command_msg msg,
                   std::chrono::milliseconds timeout, callback on_reply) {
   ++outstanding_;
-  auto& r = find_or_add(msg.category + "-" + msg.id);
+  auto& r = find_or_add(stream_name_of(msg.category, msg.id));
   auto content = caf::make_message(command_atom::value, std::move(msg));
   dispatch(self, r,
            std::make_shared<pending>(

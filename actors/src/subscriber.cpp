@@ -12,6 +12,7 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/model/clock.hpp"
 
 namespace cairn::actors {
 
@@ -26,12 +27,6 @@ using persistence::recorded_event;
 constexpr std::chrono::milliseconds pump_slice{5};
 /// Longest error text kept in a dead letter (the store's limit).
 constexpr std::size_t max_error_text = 4096;
-
-std::int64_t wall_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 using write_callback = std::function<void(const result<void>&)>;
 
@@ -357,7 +352,7 @@ dead_letter make_dead_letter(const subscriber_data& st, const recorded_event& ev
   dl.error = err.substr(0, max_error_text);
   dl.attempts = attempts;
   dl.first_failure_ns = first;
-  dl.last_failure_ns = wall_ns();
+  dl.last_failure_ns = wall_now_ns();
   return dl;
 }
 
@@ -375,7 +370,7 @@ verdict handle_next(subscriber_actor* self) {
     return verdict::next;
   }
   if (st.attempts++ == 0)
-    st.first_failure_ns = wall_ns();
+    st.first_failure_ns = wall_now_ns();
   st.last_error = r.error().to_string();
   const auto& o = st.spec.options;
   if (st.attempts < o.max_attempts) {
@@ -473,7 +468,7 @@ subscriber_status status_of(subscriber_actor* self) {
   s.lag = last > st.position ? last - st.position : 0;
   if (s.lag > 0)
     if (auto next = st.store->read_all(st.position + 1, 1); next && !next->events.empty())
-      s.lag_ms = std::max<std::int64_t>(0, (wall_ns() - next->events.front().timestamp_ns)
+      s.lag_ms = std::max<std::int64_t>(0, (wall_now_ns() - next->events.front().timestamp_ns)
                                              / 1000000);
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
@@ -534,7 +529,7 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
     } else {
       ++report->failed;
       dl.attempts += 1;
-      dl.last_failure_ns = wall_ns();
+      dl.last_failure_ns = wall_now_ns();
       dl.error = r.error().to_string().substr(0, max_error_text);
       if (pending != st.new_dead_letters.end())
         *pending = dl;

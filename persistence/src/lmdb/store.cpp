@@ -27,6 +27,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "cairn/model/clock.hpp"
 #include "cairn/model/stream_name.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
@@ -319,12 +320,6 @@ std::string dead_letter_store_key(std::string_view subscriber, std::uint64_t pos
   auto k = space_key(subscriber, {});
   k += be64_key(position);
   return k;
-}
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
 }
 
 /// Checks what can be checked without the store's state.
@@ -1111,7 +1106,7 @@ int lmdb_store::try_write(const batch_view& b, std::vector<result<append_result>
   st.serial = ++txn_serial_;
   st.position = last_position_;
   st.next_stream_no = next_stream_no_;
-  auto now = now_ns();
+  auto now = wall_now_ns();
   for (std::size_t i = 0; i < reqs.size; ++i) {
     if (auto ok = validate_request(reqs.data[i], opts_); !ok) {
       out[i] = tl::unexpected(ok.error());

@@ -39,7 +39,7 @@ namespace detail {
 template <class A, class F, class... Es>
 void each_event(F& f, std::variant<Es...>*) {
   (f(payload_type<Es, typename A::event>{payload_kind::event, Es::type_name,
-                                         persistence::detail::schema_version_of<Es>()}),
+                                         persistence::schema_version_of<Es>()}),
    ...);
 }
 

@@ -112,9 +112,9 @@ TEST_CASE("the current encodings match the committed bytes", "[unit][hangar][gol
 
 TEST_CASE("the snapshot schemas are provider 3 and group 2; provider_started is version 2",
           "[unit][hangar][golden]") {
-  CHECK(cairn::persistence::detail::schema_version_of<provider::state>() == 3u);
-  CHECK(cairn::persistence::detail::schema_version_of<provider_started>() == 2u);
-  CHECK(cairn::persistence::detail::schema_version_of<provider_group::state>() == 2u);
+  CHECK(cairn::persistence::schema_version_of<provider::state>() == 3u);
+  CHECK(cairn::persistence::schema_version_of<provider_started>() == 2u);
+  CHECK(cairn::persistence::schema_version_of<provider_group::state>() == 2u);
 }
 
 TEST_CASE("the group state round-trips with its members' lifecycle", "[unit][hangar][golden]") {

@@ -38,6 +38,8 @@
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/metrics.hpp"
 #include "cairn/model/aggregate.hpp"
+#include "cairn/model/clock.hpp"
+#include "cairn/model/stream_name.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
 
@@ -89,12 +91,6 @@ result<typename A::state> initial_state(const std::string& stream) {
   }
 }
 
-inline std::int64_t steady_now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-           std::chrono::steady_clock::now().time_since_epoch())
-    .count();
-}
-
 /// Rebuilds A's state of `stream` from the store: the latest snapshot when it
 /// is usable (checksum, state type, schema version), else full replay.
 /// `replayed` counts the events applied after the snapshot.
@@ -109,7 +105,7 @@ recover(const aggregate_env& env, const std::string& stream, std::uint64_t& repl
   std::uint64_t version = 0;
   auto snap = env.store->load_snapshot(stream);
   if (snap && *snap && (*snap)->state_type == state_type_name<A>()
-      && (*snap)->schema_version == persistence::detail::schema_version_of<state_t>()) {
+      && (*snap)->schema_version == persistence::schema_version_of<state_t>()) {
     if (auto decoded = persistence::decode_payload<state_t>((*snap)->data)) {
       state = std::move(*decoded);
       version = (*snap)->version;
@@ -252,7 +248,7 @@ void send_snapshot_if_due(aggregate_actor_t<A>* self, bool force = false) {
   snap.value.stream = st.stream;
   snap.value.version = st.confirmed_version;
   snap.value.state_type = state_type_name<A>();
-  snap.value.schema_version = persistence::detail::schema_version_of<typename A::state>();
+  snap.value.schema_version = persistence::schema_version_of<typename A::state>();
   st.snapshot_version = st.confirmed_version; // also when it fails: no retry per event
   try {
     persistence::encode_payload(*st.confirmed, snap.value.data);
@@ -655,7 +651,7 @@ caf::behavior aggregate_actor(aggregate_actor_t<A>* self, std::string id,
   auto& st = self->state;
   st.env = std::move(env);
   st.id = std::move(id);
-  st.stream = std::string{A::category} + "-" + st.id;
+  st.stream = stream_name_of(A::category, st.id);
   // A throw that escapes a handler anyway: answer everyone, tell the registry.
   self->set_exception_handler([self](caf::scheduled_actor*, std::exception_ptr& x) {
     auto& s = self->state;

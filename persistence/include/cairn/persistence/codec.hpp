@@ -44,6 +44,15 @@
 
 namespace cairn::persistence {
 
+/// The schema version of T as stored beside its bytes: CEREAL_CLASS_VERSION
+/// sets it (a static inline const, not a constant expression); a type
+/// without one is version 1.
+template <class T>
+[[nodiscard]] std::uint32_t schema_version_of() {
+  const std::uint32_t v = cereal::detail::Version<T>::version;
+  return v == 0 ? 1 : v;
+}
+
 namespace detail {
 
 /// Appends to a std::string; cheaper than an ostringstream per call.
@@ -91,14 +100,6 @@ public:
 private:
   bool& busy_;
 };
-
-template <class T>
-std::uint32_t schema_version_of() {
-  // CEREAL_CLASS_VERSION sets it (a static inline const, not a constant
-  // expression); a type without one is version 1.
-  const std::uint32_t v = cereal::detail::Version<T>::version;
-  return v == 0 ? 1 : v;
-}
 
 template <class T>
 struct is_variant : std::false_type {};
@@ -352,7 +353,7 @@ public:
   /// archive (a template serialize does), for `to_json`.
   template <class T>
   [[nodiscard]] result<void> add(std::string name) {
-    return add_type(std::move(name), detail::schema_version_of<T>(), std::type_index(typeid(T)),
+    return add_type(std::move(name), schema_version_of<T>(), std::type_index(typeid(T)),
                     &detail::payload_to_json<T>, &detail::payload_check<T>);
   }
 
@@ -409,7 +410,7 @@ public:
         return tl::unexpected(name.error());
       event_data out;
       out.type = std::string{*name};
-      out.schema_version = detail::schema_version_of<T>();
+      out.schema_version = schema_version_of<T>();
       encode_payload(event, out.payload);
       return out;
     }

@@ -36,6 +36,8 @@
 #include "cairn/actors/registry.hpp"
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/model/aggregate.hpp"
+#include "cairn/model/clock.hpp"
+#include "cairn/model/stream_name.hpp"
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
@@ -355,7 +357,7 @@ public:
     msg.tenant = opts.tenant;
     msg.user = opts.user;
     if (opts.timeout.count() > 0)
-      msg.deadline_ns = actors::detail::steady_now_ns()
+      msg.deadline_ns = steady_now_ns()
                         + std::chrono::nanoseconds{opts.timeout}.count();
     return msg;
   }
@@ -440,9 +442,10 @@ private:
 
   template <class A, class Keep>
   result<typename A::state> replay(const std::string& id, std::uint64_t max_version, Keep keep) {
-    if (id.empty() || id.front() == '-') // the registry's rule, so both agree
-      return fail(errc::invalid_argument, "invalid aggregate id", id);
-    auto stream = std::string{A::category} + "-" + id;
+    auto checked = aggregate_stream(A::category, id);
+    if (!checked)
+      return tl::unexpected(checked.error());
+    const auto& stream = *checked;
     auto initial = actors::detail::initial_state<A>(stream);
     if (!initial)
       return tl::unexpected(initial.error());

@@ -4,6 +4,8 @@
 ///
 ///   auto ok = cairn::validate_stream_name("account-42");   // ok
 ///   cairn::category_of("provider_group-a-1");             // "provider_group"
+///   cairn::stream_name_of("account", "42");               // "account-42"
+///   auto s = cairn::aggregate_stream("account", "-x");    // invalid_argument
 
 #include <cstddef>
 #include <string>
@@ -49,6 +51,29 @@ inline constexpr std::size_t max_stream_name_size = 255;
   if (dash + 1 == name.size())
     return bad("empty id after '-'");
   return {};
+}
+
+/// The stream of aggregate `id` of type `category`: "<category>-<id>".
+[[nodiscard]] inline std::string stream_name_of(std::string_view category, std::string_view id) {
+  std::string out;
+  out.reserve(category.size() + 1 + id.size());
+  out += category;
+  out += '-';
+  out += id;
+  return out;
+}
+
+/// Checks an aggregate id and returns its stream. An id is not empty, does
+/// not start with '-' (the category would become ambiguous), and makes a
+/// valid stream name with its category.
+[[nodiscard]] inline result<std::string> aggregate_stream(std::string_view category,
+                                                          std::string_view id) {
+  if (id.empty() || id.front() == '-')
+    return fail(errc::invalid_argument, "invalid aggregate id", std::string{id.substr(0, 64)});
+  auto stream = stream_name_of(category, id);
+  if (auto ok = validate_stream_name(stream); !ok)
+    return tl::unexpected(ok.error());
+  return stream;
 }
 
 } // namespace cairn
