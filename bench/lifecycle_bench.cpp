@@ -21,7 +21,7 @@
 
 #include "account.hpp"
 #include "bench.hpp"
-#include "cairn/runtime/runtime.hpp"
+#include "cairn/runtime/runtime_caf.hpp"
 
 namespace cairn::bench {
 
@@ -79,7 +79,7 @@ void fill_accounts(const std::string& dir, std::size_t n, bool snapshots,
       persistence::snapshot snap;
       snap.stream = req.stream;
       snap.version = deposits + 1;
-      snap.state_type = actors::state_type_name<account>();
+      snap.state_type = std::string{account::category} + ".state";
       snap.schema_version = 1;
       persistence::encode_payload(s, snap.data);
       batch.snapshots.push_back(std::move(snap));

@@ -18,7 +18,7 @@
 #include "account.hpp"
 #include "bench.hpp"
 #include "cairn/actors/router.hpp"
-#include "cairn/runtime/runtime.hpp"
+#include "cairn/runtime/runtime_caf.hpp"
 
 namespace cairn::bench {
 

@@ -10,11 +10,11 @@
 
 int main(int argc, char** argv) {
   cairn::persistence::event_registry types;
-  auto ok = cairn::tools::add_event_types<bank::account::event>(types);
+  auto ok = cairn::persistence::register_event_types<bank::account::event>(types);
   if (ok)
-    ok = cairn::tools::add_event_types<hangar::provider::event>(types);
+    ok = cairn::persistence::register_event_types<hangar::provider::event>(types);
   if (ok)
-    ok = cairn::tools::add_event_types<hangar::provider_group::event>(types);
+    ok = cairn::persistence::register_event_types<hangar::provider_group::event>(types);
   if (ok)
     ok = hangar::provider::upcasters(types);
   if (!ok) {

@@ -9,10 +9,15 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/aggregate_actor.hpp"
 #include "cairn/actors/journal.hpp"
+#include "cairn/actors/messages.hpp"
+#include "cairn/actors/registry.hpp"
+#include "cairn/actors/subscriber.hpp"
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/router.hpp"
 #include "cairn/actors/scheduler.hpp"
+#include "cairn/runtime/runtime_caf.hpp"
 #include "logging.hpp"
 #include "metrics_server.hpp"
 
@@ -357,14 +362,13 @@ void runtime::shutdown() {
   im.log->info("stopped: data dir {}", im.opts.data_dir);
 }
 
-std::shared_ptr<const actors::aggregate_env>
-runtime::make_env(std::optional<std::uint64_t> interval) {
+void runtime::add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
+                            const aggregate_options& opts) {
   auto env = std::make_shared<actors::aggregate_env>();
   env->store = impl_->store.get();
-  env->registry = registry_.get();
   env->journal = impl_->journal;
   env->registry_actor = impl_->registry;
-  env->snapshot_interval = interval.value_or(impl_->opts.snapshot_interval);
+  env->snapshot_interval = opts.snapshot_interval.value_or(impl_->opts.snapshot_interval);
   env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
   // Often enough that an aggregate in use stays ahead of the idle sweep.
   env->touch_every = std::min<std::chrono::nanoseconds>(impl_->opts.idle_timeout / 4,
@@ -372,7 +376,24 @@ runtime::make_env(std::optional<std::uint64_t> interval) {
   env->stats = &impl_->stats;
   env->request_timeout = impl_->opts.request_timeout;
   env->log = actors::logger(actors::aggregate_logger);
-  return env;
+  caf::anon_send(impl_->registry, actors::kind_atom::value,
+                 actors::kind_of(std::move(type), std::move(env)));
+}
+
+result<std::unique_ptr<actors::state_box>>
+runtime::replay(const actors::aggregate_type& type, const std::string& id,
+                std::uint64_t max_version,
+                const std::function<bool(const persistence::event_view&)>& keep) {
+  auto stream = aggregate_stream(type.category(), id);
+  if (!stream)
+    return tl::unexpected(stream.error());
+  auto state = type.initial(*stream);
+  if (!state)
+    return tl::unexpected(state.error());
+  auto folded = actors::fold_stream(store(), type, **state, *stream, 0, max_version, keep);
+  if (!folded)
+    return tl::unexpected(folded.error());
+  return std::move(*state);
 }
 
 result<void> runtime::add_subscriber(const std::string& name, subscription_filter filter,
@@ -460,10 +481,6 @@ result<std::uint64_t> runtime::discard_dead_letters(const std::string& name,
                                                     std::uint64_t position) {
   return impl_->ask<std::uint64_t>(name, std::chrono::milliseconds{0},
                                    actors::discard_atom::value, position);
-}
-
-void runtime::add_kind(actors::aggregate_kind kind) {
-  caf::anon_send(impl_->registry, actors::kind_atom::value, std::move(kind));
 }
 
 result<void> runtime::check_catalogue() const {

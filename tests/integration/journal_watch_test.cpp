@@ -4,7 +4,7 @@
 #include <caf/all.hpp>
 
 #include "account.hpp"
-#include "cairn/runtime/runtime.hpp"
+#include "cairn/runtime/runtime_caf.hpp"
 #include "support/temp_dir.hpp"
 
 TEST_CASE("a journal watcher sees the committed position reach every acknowledged command",

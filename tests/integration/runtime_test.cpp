@@ -27,7 +27,7 @@
 
 #include "account.hpp"
 #include "cairn/actors/router.hpp"
-#include "cairn/runtime/runtime.hpp"
+#include "cairn/runtime/runtime_caf.hpp"
 #include "runtime_support.hpp"
 #include "support/temp_dir.hpp"
 

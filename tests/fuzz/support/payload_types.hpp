@@ -68,11 +68,11 @@ void for_each_payload_type(F&& f) {
 inline const persistence::event_registry& sample_registry() {
   static const persistence::event_registry reg = [] {
     persistence::event_registry r;
-    auto ok = tools::add_event_types<bank::account::event>(r);
+    auto ok = persistence::register_event_types<bank::account::event>(r);
     if (ok)
-      ok = tools::add_event_types<hangar::provider::event>(r);
+      ok = persistence::register_event_types<hangar::provider::event>(r);
     if (ok)
-      ok = tools::add_event_types<hangar::provider_group::event>(r);
+      ok = persistence::register_event_types<hangar::provider_group::event>(r);
     if (ok)
       ok = hangar::provider::upcasters(r);
     if (!ok)

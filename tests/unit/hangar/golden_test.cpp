@@ -34,7 +34,7 @@ std::string bytes_of(const T& value) {
 /// The registry as register_aggregate<provider>() builds it.
 cairn::persistence::event_registry provider_registry() {
   cairn::persistence::event_registry reg;
-  REQUIRE(cairn::detail::add_event_types(reg, static_cast<provider::event*>(nullptr)));
+  REQUIRE(cairn::persistence::register_event_types<provider::event>(reg));
   REQUIRE(provider::upcasters(reg));
   return reg;
 }

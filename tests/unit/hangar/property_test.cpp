@@ -33,7 +33,7 @@ std::string bytes_of(const T& value) {
 template <class A, class Next, class Check>
 void run(std::uint64_t seed, int steps, Next next, Check check) {
   cairn::persistence::event_registry reg;
-  REQUIRE(cairn::detail::add_event_types(reg, static_cast<typename A::event*>(nullptr)));
+  REQUIRE(cairn::persistence::register_event_types<typename A::event>(reg));
   std::mt19937_64 rng{seed};
   typename A::state live = A::initial();
   typename A::state replayed = A::initial();

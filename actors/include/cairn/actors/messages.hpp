@@ -13,6 +13,7 @@
 #include <caf/atom.hpp>
 #include <caf/meta/type_name.hpp>
 
+#include "cairn/actors/command.hpp"
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/types.hpp"
 
@@ -47,15 +48,7 @@ using touch_atom = caf::atom_constant<caf::atom("cairn_tch")>;
 using failed_atom = caf::atom_constant<caf::atom("cairn_fail")>;
 using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
 
-/// A command (or, with `query`, a read of the live state) for one aggregate.
-struct command_msg {
-  std::string category; ///< The aggregate type, e.g. "account".
-  std::string id;       ///< The aggregate id; the stream is "<category>-<id>".
-  std::string payload;  ///< cereal bytes of the aggregate's command variant.
-  std::string command_id, correlation_id, causation_id, tenant, user;
-  std::int64_t deadline_ns = 0; ///< steady_clock ns; 0 = none.
-  bool query = false;           ///< Read the confirmed state instead of deciding.
-};
+// Commands and replies (command.hpp) as CAF messages.
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
@@ -63,45 +56,16 @@ typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
            x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query);
 }
 
-/// One appended event as a reply carries it: encoded, as the store holds it.
-struct reply_event {
-  std::string type;
-  std::uint32_t schema_version = 1;
-  std::string payload;
-};
-
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reply_event& x) {
   return f(caf::meta::type_name("cairn.reply_event"), x.type, x.schema_version, x.payload);
 }
-
-/// The answer to a command_msg: an error (code != 0) or what was appended.
-struct reply_msg {
-  std::uint8_t code = 0; ///< 0 = ok, else a cairn::errc.
-  std::string message;   ///< For `rejected`: the domain's reason, as decide gave it.
-  std::string context;   ///< Where: a stream, a position.
-  std::uint64_t first_version = 0;
-  std::uint64_t last_version = 0; ///< The aggregate's version after the command.
-  std::uint64_t first_position = 0;
-  std::uint64_t last_position = 0;
-  bool duplicate = false; ///< The command id was applied before: the original outcome.
-  std::vector<reply_event> events;
-  std::string state; ///< For a query: cereal bytes of the state at last_version.
-
-  [[nodiscard]] bool ok() const { return code == 0; }
-  [[nodiscard]] cairn::error error() const {
-    return cairn::error{static_cast<errc>(code), message, context};
-  }
-};
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
   return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.context, x.first_version,
            x.last_version, x.first_position, x.last_position, x.duplicate, x.events, x.state);
 }
-
-/// A reply that carries only an error.
-[[nodiscard]] reply_msg error_reply(const cairn::error& e);
 
 /// One aggregate's appends, in command order, for the journal (in-process
 /// only). An aggregate keeps one of these in flight and gathers the appends

@@ -145,6 +145,14 @@ struct metrics_snapshot {
   }
 };
 
+/// The registry's figures (registry.hpp).
+struct registry_stats {
+  std::uint64_t live = 0;
+  std::uint64_t activations = 0;
+  std::uint64_t passivations = 0;
+  std::uint64_t failures = 0;
+};
+
 /// The instruments the actors record into. Thread-safe; never locks.
 class metrics {
 public:

@@ -46,13 +46,6 @@ struct registry_options {
   std::size_t max_waiting = 4096;                 ///< Buffered commands per aggregate.
 };
 
-struct registry_stats {
-  std::uint64_t live = 0;
-  std::uint64_t activations = 0;
-  std::uint64_t passivations = 0;
-  std::uint64_t failures = 0;
-};
-
 /// Spawns the registry, recording activations, passivations and the commands
 /// it answers itself into `m`, which must outlive it.
 [[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts,

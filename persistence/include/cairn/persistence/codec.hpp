@@ -521,6 +521,57 @@ private:
   std::map<std::type_index, std::string> by_type_;
 };
 
+namespace detail {
+
+template <class T>
+struct event_alternatives {
+  using list = std::variant<T>;
+};
+template <class... Ts>
+struct event_alternatives<std::variant<Ts...>> {
+  using list = std::variant<Ts...>;
+};
+
+template <class... Ts>
+std::vector<std::string> type_names_of(std::variant<Ts...>*) {
+  return {Ts::type_name...};
+}
+
+template <class T>
+result<void> register_event_type(event_registry& reg) {
+  static_assert(std::is_convertible_v<decltype(T::type_name), const char*>,
+                "every event struct needs static constexpr const char* type_name");
+  if (reg.name_of<T>())
+    return {}; // shared by two aggregate types: registered once
+  return reg.add<T>(T::type_name);
+}
+
+template <class... Ts>
+result<void> register_alternatives(event_registry& reg, std::variant<Ts...>*) {
+  result<void> out;
+  ((out = out ? register_event_type<Ts>(reg) : out), ...);
+  return out;
+}
+
+} // namespace detail
+
+/// Registers `Events` (an event struct, or every alternative of a variant of
+/// them) under each struct's `static constexpr const char* type_name`, the
+/// convention of cairn's aggregates. A type registered already is skipped,
+/// so two aggregate types may share events.
+template <class Events>
+[[nodiscard]] result<void> register_event_types(event_registry& reg) {
+  using list = typename detail::event_alternatives<Events>::list;
+  return detail::register_alternatives(reg, static_cast<list*>(nullptr));
+}
+
+/// The `type_name`s of `Events` (an event struct or a variant of them).
+template <class Events>
+[[nodiscard]] std::vector<std::string> event_type_names() {
+  using list = typename detail::event_alternatives<Events>::list;
+  return detail::type_names_of(static_cast<list*>(nullptr));
+}
+
 } // namespace cairn::persistence
 
 // For polymorphic types, and so cereal pairs the archive with the one that

@@ -30,18 +30,22 @@
 #include <variant>
 #include <vector>
 
-#include "cairn/actors/aggregate_actor.hpp"
-#include "cairn/actors/messages.hpp"
+#include "cairn/actors/aggregate_type.hpp"
+#include "cairn/actors/command.hpp"
 #include "cairn/actors/metrics.hpp"
-#include "cairn/actors/registry.hpp"
-#include "cairn/actors/subscriber.hpp"
+#include "cairn/actors/subscription.hpp"
 #include "cairn/model/aggregate.hpp"
 #include "cairn/model/clock.hpp"
-#include "cairn/model/stream_name.hpp"
 #include "cairn/model/error.hpp"
+#include "cairn/model/stream_name.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/options.hpp"
+
+namespace caf { // the CAF-native form: runtime_caf.hpp
+class actor;
+class actor_system;
+} // namespace caf
 
 namespace cairn {
 
@@ -96,15 +100,6 @@ struct envelope {
 
 namespace detail {
 
-template <class T>
-struct event_type_names {
-  static std::vector<std::string> get() { return {T::type_name}; }
-};
-template <class... Ts>
-struct event_type_names<std::variant<Ts...>> {
-  static std::vector<std::string> get() { return {Ts::type_name...}; }
-};
-
 template <class A, class = void>
 struct has_upcasters : std::false_type {};
 template <class A>
@@ -120,22 +115,6 @@ result<void> add_upcasters(persistence::event_registry& reg) {
     A::upcasters(reg);
     return {};
   }
-}
-
-template <class T>
-result<void> add_event_type(persistence::event_registry& reg) {
-  static_assert(std::is_convertible_v<decltype(T::type_name), const char*>,
-                "every event struct needs static constexpr const char* type_name");
-  if (auto known = reg.name_of<T>(); known)
-    return {}; // shared by two aggregate types: registered once
-  return reg.add<T>(T::type_name);
-}
-
-template <class... Ts>
-result<void> add_event_types(persistence::event_registry& reg, std::variant<Ts...>*) {
-  result<void> out;
-  ((out = out ? add_event_type<Ts>(reg) : out), ...);
-  return out;
 }
 
 } // namespace detail
@@ -159,21 +138,14 @@ public:
     if (commands_started_.load())
       return fail(errc::invalid_argument, "register aggregates before the first command",
                   A::category);
-    if (auto ok = detail::add_event_types(*registry_, static_cast<typename A::event*>(nullptr));
-        !ok)
+    if (auto ok = persistence::register_event_types<typename A::event>(*registry_); !ok)
       return ok;
     if constexpr (detail::has_upcasters<A>::value)
       if (auto ok = detail::add_upcasters<A>(*registry_); !ok)
         return ok;
     if (auto ok = check_catalogue(); !ok)
       return ok;
-    auto env = make_env(opts.snapshot_interval);
-    actors::aggregate_kind kind;
-    kind.category = A::category;
-    kind.spawn = [env](caf::local_actor& parent, const std::string& id) {
-      return parent.spawn(actors::aggregate_actor<A>, id, env);
-    };
-    add_kind(std::move(kind));
+    add_aggregate(std::make_shared<actors::typed_aggregate<A>>(registry_), opts);
     return {};
   }
 
@@ -222,7 +194,7 @@ public:
   [[nodiscard]] result<typename A::state> state_at(const std::string& id, std::uint64_t version) {
     if (stopped())
       return fail(errc::unavailable, "the runtime is stopped");
-    return replay<A>(id, version, [](const persistence::event_view&) { return true; });
+    return replay<A>(id, version, {});
   }
 
   /// Time travel: A `id` with the events recorded at or before `timestamp_ns`.
@@ -340,9 +312,7 @@ public:
   [[nodiscard]] result<std::uint64_t> discard_dead_letters(const std::string& name,
                                                            std::uint64_t position = 0);
 
-  /// Encodes a command for the CAF-native form:
-  ///   self->request(rt.handle(), caf::infinite, cairn::actors::command_atom::value, msg)
-  ///     .then([](cairn::actors::reply_msg& r) { ... });
+  /// Encodes a command for the CAF-native form (runtime_caf.hpp).
   template <class A>
   [[nodiscard]] actors::command_msg make_command(const std::string& id,
                                                  const typename A::command& cmd,
@@ -368,8 +338,9 @@ public:
     return to_outcome<A>(*registry_, r);
   }
 
-  /// The registry actor, for the CAF-native form (see make_command). Counts
-  /// as sending: register_aggregate is refused afterwards.
+  // The CAF-native form; include cairn/runtime/runtime_caf.hpp to call these.
+  /// The registry actor (see make_command). Counts as sending:
+  /// register_aggregate is refused afterwards.
   [[nodiscard]] caf::actor handle();
   /// The journal actor: after `(subscribe_atom, actor)` that actor gets the
   /// committed position of the global log as `(committed_atom, position)`,
@@ -404,8 +375,8 @@ private:
   struct impl;
   explicit runtime(std::unique_ptr<impl> p);
 
-  std::shared_ptr<const actors::aggregate_env> make_env(std::optional<std::uint64_t> interval);
-  void add_kind(actors::aggregate_kind kind);
+  void add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
+                     const aggregate_options& opts);
   result<void> add_subscriber(const std::string& name, subscription_filter filter,
                               const subscription_options& opts, bool projection,
                               actors::subscriber_handler handle);
@@ -413,7 +384,7 @@ private:
   template <class Event>
   static subscription_filter with_types(subscription_filter filter) {
     if (filter.types.empty())
-      filter.types = detail::event_type_names<Event>::get();
+      filter.types = persistence::event_type_names<Event>();
     return filter;
   }
   result<void> check_catalogue() const;
@@ -440,42 +411,20 @@ private:
     return out;
   }
 
-  template <class A, class Keep>
-  result<typename A::state> replay(const std::string& id, std::uint64_t max_version, Keep keep) {
-    auto checked = aggregate_stream(A::category, id);
-    if (!checked)
-      return tl::unexpected(checked.error());
-    const auto& stream = *checked;
-    auto initial = actors::detail::initial_state<A>(stream);
-    if (!initial)
-      return tl::unexpected(initial.error());
-    typename A::state state = std::move(*initial);
-    std::optional<cairn::error> failure;
-    auto visited = store().visit_stream(
-      stream, 1, static_cast<std::size_t>(max_version), [&](const persistence::event_view& ev) {
-        if (!keep(ev))
-          return false;
-        auto where = stream + " v" + std::to_string(ev.version);
-        auto event = registry_->decode<typename A::event>(ev.type, ev.schema_version, ev.payload);
-        if (!event) {
-          failure = event.error();
-          failure->context = where;
-          return false;
-        }
-        try {
-          state = A::evolve(std::move(state), *event);
-        } catch (...) {
-          failure = actors::detail::user_code_error("evolve of " + std::string{ev.type}, where);
-          return false;
-        }
-        return true;
-      });
-    if (!visited)
-      return tl::unexpected(visited.error());
-    if (failure)
-      return tl::unexpected(*failure);
-    return state;
+  /// A `id` replayed from the store up to `max_version`, before the first
+  /// event `keep` refuses.
+  template <class A>
+  result<typename A::state> replay(const std::string& id, std::uint64_t max_version,
+                                   const std::function<bool(const persistence::event_view&)>& keep) {
+    actors::typed_aggregate<A> type{registry_};
+    auto state = replay(type, id, max_version, keep);
+    if (!state)
+      return tl::unexpected(state.error());
+    return std::move(actors::typed_aggregate<A>::get(**state));
   }
+  result<std::unique_ptr<actors::state_box>>
+  replay(const actors::aggregate_type& type, const std::string& id, std::uint64_t max_version,
+         const std::function<bool(const persistence::event_view&)>& keep);
 
   std::unique_ptr<impl> impl_;
   std::shared_ptr<persistence::event_registry> registry_;

@@ -22,7 +22,6 @@
 
 #include "cairn/model/aggregate.hpp"
 #include "cairn/persistence/codec.hpp"
-#include "cairn/runtime/runtime.hpp"
 
 namespace cairn::testkit {
 
@@ -35,8 +34,7 @@ public:
 
   /// Starts from A::initial() with `history` applied in order.
   explicit given_when_then(std::vector<event_type> history = {}) {
-    if (auto ok = cairn::detail::add_event_types(registry_, static_cast<event_type*>(nullptr));
-        !ok)
+    if (auto ok = persistence::register_event_types<event_type>(registry_); !ok)
       throw std::logic_error(ok.error().to_string());
     state_ = A::initial();
     for (const auto& e : history)

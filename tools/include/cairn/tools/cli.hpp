@@ -6,7 +6,7 @@
 ///
 ///   int main(int argc, char** argv) {
 ///     cairn::persistence::event_registry types;
-///     if (auto ok = cairn::tools::add_event_types<my_aggregate::event>(types); !ok)
+///     if (auto ok = cairn::persistence::register_event_types<my_aggregate::event>(types); !ok)
 ///       return 1;
 ///     return cairn::tools::run_cli(argc, argv, types);
 ///   }
@@ -36,23 +36,5 @@ inline constexpr int exit_damaged = 3;
 /// to stdout, errors to stderr as one line `cairn: <message>`. Never throws.
 /// `types` decodes payloads; unregistered types are shown as hex.
 [[nodiscard]] int run_cli(int argc, char** argv, const persistence::event_registry& types);
-
-namespace detail {
-
-template <class... Ts>
-result<void> add_alternatives(persistence::event_registry& types, std::variant<Ts...>*) {
-  result<void> out;
-  ((out = out ? types.add<Ts>(Ts::type_name) : out), ...);
-  return out;
-}
-
-} // namespace detail
-
-/// Registers every alternative of the variant `Events` under its
-/// `static constexpr const char* type_name` (the convention of cairn's aggregates).
-template <class Events>
-[[nodiscard]] result<void> add_event_types(persistence::event_registry& types) {
-  return detail::add_alternatives(types, static_cast<Events*>(nullptr));
-}
 
 } // namespace cairn::tools

@@ -11,6 +11,7 @@
 /// The code says what the caller should do next (docs/errors.md).
 
 #include <cstdint>
+#include <exception>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -83,6 +84,18 @@ using result = tl::expected<T, error>;
 [[nodiscard]] inline tl::unexpected<error> fail(errc code, std::string message,
                                                 std::string context = {}) {
   return tl::unexpected<error>(error{code, std::move(message), std::move(context)});
+}
+
+/// The error for the exception that user code (`what`: "decide", "evolve of
+/// money_deposited" …) threw; call it inside a catch block only.
+[[nodiscard]] inline error thrown_error(const std::string& what, const std::string& where) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return {errc::internal, what + " threw: " + e.what(), where};
+  } catch (...) {
+    return {errc::internal, what + " threw an exception that is not a std::exception", where};
+  }
 }
 
 } // namespace cairn
