@@ -1,9 +1,13 @@
 // The account aggregate through the given/when/then kit: pure decide and
 // evolve, every event and state round-tripped through the codec.
 
+#include <cstdint>
+#include <string>
+
 #include <catch2/catch.hpp>
 
 #include "account.hpp"
+#include "cairn/persistence/codec.hpp"
 #include "cairn/runtime/testkit.hpp"
 
 using namespace bank;
@@ -97,4 +101,36 @@ TEST_CASE("the kit applies events as the store returns them, not as decide built
   cairn::testkit::given_when_then<lossy> t;
   REQUIRE(t.when(lossy::add{3}));
   CHECK(t.state().sum == 3);
+}
+
+namespace {
+
+template <class T>
+std::string bytes_of(const T& value) {
+  std::string out;
+  cairn::persistence::encode_payload(value, out);
+  return out;
+}
+
+std::string le64(std::uint64_t v) {
+  std::string out;
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the account's events and state keep their stored bytes", "[unit][account]") {
+  // Stores written before decide and evolve became one overload per
+  // alternative must still decode: the payloads are cereal's binary archive,
+  // a string as its 64-bit length and bytes, an int64 as 8 bytes.
+  CHECK(bytes_of(account_opened{"Ann"}) == le64(3) + "Ann");
+  CHECK(bytes_of(money_deposited{100}) == le64(100));
+  CHECK(bytes_of(money_withdrawn{30}) == le64(30));
+  account::state s{true, "Ann", 70};
+  CHECK(bytes_of(s) == std::string{"\x01", 1} + le64(3) + "Ann" + le64(70));
+  CHECK(cairn::persistence::decode_payload<money_withdrawn>(le64(30))->amount == 30);
+  CHECK(cairn::persistence::schema_version_of<money_deposited>() == 1);
+  CHECK(cairn::persistence::schema_version_of<account::state>() == 1);
 }
