@@ -131,7 +131,8 @@ TEST_CASE("overloaded turns lambdas into one visitor", "[unit][model][match]") {
   CHECK(size == 3);
 }
 
-TEST_CASE("match returns what the handler of the alternative held returns", "[unit][model][match]") {
+TEST_CASE("match returns what the handler of the alternative held returns",
+          "[unit][model][match]") {
   const std::variant<start, stop> c = start{4};
   int got = cairn::match(
     c, [](const start& x) { return x.n; }, [](const stop&) { return -1; });

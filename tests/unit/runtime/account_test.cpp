@@ -105,8 +105,7 @@ TEST_CASE("the kit applies events as the store returns them, not as decide built
 
 namespace {
 
-template <class T>
-std::string bytes_of(const T& value) {
+template <class T> std::string bytes_of(const T& value) {
   std::string out;
   cairn::persistence::encode_payload(value, out);
   return out;

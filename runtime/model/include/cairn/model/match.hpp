@@ -58,12 +58,8 @@
 namespace cairn {
 
 /// The handlers `fs...` as one visitor: `std::visit(overloaded{f, g}, v)`.
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
+template <class... Fs> struct overloaded : Fs... { using Fs::operator()...; };
+template <class... Fs> overloaded(Fs...) -> overloaded<Fs...>;
 
 namespace detail {
 
@@ -79,47 +75,43 @@ using alternative_as = std::conditional_t<
 
 /// Fails with the alternative named in the compiler's "in instantiation of"
 /// note, which then reads `[with ... T = bank::withdraw]`.
-template <class Visitor, class V, class T>
-constexpr bool require_handler() {
+template <class Visitor, class V, class T> constexpr bool require_handler() {
   constexpr bool ok = std::is_invocable_v<Visitor&, alternative_as<V, T>>;
   static_assert(ok, "cairn::match: an alternative of the variant has no handler; the "
                     "instantiation note of require_handler names it as T");
   return ok;
 }
 
-template <class Visitor, class V, class Variant>
-struct all_handled;
-template <class Visitor, class V, class... Ts>
-struct all_handled<Visitor, V, std::variant<Ts...>> {
+template <class Visitor, class V, class Variant> struct all_handled;
+template <class Visitor, class V, class... Ts> struct all_handled<Visitor, V, std::variant<Ts...>> {
   static constexpr bool value = (require_handler<Visitor, V, Ts>() && ...);
 };
 
 // The overload of exactly this signature, or no type (SFINAE).
 template <class A, class C>
-using decide_overload = decltype(static_cast<decision<typename A::event> (*)(
-                                   const typename A::state&, const C&)>(&A::decide));
+using decide_overload =
+  decltype(static_cast<decision<typename A::event> (*)(const typename A::state&, const C&)>(
+    &A::decide));
 template <class A, class E>
-using evolve_by_value = decltype(static_cast<typename A::state (*)(typename A::state, const E&)>(
-  &A::evolve));
+using evolve_by_value =
+  decltype(static_cast<typename A::state (*)(typename A::state, const E&)>(&A::evolve));
 template <class A, class E>
-using evolve_by_ref = decltype(static_cast<typename A::state (*)(const typename A::state&,
-                                                                  const E&)>(&A::evolve));
+using evolve_by_ref =
+  decltype(static_cast<typename A::state (*)(const typename A::state&, const E&)>(&A::evolve));
 
 template <class Void, template <class...> class Op, class... Args>
 struct detects : std::false_type {};
 template <template <class...> class Op, class... Args>
 struct detects<std::void_t<Op<Args...>>, Op, Args...> : std::true_type {};
 
-template <class A, class C>
-constexpr bool has_decide = detects<void, decide_overload, A, C>::value;
+template <class A, class C> constexpr bool has_decide = detects<void, decide_overload, A, C>::value;
 template <class A, class E>
 constexpr bool has_evolve_by_value = detects<void, evolve_by_value, A, E>::value;
 template <class A, class E>
 constexpr bool has_evolve = has_evolve_by_value<A, E> || detects<void, evolve_by_ref, A, E>::value;
 
 /// Fails naming the command (`C`) that has no decide overload.
-template <class A, class C>
-constexpr bool require_decide() {
+template <class A, class C> constexpr bool require_decide() {
   static_assert(has_decide<A, C>,
                 "cairn::dispatch_decide: A has no `static cairn::decision<event> "
                 "decide(const state&, const C&)` for the command alternative C named in "
@@ -128,8 +120,7 @@ constexpr bool require_decide() {
 }
 
 /// Fails naming the event (`E`) that has no evolve overload.
-template <class A, class E>
-constexpr bool require_evolve() {
+template <class A, class E> constexpr bool require_evolve() {
   static_assert(has_evolve<A, E>,
                 "cairn::dispatch_evolve: A has no `static state evolve(state, const E&)` (or "
                 "`evolve(const state&, const E&)`) for the event alternative E named in the "
@@ -137,10 +128,8 @@ constexpr bool require_evolve() {
   return has_evolve<A, E>;
 }
 
-template <class A, class Variant>
-struct dispatch_table;
-template <class A, class... Ts>
-struct dispatch_table<A, std::variant<Ts...>> {
+template <class A, class Variant> struct dispatch_table;
+template <class A, class... Ts> struct dispatch_table<A, std::variant<Ts...>> {
   static constexpr bool commands_handled() { return (require_decide<A, Ts>() && ...); }
   static constexpr bool events_handled() { return (require_evolve<A, Ts>() && ...); }
 };
