@@ -3,8 +3,11 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
+#include <vector>
 
 #include <catch2/catch.hpp>
+#include <cereal/types/vector.hpp>
 
 #include "account.hpp"
 #include "cairn/persistence/codec.hpp"
@@ -132,4 +135,73 @@ TEST_CASE("the account's events and state keep their stored bytes", "[unit][acco
   CHECK(cairn::persistence::decode_payload<money_withdrawn>(le64(30))->amount == 30);
   CHECK(cairn::persistence::schema_version_of<money_deposited>() == 1);
   CHECK(cairn::persistence::schema_version_of<account::state>() == 1);
+}
+
+namespace {
+
+/// The account written with cairn::match lambdas (docs/writing-an-aggregate.md).
+struct account_with_lambdas {
+  static constexpr const char* category = "account";
+  using state = account::state;
+  using command = account::command;
+  using event = account::event;
+
+  static state initial() { return {}; }
+
+  static cairn::decision<event> decide(const state& s, const command& c) {
+    using d = cairn::decision<event>;
+    return cairn::match<d>(
+      c,
+      [&](const open_account& cmd) -> d {
+        if (s.open)
+          return cairn::reject("already_open");
+        return cairn::emit<event>(account_opened{cmd.owner});
+      },
+      [&](const auto& cmd) -> d { // deposit and withdraw
+        if (!s.open)
+          return cairn::reject("not_open");
+        if (cmd.amount <= 0)
+          return cairn::reject("amount_not_positive");
+        if constexpr (std::is_same_v<std::decay_t<decltype(cmd)>, deposit>)
+          return cairn::emit<event>(money_deposited{cmd.amount});
+        if (cmd.amount > s.balance)
+          return cairn::reject("insufficient_funds");
+        return cairn::emit<event>(money_withdrawn{cmd.amount});
+      });
+  }
+
+  static state evolve(state s, const event& e) {
+    cairn::match(
+      e,
+      [&](const account_opened& ev) {
+        s.open = true;
+        s.owner = ev.owner;
+      },
+      [&](const money_deposited& ev) { s.balance += ev.amount; },
+      [&](const money_withdrawn& ev) { s.balance -= ev.amount; });
+    return s;
+  }
+};
+
+} // namespace
+
+TEST_CASE("the account decides alike written as overloads and as match lambdas",
+          "[unit][account]") {
+  const std::vector<account::command> script{deposit{5},   open_account{"Ann"}, open_account{"Bob"},
+                                             deposit{0},   deposit{50},         withdraw{80},
+                                             withdraw{-1}, withdraw{20}};
+  cairn::testkit::given_when_then<account> decider;
+  cairn::testkit::given_when_then<account_with_lambdas> lambdas;
+  for (const auto& c : script) {
+    auto a = decider.when(c);
+    auto b = lambdas.when(c);
+    REQUIRE(a.has_value() == b.has_value());
+    if (a)
+      CHECK(bytes_of(*a) == bytes_of(*b));
+    else
+      CHECK(a.error().reason == b.error().reason);
+  }
+  CHECK(decider.state().balance == 30);
+  CHECK(bytes_of(decider.state()) == bytes_of(lambdas.state()));
+  CHECK(decider.history().size() == 3);
 }
