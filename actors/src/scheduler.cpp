@@ -1,7 +1,7 @@
 // The coordinator and worker below follow CAF 0.17.6's
 // caf/scheduler/coordinator.hpp and caf/scheduler/worker.hpp (BSD-3-Clause,
 // Copyright 2011-2018 Dominik Charousset), minus the logging cast in the
-// worker loop (scheduler.hpp says why).
+// worker loop (docs/decisions/scheduler-logging.md says why).
 
 #include "cairn/actors/scheduler.hpp"
 
@@ -49,7 +49,8 @@ namespace {
 ///
 /// An idle worker waits on its condition variable in the moderate phase
 /// too (CAF sleeps there for a fixed 50 µs), so that a job from outside
-/// wakes it at once instead of after the rest of its sleep.
+/// wakes it at once instead of after the rest of its sleep. The figures:
+/// docs/decisions/scheduler-shared-queue.md and scheduler-idle-wait.md.
 class stealing : public caf::policy::work_stealing {
 public:
   using base = caf::policy::work_stealing;

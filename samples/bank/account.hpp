@@ -5,12 +5,14 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <variant>
 
 #include <cereal/types/string.hpp>
 #include <cereal/types/variant.hpp>
 
 #include "cairn/model/aggregate.hpp"
+#include "cairn/model/match.hpp"
 
 namespace bank {
 
@@ -45,6 +47,9 @@ struct money_withdrawn {
   template <class Ar> void serialize(Ar& ar) { ar(amount); }
 };
 
+// The decider: one decide per command, one evolve per event, each a pure
+// function (cairn/model/match.hpp picks the overload for the variant's
+// alternative, and does not compile while one is missing).
 struct account {
   static constexpr const char* category = "account";
 
@@ -59,46 +64,48 @@ struct account {
 
   static state initial() { return {}; }
 
-  static cairn::decision<event> decide(const state& s, const command& c) {
-    return std::visit(
-      [&](const auto& cmd) -> cairn::decision<event> {
-        using T = std::decay_t<decltype(cmd)>;
-        if constexpr (std::is_same_v<T, open_account>) {
-          if (s.open)
-            return cairn::reject("already_open");
-          return cairn::emit<event>(account_opened{cmd.owner});
-        } else {
-          if (!s.open)
-            return cairn::reject("not_open");
-          if (cmd.amount <= 0)
-            return cairn::reject("amount_not_positive");
-          if constexpr (std::is_same_v<T, deposit>) {
-            return cairn::emit<event>(money_deposited{cmd.amount});
-          } else {
-            if (cmd.amount > s.balance)
-              return cairn::reject("insufficient_funds");
-            return cairn::emit<event>(money_withdrawn{cmd.amount});
-          }
-        }
-      },
-      c);
+  static cairn::decision<event> decide(const state& s, const open_account& c) {
+    if (s.open)
+      return cairn::reject("already_open");
+    return cairn::emit<event>(account_opened{c.owner});
+  }
+  static cairn::decision<event> decide(const state& s, const deposit& c) {
+    if (!s.open)
+      return cairn::reject("not_open");
+    if (c.amount <= 0)
+      return cairn::reject("amount_not_positive");
+    return cairn::emit<event>(money_deposited{c.amount});
+  }
+  static cairn::decision<event> decide(const state& s, const withdraw& c) {
+    if (!s.open)
+      return cairn::reject("not_open");
+    if (c.amount <= 0)
+      return cairn::reject("amount_not_positive");
+    if (c.amount > s.balance)
+      return cairn::reject("insufficient_funds");
+    return cairn::emit<event>(money_withdrawn{c.amount});
   }
 
-  static state evolve(state s, const event& e) {
-    std::visit(
-      [&](const auto& ev) {
-        using T = std::decay_t<decltype(ev)>;
-        if constexpr (std::is_same_v<T, account_opened>) {
-          s.open = true;
-          s.owner = ev.owner;
-        } else if constexpr (std::is_same_v<T, money_deposited>) {
-          s.balance += ev.amount;
-        } else {
-          s.balance -= ev.amount;
-        }
-      },
-      e);
+  static state evolve(state s, const account_opened& e) {
+    s.open = true;
+    s.owner = e.owner;
     return s;
+  }
+  static state evolve(state s, const money_deposited& e) {
+    s.balance += e.amount;
+    return s;
+  }
+  static state evolve(state s, const money_withdrawn& e) {
+    s.balance -= e.amount;
+    return s;
+  }
+
+  // What the runtime calls: each picks the overload above for the alternative held.
+  static cairn::decision<event> decide(const state& s, const command& c) {
+    return cairn::dispatch_decide<account>(s, c);
+  }
+  static state evolve(state s, const event& e) {
+    return cairn::dispatch_evolve<account>(std::move(s), e);
   }
 };
 

@@ -1,9 +1,16 @@
 // The account aggregate through the given/when/then kit: pure decide and
 // evolve, every event and state round-tripped through the codec.
 
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <vector>
+
 #include <catch2/catch.hpp>
+#include <cereal/types/vector.hpp>
 
 #include "account.hpp"
+#include "cairn/persistence/codec.hpp"
 #include "cairn/runtime/testkit.hpp"
 
 using namespace bank;
@@ -97,4 +104,104 @@ TEST_CASE("the kit applies events as the store returns them, not as decide built
   cairn::testkit::given_when_then<lossy> t;
   REQUIRE(t.when(lossy::add{3}));
   CHECK(t.state().sum == 3);
+}
+
+namespace {
+
+template <class T> std::string bytes_of(const T& value) {
+  std::string out;
+  cairn::persistence::encode_payload(value, out);
+  return out;
+}
+
+std::string le64(std::uint64_t v) {
+  std::string out;
+  for (int i = 0; i < 8; ++i)
+    out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("the account's events and state keep their stored bytes", "[unit][account]") {
+  // Stores written before decide and evolve became one overload per
+  // alternative must still decode: the payloads are cereal's binary archive,
+  // a string as its 64-bit length and bytes, an int64 as 8 bytes.
+  CHECK(bytes_of(account_opened{"Ann"}) == le64(3) + "Ann");
+  CHECK(bytes_of(money_deposited{100}) == le64(100));
+  CHECK(bytes_of(money_withdrawn{30}) == le64(30));
+  account::state s{true, "Ann", 70};
+  CHECK(bytes_of(s) == std::string{"\x01", 1} + le64(3) + "Ann" + le64(70));
+  CHECK(cairn::persistence::decode_payload<money_withdrawn>(le64(30))->amount == 30);
+  CHECK(cairn::persistence::schema_version_of<money_deposited>() == 1);
+  CHECK(cairn::persistence::schema_version_of<account::state>() == 1);
+}
+
+namespace {
+
+/// The account written with cairn::match lambdas (docs/writing-an-aggregate.md).
+struct account_with_lambdas {
+  static constexpr const char* category = "account";
+  using state = account::state;
+  using command = account::command;
+  using event = account::event;
+
+  static state initial() { return {}; }
+
+  static cairn::decision<event> decide(const state& s, const command& c) {
+    using d = cairn::decision<event>;
+    return cairn::match<d>(
+      c,
+      [&](const open_account& cmd) -> d {
+        if (s.open)
+          return cairn::reject("already_open");
+        return cairn::emit<event>(account_opened{cmd.owner});
+      },
+      [&](const auto& cmd) -> d { // deposit and withdraw
+        if (!s.open)
+          return cairn::reject("not_open");
+        if (cmd.amount <= 0)
+          return cairn::reject("amount_not_positive");
+        if constexpr (std::is_same_v<std::decay_t<decltype(cmd)>, deposit>)
+          return cairn::emit<event>(money_deposited{cmd.amount});
+        if (cmd.amount > s.balance)
+          return cairn::reject("insufficient_funds");
+        return cairn::emit<event>(money_withdrawn{cmd.amount});
+      });
+  }
+
+  static state evolve(state s, const event& e) {
+    cairn::match(
+      e,
+      [&](const account_opened& ev) {
+        s.open = true;
+        s.owner = ev.owner;
+      },
+      [&](const money_deposited& ev) { s.balance += ev.amount; },
+      [&](const money_withdrawn& ev) { s.balance -= ev.amount; });
+    return s;
+  }
+};
+
+} // namespace
+
+TEST_CASE("the account decides alike written as overloads and as match lambdas",
+          "[unit][account]") {
+  const std::vector<account::command> script{deposit{5},   open_account{"Ann"}, open_account{"Bob"},
+                                             deposit{0},   deposit{50},         withdraw{80},
+                                             withdraw{-1}, withdraw{20}};
+  cairn::testkit::given_when_then<account> decider;
+  cairn::testkit::given_when_then<account_with_lambdas> lambdas;
+  for (const auto& c : script) {
+    auto a = decider.when(c);
+    auto b = lambdas.when(c);
+    REQUIRE(a.has_value() == b.has_value());
+    if (a)
+      CHECK(bytes_of(*a) == bytes_of(*b));
+    else
+      CHECK(a.error().reason == b.error().reason);
+  }
+  CHECK(decider.state().balance == 30);
+  CHECK(bytes_of(decider.state()) == bytes_of(lambdas.state()));
+  CHECK(decider.history().size() == 3);
 }

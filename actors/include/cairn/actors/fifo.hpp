@@ -3,9 +3,9 @@
 /// fifo<T>: a first-in first-out queue in one vector that keeps its capacity.
 ///
 /// An aggregate's in-flight commands pass through one of these. std::deque
-/// allocates a block per element once an element is larger than 256 bytes,
-/// which made every command pay a malloc and a free for its queue slot; this
-/// one allocates only while it grows past its largest size so far.
+/// allocates a block per element once an element is larger than 256 bytes;
+/// this one allocates only while it grows past its largest size so far (see
+/// docs/decisions/in-flight-fifo.md).
 
 #include <cstddef>
 #include <utility>
@@ -26,8 +26,7 @@ public:
   const T& front() const { return items_[head_]; }
 
   /// Takes an rvalue only: an in-flight entry is large, and a by-value
-  /// parameter cost one more move per command (1.3 % of cairn-bench e2e's
-  /// instructions under callgrind).
+  /// parameter costs one more move per command.
   void push_back(T&& x) {
     // Reclaim the popped slots instead of growing when they are at least half
     // the vector: each element is then moved O(1) times on average.

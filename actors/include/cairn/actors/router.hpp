@@ -45,7 +45,8 @@ public:
   /// `max_routes` aggregates are remembered: at the limit, the ones whose
   /// actor has stopped are forgotten, and if that is not half of them, all
   /// with nothing in flight. A remembered actor that stopped keeps its memory
-  /// (a few KB) until then, so the limit bounds that too.
+  /// (a few KB) until then, so the limit bounds that too
+  /// (docs/decisions/router-route-limit.md).
   explicit router(caf::actor registry, std::size_t max_routes = 4096);
   router(const router&) = delete; // its requests' handlers point into it
   router& operator=(const router&) = delete;
@@ -96,8 +97,7 @@ private:
   caf::actor registry_;
   std::size_t max_routes_;
   // A flat index over stable routes: looking a stream up costs one probe of
-  // a contiguous table, not a walk of hash-map nodes (which cost 3 % of
-  // cairn-bench e2e's cycles).
+  // a contiguous table, not a walk of hash-map nodes (docs/decisions/router-index.md).
   std::vector<std::unique_ptr<route>> routes_;
   std::vector<slot> slots_; ///< A power of two, at least twice routes_.
   std::uint64_t next_seq_ = 0;

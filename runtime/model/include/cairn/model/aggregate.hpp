@@ -17,6 +17,10 @@
 /// cereal-serializable (CEREAL_CLASS_VERSION gives an event's or a state's
 /// schema version). `decide` and `evolve` do no I/O and read no clock or
 /// randomness: time and ids come in the command.
+///
+/// cairn/model/match.hpp writes `decide` and `evolve` as one overload per
+/// command and per event (`decide(const state&, const deposit&)`), or as one
+/// lambda per alternative, instead of a std::visit.
 
 #include <string>
 #include <type_traits>
