@@ -1,4 +1,4 @@
-// `cairn import`'s line parser (tools/src/import_line.hpp): the first line of
+// `cairn import`'s line parser (cairn/tools/import_line.hpp): the first line of
 // the input as the export header, every later line as an event, checkpoint,
 // read-model or dead-letter line. An event, checkpoint or dead letter that
 // parses must survive export again: written as `cairn export` writes it and
@@ -11,11 +11,11 @@
 #include <variant>
 
 #include "fuzz_check.hpp"
-#include "import_line.hpp"
-#include "output.hpp"
+#include "cairn/tools/import_line.hpp"
+#include "cairn/tools/text.hpp"
 
 using namespace cairn;
-using namespace cairn::tools::detail;
+using namespace cairn::tools;
 
 namespace {
 

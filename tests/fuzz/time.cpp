@@ -9,10 +9,10 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "output.hpp"
+#include "cairn/tools/text.hpp"
 
-using cairn::tools::detail::iso_time;
-using cairn::tools::detail::parse_time;
+using cairn::tools::iso_time;
+using cairn::tools::parse_time;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size == 8) {

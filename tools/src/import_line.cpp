@@ -1,14 +1,14 @@
-#include "import_line.hpp"
+#include "cairn/tools/import_line.hpp"
 
 #include <exception>
 #include <limits>
 
 #include "cairn/model/stream_name.hpp"
-#include "output.hpp" // includes codec.hpp first: cereal's JSON archive configures rapidjson
+#include "cairn/tools/text.hpp" // includes codec.hpp first: cereal's JSON archive configures rapidjson
 
 #include <rapidjson/document.h>
 
-namespace cairn::tools::detail {
+namespace cairn::tools {
 
 namespace {
 
@@ -239,4 +239,4 @@ result<import_record> parse_import_line(std::string_view line, const std::string
   }
 }
 
-} // namespace cairn::tools::detail
+} // namespace cairn::tools

@@ -1,7 +1,7 @@
 #pragma once
 
 // Shared plumbing of the subcommands: opening a store for reading, JSON and
-// text rendering, time parsing, progress lines, errors and exit codes.
+// text rendering (on top of cairn/tools/text.hpp), progress lines, errors and exit codes.
 
 #include <chrono>
 #include <cstdint>
@@ -14,6 +14,7 @@
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/tools/text.hpp"
 
 namespace cairn::tools::detail {
 
@@ -35,59 +36,11 @@ int in_child(const std::function<int()>& work,
 /// Opens `dir` read-only; `invalid_argument` when it is missing or not a cairn store.
 [[nodiscard]] result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir);
 
-/// `s` as a quoted, escaped JSON string.
-[[nodiscard]] std::string json_string(std::string_view s);
-
-/// Builds one JSON object, member by member, in insertion order.
-class json_object {
-public:
-  json_object& add(std::string_view key, std::string_view value);
-  json_object& add(std::string_view key, const char* value) {
-    return add(key, std::string_view{value});
-  }
-  json_object& add(std::string_view key, std::uint64_t value);
-  json_object& add(std::string_view key, std::int64_t value);
-  json_object& add(std::string_view key, std::uint32_t value) {
-    return add(key, std::uint64_t{value});
-  }
-  json_object& add(std::string_view key, bool value);
-  /// `json` must already be valid JSON (an object, an array, a number).
-  json_object& add_raw(std::string_view key, std::string_view json);
-  [[nodiscard]] std::string str() const { return out_ + '}'; }
-
-private:
-  void key(std::string_view k);
-  std::string out_ = "{";
-};
-
-/// A dead letter as one JSON object, its subscriber under `subscriber_key`
-/// (`cairn dlq list` says "subscriber", an export line "dead_letter").
-[[nodiscard]] std::string dead_letter_json(const persistence::dead_letter& dl,
-                                           std::string_view subscriber_key);
-
-/// Lower-case hex of every byte.
-[[nodiscard]] std::string to_hex(std::string_view bytes);
-/// The bytes of an even-length hex string; `invalid_argument` otherwise.
-[[nodiscard]] result<std::string> from_hex(std::string_view hex);
-
-/// "2026-11-24T10:00:00.123456789Z"
-[[nodiscard]] std::string iso_time(std::int64_t ns);
-/// Nanoseconds since the epoch from an integer or an ISO-8601 time with a
-/// date, hours, minutes, seconds, an optional fraction and `Z` or `±HH:MM`.
-[[nodiscard]] result<std::int64_t> parse_time(std::string_view text);
-
 /// "1 event", "2 events"
 [[nodiscard]] std::string count_of(std::uint64_t n, std::string_view noun);
 
 /// "1.5 MiB"
 [[nodiscard]] std::string human_bytes(std::uint64_t bytes);
-
-/// The event as a JSON object: metadata, then "data" (the payload as JSON)
-/// when its type is registered and it decodes, else "payload_hex" (and
-/// "decode_error" when a registered type fails). `with_hex` always adds
-/// "payload_hex", for a lossless export.
-[[nodiscard]] std::string event_json(const persistence::recorded_event& ev,
-                                     const persistence::event_registry& types, bool with_hex);
 
 /// The payload for humans: its JSON, or its size and (the start of) its hex.
 [[nodiscard]] std::string payload_text(const persistence::recorded_event& ev,

@@ -23,7 +23,7 @@
 #include <unordered_map>
 
 #include "cairn/tools/cli.hpp"
-#include "import_line.hpp"
+#include "cairn/tools/import_line.hpp"
 #include "output.hpp"
 
 namespace cairn::tools::detail {

@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "lmdb/format.hpp"
-#include "output.hpp"
+#include "cairn/tools/text.hpp"
 #include "payload_types.hpp"
 
 namespace {
@@ -245,7 +245,7 @@ void dead_letter_seeds() {
 }
 
 void hex() {
-  write("hex", "payload", tools::detail::to_hex(bytes_of(bank::account_opened{"ann"})));
+  write("hex", "payload", tools::to_hex(bytes_of(bank::account_opened{"ann"})));
   write("hex", "upper-case", "DEADbeef00FF");
   write("hex", "empty", "");
 }
@@ -253,7 +253,7 @@ void hex() {
 void time() {
   write("time", "utc", "2026-11-24T10:00:00Z");
   write("time", "fraction-offset", "2026-11-24T10:00:00.123456789+02:00");
-  write("time", "printed", tools::detail::iso_time(t0 + 123));
+  write("time", "printed", tools::iso_time(t0 + 123));
   write("time", "ns", "1700000000000000000");
   write("time", "negative-ns", "-86400000000000");
   write("time", "i64", le64(static_cast<std::uint64_t>(t0)));
@@ -275,22 +275,22 @@ void import_line() {
     ev.schema_version = 1;
     ev.meta = m;
     ev.payload = payload;
-    return tools::detail::event_json(ev, types, true) + '\n';
+    return tools::event_json(ev, types, true) + '\n';
   };
   metadata m;
   m.correlation_id = "corr-7";
   m.command_id = "cmd-42";
   m.user = "ops";
   std::string file =
-    tools::detail::json_object{}.add("cairn_export", std::uint64_t{1}).add("events", std::uint64_t{2})
+    tools::json_object{}.add("cairn_export", std::uint64_t{1}).add("events", std::uint64_t{2})
       .add("checkpoints", std::uint64_t{1}).str() + '\n';
   file += event(1, 1, {}, "account_opened", bytes_of(bank::account_opened{"ann"}));
   file += event(2, 2, m, "money_deposited", bytes_of(bank::money_deposited{100}));
-  file += tools::detail::json_object{}.add("checkpoint", "projection.balances")
+  file += tools::json_object{}.add("checkpoint", "projection.balances")
             .add("position", std::uint64_t{2}).str() + '\n';
-  file += tools::detail::json_object{}.add("kv", "balances")
-            .add("key_hex", tools::detail::to_hex("account-1"))
-            .add("value_hex", tools::detail::to_hex(bytes_of(std::int64_t{100}))).str() + '\n';
+  file += tools::json_object{}.add("kv", "balances")
+            .add("key_hex", tools::to_hex("account-1"))
+            .add("value_hex", tools::to_hex(bytes_of(std::int64_t{100}))).str() + '\n';
   persistence::dead_letter dl;
   dl.subscriber = "projection.balances";
   dl.position = 2;
@@ -302,7 +302,7 @@ void import_line() {
   dl.first_failure_ns = t0;
   dl.last_failure_ns = t0 + 1;
   dl.replay_requested = true;
-  file += tools::detail::dead_letter_json(dl, "dead_letter") + '\n';
+  file += tools::dead_letter_json(dl, "dead_letter") + '\n';
   write("import_line", "export", file);
   write("import_line", "unregistered-type",
         "{\"cairn_export\":1,\"events\":1}\n"

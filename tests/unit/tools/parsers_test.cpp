@@ -9,10 +9,10 @@
 
 #include <catch2/catch.hpp>
 
-#include "import_line.hpp"
-#include "output.hpp"
+#include "cairn/tools/import_line.hpp"
+#include "cairn/tools/text.hpp"
 
-using namespace cairn::tools::detail;
+using namespace cairn::tools;
 using cairn::errc;
 
 namespace {

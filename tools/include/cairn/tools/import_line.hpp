@@ -17,7 +17,7 @@
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/types.hpp"
 
-namespace cairn::tools::detail {
+namespace cairn::tools {
 
 /// The longest line `import` reads: 64 MiB, room for a 1 MiB payload as hex
 /// plus its JSON `data`, and for read-model values of the same size.
@@ -58,4 +58,4 @@ using import_record = std::variant<imported_event, persistence::checkpoint, pers
 [[nodiscard]] result<import_record> parse_import_line(std::string_view line,
                                                       const std::string& where = "line");
 
-} // namespace cairn::tools::detail
+} // namespace cairn::tools
