@@ -10,6 +10,7 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/model/backoff.hpp"
 #include "cairn/model/stream_name.hpp"
 
 namespace cairn::actors {
@@ -58,18 +59,16 @@ struct registry_state {
 
 using registry_actor = caf::stateful_actor<registry_state>;
 
-std::chrono::milliseconds backoff(unsigned failures) {
-  auto ms = 10LL << std::min(failures, 9u); // 20 ms … ~5 s
-  return std::chrono::milliseconds{std::min(ms, 5000LL)};
-}
+/// Restarts after a failure (the store, most likely): 20 ms, doubling per
+/// failure in a row, at most 5 s.
+constexpr cairn::backoff restart_backoff{std::chrono::milliseconds{20},
+                                         std::chrono::milliseconds{5000}};
 
 /// How long an aggregate whose user code threw is refused: 1 s, doubling per
 /// failure in a row, at most 32 s. Longer than a store's backoff, since the
 /// same code will most likely throw again.
-std::chrono::milliseconds out_of_service(unsigned failures) {
-  auto doublings = std::min(failures == 0 ? 0u : failures - 1, 5u);
-  return std::chrono::milliseconds{1000LL << doublings};
-}
+constexpr cairn::backoff out_of_service{std::chrono::milliseconds{1000},
+                                        std::chrono::milliseconds{32000}};
 
 /// Answers a command the registry refuses itself (queries are not counted).
 void refuse(registry_actor* self, const command_msg& m, caf::response_promise& promise,
@@ -226,7 +225,7 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     return;
   if (e.failures > 0 && !e.user_failure) { // it keeps failing: give the store a moment
     e.retry_scheduled = true;
-    self->delayed_send(self, backoff(e.failures), retry_atom::value, stream);
+    self->delayed_send(self, restart_backoff.after(e.failures), retry_atom::value, stream);
   } else {
     activate_or_queue(self, stream);
   }
@@ -275,14 +274,14 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
   } else if (e.user_failure) {
     // Refused at once until the backoff passes, rather than failing the same
     // way again on every command.
-    e.refuse_until = clock::now() + out_of_service(e.failures);
+    e.refuse_until = clock::now() + out_of_service.after(e.failures);
     for (auto& [msg, promise] : e.buffer)
       refuse(self, msg, promise, {errc::internal, e.failure_reason, stream});
     e.buffer.clear();
   } else if (!e.buffer.empty()) {
     if (e.failures > 0) {
       e.retry_scheduled = true;
-      self->delayed_send(self, backoff(e.failures), retry_atom::value, stream);
+      self->delayed_send(self, restart_backoff.after(e.failures), retry_atom::value, stream);
     } else {
       activate_or_queue(self, stream);
     }

@@ -1,7 +1,6 @@
 #include "cairn/actors/subscriber.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <map>
 #include <set>
@@ -12,6 +11,7 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/model/backoff.hpp"
 #include "cairn/model/clock.hpp"
 
 namespace cairn::actors {
@@ -93,11 +93,9 @@ bool has_unsaved(const subscriber_data& st) {
          || (st.model && st.model->has_unsaved());
 }
 
-std::chrono::milliseconds backoff(const subscription_options& o, std::uint32_t failures) {
-  double ms = static_cast<double>(o.initial_backoff.count())
-              * std::pow(o.backoff_multiplier, static_cast<double>(failures > 0 ? failures - 1 : 0));
-  ms = std::min(ms, static_cast<double>(o.max_backoff.count()));
-  return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
+/// The retry schedule of `o`.
+cairn::backoff retry_backoff(const subscription_options& o) {
+  return cairn::backoff{o.initial_backoff, o.max_backoff, o.backoff_multiplier};
 }
 
 /// `base + delta`, never below 0.
@@ -218,7 +216,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     if (!st.stopping && !st.rebuild_wanted && st.mode != subscriber_state::stopped) {
       st.mode = subscriber_state::retrying;
       st.retry_pending = true;
-      self->delayed_send(self, backoff(st.spec.options, 1), retry_atom::value);
+      self->delayed_send(self, retry_backoff(st.spec.options).after(1), retry_atom::value);
     }
   }
   for (auto& cb : callbacks)
@@ -376,7 +374,7 @@ verdict handle_next(subscriber_actor* self) {
   if (st.attempts < o.max_attempts) {
     st.mode = subscriber_state::retrying;
     st.retry_pending = true;
-    auto wait = backoff(o, st.attempts);
+    auto wait = retry_backoff(o).after(st.attempts);
     st.log->warn("{}: handler failed at position {} (attempt {} of {}): {}; retry in {} ms",
                  st.spec.name, ev.position, st.attempts, o.max_attempts, st.last_error,
                  wait.count());
@@ -418,7 +416,7 @@ void pump(subscriber_actor* self) {
         st.last_error = page.error().to_string();
         st.mode = subscriber_state::retrying;
         st.retry_pending = true;
-        auto wait = backoff(st.spec.options, ++st.read_failures);
+        auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
         st.log->warn("{}: reading the log after position {} failed: {}; retry in {} ms",
                      st.spec.name, st.position, st.last_error, wait.count());
         self->delayed_send(self, wait, retry_atom::value);
