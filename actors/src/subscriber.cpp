@@ -9,6 +9,7 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/error.hpp"
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/backoff.hpp"
@@ -303,8 +304,7 @@ void start_rebuild(subscriber_actor* self) {
       now.last_error.clear();
       now.rebuild_promise.deliver(true);
     } else {
-      now.rebuild_promise.deliver(caf::make_error(caf::sec::runtime_error,
-                                                 outcome.error().to_string()));
+      now.rebuild_promise.deliver(to_caf_error(outcome.error()));
       now.position = now.durable; // unchanged store: carry on where it was
     }
     if (now.stopping) {
@@ -484,7 +484,7 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
   auto& st = self->state;
   auto stored = st.store->list_dead_letters(st.spec.name);
   if (!stored) {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    rp.deliver(to_caf_error(stored.error()));
     return;
   }
   // Dead letters not yet written count too; one not yet written that
@@ -540,7 +540,7 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
       if (r)
         rp.deliver(*report);
       else
-        rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+        rp.deliver(to_caf_error(r.error()));
     });
   maybe_write(self, true);
 }
@@ -549,7 +549,7 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
   auto& st = self->state;
   auto stored = st.store->list_dead_letters(st.spec.name);
   if (!stored) {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    rp.deliver(to_caf_error(stored.error()));
     return;
   }
   std::uint64_t removed = 0;
@@ -574,7 +574,7 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
     if (r)
       rp.deliver(removed);
     else
-      rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+      rp.deliver(to_caf_error(r.error()));
   });
   maybe_write(self, true);
 }
@@ -649,10 +649,10 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     [=](rebuild_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (!st.model)
-        return caf::make_error(caf::sec::runtime_error,
-                               "only a projection can be rebuilt: " + st.spec.name);
+        return to_caf_error(
+          {errc::invalid_argument, "only a projection can be rebuilt", st.spec.name});
       if (st.rebuild_wanted || st.rebuilding)
-        return caf::make_error(caf::sec::runtime_error, "a rebuild is already running");
+        return to_caf_error({errc::invalid_argument, "a rebuild is already running", st.spec.name});
       st.rebuild_wanted = true;
       st.rebuild_promise = self->make_response_promise();
       start_rebuild(self);
@@ -671,7 +671,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     [=](stop_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (st.stopping)
-        return caf::make_error(caf::sec::runtime_error, "already stopping");
+        return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
       st.stopping = true;
       st.stop_promise = self->make_response_promise();
       finish_stop(self);
