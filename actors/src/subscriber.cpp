@@ -31,6 +31,31 @@ constexpr std::size_t max_error_text = 4096;
 
 using write_callback = std::function<void(const result<void>&)>;
 
+/// What the subscriber is doing. Every change goes through `enter`, which
+/// holds the transitions:
+///
+///   catching_up <-> live          the pump reaches the end of the log / reads a full batch
+///   catching_up, live -> backing_off   a handler call, a read or a checkpoint write
+///                                 failed: a retry is scheduled (again from backing_off:
+///                                 the newer retry supersedes the older)
+///   backing_off -> catching_up    the retry is due
+///   catching_up, live, backing_off -> halted   the last attempt failed under
+///                                 after_last_retry::stop, or the checkpoint did not load
+///   all but stopping -> rebuilding     rebuild_atom: waits for the write in flight,
+///                                 then clears the read model and the checkpoint
+///   rebuilding -> catching_up     cleared; else back to the phase it left
+///   all -> stopping               stop_atom: the final checkpoint, then it quits
+///
+/// Events are handled in catching_up and live only.
+enum class phase : std::uint8_t { catching_up, live, backing_off, halted, rebuilding, stopping };
+
+/// The write to the journal in flight, if any: at most one at a time.
+enum class writer : std::uint8_t {
+  idle,
+  checkpoint, ///< Progress, dead letters and read-model changes (do_write).
+  clearing,   ///< The rebuild's clearing write (start_rebuild).
+};
+
 struct subscriber_data {
   const persistence::event_store* store = nullptr;
   caf::actor journal;
@@ -51,14 +76,21 @@ struct subscriber_data {
   std::int64_t first_failure_ns = 0;
   std::uint32_t read_failures = 0;
   std::string last_error;
-  subscriber_state mode = subscriber_state::catching_up;
+  phase ph = phase::catching_up;
+  /// In rebuilding and stopping: the phase left, which status reports and a
+  /// failed rebuild returns to.
+  phase resume = phase::catching_up;
+  /// Numbers the retries scheduled: only the latest ends a backoff.
+  std::uint64_t retry_epoch = 0;
 
+  // Messages on their way, each sent once: a pump to ourselves, the
+  // checkpoint timer, the journal's notification (it owes us one).
   bool pump_queued = false;
-  bool retry_pending = false;
   bool tick_pending = false;
-  bool demand_pending = false; ///< The journal owes us a notification.
-  bool write_in_flight = false;
-  bool write_wanted = false; ///< Write again as soon as the one in flight is done.
+  bool demand_pending = false;
+
+  writer wr = writer::idle;
+  bool write_again = false; ///< Write again as soon as the one in flight is done.
   std::uint64_t write_target = 0;
 
   std::vector<dead_letter> new_dead_letters;
@@ -73,10 +105,7 @@ struct subscriber_data {
   std::vector<write_callback> next_write_callbacks, in_flight_callbacks;
   std::vector<std::pair<std::uint64_t, caf::response_promise>> waiters;
 
-  bool stopping = false;
   caf::response_promise stop_promise;
-  bool rebuild_wanted = false;
-  bool rebuilding = false;
   caf::response_promise rebuild_promise;
 
   static inline const char* name = "cairn.subscriber";
@@ -84,9 +113,64 @@ struct subscriber_data {
 
 using subscriber_actor = caf::stateful_actor<subscriber_data>;
 
+/// Whether `to` may follow `from` (the table above).
+bool allowed(phase from, phase to) {
+  switch (to) {
+    case phase::catching_up:
+      return from != phase::halted && from != phase::stopping;
+    case phase::live:
+      return from == phase::catching_up || from == phase::live || from == phase::rebuilding;
+    case phase::backing_off:
+    case phase::halted:
+      return from != phase::halted && from != phase::stopping;
+    case phase::rebuilding:
+      return from != phase::rebuilding && from != phase::stopping;
+    case phase::stopping:
+      return from != phase::stopping;
+  }
+  return false;
+}
+
+/// The one place the phase changes; `wait` is the backoff when entering
+/// backing_off.
+void enter(subscriber_actor* self, phase next, std::chrono::milliseconds wait = {}) {
+  auto& st = self->state;
+  if (!allowed(st.ph, next))
+    st.log->error("{}: bug: phase {} -> {}", st.spec.name, static_cast<int>(st.ph),
+                  static_cast<int>(next));
+  // Back from a rebuild to a backoff, its retry is still on its way.
+  if (next == phase::backing_off && st.ph != phase::rebuilding)
+    self->delayed_send(self, wait, retry_atom::value, ++st.retry_epoch);
+  if ((next == phase::rebuilding || next == phase::stopping) && st.ph != phase::rebuilding)
+    st.resume = st.ph;
+  st.ph = next;
+}
+
+/// The retry numbered `epoch` is due: ends the backoff if it is the latest.
+void retry_due(subscriber_actor* self, std::uint64_t epoch) {
+  auto& st = self->state;
+  if (epoch != st.retry_epoch)
+    return; // superseded by a later failure's retry
+  if (st.ph == phase::backing_off)
+    enter(self, phase::catching_up);
+  else if (st.resume == phase::backing_off)
+    st.resume = phase::catching_up; // due while rebuilding or stopping
+}
+
+/// What status reports for the phase.
+subscriber_state shown(const subscriber_data& st) {
+  auto ph = st.ph == phase::rebuilding || st.ph == phase::stopping ? st.resume : st.ph;
+  switch (ph) {
+    case phase::live: return subscriber_state::live;
+    case phase::backing_off: return subscriber_state::retrying;
+    case phase::halted: return subscriber_state::stopped;
+    default: return subscriber_state::catching_up;
+  }
+}
+
+/// Whether events are handled now.
 bool busy(const subscriber_data& st) {
-  return st.stopping || st.rebuild_wanted || st.rebuilding || st.retry_pending
-         || st.mode == subscriber_state::stopped;
+  return st.ph != phase::catching_up && st.ph != phase::live;
 }
 
 bool has_unsaved(const subscriber_data& st) {
@@ -131,8 +215,8 @@ void write_finished(subscriber_actor* self, result<void> outcome);
 /// Sends everything unsaved to the journal, with a checkpoint at `position`.
 void do_write(subscriber_actor* self) {
   auto& st = self->state;
-  st.write_in_flight = true;
-  st.write_wanted = false;
+  st.wr = writer::checkpoint;
+  st.write_again = false;
   st.write_target = st.position;
   st.since_write = 0;
   st.in_flight_callbacks = std::move(st.next_write_callbacks);
@@ -169,12 +253,12 @@ void maybe_write(subscriber_actor* self, bool force) {
     return;
   bool waiter_ready = std::any_of(st.waiters.begin(), st.waiters.end(),
                                   [&](const auto& w) { return w.first <= st.position; });
-  bool due = force || st.write_wanted || waiter_ready
+  bool due = force || st.write_again || waiter_ready
              || st.since_write >= st.spec.options.checkpoint_every;
   if (!due)
     return;
-  if (st.write_in_flight) {
-    st.write_wanted = true;
+  if (st.wr != writer::idle) {
+    st.write_again = true;
     return;
   }
   do_write(self);
@@ -182,7 +266,7 @@ void maybe_write(subscriber_actor* self, bool force) {
 
 void write_finished(subscriber_actor* self, result<void> outcome) {
   auto& st = self->state;
-  st.write_in_flight = false;
+  st.wr = writer::idle;
   auto callbacks = std::move(st.in_flight_callbacks);
   st.in_flight_callbacks.clear();
   if (outcome) {
@@ -213,16 +297,13 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     st.new_dead_letters.clear();
     st.removals.clear();
     st.dead_letters_in_flight = st.dead_letters_unsent = 0;
-    st.write_wanted = false;
-    if (!st.stopping && !st.rebuild_wanted && st.mode != subscriber_state::stopped) {
-      st.mode = subscriber_state::retrying;
-      st.retry_pending = true;
-      self->delayed_send(self, retry_backoff(st.spec.options).after(1), retry_atom::value);
-    }
+    st.write_again = false;
+    if (!busy(st) || st.ph == phase::backing_off)
+      enter(self, phase::backing_off, retry_backoff(st.spec.options).after(1));
   }
   for (auto& cb : callbacks)
     cb(outcome);
-  if (st.stopping) {
+  if (st.ph == phase::stopping) {
     if (!outcome) {
       // Stopping anyway: a restart resumes from the last checkpoint.
       for (auto& cb : st.next_write_callbacks)
@@ -234,7 +315,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     finish_stop(self);
     return;
   }
-  if (st.rebuild_wanted) {
+  if (st.ph == phase::rebuilding) {
     start_rebuild(self);
     return;
   }
@@ -254,8 +335,8 @@ void quit_now(subscriber_actor* self) {
 
 void finish_stop(subscriber_actor* self) {
   auto& st = self->state;
-  if (st.write_in_flight)
-    return; // write_finished comes back here
+  if (st.wr != writer::idle)
+    return; // write_finished or the rebuild comes back here
   if (has_unsaved(st) || !st.next_write_callbacks.empty()) {
     do_write(self);
     return;
@@ -265,10 +346,8 @@ void finish_stop(subscriber_actor* self) {
 
 void start_rebuild(subscriber_actor* self) {
   auto& st = self->state;
-  if (st.write_in_flight)
+  if (st.wr != writer::idle)
     return; // write_finished comes back here
-  st.rebuild_wanted = false;
-  st.rebuilding = true;
   st.model->reset();
   st.page = {};
   st.next = 0;
@@ -286,11 +365,10 @@ void start_rebuild(subscriber_actor* self) {
   w.value.dead_letter_removals.insert(w.value.dead_letter_removals.end(), st.removals.begin(),
                                       st.removals.end());
   st.removals.clear();
-  st.write_in_flight = true;
+  st.wr = writer::clearing;
   auto done = [self](result<void> outcome) {
     auto& now = self->state;
-    now.write_in_flight = false;
-    now.rebuilding = false;
+    now.wr = writer::idle;
     if (outcome) {
       // None is left in the store; the letters a replay re-added meanwhile
       // are written with the next checkpoint, its removals find nothing.
@@ -299,18 +377,18 @@ void start_rebuild(subscriber_actor* self) {
       now.log->info("{}: read model cleared; rebuilding from the start of the log",
                     now.spec.name);
       now.position = now.durable = 0;
-      now.mode = subscriber_state::catching_up;
-      now.retry_pending = false;
+      now.resume = phase::catching_up; // from the start, whatever it did before
       now.last_error.clear();
       now.rebuild_promise.deliver(true);
     } else {
       now.rebuild_promise.deliver(to_caf_error(outcome.error()));
       now.position = now.durable; // unchanged store: carry on where it was
     }
-    if (now.stopping) {
+    if (now.ph == phase::stopping) {
       finish_stop(self);
       return;
     }
+    enter(self, now.resume);
     schedule_pump(self);
   };
   self->request(st.journal, st.spec.request_timeout, write_atom::value, std::move(w))
@@ -372,19 +450,17 @@ verdict handle_next(subscriber_actor* self) {
   st.last_error = r.error().to_string();
   const auto& o = st.spec.options;
   if (st.attempts < o.max_attempts) {
-    st.mode = subscriber_state::retrying;
-    st.retry_pending = true;
     auto wait = retry_backoff(o).after(st.attempts);
     st.log->warn("{}: handler failed at position {} (attempt {} of {}): {}; retry in {} ms",
                  st.spec.name, ev.position, st.attempts, o.max_attempts, st.last_error,
                  wait.count());
-    self->delayed_send(self, wait, retry_atom::value);
+    enter(self, phase::backing_off, wait);
     return verdict::wait;
   }
   if (o.on_failure == after_last_retry::stop) {
     st.log->error("{}: stopped at position {} ({} v{}) after {} attempts: {}", st.spec.name,
                   ev.position, ev.stream, ev.version, st.attempts, st.last_error);
-    st.mode = subscriber_state::stopped;
+    enter(self, phase::halted);
     maybe_write(self, true); // keep the progress made before this event
     return verdict::wait;
   }
@@ -414,12 +490,10 @@ void pump(subscriber_actor* self) {
                                      st.spec.filter);
       if (!page) {
         st.last_error = page.error().to_string();
-        st.mode = subscriber_state::retrying;
-        st.retry_pending = true;
         auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
         st.log->warn("{}: reading the log after position {} failed: {}; retry in {} ms",
                      st.spec.name, st.position, st.last_error, wait.count());
-        self->delayed_send(self, wait, retry_atom::value);
+        enter(self, phase::backing_off, wait);
         return;
       }
       st.read_failures = 0;
@@ -428,7 +502,7 @@ void pump(subscriber_actor* self) {
       if (st.page.events.empty()) {
         if (st.page.next_position - 1 > st.position)
           continue; // the filter skipped a whole scan window: read on
-        st.mode = subscriber_state::live;
+        enter(self, phase::live);
         if (!st.demand_pending) {
           st.demand_pending = true;
           self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
@@ -438,7 +512,7 @@ void pump(subscriber_actor* self) {
         return;
       }
       if (st.page.events.size() == st.spec.options.batch_size)
-        st.mode = subscriber_state::catching_up;
+        enter(self, phase::catching_up);
     }
     if (handle_next(self) == verdict::wait) {
       arm_tick(self);
@@ -458,7 +532,7 @@ subscriber_status status_of(subscriber_actor* self) {
   subscriber_status s;
   s.name = st.spec.name;
   s.projection = st.spec.projection;
-  s.state = st.mode;
+  s.state = shown(st);
   s.checkpoint = st.durable;
   s.position = st.position;
   auto end = st.store->last_position();
@@ -471,7 +545,7 @@ subscriber_status status_of(subscriber_actor* self) {
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
-  if (st.mode == subscriber_state::retrying || st.mode == subscriber_state::stopped)
+  if (s.state == subscriber_state::retrying || s.state == subscriber_state::stopped)
     s.last_error = st.last_error;
   return s;
 }
@@ -596,7 +670,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     init.position = last ? *last : 0; // saved by the first checkpoint
   } else if (!saved) {
     init.last_error = saved.error().to_string();
-    init.mode = subscriber_state::stopped;
+    enter(self, phase::halted);
     init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
                     init.last_error);
   }
@@ -606,7 +680,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   else
     init.log->warn("{}: cannot count its dead letters: {}; counting from 0", init.spec.name,
                    stored.error().to_string());
-  if (init.mode != subscriber_state::stopped)
+  if (init.ph != phase::halted)
     init.log->info("{}: started after position {}", init.spec.name, init.position);
   init.demand_pending = true;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
@@ -624,11 +698,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       st.committed = std::max(st.committed, position);
       schedule_pump(self);
     },
-    [=](retry_atom) {
-      auto& st = self->state;
-      st.retry_pending = false;
-      if (st.mode == subscriber_state::retrying)
-        st.mode = subscriber_state::catching_up;
+    [=](retry_atom, std::uint64_t epoch) {
+      retry_due(self, epoch);
       schedule_pump(self);
     },
     [=](tick_atom) {
@@ -651,9 +722,11 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       if (!st.model)
         return to_caf_error(
           {errc::invalid_argument, "only a projection can be rebuilt", st.spec.name});
-      if (st.rebuild_wanted || st.rebuilding)
+      if (st.ph == phase::rebuilding)
         return to_caf_error({errc::invalid_argument, "a rebuild is already running", st.spec.name});
-      st.rebuild_wanted = true;
+      if (st.ph == phase::stopping)
+        return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
+      enter(self, phase::rebuilding);
       st.rebuild_promise = self->make_response_promise();
       start_rebuild(self);
       return st.rebuild_promise;
@@ -670,9 +743,12 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     },
     [=](stop_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.stopping)
+      if (st.ph == phase::stopping)
         return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
-      st.stopping = true;
+      if (st.ph == phase::rebuilding && st.wr != writer::clearing)
+        st.rebuild_promise.deliver(to_caf_error(
+          {errc::unavailable, "stopped before the rebuild started", st.spec.name}));
+      enter(self, phase::stopping);
       st.stop_promise = self->make_response_promise();
       finish_stop(self);
       return st.stop_promise;
@@ -768,7 +844,9 @@ result<void> validate_subscriber(const subscriber_spec& spec) {
 }
 
 caf::actor spawn_subscriber(caf::actor_system& sys, const persistence::event_store& store,
-                            caf::actor journal, subscriber_spec spec) {
+                            caf::actor journal, subscriber_spec spec, placement where) {
+  if (where == placement::scheduled)
+    return sys.spawn(subscriber, &store, std::move(journal), std::move(spec));
   return sys.spawn<caf::detached>(subscriber, &store, std::move(journal), std::move(spec));
 }
 

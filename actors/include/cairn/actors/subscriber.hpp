@@ -35,6 +35,7 @@
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "cairn/actors/placement.hpp"
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
@@ -165,11 +166,13 @@ struct subscriber_spec {
 /// Checks a subscriber's name and options; the error names what is wrong.
 [[nodiscard]] result<void> validate_subscriber(const subscriber_spec& spec);
 
-/// Spawns a subscriber on its own thread (a handler may block), reading
-/// `store` and writing through `journal`. `store` must outlive it.
+/// Spawns a subscriber on its own thread (a handler may block; `where`
+/// says otherwise for tests), reading `store` and writing through `journal`.
+/// `store` must outlive it.
 [[nodiscard]] caf::actor spawn_subscriber(caf::actor_system& sys,
                                           const persistence::event_store& store,
-                                          caf::actor journal, subscriber_spec spec);
+                                          caf::actor journal, subscriber_spec spec,
+                                          placement where = placement::detached);
 
 } // namespace cairn::actors
 
