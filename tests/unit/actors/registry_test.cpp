@@ -284,3 +284,28 @@ TEST_CASE("at most max_activations aggregates recover at once; the rest wait the
   CHECK(f.s->spawned == 4);
   CHECK(f.seen->per_command()["cd"] == 1);
 }
+
+TEST_CASE("an aggregate evicted while it recovers hands its later commands to the next one",
+          "[unit][registry]") {
+  registry_options o;
+  o.max_live = 1;
+  fixture f{o};
+  f.s->defer_activation = true;
+  f.s->hold_stop = true;
+  f.command("a", "a1");
+  f.command("b", "b1"); // past max_live: a, still recovering, is told to stop
+  REQUIRE(f.s->spawned == 2);
+  f.command("a", "a2"); // buffered for a's next incarnation
+  CHECK(f.seen->per_command()["a2"] == 0);
+  caf::anon_send(f.s->actors[0], report_atom::value); // a recovered after all, then stops
+  caf::anon_send(f.s->actors[0], release_atom::value);
+  f.sched->run();
+  REQUIRE(f.s->spawned == 3);
+  auto per = f.seen->per_command();
+  CHECK(per["a1"] == 1);
+  CHECK(per["b1"] == 1);
+  CHECK(per["a2"] == 1);
+  CHECK(f.last().message == "a2");
+  CHECK(f.last().first_version == 3);
+  CHECK(f.m.snapshot().passivations == 1); // it reported before it stopped: clean
+}

@@ -314,3 +314,61 @@ TEST_CASE("a cairn error survives the trip through a CAF error", "[unit][errors]
   CHECK_FALSE(from_caf_error(caf::make_error(caf::sec::request_timeout)));
   CHECK_FALSE(from_caf_error(caf::error{}));
 }
+
+TEST_CASE("a projection rebuilt from the start handles every event again", "[unit][subscriber]") {
+  fixture f;
+  f.append(3);
+  auto calls = std::make_shared<int>(0);
+  subscriber_spec spec;
+  spec.name = "proj";
+  spec.projection = true;
+  spec.options = quiet_options();
+  spec.handle = [calls](const cp::recorded_event& ev, read_model* model) -> cairn::result<void> {
+    ++*calls;
+    return model->put("last", std::to_string(ev.position));
+  };
+  auto sub = f.spawn(spec);
+  REQUIRE(f.ask<bool>(sub, wait_atom::value, std::uint64_t{3}));
+  CHECK(*calls == 3);
+  CHECK(f.store->kv_get("proj", "last").value() == std::optional<std::string>{"3"});
+  auto rebuilt = f.ask<bool>(sub, rebuild_atom::value);
+  REQUIRE(rebuilt);
+  auto s = f.status(sub);
+  CHECK(s.state == subscriber_state::live);
+  CHECK(s.position == 3);
+  CHECK(*calls == 6);
+  REQUIRE(f.ask<bool>(sub, wait_atom::value, std::uint64_t{3}));
+  CHECK(f.store->kv_get("proj", "last").value() == std::optional<std::string>{"3"});
+}
+
+TEST_CASE("a rebuild still waiting for a checkpoint write when the subscriber stops is refused",
+          "[unit][subscriber]") {
+  fixture f;
+  f.append(3);
+  subscriber_spec spec;
+  spec.name = "proj";
+  spec.projection = true;
+  spec.options = quiet_options();
+  spec.handle = [](const cp::recorded_event&, read_model*) -> cairn::result<void> { return {}; };
+  auto sub = f.spawn(spec);
+  f.sched->run();
+  REQUIRE(f.status(sub).checkpoint == 0);
+  // All three arrive before anything else runs: the wait starts a checkpoint
+  // write, the rebuild waits for it, the stop comes first.
+  caf::scoped_actor self{*f.sys};
+  auto waited = self->request(sub, caf::infinite, wait_atom::value, std::uint64_t{3});
+  auto rebuilt = self->request(sub, caf::infinite, rebuild_atom::value);
+  auto stopped = self->request(sub, caf::infinite, stop_atom::value);
+  f.sched->run();
+  bool wait_ok = false, stop_ok = false;
+  std::optional<cairn::error> rebuild_error;
+  waited.receive([&](bool b) { wait_ok = b; }, [](caf::error&) {});
+  rebuilt.receive([](bool) {}, [&](caf::error& e) { rebuild_error = from_caf_error(e); });
+  stopped.receive([&](bool b) { stop_ok = b; }, [](caf::error&) {});
+  CHECK(wait_ok);
+  CHECK(stop_ok);
+  REQUIRE(rebuild_error);
+  CHECK(rebuild_error->code == errc::unavailable);
+  CHECK(rebuild_error->message == "stopped before the rebuild started");
+  CHECK(f.store->load_checkpoint("proj").value() == std::optional<std::uint64_t>{3});
+}
