@@ -479,6 +479,8 @@ void pump(subscriber_actor* self) {
   st.pump_queued = false;
   if (busy(st))
     return;
+  // A CPU budget, not a timer: the steady clock, since the actor clock does
+  // not move inside one message under the deterministic test coordinator.
   auto deadline = std::chrono::steady_clock::now() + pump_slice;
   // The clock is read every 32 events: at a million events a second it shows.
   for (std::uint32_t n = 1; (n % 32 != 0) || std::chrono::steady_clock::now() < deadline; ++n) {
