@@ -334,7 +334,9 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
 } // namespace
 
 caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store,
-                         metrics& m) {
+                         metrics& m, placement where) {
+  if (where == placement::scheduled)
+    return sys.spawn(journal, &store, &m);
   return sys.spawn<caf::detached>(journal, &store, &m);
 }
 

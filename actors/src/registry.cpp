@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <list>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -10,31 +11,97 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/model/backoff.hpp"
 #include "cairn/model/stream_name.hpp"
 
 namespace cairn::actors {
 
 namespace {
 
-using clock = std::chrono::steady_clock;
+using time_point = caf::actor_clock::time_point;
+
+/// Where one aggregate is in its life. Every change goes through `enter`;
+/// the transitions:
+///
+///   idle, queued, out_of_service -> activating   spawned (an activation slot is free)
+///   idle, out_of_service -> queued     a command, no slot free (its stream in `waiting`)
+///   idle -> backing_off                a command after failures in a row: restart later
+///   backing_off -> idle -> activating, queued   the backoff passed (retry_atom) with
+///                                      commands waiting
+///   activating -> live | failing       it reported its recovery (activated_atom)
+///   activating -> cancelled            told to stop (LRU) before it reported
+///   cancelled -> passivating | failing it reported its recovery
+///   live -> passivating                idle, LRU, shutdown
+///   activating, live, cancelled, passivating, failing
+///     -> idle, queued, backing_off, out_of_service   its actor is down (on_down)
+///   queued -> idle                     shutdown refused its commands
+///
+/// An idle entry without failures is erased, and so is a backing_off one whose
+/// backoff passed without commands.
+enum class phase : std::uint8_t {
+  idle,           ///< No actor, no commands; kept to remember failures in a row.
+  queued,         ///< No actor; commands wait for an activation slot.
+  backing_off,    ///< No actor; it failed, and restarts once the backoff passes.
+  out_of_service, ///< No actor; its user code threw: commands refused until `refuse_until`.
+  activating,     ///< Spawned, recovering its state; holds an activation slot.
+  live,           ///< Recovered.
+  cancelled,      ///< Told to stop while activating; still holds its slot.
+  passivating,    ///< Told to stop after it recovered.
+  failing,        ///< It could not recover: answers what reached it, then stops.
+};
+
+/// Whether the aggregate has an actor (spawned and not down yet).
+bool has_actor(phase p) {
+  return p >= phase::activating;
+}
+
+/// Whether commands go to the actor (else they are buffered or refused).
+bool takes_commands(phase p) {
+  return p == phase::activating || p == phase::live;
+}
+
+/// Whether the actor holds an activation slot (it has not reported yet).
+bool holds_slot(phase p) {
+  return p == phase::activating || p == phase::cancelled;
+}
+
+bool allowed(phase from, phase to) {
+  switch (to) {
+    case phase::activating:
+      return !has_actor(from);
+    case phase::queued:
+      return !has_actor(from) && from != phase::queued;
+    case phase::backing_off:
+      return from == phase::idle || has_actor(from);
+    case phase::idle:
+      return from == phase::queued || from == phase::backing_off || has_actor(from);
+    case phase::out_of_service:
+      return has_actor(from);
+    case phase::live:
+    case phase::cancelled:
+      return from == phase::activating;
+    case phase::passivating:
+      return from == phase::live || from == phase::cancelled;
+    case phase::failing:
+      return holds_slot(from);
+  }
+  return false;
+}
 
 struct entry {
-  enum class phase : std::uint8_t { dormant, live, passivating };
   std::string category;
   std::string id;
   caf::actor actor;
-  phase ph = phase::dormant;
-  bool activated = false;
-  bool in_lru = false;
-  bool retry_scheduled = false;
-  bool activation_failed = false; ///< This incarnation could not recover its state.
-  /// User code of this aggregate threw (failed_atom): its commands are
-  /// refused with `internal` until `refuse_until`, then it is tried again.
-  bool user_failure = false;
-  std::string failure_reason;
-  clock::time_point refuse_until{};
-  std::list<std::string>::iterator lru;
-  clock::time_point last_used;
+  phase ph = phase::idle;
+  /// Why its user code threw, as this incarnation reported it (failed_atom):
+  /// once it is down, its commands are refused with `internal` until
+  /// `refuse_until`, then it is tried again.
+  std::optional<std::string> user_failure;
+  std::string failure_reason; ///< While out_of_service.
+  time_point refuse_until{};
+  /// Its place in the LRU list while activating or live.
+  std::optional<std::list<std::string>::iterator> lru;
+  time_point last_used{};
   unsigned failures = 0;
   std::deque<std::pair<command_msg, caf::response_promise>> buffer;
 };
@@ -58,18 +125,16 @@ struct registry_state {
 
 using registry_actor = caf::stateful_actor<registry_state>;
 
-std::chrono::milliseconds backoff(unsigned failures) {
-  auto ms = 10LL << std::min(failures, 9u); // 20 ms … ~5 s
-  return std::chrono::milliseconds{std::min(ms, 5000LL)};
-}
+/// Restarts after a failure (the store, most likely): 20 ms, doubling per
+/// failure in a row, at most 5 s.
+constexpr cairn::backoff restart_backoff{std::chrono::milliseconds{20},
+                                         std::chrono::milliseconds{5000}};
 
 /// How long an aggregate whose user code threw is refused: 1 s, doubling per
 /// failure in a row, at most 32 s. Longer than a store's backoff, since the
 /// same code will most likely throw again.
-std::chrono::milliseconds out_of_service(unsigned failures) {
-  auto doublings = std::min(failures == 0 ? 0u : failures - 1, 5u);
-  return std::chrono::milliseconds{1000LL << doublings};
-}
+constexpr cairn::backoff refusal_backoff{std::chrono::milliseconds{1000},
+                                        std::chrono::milliseconds{32000}};
 
 /// Answers a command the registry refuses itself (queries are not counted).
 void refuse(registry_actor* self, const command_msg& m, caf::response_promise& promise,
@@ -88,25 +153,36 @@ void finish_shutdown_if_done(registry_actor* self) {
   }
 }
 
-void passivate(registry_actor* self, entry& e) {
-  auto& st = self->state;
-  if (e.in_lru) {
-    st.lru.erase(e.lru);
-    e.in_lru = false;
+/// The one place an entry's phase changes.
+void enter(registry_actor* self, entry& e, phase next) {
+  if (!allowed(e.ph, next))
+    self->state.log->error("bug: {}-{}: phase {} -> {}", e.category, e.id,
+                           static_cast<int>(e.ph), static_cast<int>(next));
+  e.ph = next;
+}
+
+void leave_lru(registry_state& st, entry& e) {
+  if (e.lru) {
+    st.lru.erase(*e.lru);
+    e.lru.reset();
   }
-  e.ph = entry::phase::passivating;
+}
+
+/// Tells the actor to stop; what arrives meanwhile waits for the next incarnation.
+void passivate(registry_actor* self, entry& e) {
+  leave_lru(self->state, e);
+  enter(self, e, e.ph == phase::activating ? phase::cancelled : phase::passivating);
   self->send(e.actor, stop_atom::value);
 }
 
 void touch(registry_actor* self, entry& e, const std::string& stream) {
   auto& st = self->state;
-  e.last_used = clock::now();
-  if (e.in_lru)
-    st.lru.splice(st.lru.begin(), st.lru, e.lru);
+  e.last_used = self->clock().now();
+  if (e.lru)
+    st.lru.splice(st.lru.begin(), st.lru, *e.lru);
   else {
     st.lru.push_front(stream);
     e.lru = st.lru.begin();
-    e.in_lru = true;
   }
 }
 
@@ -123,14 +199,14 @@ void spawn_aggregate(registry_actor* self, const std::string& stream) {
       refuse(self, msg, promise,
              {errc::internal, std::string{"cannot start the aggregate: "} + ex.what(), stream});
     e.buffer.clear();
+    if (e.ph == phase::queued)
+      enter(self, e, phase::idle);
     return;
   }
-  e.user_failure = false;
+  e.user_failure.reset();
   self->monitor(e.actor);
   st.by_addr.emplace(e.actor.address(), stream);
-  e.ph = entry::phase::live;
-  e.activated = false;
-  e.activation_failed = false;
+  enter(self, e, phase::activating);
   ++st.activating;
   ++st.live;
   ++st.stats.activations;
@@ -152,9 +228,18 @@ void activate_or_queue(registry_actor* self, const std::string& stream) {
   auto& st = self->state;
   if (st.activating < st.opts.max_activations) {
     spawn_aggregate(self, stream);
-  } else if (std::find(st.waiting.begin(), st.waiting.end(), stream) == st.waiting.end()) {
-    st.waiting.push_back(stream);
+  } else {
+    if (std::find(st.waiting.begin(), st.waiting.end(), stream) == st.waiting.end())
+      st.waiting.push_back(stream);
+    if (auto& e = st.entries.at(stream); e.ph != phase::queued)
+      enter(self, e, phase::queued);
   }
+}
+
+/// Restarts after the backoff of its failures in a row.
+void back_off(registry_actor* self, entry& e, const std::string& stream) {
+  enter(self, e, phase::backing_off);
+  self->delayed_send(self, restart_backoff.after(e.failures), retry_atom::value, stream);
 }
 
 /// Fills free activation slots, the aggregates with the most waiting commands first.
@@ -169,7 +254,7 @@ void start_waiting(registry_actor* self) {
     auto stream = std::move(*best);
     st.waiting.erase(best);
     auto& e = st.entries.at(stream);
-    if (e.ph == entry::phase::dormant && !e.buffer.empty())
+    if (e.ph == phase::queued && !e.buffer.empty())
       spawn_aggregate(self, stream);
   }
 }
@@ -197,14 +282,14 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     e.category = m.category;
     e.id = m.id;
   }
-  if (e.ph == entry::phase::live) {
+  if (takes_commands(e.ph)) {
     touch(self, e, stream);
     promise.delegate(e.actor, command_atom::value, std::move(m));
     return;
   }
-  if (e.ph == entry::phase::dormant && e.user_failure) {
+  if (e.ph == phase::out_of_service) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e.refuse_until
-                                                                      - clock::now());
+                                                                      - self->clock().now());
     if (left.count() > 0) {
       refuse(self, m, promise,
              {errc::internal,
@@ -222,14 +307,10 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     return;
   }
   e.buffer.emplace_back(std::move(m), std::move(promise));
-  if (e.ph != entry::phase::dormant || e.retry_scheduled)
-    return;
-  if (e.failures > 0 && !e.user_failure) { // it keeps failing: give the store a moment
-    e.retry_scheduled = true;
-    self->delayed_send(self, backoff(e.failures), retry_atom::value, stream);
-  } else {
-    activate_or_queue(self, stream);
-  }
+  if (e.ph == phase::idle && e.failures > 0) // it keeps failing: give the store a moment
+    back_off(self, e, stream);
+  else if (e.ph == phase::idle || e.ph == phase::queued || e.ph == phase::out_of_service)
+    activate_or_queue(self, stream); // out of service: the refusal window has passed
 }
 
 void on_down(registry_actor* self, const caf::down_msg& dm) {
@@ -240,22 +321,17 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
   auto stream = std::move(addr->second);
   st.by_addr.erase(addr);
   auto& e = st.entries.at(stream);
-  if (!e.activated)
+  if (holds_slot(e.ph))
     --st.activating;
   --st.live;
   st.m->live_aggregates.set(static_cast<std::int64_t>(st.live));
-  if (e.in_lru) {
-    st.lru.erase(e.lru);
-    e.in_lru = false;
-  }
-  bool clean = e.ph == entry::phase::passivating && !dm.reason && e.activated
-               && !e.activation_failed;
-  if (clean) {
+  leave_lru(st, e);
+  if (e.ph == phase::passivating && !dm.reason) {
     ++st.stats.passivations;
     st.m->passivations.add();
     st.log->debug("passivated {}", stream);
     e.failures = 0;
-  } else if (!e.activation_failed) { // a failed activation was counted already
+  } else if (e.ph != phase::failing) { // a failed activation was counted already
     ++e.failures;
     ++st.stats.failures;
     st.m->activation_failures.add();
@@ -267,7 +343,6 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
                    e.failures);
   }
   e.actor = nullptr;
-  e.ph = entry::phase::dormant;
   if (st.shutting_down) {
     for (auto& [msg, promise] : e.buffer)
       refuse(self, msg, promise, {errc::unavailable, "the runtime is shutting down", stream});
@@ -275,19 +350,24 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
   } else if (e.user_failure) {
     // Refused at once until the backoff passes, rather than failing the same
     // way again on every command.
-    e.refuse_until = clock::now() + out_of_service(e.failures);
+    enter(self, e, phase::out_of_service);
+    e.failure_reason = std::move(*e.user_failure);
+    e.user_failure.reset();
+    e.refuse_until = self->clock().now() + refusal_backoff.after(e.failures);
     for (auto& [msg, promise] : e.buffer)
       refuse(self, msg, promise, {errc::internal, e.failure_reason, stream});
     e.buffer.clear();
   } else if (!e.buffer.empty()) {
     if (e.failures > 0) {
-      e.retry_scheduled = true;
-      self->delayed_send(self, backoff(e.failures), retry_atom::value, stream);
+      back_off(self, e, stream);
     } else {
+      enter(self, e, phase::idle);
       activate_or_queue(self, stream);
     }
   } else if (e.failures == 0) {
     st.entries.erase(stream);
+  } else {
+    enter(self, e, phase::idle);
   }
   start_waiting(self);
   finish_shutdown_if_done(self);
@@ -314,30 +394,35 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
     [self](activated_atom, const std::string& stream, bool ok) {
       auto& st = self->state;
       auto it = st.entries.find(stream);
-      if (it == st.entries.end() || it->second.activated)
+      if (it == st.entries.end() || !holds_slot(it->second.ph))
         return;
-      it->second.activated = true;
+      auto& e = it->second;
       --st.activating;
-      if (!ok) {
+      if (ok) {
+        enter(self, e, e.ph == phase::activating ? phase::live : phase::passivating);
+      } else {
         // It answers what reached it with the failure, then stops; the next
         // command retries after a backoff.
-        it->second.activation_failed = true;
-        ++it->second.failures;
+        bool told = e.ph == phase::cancelled; // told to stop already
+        enter(self, e, phase::failing);
+        ++e.failures;
         ++st.stats.failures;
         st.m->activation_failures.add();
         // The aggregate logged why; the restart is logged when it happens.
-        st.log->debug("activation of {} failed ({} in a row)", stream, it->second.failures);
-        if (it->second.ph == entry::phase::live)
-          passivate(self, it->second);
+        st.log->debug("activation of {} failed ({} in a row)", stream, e.failures);
+        if (!told) {
+          leave_lru(st, e);
+          self->send(e.actor, stop_atom::value);
+        }
       }
       start_waiting(self);
     },
     [self, sweep_period](sweep_atom) {
       auto& st = self->state;
-      auto cutoff = clock::now() - st.opts.idle_timeout;
+      auto cutoff = self->clock().now() - st.opts.idle_timeout;
       while (!st.lru.empty()) {
         auto& e = st.entries.at(st.lru.back());
-        if (e.last_used > cutoff || !e.activated)
+        if (e.last_used > cutoff || e.ph != phase::live)
           break;
         passivate(self, e);
       }
@@ -347,28 +432,25 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
     [self](retry_atom, const std::string& stream) {
       auto& st = self->state;
       auto it = st.entries.find(stream);
-      if (it == st.entries.end())
-        return;
-      it->second.retry_scheduled = false;
-      if (it->second.ph != entry::phase::dormant)
+      if (it == st.entries.end() || it->second.ph != phase::backing_off)
         return;
       if (it->second.buffer.empty()) {
         st.entries.erase(it);
         return;
       }
+      enter(self, it->second, phase::idle);
       activate_or_queue(self, stream);
     },
     [self](failed_atom, const std::string& stream, const std::string& why) {
       auto it = self->state.entries.find(stream);
-      if (it == self->state.entries.end())
+      if (it == self->state.entries.end() || !has_actor(it->second.ph))
         return;
-      it->second.user_failure = true;
-      it->second.failure_reason = why;
+      it->second.user_failure = why;
     },
     [self](live_atom) { // the aggregates not stopped yet, for shutdown's log
       std::vector<std::string> out;
       for (const auto& [stream, e] : self->state.entries)
-        if (e.ph != entry::phase::dormant)
+        if (has_actor(e.ph))
           out.push_back(stream);
       return out;
     },
@@ -378,7 +460,7 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
       if (it == st.by_addr.end())
         return;
       auto& e = st.entries.at(it->second);
-      if (e.ph == entry::phase::live)
+      if (takes_commands(e.ph))
         touch(self, e, it->second);
     },
     [self](stats_atom) {
@@ -392,11 +474,13 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
       st.shutdown_done = self->make_response_promise();
       st.log->debug("shutting down: passivating {} live aggregates", st.live);
       for (auto& [stream, e] : st.entries) {
-        if (e.ph == entry::phase::live)
+        if (takes_commands(e.ph))
           passivate(self, e);
         for (auto& [msg, promise] : e.buffer)
           refuse(self, msg, promise, {errc::unavailable, "the runtime is shutting down", stream});
         e.buffer.clear();
+        if (e.ph == phase::queued)
+          enter(self, e, phase::idle);
       }
       auto promise = st.shutdown_done;
       finish_shutdown_if_done(self);

@@ -6,6 +6,7 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/error.hpp"
 #include "cairn/model/stream_name.hpp"
 
 namespace cairn::actors {
@@ -95,6 +96,11 @@ void router::dispatch(caf::event_based_actor* self, route& r, std::shared_ptr<pe
   auto on_error = [this, self, rp, direct, p](caf::error& err) {
     if (direct && err == caf::sec::request_receiver_down) {
       bounced(self, *rp, p); // the actor stopped before it read the command
+      return;
+    }
+    if (auto carried = from_caf_error(err)) { // an actor's own answer keeps its code
+      auto reply = error_reply(*carried);
+      answered(self, *rp, direct, nullptr, *p, reply);
       return;
     }
     auto reply = error_reply(

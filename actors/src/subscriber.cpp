@@ -1,7 +1,6 @@
 #include "cairn/actors/subscriber.hpp"
 
 #include <algorithm>
-#include <cmath>
 #include <exception>
 #include <map>
 #include <set>
@@ -10,8 +9,10 @@
 
 #include <caf/all.hpp>
 
+#include "cairn/actors/error.hpp"
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/model/backoff.hpp"
 #include "cairn/model/clock.hpp"
 
 namespace cairn::actors {
@@ -29,6 +30,31 @@ constexpr std::chrono::milliseconds pump_slice{5};
 constexpr std::size_t max_error_text = 4096;
 
 using write_callback = std::function<void(const result<void>&)>;
+
+/// What the subscriber is doing. Every change goes through `enter`, which
+/// holds the transitions:
+///
+///   catching_up <-> live          the pump reaches the end of the log / reads a full batch
+///   catching_up, live -> backing_off   a handler call, a read or a checkpoint write
+///                                 failed: a retry is scheduled (again from backing_off:
+///                                 the newer retry supersedes the older)
+///   backing_off -> catching_up    the retry is due
+///   catching_up, live, backing_off -> halted   the last attempt failed under
+///                                 after_last_retry::stop, or the checkpoint did not load
+///   all but stopping -> rebuilding     rebuild_atom: waits for the write in flight,
+///                                 then clears the read model and the checkpoint
+///   rebuilding -> catching_up     cleared; else back to the phase it left
+///   all -> stopping               stop_atom: the final checkpoint, then it quits
+///
+/// Events are handled in catching_up and live only.
+enum class phase : std::uint8_t { catching_up, live, backing_off, halted, rebuilding, stopping };
+
+/// The write to the journal in flight, if any: at most one at a time.
+enum class writer : std::uint8_t {
+  idle,
+  checkpoint, ///< Progress, dead letters and read-model changes (do_write).
+  clearing,   ///< The rebuild's clearing write (start_rebuild).
+};
 
 struct subscriber_data {
   const persistence::event_store* store = nullptr;
@@ -50,14 +76,21 @@ struct subscriber_data {
   std::int64_t first_failure_ns = 0;
   std::uint32_t read_failures = 0;
   std::string last_error;
-  subscriber_state mode = subscriber_state::catching_up;
+  phase ph = phase::catching_up;
+  /// In rebuilding and stopping: the phase left, which status reports and a
+  /// failed rebuild returns to.
+  phase resume = phase::catching_up;
+  /// Numbers the retries scheduled: only the latest ends a backoff.
+  std::uint64_t retry_epoch = 0;
 
+  // Messages on their way, each sent once: a pump to ourselves, the
+  // checkpoint timer, the journal's notification (it owes us one).
   bool pump_queued = false;
-  bool retry_pending = false;
   bool tick_pending = false;
-  bool demand_pending = false; ///< The journal owes us a notification.
-  bool write_in_flight = false;
-  bool write_wanted = false; ///< Write again as soon as the one in flight is done.
+  bool demand_pending = false;
+
+  writer wr = writer::idle;
+  bool write_again = false; ///< Write again as soon as the one in flight is done.
   std::uint64_t write_target = 0;
 
   std::vector<dead_letter> new_dead_letters;
@@ -72,10 +105,7 @@ struct subscriber_data {
   std::vector<write_callback> next_write_callbacks, in_flight_callbacks;
   std::vector<std::pair<std::uint64_t, caf::response_promise>> waiters;
 
-  bool stopping = false;
   caf::response_promise stop_promise;
-  bool rebuild_wanted = false;
-  bool rebuilding = false;
   caf::response_promise rebuild_promise;
 
   static inline const char* name = "cairn.subscriber";
@@ -83,9 +113,64 @@ struct subscriber_data {
 
 using subscriber_actor = caf::stateful_actor<subscriber_data>;
 
+/// Whether `to` may follow `from` (the table above).
+bool allowed(phase from, phase to) {
+  switch (to) {
+    case phase::catching_up:
+      return from != phase::halted && from != phase::stopping;
+    case phase::live:
+      return from == phase::catching_up || from == phase::live || from == phase::rebuilding;
+    case phase::backing_off:
+    case phase::halted:
+      return from != phase::halted && from != phase::stopping;
+    case phase::rebuilding:
+      return from != phase::rebuilding && from != phase::stopping;
+    case phase::stopping:
+      return from != phase::stopping;
+  }
+  return false;
+}
+
+/// The one place the phase changes; `wait` is the backoff when entering
+/// backing_off.
+void enter(subscriber_actor* self, phase next, std::chrono::milliseconds wait = {}) {
+  auto& st = self->state;
+  if (!allowed(st.ph, next))
+    st.log->error("{}: bug: phase {} -> {}", st.spec.name, static_cast<int>(st.ph),
+                  static_cast<int>(next));
+  // Back from a rebuild to a backoff, its retry is still on its way.
+  if (next == phase::backing_off && st.ph != phase::rebuilding)
+    self->delayed_send(self, wait, retry_atom::value, ++st.retry_epoch);
+  if ((next == phase::rebuilding || next == phase::stopping) && st.ph != phase::rebuilding)
+    st.resume = st.ph;
+  st.ph = next;
+}
+
+/// The retry numbered `epoch` is due: ends the backoff if it is the latest.
+void retry_due(subscriber_actor* self, std::uint64_t epoch) {
+  auto& st = self->state;
+  if (epoch != st.retry_epoch)
+    return; // superseded by a later failure's retry
+  if (st.ph == phase::backing_off)
+    enter(self, phase::catching_up);
+  else if (st.resume == phase::backing_off)
+    st.resume = phase::catching_up; // due while rebuilding or stopping
+}
+
+/// What status reports for the phase.
+subscriber_state shown(const subscriber_data& st) {
+  auto ph = st.ph == phase::rebuilding || st.ph == phase::stopping ? st.resume : st.ph;
+  switch (ph) {
+    case phase::live: return subscriber_state::live;
+    case phase::backing_off: return subscriber_state::retrying;
+    case phase::halted: return subscriber_state::stopped;
+    default: return subscriber_state::catching_up;
+  }
+}
+
+/// Whether events are handled now.
 bool busy(const subscriber_data& st) {
-  return st.stopping || st.rebuild_wanted || st.rebuilding || st.retry_pending
-         || st.mode == subscriber_state::stopped;
+  return st.ph != phase::catching_up && st.ph != phase::live;
 }
 
 bool has_unsaved(const subscriber_data& st) {
@@ -93,11 +178,9 @@ bool has_unsaved(const subscriber_data& st) {
          || (st.model && st.model->has_unsaved());
 }
 
-std::chrono::milliseconds backoff(const subscription_options& o, std::uint32_t failures) {
-  double ms = static_cast<double>(o.initial_backoff.count())
-              * std::pow(o.backoff_multiplier, static_cast<double>(failures > 0 ? failures - 1 : 0));
-  ms = std::min(ms, static_cast<double>(o.max_backoff.count()));
-  return std::chrono::milliseconds{static_cast<std::int64_t>(ms)};
+/// The retry schedule of `o`.
+cairn::backoff retry_backoff(const subscription_options& o) {
+  return cairn::backoff{o.initial_backoff, o.max_backoff, o.backoff_multiplier};
 }
 
 /// `base + delta`, never below 0.
@@ -132,8 +215,8 @@ void write_finished(subscriber_actor* self, result<void> outcome);
 /// Sends everything unsaved to the journal, with a checkpoint at `position`.
 void do_write(subscriber_actor* self) {
   auto& st = self->state;
-  st.write_in_flight = true;
-  st.write_wanted = false;
+  st.wr = writer::checkpoint;
+  st.write_again = false;
   st.write_target = st.position;
   st.since_write = 0;
   st.in_flight_callbacks = std::move(st.next_write_callbacks);
@@ -170,12 +253,12 @@ void maybe_write(subscriber_actor* self, bool force) {
     return;
   bool waiter_ready = std::any_of(st.waiters.begin(), st.waiters.end(),
                                   [&](const auto& w) { return w.first <= st.position; });
-  bool due = force || st.write_wanted || waiter_ready
+  bool due = force || st.write_again || waiter_ready
              || st.since_write >= st.spec.options.checkpoint_every;
   if (!due)
     return;
-  if (st.write_in_flight) {
-    st.write_wanted = true;
+  if (st.wr != writer::idle) {
+    st.write_again = true;
     return;
   }
   do_write(self);
@@ -183,7 +266,7 @@ void maybe_write(subscriber_actor* self, bool force) {
 
 void write_finished(subscriber_actor* self, result<void> outcome) {
   auto& st = self->state;
-  st.write_in_flight = false;
+  st.wr = writer::idle;
   auto callbacks = std::move(st.in_flight_callbacks);
   st.in_flight_callbacks.clear();
   if (outcome) {
@@ -214,16 +297,13 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     st.new_dead_letters.clear();
     st.removals.clear();
     st.dead_letters_in_flight = st.dead_letters_unsent = 0;
-    st.write_wanted = false;
-    if (!st.stopping && !st.rebuild_wanted && st.mode != subscriber_state::stopped) {
-      st.mode = subscriber_state::retrying;
-      st.retry_pending = true;
-      self->delayed_send(self, backoff(st.spec.options, 1), retry_atom::value);
-    }
+    st.write_again = false;
+    if (!busy(st) || st.ph == phase::backing_off)
+      enter(self, phase::backing_off, retry_backoff(st.spec.options).after(1));
   }
   for (auto& cb : callbacks)
     cb(outcome);
-  if (st.stopping) {
+  if (st.ph == phase::stopping) {
     if (!outcome) {
       // Stopping anyway: a restart resumes from the last checkpoint.
       for (auto& cb : st.next_write_callbacks)
@@ -235,7 +315,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
     finish_stop(self);
     return;
   }
-  if (st.rebuild_wanted) {
+  if (st.ph == phase::rebuilding) {
     start_rebuild(self);
     return;
   }
@@ -255,8 +335,8 @@ void quit_now(subscriber_actor* self) {
 
 void finish_stop(subscriber_actor* self) {
   auto& st = self->state;
-  if (st.write_in_flight)
-    return; // write_finished comes back here
+  if (st.wr != writer::idle)
+    return; // write_finished or the rebuild comes back here
   if (has_unsaved(st) || !st.next_write_callbacks.empty()) {
     do_write(self);
     return;
@@ -266,10 +346,8 @@ void finish_stop(subscriber_actor* self) {
 
 void start_rebuild(subscriber_actor* self) {
   auto& st = self->state;
-  if (st.write_in_flight)
+  if (st.wr != writer::idle)
     return; // write_finished comes back here
-  st.rebuild_wanted = false;
-  st.rebuilding = true;
   st.model->reset();
   st.page = {};
   st.next = 0;
@@ -287,11 +365,10 @@ void start_rebuild(subscriber_actor* self) {
   w.value.dead_letter_removals.insert(w.value.dead_letter_removals.end(), st.removals.begin(),
                                       st.removals.end());
   st.removals.clear();
-  st.write_in_flight = true;
+  st.wr = writer::clearing;
   auto done = [self](result<void> outcome) {
     auto& now = self->state;
-    now.write_in_flight = false;
-    now.rebuilding = false;
+    now.wr = writer::idle;
     if (outcome) {
       // None is left in the store; the letters a replay re-added meanwhile
       // are written with the next checkpoint, its removals find nothing.
@@ -300,19 +377,18 @@ void start_rebuild(subscriber_actor* self) {
       now.log->info("{}: read model cleared; rebuilding from the start of the log",
                     now.spec.name);
       now.position = now.durable = 0;
-      now.mode = subscriber_state::catching_up;
-      now.retry_pending = false;
+      now.resume = phase::catching_up; // from the start, whatever it did before
       now.last_error.clear();
       now.rebuild_promise.deliver(true);
     } else {
-      now.rebuild_promise.deliver(caf::make_error(caf::sec::runtime_error,
-                                                 outcome.error().to_string()));
+      now.rebuild_promise.deliver(to_caf_error(outcome.error()));
       now.position = now.durable; // unchanged store: carry on where it was
     }
-    if (now.stopping) {
+    if (now.ph == phase::stopping) {
       finish_stop(self);
       return;
     }
+    enter(self, now.resume);
     schedule_pump(self);
   };
   self->request(st.journal, st.spec.request_timeout, write_atom::value, std::move(w))
@@ -374,19 +450,17 @@ verdict handle_next(subscriber_actor* self) {
   st.last_error = r.error().to_string();
   const auto& o = st.spec.options;
   if (st.attempts < o.max_attempts) {
-    st.mode = subscriber_state::retrying;
-    st.retry_pending = true;
-    auto wait = backoff(o, st.attempts);
+    auto wait = retry_backoff(o).after(st.attempts);
     st.log->warn("{}: handler failed at position {} (attempt {} of {}): {}; retry in {} ms",
                  st.spec.name, ev.position, st.attempts, o.max_attempts, st.last_error,
                  wait.count());
-    self->delayed_send(self, wait, retry_atom::value);
+    enter(self, phase::backing_off, wait);
     return verdict::wait;
   }
   if (o.on_failure == after_last_retry::stop) {
     st.log->error("{}: stopped at position {} ({} v{}) after {} attempts: {}", st.spec.name,
                   ev.position, ev.stream, ev.version, st.attempts, st.last_error);
-    st.mode = subscriber_state::stopped;
+    enter(self, phase::halted);
     maybe_write(self, true); // keep the progress made before this event
     return verdict::wait;
   }
@@ -405,6 +479,8 @@ void pump(subscriber_actor* self) {
   st.pump_queued = false;
   if (busy(st))
     return;
+  // A CPU budget, not a timer: the steady clock, since the actor clock does
+  // not move inside one message under the deterministic test coordinator.
   auto deadline = std::chrono::steady_clock::now() + pump_slice;
   // The clock is read every 32 events: at a million events a second it shows.
   for (std::uint32_t n = 1; (n % 32 != 0) || std::chrono::steady_clock::now() < deadline; ++n) {
@@ -416,12 +492,10 @@ void pump(subscriber_actor* self) {
                                      st.spec.filter);
       if (!page) {
         st.last_error = page.error().to_string();
-        st.mode = subscriber_state::retrying;
-        st.retry_pending = true;
-        auto wait = backoff(st.spec.options, ++st.read_failures);
+        auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
         st.log->warn("{}: reading the log after position {} failed: {}; retry in {} ms",
                      st.spec.name, st.position, st.last_error, wait.count());
-        self->delayed_send(self, wait, retry_atom::value);
+        enter(self, phase::backing_off, wait);
         return;
       }
       st.read_failures = 0;
@@ -430,7 +504,7 @@ void pump(subscriber_actor* self) {
       if (st.page.events.empty()) {
         if (st.page.next_position - 1 > st.position)
           continue; // the filter skipped a whole scan window: read on
-        st.mode = subscriber_state::live;
+        enter(self, phase::live);
         if (!st.demand_pending) {
           st.demand_pending = true;
           self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
@@ -440,7 +514,7 @@ void pump(subscriber_actor* self) {
         return;
       }
       if (st.page.events.size() == st.spec.options.batch_size)
-        st.mode = subscriber_state::catching_up;
+        enter(self, phase::catching_up);
     }
     if (handle_next(self) == verdict::wait) {
       arm_tick(self);
@@ -460,7 +534,7 @@ subscriber_status status_of(subscriber_actor* self) {
   subscriber_status s;
   s.name = st.spec.name;
   s.projection = st.spec.projection;
-  s.state = st.mode;
+  s.state = shown(st);
   s.checkpoint = st.durable;
   s.position = st.position;
   auto end = st.store->last_position();
@@ -473,7 +547,7 @@ subscriber_status status_of(subscriber_actor* self) {
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
-  if (st.mode == subscriber_state::retrying || st.mode == subscriber_state::stopped)
+  if (s.state == subscriber_state::retrying || s.state == subscriber_state::stopped)
     s.last_error = st.last_error;
   return s;
 }
@@ -486,7 +560,7 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
   auto& st = self->state;
   auto stored = st.store->list_dead_letters(st.spec.name);
   if (!stored) {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    rp.deliver(to_caf_error(stored.error()));
     return;
   }
   // Dead letters not yet written count too; one not yet written that
@@ -542,7 +616,7 @@ void replay(subscriber_actor* self, std::uint64_t position, caf::response_promis
       if (r)
         rp.deliver(*report);
       else
-        rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+        rp.deliver(to_caf_error(r.error()));
     });
   maybe_write(self, true);
 }
@@ -551,7 +625,7 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
   auto& st = self->state;
   auto stored = st.store->list_dead_letters(st.spec.name);
   if (!stored) {
-    rp.deliver(caf::make_error(caf::sec::runtime_error, stored.error().to_string()));
+    rp.deliver(to_caf_error(stored.error()));
     return;
   }
   std::uint64_t removed = 0;
@@ -576,7 +650,7 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
     if (r)
       rp.deliver(removed);
     else
-      rp.deliver(caf::make_error(caf::sec::runtime_error, r.error().to_string()));
+      rp.deliver(to_caf_error(r.error()));
   });
   maybe_write(self, true);
 }
@@ -598,7 +672,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     init.position = last ? *last : 0; // saved by the first checkpoint
   } else if (!saved) {
     init.last_error = saved.error().to_string();
-    init.mode = subscriber_state::stopped;
+    enter(self, phase::halted);
     init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
                     init.last_error);
   }
@@ -608,7 +682,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   else
     init.log->warn("{}: cannot count its dead letters: {}; counting from 0", init.spec.name,
                    stored.error().to_string());
-  if (init.mode != subscriber_state::stopped)
+  if (init.ph != phase::halted)
     init.log->info("{}: started after position {}", init.spec.name, init.position);
   init.demand_pending = true;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
@@ -626,11 +700,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       st.committed = std::max(st.committed, position);
       schedule_pump(self);
     },
-    [=](retry_atom) {
-      auto& st = self->state;
-      st.retry_pending = false;
-      if (st.mode == subscriber_state::retrying)
-        st.mode = subscriber_state::catching_up;
+    [=](retry_atom, std::uint64_t epoch) {
+      retry_due(self, epoch);
       schedule_pump(self);
     },
     [=](tick_atom) {
@@ -651,11 +722,13 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     [=](rebuild_atom) -> caf::result<bool> {
       auto& st = self->state;
       if (!st.model)
-        return caf::make_error(caf::sec::runtime_error,
-                               "only a projection can be rebuilt: " + st.spec.name);
-      if (st.rebuild_wanted || st.rebuilding)
-        return caf::make_error(caf::sec::runtime_error, "a rebuild is already running");
-      st.rebuild_wanted = true;
+        return to_caf_error(
+          {errc::invalid_argument, "only a projection can be rebuilt", st.spec.name});
+      if (st.ph == phase::rebuilding)
+        return to_caf_error({errc::invalid_argument, "a rebuild is already running", st.spec.name});
+      if (st.ph == phase::stopping)
+        return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
+      enter(self, phase::rebuilding);
       st.rebuild_promise = self->make_response_promise();
       start_rebuild(self);
       return st.rebuild_promise;
@@ -672,9 +745,12 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     },
     [=](stop_atom) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.stopping)
-        return caf::make_error(caf::sec::runtime_error, "already stopping");
-      st.stopping = true;
+      if (st.ph == phase::stopping)
+        return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
+      if (st.ph == phase::rebuilding && st.wr != writer::clearing)
+        st.rebuild_promise.deliver(to_caf_error(
+          {errc::unavailable, "stopped before the rebuild started", st.spec.name}));
+      enter(self, phase::stopping);
       st.stop_promise = self->make_response_promise();
       finish_stop(self);
       return st.stop_promise;
@@ -770,7 +846,9 @@ result<void> validate_subscriber(const subscriber_spec& spec) {
 }
 
 caf::actor spawn_subscriber(caf::actor_system& sys, const persistence::event_store& store,
-                            caf::actor journal, subscriber_spec spec) {
+                            caf::actor journal, subscriber_spec spec, placement where) {
+  if (where == placement::scheduled)
+    return sys.spawn(subscriber, &store, std::move(journal), std::move(spec));
   return sys.spawn<caf::detached>(subscriber, &store, std::move(journal), std::move(spec));
 }
 

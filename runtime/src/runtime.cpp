@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 
 #include "cairn/actors/aggregate_actor.hpp"
+#include "cairn/actors/error.hpp"
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/registry.hpp"
@@ -186,6 +187,14 @@ struct runtime::impl {
     result<T> out = fail(errc::internal, "no answer", name);
     caf::scoped_actor self{*sys};
     auto on_error = [&](caf::error& err) {
+      // The subscriber's own answer keeps its code; of CAF's, only a timeout
+      // says "retry" (anything else: no such subscriber any more).
+      if (auto e = actors::from_caf_error(err)) {
+        if (e->context.empty())
+          e->context = name;
+        out = tl::unexpected(std::move(*e));
+        return;
+      }
       out = fail(err == caf::sec::request_timeout ? errc::unavailable : errc::invalid_argument,
                  sys->render(err), name);
     };
@@ -224,6 +233,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   // Built by hand, not parsed: no caf-application.ini or command line is read.
   p->cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
   actors::use_work_stealing_scheduler(p->cfg);
+  actors::add_error_category(p->cfg); // renders errors that carry an errc
   try {
     p->sys = std::make_unique<caf::actor_system>(p->cfg);
   } catch (const std::exception& e) {

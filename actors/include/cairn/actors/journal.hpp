@@ -24,13 +24,14 @@
 #include <caf/actor_system.hpp>
 
 #include "cairn/actors/metrics.hpp"
+#include "cairn/actors/placement.hpp"
 #include "cairn/persistence/event_store.hpp"
 
 namespace cairn::actors {
 
 /// Spawns the journal over `store`, recording commits into `m`; both must
-/// outlive it.
+/// outlive it. Detached unless `where` says otherwise (tests).
 [[nodiscard]] caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store,
-                                       metrics& m);
+                                       metrics& m, placement where = placement::detached);
 
 } // namespace cairn::actors

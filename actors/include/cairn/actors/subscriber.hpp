@@ -25,16 +25,19 @@
 #include <caf/actor_system.hpp>
 #include <caf/allowed_unsafe_message_type.hpp>
 
+#include "cairn/actors/placement.hpp"
 #include "cairn/actors/subscription.hpp"
 #include "cairn/persistence/event_store.hpp"
 
 namespace cairn::actors {
 
-/// Spawns a subscriber on its own thread (a handler may block), reading
-/// `store` and writing through `journal`. `store` must outlive it.
+/// Spawns a subscriber on its own thread (a handler may block; `where`
+/// says otherwise for tests), reading `store` and writing through `journal`.
+/// `store` must outlive it.
 [[nodiscard]] caf::actor spawn_subscriber(caf::actor_system& sys,
                                           const persistence::event_store& store,
-                                          caf::actor journal, subscriber_spec spec);
+                                          caf::actor journal, subscriber_spec spec,
+                                          placement where = placement::detached);
 
 } // namespace cairn::actors
 
