@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 #include <spdlog/logger.h>
 
+#include "cairn/actors/error.hpp"
 #include "cairn/actors/fifo.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/clock.hpp"
@@ -207,13 +208,13 @@ void recover_from_failure(aggregate_actor_t* self) {
   st.failure.reset();
   st.recent.clear();
   if (failure.store_failed) {
-    self->quit(caf::make_error(caf::sec::runtime_error, failure.later.to_string()));
+    self->quit(to_caf_error(failure.later));
     return;
   }
   if (auto reloaded = reload(self); !reloaded) {
     if (reloaded.error().code == errc::internal) // user code threw while recovering
       tell_failed(self, reloaded.error());
-    self->quit(caf::make_error(caf::sec::runtime_error, reloaded.error().to_string()));
+    self->quit(to_caf_error(reloaded.error()));
   }
 }
 
@@ -230,7 +231,7 @@ void drain(aggregate_actor_t* self) {
     return;
   switch (st.mode) {
     case phase::broken:
-      self->quit(caf::make_error(caf::sec::runtime_error, st.why.to_string()));
+      self->quit(to_caf_error(st.why));
       return;
     case phase::stopping: // the next incarnation reads the store anyway
       self->quit();
@@ -540,7 +541,7 @@ caf::behavior aggregate_behavior(aggregate_actor_t* self, std::string id,
     s.why = err;
     s.fail_waiting(err);
     tell_failed(self, err);
-    return caf::make_error(caf::sec::runtime_error, err.to_string());
+    return to_caf_error(err);
   });
   auto started = std::chrono::steady_clock::now();
   auto recovered = reload(self);
