@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 #include "output.hpp"
 #include "payload_types.hpp"
 
