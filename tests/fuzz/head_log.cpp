@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 
 using namespace cairn::persistence;
 

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "fuzz_check.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 
 using namespace cairn::persistence;
 

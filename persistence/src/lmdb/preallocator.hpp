@@ -1,16 +1,9 @@
 #pragma once
 
-// Zeroed file space ahead of the data in the store's LMDB file.
-//
-// A commit that grows the file makes the file system allocate blocks and
-// change the file's size, and the commit's fdatasync then writes that
-// metadata as well: one more write that the flush waits for (measured here:
-// a 4 KiB write + fdatasync at the end of a file p50 250-340 µs, over blocks
-// written before 134-166 µs). The preallocator writes zeros ahead of the data
-// from a thread of its own, and flushes them, so that commits overwrite
-// blocks that exist. PostgreSQL zero-fills its WAL segments for the same
-// reason; fallocate does not help, since the first write into an unwritten
-// extent changes metadata too.
+// Zeroed file space ahead of the data in the store's LMDB file, so that a
+// commit's flush overwrites blocks that exist instead of also writing the
+// file system's metadata for new ones. Why, and the measurements behind it:
+// docs/decisions/preallocation.md.
 //
 // LMDB writes the file's pages only during a write transaction (when it
 // commits, and when a large one spills dirty pages before that), and only

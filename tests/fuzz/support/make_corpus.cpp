@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 #include "cairn/tools/text.hpp"
 #include "payload_types.hpp"
 
@@ -199,15 +199,16 @@ void value() {
   write("value", "heads-at", value_seed(1, "heads_at", format::u64_body(70000)));
   write("value", "command-record",
         value_seed(2, "cmd-42", format::encode_outcome(append_result{3, 5, 17, 19, false})));
-  // snapshot body: schema version (u32 LE), state type length (u16 LE), type, data
-  std::string snap(6, '\0');
-  auto* p = reinterpret_cast<unsigned char*>(snap.data());
-  format::put_le<std::uint32_t>(p, 1);
-  std::string type = "account";
-  format::put_le<std::uint16_t>(p + 4, static_cast<std::uint16_t>(type.size()));
   bank::account::state st{true, "ann", 70};
-  snap += type + bytes_of(st);
-  write("value", "snapshot", value_seed(3, format::pair_key(1, 3), snap));
+  snapshot snap{"account-1", 3, "account", 1, bytes_of(st)};
+  write("value", "snapshot",
+        value_seed(3, format::pair_key(1, 3), format::encode_snapshot(snap)));
+  write("value", "format-version",
+        value_seed(4, format::format_version_key, format::encode_format_version(2)));
+  std::string bucket(format::head_bucket_size, '\0');
+  format::put_le<std::uint64_t>(reinterpret_cast<unsigned char*>(bucket.data()) + 8, 17);
+  write("value", "heads-bucket", value_seed(5, format::be64_key(0), bucket));
+  write("value", "type-key", value_seed(6, format::type_key("deposited", 1), {}));
   // As stored, seal included (bit 7: the target keeps the bytes as given).
   write("value", "sealed-stream-name",
         value_seed(0x81, "account-1", format::seal("account-1", format::u64_body(1))));

@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/types.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 
 #include "helpers.hpp"
 

@@ -9,7 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/event_store.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 #include "support/temp_dir.hpp"
 
 #include "helpers.hpp"

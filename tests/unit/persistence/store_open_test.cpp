@@ -7,7 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/event_store.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 #include "support/child_process.hpp"
 #include "support/temp_dir.hpp"
 

@@ -9,7 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/persistence/event_store.hpp"
-#include "lmdb/format.hpp"
+#include "cairn/persistence/format.hpp"
 #include "support/temp_dir.hpp"
 
 #include "helpers.hpp"
@@ -285,7 +285,7 @@ TEST_CASE("list_streams lists names with a prefix in name order", "[unit][store]
   CHECK(names("", 0).empty());
 }
 
-TEST_CASE("read_stream_until_version returns the stream as it stood at a version",
+TEST_CASE("read_stream from version 1 returns the stream as it stood at a version",
           "[unit][store][read][time_travel]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
@@ -293,7 +293,7 @@ TEST_CASE("read_stream_until_version returns the stream as it stood at a version
   append_ok(*store, "acct-2", numbered(3));
   append_ok(*store, "acct-1", numbered(3, "p", 4));
   auto until = [&](std::uint64_t v) {
-    auto r = store->read_stream_until_version("acct-1", v);
+    auto r = store->read_stream("acct-1", 1, v);
     REQUIRE(r);
     return versions_of(*r);
   };
@@ -302,7 +302,7 @@ TEST_CASE("read_stream_until_version returns the stream as it stood at a version
   CHECK(until(4) == V{1, 2, 3, 4});
   CHECK(until(6) == V{1, 2, 3, 4, 5, 6});
   CHECK(until(99) == V{1, 2, 3, 4, 5, 6});
-  CHECK(value_of(store->read_stream_until_version("acct-9", 3)).empty());
+  CHECK(value_of(store->read_stream("acct-9", 1, 3)).empty());
 }
 
 TEST_CASE("read_stream_until_time returns the leading events at or before a time",
@@ -440,7 +440,7 @@ TEST_CASE("long interleaved streams read back correctly from every start version
       if (v > n)
         continue;
       INFO(s << " until " << v);
-      auto until = store->read_stream_until_version(s, v);
+      auto until = store->read_stream(s, 1, v);
       REQUIRE(until);
       REQUIRE(until->size() == v);
       REQUIRE(check_events(s, *until, 1, 1));

@@ -118,7 +118,8 @@ public:
   // -- reads (any thread) ----------------------------------------------------
 
   /// Events of `stream` with versions from `from_version`, oldest first, at most `max`.
-  /// An unknown stream gives an empty vector.
+  /// An unknown stream gives an empty vector. The stream as it stood at version
+  /// `v` (time travel by version): `read_stream(stream, 1, v)`.
   [[nodiscard]] virtual result<std::vector<recorded_event>>
   read_stream(std::string_view stream, std::uint64_t from_version, std::size_t max) const = 0;
 
@@ -134,12 +135,6 @@ public:
   [[nodiscard]] virtual result<std::vector<recorded_event>>
   read_stream_backward(std::string_view stream, std::uint64_t from_version,
                        std::size_t max) const = 0;
-
-  /// Time travel: the events of `stream` up to and including `version`.
-  [[nodiscard]] result<std::vector<recorded_event>>
-  read_stream_until_version(std::string_view stream, std::uint64_t version) const {
-    return read_stream(stream, 1, static_cast<std::size_t>(version));
-  }
 
   /// Time travel: the leading events of `stream` whose timestamps are at or
   /// before `timestamp_ns` (the stream as it stood then).

@@ -1,16 +1,22 @@
 #pragma once
 
-// Byte layout of every value cairn stores in LMDB (docs/storage-format.md).
-// Pure functions, no LMDB: the store and the tests share them.
+/// Byte layout of every key and value cairn stores in LMDB: the on-disk
+/// contract that docs/storage-format.md describes byte by byte. Pure
+/// functions, no LMDB: the store, the tools, the tests and the fuzz targets
+/// (tests/fuzz/) share them. Every decoder reads only the bytes it is given
+/// and answers `corrupted` for a layout it does not recognise.
+///
+///   auto value = format::seal(key, format::u64_body(42));
+///   auto v = format::decode_u64(key, value, "checkpoint x"); // *v == 42
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
-
-#include <xxhash.h>
 
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/types.hpp"
@@ -102,10 +108,9 @@ struct record_fields {
          + ev.payload.size();
 }
 
-[[nodiscard]] inline std::uint64_t record_checksum(const unsigned char* rec, std::size_t size,
-                                                   std::uint64_t position) {
-  return XXH3_64bits_withSeed(rec + 8, size - 8, position);
-}
+/// XXH3-64 of bytes [8, size) of a record, seeded with its position.
+[[nodiscard]] std::uint64_t record_checksum(const unsigned char* rec, std::size_t size,
+                                            std::uint64_t position);
 
 /// Writes the record into `out` (exactly record_size() bytes), checksum last.
 inline void encode_record(unsigned char* out, std::uint64_t position, std::string_view stream,
@@ -210,9 +215,8 @@ inline void to_event(const record_view& v, std::uint64_t position, recorded_even
 
 inline constexpr std::size_t seal_size = 8;
 
-[[nodiscard]] inline std::uint64_t seal_checksum(std::string_view key, std::string_view body) {
-  return XXH3_64bits_withSeed(body.data(), body.size(), XXH3_64bits(key.data(), key.size()));
-}
+/// XXH3-64 of `body` seeded with XXH3-64 of `key`.
+[[nodiscard]] std::uint64_t seal_checksum(std::string_view key, std::string_view body);
 
 [[nodiscard]] inline std::string seal(std::string_view key, std::string_view body) {
   std::string out(seal_size + body.size(), '\0');
@@ -257,6 +261,70 @@ inline constexpr std::size_t seal_size = 8;
   for (int shift = 24; shift >= 0; shift -= 8)
     k.push_back(static_cast<char>((version >> shift) & 0xff));
   return k;
+}
+
+/// The type and schema version of a catalogue key; nullopt when it is not
+/// one (shorter than 5 bytes, or no 0 byte before the version).
+[[nodiscard]] inline std::optional<std::pair<std::string_view, std::uint32_t>>
+decode_type_key(std::string_view key) {
+  if (key.size() < 5 || key[key.size() - 5] != '\0')
+    return std::nullopt;
+  auto* vb = reinterpret_cast<const unsigned char*>(key.data() + key.size() - 4);
+  std::uint32_t version = std::uint32_t{vb[0]} << 24 | std::uint32_t{vb[1]} << 16
+                          | std::uint32_t{vb[2]} << 8 | vb[3];
+  return std::pair{key.substr(0, key.size() - 5), version};
+}
+
+/// Command record key: stream number (u64 big-endian), then the command id.
+[[nodiscard]] inline std::string command_key(std::uint64_t stream_no, std::string_view command_id) {
+  auto k = be64_key(stream_no);
+  k.append(command_id);
+  return k;
+}
+
+/// Key-value key: space, a 0 byte, key (so one space is one key range).
+[[nodiscard]] inline std::string space_key(std::string_view space, std::string_view key) {
+  std::string k;
+  k.reserve(space.size() + 1 + key.size());
+  k.append(space);
+  k.push_back('\0');
+  k.append(key);
+  return k;
+}
+
+/// Dead-letter key: subscriber, a 0 byte, position (u64 big-endian).
+[[nodiscard]] inline std::string dead_letter_store_key(std::string_view subscriber,
+                                                       std::uint64_t position) {
+  auto k = space_key(subscriber, {});
+  k += be64_key(position);
+  return k;
+}
+
+/// meta key of the format version; its body is the version (u32 LE).
+inline constexpr std::string_view format_version_key = "format";
+/// meta key of the log position up to which the heads table is complete (a sealed u64).
+inline constexpr std::string_view heads_at_key = "heads_at";
+/// meta key of the store's random 16-byte id.
+inline constexpr std::string_view store_id_key = "store_id";
+
+// -- heads buckets ---------------------------------------------------------------
+// key: bucket number (u64 BE) = stream number / heads_per_bucket; body:
+// heads_per_bucket slots of head_slot_size bytes, by stream number.
+
+[[nodiscard]] inline std::uint64_t bucket_of(std::uint64_t stream_no) {
+  return stream_no / heads_per_bucket;
+}
+
+/// Offset of the slot of `stream_no` in its bucket's body.
+[[nodiscard]] inline std::size_t slot_of(std::uint64_t stream_no) {
+  return static_cast<std::size_t>(stream_no % heads_per_bucket) * head_slot_size;
+}
+
+/// The head in a bucket body (head_bucket_size bytes): the position of the
+/// stream's last event, 0 for none.
+[[nodiscard]] inline std::uint64_t head_in_bucket(std::string_view body, std::uint64_t stream_no) {
+  return get_le<std::uint64_t>(reinterpret_cast<const unsigned char*>(body.data())
+                               + slot_of(stream_no));
 }
 
 // -- sealed value bodies ---------------------------------------------------------
@@ -374,6 +442,18 @@ decode_outcome(std::string_view key, std::string_view value, const std::string& 
 /// (stream number, position of its last event) pairs of one head-log entry.
 using head_log_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 
+/// The body of a head-log entry: the pairs, in their order.
+[[nodiscard]] inline std::string encode_head_log(const head_log_pairs& pairs) {
+  std::string body(pairs.size() * head_log_pair_size, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  for (auto [no, pos] : pairs) {
+    put_le(p, no);
+    put_le(p + 8, pos);
+    p += head_log_pair_size;
+  }
+  return body;
+}
+
 /// Head-log value at position `key`: sealed pairs of stream number (u64 LE)
 /// and position (u64 LE). `corrupted` when the seal fails or the body is
 /// empty or not whole pairs (the store then rebuilds the entry from the log).
@@ -396,6 +476,15 @@ using head_log_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
 
 // snapshot value body: schema version (u32 LE), state type length (u16 LE),
 // state type, data; its key is the pair_key of stream number and version.
+[[nodiscard]] inline std::string encode_snapshot(const snapshot& snap) {
+  std::string body(6, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le(p, snap.schema_version);
+  put_le(p + 4, static_cast<std::uint16_t>(snap.state_type.size()));
+  body += snap.state_type;
+  body += snap.data;
+  return body;
+}
 
 /// The snapshot of `stream` stored under `key` (16 bytes); `corrupted` when
 /// the seal fails or the body is truncated.
@@ -422,6 +511,38 @@ using head_log_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
   s.state_type = std::string{body->substr(6, type_len)};
   s.data = std::string{body->substr(6 + type_len)};
   return s;
+}
+
+// format version body: the version (u32 LE), under format_version_key.
+[[nodiscard]] inline std::string encode_format_version(std::uint32_t version) {
+  std::string body(4, '\0');
+  put_le(reinterpret_cast<unsigned char*>(body.data()), version);
+  return body;
+}
+
+/// The stored format version; `corrupted` when the seal fails or the size is wrong.
+[[nodiscard]] inline result<std::uint32_t> decode_format_version(std::string_view value,
+                                                                 const std::string& context) {
+  auto body = unseal(format_version_key, value, "the format version");
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 4)
+    return fail(errc::corrupted, "the format version has the wrong size", context);
+  return get_le<std::uint32_t>(reinterpret_cast<const unsigned char*>(body->data()));
+}
+
+/// The body of a heads bucket stored under `key` (8 bytes): head_bucket_size
+/// bytes of slots. `corrupted` naming `what` when the seal fails or a size is wrong.
+[[nodiscard]] inline result<std::string_view> decode_heads_bucket(std::string_view key,
+                                                                  std::string_view value,
+                                                                  const std::string& what,
+                                                                  const std::string& context) {
+  auto body = unseal(key, value, what);
+  if (!body)
+    return body;
+  if (key.size() != 8 || body->size() != head_bucket_size)
+    return fail(errc::corrupted, what + " has the wrong size", context);
+  return body;
 }
 
 } // namespace cairn::persistence::format

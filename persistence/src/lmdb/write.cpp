@@ -1,0 +1,338 @@
+// The write transaction: validation, the retry loop around it (a full map
+// grows the map), the staging of appends, the commit, and what the writer's
+// caches learn from it. Every step returns an lmdb_result: its failure carries
+// the LMDB code the loop acts on.
+
+#include <cstring>
+#include <exception>
+
+#include "cairn/model/clock.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/model/stream_name.hpp"
+#include "lmdb/store_impl.hpp"
+
+namespace cairn::persistence::detail {
+
+using namespace format;
+
+namespace {
+
+/// The writer's head cache is dropped when it grows past this many streams.
+constexpr std::size_t head_cache_limit = std::size_t{1} << 20;
+/// The writer clears the reader slots of dead processes (mdb_reader_check)
+/// after this many commits, after reader_check_period, and before it grows
+/// the map: a slot left by a reader killed inside a read transaction pins
+/// the pages of that snapshot, so the file would otherwise grow forever.
+constexpr std::uint64_t reader_check_commits = 1024;
+constexpr std::chrono::seconds reader_check_period{10};
+
+/// Checks what can be checked without the store's state.
+result<void> validate_request(const append_request& req, const store_options& opts) {
+  if (auto ok = validate_stream_name(req.stream); !ok)
+    return ok;
+  const metadata& m = req.meta;
+  for (const std::string* f :
+       {&m.correlation_id, &m.causation_id, &m.command_id, &m.tenant, &m.user})
+    if (f->size() > max_short_field)
+      return fail(errc::invalid_argument, "metadata fields are at most 255 bytes", req.stream);
+  for (std::size_t i = 0; i < req.events.size(); ++i) {
+    const auto& ev = req.events[i];
+    auto ctx = [&] { return req.stream + " event " + std::to_string(i); }; // on failure only
+    if (!is_valid_type_name(ev.type))
+      return fail(errc::invalid_argument,
+                  "event type names are 1-255 printable bytes without spaces", ctx());
+    if (ev.schema_version == 0)
+      return fail(errc::invalid_argument, "schema versions start at 1", ctx());
+    if (ev.payload.size() > opts.max_event_size)
+      return fail(errc::invalid_argument,
+                  "event of " + std::to_string(ev.payload.size())
+                    + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
+                  ctx());
+    if (opts.registry != nullptr && !opts.registry->can_decode(ev.type, ev.schema_version))
+      return fail(errc::invalid_argument,
+                  "unknown event type " + ev.type + " v" + std::to_string(ev.schema_version)
+                    + " (not in the registry)",
+                  ctx());
+  }
+  return {};
+}
+
+} // namespace
+
+result<lmdb_store::append_results> lmdb_store::write(const batch_view& b, bool defer) {
+  if (opts_.read_only)
+    return fail(errc::invalid_argument, "the store is open read-only", dir_);
+  if (broken_)
+    return tl::unexpected(*broken_);
+  if (auto ok = validate_side_tables(b); !ok)
+    return tl::unexpected(ok.error());
+  for (;;) {
+    lmdb_result<append_results> done;
+    try {
+      done = try_write(b);
+    } catch (const std::exception& e) { // bad_alloc; the txn was aborted
+      return fail(errc::internal, std::string{"write failed: "} + e.what(), dir_);
+    }
+    if (done) {
+      if (++commits_since_reader_check_ >= reader_check_commits
+          || std::chrono::steady_clock::now() - last_reader_check_ >= reader_check_period)
+        (void) check_readers();
+      if (auto ok = after_commit(defer); !ok)
+        return tl::unexpected(ok.error());
+      return std::move(*done);
+    }
+    if (done.error().rc != MDB_MAP_FULL) {
+      note_write_failure(done.error());
+      return tl::unexpected(broken_ ? *broken_ : done.error().err);
+    }
+    // Pages pinned by a dead reader's snapshot become free again: retry first.
+    if (check_readers() > 0)
+      continue;
+    if (auto grown = grow_map(); !grown)
+      return tl::unexpected(grown.error());
+  }
+}
+
+lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& b) {
+  // Held for the whole transaction, not only its commit: LMDB writes pages
+  // before the commit too. A transaction that dirties more pages than its
+  // dirty list holds (MDB_IDL_UM_MAX, 131072) spills some to the file
+  // (mdb_page_spill), at page numbers past the last commit's end, where the
+  // preallocator would otherwise write zeros over them.
+  std::optional<preallocator::guard> guard;
+  if (prealloc_)
+    guard.emplace(prealloc_.get());
+  MDB_txn* raw = nullptr;
+  if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
+    return lmdb_fail(rc, "begin write");
+  txn_guard txn{raw};
+  if (head_cache_.size() > head_cache_limit)
+    head_cache_.clear(); // only here: staging points into the cache
+  staging st = begin_staging();
+  auto out = stage_appends(raw, b.appends, st);
+  if (!out)
+    return out;
+  for (const auto& snap : b.snapshots)
+    if (auto ok = stage_snapshot(raw, snap, st); !ok)
+      return tl::unexpected(ok.error());
+  auto plan = stage_heads(raw, st);
+  if (!plan)
+    return tl::unexpected(plan.error());
+  if (auto ok = stage_names_and_types(raw, st); !ok)
+    return tl::unexpected(ok.error());
+  if (auto ok = stage_side_tables(raw, b); !ok)
+    return tl::unexpected(ok.error());
+  // Allocate now what the caches need after the commit, so nothing after it
+  // can throw: a commit must never be reported as failed, nor half-learned.
+  // A 0 position means "in the heads table", which stays true if the commit fails.
+  if (!plan->rewrite)
+    for (auto [no, pos] : plan->changed)
+      unflushed_.try_emplace(no, 0);
+  if (auto ok = commit(txn); !ok)
+    return tl::unexpected(ok.error());
+  if (guard) {
+    guard->committed(data_end());
+    guard.reset();
+  }
+  learn_commit(st, *plan);
+  return out;
+}
+
+lmdb_store::staging lmdb_store::begin_staging() {
+  staging st;
+  st.serial = ++txn_serial_;
+  st.position = last_position_;
+  st.next_stream_no = next_stream_no_;
+  return st;
+}
+
+lmdb_result<lmdb_store::append_results>
+lmdb_store::stage_appends(MDB_txn* txn, span<append_request> reqs, staging& st) {
+  append_results out(reqs.size, result<append_result>{});
+  auto now = wall_now_ns();
+  for (std::size_t i = 0; i < reqs.size; ++i) {
+    if (auto ok = validate_request(reqs.data[i], opts_); !ok) {
+      out[i] = tl::unexpected(ok.error());
+      continue;
+    }
+    auto staged = stage_append(txn, reqs.data[i], st, now);
+    if (!staged)
+      return tl::unexpected(staged.error());
+    out[i] = std::move(*staged);
+  }
+  return out;
+}
+
+lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn,
+                                                            const append_request& req,
+                                                            staging& st, std::int64_t now) {
+  auto staged_head = writer_head(txn, req.stream, st);
+  if (!staged_head)
+    return tl::unexpected(staged_head.error());
+  head_state* head = *staged_head;
+  // A stream without a number has no events, so no command was recorded for it.
+  const bool records_command = !req.meta.command_id.empty() && !req.events.empty();
+  std::string cmd_key;
+  if (records_command && head->stream_no != 0) {
+    cmd_key = command_key(head->stream_no, req.meta.command_id);
+    auto earlier = earlier_outcome(txn, st, cmd_key, *head, req.stream);
+    if (!earlier)
+      return tl::unexpected(earlier.error());
+    if (*earlier) // a retry of a command this stream has recorded
+      return std::move(**earlier);
+  }
+  if (!req.expected.admits(head->version))
+    return fail(errc::conflict,
+                "expected version " + req.expected.to_string() + ", actual "
+                  + std::to_string(head->version),
+                req.stream);
+  append_result r;
+  r.first_version = head->version + 1;
+  r.last_version = head->version + req.events.size();
+  if (req.events.empty())
+    return r;
+  head->dirty = true;
+  if (head->stream_no == 0) {
+    // Numbered only now, so a new stream whose first append fails uses up no number.
+    head->stream_no = st.next_stream_no++;
+    if (records_command)
+      cmd_key = command_key(head->stream_no, req.meta.command_id);
+  }
+  r.first_position = st.position + 1;
+  for (const auto& ev : req.events)
+    if (auto ok = stage_event(txn, req, ev, *head, st, now); !ok)
+      return tl::unexpected(ok.error());
+  r.last_position = st.position;
+  if (!cmd_key.empty())
+    if (auto ok = stage_outcome(txn, std::move(cmd_key), r, st); !ok)
+      return tl::unexpected(ok.error());
+  return r;
+}
+
+lmdb_result<std::optional<result<append_result>>>
+lmdb_store::earlier_outcome(MDB_txn* txn, const staging& st, const std::string& key,
+                            const head_state& head, const std::string& stream) const {
+  using found = std::optional<result<append_result>>;
+  if (auto it = st.commands.find(key); it != st.commands.end())
+    return found{it->second};
+  if (head.version == 0)
+    return found{};
+  MDB_val k = val_of(key), v;
+  int rc = mdb_get(txn, commands_, &k, &v);
+  if (rc == MDB_NOTFOUND)
+    return found{};
+  if (rc != 0)
+    return lmdb_fail(rc, "read command record");
+  return found{decode_outcome(key, view_of(v), stream)};
+}
+
+lmdb_result<> lmdb_store::stage_event(MDB_txn* txn, const append_request& req,
+                                      const event_data& ev, head_state& head, staging& st,
+                                      std::int64_t now) {
+  record_fields f;
+  f.version = ++head.version;
+  f.prev_position = head.last_position;
+  f.timestamp_ns = ev.timestamp_ns.value_or(now);
+  f.id = ev.id ? *ev.id : new_event_id();
+  auto pos = ++st.position;
+  unsigned char kb[8];
+  put_be64(kb, pos);
+  MDB_val k{8, kb};
+  MDB_val v{record_size(req.stream, ev, req.meta), nullptr};
+  if (int rc = mdb_put(txn, log_, &k, &v, MDB_APPEND | MDB_RESERVE); rc != 0)
+    return lmdb_fail(rc, "write log record");
+  encode_record(static_cast<unsigned char*>(v.mv_data), pos, req.stream, ev, req.meta, f);
+  head.last_position = pos;
+  if (f.version % index_interval == 0) {
+    auto key = pair_key(head.stream_no, f.version);
+    if (auto ok = put_value(txn, index_, key, seal(key, u64_body(pos)), "write stream index");
+        !ok)
+      return ok;
+  }
+  // Most events repeat the previous type: skip the set (and its key copy).
+  if (ev.schema_version != last_type_version_ || ev.type != last_type_) {
+    if (known_types_.count({ev.type, ev.schema_version}) == 0)
+      st.new_types.emplace(ev.type, ev.schema_version);
+    else {
+      last_type_ = ev.type;
+      last_type_version_ = ev.schema_version;
+    }
+  }
+  return {};
+}
+
+event_id lmdb_store::new_event_id() {
+  event_id id;
+  auto a = rng_(), b = rng_();
+  std::memcpy(id.bytes.data(), &a, 8);
+  std::memcpy(id.bytes.data() + 8, &b, 8);
+  return id;
+}
+
+lmdb_result<> lmdb_store::stage_outcome(MDB_txn* txn, std::string key, const append_result& r,
+                                        staging& st) {
+  if (auto ok = put_value(txn, commands_, key, seal(key, encode_outcome(r)),
+                          "write command record");
+      !ok)
+    return ok;
+  auto dup = r;
+  dup.duplicate = true;
+  st.commands.emplace(std::move(key), dup);
+  return {};
+}
+
+lmdb_result<> lmdb_store::stage_names_and_types(MDB_txn* txn, const staging& st) {
+  for (const auto* entry : st.touched) {
+    const auto& [name, head] = *entry;
+    if (!head.staged.dirty || head.committed.stream_no != 0)
+      continue; // not new, or staged by a request that wrote nothing
+    auto no = u64_body(head.staged.stream_no);
+    if (auto ok = put_value(txn, names_, name, seal(name, no), "write stream name"); !ok)
+      return ok;
+  }
+  for (const auto& [type, version] : st.new_types) {
+    auto key = type_key(type, version);
+    if (auto ok = put_value(txn, types_, key, seal(key, {}), "write type catalogue"); !ok)
+      return ok;
+  }
+  return {};
+}
+
+lmdb_result<> lmdb_store::commit(txn_guard& txn) {
+  int rc = txn.commit();
+  if (rc == 0)
+    return {};
+  auto err = lmdb_error(rc, "commit");
+  // An I/O error (a positive errno) may have come from the flush that was
+  // to carry an unflushed meta page, and Linux reports such an error once:
+  // a later flush may succeed without that page on the disk.
+  if (rc > 0 && commits_.durable != commits_.last)
+    broken_ = error{errc::unavailable,
+                    err.message + " while earlier commits waited for their flush; they may "
+                                  "be lost on a power loss, so the store takes no more "
+                                  "writes: reopen it",
+                    dir_};
+  return lmdb_fail(rc, std::move(err));
+}
+
+void lmdb_store::learn_commit(staging& st, const head_plan& plan) {
+  last_position_ = st.position;
+  next_stream_no_ = st.next_stream_no;
+  for (auto* entry : st.touched) {
+    auto& head = entry->second;
+    if (!head.staged.dirty)
+      continue;
+    head.committed = head.staged;
+    head.committed.dirty = false;
+  }
+  if (plan.rewrite) {
+    unflushed_.clear();
+    heads_at_ = st.position;
+  } else {
+    for (auto [no, pos] : plan.changed)
+      unflushed_.find(no)->second = pos;
+  }
+  known_types_.merge(st.new_types); // moves the nodes: no allocation
+}
+
+} // namespace cairn::persistence::detail
