@@ -99,14 +99,6 @@ struct account {
     s.balance -= e.amount;
     return s;
   }
-
-  // What the runtime calls: each picks the overload above for the alternative held.
-  static cairn::decision<event> decide(const state& s, const command& c) {
-    return cairn::dispatch_decide<account>(s, c);
-  }
-  static state evolve(state s, const event& e) {
-    return cairn::dispatch_evolve<account>(std::move(s), e);
-  }
 };
 
 } // namespace bank

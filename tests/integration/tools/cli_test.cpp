@@ -195,7 +195,7 @@ std::map<std::string, bank::account::state> replay_accounts(const std::string& d
     auto decoded = bank_types().decode<bank::account::event>(ev);
     REQUIRE(decoded);
     auto it = out.try_emplace(ev.stream, bank::account::initial()).first;
-    it->second = bank::account::evolve(it->second, *decoded);
+    it->second = cairn::evolve_with<bank::account>(it->second, *decoded);
   }
   return out;
 }

@@ -24,6 +24,7 @@
 
 #include "cairn/model/aggregate.hpp"
 #include "cairn/model/error.hpp"
+#include "cairn/model/match.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
 
@@ -183,7 +184,7 @@ public:
                   where);
     decision<event_t> d;
     try {
-      d = A::decide(get(s), *cmd);
+      d = decide_with<A>(get(s), *cmd);
     } catch (...) {
       return tl::unexpected(thrown_error("decide", where));
     }
@@ -211,7 +212,7 @@ public:
     auto& state = get(s);
     try {
       for (const auto& ev : static_cast<const events_holder&>(events).value)
-        state = A::evolve(std::move(state), ev);
+        state = evolve_with<A>(std::move(state), ev);
       return {};
     } catch (...) {
       return tl::unexpected(thrown_error("evolve", where));
@@ -229,7 +230,7 @@ public:
     }
     auto& state = get(s);
     try {
-      state = A::evolve(std::move(state), *ev);
+      state = evolve_with<A>(std::move(state), *ev);
       return {};
     } catch (...) {
       return tl::unexpected(thrown_error("evolve of " + std::string{e.type}, where));

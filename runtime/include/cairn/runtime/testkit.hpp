@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cairn/model/aggregate.hpp"
+#include "cairn/model/match.hpp"
 #include "cairn/persistence/codec.hpp"
 
 namespace cairn::testkit {
@@ -50,7 +51,7 @@ public:
     auto back = persistence::decode_payload<command_type>(bytes);
     if (!back)
       throw std::logic_error("the command does not survive its codec: " + back.error().message);
-    auto d = A::decide(state_, *back);
+    auto d = decide_with<A>(state_, *back);
     if (d) {
       for (const auto& e : *d)
         apply(e);
@@ -77,7 +78,7 @@ private:
     auto again = registry_.encode(*decoded);
     if (!again || again->payload != encoded->payload)
       throw std::logic_error("event " + encoded->type + " changes in a codec round trip");
-    state_ = A::evolve(std::move(state_), *decoded);
+    state_ = evolve_with<A>(std::move(state_), *decoded);
     history_.push_back(std::move(*decoded));
   }
 

@@ -12,6 +12,9 @@
 ///     static state evolve(state s, const event& e);   // total, never fails
 ///   };
 ///
+/// Or, as a decider, one `decide` overload per command and one `evolve` per
+/// event instead of the two variant functions (match.hpp).
+///
 /// Every event struct names itself for the store: `static constexpr const
 /// char* type_name = "money_deposited";`, and states, commands and events are
 /// cereal-serializable (CEREAL_CLASS_VERSION gives an event's or a state's

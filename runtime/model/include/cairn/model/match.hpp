@@ -18,14 +18,11 @@
 ///         return s;
 ///       }
 ///       ... one decide per command, one evolve per event ...
-///       // What the runtime calls: each picks the overload for the alternative held.
-///       static cairn::decision<event> decide(const state& s, const command& c) {
-///         return cairn::dispatch_decide<account>(s, c);
-///       }
-///       static state evolve(state s, const event& e) {
-///         return cairn::dispatch_evolve<account>(std::move(s), e);
-///       }
 ///     };
+///
+///    The runtime and the test kit call them through decide_with/evolve_with
+///    (below), which use A's whole-variant `decide`/`evolve` when A has them
+///    and the overloads otherwise; code of your own calls the same pair.
 ///
 ///    The overloads must have exactly these signatures (`evolve` may take the
 ///    state as `const state&` instead). The dispatch calls the overload of the
@@ -200,6 +197,44 @@ template <class A>
       },
       e);
   }
+}
+
+namespace detail {
+
+template <class A>
+using whole_decide = decltype(static_cast<decision<typename A::event> (*)(
+                                const typename A::state&, const typename A::command&)>(&A::decide));
+template <class A>
+using whole_evolve_by_value = decltype(static_cast<typename A::state (*)(
+                                         typename A::state, const typename A::event&)>(&A::evolve));
+template <class A>
+using whole_evolve_by_ref = decltype(static_cast<typename A::state (*)(
+                                       const typename A::state&, const typename A::event&)>(&A::evolve));
+
+} // namespace detail
+
+/// What the runtime and the test kit call to decide: A's `decide(const
+/// state&, const command&)` when A has one, else the overload per
+/// alternative (dispatch_decide). So a decider needs no forwarding function.
+template <class A>
+[[nodiscard]] decision<typename A::event> decide_with(const typename A::state& s,
+                                                      const typename A::command& c) {
+  if constexpr (detail::detects<void, detail::whole_decide, A>::value)
+    return A::decide(s, c);
+  else
+    return dispatch_decide<A>(s, c);
+}
+
+/// What the runtime and the test kit call to evolve: A's `evolve(state,
+/// const event&)` when A has one, else the overload per alternative.
+template <class A>
+[[nodiscard]] typename A::state evolve_with(typename A::state s, const typename A::event& e) {
+  if constexpr (detail::detects<void, detail::whole_evolve_by_value, A>::value)
+    return A::evolve(std::move(s), e);
+  else if constexpr (detail::detects<void, detail::whole_evolve_by_ref, A>::value)
+    return A::evolve(s, e);
+  else
+    return dispatch_evolve<A>(std::move(s), e);
 }
 
 } // namespace cairn
