@@ -92,7 +92,8 @@ std::string live_case(const args& a) {
     subscription_options so;
     so.start = start_position::end;
     auto ok = rt->subscribe<ticked>(
-      "lag-" + std::to_string(s), {}, [mine](const envelope<ticked>& e) {
+      "lag-" + std::to_string(s), {},
+      [mine](const envelope<ticked>& e) {
         auto ms = static_cast<double>(wall_ns() - e.timestamp_ns) / 1e6;
         std::lock_guard lock{mine->m};
         mine->ms.push_back(ms);
@@ -123,13 +124,13 @@ std::string live_case(const args& a) {
         ++in_flight;
       }
       rt->send<ticker>(std::to_string(sent % tickers), tick{per_command}, {},
-                        [&](result<outcome<ticker>> r) {
-                          if (!r)
-                            ++errors;
-                          std::lock_guard lock{m};
-                          --in_flight;
-                          cv.notify_one();
-                        });
+                       [&](result<outcome<ticker>> r) {
+                         if (!r)
+                           ++errors;
+                         std::lock_guard lock{m};
+                         --in_flight;
+                         cv.notify_one();
+                       });
     }
   }
   {
@@ -161,8 +162,7 @@ std::string live_case(const args& a) {
                 "\"deliveries\":%zu,\"lag_p50_ms\":%.3f,\"lag_p99_ms\":%.3f,\"lag_max_ms\":%.3f,"
                 "\"errors\":%llu}",
                 a.get("--durability", "sync").c_str(), subscribers, per_command, rate, achieved,
-                seen, p50,
-                p99, worst, static_cast<unsigned long long>(errors.load()));
+                seen, p50, p99, worst, static_cast<unsigned long long>(errors.load()));
   return line;
 }
 
@@ -248,8 +248,7 @@ int handlers_main(const args& a) {
     json.push_back(live_case(a));
   }
   if (which == "all" || which == "catchup") {
-    std::printf("%-8s %-18s %10s %10s %12s\n", "case", "handler", "events", "seconds",
-                "events/s");
+    std::printf("%-8s %-18s %10s %10s %12s\n", "case", "handler", "events", "seconds", "events/s");
     auto lines = catchup_cases(a);
     json.insert(json.end(), lines.begin(), lines.end());
   }

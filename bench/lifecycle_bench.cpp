@@ -46,8 +46,8 @@ void fill_accounts(const std::string& dir, std::size_t n, bool snapshots,
   if (!store)
     throw std::runtime_error(store.error().to_string());
   persistence::event_registry reg;
-  (void) reg.add<bank::account_opened>("account_opened");
-  (void) reg.add<bank::money_deposited>("money_deposited");
+  (void)reg.add<bank::account_opened>("account_opened");
+  (void)reg.add<bank::money_deposited>("money_deposited");
   std::mt19937_64 rng{11};
   balances.assign(n, 0);
   persistence::write_batch batch;
@@ -110,8 +110,8 @@ int activation_main(const args& a) {
   if (n < 2)
     throw std::invalid_argument("activation needs --aggregates of at least 2");
   // Each activation case takes its own sample of ids.
-  auto samples =
-    std::clamp<std::size_t>(static_cast<std::size_t>(a.number("--samples", 2000)), 1, n / 2);
+  auto samples = std::clamp<std::size_t>(static_cast<std::size_t>(a.number("--samples", 2000)), 1,
+                                         n / 2);
   auto long_events = static_cast<std::uint64_t>(a.number("--replay-events", 1000000));
   std::printf("%-32s %10s %10s %10s %14s\n", "case", "samples", "p50 us", "p99 us", "events/s");
   std::vector<std::string> json;
@@ -201,7 +201,9 @@ int activation_main(const args& a) {
           };
           self->request(registry, caf::infinite, actors::command_atom::value, std::move(query))
             .then([settle](actors::reply_msg& r) { settle(std::move(r)); },
-                  [settle](caf::error&) { settle(actors::error_reply({errc::internal, "lost"})); });
+                  [settle](caf::error&) {
+                    settle(actors::error_reply({errc::internal, "lost"}));
+                  });
         };
         self->attach_functor([next] {}); // keeps the closure alive as long as the actor
         (*next)(0);
@@ -229,8 +231,8 @@ int activation_main(const args& a) {
       if (!store)
         throw std::runtime_error(store.error().to_string());
       persistence::event_registry reg;
-      (void) reg.add<bank::account_opened>("account_opened");
-      (void) reg.add<bank::money_deposited>("money_deposited");
+      (void)reg.add<bank::account_opened>("account_opened");
+      (void)reg.add<bank::money_deposited>("money_deposited");
       for (std::uint64_t written = 0; written < long_events;) {
         persistence::append_request req;
         req.stream = "account-long";

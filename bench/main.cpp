@@ -90,7 +90,8 @@ void remove_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers|hangar [options] (see bench/main.cpp)\n");
+    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers|hangar "
+                         "[options] (see bench/main.cpp)\n");
     return 2;
   };
   if (argc < 2)

@@ -53,8 +53,8 @@ struct e2e_figures {
 /// an untimed warm-up first sends one deposit from each driver to each
 /// aggregate, so the timed run measures routers that know the live actors,
 /// as a long-running client's do.
-e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
-                    std::size_t inflight, bool via_router) {
+e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total, std::size_t inflight,
+                    bool via_router) {
   std::vector<actors::command_msg> ids;
   ids.reserve(aggregates);
   for (std::size_t i = 0; i < aggregates; ++i)
@@ -65,8 +65,7 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
   // Driver d sends commands [first, last), `window` at a time: to random
   // aggregates, recording latencies, or in the warm-up (no `lat`) to each in turn.
   auto driver = [&](caf::event_based_actor* self, std::size_t first, std::size_t last,
-                    std::size_t window, std::uint64_t seed,
-                    std::shared_ptr<actors::router> route,
+                    std::size_t window, std::uint64_t seed, std::shared_ptr<actors::router> route,
                     std::vector<double>* lat) -> caf::behavior {
     struct progress {
       std::size_t next, done;
@@ -96,8 +95,7 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total,
         route->send(self, msg, {}, [=](actors::reply_msg& r) { settle(r.ok()); });
       else
         self->request(registry, caf::infinite, actors::command_atom::value, msg)
-          .then([=](actors::reply_msg& r) { settle(r.ok()); },
-                [=](caf::error&) { settle(false); });
+          .then([=](actors::reply_msg& r) { settle(r.ok()); }, [=](caf::error&) { settle(false); });
     };
     self->attach_functor([send_one] {}); // keeps the closure alive as long as the driver
     for (std::size_t k = 0; k < window && p->next < last; ++k)
@@ -189,8 +187,8 @@ std::string e2e_json(const char* bench, const char* workload, const char* via,
 
 void print_header() {
   std::printf("%-10s %-8s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "via", "aggs",
-              "commands", "inflight", "durab.", "commands/s", "p50 us", "p95 us", "p99 us",
-              "batch", "errors");
+              "commands", "inflight", "durab.", "commands/s", "p50 us", "p95 us", "p99 us", "batch",
+              "errors");
 }
 
 } // namespace
@@ -234,8 +232,8 @@ int e2e_main(const args& a) {
       open_accounts(*rt, c.aggregates, 256);
       auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight, via == "router");
       print_e2e(c.name, via.c_str(), c.aggregates, c.commands, c.inflight, durability, f);
-      json.push_back(e2e_json("e2e", c.name, via.c_str(), c.aggregates, c.commands, c.inflight,
-                              durability, f));
+      json.push_back(
+        e2e_json("e2e", c.name, via.c_str(), c.aggregates, c.commands, c.inflight, durability, f));
       std::fflush(stdout);
     }
     remove_dir(dir);
@@ -273,17 +271,16 @@ int bank_main(const args& a) {
         ++outstanding;
         lock.unlock();
         auto start = clock::now();
-        rt->send<account>(std::to_string(rng() % accounts), bank::deposit{10}, {},
-                          [&, start](result<outcome<account>> r) {
-                            auto us =
-                              std::chrono::duration<double, std::micro>(clock::now() - start)
-                                .count();
-                            std::lock_guard g{m};
-                            latencies.push_back(us);
-                            errors += r ? 0 : 1;
-                            --outstanding;
-                            cv.notify_all();
-                          });
+        rt->send<account>(
+          std::to_string(rng() % accounts), bank::deposit{10}, {},
+          [&, start](result<outcome<account>> r) {
+            auto us = std::chrono::duration<double, std::micro>(clock::now() - start).count();
+            std::lock_guard g{m};
+            latencies.push_back(us);
+            errors += r ? 0 : 1;
+            --outstanding;
+            cv.notify_all();
+          });
       }
       std::unique_lock lock{m};
       cv.wait(lock, [&] { return outstanding == 0; });

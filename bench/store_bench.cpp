@@ -54,8 +54,7 @@ struct tally {
 
   /// Calls `commit()` (which returns the events it committed) for `for_seconds`,
   /// timing each call.
-  template <class F>
-  void run(double for_seconds, F&& commit) {
+  template <class F> void run(double for_seconds, F&& commit) {
     auto t0 = clock::now();
     while (seconds_since(t0) < for_seconds) {
       auto c0 = clock::now();
@@ -191,8 +190,8 @@ std::pair<write_figures, write_figures> measure(const args& a, durability d, std
 
 int write_cases(const args& a) {
   double seconds = a.number("--seconds", 1.5);
-  std::printf("%-8s %6s %7s %13s %10s %10s %13s %6s\n", "durab.", "batch", "streams",
-              "events/s", "p50 us", "p99 us", "raw events/s", "ratio");
+  std::printf("%-8s %6s %7s %13s %10s %10s %13s %6s\n", "durab.", "batch", "streams", "events/s",
+              "p50 us", "p99 us", "raw events/s", "ratio");
   std::vector<std::string> json;
   auto only_durability = a.get("--durability", "");
   auto only_batch = static_cast<std::size_t>(a.number("--batch", 0));
@@ -346,8 +345,6 @@ int read_cases(const args& a) {
 
 } // namespace
 
-int store_main(const args& a) {
-  return a.flag("--read") ? read_cases(a) : write_cases(a);
-}
+int store_main(const args& a) { return a.flag("--read") ? read_cases(a) : write_cases(a); }
 
 } // namespace cairn::bench

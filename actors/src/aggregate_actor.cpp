@@ -53,10 +53,10 @@ struct append_failure {
 /// docs/decisions/request-bounds.md).
 struct journal_request {
   bool in_flight = false;
-  std::uint64_t gen = 0;  ///< Numbers the requests; a late answer is ignored.
-  std::size_t count = 0;  ///< Appends in the request.
+  std::uint64_t gen = 0; ///< Numbers the requests; a late answer is ignored.
+  std::size_t count = 0; ///< Appends in the request.
   caf::actor_clock::time_point sent{};
-  bool watched = false;   ///< A check of the bound is scheduled.
+  bool watched = false; ///< A check of the bound is scheduled.
 };
 
 struct aggregate_state {
@@ -77,7 +77,7 @@ struct aggregate_state {
   journal_request journal;
   std::optional<append_failure> failure;
   std::unordered_map<std::string, reply_msg> recent; ///< Completed ids, for in-flight repeats.
-  caf::actor_clock::time_point touched{}; ///< Last told the registry it is in use.
+  caf::actor_clock::time_point touched{};            ///< Last told the registry it is in use.
   static inline const char* name = "cairn.aggregate";
 
   aggregate_state() = default;
@@ -120,8 +120,7 @@ void handle(aggregate_actor_t* self, const command_msg& m, caf::response_promise
 void send_appends(aggregate_actor_t* self);
 
 void tell_failed(aggregate_actor_t* self, const cairn::error& err) {
-  self->send(self->state.env->registry_actor, failed_atom::value, self->state.stream,
-             err.message);
+  self->send(self->state.env->registry_actor, failed_atom::value, self->state.stream, err.message);
 }
 
 void send_snapshot_if_due(aggregate_actor_t* self, bool force = false) {
@@ -230,9 +229,7 @@ void drain(aggregate_actor_t* self) {
   if (!st.in_flight.empty())
     return;
   switch (st.mode) {
-    case phase::broken:
-      self->quit(to_caf_error(st.why));
-      return;
+    case phase::broken: self->quit(to_caf_error(st.why)); return;
     case phase::stopping: // the next incarnation reads the store anyway
       self->quit();
       return;
@@ -429,9 +426,9 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   }
   if (auto ok = st.type->evolve(*st.pending, *d->events, st.stream); !ok) {
     auto err = ok.error();
-    st.answer(e.promise, error_reply({err.code,
-                                      err.message + "; nothing of this command was appended",
-                                      err.context}));
+    st.answer(e.promise,
+              error_reply(
+                {err.code, err.message + "; nothing of this command was appended", err.context}));
     break_down(self, err);
     drain(self);
     return;
@@ -457,23 +454,20 @@ void handle(aggregate_actor_t* self, const command_msg& m, caf::response_promise
   auto& st = self->state;
   switch (st.mode) {
     case phase::broken:
-    case phase::unrecovered:
-      st.answer(promise, error_reply(st.why), m.query);
-      return;
+    case phase::unrecovered: st.answer(promise, error_reply(st.why), m.query); return;
     case phase::stopping:
       // Sent straight here (router.hpp) while we passivate: the registry
       // buffers it for the next incarnation.
       promise.delegate(st.env->registry_actor, command_atom::value, m);
       return;
-    case phase::serving:
-      break;
+    case phase::serving: break;
   }
   if (st.in_flight.size() >= st.env->max_waiting) {
     st.answer(promise,
-              error_reply({errc::overloaded,
-                           std::to_string(st.in_flight.size())
-                             + " commands already wait for this aggregate",
-                           st.stream}),
+              error_reply(
+                {errc::overloaded,
+                 std::to_string(st.in_flight.size()) + " commands already wait for this aggregate",
+                 st.stream}),
               m.query);
     return;
   }
@@ -499,12 +493,9 @@ void stop(aggregate_actor_t* self) {
   switch (st.mode) {
     case phase::broken: // stops once drained anyway
       return;
-    case phase::unrecovered:
-      self->quit();
-      return;
+    case phase::unrecovered: self->quit(); return;
     case phase::serving:
-    case phase::stopping:
-      break;
+    case phase::stopping: break;
   }
   st.mode = phase::stopping;
   if (st.in_flight.empty())
@@ -550,10 +541,10 @@ caf::behavior aggregate_behavior(aggregate_actor_t* self, std::string id,
   self->send(st.env->registry_actor, activated_atom::value, st.stream,
              static_cast<bool>(recovered));
   if (recovered) {
-    st.env->stats->activation_us.observe(static_cast<std::uint64_t>(
-      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
-                                                            - started)
-        .count()));
+    st.env->stats->activation_us.observe(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - started)
+                                   .count()));
   } else {
     // Answer what reaches us with the reason; the registry stops us and
     // retries with backoff on the next command.

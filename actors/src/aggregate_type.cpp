@@ -17,14 +17,12 @@ result<std::uint64_t> fold_stream(const persistence::event_store& store, const a
     std::optional<cairn::error> failure;
     bool refused = false;
     auto visited = store.visit_stream(
-      stream, version + 1, static_cast<std::size_t>(want),
-      [&](const persistence::event_view& ev) {
+      stream, version + 1, static_cast<std::size_t>(want), [&](const persistence::event_view& ev) {
         if (keep && !keep(ev)) {
           refused = true;
           return false;
         }
-        auto applied =
-          type.evolve_stored(state, ev, stream + " v" + std::to_string(ev.version));
+        auto applied = type.evolve_stored(state, ev, stream + " v" + std::to_string(ev.version));
         if (!applied) {
           failure = applied.error();
           return false;

@@ -35,12 +35,11 @@ std::optional<cairn::error> from_caf_error(const caf::error& e) {
 }
 
 void add_error_category(caf::actor_system_config& cfg) {
-  cfg.add_error_category(error_category,
-                         [](std::uint8_t code, caf::atom_value, const caf::message& ctx) {
-                           auto e = decode(code, ctx);
-                           return e ? e->to_string()
-                                    : "cairn: unknown code " + std::to_string(code);
-                         });
+  cfg.add_error_category(error_category, [](std::uint8_t code, caf::atom_value,
+                                            const caf::message& ctx) {
+    auto e = decode(code, ctx);
+    return e ? e->to_string() : "cairn: unknown code " + std::to_string(code);
+  });
 }
 
 } // namespace cairn::actors

@@ -82,18 +82,18 @@ void tell(journal_actor* self, watcher& w) {
 }
 
 bool has_side_writes(const persistence::write_batch& b) {
-  return !b.snapshots.empty() || !b.kv.empty() || !b.checkpoints.empty()
-         || !b.dead_letters.empty() || !b.dead_letter_removals.empty();
+  return !b.snapshots.empty() || !b.kv.empty() || !b.checkpoints.empty() || !b.dead_letters.empty()
+         || !b.dead_letter_removals.empty();
 }
 
 void record(journal_state& st, std::chrono::steady_clock::time_point started,
             const result<std::vector<result<persistence::append_result>>>& results,
             std::size_t snapshots) {
   auto& m = *st.stats;
-  m.commit_us.observe(static_cast<std::uint64_t>(
-    std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
-                                                          - started)
-      .count()));
+  m.commit_us.observe(
+    static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                 std::chrono::steady_clock::now() - started)
+                                 .count()));
   if (!st.batch.appends.empty())
     m.batch_appends.observe(st.batch.appends.size());
   if (!results)
@@ -103,8 +103,7 @@ void record(journal_state& st, std::chrono::steady_clock::time_point started,
     if (r && !r->duplicate && r->first_position != 0)
       events += r->last_position - r->first_position + 1;
   m.events_appended.add(events);
-  m.store_stale_readers_cleared.set(
-    static_cast<std::int64_t>(st.store->stale_readers_cleared()));
+  m.store_stale_readers_cleared.set(static_cast<std::int64_t>(st.store->stale_readers_cleared()));
   m.snapshots_written.add(snapshots);
 }
 
@@ -192,9 +191,8 @@ void flush(journal_actor* self) {
     st.batch.checkpoints.clear();
     st.batch.dead_letters.clear();
     st.batch.dead_letter_removals.clear();
-    results = st.batch.appends.empty()
-                ? result<std::vector<result<persistence::append_result>>>{}
-                : st.store->append_batch_deferred(st.batch);
+    results = st.batch.appends.empty() ? result<std::vector<result<persistence::append_result>>>{}
+                                       : st.store->append_batch_deferred(st.batch);
     if (!results) {
       st.stats->commit_failures.add();
       st.log->error("commit of {} appends alone failed too: {}", st.batch.appends.size(),
@@ -222,9 +220,9 @@ void flush(journal_actor* self) {
     journal_result r;
     r.values.reserve(w.count);
     for (std::size_t i = 0; i < w.count; ++i, ++next)
-      r.values.push_back(results ? std::move((*results)[next])
-                                 : result<persistence::append_result>{
-                                   tl::unexpected(results.error())});
+      r.values.push_back(results
+                           ? std::move((*results)[next])
+                           : result<persistence::append_result>{tl::unexpected(results.error())});
     if (results)
       held.appenders.emplace_back(std::move(w.promise), std::move(r));
     else
@@ -302,7 +300,8 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
     },
     [=](subscribe_atom, caf::actor& who) {
       auto& ws = self->state.watchers;
-      auto it = std::find_if(ws.begin(), ws.end(), [&](const watcher& w) { return w.actor == who; });
+      auto it = std::find_if(ws.begin(), ws.end(),
+                             [&](const watcher& w) { return w.actor == who; });
       if (it == ws.end()) {
         self->monitor(who);
         ws.push_back(watcher{std::move(who), 0, false});
@@ -319,9 +318,7 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
             w.wants = true;
         }
     },
-    [=](stats_atom) {
-      return caf::make_message(self->state.batches, self->state.appends);
-    },
+    [=](stats_atom) { return caf::make_message(self->state.batches, self->state.appends); },
     [=](shutdown_atom) {
       flush(self);
       settle(self);
@@ -333,8 +330,8 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
 
 } // namespace
 
-caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store,
-                         metrics& m, placement where) {
+caf::actor spawn_journal(caf::actor_system& sys, persistence::event_store& store, metrics& m,
+                         placement where) {
   if (where == placement::scheduled)
     return sys.spawn(journal, &store, &m);
   return sys.spawn<caf::detached>(journal, &store, &m);

@@ -5,7 +5,7 @@
 namespace cairn::actors {
 
 histogram::histogram(std::initializer_list<std::uint64_t> bounds)
-  : bounds_(bounds), counts_(new std::atomic<std::uint64_t>[bounds.size() + 1]) {
+    : bounds_(bounds), counts_(new std::atomic<std::uint64_t>[bounds.size() + 1]) {
   for (std::size_t i = 0; i <= bounds_.size(); ++i)
     counts_[i].store(0, std::memory_order_relaxed);
   for (std::size_t i = 1; i < bounds_.size(); ++i)
@@ -57,11 +57,9 @@ command_outcome outcome_of(std::uint8_t code, bool duplicate) noexcept {
 // Buckets: batch sizes in powers of two up to the journal's usual ceiling;
 // durations in µs from a no_sync commit (tens of µs) to a stalled fsync (1 s).
 metrics::metrics()
-  : batch_appends{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096},
-    commit_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,
-              1000000},
-    activation_us{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000,
-                  1000000} {}
+    : batch_appends{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096},
+      commit_us{50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 1000000},
+      activation_us{10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 100000, 1000000} {}
 
 metrics_snapshot metrics::snapshot() const {
   metrics_snapshot s;
@@ -204,8 +202,8 @@ std::string to_prometheus(const metrics_snapshot& s) {
   w.scalar("cairn_aggregates_live", "gauge", "Aggregate actors running now.",
            std::to_string(s.live_aggregates));
   w.histogram("cairn_aggregate_activation_duration_seconds",
-              "Time an aggregate took to recover its state (snapshot and replay).",
-              s.activation_us, 6);
+              "Time an aggregate took to recover its state (snapshot and replay).", s.activation_us,
+              6);
   auto per_subscriber = [&](std::string_view name, std::string_view type, std::string_view help,
                             auto value) {
     w.header(name, type, help);

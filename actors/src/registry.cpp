@@ -51,39 +51,25 @@ enum class phase : std::uint8_t {
 };
 
 /// Whether the aggregate has an actor (spawned and not down yet).
-bool has_actor(phase p) {
-  return p >= phase::activating;
-}
+bool has_actor(phase p) { return p >= phase::activating; }
 
 /// Whether commands go to the actor (else they are buffered or refused).
-bool takes_commands(phase p) {
-  return p == phase::activating || p == phase::live;
-}
+bool takes_commands(phase p) { return p == phase::activating || p == phase::live; }
 
 /// Whether the actor holds an activation slot (it has not reported yet).
-bool holds_slot(phase p) {
-  return p == phase::activating || p == phase::cancelled;
-}
+bool holds_slot(phase p) { return p == phase::activating || p == phase::cancelled; }
 
 bool allowed(phase from, phase to) {
   switch (to) {
-    case phase::activating:
-      return !has_actor(from);
-    case phase::queued:
-      return !has_actor(from) && from != phase::queued;
-    case phase::backing_off:
-      return from == phase::idle || has_actor(from);
-    case phase::idle:
-      return from == phase::queued || from == phase::backing_off || has_actor(from);
-    case phase::out_of_service:
-      return has_actor(from);
+    case phase::activating: return !has_actor(from);
+    case phase::queued: return !has_actor(from) && from != phase::queued;
+    case phase::backing_off: return from == phase::idle || has_actor(from);
+    case phase::idle: return from == phase::queued || from == phase::backing_off || has_actor(from);
+    case phase::out_of_service: return has_actor(from);
     case phase::live:
-    case phase::cancelled:
-      return from == phase::activating;
-    case phase::passivating:
-      return from == phase::live || from == phase::cancelled;
-    case phase::failing:
-      return holds_slot(from);
+    case phase::cancelled: return from == phase::activating;
+    case phase::passivating: return from == phase::live || from == phase::cancelled;
+    case phase::failing: return holds_slot(from);
   }
   return false;
 }
@@ -134,7 +120,7 @@ constexpr cairn::backoff restart_backoff{std::chrono::milliseconds{20},
 /// failure in a row, at most 32 s. Longer than a store's backoff, since the
 /// same code will most likely throw again.
 constexpr cairn::backoff refusal_backoff{std::chrono::milliseconds{1000},
-                                        std::chrono::milliseconds{32000}};
+                                         std::chrono::milliseconds{32000}};
 
 /// Answers a command the registry refuses itself (queries are not counted).
 void refuse(registry_actor* self, const command_msg& m, caf::response_promise& promise,
@@ -156,8 +142,8 @@ void finish_shutdown_if_done(registry_actor* self) {
 /// The one place an entry's phase changes.
 void enter(registry_actor* self, entry& e, phase next) {
   if (!allowed(e.ph, next))
-    self->state.log->error("bug: {}-{}: phase {} -> {}", e.category, e.id,
-                           static_cast<int>(e.ph), static_cast<int>(next));
+    self->state.log->error("bug: {}-{}: phase {} -> {}", e.category, e.id, static_cast<int>(e.ph),
+                           static_cast<int>(next));
   e.ph = next;
 }
 
@@ -288,13 +274,13 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     return;
   }
   if (e.ph == phase::out_of_service) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(e.refuse_until
-                                                                      - self->clock().now());
+    auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(e.refuse_until - self->clock().now());
     if (left.count() > 0) {
       refuse(self, m, promise,
              {errc::internal,
-              e.failure_reason + " (out of service for another "
-                + std::to_string(left.count()) + " ms)",
+              e.failure_reason + " (out of service for another " + std::to_string(left.count())
+                + " ms)",
               stream});
       return;
     }
@@ -302,8 +288,7 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
   if (e.buffer.size() >= st.opts.max_waiting) {
     refuse(self, m, promise,
            {errc::overloaded,
-            std::to_string(e.buffer.size()) + " commands already wait for this aggregate",
-            stream});
+            std::to_string(e.buffer.size()) + " commands already wait for this aggregate", stream});
     return;
   }
   e.buffer.emplace_back(std::move(m), std::move(promise));
@@ -339,8 +324,7 @@ void on_down(registry_actor* self, const caf::down_msg& dm) {
       st.log->warn("{} stopped: {}; failure {} in a row, restarts on its next command", stream,
                    self->system().render(dm.reason), e.failures);
     else
-      st.log->warn("{} stopped before it was passivated; failure {} in a row", stream,
-                   e.failures);
+      st.log->warn("{} stopped before it was passivated; failure {} in a row", stream, e.failures);
   }
   e.actor = nullptr;
   if (st.shutting_down) {
@@ -378,8 +362,9 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
   self->state.m = stats;
   self->state.log = logger(registry_logger);
   self->set_down_handler([self](caf::down_msg& dm) { on_down(self, dm); });
-  auto sweep_period = std::clamp<std::chrono::milliseconds>(
-    opts.idle_timeout / 2, std::chrono::milliseconds{1}, std::chrono::milliseconds{1000});
+  auto sweep_period = std::clamp<std::chrono::milliseconds>(opts.idle_timeout / 2,
+                                                            std::chrono::milliseconds{1},
+                                                            std::chrono::milliseconds{1000});
   self->delayed_send(self, sweep_period, sweep_atom::value);
   return {
     [self](kind_atom, aggregate_kind& k) {

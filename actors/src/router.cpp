@@ -19,10 +19,10 @@ struct router::pending {
 };
 
 router::router(caf::actor registry, std::size_t max_routes)
-  : registry_(std::move(registry)), max_routes_(std::max<std::size_t>(1, max_routes)) {}
+    : registry_(std::move(registry)), max_routes_(std::max<std::size_t>(1, max_routes)) {}
 
-void router::send(caf::event_based_actor* self, command_msg msg,
-                  std::chrono::milliseconds timeout, callback on_reply) {
+void router::send(caf::event_based_actor* self, command_msg msg, std::chrono::milliseconds timeout,
+                  callback on_reply) {
   ++outstanding_;
   auto& r = find_or_add(stream_name_of(msg.category, msg.id));
   auto content = caf::make_message(command_atom::value, std::move(msg));

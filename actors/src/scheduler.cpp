@@ -57,10 +57,10 @@ public:
 
   struct coordinator_data {
     explicit coordinator_data(caf::scheduler::abstract_coordinator*) {}
-    queue_type injected;                  ///< Jobs from outside the workers, oldest first.
+    queue_type injected;                       ///< Jobs from outside the workers, oldest first.
     std::atomic<std::size_t> injected_jobs{0}; ///< About its length (see below).
-    std::atomic<std::size_t> spinning{0}; ///< Workers in the aggressive phase.
-    std::atomic<std::size_t> sleepers{0}; ///< Workers waiting on their condition variable.
+    std::atomic<std::size_t> spinning{0};      ///< Workers in the aggressive phase.
+    std::atomic<std::size_t> sleepers{0};      ///< Workers waiting on their condition variable.
     std::atomic<std::size_t> next_to_wake{0};
   };
 
@@ -77,8 +77,7 @@ public:
   // step. (The count runs ahead of the queue while a job is being taken,
   // which costs at most a needless wake-up.)
 
-  template <class Coordinator>
-  void central_enqueue(Coordinator* self, caf::resumable* job) {
+  template <class Coordinator> void central_enqueue(Coordinator* self, caf::resumable* job) {
     auto& shared = d(self);
     shared.injected.append(job);
     shared.injected_jobs.fetch_add(1);
@@ -87,8 +86,7 @@ public:
   }
 
   /// To one worker in particular (the coordinator's shutdown).
-  template <class Worker>
-  void external_enqueue(Worker* self, caf::resumable* job) {
+  template <class Worker> void external_enqueue(Worker* self, caf::resumable* job) {
     d(self).queue.append(job);
     auto& wait = d(self).waitdata;
     std::unique_lock<std::mutex> guard(wait.lock);
@@ -96,8 +94,7 @@ public:
       wait.cv.notify_one();
   }
 
-  template <class Worker>
-  caf::resumable* dequeue(Worker* self) {
+  template <class Worker> caf::resumable* dequeue(Worker* self) {
     auto& strategies = d(self).strategies;
     auto& shared = d(self->parent());
     if (++d(self).jobs % kInjectedEvery == 0)
@@ -137,8 +134,7 @@ public:
 private:
   static constexpr std::size_t kInjectedEvery = 61; // Go's scheduler uses 61 too
 
-  template <class Coordinator>
-  void wake_one(Coordinator* self) {
+  template <class Coordinator> void wake_one(Coordinator* self) {
     auto& shared = d(self);
     if (shared.sleepers.load() == 0)
       return;
@@ -156,8 +152,7 @@ private:
 
   /// A spinner found `job`. Jobs from outside did not wake anyone while it
   /// spun: if it was the last spinner and some wait, wake a sleeper for them.
-  template <class Worker>
-  caf::resumable* stop_spinning(Worker* self, caf::resumable* job) {
+  template <class Worker> caf::resumable* stop_spinning(Worker* self, caf::resumable* job) {
     auto& shared = d(self->parent());
     if (shared.spinning.fetch_sub(1) == 1 && shared.injected_jobs.load() > 0)
       wake_one(self->parent());
@@ -171,15 +166,13 @@ private:
     return job;
   }
 
-  template <class Worker>
-  caf::resumable* take(Worker* self) {
+  template <class Worker> caf::resumable* take(Worker* self) {
     if (auto job = d(self).queue.take_head())
       return job;
     return take_injected(d(self->parent()));
   }
 
-  template <class Worker>
-  bool has_work(Worker* self) {
+  template <class Worker> bool has_work(Worker* self) {
     return !d(self).queue.empty() || d(self->parent()).injected_jobs.load() > 0;
   }
 
@@ -209,18 +202,16 @@ private:
   }
 };
 
-template <class Policy>
-class coordinator;
+template <class Policy> class coordinator;
 
-template <class Policy>
-class worker : public caf::execution_unit {
+template <class Policy> class worker : public caf::execution_unit {
 public:
   using policy_data = typename Policy::worker_data;
 
   worker(std::size_t id, coordinator<Policy>* parent, const policy_data& init,
          std::size_t throughput)
-    : caf::execution_unit(&parent->system()), max_throughput_(throughput), id_(id),
-      parent_(parent), data_(init) {}
+      : caf::execution_unit(&parent->system()), max_throughput_(throughput), id_(id),
+        parent_(parent), data_(init) {}
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
@@ -285,8 +276,7 @@ private:
   Policy policy_;
 };
 
-template <class Policy>
-class coordinator : public caf::scheduler::abstract_coordinator {
+template <class Policy> class coordinator : public caf::scheduler::abstract_coordinator {
 public:
   using worker_type = worker<Policy>;
   using policy_data = typename Policy::coordinator_data;

@@ -116,17 +116,13 @@ using subscriber_actor = caf::stateful_actor<subscriber_data>;
 /// Whether `to` may follow `from` (the table above).
 bool allowed(phase from, phase to) {
   switch (to) {
-    case phase::catching_up:
-      return from != phase::halted && from != phase::stopping;
+    case phase::catching_up: return from != phase::halted && from != phase::stopping;
     case phase::live:
       return from == phase::catching_up || from == phase::live || from == phase::rebuilding;
     case phase::backing_off:
-    case phase::halted:
-      return from != phase::halted && from != phase::stopping;
-    case phase::rebuilding:
-      return from != phase::rebuilding && from != phase::stopping;
-    case phase::stopping:
-      return from != phase::stopping;
+    case phase::halted: return from != phase::halted && from != phase::stopping;
+    case phase::rebuilding: return from != phase::rebuilding && from != phase::stopping;
+    case phase::stopping: return from != phase::stopping;
   }
   return false;
 }
@@ -169,9 +165,7 @@ subscriber_state shown(const subscriber_data& st) {
 }
 
 /// Whether events are handled now.
-bool busy(const subscriber_data& st) {
-  return st.ph != phase::catching_up && st.ph != phase::live;
-}
+bool busy(const subscriber_data& st) { return st.ph != phase::catching_up && st.ph != phase::live; }
 
 bool has_unsaved(const subscriber_data& st) {
   return st.position > st.durable || !st.new_dead_letters.empty() || !st.removals.empty()
@@ -226,10 +220,9 @@ void do_write(subscriber_actor* self) {
   if (st.model) {
     auto changes = st.model->take_unsaved();
     for (const auto& [key, value] : changes)
-      w.value.kv.push_back(value ? persistence::kv_op{persistence::kv_op::kind::put, st.spec.name,
-                                                      key, *value}
-                                 : persistence::kv_op{persistence::kv_op::kind::erase,
-                                                      st.spec.name, key, {}});
+      w.value.kv.push_back(
+        value ? persistence::kv_op{persistence::kv_op::kind::put, st.spec.name, key, *value}
+              : persistence::kv_op{persistence::kv_op::kind::erase, st.spec.name, key, {}});
     st.model->write_started(std::move(changes));
   }
   w.value.dead_letters = std::move(st.new_dead_letters);
@@ -374,8 +367,7 @@ void start_rebuild(subscriber_actor* self) {
       // are written with the next checkpoint, its removals find nothing.
       now.dead_letters_stored = 0;
       now.dead_letters_unsent = static_cast<std::int64_t>(now.new_dead_letters.size());
-      now.log->info("{}: read model cleared; rebuilding from the start of the log",
-                    now.spec.name);
+      now.log->info("{}: read model cleared; rebuilding from the start of the log", now.spec.name);
       now.position = now.durable = 0;
       now.resume = phase::catching_up; // from the start, whatever it did before
       now.last_error.clear();
@@ -394,8 +386,8 @@ void start_rebuild(subscriber_actor* self) {
   self->request(st.journal, st.spec.request_timeout, write_atom::value, std::move(w))
     .then([done](journal_written& r) { done(std::move(r.value)); },
           [self, done](caf::error& e) {
-            done(fail(errc::unavailable,
-                      "the journal did not answer: " + self->system().render(e)));
+            done(
+              fail(errc::unavailable, "the journal did not answer: " + self->system().render(e)));
           });
 }
 
@@ -464,9 +456,8 @@ verdict handle_next(subscriber_actor* self) {
     maybe_write(self, true); // keep the progress made before this event
     return verdict::wait;
   }
-  st.log->error("{}: dead-lettered position {} ({} v{}, {}) after {} attempts: {}",
-                st.spec.name, ev.position, ev.stream, ev.version, ev.type, st.attempts,
-                st.last_error);
+  st.log->error("{}: dead-lettered position {} ({} v{}, {}) after {} attempts: {}", st.spec.name,
+                ev.position, ev.stream, ev.version, ev.type, st.attempts, st.last_error);
   st.new_dead_letters.push_back(
     make_dead_letter(st, ev, st.attempts, st.first_failure_ns, st.last_error));
   ++st.dead_letters_unsent;
@@ -487,9 +478,8 @@ void pump(subscriber_actor* self) {
     if (st.next == st.page.events.size()) {
       // Everything read is done; the filter may have skipped a tail.
       st.position = std::max(st.position, st.page.next_position > 0 ? st.page.next_position - 1
-                                                                      : std::uint64_t{0});
-      auto page = st.store->read_all(st.position + 1, st.spec.options.batch_size,
-                                     st.spec.filter);
+                                                                    : std::uint64_t{0});
+      auto page = st.store->read_all(st.position + 1, st.spec.options.batch_size, st.spec.filter);
       if (!page) {
         st.last_error = page.error().to_string();
         auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
@@ -542,8 +532,8 @@ subscriber_status status_of(subscriber_actor* self) {
   s.lag = last > st.position ? last - st.position : 0;
   if (s.lag > 0)
     if (auto next = st.store->read_all(st.position + 1, 1); next && !next->events.empty())
-      s.lag_ms = std::max<std::int64_t>(0, (wall_now_ns() - next->events.front().timestamp_ns)
-                                             / 1000000);
+      s.lag_ms =
+        std::max<std::int64_t>(0, (wall_now_ns() - next->events.front().timestamp_ns) / 1000000);
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
@@ -748,8 +738,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       if (st.ph == phase::stopping)
         return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
       if (st.ph == phase::rebuilding && st.wr != writer::clearing)
-        st.rebuild_promise.deliver(to_caf_error(
-          {errc::unavailable, "stopped before the rebuild started", st.spec.name}));
+        st.rebuild_promise.deliver(
+          to_caf_error({errc::unavailable, "stopped before the rebuild started", st.spec.name}));
       enter(self, phase::stopping);
       st.stop_promise = self->make_response_promise();
       finish_stop(self);
@@ -773,7 +763,7 @@ const char* to_string(subscriber_state s) {
 // -- read_model ----------------------------------------------------------------
 
 read_model::read_model(const persistence::event_store& store, std::string space)
-  : store_(&store), space_(std::move(space)) {}
+    : store_(&store), space_(std::move(space)) {}
 
 result<std::optional<std::string>> read_model::get(std::string_view key) const {
   for (auto it = staged_.rbegin(); it != staged_.rend(); ++it)
@@ -825,8 +815,8 @@ void read_model::reset() {
 
 result<void> validate_subscriber(const subscriber_spec& spec) {
   if (!persistence::is_valid_type_name(spec.name))
-    return fail(errc::invalid_argument,
-                "subscriber names are 1-255 printable bytes without spaces", spec.name);
+    return fail(errc::invalid_argument, "subscriber names are 1-255 printable bytes without spaces",
+                spec.name);
   const auto& o = spec.options;
   if (o.checkpoint_every == 0 || o.checkpoint_interval.count() <= 0)
     return fail(errc::invalid_argument, "checkpoint_every and checkpoint_interval must be positive",

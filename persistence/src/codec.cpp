@@ -15,7 +15,8 @@ namespace detail {
 
 std::string type_name(const std::type_info& t) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> name{abi::__cxa_demangle(t.name(), nullptr, nullptr, &status),
+  std::unique_ptr<char, void (*)(void*)> name{abi::__cxa_demangle(t.name(), nullptr, nullptr,
+                                                                  &status),
                                               std::free};
   return status == 0 && name ? std::string{name.get()} : std::string{t.name()};
 }
@@ -38,11 +39,11 @@ result<std::string> compact_json_member(const std::string& doc, const char* name
 
 } // namespace detail
 
-result<void> event_registry::add_type(std::string name, std::uint32_t version,
-                                      std::type_index t, json_fn json, check_fn check_payload) {
+result<void> event_registry::add_type(std::string name, std::uint32_t version, std::type_index t,
+                                      json_fn json, check_fn check_payload) {
   if (!is_valid_type_name(name))
-    return fail(errc::invalid_argument,
-                "event type names are 1-255 printable bytes without spaces", name);
+    return fail(errc::invalid_argument, "event type names are 1-255 printable bytes without spaces",
+                name);
   if (by_name_.count(name) != 0)
     return fail(errc::invalid_argument, "event type name registered twice", name);
   if (auto it = by_type_.find(t); it != by_type_.end())
@@ -65,8 +66,7 @@ result<void> event_registry::add_upcaster(std::string_view name, std::uint32_t f
     return fail(errc::invalid_argument, "empty upcaster", ctx);
   if (from_version == 0 || from_version >= e.current)
     return fail(errc::invalid_argument,
-                "upcaster must start below the current version " + std::to_string(e.current),
-                ctx);
+                "upcaster must start below the current version " + std::to_string(e.current), ctx);
   if (e.steps.count(from_version) != 0)
     return fail(errc::invalid_argument, "upcaster registered twice", ctx);
   if (from_version + 1 != e.current && e.steps.count(from_version + 1) == 0)

@@ -77,7 +77,7 @@ bool wait_for(int fd, short events, int stop_fd, clock::time_point deadline) {
 class bounded_stream final : public httplib::Stream {
 public:
   bounded_stream(int fd, int stop_fd, clock::time_point read_deadline)
-    : fd_(fd), stop_fd_(stop_fd), read_deadline_(read_deadline) {}
+      : fd_(fd), stop_fd_(stop_fd), read_deadline_(read_deadline) {}
 
   bool is_readable() const override {
     return pos_ < len_ || wait_for(fd_, POLLIN, stop_fd_, read_deadline_);
@@ -130,16 +130,15 @@ public:
   socket_t socket() const override { return fd_; }
 
 private:
-  template <class F>
-  void address_of(F get, std::string& ip, int& port) const {
+  template <class F> void address_of(F get, std::string& ip, int& port) const {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
     if (get(fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
       return;
     char host[NI_MAXHOST];
     char serv[NI_MAXSERV];
-    if (::getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, serv,
-                      sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV)
+    if (::getnameinfo(reinterpret_cast<sockaddr*>(&addr), len, host, sizeof host, serv, sizeof serv,
+                      NI_NUMERICHOST | NI_NUMERICSERV)
         == 0) {
       ip = host;
       port = std::atoi(serv);
@@ -195,8 +194,8 @@ public:
 
 metrics_server::metrics_server() = default;
 
-result<std::unique_ptr<metrics_server>>
-metrics_server::start(const std::string& address, std::function<std::string()> render) {
+result<std::unique_ptr<metrics_server>> metrics_server::start(const std::string& address,
+                                                              std::function<std::string()> render) {
   auto parsed = parse_listen_address(address);
   if (!parsed)
     return tl::unexpected(parsed.error());
@@ -219,15 +218,15 @@ metrics_server::start(const std::string& address, std::function<std::string()> r
     refuse(res, status);
     return status;
   });
-  svr.set_exception_handler([](const httplib::Request&, httplib::Response& res,
-                               std::exception_ptr) {
-    res.status = 500;
-    res.set_content("internal error\n", "text/plain; charset=utf-8");
-  });
-  svr.Get("/metrics", [render = std::move(render)](const httplib::Request&,
-                                                   httplib::Response& res) {
-    res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+  svr.set_exception_handler(
+    [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
+      res.status = 500;
+      res.set_content("internal error\n", "text/plain; charset=utf-8");
+    });
+  svr.Get("/metrics",
+          [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
+            res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+          });
   // Liveness: answers while the listener and a worker run; asks no actor.
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain; charset=utf-8");
@@ -270,11 +269,10 @@ metrics_server::start(const std::string& address, std::function<std::string()> r
   socklen_t bound_len = sizeof bound;
   int port = parsed->port;
   if (::getsockname(self->listen_fd_, reinterpret_cast<sockaddr*>(&bound), &bound_len) == 0)
-    port = ntohs(bound.ss_family == AF_INET6
-                   ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
-                   : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+    port = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port
+                                             : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   self->endpoint_ = (parsed->host.find(':') != std::string::npos ? "[" + parsed->host + "]"
-                                                                   : parsed->host)
+                                                                 : parsed->host)
                     + ":" + std::to_string(port);
   self->stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (self->stop_fd_ < 0)

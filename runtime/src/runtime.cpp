@@ -54,8 +54,8 @@ struct bridge_state {
   std::optional<actors::router> route;
   std::chrono::milliseconds bound{60000}; ///< runtime_options::request_timeout.
   /// Callbacks bounded by `bound`, by deadline (submit order, so sorted).
-  std::deque<std::pair<std::chrono::steady_clock::time_point,
-                       std::shared_ptr<waiting_callback>>> watch;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::shared_ptr<waiting_callback>>>
+    watch;
   bool ticking = false;
   caf::response_promise drained;
   bool draining = false;
@@ -68,8 +68,7 @@ void call_back(const std::function<void(reply_msg&&)>& fn, reply_msg&& r) {
   try {
     fn(std::move(r));
   } catch (const std::exception& e) {
-    actors::logger(actors::runtime_logger)
-      ->error("a send callback threw (ignored): {}", e.what());
+    actors::logger(actors::runtime_logger)->error("a send callback threw (ignored): {}", e.what());
   } catch (...) {
     actors::logger(actors::runtime_logger)
       ->error("a send callback threw a non-standard exception (ignored)");
@@ -94,10 +93,9 @@ void check_watch(bridge_actor* self) {
     if (w->answered)
       continue;
     w->answered = true; // the late answer, if any, is dropped
-    call_back(w->fn, actors::error_reply({errc::unavailable,
-                                          "timed out: no answer within "
-                                            + std::to_string(st.bound.count())
-                                            + " ms (request_timeout)"}));
+    call_back(w->fn, actors::error_reply({errc::unavailable, "timed out: no answer within "
+                                                               + std::to_string(st.bound.count())
+                                                               + " ms (request_timeout)"}));
   }
   if (!st.watch.empty()) {
     st.ticking = true;
@@ -163,9 +161,9 @@ struct runtime::impl {
   caf::actor registry;
   std::vector<caf::actor> bridges;
   std::atomic<bool> stopped{false};
-  bool abandoned = false; ///< shutdown() passed its deadline: never destroyed.
+  bool abandoned = false;         ///< shutdown() passed its deadline: never destroyed.
   std::atomic<int> submitting{0}; ///< submit() calls past the stopped check.
-  std::mutex subscribers_mutex; ///< Guards `subscribers` (control calls, not the event path).
+  std::mutex subscribers_mutex;   ///< Guards `subscribers` (control calls, not the event path).
   std::map<std::string, caf::actor> subscribers;
 
   result<caf::actor> subscriber(const std::string& name) {
@@ -206,7 +204,7 @@ struct runtime::impl {
 };
 
 runtime::runtime(std::unique_ptr<impl> p)
-  : impl_(std::move(p)), registry_(std::make_shared<persistence::event_registry>()) {}
+    : impl_(std::move(p)), registry_(std::make_shared<persistence::event_registry>()) {}
 
 result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   detail::configure_logging(opts.log_format, opts.log_sinks);
@@ -223,8 +221,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   store_opts.registry = nullptr; // types are checked per aggregate at registration
   auto store = persistence::open_store(p->opts.data_dir, store_opts);
   if (!store) {
-    p->log->error("cannot open the store in {}: {}", p->opts.data_dir,
-                  store.error().to_string());
+    p->log->error("cannot open the store in {}: {}", p->opts.data_dir, store.error().to_string());
     return tl::unexpected(store.error());
   }
   p->store = std::move(*store);
@@ -264,8 +261,9 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   }
   im.log->info("started: data dir {}, durability {}, {} worker threads{}", im.opts.data_dir,
                durability_name(im.opts.durability), threads,
-               im.metrics_server ? ", metrics at http://" + im.metrics_server->endpoint() + "/metrics"
-                                 : std::string{});
+               im.metrics_server
+                 ? ", metrics at http://" + im.metrics_server->endpoint() + "/metrics"
+                 : std::string{});
   return rt;
 }
 
@@ -299,8 +297,7 @@ void runtime::shutdown() {
   auto deadline = clock::now() + im.opts.shutdown_timeout;
   auto left = [deadline] {
     return std::max(std::chrono::milliseconds{1},
-                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline
-                                                                          - clock::now()));
+                    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()));
   };
   // First, so no scrape asks a subscriber that is going away.
   im.metrics_server.reset();
@@ -314,9 +311,9 @@ void runtime::shutdown() {
     // Stops `who`; false when it did not answer in time.
     auto stop = [&](const caf::actor& who, auto atom) {
       bool answered = true;
-      self->request(who, left(), atom).receive([](bool) {}, [&](caf::error& err) {
-        answered = err != caf::sec::request_timeout;
-      });
+      self->request(who, left(), atom)
+        .receive([](bool) {},
+                 [&](caf::error& err) { answered = err != caf::sec::request_timeout; });
       return answered;
     };
     // Bridges first: each answers once everything it forwarded is answered,
@@ -424,8 +421,8 @@ result<void> runtime::add_subscriber(const std::string& name, subscription_filte
     return fail(errc::unavailable, "the runtime is stopped");
   if (impl_->subscribers.count(name) != 0)
     return fail(errc::invalid_argument, "a subscriber of this name is already running", name);
-  impl_->subscribers.emplace(
-    name, actors::spawn_subscriber(*impl_->sys, *impl_->store, impl_->journal, std::move(spec)));
+  impl_->subscribers.emplace(name, actors::spawn_subscriber(*impl_->sys, *impl_->store,
+                                                            impl_->journal, std::move(spec)));
   return {};
 }
 
@@ -483,14 +480,14 @@ result<std::vector<persistence::dead_letter>> runtime::dead_letters(const std::s
 
 result<replay_report> runtime::replay_dead_letters(const std::string& name,
                                                    std::uint64_t position) {
-  return impl_->ask<replay_report>(name, std::chrono::milliseconds{0},
-                                   actors::replay_atom::value, position);
+  return impl_->ask<replay_report>(name, std::chrono::milliseconds{0}, actors::replay_atom::value,
+                                   position);
 }
 
 result<std::uint64_t> runtime::discard_dead_letters(const std::string& name,
                                                     std::uint64_t position) {
-  return impl_->ask<std::uint64_t>(name, std::chrono::milliseconds{0},
-                                   actors::discard_atom::value, position);
+  return impl_->ask<std::uint64_t>(name, std::chrono::milliseconds{0}, actors::discard_atom::value,
+                                   position);
 }
 
 result<void> runtime::check_catalogue() const {
@@ -541,8 +538,11 @@ std::pair<std::uint64_t, std::uint64_t> runtime::journal_stats() {
   std::pair<std::uint64_t, std::uint64_t> out{0, 0};
   caf::scoped_actor self{*impl_->sys};
   self->request(impl_->journal, impl_->opts.request_timeout, actors::stats_atom::value)
-    .receive([&](std::uint64_t batches, std::uint64_t appends) { out = {batches, appends}; },
-             [](caf::error&) {});
+    .receive(
+      [&](std::uint64_t batches, std::uint64_t appends) {
+        out = {batches, appends};
+      },
+      [](caf::error&) {});
   return out;
 }
 

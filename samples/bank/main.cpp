@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   auto& runtime = **rt;
   cairn::command_options dep1;
   dep1.command_id = "dep-1"; // a retry with the same id is answered, not applied again
-  show("open_account alice", runtime.send<bank::account>("alice", bank::open_account{"Alice"}).get());
+  show("open_account alice",
+       runtime.send<bank::account>("alice", bank::open_account{"Alice"}).get());
   show("deposit 100 (id dep-1)",
        runtime.send<bank::account>("alice", bank::deposit{100}, dep1).get());
   show("deposit 100 (id dep-1 again)",

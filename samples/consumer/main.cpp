@@ -31,8 +31,8 @@ int main() {
     } else {
       auto done = (*rt)->send<consumer::counter>("1", consumer::add{5}).get();
       if (done) {
-        std::printf("cairn %s: counter-1 add 5 -> version %llu at position %llu\n",
-                    CAIRN_VERSION, static_cast<unsigned long long>(done->version),
+        std::printf("cairn %s: counter-1 add 5 -> version %llu at position %llu\n", CAIRN_VERSION,
+                    static_cast<unsigned long long>(done->version),
                     static_cast<unsigned long long>(done->first_position));
         status = done->version == 1 ? 0 : 1;
       } else {

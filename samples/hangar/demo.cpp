@@ -260,10 +260,9 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
           && e.type != health_check_passed::type_name)
         out << "  " << iso(e.timestamp_ns) << "  v" << std::left << std::setw(4) << e.version
             << std::setw(26) << e.type << std::right
-            << (e.meta.correlation_id.empty() ? std::string{"-"} : e.meta.correlation_id)
-            << '\n';
-  out << "  (tool calls and passed health checks omitted: "
-      << before_providers["shell"].invocations << " calls requested)\n";
+            << (e.meta.correlation_id.empty() ? std::string{"-"} : e.meta.correlation_id) << '\n';
+  out << "  (tool calls and passed health checks omitted: " << before_providers["shell"].invocations
+      << " calls requested)\n";
 
   // The breaker's moves, from the group's own events.
   auto history = svc2.runtime().store().read_stream("provider_group-search", 1, 100000);
@@ -289,11 +288,10 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
         auto now = svc2.runtime().state<provider_group>("search");
         if (then && now)
           out << "\ntime travel: group search at version " << e.version << " ("
-              << iso(e.timestamp_ns) << "): circuit " << to_string(then->circuit.state)
-              << ", " << then->healthy() << "/" << then->members.size()
-              << " in rotation; now (version " << history->back().version << "): circuit "
-              << to_string(now->circuit.state) << ", " << now->healthy() << "/"
-              << now->members.size() << " in rotation\n";
+              << iso(e.timestamp_ns) << "): circuit " << to_string(then->circuit.state) << ", "
+              << then->healthy() << "/" << then->members.size() << " in rotation; now (version "
+              << history->back().version << "): circuit " << to_string(now->circuit.state) << ", "
+              << now->healthy() << "/" << now->members.size() << " in rotation\n";
         break;
       }
   out << "\nkey moments: circuit opened " << (report.circuit_opened ? "yes" : "no")

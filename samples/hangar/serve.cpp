@@ -25,53 +25,52 @@ std::string describe(const provider::state& s) {
 std::string answer(service& svc, const serve_request& r) {
   using kind = serve_request::kind;
   switch (r.what) {
-  case kind::register_provider: {
-    auto ok = svc.register_provider(r.id, r.mode, r.config);
-    return ok ? "ok registered " + r.id : err(ok.error());
-  }
-  case kind::start: {
-    auto ok = svc.start_provider(r.id);
-    return ok ? "ok starting " + r.id : err(ok.error());
-  }
-  case kind::stop: {
-    auto ok = svc.stop_provider(r.id, r.reason);
-    return ok ? "ok stopped " + r.id : err(ok.error());
-  }
-  case kind::invoke: {
-    auto ok = svc.invoke(r.id, r.tool, r.args);
-    return ok ? "ok requested " + *ok : err(ok.error());
-  }
-  case kind::status: {
-    if (!r.id.empty()) {
-      auto s = svc.runtime().state<provider>(r.id);
-      if (!s)
-        return err(s.error());
-      if (!s->registered)
-        return "error rejected: not_registered [" + r.id + "]";
-      return "ok " + describe(*s);
+    case kind::register_provider: {
+      auto ok = svc.register_provider(r.id, r.mode, r.config);
+      return ok ? "ok registered " + r.id : err(ok.error());
     }
-    std::ostringstream out;
-    out << "ok";
-    for (const auto& [id, p] : svc.providers())
-      out << ' ' << id << '=' << p.state;
-    return out.str();
-  }
-  case kind::history: {
-    auto events = svc.runtime().store().read_stream("provider-" + r.id, 1, 100000);
-    if (!events)
-      return err(events.error());
-    std::ostringstream out;
-    out << "ok " << events->size() << " events:";
-    for (const auto& e : *events)
-      out << " v" << e.version << '=' << e.type;
-    return out.str();
-  }
-  case kind::state_at: {
-    auto s = svc.runtime().state_at<provider>(r.id, r.version);
-    return s ? "ok " + describe(*s) : err(s.error());
-  }
-  case kind::quit:
-    break;
+    case kind::start: {
+      auto ok = svc.start_provider(r.id);
+      return ok ? "ok starting " + r.id : err(ok.error());
+    }
+    case kind::stop: {
+      auto ok = svc.stop_provider(r.id, r.reason);
+      return ok ? "ok stopped " + r.id : err(ok.error());
+    }
+    case kind::invoke: {
+      auto ok = svc.invoke(r.id, r.tool, r.args);
+      return ok ? "ok requested " + *ok : err(ok.error());
+    }
+    case kind::status: {
+      if (!r.id.empty()) {
+        auto s = svc.runtime().state<provider>(r.id);
+        if (!s)
+          return err(s.error());
+        if (!s->registered)
+          return "error rejected: not_registered [" + r.id + "]";
+        return "ok " + describe(*s);
+      }
+      std::ostringstream out;
+      out << "ok";
+      for (const auto& [id, p] : svc.providers())
+        out << ' ' << id << '=' << p.state;
+      return out.str();
+    }
+    case kind::history: {
+      auto events = svc.runtime().store().read_stream("provider-" + r.id, 1, 100000);
+      if (!events)
+        return err(events.error());
+      std::ostringstream out;
+      out << "ok " << events->size() << " events:";
+      for (const auto& e : *events)
+        out << " v" << e.version << '=' << e.type;
+      return out.str();
+    }
+    case kind::state_at: {
+      auto s = svc.runtime().state_at<provider>(r.id, r.version);
+      return s ? "ok " + describe(*s) : err(s.error());
+    }
+    case kind::quit: break;
   }
   return "error internal: unhandled request";
 }

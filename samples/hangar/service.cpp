@@ -12,10 +12,8 @@ namespace {
 
 using namespace std::chrono_literals;
 
-template <class V1, class V2>
-struct concat;
-template <class... A, class... B>
-struct concat<std::variant<A...>, std::variant<B...>> {
+template <class V1, class V2> struct concat;
+template <class... A, class... B> struct concat<std::variant<A...>, std::variant<B...>> {
   using type = std::variant<A..., B...>;
 };
 /// Every event of the sample: what the provider_status projection folds.
@@ -29,8 +27,7 @@ std::string id_of(std::string_view stream) {
 
 /// A rejection means the world moved on (the provider stopped, the call was
 /// answered before a restart): nothing to retry. Anything else is retried.
-template <class R>
-cairn::result<void> settled(const R& r) {
+template <class R> cairn::result<void> settled(const R& r) {
   if (r || r.error().code == cairn::errc::rejected)
     return {};
   return tl::unexpected(r.error());
@@ -146,11 +143,11 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
 } // namespace
 
 service::service(service_options opts)
-  : opts_(std::move(opts)), started_steady_(std::chrono::steady_clock::now()),
-    started_wall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count()),
-    rng_(opts_.seed) {}
+    : opts_(std::move(opts)), started_steady_(std::chrono::steady_clock::now()),
+      started_wall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count()),
+      rng_(opts_.seed) {}
 
 cairn::result<std::unique_ptr<service>> service::start(service_options opts) {
   if (!(opts.speed > 0))
@@ -165,8 +162,8 @@ cairn::result<std::unique_ptr<service>> service::start(service_options opts) {
 service::~service() { shutdown(); }
 
 std::int64_t service::now_ns() const {
-  auto real = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                std::chrono::steady_clock::now() - started_steady_)
+  auto real = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now()
+                                                                   - started_steady_)
                 .count();
   return started_wall_ns_ + static_cast<std::int64_t>(static_cast<double>(real) * opts_.speed);
 }
@@ -191,8 +188,8 @@ cairn::result<void> service::wire() {
   quick.max_backoff = 1s;
   using pe = cairn::envelope<provider::event>;
   if (auto ok = rt_->subscribe<provider::event>(
-        "hangar.transport", {{"provider"}, {provider_state_changed::type_name,
-                                            tool_invocation_requested::type_name}},
+        "hangar.transport",
+        {{"provider"}, {provider_state_changed::type_name, tool_invocation_requested::type_name}},
         [this](const pe& e) { return on_transport(e); }, quick);
       !ok)
     return ok;
@@ -223,11 +220,9 @@ cairn::result<void> service::wire() {
 }
 
 template <class A>
-cairn::result<cairn::outcome<A>> service::send(const std::string& id,
-                                               const typename A::command& cmd,
-                                               const std::string& correlation,
-                                               const std::string& command_id,
-                                               const std::string& causation) {
+cairn::result<cairn::outcome<A>>
+service::send(const std::string& id, const typename A::command& cmd, const std::string& correlation,
+              const std::string& command_id, const std::string& causation) {
   cairn::command_options o;
   o.command_id = command_id;
   o.correlation_id = correlation;
@@ -240,10 +235,9 @@ cairn::result<cairn::outcome<A>> service::send(const std::string& id,
 // -- commands from callers -------------------------------------------------------
 
 cairn::result<void> service::register_provider(const std::string& id, provider_mode mode,
-                                               provider_config config,
-                                               provider_options options) {
-  auto r = send<provider>(id, hangar::register_provider{id, "hangar", mode, std::move(config),
-                                                        options},
+                                               provider_config config, provider_options options) {
+  auto r = send<provider>(id,
+                          hangar::register_provider{id, "hangar", mode, std::move(config), options},
                           "register-" + id);
   if (!r)
     return tl::unexpected(r.error());
@@ -259,8 +253,7 @@ std::int32_t service::draw_jitter() {
   return static_cast<std::int32_t>(rng_() % 201) - 100;
 }
 
-cairn::result<void> service::start_provider(const std::string& id,
-                                            const std::string& correlation) {
+cairn::result<void> service::start_provider(const std::string& id, const std::string& correlation) {
   auto r = send<provider>(id, hangar::start_provider{now_ns(), draw_jitter()}, correlation);
   if (!r)
     return tl::unexpected(r.error());
@@ -298,14 +291,13 @@ cairn::result<void> service::create_group(const std::string& id, group_options o
 cairn::result<void> service::add_member(const std::string& group, const std::string& provider_id,
                                         std::uint32_t weight, std::uint32_t priority) {
   auto r = send<provider_group>(group, hangar::add_member{provider_id, weight, priority},
-                               "create-" + group);
+                                "create-" + group);
   if (!r)
     return tl::unexpected(r.error());
   return {};
 }
 
-cairn::result<std::string> service::invoke_group(const std::string& group,
-                                                 const std::string& tool,
+cairn::result<std::string> service::invoke_group(const std::string& group, const std::string& tool,
                                                  const std::string& args) {
   std::string request;
   std::uint64_t seed = 0;
@@ -366,10 +358,10 @@ transport* service::transport_for(const std::string& id, bool start_if_missing) 
   } else {
     made = std::make_unique<subprocess_transport>(state->config.command, [this, id](int status) {
       // The child died by itself: the provider hears it as a command.
-      auto what = WIFSIGNALED(status) ? "the provider process was killed by signal "
-                                          + std::to_string(WTERMSIG(status))
-                                      : "the provider process exited with code "
-                                          + std::to_string(WEXITSTATUS(status));
+      auto what =
+        WIFSIGNALED(status)
+          ? "the provider process was killed by signal " + std::to_string(WTERMSIG(status))
+          : "the provider process exited with code " + std::to_string(WEXITSTATUS(status));
       cairn::command_options o;
       o.correlation_id = "watch-" + id;
       rt_->send<provider>(id, record_transport_died{what, now_ns()}, o,
@@ -470,9 +462,10 @@ cairn::result<void> service::on_group_bridge(const cairn::envelope<provider::eve
   // The provider's lifecycle, so each group tells stopped from failing.
   auto lifecycle = [&](member_lifecycle l, const std::string& reason) -> cairn::result<void> {
     for (const auto& group : groups_of_member())
-      if (auto done = settled(send<provider_group>(
-            group, record_member_lifecycle{member, l, reason, now_ns()}, e.meta.correlation_id,
-            "lifecycle" + tag + "-" + group, e.id.to_string()));
+      if (auto done = settled(
+            send<provider_group>(group, record_member_lifecycle{member, l, reason, now_ns()},
+                                 e.meta.correlation_id, "lifecycle" + tag + "-" + group,
+                                 e.id.to_string()));
           !done)
         return done;
     return {};
@@ -537,8 +530,8 @@ cairn::result<void> service::on_selection(const cairn::envelope<provider_group::
   // A cold (stopped), dead, or degraded-past-its-backoff member starts on
   // demand and runs the call once started; only a ready one runs it at once.
   auto r = send<provider>(selected.member,
-                          invoke_tool{call.first, call.second, selected.request_id, 30000,
-                                      now_ns(), draw_jitter()},
+                          invoke_tool{call.first, call.second, selected.request_id, 30000, now_ns(),
+                                      draw_jitter()},
                           selected.request_id, "select-" + std::to_string(e.position),
                           e.id.to_string());
   if (!r && r.error().code == cairn::errc::rejected) {

@@ -33,7 +33,7 @@ call_outcome failed(std::string error, std::string type, steady::time_point t0) 
 // -- simulated -----------------------------------------------------------------
 
 simulated_transport::simulated_transport(simulated_options o)
-  : opts_(std::move(o)), rng_(opts_.seed) {}
+    : opts_(std::move(o)), rng_(opts_.seed) {}
 
 start_outcome simulated_transport::start() {
   std::lock_guard lock{mutex_};
@@ -105,7 +105,7 @@ void simulated_transport::fail_next(std::uint64_t calls) {
 
 subprocess_transport::subprocess_transport(std::vector<std::string> argv,
                                            std::function<void(int status)> on_exit)
-  : argv_(std::move(argv)), on_exit_(std::move(on_exit)) {}
+    : argv_(std::move(argv)), on_exit_(std::move(on_exit)) {}
 
 subprocess_transport::~subprocess_transport() { stop(); }
 
@@ -213,8 +213,7 @@ call_outcome subprocess_transport::round_trip(const std::string& line,
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0)
-      return failed(std::string{"write to the provider: "} + std::strerror(errno), "transport",
-                    t0);
+      return failed(std::string{"write to the provider: "} + std::strerror(errno), "transport", t0);
     sent += static_cast<std::size_t>(n);
   }
   auto deadline = t0 + timeout;

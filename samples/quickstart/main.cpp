@@ -18,14 +18,12 @@ namespace {
 
 struct account_opened {
   std::string owner;
-  template <class Archive>
-  void serialize(Archive& ar) { ar(owner); }
+  template <class Archive> void serialize(Archive& ar) { ar(owner); }
 };
 
 struct money_deposited {
   std::int64_t amount = 0;
-  template <class Archive>
-  void serialize(Archive& ar) { ar(amount); }
+  template <class Archive> void serialize(Archive& ar) { ar(amount); }
 };
 
 using account_event = std::variant<account_opened, money_deposited>;

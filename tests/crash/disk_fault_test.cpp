@@ -66,7 +66,7 @@ struct fault {
   unsigned long nth = 1;   ///< From 1, counted once the store is open.
   unsigned long count = 1; ///< 0: every later call too (a disk that stays full).
   std::string err = "EIO";
-  std::string region = "any"; ///< "meta", "data" or "any" (writes only).
+  std::string region = "any";             ///< "meta", "data" or "any" (writes only).
   std::string thread = "!cairn.prealloc"; ///< The writer's calls by default.
   bool from_start = false; ///< Count from the child's first call, not once the store is open.
   /// Then replace data.mdb with what a power loss would leave: the writes that
@@ -78,11 +78,15 @@ struct fault {
 
   [[nodiscard]] std::string describe() const {
     std::ostringstream os;
-    os << (power_loss ? "power loss " + (die_after < 0 ? std::string{"at the end"}
-                                                     : std::to_string(die_after) + " flushes")
+    os << (power_loss ? "power loss "
+                          + (die_after < 0 ? std::string{"at the end"}
+                                           : std::to_string(die_after) + " flushes")
                           + " after "
                       : std::string{})
-       << call << " #" << nth << (count == 0 ? "+" : count == 1 ? "" : "x" + std::to_string(count))
+       << call << " #" << nth
+       << (count == 0   ? "+"
+           : count == 1 ? ""
+                        : "x" + std::to_string(count))
        << " " << err << " region=" << region << " thread=" << thread;
     return os.str();
   }
@@ -473,17 +477,17 @@ private:
 
 struct sweep_summary {
   int runs = 0;
-  int fired = 0;           ///< Runs in which the fault happened.
-  int failed_batches = 0;  ///< Batches the child saw fail.
-  int visible_failed = 0;  ///< Failed batches visible after reopening.
-  int recovered = 0;       ///< Runs in which a batch after a failure was acknowledged.
-  int refused = 0;         ///< Runs in which the store refused writes after the fault.
-  int open_failed = 0;     ///< Runs in which open_store itself failed.
+  int fired = 0;          ///< Runs in which the fault happened.
+  int failed_batches = 0; ///< Batches the child saw fail.
+  int visible_failed = 0; ///< Failed batches visible after reopening.
+  int recovered = 0;      ///< Runs in which a batch after a failure was acknowledged.
+  int refused = 0;        ///< Runs in which the store refused writes after the fault.
+  int open_failed = 0;    ///< Runs in which open_store itself failed.
 };
 
 /// One fault case: a fresh store, the child appends `batches`, then the checks.
-void run_store_case(const std::string& base, const fault& f, std::uint64_t batches,
-                    bool deferred, sweep_summary& sum, const std::string& extra = {},
+void run_store_case(const std::string& base, const fault& f, std::uint64_t batches, bool deferred,
+                    sweep_summary& sum, const std::string& extra = {},
                     const std::function<void()>& before_reopen = {}) {
   auto dir = base + "/store";
   std::error_code ec;
@@ -522,8 +526,8 @@ void run_store_case(const std::string& base, const fault& f, std::uint64_t batch
       recovered = recovered || b > rep.first_failed;
   sum.refused += any_refused ? 1 : 0;
   sum.recovered += recovered ? 1 : 0;
-  INFO("fault: " << f.describe() << (deferred ? " (deferred commits)" : "") << "\nshim: "
-                 << run.fault_log << "child output:\n"
+  INFO("fault: " << f.describe() << (deferred ? " (deferred commits)" : "")
+                 << "\nshim: " << run.fault_log << "child output:\n"
                  << run.output.substr(0, 2000) << "\nchild report:\n"
                  << [&] {
                       std::string s;
@@ -601,14 +605,13 @@ TEST_CASE("a failed fdatasync never loses an acknowledged batch nor shows half o
   CHECK(sum.visible_failed > 0);
 }
 
-TEST_CASE("a power loss after a failed flush loses nothing acknowledged",
-          "[crash][store][disk]") {
+TEST_CASE("a power loss after a failed flush loses nothing acknowledged", "[crash][store][disk]") {
   // The store reopens on what a power loss leaves when the Nth flush failed
   // and lost every write it covered; the other descriptor (the store's or the
   // preallocator's) reports that failure at its next flush, as Linux does.
   sweep_summary sum;
-  fault f{"fdatasync", 1, 1, "EIO", "any", GENERATE(as<std::string>{}, "!cairn.prealloc",
-                                                    "cairn.prealloc")};
+  fault f{"fdatasync", 1,     1,
+          "EIO",       "any", GENERATE(as<std::string>{}, "!cairn.prealloc", "cairn.prealloc")};
   f.power_loss = true;
   f.die_after = GENERATE(-1, 0, 1);
   bool deferred = GENERATE(false, true);
@@ -652,8 +655,13 @@ TEST_CASE("a fault while a new store is created fails the open cleanly and the s
 TEST_CASE("a failing preallocator never fails an append", "[crash][store][disk]") {
   sweep_summary sum;
   // Counted from the start: the preallocator fills its first MiB as the store opens.
-  fault f{GENERATE(as<std::string>{}, "pwrite", "fdatasync"), 1, 0, "ENOSPC", "any",
-          "cairn.prealloc", true};
+  fault f{GENERATE(as<std::string>{}, "pwrite", "fdatasync"),
+          1,
+          0,
+          "ENOSPC",
+          "any",
+          "cairn.prealloc",
+          true};
   sweep(f, 1, 6, 150, false, sum);
   CHECK(sum.fired > 0);
   CHECK(sum.failed_batches == 0);
@@ -807,7 +815,7 @@ void run_runtime_case(const std::string& base, const fault& f, runtime_summary& 
                     + std::to_string(k->second.version));
           } else if (refused.count(seq) != 0) {
             ++sum.stored_refused; // committed, then its flush failed: outcome unknown
-          } else if (!killed) { // killed: it may have been in flight
+          } else if (!killed) {   // killed: it may have been in flight
             p.add(at + ": deposit " + std::to_string(seq) + " was never answered");
           }
         }
@@ -820,8 +828,9 @@ void run_runtime_case(const std::string& base, const fault& f, runtime_summary& 
       }
       for (const auto& [seq, ack] : acked)
         if (stored.count(seq) == 0)
-          p.add("deposit " + std::to_string(seq) + " was acknowledged (" + wl::account_id(ack.account)
-                + " v" + std::to_string(ack.version) + ") but is not in the store");
+          p.add("deposit " + std::to_string(seq) + " was acknowledged ("
+                + wl::account_id(ack.account) + " v" + std::to_string(ack.version)
+                + ") but is not in the store");
       rt.shutdown();
     }
   }
@@ -833,8 +842,9 @@ void run_runtime_case(const std::string& base, const fault& f, runtime_summary& 
 
 } // namespace
 
-TEST_CASE("a runtime whose disk fails answers unavailable promptly and loses no acknowledged deposit",
-          "[crash][runtime][disk]") {
+TEST_CASE(
+  "a runtime whose disk fails answers unavailable promptly and loses no acknowledged deposit",
+  "[crash][runtime][disk]") {
   auto f = GENERATE(fault{"pwrite,writev,fdatasync", 1, 0, "ENOSPC"},
                     fault{"pwrite,writev,fdatasync", 6, 0, "ENOSPC"},
                     fault{"pwrite,writev,fdatasync", 13, 0, "ENOSPC"},

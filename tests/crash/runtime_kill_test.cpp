@@ -133,15 +133,17 @@ int child_main(const std::string& dir, std::uint32_t round, std::uint64_t seed, 
   // Open the accounts (again): already open is fine, from the rounds before.
   std::vector<std::future<cairn::result<cairn::outcome<account>>>> opening;
   for (std::uint32_t a = 0; a < account_count; ++a)
-    opening.push_back(rt.send<account>(account_id(a), bank::open_account{"owner " + account_id(a)}));
+    opening.push_back(
+      rt.send<account>(account_id(a), bank::open_account{"owner " + account_id(a)}));
   for (auto& f : opening) {
     if (f.wait_for(std::chrono::seconds{30}) != std::future_status::ready) {
       report_failure(fd, round, "opening an account took over 30 s");
       return exit_stuck;
     }
     auto r = f.get();
-    if (!r && !(r.error().code == cairn::errc::rejected
-                && r.error().message.find("already_open") != std::string::npos)) {
+    if (!r
+        && !(r.error().code == cairn::errc::rejected
+             && r.error().message.find("already_open") != std::string::npos)) {
       report_failure(fd, round, "open: " + r.error().to_string());
       return exit_open_failed;
     }
@@ -357,8 +359,8 @@ struct stored_deposit {
 };
 
 struct check_summary {
-  std::size_t deposits = 0;   ///< Deposit events in the store.
-  std::size_t unacked = 0;    ///< Of those, never acknowledged (killed in flight).
+  std::size_t deposits = 0; ///< Deposit events in the store.
+  std::size_t unacked = 0;  ///< Of those, never acknowledged (killed in flight).
 };
 
 /// Starts a runtime on `dir` and checks it against everything acknowledged
@@ -446,8 +448,8 @@ check_summary check_runtime(const std::string& dir, std::uint32_t rounds_run,
     }
     if (it->second.version != ack.version || it->second.amount != ack.amount)
       p.add(id + " was acknowledged as v" + std::to_string(ack.version) + " of "
-            + std::to_string(ack.amount) + ", the store has v"
-            + std::to_string(it->second.version) + " of " + std::to_string(it->second.amount));
+            + std::to_string(ack.amount) + ", the store has v" + std::to_string(it->second.version)
+            + " of " + std::to_string(it->second.amount));
   }
   // A round stores its acknowledged deposits plus at most the ones in flight at the kill.
   for (const auto& [round, n] : stored_per_round) {
@@ -495,7 +497,7 @@ TEST_CASE("a runtime killed with SIGKILL under load keeps every acknowledged com
   }
   auto seconds = std::chrono::duration<double>(clock_type::now() - start).count();
   INFO(rounds << " rounds in " << seconds << " s: " << acked_total
-              << " deposits acknowledged; the store holds " << sum.deposits << " ("
-              << sum.unacked << " never acknowledged)");
+              << " deposits acknowledged; the store holds " << sum.deposits << " (" << sum.unacked
+              << " never acknowledged)");
   CHECK(acked_total > 0);
 }

@@ -103,8 +103,7 @@ char filler_byte(const event_tag& t, std::uint32_t i) {
   return static_cast<char>('a' + (t.seq * 131 + t.offset * 17 + t.round * 7 + i) % 26);
 }
 
-#define CAIRN_TAG_FORMAT(u64)                                                                      \
-  "crash r=%u b=%" u64 " n=%u q=%u o=%u t=%u e=%u/%u s=%u L=%u|"
+#define CAIRN_TAG_FORMAT(u64) "crash r=%u b=%" u64 " n=%u q=%u o=%u t=%u e=%u/%u s=%u L=%u|"
 
 std::string make_payload(const event_tag& t) {
   char head[192];
@@ -125,8 +124,7 @@ std::optional<event_tag> parse_payload(const std::string& payload) {
   int fields = std::sscanf(payload.c_str(), CAIRN_TAG_FORMAT(SCNu64) "%n", &t.round, &t.seq,
                            &t.requests, &t.request, &t.offset, &t.total, &t.event, &t.events,
                            &t.stream, &t.filler, &header);
-  if (fields != 10 || header <= 0
-      || payload.size() != static_cast<std::size_t>(header) + t.filler)
+  if (fields != 10 || header <= 0 || payload.size() != static_cast<std::size_t>(header) + t.filler)
     return std::nullopt;
   for (std::uint32_t i = 0; i < t.filler; ++i)
     if (payload[static_cast<std::size_t>(header) + i] != filler_byte(t, i))
@@ -186,13 +184,13 @@ int child_fail(int fd, std::uint32_t round, int code, const std::string& what) {
   rep.kind = kind_failure;
   rep.round = round;
   std::snprintf(rep.message, sizeof rep.message, "%s", what.c_str());
-  (void) write_all(fd, &rep, sizeof rep); // best effort: the exit code tells the rest
+  (void)write_all(fd, &rep, sizeof rep); // best effort: the exit code tells the rest
   return code;
 }
 
 /// Appends batches until killed; returns an exit code only on failure.
-int child_main(const std::string& dir, const workload& w, std::uint32_t round,
-               std::uint64_t seed, int fd) {
+int child_main(const std::string& dir, const workload& w, std::uint32_t round, std::uint64_t seed,
+               int fd) {
   store_options opts; // durability::sync, the default
   opts.heads_flush_events = w.heads_flush_events;
   auto opened = open_store(dir, opts);
@@ -240,8 +238,8 @@ int child_main(const std::string& dir, const workload& w, std::uint32_t round,
       req.stream = stream_name(w, rr.stream);
       req.expected = expected_version::exact(expected[q]);
       for (std::uint32_t e = 0; e < rr.events; ++e, ++offset) {
-        event_tag t{round, seq, rep.requests, q, offset, total, e, rr.events, rr.stream,
-                    pick(w.min_filler, w.max_filler)};
+        event_tag t{round, seq, rep.requests, q,         offset,
+                    total, e,   rr.events,    rr.stream, pick(w.min_filler, w.max_filler)};
         event_data ev;
         ev.type = event_type;
         ev.payload = make_payload(t);
@@ -272,8 +270,8 @@ int child_main(const std::string& dir, const workload& w, std::uint32_t round,
           || slot->last_version != expected[q] + rr.events || slot->first_position != position + 1
           || slot->last_position != position + rr.events)
         return child_fail(fd, round, exit_bad_result,
-                          where + "unexpected result v" + std::to_string(slot->first_version)
-                            + "-" + std::to_string(slot->last_version) + " p"
+                          where + "unexpected result v" + std::to_string(slot->first_version) + "-"
+                            + std::to_string(slot->last_version) + " p"
                             + std::to_string(slot->first_position) + "-"
                             + std::to_string(slot->last_position) + ", expected v"
                             + std::to_string(expected[q] + 1) + " p"
@@ -319,10 +317,9 @@ public:
   [[nodiscard]] const std::vector<report>& reports() const { return reports_; }
   [[nodiscard]] std::size_t trailing_bytes() const { return buffer_.size(); }
   [[nodiscard]] std::size_t count(report_kind kind) const {
-    return static_cast<std::size_t>(std::count_if(reports_.begin(), reports_.end(),
-                                                  [kind](const report& r) {
-                                                    return r.kind == kind;
-                                                  }));
+    return static_cast<std::size_t>(
+      std::count_if(reports_.begin(), reports_.end(),
+                    [kind](const report& r) { return r.kind == kind; }));
   }
 
 private:
@@ -403,8 +400,8 @@ round_outcome run_round(const std::string& dir, const workload& w, std::uint32_t
       auto first = std::find_if(reader.reports().begin(), reader.reports().end(),
                                 [](const report& r) { return r.kind == kind_ack; });
       auto commit_ms = static_cast<double>(first->commit_ns) / 1e6;
-      out.delay_ms = static_cast<int>(std::uniform_real_distribution<double>{0, 1.2}(rng)
-                                      * commit_ms);
+      out.delay_ms =
+        static_cast<int>(std::uniform_real_distribution<double>{0, 1.2}(rng)*commit_ms);
     }
   } else {
     out.delay_ms = std::uniform_int_distribution<int>{w.min_delay_ms, w.max_delay_ms}(rng);
@@ -580,8 +577,8 @@ store_summary check_store(const std::string& dir, const workload& w,
     }
     if (t.total != b.total || t.offset >= b.total || pos - t.offset != b.base
         || b.offsets[t.offset]) {
-      p.add(batch_label(t.round, t.seq) + ": event at position " + std::to_string(pos)
-            + " (offset " + std::to_string(t.offset) + " of " + std::to_string(t.total)
+      p.add(batch_label(t.round, t.seq) + ": event at position " + std::to_string(pos) + " (offset "
+            + std::to_string(t.offset) + " of " + std::to_string(t.total)
             + ") is duplicated or out of place");
       continue;
     }
@@ -688,10 +685,10 @@ store_summary check_store(const std::string& dir, const workload& w,
         break;
       }
       for (const auto& ev : *events) {
-        const log_entry* e = ev.position >= 1 && ev.position <= log.size()
-                               ? &log[ev.position - 1] : nullptr;
-        if (ev.version != expect || ev.stream != info.name || e == nullptr
-            || e->stream != info.name || e->version != ev.version) {
+        const log_entry* e = ev.position >= 1 && ev.position <= log.size() ? &log[ev.position - 1]
+                                                                           : nullptr;
+        if (ev.version != expect || ev.stream != info.name || e == nullptr || e->stream != info.name
+            || e->version != ev.version) {
           p.add(info.name + ": read_stream gives " + ev.stream + " v" + std::to_string(ev.version)
                 + " at position " + std::to_string(ev.position) + " where v"
                 + std::to_string(expect) + " was due");
@@ -776,7 +773,7 @@ TEST_CASE("a store killed in the middle of a large batch shows all of it or none
   w.category = "bulk";
   w.streams = 20;
   w.min_requests = w.max_requests = 10;
-  w.min_events = w.max_events = 200; // 2000 events per batch
+  w.min_events = w.max_events = 200;  // 2000 events per batch
   w.min_filler = w.max_filler = 4040; // about 4 KiB per payload, 8 MiB per batch
   w.rounds = 10;
   w.kill_mid_commit = true;

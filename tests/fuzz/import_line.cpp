@@ -61,8 +61,8 @@ void check_round_trip(const import_record& rec) {
     CAIRN_FUZZ_CHECK(b != nullptr && same(*b, *dl),
                      "an imported dead letter survives export and import unchanged");
   } else if (const auto* cp = std::get_if<persistence::checkpoint>(&rec)) {
-    auto back =
-      parse_import_line(json_object{}.add("checkpoint", cp->name).add("position", cp->position).str());
+    auto back = parse_import_line(
+      json_object{}.add("checkpoint", cp->name).add("position", cp->position).str());
     const auto* b = back ? std::get_if<persistence::checkpoint>(&*back) : nullptr;
     CAIRN_FUZZ_CHECK(b != nullptr && b->name == cp->name && b->position == cp->position,
                      "an imported checkpoint survives export and import unchanged");

@@ -20,8 +20,7 @@ using namespace cairn;
 using persistence::decode_payload;
 using persistence::encode_payload;
 
-template <class T>
-void check_round_trip(const T& value) {
+template <class T> void check_round_trip(const T& value) {
   std::string once;
   encode_payload(value, once);
   auto again = decode_payload<T>(once);

@@ -27,8 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     using kind = hangar::serve_request::kind;
     CAIRN_FUZZ_CHECK(r.what == kind::quit || r.what == kind::status || !r.id.empty(),
                      "every request but status and quit names a provider");
-    CAIRN_FUZZ_CHECK(r.id.find_first_of(" \t\n\v\f\r") == std::string::npos,
-                     "an id is one word");
+    CAIRN_FUZZ_CHECK(r.id.find_first_of(" \t\n\v\f\r") == std::string::npos, "an id is one word");
   }
   return 0;
 }

@@ -26,63 +26,64 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto body = rest.substr(key.size());
   const std::string value = (selector & 0x80) != 0 ? std::string{body} : format::seal(key, body);
   switch (selector & 7) {
-  case 0: {
-    auto b = format::unseal(key, value, "value");
-    CAIRN_FUZZ_CHECK((selector & 0x80) != 0 || (b && *b == body),
-                     "a sealed body unseals to itself");
-    break;
-  }
-  case 1: {
-    auto v = format::decode_u64(key, value, "value");
-    if (v)
-      CAIRN_FUZZ_CHECK(format::seal(key, format::u64_body(*v)) == value,
-                       "a decoded u64 re-encodes to its bytes");
-    break;
-  }
-  case 2: {
-    auto r = format::decode_outcome(key, value, "stream");
-    if (r)
-      CAIRN_FUZZ_CHECK(format::seal(key, format::encode_outcome(*r)) == value,
-                       "a decoded command record re-encodes to its bytes");
-    break;
-  }
-  case 3: {
-    auto s = format::decode_snapshot(key, value, "stream");
-    if (s) {
-      CAIRN_FUZZ_CHECK(s->state_type.size() + s->data.size() + 6 + format::seal_size
-                         == value.size(),
-                       "a decoded snapshot accounts for every byte");
-      CAIRN_FUZZ_CHECK(format::seal(key, format::encode_snapshot(*s)) == value,
-                       "a decoded snapshot re-encodes to its bytes");
+    case 0: {
+      auto b = format::unseal(key, value, "value");
+      CAIRN_FUZZ_CHECK((selector & 0x80) != 0 || (b && *b == body),
+                       "a sealed body unseals to itself");
+      break;
     }
-    break;
-  }
-  case 4: { // the key is ignored: the format version has a fixed one
-    auto fv = format::decode_format_version(value, "store");
-    if (fv)
-      CAIRN_FUZZ_CHECK(format::seal(format::format_version_key, format::encode_format_version(*fv))
-                         == value,
-                       "a decoded format version re-encodes to its bytes");
-    break;
-  }
-  case 5: {
-    auto b = format::decode_heads_bucket(key, value, "heads bucket", "bucket");
-    if (b)
-      CAIRN_FUZZ_CHECK(key.size() == 8 && b->size() == format::head_bucket_size
-                         && format::head_in_bucket(*b, format::heads_per_bucket - 1)
-                              == format::get_le<std::uint64_t>(
-                                reinterpret_cast<const unsigned char*>(b->data())
-                                + format::head_bucket_size - format::head_slot_size),
-                       "a decoded heads bucket has every slot");
-    break;
-  }
-  default: {
-    auto t = format::decode_type_key(key);
-    if (t)
-      CAIRN_FUZZ_CHECK(format::type_key(t->first, t->second) == key,
-                       "a decoded type key re-encodes to its bytes");
-    break;
-  }
+    case 1: {
+      auto v = format::decode_u64(key, value, "value");
+      if (v)
+        CAIRN_FUZZ_CHECK(format::seal(key, format::u64_body(*v)) == value,
+                         "a decoded u64 re-encodes to its bytes");
+      break;
+    }
+    case 2: {
+      auto r = format::decode_outcome(key, value, "stream");
+      if (r)
+        CAIRN_FUZZ_CHECK(format::seal(key, format::encode_outcome(*r)) == value,
+                         "a decoded command record re-encodes to its bytes");
+      break;
+    }
+    case 3: {
+      auto s = format::decode_snapshot(key, value, "stream");
+      if (s) {
+        CAIRN_FUZZ_CHECK(s->state_type.size() + s->data.size() + 6 + format::seal_size
+                           == value.size(),
+                         "a decoded snapshot accounts for every byte");
+        CAIRN_FUZZ_CHECK(format::seal(key, format::encode_snapshot(*s)) == value,
+                         "a decoded snapshot re-encodes to its bytes");
+      }
+      break;
+    }
+    case 4: { // the key is ignored: the format version has a fixed one
+      auto fv = format::decode_format_version(value, "store");
+      if (fv)
+        CAIRN_FUZZ_CHECK(format::seal(format::format_version_key,
+                                      format::encode_format_version(*fv))
+                           == value,
+                         "a decoded format version re-encodes to its bytes");
+      break;
+    }
+    case 5: {
+      auto b = format::decode_heads_bucket(key, value, "heads bucket", "bucket");
+      if (b)
+        CAIRN_FUZZ_CHECK(key.size() == 8 && b->size() == format::head_bucket_size
+                           && format::head_in_bucket(*b, format::heads_per_bucket - 1)
+                                == format::get_le<std::uint64_t>(
+                                  reinterpret_cast<const unsigned char*>(b->data())
+                                  + format::head_bucket_size - format::head_slot_size),
+                         "a decoded heads bucket has every slot");
+      break;
+    }
+    default: {
+      auto t = format::decode_type_key(key);
+      if (t)
+        CAIRN_FUZZ_CHECK(format::type_key(t->first, t->second) == key,
+                         "a decoded type key re-encodes to its bytes");
+      break;
+    }
   }
   return 0;
 }

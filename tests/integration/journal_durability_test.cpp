@@ -127,7 +127,8 @@ TEST_CASE("a command whose flush fails is answered unavailable; after a restart 
     REQUIRE_FALSE(next);
     CHECK(next.error().code == cairn::errc::unavailable);
     CHECK(rt->metrics().store_refusing_writes == 1);
-    CHECK(cairn::to_prometheus(rt->metrics()).find("cairn_store_refusing_writes 1") != std::string::npos);
+    CHECK(cairn::to_prometheus(rt->metrics()).find("cairn_store_refusing_writes 1")
+          != std::string::npos);
   }
   auto rt = cairn::test::start_runtime(durable_options(dir.path()));
   register_ok<account>(*rt);

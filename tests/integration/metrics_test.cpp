@@ -47,8 +47,8 @@ struct exposition {
   std::map<std::string, std::string> types; // family -> counter, gauge, histogram
 
   /// The value of the one sample `name` with these labels; fails if absent.
-  double value(const std::string& name, const std::map<std::string, std::string>& labels = {})
-    const {
+  double value(const std::string& name,
+               const std::map<std::string, std::string>& labels = {}) const {
     for (const auto& s : samples)
       if (s.name == name && s.labels == labels)
         return s.value;
@@ -81,7 +81,8 @@ std::map<std::string, std::string> parse_labels(const std::string& text) {
 exposition parse(const std::string& text) {
   exposition out;
   static const std::regex line_re{R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$)"};
-  static const std::regex type_re{R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)"};
+  static const std::regex type_re{
+    R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram)$)"};
   REQUIRE(!text.empty());
   REQUIRE(text.back() == '\n');
   std::istringstream in{text};
@@ -422,12 +423,12 @@ TEST_CASE("the metrics endpoint serves GET /metrics and /health and refuses the 
   REQUIRE(c.send_all("GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"));
   CHECK(status_of(c.read_until_closed(2s)) == 413);
   raw_client chunked{rt->metrics_endpoint()};
-  REQUIRE(chunked.send_all("GET /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
+  REQUIRE(
+    chunked.send_all("GET /health HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"));
   CHECK(status_of(chunked.read_until_closed(2s)) == 413);
   // Headers beyond the 8 KiB budget: refused, not buffered.
   raw_client big{rt->metrics_endpoint()};
-  REQUIRE(big.send_all("GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20000, 'a')
-                       + "\r\n\r\n"));
+  REQUIRE(big.send_all("GET /metrics HTTP/1.1\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
   CHECK(status_of(big.read_until_closed(2s)) == 400);
   // HEAD, as HTTP asks, and a second request on the same connection is not read.
   raw_client twice{rt->metrics_endpoint()};
@@ -522,8 +523,8 @@ TEST_CASE("a metrics client sending a header byte every 100 ms is cut off by the
   opts.metrics_address = "127.0.0.1:0";
   auto rt = cairn::test::start_runtime(opts);
   raw_client c{rt->metrics_endpoint()};
-  const std::string request = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: "
-                              + std::string(200, 'a') + "\r\n\r\n";
+  const std::string request = "GET /metrics HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::string(200, 'a')
+                              + "\r\n\r\n";
   auto started = std::chrono::steady_clock::now();
   std::size_t next = 0;
   // One byte, then 100 ms of waiting for the server to close: 20 s of it
@@ -592,8 +593,7 @@ TEST_CASE("shutdown stops the metrics endpoint", "[integration][metrics]") {
 
 TEST_CASE("a metrics address that does not parse fails start with invalid_argument",
           "[integration][metrics]") {
-  for (std::string address : {"9464", "127.0.0.1:", ":9464", "127.0.0.1:99999",
-                              "127.0.0.1:http"}) {
+  for (std::string address : {"9464", "127.0.0.1:", ":9464", "127.0.0.1:99999", "127.0.0.1:http"}) {
     INFO(address);
     cairn::test::temp_dir dir;
     auto opts = cairn::test::quick_options(dir.path());

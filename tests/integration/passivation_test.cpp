@@ -108,7 +108,8 @@ TEST_CASE("a storm of commands under constant passivation is answered and applie
   {
     std::vector<std::future<account_result>> opening;
     for (int i = 0; i < accounts; ++i)
-      opening.push_back(rt->send<account>(account_id(i), bank::open_account{"O" + std::to_string(i)}));
+      opening.push_back(
+        rt->send<account>(account_id(i), bank::open_account{"O" + std::to_string(i)}));
     for (auto& f : opening) {
       auto r = await(f);
       INFO(describe(r));

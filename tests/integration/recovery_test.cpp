@@ -117,8 +117,9 @@ struct tally_core {
 /// The same aggregate with the upcaster that reads v1.
 struct tally : tally_core {
   static cairn::result<void> upcasters(persistence::event_registry& reg) {
-    return reg.add_upcaster<tallied_v1, tallied>(
-      "tallied", 1, [](const tallied_v1& old) { return tallied{old.count * 10, "upcast from v1"}; });
+    return reg.add_upcaster<tallied_v1, tallied>("tallied", 1, [](const tallied_v1& old) {
+      return tallied{old.count * 10, "upcast from v1"};
+    });
   }
 };
 
@@ -144,8 +145,7 @@ void append_raw(const std::string& dir, const std::string& stream, std::uint32_t
   REQUIRE(appended);
 }
 
-template <class T>
-std::string encoded(const T& value) {
+template <class T> std::string encoded(const T& value) {
   std::string out;
   persistence::encode_payload(value, out);
   return out;
@@ -381,12 +381,11 @@ TEST_CASE("an aggregate that cannot recover is retried with a growing backoff",
     REQUIRE(!r);
     CHECK(r.error().code == errc::corrupted);
   }
-  auto elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
-    std::chrono::steady_clock::now() - start);
+  auto elapsed =
+    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   auto stats = rt->registry_stats();
   INFO(elapsed.count() << " ms for five attempts; " << stats.activations << " activations, "
-                       << stats.failures << " failures, " << stats.passivations
-                       << " passivations");
+                       << stats.failures << " failures, " << stats.passivations << " passivations");
   CHECK(stats.failures == 5);
   CHECK(stats.passivations == 0); // a failed activation is no passivation
   // Backoffs of 20, 40, 80 and 160 ms separate the five attempts.

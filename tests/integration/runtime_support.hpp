@@ -46,10 +46,7 @@ inline bool small_workloads() {
 }
 
 /// `full` in a plain build, `small` under sanitizers.
-template <class T>
-T scaled(T full, T small) {
-  return small_workloads() ? small : full;
-}
+template <class T> T scaled(T full, T small) { return small_workloads() ? small : full; }
 
 /// Options for tests where durability is not the point.
 inline runtime_options quick_options(const std::string& dir) {
@@ -69,8 +66,7 @@ inline std::unique_ptr<runtime> start_runtime(runtime_options opts) {
 }
 
 /// Registers A or fails the test with the reason.
-template <class A>
-void register_ok(runtime& rt, aggregate_options opts = {}) {
+template <class A> void register_ok(runtime& rt, aggregate_options opts = {}) {
   auto ok = rt.register_aggregate<A>(opts);
   INFO((ok ? std::string{} : ok.error().to_string()));
   REQUIRE(ok);
@@ -89,8 +85,7 @@ T await(std::future<T>&& f, std::chrono::seconds limit = std::chrono::seconds{60
 }
 
 /// The error text of a result, for INFO.
-template <class R>
-std::string describe(const R& r) {
+template <class R> std::string describe(const R& r) {
   return r ? std::string{"ok"} : r.error().to_string();
 }
 

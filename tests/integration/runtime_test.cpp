@@ -346,11 +346,11 @@ TEST_CASE("bad commands are answered invalid_argument and the runtime keeps work
     std::string valid;
     cairn::persistence::encode_payload(account::command{bank::deposit{1}}, valid);
     std::vector<std::string> garbage{
-      std::string{},                                 // nothing
-      std::string{"\x07\x00\x00\x00zzzzzzzz", 12},   // variant index 7 of 3
-      std::string(9, '\xff'),                        // index -1
-      valid.substr(0, valid.size() - 1),             // truncated
-      valid + "x",                                   // a trailing byte
+      std::string{},                               // nothing
+      std::string{"\x07\x00\x00\x00zzzzzzzz", 12}, // variant index 7 of 3
+      std::string(9, '\xff'),                      // index -1
+      valid.substr(0, valid.size() - 1),           // truncated
+      valid + "x",                                 // a trailing byte
     };
     for (const auto& bytes : garbage) {
       INFO("payload of " << bytes.size() << " bytes");
@@ -362,7 +362,8 @@ TEST_CASE("bad commands are answered invalid_argument and the runtime keeps work
     }
   }
 
-  // Whatever came before, the aggregate and the runtime still work, natively and through the facade.
+  // Whatever came before, the aggregate and the runtime still work, natively and through the
+  // facade.
   auto native = ask(*rt, rt->make_command<account>("good", bank::deposit{10}));
   auto decoded = rt->decode_reply<account>(native);
   INFO(describe(decoded));
@@ -502,8 +503,8 @@ TEST_CASE("commands sent back to back from one thread apply in the order sent",
     auto w = await(t.withdraw);
     if (!o || !d || !w) {
       if (out_of_order++ == 0)
-        example = "open: " + describe(o) + "; deposit: " + describe(d) + "; withdraw: "
-                  + describe(w);
+        example = "open: " + describe(o) + "; deposit: " + describe(d)
+                  + "; withdraw: " + describe(w);
     }
   }
   INFO(out_of_order << " of " << accounts << " accounts saw their commands reordered, e.g. "
@@ -612,8 +613,7 @@ TEST_CASE("a router goes straight to live aggregates and keeps each one's order 
   };
   auto done = std::make_shared<std::promise<outcome_counts>>();
   auto finished = done->get_future();
-  auto client = [msgs, done, window, max_routes](caf::event_based_actor* self,
-                                                 caf::actor handle) {
+  auto client = [msgs, done, window, max_routes](caf::event_based_actor* self, caf::actor handle) {
     struct progress {
       progress(caf::actor registry, std::size_t limit) : route(std::move(registry), limit) {}
       cairn::actors::router route;

@@ -70,8 +70,8 @@ void check_dense(const std::vector<std::uint64_t>& seen,
 /// Sends `per_thread` commands from each of `threads` threads over `accounts`
 /// accounts (opened first unless `opened`); returns the last position acknowledged.
 /// Catch macros are for the test's thread: call CHECK on what it returns.
-std::uint64_t drive_from_any_thread(cairn::runtime& rt, int threads, int per_thread,
-                                    int accounts, bool opened, int& failed) {
+std::uint64_t drive_from_any_thread(cairn::runtime& rt, int threads, int per_thread, int accounts,
+                                    bool opened, int& failed) {
   std::atomic<std::uint64_t> last{0};
   std::atomic<int> failures{0};
   std::vector<std::thread> writers;
@@ -165,14 +165,13 @@ TEST_CASE("subscribers see a dense increasing sequence of exactly the matching e
     all.add(e.position);
     return cairn::result<void>{};
   }));
-  REQUIRE(rt->subscribe<bank::money_deposited>("deposits", {{"account"}, {}},
-                                               [&](const auto& e) {
-                                                 bad_amounts += e.event.amount > 0 ? 0 : 1;
-                                                 deposits.add(e.position);
-                                                 return cairn::result<void>{};
-                                               }));
-  REQUIRE(rt->project<bank::account::event>(
-    "balances", {}, [&](const auto& e, cairn::read_model& model) {
+  REQUIRE(rt->subscribe<bank::money_deposited>("deposits", {{"account"}, {}}, [&](const auto& e) {
+    bad_amounts += e.event.amount > 0 ? 0 : 1;
+    deposits.add(e.position);
+    return cairn::result<void>{};
+  }));
+  REQUIRE(
+    rt->project<bank::account::event>("balances", {}, [&](const auto& e, cairn::read_model& model) {
       projected.add(e.position);
       return project_balance(e, model);
     }));
@@ -452,10 +451,13 @@ TEST_CASE("a new subscription can start at the end of the log", "[integration][s
   seen_positions seen;
   cairn::subscription_options o;
   o.start = cairn::start_position::end;
-  REQUIRE(rt->subscribe<bank::account::event>("new-only", {}, [&](const auto& e) {
-    seen.add(e.position);
-    return cairn::result<void>{};
-  }, o));
+  REQUIRE(rt->subscribe<bank::account::event>(
+    "new-only", {},
+    [&](const auto& e) {
+      seen.add(e.position);
+      return cairn::result<void>{};
+    },
+    o));
   REQUIRE(rt->wait_for("new-only", old_end, 10s)); // starts there, checkpointed
   auto last = drive(*rt, 1, 20, 5, true);
   REQUIRE(rt->wait_for("new-only", last, 60s));

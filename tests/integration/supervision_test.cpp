@@ -164,7 +164,6 @@ TEST_CASE("an evolve that throws answers every command and the aggregate comes b
   }
   CHECK(ok == 15);
 
-
   // Out of service for a backoff: refused at once, naming why (once the
   // registry has seen the actor stop).
   REQUIRE(eventually([&] { return rt->registry_stats().failures >= 1; }));
@@ -176,7 +175,8 @@ TEST_CASE("an evolve that throws answers every command and the aggregate comes b
 
   // Routing never stopped, and the aggregate is tried again after its backoff.
   CHECK(await(rt->send<bank::account>("a", bank::open_account{"A"})));
-  CHECK(eventually([&] { return static_cast<bool>(rt->send<unruly::counter>("c", unruly::add{100}).get()); }));
+  CHECK(eventually(
+    [&] { return static_cast<bool>(rt->send<unruly::counter>("c", unruly::add{100}).get()); }));
   auto s = rt->state<unruly::counter>("c");
   INFO(describe(s));
   REQUIRE(s);
@@ -209,7 +209,8 @@ TEST_CASE("an initial() that throws fails its commands and not the registry",
   CHECK(await(rt->send<bank::account>("a", bank::open_account{"A"})));
 
   unruly::initial_throws = false;
-  CHECK(eventually([&] { return static_cast<bool>(rt->send<unruly::counter>("i0", unruly::add{2}).get()); }));
+  CHECK(eventually(
+    [&] { return static_cast<bool>(rt->send<unruly::counter>("i0", unruly::add{2}).get()); }));
   auto started = clock_type::now();
   rt->shutdown();
   CHECK(clock_type::now() - started < 5s);
@@ -283,7 +284,7 @@ TEST_CASE("a decide that blocks neither hangs its caller nor shutdown",
   rt->shutdown();
   auto took = clock_type::now() - started;
   CHECK(took < 3s);
-  CHECK(took >= 900ms); // it waited for the deadline, then gave up on the stalled aggregate
+  CHECK(took >= 900ms);  // it waited for the deadline, then gave up on the stalled aggregate
   open_gate.set_value(); // the abandoned thread finishes on its own
   rt.reset();
 }

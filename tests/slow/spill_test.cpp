@@ -77,8 +77,7 @@ TEST_CASE("a transaction larger than LMDB's dirty list spills pages the prealloc
       REQUIRE(r);
     for (const auto& r : value_of(store->append_batch(second)))
       REQUIRE(r);
-    for (const auto& r :
-         value_of(store->append_batch(batch_of(1 + small + 2 * large, small))))
+    for (const auto& r : value_of(store->append_batch(batch_of(1 + small + 2 * large, small))))
       REQUIRE(r);
   }
   auto store = open_ok(dir.path(), o);

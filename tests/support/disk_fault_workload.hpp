@@ -60,8 +60,7 @@ inline std::optional<tag> parse_payload(const std::string& payload) {
   tag t;
   std::uint32_t total = 0;
   int used = -1;
-  if (std::sscanf(payload.c_str(), "b=%" SCNu64 " o=%u t=%u|%n", &t.batch, &t.offset, &total,
-                  &used)
+  if (std::sscanf(payload.c_str(), "b=%" SCNu64 " o=%u t=%u|%n", &t.batch, &t.offset, &total, &used)
         != 3
       || used <= 0)
     return std::nullopt;

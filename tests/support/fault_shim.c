@@ -94,7 +94,7 @@ static pthread_mutex_t durable_mu = PTHREAD_MUTEX_INITIALIZER;
 static int durable_fd = -1;
 static struct pending_write* pending_head;
 static struct pending_write** pending_tail = &pending_head;
-static unsigned long error_seq;     /* failed flushes so far */
+static unsigned long error_seq;      /* failed flushes so far */
 static unsigned long seen_seq[4096]; /* per descriptor: the failures it reported */
 
 typedef ssize_t (*pwrite_fn)(int, const void*, size_t, off_t);
@@ -322,15 +322,15 @@ static int tracking(int fd) { return durable_fd >= 0 && fd_matches(fd); }
 
 /* Runs `call` (a write of `fd`) and records what it wrote, under durable_mu
  * so that no flush falls between the two. */
-#define CAIRN_RECORDED(fd, iov, cnt, offset, call)                                               \
-  do {                                                                                           \
-    if (!tracking(fd))                                                                           \
-      return call;                                                                               \
-    pthread_mutex_lock(&durable_mu);                                                             \
-    ssize_t r_ = call;                                                                           \
-    record_write(iov, cnt, offset, r_);                                                          \
-    pthread_mutex_unlock(&durable_mu);                                                           \
-    return r_;                                                                                   \
+#define CAIRN_RECORDED(fd, iov, cnt, offset, call)                                                 \
+  do {                                                                                             \
+    if (!tracking(fd))                                                                             \
+      return call;                                                                                 \
+    pthread_mutex_lock(&durable_mu);                                                               \
+    ssize_t r_ = call;                                                                             \
+    record_write(iov, cnt, offset, r_);                                                            \
+    pthread_mutex_unlock(&durable_mu);                                                             \
+    return r_;                                                                                     \
   } while (0)
 
 ssize_t pwrite(int fd, const void* buf, size_t n, off_t off) {
@@ -358,7 +358,8 @@ ssize_t writev(int fd, const struct iovec* iov, int cnt) {
   if (real == NULL)
     real = (writev_fn)next_symbol("writev");
   load_config();
-  long long off = is_write_region_call() || durable_fd >= 0 ? (long long)lseek(fd, 0, SEEK_CUR) : -1;
+  long long off = is_write_region_call() || durable_fd >= 0 ? (long long)lseek(fd, 0, SEEK_CUR)
+                                                            : -1;
   if (should_fail(bit_writev, "writev", fd, is_write_region_call() ? off : -1))
     return -1;
   CAIRN_RECORDED(fd, iov, cnt, off, real(fd, iov, cnt));

@@ -78,8 +78,7 @@ std::string one_line(std::string s) {
   return s;
 }
 
-int run_store(const std::string& dir, std::uint64_t batches, bool deferred,
-              std::uint64_t fsize) {
+int run_store(const std::string& dir, std::uint64_t batches, bool deferred, std::uint64_t fsize) {
   cairn::persistence::store_options opts;
   opts.heads_flush_events = 40; // heads-table rewrites happen within the sweep
   auto opened = cairn::persistence::open_store(dir, opts);
@@ -218,8 +217,8 @@ int run_runtime(const std::string& dir, std::uint64_t deposits) {
       cairn::command_options o;
       o.command_id = wl::command_id(s);
       auto a = wl::account_of(s);
-      wave.push_back({s, a, rt.send<bank::account>(wl::account_id(a),
-                                                   bank::deposit{wl::amount_of(s)}, o)});
+      wave.push_back(
+        {s, a, rt.send<bank::account>(wl::account_id(a), bank::deposit{wl::amount_of(s)}, o)});
     }
     for (auto& w : wave) {
       if (w.answer.wait_until(t0 + answer_bound) != std::future_status::ready) {

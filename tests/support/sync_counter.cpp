@@ -37,9 +37,7 @@ extern "C" int fdatasync(int fd) {
 
 namespace cairn::test {
 
-std::uint64_t fdatasync_count() noexcept {
-  return completed.load(std::memory_order_acquire);
-}
+std::uint64_t fdatasync_count() noexcept { return completed.load(std::memory_order_acquire); }
 
 void fail_fdatasync(std::uint64_t calls_from_now, int err) noexcept {
   failing_errno.store(err, std::memory_order_relaxed);

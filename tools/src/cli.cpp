@@ -56,10 +56,8 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   auto* events = app.add_subcommand("events", "Show the events of one stream with metadata");
   add_dir(events, dir);
   events->add_option("STREAM", stream, "the stream, <category>-<id>")->required();
-  events->add_option("--from", from, "first version (default 1)")
-    ->check(unsigned_number);
-  events->add_option("--to", to, "last version (default: the newest)")
-    ->check(unsigned_number);
+  events->add_option("--from", from, "first version (default 1)")->check(unsigned_number);
+  events->add_option("--to", to, "last version (default: the newest)")->check(unsigned_number);
   events->add_option("--as-of", as_of,
                      "only the events recorded at or before TIME: ISO-8601 "
                      "(2026-11-24T10:00:00Z) or ns since the epoch");
@@ -75,8 +73,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     ->allow_extra_args(false);
   tail_cmd->add_option("--type", tail.types, "only this event type (repeatable)")
     ->allow_extra_args(false);
-  tail_cmd->add_option("--from", tail.from, "first position (default 1)")
-    ->check(unsigned_number);
+  tail_cmd->add_option("--from", tail.from, "first position (default 1)")->check(unsigned_number);
   add_json(tail_cmd, ctx.json);
   tail_cmd->callback([&] { run = [&] { return detail::tail(ctx, dir, tail); }; });
 
@@ -103,8 +100,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   imp->add_flag("--allow-unknown-types", import_opts.allow_unknown_types,
                 "import events of types this cairn does not register, without checking that "
                 "their payloads decode (default: refused)");
-  imp->callback(
-    [&] { run = [&] { return detail::import_log(ctx, dir, target, import_opts); }; });
+  imp->callback([&] { run = [&] { return detail::import_log(ctx, dir, target, import_opts); }; });
 
   auto* backup = app.add_subcommand("backup", "Hot copy of the store (compacted) into DEST");
   add_dir(backup, dir);
@@ -136,8 +132,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   if (argc > 1 && argv[1][0] != '-') {
     auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == argv[1]; });
     if (subs.empty()) {
-      std::cerr << "cairn: unknown subcommand '" << argv[1] << "' (see cairn --help)"
-                << std::endl;
+      std::cerr << "cairn: unknown subcommand '" << argv[1] << "' (see cairn --help)" << std::endl;
       return exit_usage;
     }
   }

@@ -51,9 +51,10 @@ int dlq(const context& ctx, const std::string& dir, const dlq_options& opts) {
       if (ctx.json)
         std::cout << dead_letter_json(dl, "subscriber") << '\n';
       else
-        std::cout << dl.subscriber << " @" << dl.position << ' ' << dl.stream << " v"
-                  << dl.version << ' ' << dl.type << " attempts=" << dl.attempts << " first="
-                  << iso_time(dl.first_failure_ns) << " last=" << iso_time(dl.last_failure_ns)
+        std::cout << dl.subscriber << " @" << dl.position << ' ' << dl.stream << " v" << dl.version
+                  << ' ' << dl.type << " attempts=" << dl.attempts
+                  << " first=" << iso_time(dl.first_failure_ns)
+                  << " last=" << iso_time(dl.last_failure_ns)
                   << (dl.replay_requested ? " (replay requested)" : "") << "\n  " << dl.error
                   << '\n';
     }
@@ -62,9 +63,9 @@ int dlq(const context& ctx, const std::string& dir, const dlq_options& opts) {
     return exit_ok;
   }
   if (chosen.empty())
-    return report(error{errc::invalid_argument, "no such dead letter",
-                        opts.subscriber
-                          + (opts.position != 0 ? " @" + std::to_string(opts.position) : "")});
+    return report(
+      error{errc::invalid_argument, "no such dead letter",
+            opts.subscriber + (opts.position != 0 ? " @" + std::to_string(opts.position) : "")});
   persistence::write_batch batch;
   for (auto& dl : chosen) {
     if (opts.action == "discard") {

@@ -83,8 +83,7 @@ private:
 };
 
 /// The first error among `results`, if any.
-template <class... Rs>
-const error* first_error(const Rs&... results) {
+template <class... Rs> const error* first_error(const Rs&... results) {
   const error* out = nullptr;
   ((out = out != nullptr || results ? out : &results.error()), ...);
   return out;
@@ -187,8 +186,7 @@ result<void> parse_object(rapidjson::Document& doc, std::string_view line,
                           const std::string& where) {
   if (line.size() > max_import_line)
     return fail(errc::invalid_argument,
-                "the line is longer than " + std::to_string(max_import_line >> 20) + " MiB",
-                where);
+                "the line is longer than " + std::to_string(max_import_line >> 20) + " MiB", where);
   doc.Parse<rapidjson::kParseIterativeFlag>(line.data(), line.size());
   if (doc.HasParseError())
     return fail(errc::invalid_argument,

@@ -31,9 +31,7 @@ std::string pad(std::string s, std::size_t width) {
 
 volatile std::sig_atomic_t stop_requested = 0;
 
-extern "C" void on_stop_signal(int) {
-  stop_requested = 1;
-}
+extern "C" void on_stop_signal(int) { stop_requested = 1; }
 
 /// Installs SIGINT and SIGTERM handlers for its lifetime, so `tail --follow`
 /// ends cleanly (flushing its output) instead of being killed.
@@ -255,8 +253,9 @@ int stats(const context& ctx, const std::string& dir) {
     std::cout << o.str() << '\n';
     return exit_ok;
   }
-  auto pct = st->map_size == 0 ? 0.0 : 100.0 * static_cast<double>(st->map_used)
-                                         / static_cast<double>(st->map_size);
+  auto pct = st->map_size == 0
+               ? 0.0
+               : 100.0 * static_cast<double>(st->map_used) / static_cast<double>(st->map_size);
   char usage[32];
   std::snprintf(usage, sizeof usage, "%.1f%%", pct);
   std::cout << "store        " << dir << '\n'
@@ -323,13 +322,13 @@ int backup(const context&, const std::string& dir, const std::string& dest) {
   auto started = std::chrono::steady_clock::now();
   if (auto ok = (*store)->copy_to(dest); !ok)
     return report(ok.error());
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::steady_clock::now() - started)
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now()
+                                                                  - started)
               .count();
   std::error_code ec;
   auto size = fs::file_size(fs::path(dest) / "data.mdb", ec);
-  std::cout << "backed up " << dir << " to " << dest << " (" << human_bytes(ec ? 0 : size)
-            << ", " << ms << " ms)\n";
+  std::cout << "backed up " << dir << " to " << dest << " (" << human_bytes(ec ? 0 : size) << ", "
+            << ms << " ms)\n";
   return exit_ok;
 }
 

@@ -80,7 +80,7 @@ std::string metadata_text(const persistence::metadata& m) {
 }
 
 progress::progress(std::string label, std::uint64_t total)
-  : label_(std::move(label)), total_(total), enabled_(::isatty(STDERR_FILENO) == 1) {
+    : label_(std::move(label)), total_(total), enabled_(::isatty(STDERR_FILENO) == 1) {
   // nop
 }
 

@@ -80,8 +80,7 @@ std::string to_hex(std::string_view bytes) {
   return out;
 }
 
-std::string dead_letter_json(const persistence::dead_letter& dl,
-                             std::string_view subscriber_key) {
+std::string dead_letter_json(const persistence::dead_letter& dl, std::string_view subscriber_key) {
   return json_object{}
     .add(subscriber_key, dl.subscriber)
     .add("position", dl.position)
@@ -202,9 +201,9 @@ result<std::int64_t> parse_time(std::string_view text) {
   }
   // YYYY-MM-DDTHH:MM:SS
   std::int64_t y, mo, d, h, mi, s;
-  if (text.size() < 20 || !digits(0, 4, y) || text[4] != '-' || !digits(5, 2, mo)
-      || text[7] != '-' || !digits(8, 2, d) || text[10] != 'T' || !digits(11, 2, h)
-      || text[13] != ':' || !digits(14, 2, mi) || text[16] != ':' || !digits(17, 2, s))
+  if (text.size() < 20 || !digits(0, 4, y) || text[4] != '-' || !digits(5, 2, mo) || text[7] != '-'
+      || !digits(8, 2, d) || text[10] != 'T' || !digits(11, 2, h) || text[13] != ':'
+      || !digits(14, 2, mi) || text[16] != ':' || !digits(17, 2, s))
     return bad();
   if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
     return bad();

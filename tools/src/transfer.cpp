@@ -48,8 +48,7 @@ public:
   /// stream, same metadata), so every original append, command id included,
   /// is written as one request again.
   result<void> add(imported_event e) {
-    if (!pending_.events.empty()
-        && (pending_.stream != e.stream || !(pending_.meta == e.meta))) {
+    if (!pending_.events.empty() && (pending_.stream != e.stream || !(pending_.meta == e.meta))) {
       if (auto ok = close_request(); !ok)
         return ok;
     }
@@ -98,10 +97,9 @@ private:
       if (!slot)
         return tl::unexpected(slot.error());
       if (slot->duplicate || slot->first_position != firsts_[i])
-        return fail(errc::internal,
-                    "the events of " + req.stream + " landed at position "
-                      + std::to_string(slot->first_position) + " instead of "
-                      + std::to_string(firsts_[i]));
+        return fail(errc::internal, "the events of " + req.stream + " landed at position "
+                                      + std::to_string(slot->first_position) + " instead of "
+                                      + std::to_string(firsts_[i]));
       written_ += req.events.size();
     }
     batch_ = persistence::write_batch{};
@@ -137,8 +135,8 @@ public:
       const char* nl = static_cast<const char*>(std::memchr(at_, '\n', end_ - at_));
       const auto n = static_cast<std::size_t>((nl != nullptr ? nl : end_) - at_);
       if (line.size() + n > max_import_line)
-        return fail(errc::invalid_argument, "the line is longer than "
-                                              + std::to_string(max_import_line >> 20) + " MiB");
+        return fail(errc::invalid_argument,
+                    "the line is longer than " + std::to_string(max_import_line >> 20) + " MiB");
       line.append(at_, n);
       at_ += n;
       if (nl != nullptr) {
@@ -183,8 +181,8 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
     return report(error{errc::invalid_argument,
                         "the export file is a symbolic link (export never follows one)", file});
   if (fs::exists(existing))
-    return report(error{errc::invalid_argument, "the export file exists (export never overwrites)",
-                        file});
+    return report(
+      error{errc::invalid_argument, "the export file exists (export never overwrites)", file});
   // Checkpoints first: each is then at or before the last position read next.
   auto side = store.read_side_tables();
   if (!side)
@@ -202,8 +200,7 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
       return report(error{errc::invalid_argument,
                           "the export file is a symbolic link (export never follows one)", file});
     return report(error{err == EEXIST ? errc::invalid_argument : errc::unavailable,
-                        std::string{"cannot create the export file: "} + std::strerror(err),
-                        file});
+                        std::string{"cannot create the export file: "} + std::strerror(err), file});
   }
   __gnu_cxx::stdio_filebuf<char> file_buf(fd, std::ios::out | std::ios::binary);
   std::ostream out(&file_buf);
@@ -222,8 +219,8 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   {
     progress bar{"export", *last};
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(
-        pos, static_cast<std::size_t>(std::min<std::uint64_t>(export_page, *last - pos + 1)));
+      auto page = store.read_all(pos, static_cast<std::size_t>(
+                                        std::min<std::uint64_t>(export_page, *last - pos + 1)));
       if (!page)
         return failed(page.error());
       if (page->events.empty())
@@ -258,8 +255,8 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   std::cout << "exported " << count_of(written, "event") << ", "
             << count_of(cps->size(), "checkpoint") << ", "
             << count_of(side->kv.size(), "read-model key") << " and "
-            << count_of(side->dead_letters.size(), "dead letter") << " from " << dir << " to " << file << " ("
-            << ms_since(started) << " ms)\n";
+            << count_of(side->dead_letters.size(), "dead letter") << " from " << dir << " to "
+            << file << " (" << ms_since(started) << " ms)\n";
   return exit_ok;
 }
 
@@ -268,14 +265,14 @@ int export_log(const context& ctx, const std::string& dir, const std::string& fi
   // and the partial file removed, instead of killing the CLI.
   std::error_code ec;
   bool existed = fs::exists(fs::symlink_status(file, ec));
-  return in_child([&] { return export_here(ctx, dir, file); },
-                  [&](const std::string& message) {
-                    if (!existed)
-                      fs::remove(file, ec);
-                    bool damaged = message.rfind("damaged", 0) == 0;
-                    (void) report(
-                      error{damaged ? errc::corrupted : errc::unavailable, message, dir});
-                  });
+  return in_child(
+    [&] { return export_here(ctx, dir, file); },
+    [&](const std::string& message) {
+      if (!existed)
+        fs::remove(file, ec);
+      bool damaged = message.rfind("damaged", 0) == 0;
+      (void)report(error{damaged ? errc::corrupted : errc::unavailable, message, dir});
+    });
 }
 
 int import_log(const context& ctx, const std::string& dir, const std::string& file,
@@ -323,9 +320,7 @@ int import_log(const context& ctx, const std::string& dir, const std::string& fi
   auto bad = [&](std::string why) {
     return report(error{errc::invalid_argument, std::move(why), where()});
   };
-  auto beyond_log = [&](std::uint64_t pos) {
-    return pos >= next_position;
-  };
+  auto beyond_log = [&](std::uint64_t pos) { return pos >= next_position; };
   {
     progress bar{"import", header->events};
     for (;;) {
@@ -376,8 +371,8 @@ int import_log(const context& ctx, const std::string& dir, const std::string& fi
       auto type = data.type + " v" + std::to_string(data.schema_version);
       if (!ctx.types.can_decode(data.type, data.schema_version)) {
         if (!opts.allow_unknown_types)
-          return bad("position " + std::to_string(ev.position) + " (" + ev.stream
-                     + "): event type " + type
+          return bad("position " + std::to_string(ev.position) + " (" + ev.stream + "): event type "
+                     + type
                      + " is unknown to this cairn's registry, so its payload cannot be checked"
                        " (--allow-unknown-types imports it unchecked)");
         ++unchecked[type];
@@ -402,9 +397,8 @@ int import_log(const context& ctx, const std::string& dir, const std::string& fi
   if (auto ok = writer.finish(std::move(side)); !ok)
     return report(ok.error());
   std::cout << "imported " << count_of(writer.written(), "event") << " in "
-            << count_of(versions.size(), "stream") << ", " << count_of(n_cps, "checkpoint")
-            << ", " << count_of(n_kv, "read-model key") << " and "
-            << count_of(n_dl, "dead letter")
+            << count_of(versions.size(), "stream") << ", " << count_of(n_cps, "checkpoint") << ", "
+            << count_of(n_kv, "read-model key") << " and " << count_of(n_dl, "dead letter")
             << " from " << file << " into " << dir << " (" << ms_since(started) << " ms)\n";
   for (const auto& [type, n] : unchecked)
     std::cout << "unchecked: " << count_of(n, "event") << " of " << type

@@ -26,7 +26,6 @@ namespace cairn::tools::detail {
 
 namespace {
 
-
 constexpr std::size_t scan_page = 4096;
 /// Events of one stream read per call: a long stream is walked in pages.
 constexpr std::size_t stream_page = 65536;
@@ -65,7 +64,6 @@ private:
 std::string describe(const finding& f) {
   return f.position == 0 ? f.message : "position " + std::to_string(f.position) + ": " + f.message;
 }
-
 
 /// The checks themselves; runs in the child process.
 int verify_here(const context& ctx, const std::string& dir) {
@@ -172,15 +170,16 @@ int verify_here(const context& ctx, const std::string& dir) {
       bool failed = false;
       while (seen < version) {
         auto before = seen;
-        auto visited = store.visit_stream(
-          stream, seen + 1, std::min<std::uint64_t>(stream_page, version - seen),
-          [&](const persistence::event_view& ev) {
-            if (ev.version != seen + 1)
-              out.problem(ev.position, stream + " reads version " + std::to_string(ev.version)
-                                         + " after version " + std::to_string(seen));
-            seen = ev.version;
-            return true;
-          });
+        auto visited =
+          store.visit_stream(stream, seen + 1, std::min<std::uint64_t>(stream_page, version - seen),
+                             [&](const persistence::event_view& ev) {
+                               if (ev.version != seen + 1)
+                                 out.problem(ev.position,
+                                             stream + " reads version " + std::to_string(ev.version)
+                                               + " after version " + std::to_string(seen));
+                               seen = ev.version;
+                               return true;
+                             });
         if (!visited) {
           auto bad = position_of(visited.error());
           if (corrupted.count(bad) == 0) // not reported already by the log scan
@@ -260,7 +259,7 @@ int verify_here(const context& ctx, const std::string& dir) {
   if (!catalogue_list)
     return report(catalogue_list.error());
   std::set<std::pair<std::string, std::uint32_t>> catalogue(catalogue_list->begin(),
-                                                           catalogue_list->end());
+                                                            catalogue_list->end());
   for (const auto& [type, first] : types)
     if (catalogue.count(type) == 0)
       out.problem(first, type.first + " v" + std::to_string(type.second)
@@ -334,8 +333,9 @@ void report_damage(const context& ctx, const std::string& message) {
                    .str()
               << '\n';
   else
-    std::cout << "problem: " << message << "\nFAILED: "
-              << (damaged ? "damaged B-tree page" : "the check did not finish") << '\n';
+    std::cout << "problem: " << message
+              << "\nFAILED: " << (damaged ? "damaged B-tree page" : "the check did not finish")
+              << '\n';
 }
 
 } // namespace

@@ -39,8 +39,7 @@ struct lmdb_failure {
 };
 
 /// The outcome of a step of a write transaction.
-template <class T = void>
-using lmdb_result = tl::expected<T, lmdb_failure>;
+template <class T = void> using lmdb_result = tl::expected<T, lmdb_failure>;
 
 /// A failed LMDB call `op` that returned `rc`.
 [[nodiscard]] inline tl::unexpected<lmdb_failure> lmdb_fail(int rc, const std::string& op) {

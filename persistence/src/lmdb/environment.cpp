@@ -16,7 +16,7 @@ void lmdb_store::start_preallocation() {
   if (opts_.read_only || opts_.durability == durability::no_sync || opts_.preallocate == 0)
     return;
   prealloc_ = preallocator::start((fs::path(dir_) / "data.mdb").string(), data_end(),
-                                          opts_.preallocate, opts_.max_map_size);
+                                  opts_.preallocate, opts_.max_map_size);
 }
 
 std::uint64_t lmdb_store::data_end() const {
@@ -49,8 +49,9 @@ result<void> lmdb_store::sync() {
   if (int rc = mdb_env_sync(env_, 1); rc != 0) {
     auto err = lmdb_error(rc, "flush to disk");
     broken_ = error{errc::unavailable,
-                    err.message + "; commits since the last flush may be lost on a power loss, "
-                                  "so the store takes no more writes: reopen it",
+                    err.message
+                      + "; commits since the last flush may be lost on a power loss, "
+                        "so the store takes no more writes: reopen it",
                     dir_};
     return tl::unexpected(*broken_);
   }
@@ -83,7 +84,6 @@ bool lmdb_store::panicked() const {
   return true;
 }
 
-
 void lmdb_store::note_write_failure(const lmdb_failure& f) {
   const int rc = f.rc;
   const error& err = f.err;
@@ -94,13 +94,15 @@ void lmdb_store::note_write_failure(const lmdb_failure& f) {
     return;
   if (stopped) {
     broken_ = error{errc::unavailable,
-                    err.message + "; LMDB stopped the store (MDB_PANIC, a failed meta page "
-                                  "write): it takes no more writes or reads until it is reopened",
+                    err.message
+                      + "; LMDB stopped the store (MDB_PANIC, a failed meta page "
+                        "write): it takes no more writes or reads until it is reopened",
                     dir_};
   } else if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND) {
     broken_ = error{errc::corrupted,
-                    err.message + "; a damaged B-tree page: the store takes no more writes, "
-                                  "so the damage does not spread (run cairn verify)",
+                    err.message
+                      + "; a damaged B-tree page: the store takes no more writes, "
+                        "so the damage does not spread (run cairn verify)",
                     dir_};
   }
 }
@@ -132,7 +134,7 @@ int lmdb_store::adopting_resize(std::shared_lock<std::shared_mutex>& lock,
   lock.unlock();
   {
     std::unique_lock grow{remap_};
-    (void) mdb_env_set_mapsize(env_, 0);
+    (void)mdb_env_set_mapsize(env_, 0);
   }
   lock.lock();
   return attempt();
@@ -163,8 +165,7 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
     if (!fs::is_empty(dest_dir, ec) || ec)
       return fail(errc::invalid_argument, "the backup directory is not empty", dest_dir);
   } else if (ec = make_private_dirs(fs::path(dest_dir).lexically_normal()); ec) {
-    return fail(errc::unavailable, "cannot create the backup directory: " + ec.message(),
-                dest_dir);
+    return fail(errc::unavailable, "cannot create the backup directory: " + ec.message(), dest_dir);
   }
   auto data = fs::path(dest_dir) / "data.mdb";
   std::shared_lock lock{remap_};
@@ -186,7 +187,7 @@ result<void> lmdb_store::copy_to(const std::string& dest_dir) const {
   // LMDB creates the copy with mode 0666 (less the umask): keep it private.
   struct stat copy_stat {};
   if (::stat(data.c_str(), &copy_stat) == 0)
-    (void) ::chmod(data.c_str(), copy_stat.st_mode & file_mode);
+    (void)::chmod(data.c_str(), copy_stat.st_mode & file_mode);
   return {};
 }
 

@@ -39,8 +39,7 @@ lmdb_result<lmdb_store::head_plan> lmdb_store::stage_heads(MDB_txn* txn, const s
   head_plan plan;
   for (const auto* entry : st.touched)
     if (entry->second.staged.dirty)
-      plan.changed.emplace_back(entry->second.staged.stream_no,
-                                entry->second.staged.last_position);
+      plan.changed.emplace_back(entry->second.staged.stream_no, entry->second.staged.last_position);
   if (plan.changed.empty())
     return plan;
   plan.rewrite = st.position - heads_at_ >= opts_.heads_flush_events;
@@ -255,12 +254,12 @@ result<std::uint64_t> lmdb_store::indexed_tail(MDB_txn* txn, std::uint64_t strea
     return found;
   }
   if (tail_.scanned_to < last) {
-    auto scanned =
-      scan_head_log(txn, tail_.scanned_to, last, [&](std::uint64_t key, const auto& pairs) {
-        for (auto [no, pos] : pairs)
-          tail_.positions[no].push_back(pos);
-        tail_.scanned_to = key;
-      });
+    auto scanned = scan_head_log(txn, tail_.scanned_to, last,
+                                 [&](std::uint64_t key, const auto& pairs) {
+                                   for (auto [no, pos] : pairs)
+                                     tail_.positions[no].push_back(pos);
+                                   tail_.scanned_to = key;
+                                 });
     if (!scanned)
       return tl::unexpected(scanned.error());
   }
@@ -296,9 +295,8 @@ result<std::uint64_t> lmdb_store::read_heads_at(MDB_txn* txn) const {
   return decode_u64(heads_at_key, view_of(v), "heads_at");
 }
 
-result<head_pairs>
-lmdb_store::head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
-                           std::string_view value) const {
+result<head_pairs> lmdb_store::head_log_entry(MDB_txn* txn, std::uint64_t prev_key,
+                                              std::uint64_t key, std::string_view value) const {
   if (auto decoded = decode_head_log(key, value))
     return std::move(*decoded);
   // Damaged: the commit's log records say the same, each verified.
@@ -311,21 +309,21 @@ lmdb_store::head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t k
     put_be64(kb, pos);
     MDB_val lk{8, kb}, lv;
     if (int rc = mdb_cursor_get(cur.get(), &lk, &lv, MDB_SET_KEY); rc != 0)
-      return rc == MDB_NOTFOUND
-               ? fail(errc::corrupted, "the head log entry at position " + std::to_string(key)
+      return rc == MDB_NOTFOUND ? fail(errc::corrupted,
+                                       "the head log entry at position " + std::to_string(key)
                                          + " fails its checksum and a log record is missing",
-                      "position " + std::to_string(pos))
-               : tl::unexpected(lmdb_error(rc, "read log"));
+                                       "position " + std::to_string(pos))
+                                : tl::unexpected(lmdb_error(rc, "read log"));
     auto rec = decode_record(static_cast<const unsigned char*>(lv.mv_data), lv.mv_size, pos);
     if (!rec)
       return tl::unexpected(rec.error());
     MDB_val nk = val_of(rec->stream), nv;
     if (int rc = mdb_get(txn, names_, &nk, &nv); rc != 0)
-      return rc == MDB_NOTFOUND
-               ? fail(errc::corrupted, "an event of a stream without a name entry",
-                      "position " + std::to_string(pos))
-               : tl::unexpected(lmdb_error(rc, "read stream name"));
-    auto no = decode_u64(rec->stream, view_of(nv), "stream name entry of " + std::string{rec->stream});
+      return rc == MDB_NOTFOUND ? fail(errc::corrupted, "an event of a stream without a name entry",
+                                       "position " + std::to_string(pos))
+                                : tl::unexpected(lmdb_error(rc, "read stream name"));
+    auto no = decode_u64(rec->stream, view_of(nv),
+                         "stream name entry of " + std::string{rec->stream});
     if (!no)
       return tl::unexpected(no.error());
     pairs.emplace_back(*no, pos); // several per stream: positions ascend, the last counts

@@ -49,10 +49,10 @@ result<void> lmdb_store::init(bool create) {
 result<void> lmdb_store::open_env() {
   if (int rc = mdb_env_create(&env_); rc != 0)
     return tl::unexpected(lmdb_error(rc, "mdb_env_create"));
-  (void) mdb_env_set_maxdbs(env_, 16);
-  (void) mdb_env_set_maxreaders(env_, opts_.max_readers);
+  (void)mdb_env_set_maxdbs(env_, 16);
+  (void)mdb_env_set_maxreaders(env_, opts_.max_readers);
   if (!opts_.read_only)
-    (void) mdb_env_set_mapsize(env_, opts_.initial_map_size);
+    (void)mdb_env_set_mapsize(env_, opts_.initial_map_size);
   unsigned flags = MDB_NOTLS;
   if (opts_.read_only)
     flags |= MDB_RDONLY;
@@ -69,7 +69,7 @@ result<void> lmdb_store::open_env() {
       err = error{errc::invalid_argument, "not a cairn store (data.mdb is not an LMDB file)", dir_};
     return tl::unexpected(err);
   }
-  (void) check_readers(); // slots left by killed readers
+  (void)check_readers(); // slots left by killed readers
   MDB_envinfo info;
   mdb_env_info(env_, &info);
   map_size_ = info.me_mapsize;
@@ -227,8 +227,7 @@ result<void> lmdb_store::load_type_catalogue(MDB_txn* txn) {
 result<void> lmdb_store::check_registry() const {
   if (opts_.registry == nullptr || opts_.allow_unknown_types)
     return {};
-  std::vector<std::pair<std::string, std::uint32_t>> cat(known_types_.begin(),
-                                                         known_types_.end());
+  std::vector<std::pair<std::string, std::uint32_t>> cat(known_types_.begin(), known_types_.end());
   if (auto ok = opts_.registry->check_decodable(cat); !ok) {
     auto err = ok.error();
     err.context = dir_;

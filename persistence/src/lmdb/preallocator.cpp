@@ -39,18 +39,17 @@ std::unique_ptr<preallocator> preallocator::start(const std::string& path, std::
     return nullptr;
   }
   try {
-    return std::unique_ptr<preallocator>{new preallocator(
-      fd, used, static_cast<std::uint64_t>(st.st_size), limit, max_size)};
+    return std::unique_ptr<preallocator>{
+      new preallocator(fd, used, static_cast<std::uint64_t>(st.st_size), limit, max_size)};
   } catch (const std::system_error&) { // no thread: the store works without one
     ::close(fd);
     return nullptr;
   }
 }
 
-preallocator::preallocator(int fd, std::uint64_t used, std::uint64_t file_size,
-                           std::uint64_t limit, std::uint64_t max_size)
-    : fd_(fd), limit_(limit), max_size_(max_size), used_(used),
-      zeroed_(std::max(used, file_size)) {
+preallocator::preallocator(int fd, std::uint64_t used, std::uint64_t file_size, std::uint64_t limit,
+                           std::uint64_t max_size)
+    : fd_(fd), limit_(limit), max_size_(max_size), used_(used), zeroed_(std::max(used, file_size)) {
   target_ = wanted_end();
   thread_ = std::thread([this] { run(); });
   // Named here, not in run(), so that it has its name once the store is open.

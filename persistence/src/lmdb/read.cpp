@@ -38,9 +38,10 @@ event_view event_view_of(const record_view& r, std::uint64_t p) {
 
 } // namespace
 
-result<std::pair<std::uint64_t, std::uint64_t>>
-lmdb_store::walk_start(MDB_txn* txn, std::string_view stream, const head_state& head,
-                       std::uint64_t top) const {
+result<std::pair<std::uint64_t, std::uint64_t>> lmdb_store::walk_start(MDB_txn* txn,
+                                                                       std::string_view stream,
+                                                                       const head_state& head,
+                                                                       std::uint64_t top) const {
   auto anchor = (top + index_interval - 1) / index_interval * index_interval;
   if (anchor >= head.version)
     return std::pair{head.version, head.last_position};
@@ -79,7 +80,8 @@ result<void> lmdb_store::walk(MDB_txn* txn, std::string_view stream, const head_
     // page first, so neighbouring positions cost no tree descent.
     int rc = at == pos + 1 ? mdb_cursor_get(cur.get(), &k, &v, MDB_PREV)
                            : mdb_cursor_get(cur.get(), &k, &v, MDB_SET);
-    if (rc == 0 && (k.mv_size != 8 || get_be64(static_cast<const unsigned char*>(k.mv_data)) != pos))
+    if (rc == 0
+        && (k.mv_size != 8 || get_be64(static_cast<const unsigned char*>(k.mv_data)) != pos))
       rc = MDB_NOTFOUND;
     at = pos;
     if (rc != 0)
@@ -101,9 +103,8 @@ result<void> lmdb_store::walk(MDB_txn* txn, std::string_view stream, const head_
   return {};
 }
 
-result<std::vector<recorded_event>> lmdb_store::read_stream(std::string_view stream,
-                                                            std::uint64_t from,
-                                                            std::size_t max) const {
+result<std::vector<recorded_event>>
+lmdb_store::read_stream(std::string_view stream, std::uint64_t from, std::size_t max) const {
   std::vector<recorded_event> out;
   auto visited = visit_stream(stream, from, max, [&](const event_view& v) {
     auto& e = out.emplace_back();
@@ -246,8 +247,8 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
   });
 }
 
-result<std::optional<append_result>>
-lmdb_store::find_command(std::string_view stream, std::string_view command_id) const {
+result<std::optional<append_result>> lmdb_store::find_command(std::string_view stream,
+                                                              std::string_view command_id) const {
   if (auto ok = validate_stream_name(stream); !ok)
     return tl::unexpected(ok.error());
   if (command_id.empty() || command_id.size() > max_short_field)
@@ -313,23 +314,22 @@ result<std::vector<stream_info>> lmdb_store::list_streams(std::string_view prefi
 }
 
 result<std::vector<std::pair<std::string, std::uint32_t>>> lmdb_store::type_catalogue() const {
-  return with_read(
-    [&](MDB_txn* txn) -> result<std::vector<std::pair<std::string, std::uint32_t>>> {
-      std::vector<std::pair<std::string, std::uint32_t>> out;
-      cursor_guard cur;
-      if (int rc = cur.open(txn, types_); rc != 0)
-        return tl::unexpected(lmdb_error(rc, "cursor"));
-      MDB_val k, v;
-      for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
-           rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
-        auto key = view_of(k);
-        auto type = decode_type_key(key);
-        if (!type || !unseal(key, view_of(v), "type catalogue entry"))
-          return fail(errc::corrupted, "bad type catalogue entry", std::string{key});
-        out.emplace_back(std::string{type->first}, type->second);
-      }
-      return out;
-    });
+  return with_read([&](MDB_txn* txn) -> result<std::vector<std::pair<std::string, std::uint32_t>>> {
+    std::vector<std::pair<std::string, std::uint32_t>> out;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, types_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k, v;
+    for (int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+      auto key = view_of(k);
+      auto type = decode_type_key(key);
+      if (!type || !unseal(key, view_of(v), "type catalogue entry"))
+        return fail(errc::corrupted, "bad type catalogue entry", std::string{key});
+      out.emplace_back(std::string{type->first}, type->second);
+    }
+    return out;
+  });
 }
 
 result<store_stats> lmdb_store::stats() const {

@@ -79,14 +79,13 @@ lmdb_result<> lmdb_store::stage_snapshot(MDB_txn* txn, const snapshot& snap, sta
   if (!head)
     return tl::unexpected(head.error());
   if (snap.version > (*head)->version)
-    return lmdb_fail(EINVAL, error{errc::invalid_argument,
-                                   "snapshot version " + std::to_string(snap.version)
-                                     + " is past the stream's version "
-                                     + std::to_string((*head)->version),
-                                   snap.stream});
+    return lmdb_fail(EINVAL,
+                     error{errc::invalid_argument,
+                           "snapshot version " + std::to_string(snap.version)
+                             + " is past the stream's version " + std::to_string((*head)->version),
+                           snap.stream});
   auto key = pair_key((*head)->stream_no, snap.version);
-  if (auto ok = put_value(txn, snapshots_, key, seal(key, encode_snapshot(snap)),
-                          "write snapshot");
+  if (auto ok = put_value(txn, snapshots_, key, seal(key, encode_snapshot(snap)), "write snapshot");
       !ok)
     return ok;
   return prune_snapshots(txn, (*head)->stream_no);
@@ -186,10 +185,9 @@ result<std::optional<snapshot>> lmdb_store::load_snapshot(std::string_view strea
       rc = mdb_cursor_get(cur.get(), &k, &v, MDB_PREV);
     else if (rc == MDB_NOTFOUND)
       rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
-    if (rc == MDB_NOTFOUND || (rc == 0 && (k.mv_size != 16
-                                           || get_be64(static_cast<const unsigned char*>(
-                                                k.mv_data))
-                                                != no)))
+    if (rc == MDB_NOTFOUND
+        || (rc == 0
+            && (k.mv_size != 16 || get_be64(static_cast<const unsigned char*>(k.mv_data)) != no)))
       return std::optional<snapshot>{};
     if (rc != 0)
       return tl::unexpected(lmdb_error(rc, "read snapshot"));
@@ -237,7 +235,7 @@ result<std::vector<checkpoint>> lmdb_store::list_checkpoints() const {
 }
 
 result<std::optional<std::string>> lmdb_store::kv_get(std::string_view space,
-                                                     std::string_view key) const {
+                                                      std::string_view key) const {
   if (!is_valid_space_name(space) || key.empty() || key.size() > max_short_field)
     return fail(errc::invalid_argument,
                 "key-value spaces are 1-255 bytes without a 0 byte, keys 1-255 bytes",
@@ -284,8 +282,8 @@ lmdb_store::kv_scan(std::string_view space, std::string_view prefix, std::string
         break;
       if (!after.empty() && key.substr(head) == after)
         continue;
-      auto body = unseal(key, view_of(v), "value " + std::string{space} + "/"
-                                            + std::string{key.substr(head)});
+      auto body = unseal(key, view_of(v),
+                         "value " + std::string{space} + "/" + std::string{key.substr(head)});
       if (!body)
         return tl::unexpected(body.error());
       out.emplace_back(std::string{key.substr(head)}, std::string{*body});

@@ -119,7 +119,7 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
 }
 
 lmdb_store::lmdb_store(std::string dir, const store_options& opts)
-  : dir_(std::move(dir)), opts_(opts) {
+    : dir_(std::move(dir)), opts_(opts) {
   std::random_device rd;
   rng_.seed((std::uint64_t{rd()} << 32) ^ rd());
 }
@@ -130,7 +130,7 @@ lmdb_store::~lmdb_store() {
     // Best effort: a clean close flushes what no_sync and append_batch_deferred left.
     if (!opts_.read_only
         && (opts_.durability != durability::sync || commits_.durable != commits_.last))
-      (void) mdb_env_sync(env_, 1);
+      (void)mdb_env_sync(env_, 1);
     mdb_env_close(env_);
   }
   if (lock_fd_ >= 0)
@@ -165,8 +165,7 @@ result<std::vector<result<append_result>>> lmdb_store::append_batch(const write_
   return write(view_of_batch(b), false);
 }
 
-result<std::vector<result<append_result>>>
-lmdb_store::append_batch_deferred(const write_batch& b) {
+result<std::vector<result<append_result>>> lmdb_store::append_batch_deferred(const write_batch& b) {
   return write(view_of_batch(b), true);
 }
 

@@ -105,12 +105,11 @@ public:
 
   result<std::vector<recorded_event>> read_stream(std::string_view stream, std::uint64_t from,
                                                   std::size_t max) const override;
-  result<std::uint64_t> visit_stream(
-    std::string_view stream, std::uint64_t from, std::size_t max,
-    const std::function<bool(const event_view&)>& visit) const override;
-  result<std::vector<recorded_event>> read_stream_backward(std::string_view stream,
-                                                           std::uint64_t from,
-                                                           std::size_t max) const override;
+  result<std::uint64_t>
+  visit_stream(std::string_view stream, std::uint64_t from, std::size_t max,
+               const std::function<bool(const event_view&)>& visit) const override;
+  result<std::vector<recorded_event>>
+  read_stream_backward(std::string_view stream, std::uint64_t from, std::size_t max) const override;
   result<std::vector<recorded_event>> read_stream_until_time(std::string_view stream,
                                                              std::int64_t ts) const override;
   result<std::uint64_t> stream_version(std::string_view stream) const override;
@@ -128,9 +127,10 @@ public:
   result<std::vector<std::pair<std::string, std::uint32_t>>> type_catalogue() const override;
   result<std::optional<std::string>> kv_get(std::string_view space,
                                             std::string_view key) const override;
-  result<std::vector<std::pair<std::string, std::string>>>
-  kv_scan(std::string_view space, std::string_view prefix, std::string_view after,
-          std::size_t max) const override;
+  result<std::vector<std::pair<std::string, std::string>>> kv_scan(std::string_view space,
+                                                                   std::string_view prefix,
+                                                                   std::string_view after,
+                                                                   std::size_t max) const override;
   result<std::vector<dead_letter>> list_dead_letters(std::string_view subscriber,
                                                      std::size_t max) const override;
   result<std::uint64_t> count_dead_letters(std::string_view subscriber) const override;
@@ -142,8 +142,7 @@ public:
   const std::string& path() const noexcept override { return dir_; }
 
 private:
-  template <class T>
-  struct span {
+  template <class T> struct span {
     const T* data = nullptr;
     std::size_t size = 0;
     const T* begin() const { return data; }
@@ -167,7 +166,7 @@ private:
   /// writer's caches only after the commit succeeds.
   struct staging {
     std::uint64_t serial = 0; ///< Tells this transaction's staged heads from stale ones.
-    std::vector<head_cache::entry*> touched; // in staging order
+    std::vector<head_cache::entry*> touched;                 // in staging order
     std::unordered_map<std::string, append_result> commands; // command_key -> outcome
     std::set<std::pair<std::string, std::uint32_t>> new_types;
     std::uint64_t position = 0;
@@ -176,7 +175,7 @@ private:
 
   /// The heads a write transaction changed, and where it put them.
   struct head_plan {
-    head_pairs changed; ///< (stream number, last position), in staging order.
+    head_pairs changed;   ///< (stream number, last position), in staging order.
     bool rewrite = false; ///< The heads table took every head; the head log starts over.
   };
 
@@ -219,8 +218,7 @@ private:
   /// Begins a read transaction, holding `lock` (remap_ shared) for it.
   result<MDB_txn*> begin_read(std::shared_lock<std::shared_mutex>& lock) const;
   /// Runs `f(txn)` in a read transaction.
-  template <class F>
-  auto with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr)));
+  template <class F> auto with_read(F&& f) const -> decltype(f(static_cast<MDB_txn*>(nullptr)));
   /// Clears the reader slots of dead processes; returns how many it cleared.
   std::uint64_t check_readers();
   /// Whether LMDB has stopped the environment (every transaction now fails
@@ -241,21 +239,19 @@ private:
   /// One attempt at a write transaction.
   lmdb_result<append_results> try_write(const batch_view& b);
   staging begin_staging();
-  lmdb_result<append_results> stage_appends(MDB_txn* txn, span<append_request> reqs,
-                                            staging& st);
+  lmdb_result<append_results> stage_appends(MDB_txn* txn, span<append_request> reqs, staging& st);
   /// Stages one append: the outer failure aborts the transaction, the inner
   /// one fails this request alone (a conflict, a bad command record).
   lmdb_result<result<append_result>> stage_append(MDB_txn* txn, const append_request& req,
                                                   staging& st, std::int64_t now);
   /// The recorded outcome of command `key` on the stream of `head`, if any.
   lmdb_result<std::optional<result<append_result>>>
-  earlier_outcome(MDB_txn* txn, const staging& st, const std::string& key,
-                  const head_state& head, const std::string& stream) const;
+  earlier_outcome(MDB_txn* txn, const staging& st, const std::string& key, const head_state& head,
+                  const std::string& stream) const;
   /// Writes one event's log record (and index entry) after `head`.
   lmdb_result<> stage_event(MDB_txn* txn, const append_request& req, const event_data& ev,
                             head_state& head, staging& st, std::int64_t now);
-  lmdb_result<> stage_outcome(MDB_txn* txn, std::string key, const append_result& r,
-                              staging& st);
+  lmdb_result<> stage_outcome(MDB_txn* txn, std::string key, const append_result& r, staging& st);
   /// The name entries of new streams and the catalogue entries of new types.
   lmdb_result<> stage_names_and_types(MDB_txn* txn, const staging& st);
   event_id new_event_id();
@@ -282,8 +278,7 @@ private:
   /// the head log (`tail_position`).
   result<std::optional<head_state>> read_head(MDB_txn* txn, std::string_view stream,
                                               bool writer = false) const;
-  result<std::optional<std::uint64_t>> stream_number(MDB_txn* txn,
-                                                     std::string_view stream) const;
+  result<std::optional<std::uint64_t>> stream_number(MDB_txn* txn, std::string_view stream) const;
   /// The position of the last event of stream `no` (never 0).
   result<std::uint64_t> head_position(MDB_txn* txn, std::string_view stream, std::uint64_t no,
                                       bool writer) const;
@@ -297,8 +292,8 @@ private:
   result<std::uint64_t> format1_tail(MDB_txn* txn) const;
   /// tail_position through the readers' index, for the snapshot of `txn`
   /// whose heads rewrite is at `heads_at` and last head-log entry at `last`.
-  result<std::uint64_t> indexed_tail(MDB_txn* txn, std::uint64_t stream_no,
-                                     std::uint64_t heads_at, std::uint64_t last) const;
+  result<std::uint64_t> indexed_tail(MDB_txn* txn, std::uint64_t stream_no, std::uint64_t heads_at,
+                                     std::uint64_t last) const;
   /// The key of the last head-log entry `txn` sees; nullopt when there is none.
   result<std::optional<std::uint64_t>> last_head_log_key(MDB_txn* txn) const;
   /// The heads changed by the commit whose head-log entry is (`key`, `value`),
@@ -307,9 +302,9 @@ private:
   result<head_pairs> head_log_entry(MDB_txn* txn, std::uint64_t prev_key, std::uint64_t key,
                                     std::string_view value) const;
   /// Calls `visit(key, pairs)` for each head-log entry in (`after`, `upto`].
-  result<void> scan_head_log(
-    MDB_txn* txn, std::uint64_t after, std::uint64_t upto,
-    const std::function<void(std::uint64_t, const head_pairs&)>& visit) const;
+  result<void>
+  scan_head_log(MDB_txn* txn, std::uint64_t after, std::uint64_t upto,
+                const std::function<void(std::uint64_t, const head_pairs&)>& visit) const;
   /// The log position up to which the heads table is complete, as `txn` sees it.
   result<std::uint64_t> read_heads_at(MDB_txn* txn) const;
 
@@ -323,9 +318,9 @@ private:
                     F&& emit) const;
   /// Where walk starts: the nearest sparse index entry at or above `top`, or
   /// the head; (version, position).
-  result<std::pair<std::uint64_t, std::uint64_t>>
-  walk_start(MDB_txn* txn, std::string_view stream, const head_state& head,
-             std::uint64_t top) const;
+  result<std::pair<std::uint64_t, std::uint64_t>> walk_start(MDB_txn* txn, std::string_view stream,
+                                                             const head_state& head,
+                                                             std::uint64_t top) const;
 
   // -- side tables (side_tables.cpp) ---------------------------------------------------
 
@@ -349,8 +344,8 @@ private:
 
   /// The log record at `pos`, checked to belong to stream number `no` at
   /// `version` (and to carry `command`, when not empty); "" or the problem.
-  std::string check_record(MDB_txn* txn, std::uint64_t pos, std::uint64_t no,
-                           std::uint64_t version, std::string_view command) const;
+  std::string check_record(MDB_txn* txn, std::uint64_t pos, std::uint64_t no, std::uint64_t version,
+                           std::string_view command) const;
   /// Walks `dbi` in read transactions of bounded length, resuming after the
   /// last key seen, and calls `check(txn, key, value)` for each entry.
   result<void> scan_in_chunks(

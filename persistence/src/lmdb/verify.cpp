@@ -89,16 +89,15 @@ void lmdb_store::check_index_entry(MDB_txn* txn, std::string_view key, std::stri
     problem(*pos, what + " points at position " + std::to_string(*pos) + ": " + bad);
 }
 
-void lmdb_store::check_command_record(MDB_txn* txn, std::string_view key,
-                                      std::string_view value, const problem_sink& problem) const {
+void lmdb_store::check_command_record(MDB_txn* txn, std::string_view key, std::string_view value,
+                                      const problem_sink& problem) const {
   if (key.size() <= 8) {
     problem(0, "a command record has a key of " + std::to_string(key.size()) + " bytes");
     return;
   }
   auto no = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
   auto command = key.substr(8);
-  auto what =
-    "command record " + std::string{command} + " of stream number " + std::to_string(no);
+  auto what = "command record " + std::string{command} + " of stream number " + std::to_string(no);
   auto r = decode_outcome(key, value, what);
   if (!r) {
     problem(0, r.error().message);
@@ -109,8 +108,7 @@ void lmdb_store::check_command_record(MDB_txn* txn, std::string_view key,
     problem(r->first_position, what + " holds an impossible range");
     return;
   }
-  if (auto bad = check_record(txn, r->first_position, no, r->first_version, command);
-      !bad.empty())
+  if (auto bad = check_record(txn, r->first_position, no, r->first_version, command); !bad.empty())
     problem(r->first_position, what + ": " + bad);
   else if (auto last = check_record(txn, r->last_position, no, r->last_version, command);
            !last.empty())

@@ -45,8 +45,8 @@ result<void> validate_request(const append_request& req, const store_options& op
       return fail(errc::invalid_argument, "schema versions start at 1", ctx());
     if (ev.payload.size() > opts.max_event_size)
       return fail(errc::invalid_argument,
-                  "event of " + std::to_string(ev.payload.size())
-                    + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
+                  "event of " + std::to_string(ev.payload.size()) + " bytes exceeds max_event_size "
+                    + std::to_string(opts.max_event_size),
                   ctx());
     if (opts.registry != nullptr && !opts.registry->can_decode(ev.type, ev.schema_version))
       return fail(errc::invalid_argument,
@@ -76,7 +76,7 @@ result<lmdb_store::append_results> lmdb_store::write(const batch_view& b, bool d
     if (done) {
       if (++commits_since_reader_check_ >= reader_check_commits
           || std::chrono::steady_clock::now() - last_reader_check_ >= reader_check_period)
-        (void) check_readers();
+        (void)check_readers();
       if (auto ok = after_commit(defer); !ok)
         return tl::unexpected(ok.error());
       return std::move(*done);
@@ -163,8 +163,7 @@ lmdb_store::stage_appends(MDB_txn* txn, span<append_request> reqs, staging& st) 
   return out;
 }
 
-lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn,
-                                                            const append_request& req,
+lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const append_request& req,
                                                             staging& st, std::int64_t now) {
   auto staged_head = writer_head(txn, req.stream, st);
   if (!staged_head)
@@ -226,9 +225,8 @@ lmdb_store::earlier_outcome(MDB_txn* txn, const staging& st, const std::string& 
   return found{decode_outcome(key, view_of(v), stream)};
 }
 
-lmdb_result<> lmdb_store::stage_event(MDB_txn* txn, const append_request& req,
-                                      const event_data& ev, head_state& head, staging& st,
-                                      std::int64_t now) {
+lmdb_result<> lmdb_store::stage_event(MDB_txn* txn, const append_request& req, const event_data& ev,
+                                      head_state& head, staging& st, std::int64_t now) {
   record_fields f;
   f.version = ++head.version;
   f.prev_position = head.last_position;
@@ -245,8 +243,7 @@ lmdb_result<> lmdb_store::stage_event(MDB_txn* txn, const append_request& req,
   head.last_position = pos;
   if (f.version % index_interval == 0) {
     auto key = pair_key(head.stream_no, f.version);
-    if (auto ok = put_value(txn, index_, key, seal(key, u64_body(pos)), "write stream index");
-        !ok)
+    if (auto ok = put_value(txn, index_, key, seal(key, u64_body(pos)), "write stream index"); !ok)
       return ok;
   }
   // Most events repeat the previous type: skip the set (and its key copy).
@@ -308,9 +305,10 @@ lmdb_result<> lmdb_store::commit(txn_guard& txn) {
   // a later flush may succeed without that page on the disk.
   if (rc > 0 && commits_.durable != commits_.last)
     broken_ = error{errc::unavailable,
-                    err.message + " while earlier commits waited for their flush; they may "
-                                  "be lost on a power loss, so the store takes no more "
-                                  "writes: reopen it",
+                    err.message
+                      + " while earlier commits waited for their flush; they may "
+                        "be lost on a power loss, so the store takes no more "
+                        "writes: reopen it",
                     dir_};
   return lmdb_fail(rc, std::move(err));
 }

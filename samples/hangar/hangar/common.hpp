@@ -54,16 +54,14 @@ namespace detail {
 /// Collects the events of one decision and applies each one to a copy of the
 /// state as it is pushed. Later checks in `decide` read that copy, so they
 /// see exactly what `evolve` (and therefore a replay) will compute.
-template <class A>
-class event_builder {
+template <class A> class event_builder {
 public:
   using state_type = typename A::state;
   using event_type = typename A::event;
 
   explicit event_builder(const state_type& s) : state_(s) {}
 
-  template <class E>
-  void push(E e) {
+  template <class E> void push(E e) {
     events_.emplace_back(std::move(e));
     state_ = A::evolve(std::move(state_), events_.back());
   }

@@ -117,8 +117,8 @@ inline constexpr std::int64_t max_retry_backoff_ns = 60 * ns_per_s;
   // 2^7 s at -10 % is 115 s, above the cap already; this also bounds the shift.
   if (consecutive_failures >= 7)
     return max_retry_backoff_ns;
-  const std::int64_t raw =
-    (std::int64_t{1} << consecutive_failures) * ns_per_s / 1000 * (1000 + jitter_permille);
+  const std::int64_t raw = (std::int64_t{1} << consecutive_failures) * ns_per_s / 1000
+                           * (1000 + jitter_permille);
   return std::min(max_retry_backoff_ns, raw);
 }
 
@@ -225,11 +225,12 @@ struct stop_provider {
 /// abandoned if it failed. Degraded inside its backoff: `backoff_not_elapsed`.
 struct invoke_tool {
   std::string tool;
-  std::string arguments;      ///< JSON text, passed through.
-  std::string correlation_id; ///< 1-255 printable bytes, unique among in-flight calls.
+  std::string arguments;            ///< JSON text, passed through.
+  std::string correlation_id;       ///< 1-255 printable bytes, unique among in-flight calls.
   std::uint32_t timeout_ms = 30000; ///< 1..600000. Default 30 s.
   std::int64_t now_ns = 0;
-  std::int32_t jitter_permille = 0; ///< -100..100, drawn by the sender: a degraded provider's backoff.
+  std::int32_t jitter_permille =
+    0; ///< -100..100, drawn by the sender: a degraded provider's backoff.
   template <class Ar> void serialize(Ar& ar) {
     ar(tool, arguments, correlation_id, timeout_ms, now_ns, jitter_permille);
   }
@@ -238,12 +239,14 @@ struct invoke_tool {
 /// The transport's answer to a start, while initializing.
 struct record_start_result {
   bool ok = false;
-  std::uint32_t tools_count = 0;  ///< When ok.
-  std::int64_t duration_ms = 0;   ///< Startup time.
-  std::vector<std::string> tags;  ///< When ok: labels the server reported.
-  std::string error;              ///< When not ok.
+  std::uint32_t tools_count = 0; ///< When ok.
+  std::int64_t duration_ms = 0;  ///< Startup time.
+  std::vector<std::string> tags; ///< When ok: labels the server reported.
+  std::string error;             ///< When not ok.
   std::int64_t now_ns = 0;
-  template <class Ar> void serialize(Ar& ar) { ar(ok, tools_count, duration_ms, tags, error, now_ns); }
+  template <class Ar> void serialize(Ar& ar) {
+    ar(ok, tools_count, duration_ms, tags, error, now_ns);
+  }
 };
 
 /// A health probe's outcome, while ready.
@@ -261,9 +264,9 @@ struct record_invocation_result {
   std::string correlation_id;
   bool ok = false;
   std::int64_t duration_ms = 0;
-  std::uint64_t result_bytes = 0;              ///< When ok.
-  std::string error;                           ///< When not ok.
-  error_type type = error_type::application;   ///< When not ok.
+  std::uint64_t result_bytes = 0;            ///< When ok.
+  std::string error;                         ///< When not ok.
+  error_type type = error_type::application; ///< When not ok.
   std::int64_t now_ns = 0;
   template <class Ar> void serialize(Ar& ar) {
     ar(correlation_id, ok, duration_ms, result_bytes, error, type, now_ns);
@@ -398,7 +401,9 @@ struct tool_invocation_completed {
   std::int64_t duration_ms = 0;
   std::uint64_t result_bytes = 0;
   std::int64_t at_ns = 0;
-  template <class Ar> void serialize(Ar& ar) { ar(correlation_id, duration_ms, result_bytes, at_ns); }
+  template <class Ar> void serialize(Ar& ar) {
+    ar(correlation_id, duration_ms, result_bytes, at_ns);
+  }
 };
 
 struct tool_invocation_failed {
@@ -408,7 +413,9 @@ struct tool_invocation_failed {
   std::string error;
   error_type type = error_type::application;
   std::int64_t at_ns = 0;
-  template <class Ar> void serialize(Ar& ar) { ar(correlation_id, duration_ms, error, type, at_ns); }
+  template <class Ar> void serialize(Ar& ar) {
+    ar(correlation_id, duration_ms, error, type, at_ns);
+  }
 };
 
 struct health_check_passed {
@@ -492,17 +499,17 @@ struct provider {
     provider_config config;
     provider_options options;
     provider_state status = provider_state::cold;
-    std::uint32_t tools_count = 0;            ///< From the last successful start.
-    std::uint32_t consecutive_failures = 0;   ///< Reset by any success.
-    std::uint64_t total_failures = 0;         ///< Every failure, application errors included.
-    std::uint64_t total_invocations = 0;      ///< Accepted invoke_tool commands (queued or requested).
+    std::uint32_t tools_count = 0;          ///< From the last successful start.
+    std::uint32_t consecutive_failures = 0; ///< Reset by any success.
+    std::uint64_t total_failures = 0;       ///< Every failure, application errors included.
+    std::uint64_t total_invocations = 0; ///< Accepted invoke_tool commands (queued or requested).
     std::int64_t last_success_ns = 0;
     std::int64_t last_failure_ns = 0;
-    std::int64_t last_used_ns = 0;            ///< Entering ready or a call; drives detect_idle.
+    std::int64_t last_used_ns = 0; ///< Entering ready or a call; drives detect_idle.
     std::string last_error;
     std::map<std::string, pending_invocation> pending; ///< By correlation id.
-    std::vector<std::string> tags;            ///< v2: from the last provider_started.
-    std::int64_t last_state_change_ns = 0;    ///< v2: when `status` last changed.
+    std::vector<std::string> tags;                     ///< v2: from the last provider_started.
+    std::int64_t last_state_change_ns = 0;             ///< v2: when `status` last changed.
     /// v3: calls waiting for the start on demand, in arrival order; only
     /// while initializing.
     std::vector<waiting_invocation> waiting;
@@ -517,9 +524,9 @@ struct provider {
     }
 
     template <class Ar> void serialize(Ar& ar, std::uint32_t version) {
-      ar(registered, id, source, mode, config, options, status, tools_count,
-         consecutive_failures, total_failures, total_invocations, last_success_ns,
-         last_failure_ns, last_used_ns, last_error, pending);
+      ar(registered, id, source, mode, config, options, status, tools_count, consecutive_failures,
+         total_failures, total_invocations, last_success_ns, last_failure_ns, last_used_ns,
+         last_error, pending);
       if (version >= 2)
         ar(tags, last_state_change_ns);
       if (version >= 3)
@@ -533,11 +540,11 @@ struct provider {
                  record_invocation_result, record_transport_died, detect_idle>;
   using event =
     std::variant<provider_registered, provider_updated, provider_deregistered,
-                 provider_state_changed, provider_started, provider_start_failed,
-                 provider_stopped, provider_degraded, provider_idle_detected,
-                 provider_transport_died, tool_invocation_requested, tool_invocation_completed,
-                 tool_invocation_failed, health_check_passed, health_check_failed,
-                 tool_invocation_queued, tool_invocation_abandoned>;
+                 provider_state_changed, provider_started, provider_start_failed, provider_stopped,
+                 provider_degraded, provider_idle_detected, provider_transport_died,
+                 tool_invocation_requested, tool_invocation_completed, tool_invocation_failed,
+                 health_check_passed, health_check_failed, tool_invocation_queued,
+                 tool_invocation_abandoned>;
 
   [[nodiscard]] static state initial() { return {}; }
 
@@ -660,7 +667,7 @@ private:
         tool_invocation_requested{c.tool, c.arguments, c.correlation_id, c.timeout_ms, c.now_ns});
     builder b{s};
     switch (s.status) {
-      case provider_state::ready: // handled above
+      case provider_state::ready:               // handled above
       case provider_state::initializing: break; // wait for the start under way
       case provider_state::degraded:
         if (c.now_ns < retry_at_ns(s, c.jitter_permille))
@@ -682,8 +689,8 @@ private:
       b.push(provider_started{s.mode, c.tools_count, c.duration_ms, c.tags});
       change(b, provider_state::ready, c.now_ns);
       for (const auto& w : s.waiting) // the calls that waited for this start, in order
-        b.push(tool_invocation_requested{w.tool, w.arguments, w.correlation_id, w.timeout_ms,
-                                         c.now_ns});
+        b.push(
+          tool_invocation_requested{w.tool, w.arguments, w.correlation_id, w.timeout_ms, c.now_ns});
       return b.take();
     }
     b.push(provider_start_failed{s.consecutive_failures + 1, c.error, c.now_ns});
@@ -785,9 +792,7 @@ private:
     s.tags = e.tags;
     s.consecutive_failures = 0;
   }
-  static void apply(state& s, const provider_start_failed& e) {
-    failed(s, e.error, e.at_ns, true);
-  }
+  static void apply(state& s, const provider_start_failed& e) { failed(s, e.error, e.at_ns, true); }
   static void apply(state& s, const provider_stopped&) {
     s.pending.clear(); // the transport is gone; late results are unknown
   }
@@ -808,12 +813,14 @@ private:
   }
 
   static void apply(state& s, const tool_invocation_queued& e) {
-    s.waiting.push_back(waiting_invocation{e.tool, e.arguments, e.correlation_id, e.timeout_ms,
-                                           e.at_ns});
+    s.waiting.push_back(
+      waiting_invocation{e.tool, e.arguments, e.correlation_id, e.timeout_ms, e.at_ns});
     ++s.total_invocations;
     s.last_used_ns = e.at_ns;
   }
-  static void apply(state& s, const tool_invocation_abandoned& e) { (void)unqueue(s, e.correlation_id); }
+  static void apply(state& s, const tool_invocation_abandoned& e) {
+    (void)unqueue(s, e.correlation_id);
+  }
   static void apply(state& s, const tool_invocation_requested& e) {
     s.pending[e.correlation_id] = pending_invocation{e.tool, e.timeout_ms, e.at_ns};
     if (!unqueue(s, e.correlation_id)) // a queued call was counted when it was accepted
@@ -835,9 +842,7 @@ private:
     s.consecutive_failures = 0;
     s.last_success_ns = e.at_ns;
   }
-  static void apply(state& s, const health_check_failed& e) {
-    failed(s, e.error, e.at_ns, true);
-  }
+  static void apply(state& s, const health_check_failed& e) { failed(s, e.error, e.at_ns, true); }
 };
 
 } // namespace hangar

@@ -119,7 +119,8 @@ enum class member_result_kind : std::uint8_t { request, health_check };
 }
 
 /// "round_robin" -> selection_strategy::round_robin; nullopt for anything else.
-[[nodiscard]] inline std::optional<selection_strategy> parse_selection_strategy(std::string_view s) {
+[[nodiscard]] inline std::optional<selection_strategy>
+parse_selection_strategy(std::string_view s) {
   for (auto v : {selection_strategy::round_robin, selection_strategy::weighted_round_robin,
                  selection_strategy::least_connections, selection_strategy::random,
                  selection_strategy::priority})
@@ -131,12 +132,12 @@ enum class member_result_kind : std::uint8_t { request, health_check };
 /// Group configuration. Ranges are checked by create/update.
 struct group_options {
   selection_strategy strategy = selection_strategy::round_robin;
-  std::uint32_t min_healthy = 1;               ///< 1..100. Default 1.
-  std::uint32_t unhealthy_threshold = 2;       ///< 1..100. Default 2 consecutive failures -> out.
-  std::uint32_t healthy_threshold = 1;         ///< 1..100. Default 1 success -> back in.
+  std::uint32_t min_healthy = 1;                ///< 1..100. Default 1.
+  std::uint32_t unhealthy_threshold = 2;        ///< 1..100. Default 2 consecutive failures -> out.
+  std::uint32_t healthy_threshold = 1;          ///< 1..100. Default 1 success -> back in.
   std::uint32_t circuit_failure_threshold = 10; ///< 1..1000. Default 10 consecutive failures.
-  std::uint32_t circuit_reset_timeout_s = 60;  ///< 1..86400. Default 60: open -> half_open.
-  std::uint32_t probe_count = 1;               ///< 1..100. Default 1 success to close.
+  std::uint32_t circuit_reset_timeout_s = 60;   ///< 1..86400. Default 60: open -> half_open.
+  std::uint32_t probe_count = 1;                ///< 1..100. Default 1 success to close.
 
   template <class Ar> void serialize(Ar& ar) {
     ar(strategy, min_healthy, unhealthy_threshold, healthy_threshold, circuit_failure_threshold,
@@ -369,7 +370,8 @@ struct group_member {
 
 struct circuit_breaker {
   circuit_state state = circuit_state::closed;
-  std::uint32_t failure_count = 0;   ///< Consecutive request failures (closed), or those that opened it.
+  std::uint32_t failure_count =
+    0; ///< Consecutive request failures (closed), or those that opened it.
   std::int64_t opened_at_ns = 0;
   std::uint32_t probes_sent = 0;     ///< Selections while half_open.
   std::uint32_t probe_successes = 0; ///< Successes while half_open.
@@ -391,8 +393,8 @@ struct provider_group {
     group_options options;
     std::map<std::string, group_member> members; ///< By provider id.
     circuit_breaker circuit;
-    group_state status = group_state::inactive;  ///< Set only by group_state_changed.
-    std::uint64_t cursor = 0;                    ///< Selections so far: drives the turn order.
+    group_state status = group_state::inactive; ///< Set only by group_state_changed.
+    std::uint64_t cursor = 0;                   ///< Selections so far: drives the turn order.
 
     /// Members in rotation.
     [[nodiscard]] std::uint32_t healthy() const {
@@ -407,14 +409,14 @@ struct provider_group {
     }
   };
 
-  using command = std::variant<create_group, update_group, delete_group, add_member,
-                               remove_member, select_member, record_member_result,
-                               reset_circuit, tick, record_member_lifecycle>;
-  using event = std::variant<group_created, group_updated, group_deleted, group_member_added,
-                             group_member_removed, group_member_health_changed,
-                             group_state_changed, group_circuit_opened,
-                             group_circuit_half_opened, group_circuit_closed, member_selected,
-                             member_result_recorded, group_member_lifecycle_changed>;
+  using command =
+    std::variant<create_group, update_group, delete_group, add_member, remove_member, select_member,
+                 record_member_result, reset_circuit, tick, record_member_lifecycle>;
+  using event =
+    std::variant<group_created, group_updated, group_deleted, group_member_added,
+                 group_member_removed, group_member_health_changed, group_state_changed,
+                 group_circuit_opened, group_circuit_half_opened, group_circuit_closed,
+                 member_selected, member_result_recorded, group_member_lifecycle_changed>;
 
   [[nodiscard]] static state initial() { return {}; }
 
@@ -452,8 +454,7 @@ private:
   using decision = cairn::decision<event>;
 
   /// Pushes `e`, then a group_state_changed when `e` changed the derived state.
-  template <class E>
-  static void push(builder& b, E e) {
+  template <class E> static void push(builder& b, E e) {
     b.push(std::move(e));
     const state& s = b.state();
     const group_state now = derive_status(s);
@@ -508,8 +509,11 @@ private:
         return *in.back(); // unreachable: slot < total
       }
       case selection_strategy::least_connections:
-        return in_turn([](const group_member& a, const group_member& b) { return a.active < b.active; },
-                       [](const group_member& a, const group_member& b) { return a.active == b.active; });
+        return in_turn([](const group_member& a,
+                          const group_member& b) { return a.active < b.active; },
+                       [](const group_member& a, const group_member& b) {
+                         return a.active == b.active;
+                       });
       case selection_strategy::random: {
         // Weighted: member i is drawn with probability weight_i / total.
         std::uint64_t total = 0;
@@ -525,9 +529,11 @@ private:
         return *in.back(); // unreachable: slot < total
       }
       case selection_strategy::priority:
-        return in_turn(
-          [](const group_member& a, const group_member& b) { return a.priority < b.priority; },
-          [](const group_member& a, const group_member& b) { return a.priority == b.priority; });
+        return in_turn([](const group_member& a,
+                          const group_member& b) { return a.priority < b.priority; },
+                       [](const group_member& a, const group_member& b) {
+                         return a.priority == b.priority;
+                       });
       case selection_strategy::round_robin: break;
     }
     return *in[s.cursor % in.size()];
@@ -623,11 +629,13 @@ private:
     if (c.kind != member_result_kind::request)
       return b.take();
     const circuit_breaker& cb = b.state().circuit;
-    if (cb.state == circuit_state::closed && cb.failure_count >= after.options.circuit_failure_threshold)
+    if (cb.state == circuit_state::closed
+        && cb.failure_count >= after.options.circuit_failure_threshold)
       push(b, group_circuit_opened{cb.failure_count, c.now_ns});
     else if (cb.state == circuit_state::half_open && !c.ok)
       push(b, group_circuit_opened{cb.failure_count, c.now_ns});
-    else if (cb.state == circuit_state::half_open && cb.probe_successes >= after.options.probe_count)
+    else if (cb.state == circuit_state::half_open
+             && cb.probe_successes >= after.options.probe_count)
       push(b, group_circuit_closed{"probes_succeeded", c.now_ns});
     return b.take();
   }
@@ -705,9 +713,7 @@ private:
     s.circuit.probes_sent = 0;
     s.circuit.probe_successes = 0;
   }
-  static void apply(state& s, const group_circuit_closed&) {
-    s.circuit = circuit_breaker{};
-  }
+  static void apply(state& s, const group_circuit_closed&) { s.circuit = circuit_breaker{}; }
   static void apply(state& s, const member_selected& e) {
     ++s.cursor;
     auto it = s.members.find(e.member);

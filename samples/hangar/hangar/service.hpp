@@ -164,10 +164,9 @@ private:
   /// Sends and waits. `correlation` ties the command to what caused it (a
   /// tool call, a request, a recovery); handlers pass the causing event on.
   template <class A>
-  cairn::result<cairn::outcome<A>> send(const std::string& id, const typename A::command& cmd,
-                                        const std::string& correlation,
-                                        const std::string& command_id = {},
-                                        const std::string& causation = {});
+  cairn::result<cairn::outcome<A>>
+  send(const std::string& id, const typename A::command& cmd, const std::string& correlation,
+       const std::string& command_id = {}, const std::string& causation = {});
 
   // Handlers (each runs on its own subscriber thread).
   cairn::result<void> on_transport(const cairn::envelope<provider::event>& e);
@@ -182,9 +181,9 @@ private:
 
   std::mutex mutex_; // guards everything below: handler threads, the timer and callers
   std::map<std::string, std::unique_ptr<transport>> transports_;
-  std::map<std::string, std::uint32_t> retries_;              ///< Recovery attempts per provider.
-  std::map<std::string, std::int64_t> retry_due_ns_;          ///< Scheduled recovery starts.
-  std::map<std::string, std::string> group_requests_;         ///< request id -> group.
+  std::map<std::string, std::uint32_t> retries_;      ///< Recovery attempts per provider.
+  std::map<std::string, std::int64_t> retry_due_ns_;  ///< Scheduled recovery starts.
+  std::map<std::string, std::string> group_requests_; ///< request id -> group.
   std::map<std::string, std::pair<std::string, std::string>> request_calls_; ///< tool, args
   std::uint64_t next_request_ = 0;
   std::mt19937_64 rng_;

@@ -65,8 +65,8 @@ struct outage {
 struct simulated_options {
   std::uint64_t seed = 1;
   std::chrono::milliseconds latency{0};
-  double failure_rate = 0;     ///< Transport failures, 0..1.
-  double error_rate = 0;       ///< Application errors, 0..1.
+  double failure_rate = 0; ///< Transport failures, 0..1.
+  double error_rate = 0;   ///< Application errors, 0..1.
   std::uint32_t tools = 3;
   std::vector<outage> outages; ///< By call number (invocations and probes count).
 };

@@ -7,10 +7,10 @@
 #include <cstdlib>
 
 /// Aborts with `what` when `cond` is false: a property the target checks.
-#define CAIRN_FUZZ_CHECK(cond, what)                                                     \
-  do {                                                                                   \
-    if (!(cond)) {                                                                       \
-      std::fprintf(stderr, "fuzz property failed: %s (%s:%d)\n", what, __FILE__, __LINE__); \
-      std::abort();                                                                      \
-    }                                                                                    \
+#define CAIRN_FUZZ_CHECK(cond, what)                                                               \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      std::fprintf(stderr, "fuzz property failed: %s (%s:%d)\n", what, __FILE__, __LINE__);        \
+      std::abort();                                                                                \
+    }                                                                                              \
   } while (false)

@@ -48,8 +48,7 @@ std::string le64(std::uint64_t v) {
   return out;
 }
 
-template <class T>
-std::string bytes_of(const T& value) {
+template <class T> std::string bytes_of(const T& value) {
   std::string out;
   encode_payload(value, out);
   return out;
@@ -71,8 +70,7 @@ public:
     });
   }
 
-  template <class T, class As>
-  void add(const T& value) {
+  template <class T, class As> void add(const T& value) {
     int i = index_.at({typeid(T), typeid(As)});
     auto& n = count_[i];
     if (n >= 3) // a few of each type keep the corpus small
@@ -83,8 +81,7 @@ public:
 
   /// Runs `commands` through A's decide and evolve, adding every command,
   /// event and the states reached.
-  template <class A>
-  void run(const std::vector<typename A::command>& commands) {
+  template <class A> void run(const std::vector<typename A::command>& commands) {
     auto s = A::initial();
     for (const auto& c : commands) {
       add<typename A::command, typename A::command>(c);
@@ -92,7 +89,8 @@ public:
       if (!d)
         continue;
       for (const auto& e : *d) {
-        std::visit([&](const auto& alt) { add<std::decay_t<decltype(alt)>, typename A::event>(alt); },
+        std::visit([&](
+                     const auto& alt) { add<std::decay_t<decltype(alt)>, typename A::event>(alt); },
                    e);
         s = A::evolve(std::move(s), e);
       }
@@ -107,8 +105,8 @@ private:
 
 void payload() {
   payload_seeds seeds;
-  seeds.run<bank::account>({bank::open_account{"ann"}, bank::deposit{100}, bank::withdraw{30},
-                            bank::withdraw{1000}});
+  seeds.run<bank::account>(
+    {bank::open_account{"ann"}, bank::deposit{100}, bank::withdraw{30}, bank::withdraw{1000}});
 
   using namespace hangar;
   provider_config sub;
@@ -182,8 +180,8 @@ void record() {
   m.user = "ops";
   event_data deposited{"money_deposited", 1, bytes_of(bank::money_deposited{100}), {}, {}};
   write("record", "with-metadata", record_of(2, "account-1", deposited, m, 2));
-  event_data stopped{"provider_stopped", 1,
-                     bytes_of(hangar::provider_stopped{"manual", t0}), {}, {}};
+  event_data stopped{
+    "provider_stopped", 1, bytes_of(hangar::provider_stopped{"manual", t0}), {}, {}};
   write("record", "hangar", record_of(129, "provider-math", stopped, {}, 128));
 }
 
@@ -201,8 +199,7 @@ void value() {
         value_seed(2, "cmd-42", format::encode_outcome(append_result{3, 5, 17, 19, false})));
   bank::account::state st{true, "ann", 70};
   snapshot snap{"account-1", 3, "account", 1, bytes_of(st)};
-  write("value", "snapshot",
-        value_seed(3, format::pair_key(1, 3), format::encode_snapshot(snap)));
+  write("value", "snapshot", value_seed(3, format::pair_key(1, 3), format::encode_snapshot(snap)));
   write("value", "format-version",
         value_seed(4, format::format_version_key, format::encode_format_version(2)));
   std::string bucket(format::head_bucket_size, '\0');
@@ -282,16 +279,25 @@ void import_line() {
   m.correlation_id = "corr-7";
   m.command_id = "cmd-42";
   m.user = "ops";
-  std::string file =
-    tools::json_object{}.add("cairn_export", std::uint64_t{1}).add("events", std::uint64_t{2})
-      .add("checkpoints", std::uint64_t{1}).str() + '\n';
+  std::string file = tools::json_object{}
+                       .add("cairn_export", std::uint64_t{1})
+                       .add("events", std::uint64_t{2})
+                       .add("checkpoints", std::uint64_t{1})
+                       .str()
+                     + '\n';
   file += event(1, 1, {}, "account_opened", bytes_of(bank::account_opened{"ann"}));
   file += event(2, 2, m, "money_deposited", bytes_of(bank::money_deposited{100}));
-  file += tools::json_object{}.add("checkpoint", "projection.balances")
-            .add("position", std::uint64_t{2}).str() + '\n';
-  file += tools::json_object{}.add("kv", "balances")
+  file += tools::json_object{}
+            .add("checkpoint", "projection.balances")
+            .add("position", std::uint64_t{2})
+            .str()
+          + '\n';
+  file += tools::json_object{}
+            .add("kv", "balances")
             .add("key_hex", tools::to_hex("account-1"))
-            .add("value_hex", tools::to_hex(bytes_of(std::int64_t{100}))).str() + '\n';
+            .add("value_hex", tools::to_hex(bytes_of(std::int64_t{100})))
+            .str()
+          + '\n';
   persistence::dead_letter dl;
   dl.subscriber = "projection.balances";
   dl.position = 2;
@@ -306,8 +312,7 @@ void import_line() {
   file += tools::dead_letter_json(dl, "dead_letter") + '\n';
   write("import_line", "export", file);
   write("import_line", "unregistered-type",
-        "{\"cairn_export\":1,\"events\":1}\n"
-          + event(1, 1, m, "legacy_note", "old LEGACY bytes"));
+        "{\"cairn_export\":1,\"events\":1}\n" + event(1, 1, m, "legacy_note", "old LEGACY bytes"));
 }
 
 void serve_line() {

@@ -15,36 +15,30 @@
 
 namespace cairn::fuzz {
 
-template <class T>
-struct tag {
-  using type = T;
-};
+template <class T> struct tag { using type = T; };
 
 enum class payload_kind { command, state, event };
 
 /// One payload type. `Variant` is what it decodes as: the command variant for
 /// commands (as the CAF-native path decodes them), the event variant for
 /// events (through the registry, as activation does), the state itself.
-template <class T, class Variant>
-struct payload_type {
+template <class T, class Variant> struct payload_type {
   using type = T;
   using as = Variant;
   payload_kind kind;
-  std::string_view name;    ///< The event's type name; empty for commands and states.
-  std::uint32_t version;    ///< The event's schema version.
+  std::string_view name; ///< The event's type name; empty for commands and states.
+  std::uint32_t version; ///< The event's schema version.
 };
 
 namespace detail {
 
-template <class A, class F, class... Es>
-void each_event(F& f, std::variant<Es...>*) {
+template <class A, class F, class... Es> void each_event(F& f, std::variant<Es...>*) {
   (f(payload_type<Es, typename A::event>{payload_kind::event, Es::type_name,
                                          persistence::schema_version_of<Es>()}),
    ...);
 }
 
-template <class A, class F>
-void each_of_aggregate(F& f) {
+template <class A, class F> void each_of_aggregate(F& f) {
   f(payload_type<typename A::command, typename A::command>{payload_kind::command, {}, 0});
   f(payload_type<typename A::state, typename A::state>{payload_kind::state, {}, 0});
   each_event<A>(f, static_cast<typename A::event*>(nullptr));
@@ -54,8 +48,7 @@ void each_of_aggregate(F& f) {
 
 /// Calls `f(payload_type<T, Variant>{...})` for every payload type of the
 /// samples, always in the same order. Never reorder: seeds name types by index.
-template <class F>
-void for_each_payload_type(F&& f) {
+template <class F> void for_each_payload_type(F&& f) {
   detail::each_of_aggregate<bank::account>(f);
   detail::each_of_aggregate<hangar::provider>(f);
   detail::each_of_aggregate<hangar::provider_group>(f);

@@ -36,21 +36,20 @@ TEST_CASE("the hangar demo opens, half-opens and closes the circuit, restarts id
 TEST_CASE("hangar serve answers one line per command, with clear errors for bad input",
           "[integration][hangar]") {
   cairn::test::temp_dir dir;
-  std::istringstream in{
-    "register p1 subprocess /bin/sh -c \"exit\"\n"
-    "register bad/id remote https://x\n"
-    "register a.b remote https://x\n"
-    "register p2 teleport\n"
-    "status p1\n"
-    "history p1\n"
-    "state-at p1 1\n"
-    "state-at p1 one\n"
-    "invoke p1 search {}\n"
-    "stop p1\n"
-    "frobnicate\n"
-    "status nobody\n"
-    "quit\n"
-    "status p1\n"};
+  std::istringstream in{"register p1 subprocess /bin/sh -c \"exit\"\n"
+                        "register bad/id remote https://x\n"
+                        "register a.b remote https://x\n"
+                        "register p2 teleport\n"
+                        "status p1\n"
+                        "history p1\n"
+                        "state-at p1 1\n"
+                        "state-at p1 one\n"
+                        "invoke p1 search {}\n"
+                        "stop p1\n"
+                        "frobnicate\n"
+                        "status nobody\n"
+                        "quit\n"
+                        "status p1\n"};
   std::ostringstream out;
   CHECK(hangar::serve(dir.sub("serve"), in, out) == 0);
   std::vector<std::string> lines;
@@ -67,7 +66,7 @@ TEST_CASE("hangar serve answers one line per command, with clear errors for bad 
   CHECK(lines[6] == "ok 1 events: v1=provider_registered");
   CHECK(lines[7].find("ok state=cold") == 0);
   CHECK(lines[8].find("VERSION must be a number") != std::string::npos);
-  CHECK(lines[9].rfind("ok requested", 0) == 0); // a cold provider starts on demand
+  CHECK(lines[9].rfind("ok requested", 0) == 0);          // a cold provider starts on demand
   CHECK(lines[10].find("rejected") != std::string::npos); // stop while starting or after it failed
   CHECK(lines[11].rfind("error invalid_argument: commands:", 0) == 0);
   CHECK(lines[12].find("not_registered") != std::string::npos);

@@ -138,9 +138,7 @@ const event_registry& bank_types() {
 }
 
 /// 2026-11-24T10:00:00Z plus `seconds`.
-std::int64_t at_time(int seconds) {
-  return (std::int64_t{1795514400} + seconds) * 1'000'000'000;
-}
+std::int64_t at_time(int seconds) { return (std::int64_t{1795514400} + seconds) * 1'000'000'000; }
 
 event_data bank_event(const bank::account::event& e, std::int64_t ts) {
   auto data = bank_types().encode(e);
@@ -263,9 +261,9 @@ TEST_CASE("events shows metadata, decoded payloads and hex for unregistered type
 TEST_CASE("events --as-of and --to show the stream as it stood", "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.path());
-  for (const auto& as_of : {std::string{"2026-11-24T10:00:15Z"},
-                            std::string{"2026-11-24T11:00:15+01:00"},
-                            std::to_string(at_time(15))}) {
+  for (const auto& as_of :
+       {std::string{"2026-11-24T10:00:15Z"}, std::string{"2026-11-24T11:00:15+01:00"},
+        std::to_string(at_time(15))}) {
     INFO("--as-of " << as_of);
     auto r = cairn_cli({"events", dir.path(), "account-alice", "--json", "--as-of", as_of});
     REQUIRE(r.code == 0);
@@ -285,8 +283,8 @@ TEST_CASE("tail prints the global log, filtered by category and type", "[integra
   REQUIRE(lines.size() == 6);
   CHECK_THAT(lines[4], Catch::StartsWith("@5 legacy-1 v1 2026-11-24T10:00:40.000000000Z"));
 
-  auto deposits = cairn_cli({"tail", dir.path(), "--category", "account", "--type",
-                             "money_deposited", "--json"});
+  auto deposits =
+    cairn_cli({"tail", dir.path(), "--category", "account", "--type", "money_deposited", "--json"});
   REQUIRE(deposits.code == 0);
   auto dl = lines_of(deposits.out);
   REQUIRE(dl.size() == 2);
@@ -298,8 +296,7 @@ TEST_CASE("tail prints the global log, filtered by category and type", "[integra
   CHECK(lines_of(from.out).size() == 1);
 }
 
-TEST_CASE("tail --follow prints events committed later and ends on SIGTERM",
-          "[integration][cli]") {
+TEST_CASE("tail --follow prints events committed later and ends on SIGTERM", "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.path());
   cli_process follow{{"tail", dir.path(), "--follow", "--from", "7", "--json"}};
@@ -348,8 +345,7 @@ TEST_CASE("stats reports counts, sizes, the type catalogue and the oldest and ne
   CHECK(s["types"][0]["decodable"].GetBool());
 }
 
-TEST_CASE("checkpoints lists names, positions and how far behind they are",
-          "[integration][cli]") {
+TEST_CASE("checkpoints lists names, positions and how far behind they are", "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.path());
   auto text = cairn_cli({"checkpoints", dir.path()});
@@ -380,21 +376,19 @@ TEST_CASE("bad input gives one line on stderr and exit code 2", "[integration][c
   cases.push_back({{"events", dir.sub("store"), "no_dash"}, "invalid stream name"});
   cases.push_back({{"events", dir.sub("store"), "account-nobody"}, "no such stream"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--from", "abc"}, "--from"});
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"},
-                   "not a time"});
+  cases.push_back(
+    {{"events", dir.sub("store"), "account-alice", "--as-of", "yesterday"}, "not a time"});
   cases.push_back({{"tail", dir.sub("store"), "--from", "-3"}, "--from"});
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"},
-                   "--to"});
+  cases.push_back(
+    {{"events", dir.sub("store"), "account-alice", "--to", "99999999999999999999"}, "--to"});
   // Beyond what int64 nanoseconds reach: refused, never wrapped.
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
-                    "9999-12-31T23:59:59Z"},
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "9999-12-31T23:59:59Z"},
                    "time out of range"});
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
-                    "0001-01-01T00:00:00Z"},
+  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "0001-01-01T00:00:00Z"},
                    "time out of range"});
-  cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of",
-                    "2026-11-24T10:00:00.1234567890Z"},
-                   "not a time"});
+  cases.push_back(
+    {{"events", dir.sub("store"), "account-alice", "--as-of", "2026-11-24T10:00:00.1234567890Z"},
+     "not a time"});
   cases.push_back({{"events", dir.sub("store"), "account-alice", "--as-of", "2026-11-24T10:00:00+"},
                    "not a time"});
   cases.push_back({{"frobnicate", dir.sub("store")}, "frobnicate"});
@@ -581,8 +575,8 @@ TEST_CASE("verify and a backup run while another thread appends; the backup veri
     for (int i = 0; !stop.load(); ++i) {
       std::vector<event_data> batch;
       for (int k = 0; k < 8; ++k)
-        batch.push_back(bank_types().encode(bank::account::event{bank::money_deposited{k + 1}})
-                          .value());
+        batch.push_back(
+          bank_types().encode(bank::account::event{bank::money_deposited{k + 1}}).value());
       auto r = store->append(cairn::test::request("account-" + std::to_string(i % 50),
                                                   expected_version::any(), std::move(batch)));
       if (!r)
@@ -799,8 +793,8 @@ TEST_CASE("import refuses a payload whose string length says 4 GiB, naming its l
   std::string hostile{"\x00\x00\x00\x00\x01\x00\x00\x00", 8};
   hostile += std::string(85, 'x');
   write_lines(dir.sub("hostile.jsonl"),
-              {header_line(2), event_line(1, "account-alice", 1, "account_opened",
-                                          hex_of(encoded_opened("Alice"))),
+              {header_line(2),
+               event_line(1, "account-alice", 1, "account_opened", hex_of(encoded_opened("Alice"))),
                event_line(2, "account-bob", 1, "account_opened", hex_of(hostile))});
   auto r = cairn_cli({"import", dir.sub("store"), dir.sub("hostile.jsonl")});
   CHECK(r.code == 2);
@@ -812,8 +806,8 @@ TEST_CASE("import refuses a payload whose string length says 4 GiB, naming its l
   // A truncated payload of a registered type is refused just the same, flag or not.
   write_lines(dir.sub("short.jsonl"),
               {header_line(1), event_line(1, "account-alice", 1, "account_opened", "0500")});
-  auto t = cairn_cli({"import", dir.sub("store2"), dir.sub("short.jsonl"),
-                      "--allow-unknown-types"});
+  auto t =
+    cairn_cli({"import", dir.sub("store2"), dir.sub("short.jsonl"), "--allow-unknown-types"});
   CHECK(t.code == 2);
   CHECK_THAT(t.err, Catch::Contains("short.jsonl line 2") && Catch::Contains("does not decode"));
 
@@ -873,7 +867,6 @@ TEST_CASE("import refuses a line longer than 64 MiB without reading it whole",
                       && Catch::Contains("long.jsonl line 2"));
 }
 
-
 TEST_CASE("verify and events report a stored payload whose length says 4 GiB, without "
           "allocating it",
           "[integration][cli][bounded]") {
@@ -883,7 +876,8 @@ TEST_CASE("verify and events report a stored payload whose length says 4 GiB, wi
     auto store = cairn::test::open_ok(dir.path());
     std::string hostile{"\x00\x00\x00\x00\x01\x00\x00\x00", 8};
     hostile += std::string(85, 'x');
-    cairn::test::append_ok(*store, "account-carol", {cairn::test::event("account_opened", hostile)});
+    cairn::test::append_ok(*store, "account-carol",
+                           {cairn::test::event("account_opened", hostile)});
   }
   auto v = cairn_cli({"verify", dir.path()});
   CHECK(v.code == 1);

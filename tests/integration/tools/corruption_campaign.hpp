@@ -69,7 +69,7 @@ inline outcome await(pid_t pid, std::chrono::seconds limit, int* exit_code = nul
     if (r == pid)
       break;
     if (std::chrono::steady_clock::now() > deadline) {
-      (void) kill_and_reap(pid, status);
+      (void)kill_and_reap(pid, status);
       return outcome::hung;
     }
     ::usleep(2000);
@@ -210,14 +210,15 @@ inline void build_store(const std::string& dir) {
         req.events.push_back(*e);
       }
       for (int i = 0; i < 10; ++i) {
-        auto e = types.encode(bank::account::event{bank::money_deposited{static_cast<std::int64_t>(1 + rng() % 100)}});
+        auto e = types.encode(
+          bank::account::event{bank::money_deposited{static_cast<std::int64_t>(1 + rng() % 100)}});
         REQUIRE(e);
         req.events.push_back(*e);
       }
       b.appends.push_back(std::move(req));
       if (round % 4 == 3)
-        b.snapshots.push_back(cp::snapshot{stream, std::uint64_t(round) * 10 + 1, "account",
-                                           1, std::string(50 + rng() % 3000, 's')});
+        b.snapshots.push_back(cp::snapshot{stream, std::uint64_t(round) * 10 + 1, "account", 1,
+                                           std::string(50 + rng() % 3000, 's')});
       cp::kv_op kv;
       kv.space = "balances";
       kv.key = stream;
@@ -293,8 +294,8 @@ inline results run(int copies, std::uint64_t seed) {
 
 inline std::string describe(const results& r, int copies, std::uint64_t seed) {
   return std::to_string(copies) + " damaged copies (CAIRN_CRASH_SEED=" + std::to_string(seed)
-         + "):\n  open + read everything: " + r.reads.str() + "\n  cairn verify: "
-         + r.verify.str() + " (" + std::to_string(r.verify_damaged)
+         + "):\n  open + read everything: " + r.reads.str() + "\n  cairn verify: " + r.verify.str()
+         + " (" + std::to_string(r.verify_damaged)
          + " reported as a damaged B-tree page)\n  cairn export: " + r.exporter.str()
          + "\n  runtime activation: " + r.runtime.str();
 }

@@ -35,7 +35,7 @@ namespace {
 namespace fs = std::filesystem;
 
 struct cli_run {
-  int code = -1;   ///< Exit code, or 128 + the signal.
+  int code = -1; ///< Exit code, or 128 + the signal.
   bool signalled = false;
   std::string out;
   std::string err;

@@ -29,38 +29,26 @@ struct tally {
   static constexpr const char* category = "tally";
   struct state {
     std::int64_t total = 0;
-    template <class Ar>
-    void serialize(Ar& ar) {
-      ar(total);
-    }
+    template <class Ar> void serialize(Ar& ar) { ar(total); }
   };
   struct add {
     std::int64_t n = 0;
-    template <class Ar>
-    void serialize(Ar& ar) {
-      ar(n);
-    }
+    template <class Ar> void serialize(Ar& ar) { ar(n); }
   };
   struct poison {
-    template <class Ar>
-    void serialize(Ar&) {}
+    template <class Ar> void serialize(Ar&) {}
   };
   struct explode {
-    template <class Ar>
-    void serialize(Ar&) {}
+    template <class Ar> void serialize(Ar&) {}
   };
   struct added {
     static constexpr const char* type_name = "tally_added";
     std::int64_t n = 0;
-    template <class Ar>
-    void serialize(Ar& ar) {
-      ar(n);
-    }
+    template <class Ar> void serialize(Ar& ar) { ar(n); }
   };
   struct poisoned {
     static constexpr const char* type_name = "tally_poisoned";
-    template <class Ar>
-    void serialize(Ar&) {}
+    template <class Ar> void serialize(Ar&) {}
   };
   using command = std::variant<add, poison, explode>;
   using event = std::variant<added, poisoned>;
@@ -206,7 +194,9 @@ struct fixture {
     sys->spawn([agg, m, out = replies](caf::event_based_actor* self) {
       self->request(agg, caf::infinite, command_atom::value, m)
         .then([out](reply_msg& r) { out->push_back(std::move(r)); },
-              [out](caf::error&) { out->push_back(error_reply({errc::internal, "no answer"})); });
+              [out](caf::error&) {
+                out->push_back(error_reply({errc::internal, "no answer"}));
+              });
     });
   }
 

@@ -26,21 +26,19 @@ using report_atom = caf::atom_constant<caf::atom("t_report")>;
 
 /// What the aggregate doubles do, and what they saw. One per test.
 struct script {
-  bool activation_fails = false; ///< Report a failed recovery.
-  bool defer_activation = false; ///< Report only on report_atom.
-  bool hold_stop = false;        ///< Quit on stop only after release_atom.
-  int spawned = 0;               ///< Incarnations so far.
+  bool activation_fails = false;  ///< Report a failed recovery.
+  bool defer_activation = false;  ///< Report only on report_atom.
+  bool hold_stop = false;         ///< Quit on stop only after release_atom.
+  int spawned = 0;                ///< Incarnations so far.
   std::vector<caf::actor> actors; ///< Every incarnation, in spawn order.
 };
 
 /// An aggregate double: answers each command with its incarnation number in
 /// `first_version` and the command's id in `message`; the payload "throw"
 /// plays user code that threw (failed_atom, then it quits).
-caf::behavior fake_aggregate(caf::event_based_actor* self, std::string stream,
-                             caf::actor registry, std::shared_ptr<script> s, int incarnation) {
-  auto report = [=] {
-    self->send(registry, activated_atom::value, stream, !s->activation_fails);
-  };
+caf::behavior fake_aggregate(caf::event_based_actor* self, std::string stream, caf::actor registry,
+                             std::shared_ptr<script> s, int incarnation) {
+  auto report = [=] { self->send(registry, activated_atom::value, stream, !s->activation_fails); };
   if (!s->defer_activation)
     report();
   return {
@@ -252,7 +250,7 @@ TEST_CASE("commands sent while an aggregate passivates reach its next incarnatio
     CHECK(per["during" + std::to_string(i)] == 1);
   }
   for (std::size_t i = 1; i < f.seen->replies.size(); ++i) {
-    CHECK(f.seen->replies[i].first_version == 2); // the next incarnation
+    CHECK(f.seen->replies[i].first_version == 2);                          // the next incarnation
     CHECK(f.seen->replies[i].message == "during" + std::to_string(i - 1)); // in order
   }
   CHECK(f.m.snapshot().passivations == 1);
@@ -268,7 +266,7 @@ TEST_CASE("at most max_activations aggregates recover at once; the rest wait the
   f.command("b", "cb");
   f.command("c", "cc");
   f.command("c", "cc2");
-  CHECK(f.s->spawned == 2); // c waits for a slot
+  CHECK(f.s->spawned == 2);           // c waits for a slot
   CHECK(f.seen->replies.size() == 2); // a and b answer while they recover
   caf::anon_send(f.s->actors[0], report_atom::value);
   f.sched->run();

@@ -97,20 +97,19 @@ struct fixture {
 
   /// Sends `xs` to `dest`, runs everything, and returns the answer; a CAF
   /// error comes back as the cairn error it carries.
-  template <class T, class... Ts>
-  cairn::result<T> ask(const caf::actor& dest, Ts... xs) {
+  template <class T, class... Ts> cairn::result<T> ask(const caf::actor& dest, Ts... xs) {
     caf::scoped_actor self{*sys};
     auto h = self->request(dest, caf::infinite, xs...);
     sched->run();
     cairn::result<T> out = cairn::fail(errc::internal, "no answer");
     if (self->mailbox().empty())
       return out; // receive would block forever: nothing else runs
-    h.receive([&](T& v) { out = std::move(v); },
-              [&](caf::error& e) {
-                auto carried = from_caf_error(e);
-                out = tl::unexpected(carried ? *carried
-                                             : cairn::error{errc::internal, sys->render(e)});
-              });
+    h.receive(
+      [&](T& v) { out = std::move(v); },
+      [&](caf::error& e) {
+        auto carried = from_caf_error(e);
+        out = tl::unexpected(carried ? *carried : cairn::error{errc::internal, sys->render(e)});
+      });
     return out;
   }
 

@@ -54,8 +54,9 @@ inline std::vector<hangar::provider::event> with(std::vector<hangar::provider::e
 /// Checks that the provider_state_changed events among `events` are exactly
 /// `moves`, in order.
 template <class Events>
-void require_state_changes(const Events& events,
-                           std::vector<std::pair<hangar::provider_state, hangar::provider_state>> moves) {
+void require_state_changes(
+  const Events& events,
+  std::vector<std::pair<hangar::provider_state, hangar::provider_state>> moves) {
   std::vector<std::pair<hangar::provider_state, hangar::provider_state>> seen;
   for (const auto& e : events)
     if (auto* c = std::get_if<hangar::provider_state_changed>(&e))
@@ -63,8 +64,7 @@ void require_state_changes(const Events& events,
   REQUIRE(seen == moves);
 }
 
-template <class T, class Events>
-const T& only(const Events& events) {
+template <class T, class Events> const T& only(const Events& events) {
   const T* found = nullptr;
   for (const auto& e : events)
     if (auto* p = std::get_if<T>(&e)) {
@@ -75,8 +75,7 @@ const T& only(const Events& events) {
   return *found;
 }
 
-template <class T, class Events>
-bool has(const Events& events) {
+template <class T, class Events> bool has(const Events& events) {
   for (const auto& e : events)
     if (std::holds_alternative<T>(e))
       return true;
@@ -92,14 +91,12 @@ inline hangar::group_options small_group_options() {
 }
 
 /// A group "tools" with members a, b, c (weights 1, 2, 3; priorities 3, 1, 1).
-inline std::vector<hangar::provider_group::event> group_history(
-  hangar::group_options o = small_group_options()) {
+inline std::vector<hangar::provider_group::event>
+group_history(hangar::group_options o = small_group_options()) {
   using namespace hangar;
-  return {group_created{"tools", o},
-          group_member_added{"a", 1, 3},
+  return {group_created{"tools", o}, group_member_added{"a", 1, 3},
           group_state_changed{group_state::inactive, group_state::healthy, 1, 1},
-          group_member_added{"b", 2, 1},
-          group_member_added{"c", 3, 1}};
+          group_member_added{"b", 2, 1}, group_member_added{"c", 3, 1}};
 }
 
 } // namespace hangar_test

@@ -24,8 +24,7 @@ std::string golden(const std::string& name) {
   return std::string{std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
 }
 
-template <class T>
-std::string bytes_of(const T& value) {
+template <class T> std::string bytes_of(const T& value) {
   std::string out;
   cairn::persistence::encode_payload(value, out);
   return out;

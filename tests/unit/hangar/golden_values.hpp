@@ -51,10 +51,9 @@ struct provider_state_v2 {
   std::int64_t last_state_change_ns = 0;
 
   template <class Ar> void serialize(Ar& ar, std::uint32_t) {
-    ar(v1.registered, v1.id, v1.source, v1.mode, v1.config, v1.options, v1.status,
-       v1.tools_count, v1.consecutive_failures, v1.total_failures, v1.total_invocations,
-       v1.last_success_ns, v1.last_failure_ns, v1.last_used_ns, v1.last_error, v1.pending, tags,
-       last_state_change_ns);
+    ar(v1.registered, v1.id, v1.source, v1.mode, v1.config, v1.options, v1.status, v1.tools_count,
+       v1.consecutive_failures, v1.total_failures, v1.total_invocations, v1.last_success_ns,
+       v1.last_failure_ns, v1.last_used_ns, v1.last_error, v1.pending, tags, last_state_change_ns);
   }
 };
 

@@ -41,11 +41,11 @@ std::vector<std::string> requested(const std::vector<provider::event>& events) {
 
 /// Degraded at 100 s after 3 consecutive failures: backoff min(60, 2^3) = 8 s.
 pkit degraded_at_100s() {
-  return pkit{with(ready_history(), {health_check_failed{1, "x", sec(80)},
-                                     health_check_failed{2, "x", sec(90)},
-                                     health_check_failed{3, "x", sec(100)},
-                                     provider_degraded{3, 3, "health_check_failed"},
-                                     moved(ps::ready, ps::degraded, sec(100))})};
+  return pkit{
+    with(ready_history(),
+         {health_check_failed{1, "x", sec(80)}, health_check_failed{2, "x", sec(90)},
+          health_check_failed{3, "x", sec(100)}, provider_degraded{3, 3, "health_check_failed"},
+          moved(ps::ready, ps::degraded, sec(100))})};
 }
 
 record_member_result failure(const std::string& member, std::int64_t now_ns) {
@@ -166,7 +166,8 @@ TEST_CASE("a provider stopped as idle serves its next call after a fresh start",
   CHECK(t.state().total_failures == 0);
 }
 
-TEST_CASE("a stop is refused while calls wait for the start", "[unit][hangar][provider][on_demand]") {
+TEST_CASE("a stop is refused while calls wait for the start",
+          "[unit][hangar][provider][on_demand]") {
   pkit t{{math_registered()}};
   REQUIRE(t.when(call("c1", sec(1))));
   CHECK(t.when(stop_provider{"manual", sec(1)}).error().reason == "still_initializing");
@@ -186,8 +187,8 @@ TEST_CASE("the retry backoff never exceeds 60 s, for every n and jitter",
         FAIL("backoff out of (0, 60 s]");
       }
     }
-  CHECK(retry_backoff_ns(6, 100) == sec(60));  // 64 s + 10 % capped: was 66 s
-  CHECK(retry_backoff_ns(5, 100) == sec(32) + sec(32) / 10); // below the cap: jitter kept
+  CHECK(retry_backoff_ns(6, 100) == sec(60));                 // 64 s + 10 % capped: was 66 s
+  CHECK(retry_backoff_ns(5, 100) == sec(32) + sec(32) / 10);  // below the cap: jitter kept
   CHECK(retry_backoff_ns(6, -100) == sec(64) - sec(64) / 10); // 57.6 s: the jitter still spreads
   CHECK(retry_backoff_ns(1000, 100) == sec(60));
 }
@@ -297,8 +298,8 @@ TEST_CASE("random is weighted: 9:1 weights give 5-15 : 1 over 1000 picks",
   CAPTURE(heavy, light);
   REQUIRE(light > 0);
   const double ratio = static_cast<double>(heavy) / static_cast<double>(light);
-  WARN("weighted random, 9:1 weights, 1000 picks from seed 42: " << heavy << " : " << light
-                                                                  << " = " << ratio);
+  WARN("weighted random, 9:1 weights, 1000 picks from seed 42: " << heavy << " : " << light << " = "
+                                                                 << ratio);
   CHECK(ratio >= 5.0);
   CHECK(ratio <= 15.0);
 }

@@ -21,8 +21,7 @@ using hangar_test::sec;
 
 namespace {
 
-template <class T>
-std::string bytes_of(const T& value) {
+template <class T> std::string bytes_of(const T& value) {
   std::string out;
   cairn::persistence::encode_payload(value, out);
   return out;
@@ -77,8 +76,7 @@ void run(std::uint64_t seed, int steps, Next next, Check check) {
   CHECK(accepted > steps / 10); // the generator reaches past the rejections
 }
 
-template <class T>
-T pick(std::mt19937_64& rng, std::initializer_list<T> options) {
+template <class T> T pick(std::mt19937_64& rng, std::initializer_list<T> options) {
   std::uniform_int_distribution<std::size_t> d{0, options.size() - 1};
   return *(options.begin() + d(rng));
 }
@@ -103,13 +101,15 @@ public:
       }
       return "c" + std::to_string(roll(rng, next_call_ + 1));
     };
-    const auto type = pick(rng, {error_type::application, error_type::transport, error_type::timeout});
+    const auto type = pick(rng,
+                           {error_type::application, error_type::transport, error_type::timeout});
     switch (roll(rng, 13)) {
       case 0: {
         provider_options o;
         o.max_consecutive_failures = max_failures_;
         o.idle_ttl_s = static_cast<std::uint32_t>(roll(rng, 2) == 0 ? 300 : 0); // 0: rejected
-        return register_provider{"p", "prop", provider_mode::subprocess, hangar_test::math_config(), o};
+        return register_provider{"p", "prop", provider_mode::subprocess, hangar_test::math_config(),
+                                 o};
       }
       case 1: {
         provider_options o = s.options;
@@ -122,8 +122,8 @@ public:
       case 5: return stop_provider{roll(rng, 8) == 0 ? "" : "manual", now_};
       case 6:
       case 7:
-        return invoke_tool{"add", "{}", "c" + std::to_string(next_call_++), 30000, now_,
-                           static_cast<std::int32_t>(roll(rng, 201) - 100)};
+        return invoke_tool{"add", "{}", "c" + std::to_string(next_call_++),
+                           30000, now_, static_cast<std::int32_t>(roll(rng, 201) - 100)};
       case 8:
       case 9:
         return record_invocation_result{some_call(), roll(rng, 2) == 0, 5, 10, "err", type, now_};
@@ -200,14 +200,13 @@ struct group_gen {
         return tick{now};
       case 4:
       case 5:
-      case 6:
-        return select_member{"r" + std::to_string(next_request++), now, rng()};
+      case 6: return select_member{"r" + std::to_string(next_request++), now, rng()};
       case 7:
-        return record_member_lifecycle{
-          member,
-          pick(rng, {member_lifecycle::starting, member_lifecycle::ready,
-                     member_lifecycle::stopped, member_lifecycle::failing}),
-          "prop", now};
+        return record_member_lifecycle{member,
+                                       pick(rng,
+                                            {member_lifecycle::starting, member_lifecycle::ready,
+                                             member_lifecycle::stopped, member_lifecycle::failing}),
+                                       "prop", now};
       default:
         return record_member_result{member, roll(rng, 3) == 0,
                                     roll(rng, 5) == 0 ? member_result_kind::health_check
@@ -259,7 +258,8 @@ TEST_CASE("provider: live state equals replay of the stored events, invariants h
           "[unit][hangar][provider][property]") {
   for (std::uint64_t seed : {1u, 2u, 3u, 42u, 2024u}) {
     CAPTURE(seed);
-    run<provider>(seed, 3000, provider_gen{static_cast<std::uint32_t>(1 + seed % 3)}, check_provider);
+    run<provider>(seed, 3000, provider_gen{static_cast<std::uint32_t>(1 + seed % 3)},
+                  check_provider);
   }
 }
 

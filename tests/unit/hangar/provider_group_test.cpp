@@ -66,8 +66,8 @@ TEST_CASE("group state: no member in rotation -> inactive", "[unit][hangar][grou
   auto gone = t.when(remove_member{"a"});
   REQUIRE(gone);
   CHECK(state_changes(*gone)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::healthy,
-                                                             group_state::inactive}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::healthy, group_state::inactive}});
   const auto& changed = only<group_state_changed>(*gone);
   CHECK(changed.healthy == 0);
   CHECK(changed.total == 0);
@@ -104,21 +104,20 @@ TEST_CASE("group state: circuit open -> degraded, and requests are refused",
   auto d = t.when(failure("c", sec(3)));
   REQUIRE(d);
   CHECK(state_changes(*d)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::healthy,
-                                                             group_state::degraded}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::healthy, group_state::degraded}});
   CHECK(t.state().status == group_state::degraded);
   CHECK_FALSE(provider_group::accepts_requests(t.state().status));
   CHECK(t.when(select_member{"r1", sec(4), 0}).error().reason == "circuit_open");
 }
 
-TEST_CASE("deleting a group makes it inactive; it may be created again",
-          "[unit][hangar][group]") {
+TEST_CASE("deleting a group makes it inactive; it may be created again", "[unit][hangar][group]") {
   kit t{group_history()};
   auto d = t.when(delete_group{});
   REQUIRE(d);
   CHECK(state_changes(*d)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::healthy,
-                                                             group_state::inactive}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::healthy, group_state::inactive}});
   CHECK(t.when(add_member{"a", 1, 1}).error().reason == "group_not_found");
   CHECK(t.when(create_group{"other", {}}).error().reason == "group_id_mismatch");
   REQUIRE(t.when(create_group{"tools", {}}));
@@ -182,8 +181,8 @@ TEST_CASE("when every member leaves rotation the group is inactive and refuses r
   auto d = t.when(failure("c", sec(3)));
   REQUIRE(d);
   CHECK(state_changes(*d)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::healthy,
-                                                             group_state::inactive}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::healthy, group_state::inactive}});
   CHECK(t.when(select_member{"r1", sec(4), 0}).error().reason == "no_healthy_members");
 }
 
@@ -334,8 +333,8 @@ TEST_CASE("reset_circuit closes an open or half-open breaker by hand",
   REQUIRE(d);
   CHECK(only<group_circuit_closed>(*d).reason == "manual_reset");
   CHECK(state_changes(*d)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::degraded,
-                                                             group_state::healthy}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::degraded, group_state::healthy}});
   auto clean = t.when(reset_circuit{sec(102)});
   REQUIRE(clean);
   CHECK(clean->empty());
@@ -354,7 +353,8 @@ namespace {
 std::vector<std::string> picks(kit& t, int n, std::uint64_t seed = 0) {
   std::vector<std::string> out;
   for (int i = 0; i < n; ++i) {
-    auto d = t.when(select_member{"r" + std::to_string(i), sec(1), seed + static_cast<std::uint64_t>(i)});
+    auto d =
+      t.when(select_member{"r" + std::to_string(i), sec(1), seed + static_cast<std::uint64_t>(i)});
     REQUIRE(d);
     out.push_back(only<member_selected>(*d).member);
   }
@@ -380,8 +380,7 @@ TEST_CASE("weighted_round_robin gives each member weight turns per cycle",
   CHECK(picks(t, 6) == std::vector<std::string>{"a", "b", "b", "c", "c", "c"});
 }
 
-TEST_CASE("least_connections picks the member with fewest open requests",
-          "[unit][hangar][group]") {
+TEST_CASE("least_connections picks the member with fewest open requests", "[unit][hangar][group]") {
   kit t = with_strategy(selection_strategy::least_connections);
   // All tie at first; among ties the selection cursor (0, 1, 2) takes turns.
   CHECK(picks(t, 3) == std::vector<std::string>{"a", "c", "b"});
@@ -399,8 +398,7 @@ TEST_CASE("random is a function of the seed in the command", "[unit][hangar][gro
   CHECK(std::count(a.begin(), a.end(), "c") > 0);
 }
 
-TEST_CASE("priority picks the lowest value, taking turns among ties",
-          "[unit][hangar][group]") {
+TEST_CASE("priority picks the lowest value, taking turns among ties", "[unit][hangar][group]") {
   kit t = with_strategy(selection_strategy::priority); // a 3, b 1, c 1
   CHECK(picks(t, 4) == std::vector<std::string>{"b", "c", "b", "c"});
 }
@@ -506,8 +504,8 @@ TEST_CASE("an update replaces the options and re-derives the group state",
   auto d = t.when(update_group{o});
   REQUIRE(d);
   CHECK(state_changes(*d)
-        == std::vector<std::pair<group_state, group_state>>{{group_state::healthy,
-                                                             group_state::partial}});
+        == std::vector<std::pair<group_state, group_state>>{
+          {group_state::healthy, group_state::partial}});
 }
 
 TEST_CASE("strategy names parse back", "[unit][hangar][group]") {

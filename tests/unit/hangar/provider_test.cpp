@@ -41,7 +41,8 @@ record_invocation_result call_failed(const std::string& correlation_id, error_ty
 }
 
 record_invocation_result call_ok(const std::string& correlation_id, std::int64_t now_ns) {
-  return record_invocation_result{correlation_id, true, 10, 42, "", error_type::application, now_ns};
+  return record_invocation_result{correlation_id,          true,  10, 42, "",
+                                  error_type::application, now_ns};
 }
 
 } // namespace
@@ -176,9 +177,9 @@ TEST_CASE("ready -> dead: transport died", "[unit][hangar][provider]") {
 }
 
 TEST_CASE("degraded -> cold: stop", "[unit][hangar][provider]") {
-  kit t{with(ready_history(1), {health_check_failed{1, "x", sec(5)},
-                                provider_degraded{1, 1, "health_check_failed"},
-                                moved(ps::ready, ps::degraded, sec(5))})};
+  kit t{with(ready_history(1),
+             {health_check_failed{1, "x", sec(5)}, provider_degraded{1, 1, "health_check_failed"},
+              moved(ps::ready, ps::degraded, sec(5))})};
   auto d = t.when(stop_provider{"max_retries_exceeded", sec(6)});
   REQUIRE(d);
   require_state_changes(*d, {{ps::degraded, ps::cold}});
@@ -188,11 +189,10 @@ TEST_CASE("degraded -> cold: stop", "[unit][hangar][provider]") {
 
 TEST_CASE("degraded -> initializing: retry after backoff", "[unit][hangar][provider]") {
   // Degraded at 100 s after 3 consecutive failures: backoff min(60, 2^3) = 8 s.
-  kit t{with(ready_history(), {health_check_failed{1, "x", sec(80)},
-                               health_check_failed{2, "x", sec(90)},
-                               health_check_failed{3, "x", sec(100)},
-                               provider_degraded{3, 3, "health_check_failed"},
-                               moved(ps::ready, ps::degraded, sec(100))})};
+  kit t{with(ready_history(),
+             {health_check_failed{1, "x", sec(80)}, health_check_failed{2, "x", sec(90)},
+              health_check_failed{3, "x", sec(100)}, provider_degraded{3, 3, "health_check_failed"},
+              moved(ps::ready, ps::degraded, sec(100))})};
   CHECK(provider::retry_at_ns(t.state(), 0) == sec(108));
   auto early = t.when(start_provider{sec(107), 0});
   REQUIRE_FALSE(early);
@@ -342,8 +342,7 @@ TEST_CASE("a stop abandons calls in flight", "[unit][hangar][provider]") {
   CHECK(t.when(call_ok("c1", sec(5))).error().reason == "unknown_correlation_id");
 }
 
-TEST_CASE("retry backoff is min(60, 2^n x (1 + jitter)) seconds",
-          "[unit][hangar][provider]") {
+TEST_CASE("retry backoff is min(60, 2^n x (1 + jitter)) seconds", "[unit][hangar][provider]") {
   CHECK(retry_backoff_ns(0, 0) == sec(1));
   CHECK(retry_backoff_ns(3, 0) == sec(8));
   CHECK(retry_backoff_ns(5, 0) == sec(32));
@@ -444,8 +443,7 @@ TEST_CASE("each mode needs its config", "[unit][hangar][provider]") {
   provider_config bad_group;
   bad_group.endpoint = "not a group";
   CHECK(t.when(reg(provider_mode::group, bad_group)).error().reason == "invalid_group_id");
-  CHECK(t.when(reg(static_cast<provider_mode>(7), math_config())).error().reason
-        == "invalid_mode");
+  CHECK(t.when(reg(static_cast<provider_mode>(7), math_config())).error().reason == "invalid_mode");
   provider_config remote;
   remote.endpoint = "http://localhost:9000/mcp";
   REQUIRE(t.when(reg(provider_mode::remote, remote)));

@@ -28,8 +28,7 @@ TEST_CASE("well-formed stream names are accepted", "[unit][model][stream_name]")
     CHECK(cairn::validate_stream_name(name).has_value());
 }
 
-TEST_CASE("a name of exactly 255 bytes is accepted and 256 is not",
-          "[unit][model][stream_name]") {
+TEST_CASE("a name of exactly 255 bytes is accepted and 256 is not", "[unit][model][stream_name]") {
   auto at_limit = "c-" + std::string(253, 'x');
   REQUIRE(at_limit.size() == cairn::max_stream_name_size);
   CHECK(cairn::validate_stream_name(at_limit).has_value());
@@ -60,8 +59,7 @@ TEST_CASE("a stream name with a byte outside the alphabet names the byte",
   }
 }
 
-TEST_CASE("a stream name without a dash has no category prefix",
-          "[unit][model][stream_name]") {
+TEST_CASE("a stream name without a dash has no category prefix", "[unit][model][stream_name]") {
   auto err = rejection_of("account42");
   CHECK_THAT(err.message, Catch::Contains("no category prefix"));
   CHECK_THAT(err.message, Catch::Contains("<category>-<id>"));

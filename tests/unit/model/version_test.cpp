@@ -8,9 +8,9 @@
 #include "cairn/version.hpp"
 
 TEST_CASE("CAIRN_VERSION is its major, minor and patch joined by dots", "[unit][version]") {
-  const std::string joined = std::to_string(CAIRN_VERSION_MAJOR) + "." +
-                             std::to_string(CAIRN_VERSION_MINOR) + "." +
-                             std::to_string(CAIRN_VERSION_PATCH);
+  const std::string joined = std::to_string(CAIRN_VERSION_MAJOR) + "."
+                             + std::to_string(CAIRN_VERSION_MINOR) + "."
+                             + std::to_string(CAIRN_VERSION_PATCH);
   CHECK(joined == CAIRN_VERSION);
   // At 1.0, cmake/install.cmake switches from SameMinorVersion to SameMajorVersion
   // (docs/packaging.md) and this check goes.

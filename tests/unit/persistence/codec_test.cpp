@@ -33,10 +33,7 @@ namespace {
 struct opened {
   std::string owner;
   std::int64_t limit = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(owner, limit);
-  }
+  template <class A> void serialize(A& a) { a(owner, limit); }
   bool operator==(const opened& o) const { return owner == o.owner && limit == o.limit; }
 };
 
@@ -45,18 +42,14 @@ struct tagged {
   std::map<std::string, std::int32_t> counts;
   std::optional<double> ratio;
   std::variant<std::int64_t, std::string> ref; // a variant inside a payload
-  template <class A>
-  void serialize(A& a) {
-    a(tags, counts, ratio, ref);
-  }
+  template <class A> void serialize(A& a) { a(tags, counts, ratio, ref); }
   bool operator==(const tagged& o) const {
     return tags == o.tags && counts == o.counts && ratio == o.ratio && ref == o.ref;
   }
 };
 
 struct closed {
-  template <class A>
-  void serialize(A&) {}
+  template <class A> void serialize(A&) {}
   bool operator==(const closed&) const { return true; }
 };
 
@@ -65,35 +58,23 @@ using account_event = std::variant<opened, tagged, closed>;
 // Three generations of one event. The old C++ types stay only to read old payloads.
 struct deposited_v1 {
   std::int32_t cents = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(cents);
-  }
+  template <class A> void serialize(A& a) { a(cents); }
 };
 struct deposited_v2 {
   std::int64_t cents = 0;
   std::string currency;
-  template <class A>
-  void serialize(A& a) {
-    a(cents, currency);
-  }
+  template <class A> void serialize(A& a) { a(cents, currency); }
 };
 struct deposited {
   std::int64_t cents = 0;
   std::string currency;
   std::string memo;
-  template <class A>
-  void serialize(A& a) {
-    a(cents, currency, memo);
-  }
+  template <class A> void serialize(A& a) { a(cents, currency, memo); }
 };
 
 struct unrelated {
   int x = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(x);
-  }
+  template <class A> void serialize(A& a) { a(x); }
 };
 
 } // namespace
@@ -116,15 +97,16 @@ event_registry deposit_registry() {
   event_registry reg;
   REQUIRE(reg.add<deposited>("deposited"));
   // Newest step first.
-  REQUIRE(reg.add_upcaster<deposited_v2, deposited>(
-    "deposited", 2, [](const deposited_v2& o) { return deposited{o.cents, o.currency, "-"}; }));
-  REQUIRE(reg.add_upcaster<deposited_v1, deposited_v2>(
-    "deposited", 1, [](const deposited_v1& o) { return deposited_v2{o.cents, "EUR"}; }));
+  REQUIRE(reg.add_upcaster<deposited_v2, deposited>("deposited", 2, [](const deposited_v2& o) {
+    return deposited{o.cents, o.currency, "-"};
+  }));
+  REQUIRE(reg.add_upcaster<deposited_v1, deposited_v2>("deposited", 1, [](const deposited_v1& o) {
+    return deposited_v2{o.cents, "EUR"};
+  }));
   return reg;
 }
 
-template <class T>
-std::string encoded(const T& value) {
+template <class T> std::string encoded(const T& value) {
   std::string out;
   encode_payload(value, out);
   return out;
@@ -250,8 +232,7 @@ TEST_CASE("decoding into a variant that lacks the stored type is invalid",
   CHECK(r.error().context == "deposited");
 }
 
-TEST_CASE("a registry refuses type names that the store would refuse",
-          "[unit][codec][registry]") {
+TEST_CASE("a registry refuses type names that the store would refuse", "[unit][codec][registry]") {
   // The store accepts 1-255 printable bytes without spaces; a name it will
   // refuse on every append should fail here, at registration.
   for (const char* name : {"has space", "tab\there", "nl\n", "caf\xc3\xa9"}) {
@@ -350,8 +331,10 @@ TEST_CASE("an upcaster step that would leave a hole in the chain fails at regist
           "[unit][codec][upcast]") {
   event_registry reg;
   REQUIRE(reg.add<deposited>("deposited"));
-  auto hole = reg.add_upcaster<deposited_v1, deposited_v2>(
-    "deposited", 1, [](const deposited_v1& o) { return deposited_v2{o.cents, "EUR"}; });
+  auto hole = reg.add_upcaster<deposited_v1, deposited_v2>("deposited", 1,
+                                                           [](const deposited_v1& o) {
+                                                             return deposited_v2{o.cents, "EUR"};
+                                                           });
   REQUIRE_FALSE(hole);
   CHECK(hole.error().code == errc::invalid_argument);
   CHECK_THAT(hole.error().message, Catch::Contains("v2 -> v3"));
@@ -429,8 +412,8 @@ TEST_CASE("opening a store that holds types the registry lacks fails naming them
   using P = std::pair<std::string, std::uint32_t>;
   CHECK(*cat == std::vector<P>{{"deposited", 1}, {"mystery", 1}, {"opened", 1}});
   // Appends still check the registry.
-  auto more = tool->append(request("acct-1", expected_version::any(),
-                                   {cairn::test::event("mystery", "again")}));
+  auto more = tool->append(
+    request("acct-1", expected_version::any(), {cairn::test::event("mystery", "again")}));
   REQUIRE_FALSE(more);
   CHECK(more.error().code == errc::invalid_argument);
 }
@@ -459,10 +442,7 @@ TEST_CASE("a store whose types the registry knows opens with the registry",
 namespace {
 struct withdrawn_v2 {
   std::int64_t cents = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(cents);
-  }
+  template <class A> void serialize(A& a) { a(cents); }
 };
 } // namespace
 CEREAL_CLASS_VERSION(withdrawn_v2, 2)
@@ -476,7 +456,6 @@ TEST_CASE("a type versioned with CEREAL_CLASS_VERSION registers at that version"
   REQUIRE(e);
   CHECK(e->schema_version == 2);
 }
-
 
 TEST_CASE("to_json writes a registered payload with cereal's JSON archive, upcasting old ones",
           "[unit][codec][json]") {
@@ -511,12 +490,10 @@ namespace {
 /// decode would have asked for without the machine paying for it.
 inline std::size_t largest_request = 0;
 
-template <class T>
-struct capped_allocator {
+template <class T> struct capped_allocator {
   using value_type = T;
   capped_allocator() = default;
-  template <class U>
-  capped_allocator(const capped_allocator<U>&) {}
+  template <class U> capped_allocator(const capped_allocator<U>&) {}
   T* allocate(std::size_t n) {
     largest_request = std::max(largest_request, n * sizeof(T));
     if (n * sizeof(T) > (std::size_t{1} << 20))
@@ -524,53 +501,36 @@ struct capped_allocator {
     return std::allocator<T>{}.allocate(n);
   }
   void deallocate(T* p, std::size_t n) { std::allocator<T>{}.deallocate(p, n); }
-  template <class U>
-  bool operator==(const capped_allocator<U>&) const { return true; }
-  template <class U>
-  bool operator!=(const capped_allocator<U>&) const { return false; }
+  template <class U> bool operator==(const capped_allocator<U>&) const { return true; }
+  template <class U> bool operator!=(const capped_allocator<U>&) const { return false; }
 };
 
 using capped_string = std::basic_string<char, std::char_traits<char>, capped_allocator<char>>;
 
 struct with_string {
   capped_string text;
-  template <class A>
-  void serialize(A& a) {
-    a(text);
-  }
+  template <class A> void serialize(A& a) { a(text); }
 };
 
 struct with_vector {
   std::vector<std::int64_t, capped_allocator<std::int64_t>> values;
-  template <class A>
-  void serialize(A& a) {
-    a(values);
-  }
+  template <class A> void serialize(A& a) { a(values); }
 };
 
 struct with_names {
   std::vector<std::string, capped_allocator<std::string>> names;
-  template <class A>
-  void serialize(A& a) {
-    a(names);
-  }
+  template <class A> void serialize(A& a) { a(names); }
 };
 
 struct with_map {
   std::map<std::string, std::int32_t> counts;
-  template <class A>
-  void serialize(A& a) {
-    a(counts);
-  }
+  template <class A> void serialize(A& a) { a(counts); }
 };
 
 /// A recursive type: each level costs 8 bytes of input.
 struct tree {
   std::vector<tree> children;
-  template <class A>
-  void serialize(A& a) {
-    a(children);
-  }
+  template <class A> void serialize(A& a) { a(children); }
 };
 
 /// A cereal length (little-endian uint64) followed by `filler` bytes.
@@ -619,7 +579,8 @@ TEST_CASE("a length that fits the input exactly decodes, one byte more is refuse
 TEST_CASE("vector and map lengths beyond the input are corrupted and allocate nothing",
           "[unit][codec][bounded]") {
   largest_request = 0;
-  for (std::uint64_t length : {four_gib, std::uint64_t{1} << 40, ~std::uint64_t{0}, std::uint64_t{86}}) {
+  for (std::uint64_t length :
+       {four_gib, std::uint64_t{1} << 40, ~std::uint64_t{0}, std::uint64_t{86}}) {
     INFO("length " << length);
     auto bytes = length_then(length, 85);
     auto v = decode_payload<with_vector>(bytes);
@@ -645,7 +606,8 @@ TEST_CASE("a length inside a nested value is checked against the bytes left ther
   auto r = decode_payload<tagged>(bytes);
   REQUIRE_FALSE(r);
   CHECK(r.error().code == errc::corrupted);
-  CHECK_THAT(r.error().message, Catch::Contains("a length of 4294967296 at byte 8 is beyond the 40"));
+  CHECK_THAT(r.error().message,
+             Catch::Contains("a length of 4294967296 at byte 8 is beyond the 40"));
 }
 
 TEST_CASE("a recursive type nested deeper than the bound is corrupted, not a stack overflow",

@@ -26,13 +26,13 @@ const std::string marker = "PAYLOAD-MARKER-5e1d22";
 /// 1..9); acct-2 v2 at position 5 carries the marker. Returns that position.
 std::uint64_t write_three_streams(const std::string& dir) {
   auto store = open_ok(dir);
-  append_ok(*store, "acct-1", numbered(2, "a"));                                       // 1, 2
-  append_ok(*store, "acct-2", numbered(1, "b"));                                       // 3
-  append_ok(*store, "acct-3", numbered(1, "c"));                                       // 4
-  append_ok(*store, "acct-2", {event("noted", "before " + marker + " after")});       // 5
-  append_ok(*store, "acct-1", numbered(1, "a", 3));                                    // 6
-  append_ok(*store, "acct-3", numbered(2, "c", 2));                                    // 7, 8
-  append_ok(*store, "acct-2", numbered(1, "b", 3));                                    // 9
+  append_ok(*store, "acct-1", numbered(2, "a"));                                // 1, 2
+  append_ok(*store, "acct-2", numbered(1, "b"));                                // 3
+  append_ok(*store, "acct-3", numbered(1, "c"));                                // 4
+  append_ok(*store, "acct-2", {event("noted", "before " + marker + " after")}); // 5
+  append_ok(*store, "acct-1", numbered(1, "a", 3));                             // 6
+  append_ok(*store, "acct-3", numbered(2, "c", 2));                             // 7, 8
+  append_ok(*store, "acct-2", numbered(1, "b", 3));                             // 9
   return 5;
 }
 
@@ -89,8 +89,8 @@ TEST_CASE("a flipped byte in an event's payload is reported as corrupted naming 
   REQUIRE(newest);
   REQUIRE(newest->size() == 1);
   CHECK(newest->front().payload == "b3");
-  auto more = store->append(cairn::test::request("acct-2", expected_version::exact(3),
-                                                 numbered(1, "b", 4)));
+  auto more =
+    store->append(cairn::test::request("acct-2", expected_version::exact(3), numbered(1, "b", 4)));
   REQUIRE(more);
   CHECK(more->first_position == 10);
 }
@@ -103,8 +103,8 @@ TEST_CASE("a back-pointer that leads to another stream's event is reported as co
   auto bad = write_three_streams(dir.sub("s"));
   auto path = dir.sub("s") + "/data.mdb";
   auto bytes = cairn::test::read_file(path);
-  const std::size_t payload_offset =
-    format::record_header_size + std::string{"acct-2"}.size() + std::string{"noted"}.size();
+  const std::size_t payload_offset = format::record_header_size + std::string{"acct-2"}.size()
+                                     + std::string{"noted"}.size();
   const std::size_t size = payload_offset + std::string{"before " + marker + " after"}.size();
   std::size_t rewritten = 0;
   for (auto at = bytes.find(marker); at != std::string::npos; at = bytes.find(marker, at + 1)) {
@@ -138,10 +138,10 @@ TEST_CASE("a corrupted last event of a stream fails that stream only",
   const std::string last_marker = "LAST-EVENT-MARKER-91b0";
   {
     auto store = open_ok(dir.sub("s"));
-    append_ok(*store, "acct-1", numbered(2, "a"));                                 // 1, 2
-    append_ok(*store, "acct-2", numbered(2, "b"));                                 // 3, 4
-    append_ok(*store, "acct-2", {event("noted", last_marker)});                    // 5
-    append_ok(*store, "acct-3", numbered(2, "c"));                                 // 6, 7
+    append_ok(*store, "acct-1", numbered(2, "a"));              // 1, 2
+    append_ok(*store, "acct-2", numbered(2, "b"));              // 3, 4
+    append_ok(*store, "acct-2", {event("noted", last_marker)}); // 5
+    append_ok(*store, "acct-3", numbered(2, "c"));              // 6, 7
   }
   REQUIRE(cairn::test::flip_in_file(dir.sub("s") + "/data.mdb", last_marker, 1) >= 1);
   auto store = open_ok(dir.sub("s"));
@@ -165,8 +165,8 @@ TEST_CASE("a corrupted last event of a stream fails that stream only",
   CHECK(value_of(store->read_stream("acct-1", 1, no_limit)).size() == 2);
   CHECK(value_of(store->read_stream("acct-3", 1, no_limit)).size() == 2);
   // Other streams still take appends, and nothing is ever returned for the bad record.
-  auto more = store->append(cairn::test::request("acct-3", expected_version::exact(2),
-                                                 numbered(1, "c", 3)));
+  auto more =
+    store->append(cairn::test::request("acct-3", expected_version::exact(2), numbered(1, "c", 3)));
   REQUIRE(more);
   CHECK(more->first_position == 8);
   CHECK(value_of(store->read_stream("acct-3", 1, no_limit)).size() == 3);

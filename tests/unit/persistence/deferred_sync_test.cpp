@@ -94,8 +94,8 @@ TEST_CASE("closing a store flushes a deferred commit; reopening finds it",
           "[unit][store][durability]") {
   temp_dir dir;
   auto store = open_ok(dir.path(), durable_options());
-  REQUIRE(value_of(
-    store->append_batch_deferred(one_append("note-a", expected_version::any(), 3)))[0]);
+  REQUIRE(
+    value_of(store->append_batch_deferred(one_append("note-a", expected_version::any(), 3)))[0]);
   auto flushes = fdatasync_count();
   store.reset();
   CHECK(fdatasync_count() - flushes == 1);

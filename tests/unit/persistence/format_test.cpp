@@ -202,7 +202,7 @@ TEST_CASE("a sealed value unseals only under its own key and body", "[unit][form
 }
 
 TEST_CASE("keys are big-endian so byte order is numeric order", "[unit][format]") {
-  std::vector<std::uint64_t> values{0, 1, 255, 256, 65'535, 65'536, 1ull << 32, (1ull << 63) + 5,
+  std::vector<std::uint64_t> values{0,    1, 255, 256, 65'535, 65'536, 1ull << 32, (1ull << 63) + 5,
                                     ~0ull};
   for (std::size_t i = 0; i + 1 < values.size(); ++i) {
     CHECK(format::be64_key(values[i]) < format::be64_key(values[i + 1]));

@@ -70,8 +70,7 @@ TEST_CASE("heads changed since the last heads rewrite are found by the writer, a
       std::vector<event_data> events;
       auto& version = m[stream];
       for (std::uint32_t e = 0; e < n; ++e)
-        events.push_back(
-          cairn::test::event("noted", stream + "/" + std::to_string(++version)));
+        events.push_back(cairn::test::event("noted", stream + "/" + std::to_string(++version)));
       b.appends.push_back(request(stream, expected_version::any(), std::move(events)));
     }
     auto res = value_of(store->append_batch(b));
@@ -94,9 +93,9 @@ TEST_CASE("heads changed since the last heads rewrite are found by the writer, a
   }
   store = open_ok(dir.sub("s"), o);
   for (auto& [stream, version] : m) {
-    auto r = value_of(store->append(request(
-      stream, expected_version::exact(version),
-      {cairn::test::event("noted", stream + "/" + std::to_string(version + 1))})));
+    auto r = value_of(store->append(
+      request(stream, expected_version::exact(version),
+              {cairn::test::event("noted", stream + "/" + std::to_string(version + 1))})));
     CHECK(r.first_version == ++version);
   }
   check_streams(*store, m, "writer after the last appends");
@@ -133,8 +132,8 @@ TEST_CASE("a damaged head-log entry is rebuilt from the log records it covers",
 
   auto store = open_ok(path);
   CHECK(value_of(store->stream_version("acct-2")) == 2);
-  auto next = value_of(store->append(
-    request("acct-2", expected_version::exact(2), numbered(1, "b", 3))));
+  auto next =
+    value_of(store->append(request("acct-2", expected_version::exact(2), numbered(1, "b", 3))));
   CHECK(next.first_version == 3);
   CHECK(value_of(store->stream_version("acct-2")) == 3);
 }

@@ -22,8 +22,7 @@
 namespace Catch {
 
 // "REQUIRE(r)" on a failed result prints the error, not "{?}".
-template <class T>
-struct StringMaker<tl::expected<T, cairn::error>> {
+template <class T> struct StringMaker<tl::expected<T, cairn::error>> {
   static std::string convert(const tl::expected<T, cairn::error>& r) {
     return r ? std::string{"ok"} : r.error().to_string();
   }
@@ -37,8 +36,7 @@ namespace cp = cairn::persistence;
 
 /// The value of a result that must have succeeded; fails the test, printing
 /// the error, otherwise (dereferencing a failed result would be undefined).
-template <class T>
-T value_of(cairn::result<T> r) {
+template <class T> T value_of(cairn::result<T> r) {
   REQUIRE(r);
   return std::move(*r);
 }
@@ -89,8 +87,8 @@ inline std::vector<cp::event_data> numbered(std::size_t n, const std::string& pr
 /// Appends `events` with expected any; fails the test on error.
 inline cp::append_result append_ok(cp::event_store& s, const std::string& stream,
                                    std::vector<cp::event_data> events, cp::metadata meta = {}) {
-  auto r = s.append(request(stream, cp::expected_version::any(), std::move(events),
-                            std::move(meta)));
+  auto r =
+    s.append(request(stream, cp::expected_version::any(), std::move(events), std::move(meta)));
   INFO("append to " << stream);
   REQUIRE(r);
   return *r;

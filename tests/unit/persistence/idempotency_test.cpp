@@ -45,8 +45,8 @@ TEST_CASE("a repeated command id returns the original result and writes nothing"
   append_ok(*store, "acct-2", numbered(1));
 
   // Different events and an expectation that would now conflict: still the original.
-  auto again = store->append(request("acct-1", expected_version::no_stream(),
-                                     numbered(5, "second"), with_command("cmd-1")));
+  auto again = store->append(
+    request("acct-1", expected_version::no_stream(), numbered(5, "second"), with_command("cmd-1")));
   REQUIRE(again);
   check_same_outcome(*again, original);
   CHECK(value_of(store->stream_version("acct-1")) == 3);
@@ -58,16 +58,15 @@ TEST_CASE("a repeated command id returns the original result and writes nothing"
   CHECK(events->back().meta.command_id == "cmd-1");
 
   // A new command id appends again.
-  auto next = store->append(request("acct-1", expected_version::exact(3), numbered(1),
-                                    with_command("cmd-2")));
+  auto next = store->append(
+    request("acct-1", expected_version::exact(3), numbered(1), with_command("cmd-2")));
   REQUIRE(next);
   CHECK_FALSE(next->duplicate);
   CHECK(next->first_version == 4);
   CHECK(next->first_position == 5);
 }
 
-TEST_CASE("the same command id on another stream is independent",
-          "[unit][store][idempotency]") {
+TEST_CASE("the same command id on another stream is independent", "[unit][store][idempotency]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   auto a = append_ok(*store, "acct-1", numbered(2), with_command("cmd-x"));
@@ -91,8 +90,8 @@ TEST_CASE("a recorded command id survives closing and reopening the store",
     original = append_ok(*store, "acct-1", numbered(2), with_command("cmd-durable"));
   }
   auto store = open_ok(dir.sub("s"));
-  auto again = store->append(request("acct-1", expected_version::any(), numbered(2),
-                                     with_command("cmd-durable")));
+  auto again = store->append(
+    request("acct-1", expected_version::any(), numbered(2), with_command("cmd-durable")));
   REQUIRE(again);
   check_same_outcome(*again, original);
   CHECK(value_of(store->last_position()) == 3);
@@ -104,14 +103,14 @@ TEST_CASE("a command id repeated inside one batch is written once",
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   write_batch batch;
-  batch.appends.push_back(request("acct-1", expected_version::no_stream(), numbered(2, "a"),
-                                  with_command("cmd-1")));
-  batch.appends.push_back(request("acct-2", expected_version::any(), numbered(1, "b"),
-                                  with_command("cmd-1")));
-  batch.appends.push_back(request("acct-1", expected_version::no_stream(), numbered(3, "dup"),
-                                  with_command("cmd-1")));
-  batch.appends.push_back(request("acct-1", expected_version::exact(2), numbered(1, "c", 3),
-                                  with_command("cmd-2")));
+  batch.appends.push_back(
+    request("acct-1", expected_version::no_stream(), numbered(2, "a"), with_command("cmd-1")));
+  batch.appends.push_back(
+    request("acct-2", expected_version::any(), numbered(1, "b"), with_command("cmd-1")));
+  batch.appends.push_back(
+    request("acct-1", expected_version::no_stream(), numbered(3, "dup"), with_command("cmd-1")));
+  batch.appends.push_back(
+    request("acct-1", expected_version::exact(2), numbered(1, "c", 3), with_command("cmd-2")));
   auto out = store->append_batch(batch);
   REQUIRE(out);
   REQUIRE(out->size() == 4);
@@ -132,8 +131,8 @@ TEST_CASE("a command id repeated inside one batch is written once",
   CHECK(value_of(store->last_position()) == 4);
 
   // And the command recorded in the batch is recorded for later appends too.
-  auto later = store->append(request("acct-1", expected_version::any(), numbered(1),
-                                     with_command("cmd-1")));
+  auto later =
+    store->append(request("acct-1", expected_version::any(), numbered(1), with_command("cmd-1")));
   REQUIRE(later);
   check_same_outcome(*later, *(*out)[0]);
 }
@@ -142,12 +141,12 @@ TEST_CASE("a command whose append failed is not recorded", "[unit][store][idempo
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   append_ok(*store, "acct-1", numbered(1));
-  auto conflict = store->append(request("acct-1", expected_version::exact(7), numbered(1),
-                                        with_command("cmd-1")));
+  auto conflict = store->append(
+    request("acct-1", expected_version::exact(7), numbered(1), with_command("cmd-1")));
   REQUIRE_FALSE(conflict);
   CHECK(conflict.error().code == errc::conflict);
-  auto retry = store->append(request("acct-1", expected_version::exact(1), numbered(1),
-                                     with_command("cmd-1")));
+  auto retry = store->append(
+    request("acct-1", expected_version::exact(1), numbered(1), with_command("cmd-1")));
   REQUIRE(retry);
   CHECK_FALSE(retry->duplicate);
   CHECK(retry->first_version == 2);

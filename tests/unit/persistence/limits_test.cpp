@@ -67,8 +67,8 @@ TEST_CASE("the map grows by itself, and a full map at max_map_size is unavailabl
     CHECK(first_map_size == mib);
     cairn::result<append_result> r;
     for (int i = 0; i < 2000; ++i) { // 4 MiB hold far fewer than 20 000 events of 1 KiB
-      r = store->append(request("fill-1", expected_version::exact(written),
-                                ten_events(written + 1)));
+      r =
+        store->append(request("fill-1", expected_version::exact(written), ten_events(written + 1)));
       if (!r)
         break;
       written = r->last_version;
@@ -98,8 +98,8 @@ TEST_CASE("the map grows by itself, and a full map at max_map_size is unavailabl
   auto store = open_ok(dir.sub("s"), small_map(64 * mib));
   check_intact(*store, written);
   for (int i = 0; i < 100; ++i) { // ~1 MiB more: past the old maximum
-    auto r = store->append(request("fill-1", expected_version::exact(written),
-                                   ten_events(written + 1)));
+    auto r =
+      store->append(request("fill-1", expected_version::exact(written), ten_events(written + 1)));
     REQUIRE(r);
     written = r->last_version;
   }

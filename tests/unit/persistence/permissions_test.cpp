@@ -56,8 +56,8 @@ TEST_CASE("a store and its backup are created readable by their owner only",
     INFO(d);
     CHECK(mode_of(dir.sub(d)) == 0700);
   }
-  for (const auto* f : {"a/b/store/data.mdb", "a/b/store/lock.mdb", "a/b/store/cairn.lock",
-                        "c/backup/data.mdb"}) {
+  for (const auto* f :
+       {"a/b/store/data.mdb", "a/b/store/lock.mdb", "a/b/store/cairn.lock", "c/backup/data.mdb"}) {
     INFO(f);
     CHECK(mode_of(dir.sub(f)) == 0600);
   }

@@ -28,9 +28,7 @@ std::uint64_t file_size(const temp_dir& dir) {
   return std::filesystem::file_size(dir.sub("data.mdb"));
 }
 
-std::uint64_t data_end(const event_store& store) {
-  return value_of(store.stats()).map_used;
-}
+std::uint64_t data_end(const event_store& store) { return value_of(store.stats()).map_used; }
 
 /// Threads of this process named as the store names its preallocating thread.
 long preallocating_threads() {
@@ -96,8 +94,8 @@ TEST_CASE("the reserve grows with the data and stops at max_map_size",
   // Past 1 MiB of data the reserve would reach beyond the limit; the file
   // stops there, and is filled up to it once the data is near.
   for (int i = 0; i < 100 && data_end(*store) < (std::size_t{1600} << 10); ++i) {
-    value_of(store->append(request("note-1", expected_version::any(),
-                                   {event("noted", std::string(20000, 'y'))})));
+    value_of(store->append(
+      request("note-1", expected_version::any(), {event("noted", std::string(20000, 'y'))})));
     CHECK(file_size(dir) <= o.max_map_size);
   }
   REQUIRE(data_end(*store) >= (std::size_t{1600} << 10));
@@ -112,8 +110,8 @@ TEST_CASE("nothing is preallocated when it is off, under no_sync, or read-only",
     {
       auto store = open_ok(dir.path(), o);
       for (int i = 0; i < 5; ++i)
-        value_of(store->append(request("note-1", expected_version::any(),
-                                       {event("noted", std::string(3000, 'z'))})));
+        value_of(store->append(
+          request("note-1", expected_version::any(), {event("noted", std::string(3000, 'z'))})));
       CHECK(eventually([] { return preallocating_threads() == 0; }));
       CHECK(file_size(dir) <= data_end(*store));
     }

@@ -102,8 +102,7 @@ TEST_CASE("clearing a space removes its keys only, atomically with the rest", "[
   CHECK(value_of(store->kv_get("mode", "k1")) == std::optional<std::string>{"kept"});
 }
 
-TEST_CASE("a batch whose append fails its own check still writes its key-values",
-          "[unit][kv]") {
+TEST_CASE("a batch whose append fails its own check still writes its key-values", "[unit][kv]") {
   temp_dir dir;
   auto store = open_ok(dir.path());
   write_batch b;
@@ -213,8 +212,7 @@ TEST_CASE("bad dead letters are refused", "[unit][dead-letters]") {
   CHECK(value_of(store->count_dead_letters("s")) == 0);
 }
 
-TEST_CASE("a read-only open sees key-values and dead letters written by the writer",
-          "[unit][kv]") {
+TEST_CASE("a read-only open sees key-values and dead letters written by the writer", "[unit][kv]") {
   temp_dir dir;
   {
     auto writer = open_ok(dir.path());

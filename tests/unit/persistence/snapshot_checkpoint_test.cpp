@@ -241,8 +241,7 @@ TEST_CASE("checkpoint names must be 1 to 255 bytes", "[unit][store][checkpoint]"
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   CHECK(store->save_checkpoint({"", 1}).error().code == errc::invalid_argument);
-  CHECK(store->save_checkpoint({std::string(256, 'n'), 1}).error().code
-        == errc::invalid_argument);
+  CHECK(store->save_checkpoint({std::string(256, 'n'), 1}).error().code == errc::invalid_argument);
   CHECK(store->load_checkpoint("").error().code == errc::invalid_argument);
   CHECK(value_of(store->list_checkpoints()).empty());
 }

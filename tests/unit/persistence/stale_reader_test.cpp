@@ -57,9 +57,9 @@ pid_t start_stuck_reader(const std::string& dir, int& report_fd) {
     auto store = open_store(dir, o);
     if (!store)
       ::_exit(3);
-    (void) (*store)->visit_stream("acct-1", 1, no_limit, [&](const event_view&) {
+    (void)(*store)->visit_stream("acct-1", 1, no_limit, [&](const event_view&) {
       char c = 'r';
-      (void) cairn::test::write_all(fds[1], &c, 1);
+      (void)cairn::test::write_all(fds[1], &c, 1);
       for (;;)
         ::pause();
       return true;

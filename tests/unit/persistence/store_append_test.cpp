@@ -31,8 +31,7 @@ std::int64_t wall_ns() {
 }
 
 /// Asserts that `r` failed with `code` and returns its error.
-template <class T>
-cairn::error failure(const cairn::result<T>& r, errc code) {
+template <class T> cairn::error failure(const cairn::result<T>& r, errc code) {
   REQUIRE_FALSE(r.has_value());
   INFO(r.error().to_string());
   CHECK(r.error().code == code);
@@ -234,8 +233,7 @@ TEST_CASE("metadata, type and schema version round-trip through read_stream",
   CHECK((*read)[1].payload.empty());
 }
 
-TEST_CASE("an empty append writes nothing and reports the next version",
-          "[unit][store][append]") {
+TEST_CASE("an empty append writes nothing and reports the next version", "[unit][store][append]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   SECTION("on a new stream it does not create the stream") {
@@ -281,16 +279,14 @@ TEST_CASE("an event larger than max_event_size is invalid, one at the limit is n
   CHECK_THAT(err.message, Catch::Contains("1001"));
   CHECK_THAT(err.message, Catch::Contains("max_event_size"));
   CHECK_THAT(err.context, Catch::Contains("event 1"));
-  CHECK(value_of(store->stream_version("acct-1")) == 1); // the valid first event is not written either
+  CHECK(value_of(store->stream_version("acct-1"))
+        == 1); // the valid first event is not written either
 }
 
 namespace {
 struct known_event {
   int x = 0;
-  template <class A>
-  void serialize(A& a) {
-    a(x);
-  }
+  template <class A> void serialize(A& a) { a(x); }
 };
 } // namespace
 
@@ -305,9 +301,9 @@ TEST_CASE("an event type missing from the registry is invalid", "[unit][store][a
   REQUIRE(good);
   REQUIRE(store->append(request("acct-1", expected_version::any(), {*good})));
   SECTION("an unknown name") {
-    auto err = failure(store->append(request("acct-1", expected_version::any(),
-                                             {event("mystery", "x")})),
-                       errc::invalid_argument);
+    auto err =
+      failure(store->append(request("acct-1", expected_version::any(), {event("mystery", "x")})),
+              errc::invalid_argument);
     CHECK_THAT(err.message, Catch::Contains("mystery"));
     CHECK_THAT(err.message, Catch::Contains("registry"));
   }
@@ -346,9 +342,9 @@ TEST_CASE("a bad event type name or schema version is invalid", "[unit][store][a
        std::vector<std::string>{"", "with space", std::string(256, 't'), "tab\there", "nl\n",
                                 "del\x7f", "caf\xc3\xa9", std::string("nul\0", 4)}) {
     INFO("type '" << type << "'");
-    auto err = failure(store->append(request("acct-1", expected_version::any(),
-                                             {event(type, "x")})),
-                       errc::invalid_argument);
+    auto err =
+      failure(store->append(request("acct-1", expected_version::any(), {event(type, "x")})),
+              errc::invalid_argument);
     CHECK_THAT(err.message, Catch::Contains("type"));
   }
   auto zero = event("ok", "x");
@@ -371,8 +367,7 @@ TEST_CASE("an append to a badly named stream is invalid", "[unit][store][append]
   CHECK(value_of(store->last_position()) == 0);
 }
 
-TEST_CASE("a failed append writes nothing and positions do not advance",
-          "[unit][store][append]") {
+TEST_CASE("a failed append writes nothing and positions do not advance", "[unit][store][append]") {
   temp_dir dir;
   auto opts = fast_options();
   opts.max_event_size = 100;
@@ -427,15 +422,14 @@ TEST_CASE("a read-only store refuses writes", "[unit][store][append]") {
 
 // -- append_batch --------------------------------------------------------------------
 
-TEST_CASE("a batch appends many requests to many streams in one call",
-          "[unit][store][batch]") {
+TEST_CASE("a batch appends many requests to many streams in one call", "[unit][store][batch]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   write_batch batch;
   for (int i = 0; i < 60; ++i)
-    batch.appends.push_back(request("acct-" + std::to_string(i % 12), expected_version::any(),
-                                    numbered(static_cast<std::size_t>(1 + i % 3),
-                                             "r" + std::to_string(i) + "-")));
+    batch.appends.push_back(
+      request("acct-" + std::to_string(i % 12), expected_version::any(),
+              numbered(static_cast<std::size_t>(1 + i % 3), "r" + std::to_string(i) + "-")));
   auto out = store->append_batch(batch);
   REQUIRE(out);
   REQUIRE(out->size() == 60);

@@ -149,8 +149,7 @@ TEST_CASE("a zero-length data.mdb left by a crash during creation becomes a stor
   CHECK(value_of(store->last_position()) == 1);
 }
 
-TEST_CASE("every durability mode commits and reads back after reopening",
-          "[unit][store][open]") {
+TEST_CASE("every durability mode commits and reads back after reopening", "[unit][store][open]") {
   temp_dir dir;
   for (auto mode : {durability::sync, durability::no_meta_sync, durability::no_sync}) {
     auto o = fast_options();
@@ -295,9 +294,7 @@ TEST_CASE("a store of a newer format is refused naming the version", "[unit][sto
 TEST_CASE("a store whose format record fails its checksum is refused as corrupted",
           "[unit][store][open][corruption]") {
   temp_dir dir;
-  {
-    auto store = open_ok(dir.sub("s"));
-  }
+  { auto store = open_ok(dir.sub("s")); }
   {
     raw_env env{dir.sub("s")};
     auto sealed = format::seal("format", u32_le(format::current_version));
@@ -343,7 +340,7 @@ TEST_CASE("a format 1 store is read as it is, and upgraded to format 2 by a writ
   if (pid == 0) {
     auto early_reader = open_store(path, ro);
     char c = early_reader ? 'r' : 'x';
-    (void) cairn::test::write_all(ready[1], &c, 1);
+    (void)cairn::test::write_all(ready[1], &c, 1);
     if (!early_reader || ::read(go[0], &c, 1) != 1)
       ::_exit(2);
     // Its heads table is no longer complete: it says so rather than read old heads.

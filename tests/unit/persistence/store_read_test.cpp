@@ -50,8 +50,7 @@ event_data at_time(std::string payload, std::int64_t ts) {
 
 } // namespace
 
-TEST_CASE("read_stream returns a window of versions from a start version",
-          "[unit][store][read]") {
+TEST_CASE("read_stream returns a window of versions from a start version", "[unit][store][read]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   append_ok(*store, "acct-1", numbered(4));
@@ -171,12 +170,12 @@ TEST_CASE("read_all filters by category and by event type and still advances",
           "[unit][store][read][read_all]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
-  append_ok(*store, "acct-1", {event("opened", "1"), event("deposited", "2")});   // 1, 2
-  append_ok(*store, "order-1", {event("placed", "3"), event("shipped", "4")});    // 3, 4
-  append_ok(*store, "acct-2", {event("opened", "5")});                            // 5
-  append_ok(*store, "acctx-1", {event("opened", "6")});                           // 6
-  append_ok(*store, "order-2", {event("placed", "7"), event("cancelled", "8")});  // 7, 8
-  append_ok(*store, "acct-1", {event("closed", "9")});                            // 9
+  append_ok(*store, "acct-1", {event("opened", "1"), event("deposited", "2")});  // 1, 2
+  append_ok(*store, "order-1", {event("placed", "3"), event("shipped", "4")});   // 3, 4
+  append_ok(*store, "acct-2", {event("opened", "5")});                           // 5
+  append_ok(*store, "acctx-1", {event("opened", "6")});                          // 6
+  append_ok(*store, "order-2", {event("placed", "7"), event("cancelled", "8")}); // 7, 8
+  append_ok(*store, "acct-1", {event("closed", "9")});                           // 9
 
   SECTION("by category: the exact part before the first dash") {
     read_filter f;
@@ -375,7 +374,8 @@ TEST_CASE("long interleaved streams read back correctly from every start version
       auto i = round * 50 + k;
       auto add = [&](const std::string& s, std::size_t n) {
         auto v = pos[s].size() + 1;
-        batch.appends.push_back(request(s, expected_version::exact(v - 1), numbered(n, s + ":", v)));
+        batch.appends.push_back(
+          request(s, expected_version::exact(v - 1), numbered(n, s + ":", v)));
         for (std::size_t j = 0; j < n; ++j)
           pos[s].push_back(next++);
       };
@@ -426,8 +426,8 @@ TEST_CASE("long interleaved streams read back correctly from every start version
       REQUIRE(one->size() == 1);
       REQUIRE(check_events(s, *one, from, 1));
     }
-    for (std::uint64_t from : {std::uint64_t{1}, interval - 1, interval, interval + 1,
-                               2 * interval, n}) {
+    for (std::uint64_t from :
+         {std::uint64_t{1}, interval - 1, interval, interval + 1, 2 * interval, n}) {
       if (from > n)
         continue;
       INFO(s << " whole tail from " << from);
@@ -483,8 +483,7 @@ TEST_CASE("long interleaved streams read back correctly from every start version
   }
 }
 
-TEST_CASE("hundreds of streams keep their own heads, also after reopening",
-          "[unit][store][read]") {
+TEST_CASE("hundreds of streams keep their own heads, also after reopening", "[unit][store][read]") {
   // More streams than one heads bucket holds (128 at the time of writing).
   temp_dir dir;
   constexpr int streams = 300;
@@ -492,9 +491,9 @@ TEST_CASE("hundreds of streams keep their own heads, also after reopening",
     auto store = open_ok(dir.sub("s"));
     write_batch batch;
     for (int i = 1; i <= streams; ++i)
-      batch.appends.push_back(request("s-" + std::to_string(i), expected_version::no_stream(),
-                                      numbered(static_cast<std::size_t>(i % 4 + 1),
-                                               std::to_string(i) + ":")));
+      batch.appends.push_back(
+        request("s-" + std::to_string(i), expected_version::no_stream(),
+                numbered(static_cast<std::size_t>(i % 4 + 1), std::to_string(i) + ":")));
     auto out = store->append_batch(batch);
     REQUIRE(out);
     for (const auto& r : *out)

@@ -39,9 +39,9 @@ TEST_CASE("parse_time reads ISO-8601 and epoch nanoseconds", "[unit][tools][time
 }
 
 TEST_CASE("parse_time refuses times that int64 nanoseconds cannot hold", "[unit][tools][time]") {
-  for (const char* text : {"2262-04-11T23:47:16.854775808Z", "9999-12-31T23:59:59.999999999Z",
-                           "0000-01-01T00:00:00Z", "1677-09-21T00:12:43.145224191Z",
-                           "0001-01-01T00:00:00-23:59"}) {
+  for (const char* text :
+       {"2262-04-11T23:47:16.854775808Z", "9999-12-31T23:59:59.999999999Z", "0000-01-01T00:00:00Z",
+        "1677-09-21T00:12:43.145224191Z", "0001-01-01T00:00:00-23:59"}) {
     INFO(text);
     auto t = parse_time(text);
     REQUIRE_FALSE(t);
@@ -52,11 +52,11 @@ TEST_CASE("parse_time refuses times that int64 nanoseconds cannot hold", "[unit]
 
 TEST_CASE("parse_time refuses malformed text, every prefix and random bytes included",
           "[unit][tools][time]") {
-  for (const char* text : {"", "-", "--1", "1-", "99999999999999999999", "-9223372036854775809",
-                           "2026-11-24T10:00:00", "2026-11-24T10:00:00.Z",
-                           "2026-11-24T10:00:00.1234567890Z", "2026-13-01T00:00:00Z",
-                           "2026-11-24T10:00:00+", "2026-11-24T10:00:00+01", "2026-11-24T10:00:00Zjunk",
-                           "2026-11-24 10:00:00Z"}) {
+  for (const char* text :
+       {"", "-", "--1", "1-", "99999999999999999999", "-9223372036854775809", "2026-11-24T10:00:00",
+        "2026-11-24T10:00:00.Z", "2026-11-24T10:00:00.1234567890Z", "2026-13-01T00:00:00Z",
+        "2026-11-24T10:00:00+", "2026-11-24T10:00:00+01", "2026-11-24T10:00:00Zjunk",
+        "2026-11-24 10:00:00Z"}) {
     INFO(text);
     CHECK_FALSE(parse_time(text));
   }

@@ -64,8 +64,8 @@ struct aggregate_env {
   std::chrono::nanoseconds touch_every{std::chrono::seconds{1}};
   /// Bound on each append request to the journal.
   std::chrono::milliseconds request_timeout{std::chrono::seconds{60}};
-  metrics* stats = nullptr;             ///< Outcomes and activation times; required.
-  std::shared_ptr<spdlog::logger> log;  ///< "cairn.aggregate"; required.
+  metrics* stats = nullptr;            ///< Outcomes and activation times; required.
+  std::shared_ptr<spdlog::logger> log; ///< "cairn.aggregate"; required.
 };
 
 /// Spawns the actor of aggregate `id` of `type` from `parent` (the

@@ -60,8 +60,8 @@ public:
   // `where` names the stream (and version) for the errors.
   [[nodiscard]] virtual result<std::unique_ptr<state_box>>
   initial(const std::string& where) const = 0;
-  [[nodiscard]] virtual result<std::unique_ptr<state_box>>
-  copy(const state_box& s, const std::string& where) const = 0;
+  [[nodiscard]] virtual result<std::unique_ptr<state_box>> copy(const state_box& s,
+                                                                const std::string& where) const = 0;
   /// `corrupted` when the bytes are not a state of this schema.
   [[nodiscard]] virtual result<std::unique_ptr<state_box>>
   decode_state(std::string_view bytes) const = 0;
@@ -80,9 +80,8 @@ public:
 
 protected:
   aggregate_type(std::string category, std::uint32_t state_schema)
-    : category_(std::move(category)),
-      state_type_(category_ + ".state"),
-      state_schema_(state_schema) {}
+      : category_(std::move(category)), state_type_(category_ + ".state"),
+        state_schema_(state_schema) {}
 
 private:
   std::string category_;
@@ -114,8 +113,7 @@ fold_stream(const persistence::event_store& store, const aggregate_type& type, s
             const std::function<bool(const persistence::event_view&)>& keep = {});
 
 /// The adapter of aggregate type A (model/aggregate.hpp).
-template <class A>
-class typed_aggregate final : public aggregate_type {
+template <class A> class typed_aggregate final : public aggregate_type {
 public:
   using state_t = typename A::state;
   using event_t = typename A::event;
@@ -132,8 +130,8 @@ public:
 
   /// `events` decodes A's stored events; it outlives this adapter.
   explicit typed_aggregate(std::shared_ptr<const persistence::event_registry> events)
-    : aggregate_type(A::category, persistence::schema_version_of<state_t>()),
-      events_(std::move(events)) {}
+      : aggregate_type(A::category, persistence::schema_version_of<state_t>()),
+        events_(std::move(events)) {}
 
   /// The typed state in a box this adapter made.
   [[nodiscard]] static const state_t& get(const state_box& s) {
@@ -180,8 +178,7 @@ public:
                          const std::string& where) const override {
     auto cmd = persistence::decode_payload<command_t>(command);
     if (!cmd)
-      return fail(errc::invalid_argument, "command does not decode: " + cmd.error().message,
-                  where);
+      return fail(errc::invalid_argument, "command does not decode: " + cmd.error().message, where);
     decision<event_t> d;
     try {
       d = decide_with<A>(get(s), *cmd);

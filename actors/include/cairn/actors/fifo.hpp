@@ -13,8 +13,7 @@
 
 namespace cairn::actors {
 
-template <class T>
-class fifo {
+template <class T> class fifo {
 public:
   using iterator = typename std::vector<T>::iterator;
   using const_iterator = typename std::vector<T>::const_iterator;

@@ -50,19 +50,16 @@ using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
 
 // Commands and replies (command.hpp) as CAF messages.
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
   return f(caf::meta::type_name("cairn.command"), x.category, x.id, x.payload, x.command_id,
            x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query);
 }
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reply_event& x) {
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_event& x) {
   return f(caf::meta::type_name("cairn.reply_event"), x.type, x.schema_version, x.payload);
 }
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_msg& x) {
   return f(caf::meta::type_name("cairn.reply"), x.code, x.message, x.context, x.first_version,
            x.last_version, x.first_position, x.last_position, x.duplicate, x.events, x.state);
 }

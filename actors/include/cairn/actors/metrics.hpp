@@ -120,10 +120,10 @@ struct subscriber_metrics {
 struct metrics_snapshot {
   /// Commands answered, indexed by command_outcome. Queries (state()) are not counted.
   std::array<std::uint64_t, command_outcome_count> commands{};
-  std::uint64_t events_appended = 0;   ///< Events committed to the log (duplicates excluded).
-  histogram_snapshot batch_appends;    ///< Appends per journal transaction.
-  histogram_snapshot commit_us;        ///< Duration of each journal transaction, µs.
-  std::uint64_t commit_failures = 0;   ///< Journal transactions that failed.
+  std::uint64_t events_appended = 0; ///< Events committed to the log (duplicates excluded).
+  histogram_snapshot batch_appends;  ///< Appends per journal transaction.
+  histogram_snapshot commit_us;      ///< Duration of each journal transaction, µs.
+  std::uint64_t commit_failures = 0; ///< Journal transactions that failed.
   /// Flushes the journal made alone, when no commit came to carry the
   /// previous one's meta page to disk.
   std::uint64_t journal_syncs = 0;
@@ -132,12 +132,12 @@ struct metrics_snapshot {
   /// Reader slots of dead processes the store cleared (a reader killed
   /// inside a read transaction would otherwise make the file grow forever).
   std::int64_t store_stale_readers_cleared = 0;
-  std::uint64_t snapshots_written = 0; ///< Aggregate snapshots committed.
-  std::uint64_t activations = 0;       ///< Aggregate actors spawned.
-  std::uint64_t activation_failures = 0; ///< Failed recoveries and abnormal stops.
-  std::uint64_t passivations = 0;      ///< Clean stops of aggregate actors.
-  std::int64_t live_aggregates = 0;    ///< Aggregate actors running now.
-  histogram_snapshot activation_us;    ///< Recovery time of an aggregate, µs.
+  std::uint64_t snapshots_written = 0;         ///< Aggregate snapshots committed.
+  std::uint64_t activations = 0;               ///< Aggregate actors spawned.
+  std::uint64_t activation_failures = 0;       ///< Failed recoveries and abnormal stops.
+  std::uint64_t passivations = 0;              ///< Clean stops of aggregate actors.
+  std::int64_t live_aggregates = 0;            ///< Aggregate actors running now.
+  histogram_snapshot activation_us;            ///< Recovery time of an aggregate, µs.
   std::vector<subscriber_metrics> subscribers; ///< By name; filled by the runtime.
 
   [[nodiscard]] std::uint64_t commands_of(command_outcome o) const {

@@ -48,8 +48,7 @@ struct registry_options {
 
 /// Spawns the registry, recording activations, passivations and the commands
 /// it answers itself into `m`, which must outlive it.
-[[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts,
-                                        metrics& m);
+[[nodiscard]] caf::actor spawn_registry(caf::actor_system& sys, registry_options opts, metrics& m);
 
 } // namespace cairn::actors
 

@@ -67,12 +67,12 @@ public:
 private:
   struct pending;
   struct route {
-    std::string key;    ///< The stream name.
-    std::size_t hash = 0; ///< Of `key`, kept for rebuilding the index.
-    caf::actor_addr actor; ///< The incarnation that answered last; weak.
-    std::uint32_t via_registry = 0; ///< In flight through the registry.
-    std::uint32_t direct = 0;       ///< In flight straight to an actor: `sent_to`.
-    caf::actor_addr sent_to; ///< Weak, so its address is not reused meanwhile.
+    std::string key;                            ///< The stream name.
+    std::size_t hash = 0;                       ///< Of `key`, kept for rebuilding the index.
+    caf::actor_addr actor;                      ///< The incarnation that answered last; weak.
+    std::uint32_t via_registry = 0;             ///< In flight through the registry.
+    std::uint32_t direct = 0;                   ///< In flight straight to an actor: `sent_to`.
+    caf::actor_addr sent_to;                    ///< Weak, so its address is not reused meanwhile.
     std::vector<std::shared_ptr<pending>> held; ///< Bounced and held, resent in `seq` order.
   };
   /// An open-addressing index entry; empty without a route.

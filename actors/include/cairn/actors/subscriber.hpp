@@ -35,8 +35,8 @@ namespace cairn::actors {
 /// says otherwise for tests), reading `store` and writing through `journal`.
 /// `store` must outlive it.
 [[nodiscard]] caf::actor spawn_subscriber(caf::actor_system& sys,
-                                          const persistence::event_store& store,
-                                          caf::actor journal, subscriber_spec spec,
+                                          const persistence::event_store& store, caf::actor journal,
+                                          subscriber_spec spec,
                                           placement where = placement::detached);
 
 } // namespace cairn::actors

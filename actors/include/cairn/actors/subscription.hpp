@@ -65,8 +65,8 @@ struct subscriber_status {
   std::uint64_t lag = 0;        ///< Events of the log past `position`.
   std::int64_t lag_ms = 0;      ///< Age of the oldest event past `position`; 0 when none.
   std::uint64_t dead_letters = 0;
-  std::uint64_t handled = 0;    ///< Handler calls that succeeded in this run.
-  std::string last_error;       ///< The handler's or the store's, while retrying or stopped.
+  std::uint64_t handled = 0; ///< Handler calls that succeeded in this run.
+  std::string last_error;    ///< The handler's or the store's, while retrying or stopped.
 };
 
 /// Outcome of replaying dead letters: each one is tried once.
@@ -91,12 +91,10 @@ public:
   [[nodiscard]] result<void> erase(std::string key);
 
   /// Typed forms: values are cereal-encoded (codec.hpp).
-  template <class T>
-  [[nodiscard]] result<std::optional<T>> get_as(std::string_view key) const {
+  template <class T> [[nodiscard]] result<std::optional<T>> get_as(std::string_view key) const {
     return persistence::decode_optional<T>(get(key));
   }
-  template <class T>
-  [[nodiscard]] result<void> put_as(std::string key, const T& value) {
+  template <class T> [[nodiscard]] result<void> put_as(std::string key, const T& value) {
     std::string bytes;
     persistence::encode_payload(value, bytes);
     return put(std::move(key), std::move(bytes));

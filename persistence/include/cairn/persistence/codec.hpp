@@ -47,8 +47,7 @@ namespace cairn::persistence {
 /// The schema version of T as stored beside its bytes: CEREAL_CLASS_VERSION
 /// sets it (a static inline const, not a constant expression); a type
 /// without one is version 1.
-template <class T>
-[[nodiscard]] std::uint32_t schema_version_of() {
+template <class T> [[nodiscard]] std::uint32_t schema_version_of() {
   const std::uint32_t v = cereal::detail::Version<T>::version;
   return v == 0 ? 1 : v;
 }
@@ -101,10 +100,8 @@ private:
   bool& busy_;
 };
 
-template <class T>
-struct is_variant : std::false_type {};
-template <class... Ts>
-struct is_variant<std::variant<Ts...>> : std::true_type {};
+template <class T> struct is_variant : std::false_type {};
+template <class... Ts> struct is_variant<std::variant<Ts...>> : std::true_type {};
 
 /// The readable name of a C++ type (demangled `typeid(t).name()`).
 [[nodiscard]] std::string type_name(const std::type_info& t);
@@ -117,17 +114,15 @@ struct is_variant<std::variant<Ts...>> : std::true_type {};
 /// A container of elements that encode to zero bytes (empty structs) is
 /// therefore limited to as many elements as bytes follow its length.
 class bounded_binary_input_archive
-  : public cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision> {
+    : public cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision> {
 public:
   /// Nesting bound: values inside values (a recursive type could otherwise
   /// recurse once per input byte and exhaust the stack).
   static constexpr std::size_t max_depth = 512;
 
   explicit bounded_binary_input_archive(std::string_view bytes)
-    : cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision>(this),
-      begin_(bytes.data()),
-      at_(bytes.data()),
-      end_(bytes.data() + bytes.size()) {
+      : cereal::InputArchive<bounded_binary_input_archive, cereal::AllowEmptyClassElision>(this),
+        begin_(bytes.data()), at_(bytes.data()), end_(bytes.data() + bytes.size()) {
     // nop
   }
 
@@ -150,14 +145,13 @@ public:
     if (size > remaining())
       throw cereal::Exception("a length of " + std::to_string(size) + " at byte "
                               + std::to_string(offset() - sizeof(cereal::size_type))
-                              + " is beyond the " + std::to_string(remaining())
-                              + " bytes left");
+                              + " is beyond the " + std::to_string(remaining()) + " bytes left");
   }
 
   void enter() {
     if (++depth_ > max_depth)
-      throw cereal::Exception("values nested deeper than " + std::to_string(max_depth)
-                              + " at byte " + std::to_string(offset()));
+      throw cereal::Exception("values nested deeper than " + std::to_string(max_depth) + " at byte "
+                              + std::to_string(offset()));
   }
   void leave() noexcept { --depth_; }
 
@@ -179,13 +173,9 @@ private:
 
 // The archive's overloads, found by argument-dependent lookup.
 
-template <class T>
-void prologue(bounded_binary_input_archive& ar, const T&) {
-  ar.enter();
-}
+template <class T> void prologue(bounded_binary_input_archive& ar, const T&) { ar.enter(); }
 
-template <class T>
-void epilogue(bounded_binary_input_archive& ar, const T&) noexcept {
+template <class T> void epilogue(bounded_binary_input_archive& ar, const T&) noexcept {
   ar.leave();
 }
 
@@ -235,8 +225,7 @@ void CEREAL_LOAD_FUNCTION_NAME(bounded_binary_input_archive& ar, cereal::BinaryD
 }
 
 /// Encodes `value` with cereal's binary archive, appending to `out`.
-template <class T>
-void encode_payload(const T& value, std::string& out) {
+template <class T> void encode_payload(const T& value, std::string& out) {
   auto& ts = detail::thread_streams::get();
   if (ts.out_busy) {
     detail::string_outbuf buf;
@@ -259,10 +248,9 @@ namespace detail {
 template <class T>
 [[nodiscard]] result<T> decode_payload_as(std::string_view bytes, std::string_view name) {
   auto failed = [&](const std::string& why) {
-    return fail(errc::corrupted, "payload of " + (name.empty() ? type_name(typeid(T))
-                                                               : std::string{name})
-                                   + " (" + std::to_string(bytes.size())
-                                   + " bytes) does not decode: " + why);
+    return fail(errc::corrupted,
+                "payload of " + (name.empty() ? type_name(typeid(T)) : std::string{name}) + " ("
+                  + std::to_string(bytes.size()) + " bytes) does not decode: " + why);
   };
   try {
     T value{};
@@ -285,8 +273,7 @@ template <class T>
 /// payload can make it allocate more than about `bytes.size()` times the
 /// largest element (detail::bounded_binary_input_archive). The message names
 /// the C++ type; callers add the stream and position.
-template <class T>
-[[nodiscard]] result<T> decode_payload(std::string_view bytes) {
+template <class T> [[nodiscard]] result<T> decode_payload(std::string_view bytes) {
   return detail::decode_payload_as<T>(bytes, {});
 }
 
@@ -321,8 +308,7 @@ template <class T>
 
 /// Decodes a `T` and writes it with cereal's JSON archive (tools).
 template <class T>
-[[nodiscard]] result<std::string> payload_to_json(std::string_view payload,
-                                                  std::string_view name) {
+[[nodiscard]] result<std::string> payload_to_json(std::string_view payload, std::string_view name) {
   auto value = decode_payload_as<T>(payload, name);
   if (!value)
     return tl::unexpected(value.error());
@@ -351,8 +337,7 @@ public:
   /// (CEREAL_CLASS_VERSION, or 1). Names are 1-255 bytes; each name and each
   /// type is registered once. `T`'s serialize must also accept cereal's JSON
   /// archive (a template serialize does), for `to_json`.
-  template <class T>
-  [[nodiscard]] result<void> add(std::string name) {
+  template <class T> [[nodiscard]] result<void> add(std::string name) {
     return add_type(std::move(name), schema_version_of<T>(), std::type_index(typeid(T)),
                     &detail::payload_to_json<T>, &detail::payload_check<T>);
   }
@@ -366,8 +351,7 @@ public:
 
   /// Typed step: decodes `Old`, calls `f(old) -> New`, encodes `New`.
   template <class Old, class New, class F>
-  [[nodiscard]] result<void> add_upcaster(std::string_view name, std::uint32_t from_version,
-                                          F f) {
+  [[nodiscard]] result<void> add_upcaster(std::string_view name, std::uint32_t from_version, F f) {
     return add_upcaster(name, from_version,
                         [f = std::move(f)](std::string_view bytes) -> result<std::string> {
                           auto old = decode_payload<Old>(bytes);
@@ -394,14 +378,12 @@ public:
                                            std::string payload) const;
 
   /// The registered name of `T`; `invalid_argument` when unregistered.
-  template <class T>
-  [[nodiscard]] result<std::string_view> name_of() const {
+  template <class T> [[nodiscard]] result<std::string_view> name_of() const {
     return name_of(std::type_index(typeid(T)));
   }
 
   /// Encodes `event` (a registered type, or a variant of them) for an append.
-  template <class T>
-  [[nodiscard]] result<event_data> encode(const T& event) const {
+  template <class T> [[nodiscard]] result<event_data> encode(const T& event) const {
     if constexpr (detail::is_variant<T>::value) {
       return std::visit([this](const auto& alt) { return encode(alt); }, event);
     } else {
@@ -432,8 +414,7 @@ public:
     return decode_as<T>(type, *lifted);
   }
 
-  template <class T>
-  [[nodiscard]] result<T> decode(const recorded_event& ev) const {
+  template <class T> [[nodiscard]] result<T> decode(const recorded_event& ev) const {
     return decode<T>(ev.type, ev.schema_version, ev.payload);
   }
 
@@ -492,8 +473,8 @@ private:
   template <class V, std::size_t... Is>
   [[nodiscard]] result<V> decode_variant(std::string_view type, std::string_view payload,
                                          std::index_sequence<Is...>) const {
-    result<V> out = fail(errc::invalid_argument,
-                         "event type is not an alternative of this variant", std::string{type});
+    result<V> out = fail(errc::invalid_argument, "event type is not an alternative of this variant",
+                         std::string{type});
     // One lookup by name, then type comparisons: this runs per decoded event.
     auto it = by_name_.find(type);
     if (it == by_name_.end())
@@ -512,10 +493,7 @@ private:
     return out;
   }
 
-  template <class T>
-  struct type_tag {
-    using type = T;
-  };
+  template <class T> struct type_tag { using type = T; };
 
   std::map<std::string, entry, std::less<>> by_name_;
   std::map<std::type_index, std::string> by_type_;
@@ -523,22 +501,16 @@ private:
 
 namespace detail {
 
-template <class T>
-struct event_alternatives {
-  using list = std::variant<T>;
-};
-template <class... Ts>
-struct event_alternatives<std::variant<Ts...>> {
+template <class T> struct event_alternatives { using list = std::variant<T>; };
+template <class... Ts> struct event_alternatives<std::variant<Ts...>> {
   using list = std::variant<Ts...>;
 };
 
-template <class... Ts>
-std::vector<std::string> type_names_of(std::variant<Ts...>*) {
+template <class... Ts> std::vector<std::string> type_names_of(std::variant<Ts...>*) {
   return {Ts::type_name...};
 }
 
-template <class T>
-result<void> register_event_type(event_registry& reg) {
+template <class T> result<void> register_event_type(event_registry& reg) {
   static_assert(std::is_convertible_v<decltype(T::type_name), const char*>,
                 "every event struct needs static constexpr const char* type_name");
   if (reg.name_of<T>())
@@ -559,15 +531,13 @@ result<void> register_alternatives(event_registry& reg, std::variant<Ts...>*) {
 /// them) under each struct's `static constexpr const char* type_name`, the
 /// convention of cairn's aggregates. A type registered already is skipped,
 /// so two aggregate types may share events.
-template <class Events>
-[[nodiscard]] result<void> register_event_types(event_registry& reg) {
+template <class Events> [[nodiscard]] result<void> register_event_types(event_registry& reg) {
   using list = typename detail::event_alternatives<Events>::list;
   return detail::register_alternatives(reg, static_cast<list*>(nullptr));
 }
 
 /// The `type_name`s of `Events` (an event struct or a variant of them).
-template <class Events>
-[[nodiscard]] std::vector<std::string> event_type_names() {
+template <class Events> [[nodiscard]] std::vector<std::string> event_type_names() {
   using list = typename detail::event_alternatives<Events>::list;
   return detail::type_names_of(static_cast<list*>(nullptr));
 }
@@ -580,8 +550,7 @@ template <class Events>
 // input archive, which binary.hpp already does.
 CEREAL_REGISTER_ARCHIVE(cairn::persistence::detail::bounded_binary_input_archive)
 namespace cereal::traits::detail {
-template <>
-struct get_output_from_input<cairn::persistence::detail::bounded_binary_input_archive> {
+template <> struct get_output_from_input<cairn::persistence::detail::bounded_binary_input_archive> {
   using type = cereal::BinaryOutputArchive;
 };
 } // namespace cereal::traits::detail

@@ -36,14 +36,14 @@ inline constexpr std::uint64_t no_limit = std::numeric_limits<std::uint64_t>::ma
 
 /// Figures about a store, for tools and metrics.
 struct store_stats {
-  std::uint64_t events = 0;      ///< Records in the global log (== last position).
+  std::uint64_t events = 0; ///< Records in the global log (== last position).
   std::uint64_t streams = 0;
   std::uint64_t snapshots = 0;
   std::uint64_t checkpoints = 0;
-  std::uint64_t kv_entries = 0;   ///< Keys of every key-value space.
+  std::uint64_t kv_entries = 0; ///< Keys of every key-value space.
   std::uint64_t dead_letters = 0;
-  std::size_t map_size = 0;      ///< Current map size in bytes.
-  std::size_t map_used = 0;      ///< Bytes in use (pages times page size).
+  std::size_t map_size = 0; ///< Current map size in bytes.
+  std::size_t map_used = 0; ///< Bytes in use (pages times page size).
   std::uint32_t format_version = 0;
 };
 
@@ -145,8 +145,8 @@ public:
   [[nodiscard]] virtual result<std::uint64_t> stream_version(std::string_view stream) const = 0;
 
   /// Up to `max` events of the global log from `from_position` that match `filter`.
-  [[nodiscard]] virtual result<log_page>
-  read_all(std::uint64_t from_position, std::size_t max, const read_filter& filter = {}) const = 0;
+  [[nodiscard]] virtual result<log_page> read_all(std::uint64_t from_position, std::size_t max,
+                                                  const read_filter& filter = {}) const = 0;
 
   /// The result of the append that recorded `command_id` on `stream`, marked
   /// `duplicate`; nullopt when that command id was never appended there.
@@ -223,7 +223,7 @@ public:
   /// error: the tables cannot be read at all. Any thread.
   [[nodiscard]] virtual result<index_check>
   check_indexes(const std::function<void(std::uint64_t, std::string)>& problem) const {
-    (void) problem;
+    (void)problem;
     return index_check{};
   }
 

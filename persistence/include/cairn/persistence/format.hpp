@@ -62,14 +62,12 @@ inline std::uint64_t get_be64(const unsigned char* p) {
   return v;
 }
 
-template <class T>
-inline void put_le(unsigned char* p, T v) {
+template <class T> inline void put_le(unsigned char* p, T v) {
   static_assert(std::is_integral_v<T>);
   std::memcpy(p, &v, sizeof v); // x86-64 and aarch64 are little-endian
 }
 
-template <class T>
-inline T get_le(const unsigned char* p) {
+template <class T> inline T get_le(const unsigned char* p) {
   T v;
   std::memcpy(&v, p, sizeof v);
   return v;
@@ -132,10 +130,10 @@ inline void encode_record(unsigned char* out, std::uint64_t position, std::strin
   out[63] = 0;
   put_le<std::uint32_t>(out + 64, static_cast<std::uint32_t>(ev.payload.size()));
   unsigned char* p = out + record_header_size;
-  for (std::string_view s : {std::string_view{stream}, std::string_view{ev.type},
-                             std::string_view{m.correlation_id}, std::string_view{m.causation_id},
-                             std::string_view{m.command_id}, std::string_view{m.tenant},
-                             std::string_view{m.user}, std::string_view{ev.payload}}) {
+  for (std::string_view s :
+       {std::string_view{stream}, std::string_view{ev.type}, std::string_view{m.correlation_id},
+        std::string_view{m.causation_id}, std::string_view{m.command_id},
+        std::string_view{m.tenant}, std::string_view{m.user}, std::string_view{ev.payload}}) {
     if (!s.empty())
       std::memcpy(p, s.data(), s.size());
     p += s.size();
@@ -170,8 +168,13 @@ struct record_view {
   if (rec[8] != 1)
     return bad("has an unknown record format");
   record_view v;
-  std::size_t lens[8] = {get_le<std::uint16_t>(rec + 10), get_le<std::uint16_t>(rec + 56),
-                         rec[58], rec[59], rec[60], rec[61], rec[62],
+  std::size_t lens[8] = {get_le<std::uint16_t>(rec + 10),
+                         get_le<std::uint16_t>(rec + 56),
+                         rec[58],
+                         rec[59],
+                         rec[60],
+                         rec[61],
+                         rec[62],
                          get_le<std::uint32_t>(rec + 64)};
   std::size_t total = record_header_size;
   for (auto n : lens)
@@ -184,8 +187,8 @@ struct record_view {
   v.timestamp_ns = get_le<std::int64_t>(rec + 32);
   v.id = rec + 40;
   const char* p = reinterpret_cast<const char*>(rec) + record_header_size;
-  std::string_view* fields[8] = {&v.stream, &v.type, &v.correlation_id, &v.causation_id,
-                                 &v.command_id, &v.tenant, &v.user, &v.payload};
+  std::string_view* fields[8] = {&v.stream,     &v.type,   &v.correlation_id, &v.causation_id,
+                                 &v.command_id, &v.tenant, &v.user,           &v.payload};
   for (int i = 0; i < 8; ++i) {
     *fields[i] = std::string_view{p, lens[i]};
     p += lens[i];

@@ -61,7 +61,9 @@ public:
     return {kind::stream_exists, 0};
   }
   /// The stream's current version must be `v` (0 means the stream must not exist).
-  [[nodiscard]] static constexpr expected_version exact(std::uint64_t v) { return {kind::exact, v}; }
+  [[nodiscard]] static constexpr expected_version exact(std::uint64_t v) {
+    return {kind::exact, v};
+  }
 
   [[nodiscard]] constexpr kind type() const noexcept { return kind_; }
   [[nodiscard]] constexpr std::uint64_t value() const noexcept { return value_; }

@@ -50,8 +50,7 @@ class actor_system;
 namespace cairn {
 
 /// What a command did, once it is durable.
-template <class A>
-struct outcome {
+template <class A> struct outcome {
   std::uint64_t version = 0;        ///< The aggregate's version after the command.
   std::uint64_t first_position = 0; ///< Global positions of the events (consecutive);
   std::uint64_t last_position = 0;  ///< both 0 when the command emitted none.
@@ -86,8 +85,7 @@ using actors::start_position;
 using subscription_filter = persistence::read_filter;
 
 /// One event as a handler receives it. Valid during the call only.
-template <class Event>
-struct envelope {
+template <class Event> struct envelope {
   std::string_view stream;
   std::uint64_t version = 0;  ///< In the stream.
   std::uint64_t position = 0; ///< In the global log.
@@ -100,15 +98,14 @@ struct envelope {
 
 namespace detail {
 
-template <class A, class = void>
-struct has_upcasters : std::false_type {};
+template <class A, class = void> struct has_upcasters : std::false_type {};
 template <class A>
-struct has_upcasters<A, std::void_t<decltype(A::upcasters(
-                          std::declval<persistence::event_registry&>()))>> : std::true_type {};
+struct has_upcasters<
+  A, std::void_t<decltype(A::upcasters(std::declval<persistence::event_registry&>()))>>
+    : std::true_type {};
 
 /// Calls A::upcasters; one returning result<void> can report a bad chain.
-template <class A>
-result<void> add_upcasters(persistence::event_registry& reg) {
+template <class A> result<void> add_upcasters(persistence::event_registry& reg) {
   if constexpr (std::is_same_v<decltype(A::upcasters(reg)), result<void>>) {
     return A::upcasters(reg);
   } else {
@@ -133,8 +130,7 @@ public:
   /// when A has one; returning result<void> lets it report a bad chain) and
   /// its actor. Fails when the store holds an event of A that cannot be
   /// decoded, or after the first command was sent.
-  template <class A>
-  [[nodiscard]] result<void> register_aggregate(aggregate_options opts = {}) {
+  template <class A> [[nodiscard]] result<void> register_aggregate(aggregate_options opts = {}) {
     if (commands_started_.load())
       return fail(errc::invalid_argument, "register aggregates before the first command",
                   A::category);
@@ -174,8 +170,7 @@ public:
   }
 
   /// The confirmed state of A `id`, read through its live actor (activating it).
-  template <class A>
-  [[nodiscard]] result<typename A::state> state(const std::string& id) {
+  template <class A> [[nodiscard]] result<typename A::state> state(const std::string& id) {
     actors::command_msg msg;
     msg.category = A::category;
     msg.id = id;
@@ -218,23 +213,22 @@ public:
   /// exception) is retried with backoff, then dead-lettered or stops it.
   /// Counts as sending: register aggregates first.
   template <class Event>
-  [[nodiscard]] result<void>
-  subscribe(const std::string& name, subscription_filter filter,
-            std::function<result<void>(const envelope<Event>&)> handler,
-            subscription_options opts = {}) {
+  [[nodiscard]] result<void> subscribe(const std::string& name, subscription_filter filter,
+                                       std::function<result<void>(const envelope<Event>&)> handler,
+                                       subscription_options opts = {}) {
     if (!handler)
       return fail(errc::invalid_argument, "a subscriber needs a handler", name);
     auto reg = registry_;
-    return add_subscriber(
-      name, with_types<Event>(std::move(filter)), opts, false,
-      [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
-                                          read_model*) -> result<void> {
-        auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
-        if (!event)
-          return tl::unexpected(event.error());
-        return handler(envelope<Event>{ev.stream, ev.version, ev.position, ev.timestamp_ns,
-                                       ev.type, ev.id, ev.meta, *event});
-      });
+    return add_subscriber(name, with_types<Event>(std::move(filter)), opts, false,
+                          [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
+                                                              read_model*) -> result<void> {
+                            auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
+                            if (!event)
+                              return tl::unexpected(event.error());
+                            return handler(envelope<Event>{ev.stream, ev.version, ev.position,
+                                                           ev.timestamp_ns, ev.type, ev.id, ev.meta,
+                                                           *event});
+                          });
   }
 
   /// Starts local projection `name`: like subscribe, and `handler` also gets
@@ -249,17 +243,17 @@ public:
     if (!handler)
       return fail(errc::invalid_argument, "a projection needs a handler", name);
     auto reg = registry_;
-    return add_subscriber(
-      name, with_types<Event>(std::move(filter)), opts, true,
-      [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
-                                          read_model* model) -> result<void> {
-        auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
-        if (!event)
-          return tl::unexpected(event.error());
-        return handler(envelope<Event>{ev.stream, ev.version, ev.position, ev.timestamp_ns,
-                                       ev.type, ev.id, ev.meta, *event},
-                       *model);
-      });
+    return add_subscriber(name, with_types<Event>(std::move(filter)), opts, true,
+                          [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
+                                                              read_model* model) -> result<void> {
+                            auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
+                            if (!event)
+                              return tl::unexpected(event.error());
+                            return handler(envelope<Event>{ev.stream, ev.version, ev.position,
+                                                           ev.timestamp_ns, ev.type, ev.id, ev.meta,
+                                                           *event},
+                                           *model);
+                          });
   }
 
   /// The committed value of `key` in projection `projection`'s read model.
@@ -301,8 +295,7 @@ public:
   /// Every running subscriber, by name.
   [[nodiscard]] std::vector<subscription_status> subscriptions();
   /// The dead letters of `name` (also of a subscriber not running now).
-  [[nodiscard]] result<std::vector<persistence::dead_letter>>
-  dead_letters(const std::string& name);
+  [[nodiscard]] result<std::vector<persistence::dead_letter>> dead_letters(const std::string& name);
   /// Hands dead letters of running subscriber `name` to its handler again,
   /// once each: the one at `position`, or all with 0.
   [[nodiscard]] result<replay_report> replay_dead_letters(const std::string& name,
@@ -327,8 +320,7 @@ public:
     msg.tenant = opts.tenant;
     msg.user = opts.user;
     if (opts.timeout.count() > 0)
-      msg.deadline_ns = steady_now_ns()
-                        + std::chrono::nanoseconds{opts.timeout}.count();
+      msg.deadline_ns = steady_now_ns() + std::chrono::nanoseconds{opts.timeout}.count();
     return msg;
   }
 
@@ -381,8 +373,7 @@ private:
                               const subscription_options& opts, bool projection,
                               actors::subscriber_handler handle);
 
-  template <class Event>
-  static subscription_filter with_types(subscription_filter filter) {
+  template <class Event> static subscription_filter with_types(subscription_filter filter) {
     if (filter.types.empty())
       filter.types = persistence::event_type_names<Event>();
     return filter;
@@ -414,8 +405,9 @@ private:
   /// A `id` replayed from the store up to `max_version`, before the first
   /// event `keep` refuses.
   template <class A>
-  result<typename A::state> replay(const std::string& id, std::uint64_t max_version,
-                                   const std::function<bool(const persistence::event_view&)>& keep) {
+  result<typename A::state>
+  replay(const std::string& id, std::uint64_t max_version,
+         const std::function<bool(const persistence::event_view&)>& keep) {
     actors::typed_aggregate<A> type{registry_};
     auto state = replay(type, id, max_version, keep);
     if (!state)

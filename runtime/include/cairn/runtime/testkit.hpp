@@ -26,8 +26,7 @@
 
 namespace cairn::testkit {
 
-template <class A>
-class given_when_then {
+template <class A> class given_when_then {
 public:
   using state_type = typename A::state;
   using event_type = typename A::event;
@@ -70,8 +69,8 @@ private:
     auto encoded = registry_.encode(e);
     if (!encoded)
       throw std::logic_error(encoded.error().to_string());
-    auto decoded =
-      registry_.decode<event_type>(encoded->type, encoded->schema_version, encoded->payload);
+    auto decoded = registry_.decode<event_type>(encoded->type, encoded->schema_version,
+                                                encoded->payload);
     if (!decoded)
       throw std::logic_error("event " + encoded->type
                              + " does not decode: " + decoded.error().message);

@@ -41,8 +41,7 @@ struct rejection {
 
 /// What `decide` returns: the events to append (none, one or several,
 /// appended atomically) or a rejection.
-template <class Event>
-using decision = tl::expected<std::vector<Event>, rejection>;
+template <class Event> using decision = tl::expected<std::vector<Event>, rejection>;
 
 /// `return cairn::reject("insufficient_funds");`
 [[nodiscard]] inline tl::unexpected<rejection> reject(std::string reason) {
@@ -50,8 +49,7 @@ using decision = tl::expected<std::vector<Event>, rejection>;
 }
 
 /// `return cairn::emit<event>(money_deposited{100}, fee_charged{1});`
-template <class Event, class... Ts>
-[[nodiscard]] std::vector<Event> emit(Ts&&... events) {
+template <class Event, class... Ts> [[nodiscard]] std::vector<Event> emit(Ts&&... events) {
   std::vector<Event> out;
   out.reserve(sizeof...(Ts));
   (out.emplace_back(std::forward<Ts>(events)), ...);

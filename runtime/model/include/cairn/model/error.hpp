@@ -23,13 +23,13 @@ namespace cairn {
 
 /// What went wrong, named by what the caller should do about it.
 enum class errc : std::uint8_t {
-  rejected = 1,      ///< The domain said no. Do not retry.
-  conflict,          ///< Expected version mismatch. Re-read, re-decide, retry.
-  unavailable,       ///< Temporarily cannot serve (map full, disk full, stopped). Retry later.
-  overloaded,        ///< Too much work queued. Back off, then retry.
-  invalid_argument,  ///< The input is wrong. Fix it; retrying the same input fails again.
-  corrupted,         ///< Stored bytes failed verification. Stop and alert.
-  internal,          ///< A bug or an unexpected failure. Stop and alert.
+  rejected = 1,     ///< The domain said no. Do not retry.
+  conflict,         ///< Expected version mismatch. Re-read, re-decide, retry.
+  unavailable,      ///< Temporarily cannot serve (map full, disk full, stopped). Retry later.
+  overloaded,       ///< Too much work queued. Back off, then retry.
+  invalid_argument, ///< The input is wrong. Fix it; retrying the same input fails again.
+  corrupted,        ///< Stored bytes failed verification. Stop and alert.
+  internal,         ///< A bug or an unexpected failure. Stop and alert.
 };
 
 /// Stable lower-case name of a code, e.g. "invalid_argument".
@@ -54,7 +54,7 @@ struct error {
 
   error() = default;
   error(errc c, std::string msg, std::string ctx = {})
-    : code(c), message(std::move(msg)), context(std::move(ctx)) {
+      : code(c), message(std::move(msg)), context(std::move(ctx)) {
     // nop
   }
 
@@ -72,13 +72,10 @@ struct error {
   }
 };
 
-inline std::ostream& operator<<(std::ostream& os, const error& e) {
-  return os << e.to_string();
-}
+inline std::ostream& operator<<(std::ostream& os, const error& e) { return os << e.to_string(); }
 
 /// The result of a fallible call: a value or an error.
-template <class T>
-using result = tl::expected<T, error>;
+template <class T> using result = tl::expected<T, error>;
 
 /// Shorthand for returning an error: `return fail(errc::conflict, "...")`.
 [[nodiscard]] inline tl::unexpected<error> fail(errc code, std::string message,

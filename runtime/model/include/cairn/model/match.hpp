@@ -202,14 +202,17 @@ template <class A>
 namespace detail {
 
 template <class A>
-using whole_decide = decltype(static_cast<decision<typename A::event> (*)(
-                                const typename A::state&, const typename A::command&)>(&A::decide));
+using whole_decide =
+  decltype(static_cast<decision<typename A::event> (*)(const typename A::state&,
+                                                       const typename A::command&)>(&A::decide));
 template <class A>
-using whole_evolve_by_value = decltype(static_cast<typename A::state (*)(
-                                         typename A::state, const typename A::event&)>(&A::evolve));
+using whole_evolve_by_value =
+  decltype(static_cast<typename A::state (*)(typename A::state, const typename A::event&)>(
+    &A::evolve));
 template <class A>
-using whole_evolve_by_ref = decltype(static_cast<typename A::state (*)(
-                                       const typename A::state&, const typename A::event&)>(&A::evolve));
+using whole_evolve_by_ref =
+  decltype(static_cast<typename A::state (*)(const typename A::state&, const typename A::event&)>(
+    &A::evolve));
 
 } // namespace detail
 

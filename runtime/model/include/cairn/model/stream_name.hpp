@@ -20,8 +20,8 @@ inline constexpr std::size_t max_stream_name_size = 255;
 
 /// True for the bytes a stream name may contain.
 [[nodiscard]] constexpr bool is_stream_name_char(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
-         || c == '_' || c == '.' || c == ':' || c == '@' || c == '-';
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_'
+         || c == '.' || c == ':' || c == '@' || c == '-';
 }
 
 /// The category: the part before the first '-' (the whole name when there is none).
