@@ -43,7 +43,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
                "cairn"};
   app.require_subcommand(1);
   std::string dir, target, stream, prefix, as_of;
-  std::uint64_t from = 1, to = persistence::no_limit;
+  std::uint64_t from = 1, to = persistence::no_limit, last = 0;
   detail::tail_options tail;
   std::function<int()> run;
 
@@ -61,9 +61,17 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   events->add_option("--as-of", as_of,
                      "only the events recorded at or before TIME: ISO-8601 "
                      "(2026-11-24T10:00:00Z) or ns since the epoch");
+  events->add_option("--last", last, "only the newest N events (up to --to), newest first")
+    ->check(unsigned_number)
+    ->excludes("--from")
+    ->excludes("--as-of");
   add_json(events, ctx.json);
-  events->callback(
-    [&] { run = [&] { return detail::events(ctx, dir, stream, from, to, as_of); }; });
+  events->callback([&, events] {
+    std::optional<std::uint64_t> newest;
+    if (events->count("--last") > 0)
+      newest = last;
+    run = [&, newest] { return detail::events(ctx, dir, stream, from, to, as_of, newest); };
+  });
 
   auto* tail_cmd = app.add_subcommand("tail", "Show the global log, optionally following it");
   add_dir(tail_cmd, dir);

@@ -100,12 +100,29 @@ int streams(const context& ctx, const std::string& dir, const std::string& prefi
   return exit_ok;
 }
 
+namespace {
+
+void print_event(const context& ctx, const persistence::recorded_event& ev) {
+  if (ctx.json) {
+    std::cout << event_json(ev, ctx.types, false) << '\n';
+    return;
+  }
+  std::cout << 'v' << ev.version << " @" << ev.position << ' ' << iso_time(ev.timestamp_ns) << ' '
+            << ev.type << '/' << ev.schema_version << " id=" << ev.id.to_string()
+            << metadata_text(ev.meta) << "\n  " << payload_text(ev, ctx.types) << '\n';
+}
+
+} // namespace
+
 int events(const context& ctx, const std::string& dir, const std::string& stream,
-           std::uint64_t from, std::uint64_t to, const std::string& as_of) {
+           std::uint64_t from, std::uint64_t to, const std::string& as_of,
+           std::optional<std::uint64_t> last) {
   if (auto ok = validate_stream_name(stream); !ok)
     return report(ok.error());
   if (from == 0 || from > to)
     return report(error{errc::invalid_argument, "--from must be at least 1 and at most --to"});
+  if (last && *last == 0)
+    return report(error{errc::invalid_argument, "--last must be at least 1"});
   std::int64_t until = std::numeric_limits<std::int64_t>::max();
   if (!as_of.empty()) {
     auto t = parse_time(as_of);
@@ -122,7 +139,19 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
   if (*version == 0)
     return report(error{errc::invalid_argument, "no such stream", stream});
   std::uint64_t shown = 0;
-  bool past_as_of = false;
+  for (auto down = to; last && shown < *last && down > 0;) { // newest first, a page at a time
+    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(page_size, *last - shown));
+    auto page = (*store)->read_stream_backward(stream, down, want);
+    if (!page)
+      return report(page.error());
+    for (const auto& ev : *page)
+      print_event(ctx, ev);
+    shown += page->size();
+    if (page->size() < want)
+      break;
+    down = page->back().version - 1;
+  }
+  bool past_as_of = last.has_value();
   for (auto v = from; v <= to && !past_as_of;) {
     auto max = static_cast<std::size_t>(std::min<std::uint64_t>(page_size, to - v + 1));
     auto page = (*store)->read_stream(stream, v, max);
@@ -136,13 +165,7 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
         break;
       }
       ++shown;
-      if (ctx.json) {
-        std::cout << event_json(ev, ctx.types, false) << '\n';
-        continue;
-      }
-      std::cout << 'v' << ev.version << " @" << ev.position << ' ' << iso_time(ev.timestamp_ns)
-                << ' ' << ev.type << '/' << ev.schema_version << " id=" << ev.id.to_string()
-                << metadata_text(ev.meta) << "\n  " << payload_text(ev, ctx.types) << '\n';
+      print_event(ctx, ev);
     }
     if (page->size() < max)
       break;

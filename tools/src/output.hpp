@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -69,8 +70,10 @@ private:
 
 // The subcommands; each returns its exit code.
 int streams(const context& ctx, const std::string& dir, const std::string& prefix);
+/// With `last`: the newest `*last` events up to `to`, newest first.
 int events(const context& ctx, const std::string& dir, const std::string& stream,
-           std::uint64_t from, std::uint64_t to, const std::string& as_of);
+           std::uint64_t from, std::uint64_t to, const std::string& as_of,
+           std::optional<std::uint64_t> last);
 struct tail_options {
   bool follow = false;
   std::vector<std::string> categories;

@@ -274,6 +274,30 @@ TEST_CASE("events --as-of and --to show the stream as it stood", "[integration][
   CHECK(lines_of(to.out).size() == 1);
 }
 
+TEST_CASE("events --last shows the newest events, newest first", "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  auto versions = [&](std::vector<std::string> args) {
+    auto r = cairn_cli(std::move(args));
+    REQUIRE(r.code == 0);
+    std::vector<std::uint64_t> out;
+    for (const auto& line : lines_of(r.out))
+      out.push_back(parse_json(line)["version"].GetUint64());
+    return out;
+  };
+  CHECK(versions({"events", dir.path(), "account-alice", "--json", "--last", "2"})
+        == std::vector<std::uint64_t>{3, 2});
+  CHECK(versions({"events", dir.path(), "account-alice", "--json", "--last", "9"})
+        == std::vector<std::uint64_t>{3, 2, 1});
+  CHECK(versions({"events", dir.path(), "account-alice", "--json", "--last", "1", "--to", "2"})
+        == std::vector<std::uint64_t>{2});
+  auto zero = cairn_cli({"events", dir.path(), "account-alice", "--last", "0"});
+  CHECK(zero.code == 2);
+  CHECK_THAT(zero.err, Catch::Contains("--last must be at least 1"));
+  auto both = cairn_cli({"events", dir.path(), "account-alice", "--last", "1", "--from", "2"});
+  CHECK(both.code == 2);
+}
+
 TEST_CASE("tail prints the global log, filtered by category and type", "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.path());
