@@ -1,9 +1,11 @@
-// Quickstart: append a few events to an LMDB store and read them back.
+// Quickstart: append a few events to an LMDB store and read them back, with
+// a snapshot of what was read and a checkpoint of how far.
 //
 //   cairn-quickstart [DIR]      (default ./cairn-data)
 //
-// Run it twice: the second run appends to the same streams, and the versions
-// and positions carry on where the first run stopped.
+// Run it twice: the second run appends to the same streams, the versions and
+// positions carry on where the first run stopped, and it starts from the
+// snapshot the first run saved instead of replaying the whole stream.
 
 #include <cstdint>
 #include <cstdio>
@@ -72,10 +74,32 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(appended->first_position),
               static_cast<unsigned long long>(appended->last_position));
 
-  auto events = (*store)->read_stream("account-alice", 1, 1000);
+  // The previous run's checkpoint and snapshot, if any.
+  auto seen = (*store)->load_checkpoint("quickstart");
+  if (!seen)
+    return die(seen.error());
+  if (*seen)
+    std::printf("the previous run read up to position %llu\n",
+                static_cast<unsigned long long>(**seen));
+  std::int64_t balance = 0;
+  std::uint64_t from = 1;
+  auto snap = (*store)->load_snapshot("account-alice");
+  if (!snap)
+    return die(snap.error());
+  if (*snap) {
+    auto saved = decode_payload<std::int64_t>((*snap)->data);
+    if (!saved)
+      return die(saved.error());
+    balance = *saved;
+    from = (*snap)->version + 1;
+    std::printf("from the snapshot at version %llu: balance %lld\n",
+                static_cast<unsigned long long>((*snap)->version), static_cast<long long>(balance));
+  }
+  std::printf("\n");
+
+  auto events = (*store)->read_stream("account-alice", from, 1000);
   if (!events)
     return die(events.error());
-  std::int64_t balance = 0;
   std::printf("%-8s %-8s %-16s %s\n", "version", "position", "type", "event");
   for (const auto& ev : *events) {
     auto decoded = registry.decode<account_event>(ev);
@@ -94,5 +118,15 @@ int main(int argc, char** argv) {
   }
   std::printf("\nbalance of account-alice: %lld (store: %s)\n", static_cast<long long>(balance),
               dir.c_str());
+
+  // What this run read, for the next: the balance at the last version, and the position.
+  if (!events->empty()) {
+    snapshot next{"account-alice", events->back().version, "quickstart.balance", 1, {}};
+    encode_payload(balance, next.data);
+    if (auto ok = (*store)->save_snapshot(next); !ok)
+      return die(ok.error());
+    if (auto ok = (*store)->save_checkpoint({"quickstart", events->back().position}); !ok)
+      return die(ok.error());
+  }
   return 0;
 }
