@@ -162,6 +162,10 @@ struct fixture {
   }
 
   ~fixture() {
+    // A held append's promise keeps its aggregate alive, and the aggregate
+    // keeps the journal double alive: drop them, or a test that failed
+    // midway would wait forever for the actor system to empty.
+    journal->waiting.clear();
     sys->clock().cancel_all();
     sched->run();
   }
