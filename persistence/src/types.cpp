@@ -1,5 +1,7 @@
 #include "cairn/persistence/types.hpp"
 
+#include "cairn/model/hex.hpp"
+
 namespace cairn::persistence {
 
 std::string event_id::to_string() const {
@@ -13,21 +15,12 @@ std::string event_id::to_string() const {
 }
 
 std::optional<event_id> event_id::parse(const std::string& hex) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-      return c - 'A' + 10;
-    return -1;
-  };
   if (hex.size() != 32)
     return std::nullopt;
   event_id id;
   for (std::size_t i = 0; i < id.bytes.size(); ++i) {
-    int hi = nibble(hex[2 * i]);
-    int lo = nibble(hex[2 * i + 1]);
+    int hi = hex_digit_value(hex[2 * i]);
+    int lo = hex_digit_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return std::nullopt;
     id.bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);

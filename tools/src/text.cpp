@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <limits>
 
+#include "cairn/model/hex.hpp"
+
 namespace cairn::tools {
 
 std::string json_string(std::string_view s) {
@@ -96,20 +98,11 @@ std::string dead_letter_json(const persistence::dead_letter& dl, std::string_vie
 }
 
 result<std::string> from_hex(std::string_view hex) {
-  auto nibble = [](char c) -> int {
-    if (c >= '0' && c <= '9')
-      return c - '0';
-    if (c >= 'a' && c <= 'f')
-      return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-      return c - 'A' + 10;
-    return -1;
-  };
   if (hex.size() % 2 != 0)
     return fail(errc::invalid_argument, "hex of odd length");
   std::string out(hex.size() / 2, '\0');
   for (std::size_t i = 0; i < out.size(); ++i) {
-    int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+    int hi = hex_digit_value(hex[2 * i]), lo = hex_digit_value(hex[2 * i + 1]);
     if (hi < 0 || lo < 0)
       return fail(errc::invalid_argument, "not a hex digit at offset " + std::to_string(2 * i));
     out[i] = static_cast<char>(hi << 4 | lo);
