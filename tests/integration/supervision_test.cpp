@@ -67,8 +67,10 @@ struct counter {
   static cairn::decision<event> decide(const state&, const command& c) {
     if (std::holds_alternative<poison>(c))
       return cairn::emit<event>(poisoned{});
-    if (std::holds_alternative<stall>(c))
-      gate.wait();
+    if (std::holds_alternative<stall>(c)) {
+      auto mine = gate; // keeps the state alive if the process exits while this thread waits
+      mine.wait();
+    }
     return cairn::emit<event>(added{std::holds_alternative<add>(c) ? std::get<add>(c).amount : 0});
   }
   static state evolve(state s, const event& e) {
