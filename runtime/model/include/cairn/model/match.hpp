@@ -199,30 +199,13 @@ template <class A>
   }
 }
 
-namespace detail {
-
-template <class A>
-using whole_decide =
-  decltype(static_cast<decision<typename A::event> (*)(const typename A::state&,
-                                                       const typename A::command&)>(&A::decide));
-template <class A>
-using whole_evolve_by_value =
-  decltype(static_cast<typename A::state (*)(typename A::state, const typename A::event&)>(
-    &A::evolve));
-template <class A>
-using whole_evolve_by_ref =
-  decltype(static_cast<typename A::state (*)(const typename A::state&, const typename A::event&)>(
-    &A::evolve));
-
-} // namespace detail
-
 /// What the runtime and the test kit call to decide: A's `decide(const
 /// state&, const command&)` when A has one, else the overload per
 /// alternative (dispatch_decide). So a decider needs no forwarding function.
 template <class A>
 [[nodiscard]] decision<typename A::event> decide_with(const typename A::state& s,
                                                       const typename A::command& c) {
-  if constexpr (detail::detects<void, detail::whole_decide, A>::value)
+  if constexpr (detail::has_decide<A, typename A::command>)
     return A::decide(s, c);
   else
     return dispatch_decide<A>(s, c);
@@ -232,9 +215,9 @@ template <class A>
 /// const event&)` when A has one, else the overload per alternative.
 template <class A>
 [[nodiscard]] typename A::state evolve_with(typename A::state s, const typename A::event& e) {
-  if constexpr (detail::detects<void, detail::whole_evolve_by_value, A>::value)
+  if constexpr (detail::has_evolve_by_value<A, typename A::event>)
     return A::evolve(std::move(s), e);
-  else if constexpr (detail::detects<void, detail::whole_evolve_by_ref, A>::value)
+  else if constexpr (detail::has_evolve<A, typename A::event>) // by const&
     return A::evolve(s, e);
   else
     return dispatch_evolve<A>(std::move(s), e);
