@@ -95,14 +95,10 @@ struct aggregate_state {
     fail_waiting(err);
   }
 
-  void count(const reply_msg& r, bool query) const {
-    if (!query && env)
-      env->stats->command(r.code, r.duplicate);
-  }
-
   /// Delivers `r`, counting its outcome unless it answers a query.
   void answer(caf::response_promise& promise, reply_msg r, bool query = false) const {
-    count(r, query);
+    if (!query && env)
+      env->stats->command(r.code, r.duplicate);
     promise.deliver(std::move(r));
   }
 
@@ -116,7 +112,6 @@ struct aggregate_state {
 
 using aggregate_actor_t = caf::stateful_actor<aggregate_state>;
 
-void handle(aggregate_actor_t* self, const command_msg& m, caf::response_promise promise);
 void send_appends(aggregate_actor_t* self);
 
 void tell_failed(aggregate_actor_t* self, const cairn::error& err) {
