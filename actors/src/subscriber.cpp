@@ -399,10 +399,8 @@ result<void> call_handler(subscriber_data& st, const recorded_event& ev) {
   result<void> r;
   try {
     r = st.spec.handle(ev, model);
-  } catch (const std::exception& e) {
-    r = fail(errc::internal, std::string{"the handler threw: "} + e.what());
   } catch (...) {
-    r = fail(errc::internal, "the handler threw a non-standard exception");
+    r = tl::unexpected(thrown_error("the handler", {}));
   }
   if (r && model)
     model->keep_event();

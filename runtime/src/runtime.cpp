@@ -67,11 +67,9 @@ struct bridge_state {
 void call_back(const std::function<void(reply_msg&&)>& fn, reply_msg&& r) {
   try {
     fn(std::move(r));
-  } catch (const std::exception& e) {
-    actors::logger(actors::runtime_logger)->error("a send callback threw (ignored): {}", e.what());
   } catch (...) {
     actors::logger(actors::runtime_logger)
-      ->error("a send callback threw a non-standard exception (ignored)");
+      ->error("{} (ignored)", thrown_error("a send callback", {}).message);
   }
 }
 
