@@ -400,10 +400,12 @@ static int flush(sync_fn real, unsigned bit, const char* call, int fd) {
     return fail ? -1 : real(fd);
   pthread_mutex_lock(&durable_mu);
   if (!fail && seen_seq[fd] < error_seq) {
-    /* Another descriptor's flush failed since this one's last: report it once. */
+    /* Another descriptor's flush failed since this one's last: report it once.
+       The writes that failure lost were dropped when it happened; the ones made
+       since are still pending, as in Linux, where a report of an old error
+       loses nothing new. */
     seen_seq[fd] = error_seq;
     log_fault("(earlier failure)", 0, -1);
-    drop_pending();
     pthread_mutex_unlock(&durable_mu);
     errno = EIO;
     return -1;
