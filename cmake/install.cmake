@@ -39,6 +39,6 @@ set(CPACK_DEBIAN_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
     "libcaf-dev (>= 0.17), libcereal-dev, libspdlog-dev, libfmt-dev, libexpected-dev, \
-liblmdb-dev, libxxhash-dev, libcpp-httplib-dev, pkg-config")
+liblmdb-dev, libxxhash-dev, libsodium-dev, libcpp-httplib-dev, pkg-config")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "cmake (>= 3.16), g++")
 include(CPack)

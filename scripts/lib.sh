@@ -6,7 +6,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 CAIRN_DEPS=(build-essential cmake pkg-config libcaf-dev liblmdb-dev lmdb-utils
   libcereal-dev libspdlog-dev libfmt-dev catch2 libexpected-dev libxxhash-dev
-  libcli11-dev libcpp-httplib-dev rapidjson-dev libjemalloc-dev)
+  libcli11-dev libcpp-httplib-dev rapidjson-dev libjemalloc-dev libsodium-dev)
 
 # What the fuzz targets need on top (scripts/test --fuzz): clang and libFuzzer.
 # The sanitizer and libFuzzer runtimes clang links are in libclang-rt-14-dev,
