@@ -158,7 +158,7 @@ private:
 /// The status a request is refused with, 0 if it is served. Decided on the
 /// request line and headers alone, so no body is ever read.
 int refusal(const httplib::Request& req) {
-  if (req.path != "/metrics" && req.path != "/health")
+  if (req.path != "/metrics" && req.path != "/health" && req.path != "/cluster")
     return 404;
   if (req.method != "GET" && req.method != "HEAD")
     return 405;
@@ -172,7 +172,7 @@ void refuse(httplib::Response& res, int status) {
   res.status = status;
   if (status == 405)
     res.set_header("Allow", "GET, HEAD");
-  const char* text = status == 404   ? "not found: only GET /metrics and GET /health\n"
+  const char* text = status == 404   ? "not found: only GET /metrics, /health and /cluster\n"
                      : status == 405 ? "method not allowed: only GET\n"
                                      : "request bodies are not accepted\n";
   res.set_content(text, "text/plain; charset=utf-8");
@@ -194,8 +194,9 @@ public:
 
 metrics_server::metrics_server() = default;
 
-result<std::unique_ptr<metrics_server>> metrics_server::start(const std::string& address,
-                                                              std::function<std::string()> render) {
+result<std::unique_ptr<metrics_server>>
+metrics_server::start(const std::string& address, std::function<std::string()> render,
+                      std::function<std::optional<cluster_status>()> cluster) {
   auto parsed = parse_listen_address(address);
   if (!parsed)
     return tl::unexpected(parsed.error());
@@ -226,6 +227,16 @@ result<std::unique_ptr<metrics_server>> metrics_server::start(const std::string&
   svr.Get("/metrics",
           [render = std::move(render)](const httplib::Request&, httplib::Response& res) {
             res.set_content(render(), "text/plain; version=0.0.4; charset=utf-8");
+          });
+  svr.Get("/cluster",
+          [cluster = std::move(cluster)](const httplib::Request&, httplib::Response& res) {
+            auto status = cluster ? cluster() : std::nullopt;
+            if (!status) {
+              res.status = 404;
+              res.set_content("not clustered\n", "text/plain; charset=utf-8");
+              return;
+            }
+            res.set_content(to_json(*status) + "\n", "application/json");
           });
   // Liveness: answers while the listener and a worker run; asks no actor.
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {

@@ -1,8 +1,9 @@
 #pragma once
 
 // The HTTP endpoint of the metrics: GET /metrics answers the Prometheus text
-// format, GET /health a constant "ok". Anything else is refused without
-// reading a body. Its own threads (one listener, `max_connections` workers)
+// format, GET /health a constant "ok", GET /cluster the cluster status as
+// JSON (404 "not clustered" without a cluster). Anything else is refused
+// without reading a body. Its own threads (one listener, `max_connections` workers)
 // never touch the command path. It has no authentication: bind it to
 // loopback or a private interface.
 //
@@ -28,11 +29,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "cairn/model/error.hpp"
+#include "cairn/runtime/cluster.hpp"
 
 namespace cairn::detail {
 
@@ -59,14 +62,18 @@ public:
   static constexpr std::size_t max_payload_bytes = 4 * 1024;
 
   /// Binds `address` ("host:port", port 0 = any free one) and serves the text
-  /// `render` returns. `invalid_argument` for an address that does not parse
-  /// or resolve, `unavailable` when it cannot be bound (in use, not permitted)
-  /// or its threads cannot start.
+  /// `render` returns at /metrics, and the JSON of what `cluster` returns at
+  /// /cluster (404 "not clustered" when `cluster` is empty or returns
+  /// nothing). Both are called on the server's worker threads.
+  /// `invalid_argument` for an address that does not parse or resolve,
+  /// `unavailable` when it cannot be bound (in use, not permitted) or its
+  /// threads cannot start.
   [[nodiscard]] static result<std::unique_ptr<metrics_server>>
-  start(const std::string& address, std::function<std::string()> render);
+  start(const std::string& address, std::function<std::string()> render,
+        std::function<std::optional<cluster_status>()> cluster);
 
   /// Stops listening, cuts every open connection and waits for the threads
-  /// (a /metrics render in progress finishes first).
+  /// (a /metrics or /cluster render in progress finishes first).
   ~metrics_server();
   metrics_server(const metrics_server&) = delete;
   metrics_server& operator=(const metrics_server&) = delete;

@@ -249,7 +249,8 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   if (!im.opts.metrics_address.empty()) {
     auto* self = rt.get();
     auto server = detail::metrics_server::start(im.opts.metrics_address,
-                                                [self] { return to_prometheus(self->metrics()); });
+                                                [self] { return to_prometheus(self->metrics()); },
+                                                {}); // not clustered: GET /cluster answers 404
     if (!server) {
       im.log->error("cannot start: {}", server.error().to_string());
       rt->shutdown();
