@@ -136,6 +136,29 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_json(dlq_cmd, ctx.json);
   dlq_cmd->callback([&] { run = [&] { return detail::dlq(ctx, dir, dlq); }; });
 
+  auto* cluster =
+    app.add_subcommand("cluster",
+                       "A cluster: a node's status over HTTP, the shard map of a config file");
+  cluster->require_subcommand(1);
+  std::string address, config;
+  auto* cl_status =
+    cluster->add_subcommand("status",
+                            "Peers, connectivity, map version and owned shards of a running node");
+  cl_status->add_option("HOST:PORT", address, "the node's metrics address (GET /cluster)")
+    ->required();
+  add_json(cl_status, ctx.json);
+  cl_status->callback([&] { run = [&] { return detail::cluster_status_cmd(ctx, address); }; });
+  auto* cl_map = cluster->add_subcommand("map", "The shard map: version, digest, shards per node");
+  cl_map->add_option("CONFIG", config, "a cluster config file")->required();
+  add_json(cl_map, ctx.json);
+  cl_map->callback([&] { run = [&] { return detail::cluster_map_cmd(ctx, config); }; });
+  auto* cl_locate = cluster->add_subcommand("locate", "The shard and owner node of a stream");
+  cl_locate->add_option("CONFIG", config, "a cluster config file")->required();
+  cl_locate->add_option("STREAM", stream, "the stream, <category>-<id>")->required();
+  add_json(cl_locate, ctx.json);
+  cl_locate->callback(
+    [&] { run = [&] { return detail::cluster_locate_cmd(ctx, config, stream); }; });
+
   // CLI11 would only say that a subcommand is required.
   if (argc > 1 && argv[1][0] != '-') {
     auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == argv[1]; });

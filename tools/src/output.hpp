@@ -99,5 +99,11 @@ struct dlq_options {
   std::uint64_t position = 0; ///< 0: all
 };
 int dlq(const context& ctx, const std::string& dir, const dlq_options& opts);
+/// `cluster status HOST:PORT`: GET /cluster of a node's metrics endpoint.
+int cluster_status_cmd(const context& ctx, const std::string& address);
+/// `cluster map CONFIG`: version, digest and each node's shards.
+int cluster_map_cmd(const context& ctx, const std::string& config);
+/// `cluster locate CONFIG STREAM`: the stream's shard and owner.
+int cluster_locate_cmd(const context& ctx, const std::string& config, const std::string& stream);
 
 } // namespace cairn::tools::detail
