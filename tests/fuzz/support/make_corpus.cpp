@@ -7,6 +7,7 @@
 // Files are named after what they hold; an existing file is overwritten, so
 // running it again after a format change refreshes the seeds.
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "cairn/persistence/format.hpp"
+#include "cairn/runtime/cluster.hpp"
 #include "cairn/tools/text.hpp"
 #include "payload_types.hpp"
 
@@ -324,6 +326,63 @@ void serve_line() {
   write("serve_line", "bad", "register p2 teleport\nstate-at p1 one\nfrobnicate\n");
 }
 
+shard_map three_map; ///< The map of the three-nodes seed, which the status seeds report.
+
+void cluster_config_seeds() {
+  auto three =
+    make_cluster({{"A", "127.0.0.1", 7101}, {"B", "127.0.0.1", 7102}, {"C", "::1", 7103}}, "A", 16);
+  three.map.version = 3;
+  three.map.owners[7] = "C";
+  three.heartbeat_timeout = std::chrono::milliseconds{3000};
+  three_map = three.map;
+  write("cluster_config", "three-nodes", to_config_text(three));
+  write("cluster_config", "hand-written",
+        "# cairn cluster\r\nmap-version 2\r\nshards 4\r\n"
+        "node A localhost 7101 # this one\r\n\tnode B 10.0.0.2 7101\r\n"
+        "owner 0 A\r\nowner 1-3 B\r\nremote-timeout-ms 250\r\nmiddleman-workers 2\r\n");
+  write("cluster_config", "bad",
+        "shards 8\nnode A h 1\nnode A h 2\nowner 0-4 A\nowner 4-9 B\nowner x A\nbogus 1\n");
+}
+
+void cluster_status_seeds() {
+  cluster_status st;
+  st.node_id = "A";
+  st.map_version = 3;
+  st.map_digest = three_map.digest();
+  st.shards = 16;
+  st.owned_shards = 6;
+  st.dropped_messages = 1;
+  peer_status b;
+  b.id = "B";
+  b.host = "127.0.0.1";
+  b.port = 7102;
+  b.state = "up";
+  b.since_ns = t0;
+  b.in_flight = 2;
+  b.forwarded = 40;
+  b.received = 38;
+  b.rtt_us_bounds = {100, 1000, 10000};
+  b.rtt_us_buckets = {3, 30, 7, 0};
+  b.rtt_p50_us = 400;
+  b.rtt_p99_us = 8000;
+  peer_status c;
+  c.id = "C";
+  c.host = "::1";
+  c.port = 7103;
+  c.state = "refused";
+  c.since_ns = t0 + 5;
+  c.reason = "map version 3 here, 4 there";
+  c.failures = 4;
+  c.dropped = 1;
+  st.peers = {b, c};
+  write("cluster_status", "two-peers", to_json(st));
+  st.peers.clear();
+  write("cluster_status", "alone", to_json(st));
+  write("cluster_status", "bad-digest",
+        "{\"node_id\":\"A\",\"map_version\":1,\"map_digest\":\"xyz\",\"shards\":1,"
+        "\"owned_shards\":1,\"dropped_messages\":0,\"peers\":[]}");
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -341,5 +400,7 @@ int main(int argc, char** argv) {
   time();
   serve_line();
   import_line();
+  cluster_config_seeds();
+  cluster_status_seeds();
   return 0;
 }
