@@ -122,6 +122,9 @@ result<void> validate_layout(const cluster_options& opts) {
                + " ms; it must be from 0 (the runtime's request_timeout) to one day");
   if (opts.max_in_flight_per_peer == 0)
     return bad("max_in_flight_per_peer is 0; no command could be forwarded");
+  if (opts.max_in_flight_per_peer > std::numeric_limits<std::uint32_t>::max())
+    return bad("max_in_flight_per_peer is " + std::to_string(opts.max_in_flight_per_peer)
+               + "; at most 4294967295");
   if (opts.middleman_workers > limits::max_middleman_workers)
     return bad("middleman_workers is " + std::to_string(opts.middleman_workers) + "; at most "
                + std::to_string(limits::max_middleman_workers));

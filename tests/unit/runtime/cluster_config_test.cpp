@@ -287,6 +287,8 @@ TEST_CASE("validate names what is wrong with a cluster", "[unit][cluster]") {
         == "remote_timeout is -1 ms; it must be from 0 (the runtime's request_timeout) to one day");
   CHECK(problem([](cluster_options& o) { o.max_in_flight_per_peer = 0; })
         == "max_in_flight_per_peer is 0; no command could be forwarded");
+  CHECK(problem([](cluster_options& o) { o.max_in_flight_per_peer = std::size_t{1} << 32; })
+        == "max_in_flight_per_peer is 4294967296; at most 4294967295");
   CHECK(problem([](cluster_options& o) { o.middleman_workers = 2000; })
         == "middleman_workers is 2000; at most 1024");
 }

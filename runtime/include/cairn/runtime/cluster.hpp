@@ -99,7 +99,8 @@ struct cluster_limits {
 /// shard whose owner is no node, heartbeat_interval, ping_interval or
 /// connect_timeout of 0 or beyond max_duration, heartbeat_timeout not above
 /// heartbeat_interval, remote_timeout beyond max_duration,
-/// max_in_flight_per_peer 0, middleman_workers beyond max_middleman_workers.
+/// max_in_flight_per_peer 0 or beyond 2^32-1, middleman_workers beyond
+/// max_middleman_workers.
 [[nodiscard]] result<void> validate(const cluster_options& opts);
 
 /// Parses the config file form (docs/cluster.md#configuration) and validates
