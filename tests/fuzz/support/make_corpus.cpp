@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "cairn/model/match.hpp"
 #include "cairn/persistence/format.hpp"
 #include "cairn/runtime/cluster.hpp"
 #include "cairn/tools/text.hpp"
@@ -87,14 +88,14 @@ public:
     auto s = A::initial();
     for (const auto& c : commands) {
       add<typename A::command, typename A::command>(c);
-      auto d = A::decide(s, c);
+      auto d = decide_with<A>(s, c);
       if (!d)
         continue;
       for (const auto& e : *d) {
         std::visit([&](
                      const auto& alt) { add<std::decay_t<decltype(alt)>, typename A::event>(alt); },
                    e);
-        s = A::evolve(std::move(s), e);
+        s = evolve_with<A>(std::move(s), e);
       }
       add<typename A::state, typename A::state>(s);
     }
