@@ -2,7 +2,10 @@
 // metrics server of this test serving a fixed cluster status, map and locate
 // on config files written here.
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -150,17 +153,22 @@ TEST_CASE("cluster status of a node without a cluster, or of no node, fails with
   CHECK(r.out.empty());
   CHECK(r.err.find("rejected: the node runs without a cluster") != std::string::npos);
 
-  // A port where nothing listens: the freed port of a stopped server.
-  std::string gone;
-  {
-    auto s = cairn::detail::metrics_server::start("127.0.0.1:0", [] { return std::string{}; }, {});
-    REQUIRE(s);
-    gone = (*s)->endpoint();
-  }
+  // A port bound but not listening: connecting is refused, and no other
+  // process can take the port meanwhile.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  auto gone = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
   auto refused = cairn_cli({"cluster", "status", gone});
   CHECK(refused.code == 1);
   CHECK(refused.err.find("unavailable: cannot get the cluster status: cannot connect")
         != std::string::npos);
+  ::close(fd);
 
   auto bad = cairn_cli({"cluster", "status", "localhost"});
   CHECK(bad.code == 2);
