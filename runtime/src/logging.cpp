@@ -44,9 +44,9 @@ public:
   }
 };
 
-constexpr const char* module_loggers[] = {actors::runtime_logger, actors::journal_logger,
-                                          actors::registry_logger, actors::aggregate_logger,
-                                          actors::subscriber_logger};
+constexpr const char* module_loggers[] = {actors::runtime_logger,    actors::journal_logger,
+                                          actors::registry_logger,   actors::aggregate_logger,
+                                          actors::subscriber_logger, actors::cluster_logger};
 
 struct logging {
   std::mutex mutex; // one configuration at a time

@@ -8,9 +8,11 @@
 #include <thread>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
 
 #include "cairn/actors/aggregate_actor.hpp"
 #include "cairn/actors/error.hpp"
+#include "cairn/actors/gateway.hpp"
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/registry.hpp"
@@ -157,6 +159,9 @@ struct runtime::impl {
   std::unique_ptr<caf::actor_system> sys;
   caf::actor journal;
   caf::actor registry;
+  caf::actor gateway;     ///< With opts.cluster only.
+  std::mutex types_mutex; ///< Guards `types`: registration against a peer's replay query.
+  std::map<std::string, std::shared_ptr<const actors::aggregate_type>> types;
   std::vector<caf::actor> bridges;
   std::atomic<bool> stopped{false};
   bool abandoned = false;         ///< shutdown() passed its deadline: never destroyed.
@@ -201,6 +206,101 @@ struct runtime::impl {
   }
 };
 
+namespace {
+
+/// Per-peer cluster metrics in the Prometheus text format (docs/cluster.md#metrics).
+std::string cluster_prometheus(const cluster_status& s) {
+  std::string out;
+  auto family = [&](const char* name, const char* type, const char* help) {
+    out += std::string{"# HELP cairn_cluster_"} + name + " " + help + "\n# TYPE cairn_cluster_"
+           + name + " " + type + "\n";
+  };
+  auto line = [&](const char* name, const std::string& peer, std::uint64_t v) {
+    out += std::string{"cairn_cluster_"} + name + "{peer=\"" + peer + "\"} " + std::to_string(v)
+           + "\n";
+  };
+  family("peer_up", "gauge", "1 while the peer is connected and answers pings.");
+  for (const auto& p : s.peers)
+    line("peer_up", p.id, p.state == "up" ? 1 : 0);
+  family("in_flight", "gauge", "Commands forwarded to the peer and not yet answered.");
+  for (const auto& p : s.peers)
+    line("in_flight", p.id, p.in_flight);
+  family("forwarded_total", "counter", "Commands and queries forwarded to the peer.");
+  for (const auto& p : s.peers)
+    line("forwarded_total", p.id, p.forwarded);
+  family("received_total", "counter", "Commands the peer forwarded to this node.");
+  for (const auto& p : s.peers)
+    line("received_total", p.id, p.received);
+  family("failures_total", "counter",
+         "Commands for the peer's shards that failed here (peer not up, timeout, overloaded).");
+  for (const auto& p : s.peers)
+    line("failures_total", p.id, p.failures);
+  family("dropped_total", "counter", "Messages from the peer dropped as malformed.");
+  for (const auto& p : s.peers)
+    line("dropped_total", p.id, p.dropped);
+  family("round_trip_seconds", "histogram", "Round trip of a forwarded command.");
+  for (const auto& p : s.peers) {
+    std::uint64_t cumulative = 0;
+    for (std::size_t i = 0; i < p.rtt_us_buckets.size(); ++i) {
+      cumulative += p.rtt_us_buckets[i];
+      auto le = i < p.rtt_us_bounds.size()
+                  ? fmt::format("{}", static_cast<double>(p.rtt_us_bounds[i]) / 1e6)
+                  : std::string{"+Inf"};
+      out += "cairn_cluster_round_trip_seconds_bucket{peer=\"" + p.id + "\",le=\"" + le + "\"} "
+             + std::to_string(cumulative) + "\n";
+    }
+    out += "cairn_cluster_round_trip_seconds_sum{peer=\"" + p.id + "\"} "
+           + fmt::format("{}", static_cast<double>(p.rtt_us_sum) / 1e6) + "\n";
+    out += "cairn_cluster_round_trip_seconds_count{peer=\"" + p.id + "\"} "
+           + std::to_string(cumulative) + "\n";
+  }
+  out += "# HELP cairn_cluster_dropped_messages_total Messages from unknown senders dropped.\n"
+         "# TYPE cairn_cluster_dropped_messages_total counter\n"
+         "cairn_cluster_dropped_messages_total "
+         + std::to_string(s.dropped_messages) + "\n";
+  return out;
+}
+
+/// Spawns the gateway and publishes it on this node's cluster port.
+result<caf::actor>
+start_gateway(caf::actor_system& sys, const runtime_options& opts, caf::actor registry,
+              spdlog::logger& log,
+              std::function<actors::reply_msg(const actors::command_msg&)> replay) {
+  const auto& c = *opts.cluster;
+  actors::gateway_config gc;
+  gc.node_id = c.node_id;
+  for (const auto& n : c.nodes)
+    gc.nodes.push_back({n.id, n.host, n.port});
+  gc.map = c.map;
+  gc.ping_interval = c.ping_interval;
+  gc.heartbeat_timeout = c.heartbeat_timeout;
+  gc.connect_timeout = c.connect_timeout;
+  gc.remote_timeout = c.remote_timeout.count() > 0 ? c.remote_timeout : opts.request_timeout;
+  gc.max_in_flight = std::max<std::size_t>(1, c.max_in_flight_per_peer);
+  gc.replay = std::move(replay);
+  auto me = std::find_if(c.nodes.begin(), c.nodes.end(),
+                         [&](const cluster_node& n) { return n.id == c.node_id; });
+  auto gateway = actors::spawn_gateway(sys, std::move(gc), std::move(registry));
+  // reuse: a node restarted at once gets its port back from TIME_WAIT.
+  auto port = sys.middleman().publish(gateway, me->port, me->host.c_str(), true);
+  if (!port) {
+    caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+    return fail(errc::unavailable,
+                "cannot listen for the cluster on " + me->host + ":" + std::to_string(me->port)
+                  + ": " + sys.render(port.error()),
+                c.node_id);
+  }
+  log.info("cluster node {} listening on {}:{} ({} of {} shards, map version {}); the "
+           "cluster port has no authentication or TLS: bind it to loopback or a private "
+           "network",
+           c.node_id, me->host, *port,
+           std::count(c.map.owners.begin(), c.map.owners.end(), c.node_id), c.map.owners.size(),
+           c.map.version);
+  return gateway;
+}
+
+} // namespace
+
 runtime::runtime(std::unique_ptr<impl> p)
     : impl_(std::move(p)), registry_(std::make_shared<persistence::event_registry>()) {}
 
@@ -229,6 +329,20 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   p->cfg.set("scheduler.max-threads", static_cast<std::size_t>(threads));
   actors::use_work_stealing_scheduler(p->cfg);
   actors::add_error_category(p->cfg); // renders errors that carry an errc
+  if (p->opts.cluster) {
+    const auto& c = *p->opts.cluster;
+    if (auto ok = validate(c); !ok) {
+      p->log->error("cannot start: {}", ok.error().to_string());
+      return tl::unexpected(ok.error());
+    }
+    p->cfg.load<caf::io::middleman>();
+    // Off by default in CAF 0.17; without them a silent peer is never dropped.
+    p->cfg.set("middleman.heartbeat-interval", caf::timespan{c.heartbeat_interval});
+    p->cfg.set("middleman.connection-timeout", caf::timespan{c.heartbeat_timeout});
+    if (c.middleman_workers != 0)
+      p->cfg.set("middleman.workers", static_cast<std::size_t>(c.middleman_workers));
+    actors::add_cluster_message_types(p->cfg);
+  }
   try {
     p->sys = std::make_unique<caf::actor_system>(p->cfg);
   } catch (const std::exception& e) {
@@ -246,11 +360,36 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
     p->bridges.push_back(p->sys->spawn(bridge, p->registry, p->opts.request_timeout));
   std::unique_ptr<runtime> rt{new runtime(std::move(p))};
   auto& im = *rt->impl_;
+  if (im.opts.cluster) {
+    auto* self = rt.get();
+    auto gateway =
+      start_gateway(*im.sys, im.opts, im.registry, *im.log,
+                    [self](const actors::command_msg& q) { return self->replay_here(q); });
+    if (!gateway) {
+      im.log->error("cannot start: {}", gateway.error().to_string());
+      rt->shutdown();
+      return tl::unexpected(gateway.error());
+    }
+    im.gateway = std::move(*gateway);
+  }
   if (!im.opts.metrics_address.empty()) {
     auto* self = rt.get();
-    auto server = detail::metrics_server::start(im.opts.metrics_address,
-                                                [self] { return to_prometheus(self->metrics()); },
-                                                {}); // not clustered: GET /cluster answers 404
+    std::function<std::optional<cluster_status>()> cluster; // none: GET /cluster answers 404
+    if (im.opts.cluster)
+      cluster = [self]() -> std::optional<cluster_status> {
+        auto s = self->cluster();
+        return s ? std::optional<cluster_status>{std::move(*s)} : std::nullopt;
+      };
+    auto server = detail::metrics_server::start(
+      im.opts.metrics_address,
+      [self] {
+        auto text = to_prometheus(self->metrics());
+        if (self->impl_->opts.cluster)
+          if (auto s = self->cluster())
+            text += cluster_prometheus(*s);
+        return text;
+      },
+      std::move(cluster));
     if (!server) {
       im.log->error("cannot start: {}", server.error().to_string());
       rt->shutdown();
@@ -315,7 +454,11 @@ void runtime::shutdown() {
                  [&](caf::error& err) { answered = err != caf::sec::request_timeout; });
       return answered;
     };
-    // Bridges first: each answers once everything it forwarded is answered,
+    // The gateway first: it fails what it forwarded and answers what other
+    // nodes sent here, while the registry still serves them.
+    if (im.gateway && !stop(im.gateway, actors::shutdown_atom::value))
+      abandoned.push_back("the cluster gateway");
+    // Bridges next: each answers once everything it forwarded is answered,
     // so every command in flight gets its real outcome. Then the registry
     // stops every aggregate, and the journal commits whatever is still queued.
     for (std::size_t i = 0; i < im.bridges.size(); ++i)
@@ -349,6 +492,7 @@ void runtime::shutdown() {
       abandoned.push_back("the journal");
   }
   im.bridges.clear();
+  im.gateway = nullptr;
   im.journal = nullptr;
   im.registry = nullptr;
   if (!abandoned.empty()) {
@@ -370,6 +514,10 @@ void runtime::shutdown() {
 
 void runtime::add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
                             const aggregate_options& opts) {
+  {
+    std::lock_guard lock{impl_->types_mutex};
+    impl_->types[type->category()] = type;
+  }
   auto env = std::make_shared<actors::aggregate_env>();
   env->store = impl_->store.get();
   env->journal = impl_->journal;
@@ -400,6 +548,57 @@ runtime::replay(const actors::aggregate_type& type, const std::string& id,
   if (!folded)
     return tl::unexpected(folded.error());
   return std::move(*state);
+}
+
+actors::reply_msg runtime::replay_here(const actors::command_msg& q) {
+  std::shared_ptr<const actors::aggregate_type> type;
+  {
+    std::lock_guard lock{impl_->types_mutex};
+    if (auto it = impl_->types.find(q.category); it != impl_->types.end())
+      type = it->second;
+  }
+  if (!type)
+    return actors::error_reply(
+      {errc::invalid_argument, "no aggregate type of this category is registered", q.category});
+  std::function<bool(const persistence::event_view&)> keep;
+  if (q.as_of_ns != 0)
+    keep = [as_of = q.as_of_ns](const persistence::event_view& e) {
+      return e.timestamp_ns <= as_of;
+    };
+  auto state = replay(*type, q.id, q.to_version, keep);
+  if (!state)
+    return actors::error_reply(state.error());
+  actors::reply_msg r;
+  if (auto ok = type->encode_state(**state, r.state, q.category + "-" + q.id); !ok)
+    return actors::error_reply(ok.error());
+  return r;
+}
+
+std::optional<result<std::string>> runtime::replay_remotely(const std::string& category,
+                                                            const std::string& id,
+                                                            std::uint64_t to_version,
+                                                            std::int64_t as_of_ns) {
+  if (!impl_->gateway)
+    return std::nullopt;
+  const auto& c = *impl_->opts.cluster;
+  auto stream = aggregate_stream(category, id);
+  if (!stream || c.map.owner_of(*stream) == c.node_id)
+    return std::nullopt; // served here; an invalid id gets its error there
+  actors::command_msg msg;
+  msg.category = category;
+  msg.id = id;
+  msg.query = true;
+  msg.replay = true;
+  msg.to_version = to_version;
+  msg.as_of_ns = as_of_ns;
+  auto promise = std::make_shared<std::promise<actors::reply_msg>>();
+  auto future = promise->get_future();
+  submit(std::move(msg), {},
+         [promise](actors::reply_msg&& r) { promise->set_value(std::move(r)); });
+  auto reply = future.get();
+  if (!reply.ok())
+    return result<std::string>{tl::unexpected(reply.error())};
+  return result<std::string>{std::move(reply.state)};
 }
 
 result<void> runtime::add_subscriber(const std::string& name, subscription_filter filter,
@@ -510,6 +709,19 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
     done(actors::error_reply({errc::unavailable, "the runtime is stopped"}));
     return;
   }
+  if (impl_->gateway) {
+    // Streams another node owns go through the gateway; an invalid id goes
+    // the local way, which names the problem.
+    const auto& c = *impl_->opts.cluster;
+    if (auto stream = aggregate_stream(msg.category, msg.id);
+        stream && c.map.owner_of(*stream) != c.node_id) {
+      caf::anon_send(impl_->gateway, actors::submit_atom::value, std::move(msg),
+                     static_cast<std::int64_t>(opts.timeout.count()),
+                     actors::reply_callback{std::move(done)});
+      --impl_->submitting;
+      return;
+    }
+  }
   // One bridge per aggregate keeps the commands a thread sends to it in order.
   auto key = std::hash<std::string>{}(msg.id) ^ std::hash<std::string>{}(msg.category);
   auto& b = impl_->bridges[key % impl_->bridges.size()];
@@ -518,6 +730,18 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
                  static_cast<std::int64_t>(opts.timeout.count()),
                  actors::reply_callback{std::move(done)});
   --impl_->submitting;
+}
+
+result<cluster_status> runtime::cluster() const {
+  if (!impl_->opts.cluster)
+    return fail(errc::invalid_argument, "the runtime runs without a cluster");
+  if (impl_->stopped.load() || !impl_->gateway)
+    return fail(errc::unavailable, "the runtime is stopped");
+  result<cluster_status> out = fail(errc::unavailable, "the gateway did not answer in time");
+  caf::scoped_actor self{*impl_->sys};
+  self->request(impl_->gateway, std::chrono::seconds{1}, actors::status_atom::value)
+    .receive([&](cluster_status& s) { out = std::move(s); }, [](caf::error&) {});
+  return out;
 }
 
 caf::actor runtime::handle() {

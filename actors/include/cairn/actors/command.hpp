@@ -20,6 +20,12 @@ struct command_msg {
   std::string command_id, correlation_id, causation_id, tenant, user;
   std::int64_t deadline_ns = 0; ///< steady_clock ns; 0 = none.
   bool query = false;           ///< Read the confirmed state instead of deciding.
+  /// With `query`: replay the state from the store instead (time travel, on
+  /// the node that owns the stream): up to `to_version`, and of the events
+  /// recorded at or before `as_of_ns` when that is not 0.
+  bool replay = false;
+  std::uint64_t to_version = 0;
+  std::int64_t as_of_ns = 0;
 };
 
 /// One appended event as a reply carries it: encoded, as the store holds it.

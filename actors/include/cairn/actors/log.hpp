@@ -19,6 +19,7 @@ inline constexpr const char* journal_logger = "cairn.journal";
 inline constexpr const char* registry_logger = "cairn.registry";
 inline constexpr const char* aggregate_logger = "cairn.aggregate";
 inline constexpr const char* subscriber_logger = "cairn.subscriber";
+inline constexpr const char* cluster_logger = "cairn.cluster";
 
 /// The logger `name` as the runtime set it up; a logger without sinks (silent)
 /// when no runtime has. Look it up once per actor, not per message.

@@ -52,7 +52,8 @@ using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
   return f(caf::meta::type_name("cairn.command"), x.category, x.id, x.payload, x.command_id,
-           x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query);
+           x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query, x.replay,
+           x.to_version, x.as_of_ns);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_event& x) {

@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/model/cluster_status.hpp"
 #include "cairn/model/error.hpp"
 #include "cairn/model/shard_map.hpp"
 
@@ -131,46 +132,6 @@ struct cluster_limits {
 /// the same nodes, map and options: every key is written, the owners as
 /// ranges. `node_id` is not part of the file (each node is told its id).
 [[nodiscard]] std::string to_config_text(const cluster_options& opts);
-
-/// One peer as this node's gateway sees it.
-struct peer_status {
-  std::string id;
-  std::string host;
-  std::uint16_t port = 0;
-  /// "connecting", "up", "down", "refused" (its map differs) or "suspect"
-  /// (connected, but the application ping is late).
-  std::string state;
-  /// Wall-clock ns since the epoch of the last change of `state`; 0 = unknown.
-  std::int64_t since_ns = 0;
-  /// Why it is not up ("map version 3 here, 4 there"); empty when up.
-  std::string reason;
-  std::uint64_t in_flight = 0; ///< Forwarded commands awaiting an answer now.
-  std::uint64_t forwarded = 0; ///< Commands and queries sent to it, ever.
-  std::uint64_t received = 0;  ///< Requests it sent to this node, ever.
-  std::uint64_t failures = 0;  ///< Forwarded requests that failed (timeout, down).
-  std::uint64_t dropped = 0;   ///< Messages from it dropped (bad type or payload).
-  /// Round trips per bucket, not cumulative: rtt_us_buckets[i] fell in
-  /// (rtt_us_bounds[i-1], rtt_us_bounds[i]]; one more entry holds those above
-  /// every bound (as histogram_snapshot in cairn/actors/metrics.hpp).
-  std::vector<std::uint64_t> rtt_us_buckets;
-  std::uint64_t rtt_p50_us = 0;
-  std::uint64_t rtt_p99_us = 0;
-  /// Inclusive upper bounds of rtt_us_buckets, µs, ascending.
-  std::vector<std::uint64_t> rtt_us_bounds;
-};
-
-/// A node's view of the cluster: what `cairn cluster status` prints and
-/// GET /cluster of the metrics endpoint serves.
-struct cluster_status {
-  std::string node_id;
-  std::uint64_t map_version = 0;
-  std::uint64_t map_digest = 0;
-  std::uint32_t shards = 0;
-  std::uint32_t owned_shards = 0; ///< Of `shards`, those this node owns.
-  std::vector<peer_status> peers;
-  /// Messages dropped from no known peer (unknown node, garbage).
-  std::uint64_t dropped_messages = 0;
-};
 
 /// A readable table: a header line about the node and the map, then one row
 /// per peer (address, state and since when, counters, round trips, reason).

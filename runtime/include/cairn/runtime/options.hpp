@@ -10,6 +10,7 @@
 #include <spdlog/common.h>
 
 #include "cairn/persistence/options.hpp"
+#include "cairn/runtime/cluster.hpp"
 
 namespace cairn {
 
@@ -64,6 +65,9 @@ struct runtime_options {
   /// variable SPDLOG_LEVEL (e.g. "warn" or "info,cairn.journal=debug"),
   /// default info. Default: empty.
   std::vector<spdlog::sink_ptr> log_sinks;
+  /// Run as one node of a cluster (docs/cluster.md): commands for streams
+  /// other nodes own are forwarded to them. Empty: a single process. Default: empty.
+  std::optional<cluster_options> cluster;
 };
 
 /// Per aggregate type.

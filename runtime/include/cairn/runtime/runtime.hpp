@@ -24,6 +24,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -189,6 +190,8 @@ public:
   [[nodiscard]] result<typename A::state> state_at(const std::string& id, std::uint64_t version) {
     if (stopped())
       return fail(errc::unavailable, "the runtime is stopped");
+    if (auto remote = replay_remotely(A::category, id, version, 0))
+      return decode_state<A>(*remote);
     return replay<A>(id, version, {});
   }
 
@@ -198,6 +201,8 @@ public:
                                                       std::int64_t timestamp_ns) {
     if (stopped())
       return fail(errc::unavailable, "the runtime is stopped");
+    if (auto remote = replay_remotely(A::category, id, persistence::no_limit, timestamp_ns))
+      return decode_state<A>(*remote);
     return replay<A>(id, persistence::no_limit, [timestamp_ns](const persistence::event_view& e) {
       return e.timestamp_ns <= timestamp_ns;
     });
@@ -356,6 +361,11 @@ public:
   /// and after shutdown().
   [[nodiscard]] std::string metrics_endpoint() const;
 
+  /// This node's view of its cluster: members, connectivity, map version,
+  /// owned shards and per-peer figures. `invalid_argument` when the runtime
+  /// runs without runtime_options::cluster.
+  [[nodiscard]] result<cluster_status> cluster() const;
+
   /// Stops accepting commands, answers or drains everything in flight, stops
   /// the actors and closes the store. Called by the destructor.
   void shutdown();
@@ -402,6 +412,19 @@ private:
     return out;
   }
 
+  /// In a cluster, when another node owns A `id`'s stream: the state it
+  /// replayed (cereal bytes) or the error. Nothing when this node owns it.
+  std::optional<result<std::string>> replay_remotely(const std::string& category,
+                                                     const std::string& id,
+                                                     std::uint64_t to_version,
+                                                     std::int64_t as_of_ns);
+  template <class A>
+  static result<typename A::state> decode_state(const result<std::string>& bytes) {
+    if (!bytes)
+      return tl::unexpected(bytes.error());
+    return persistence::decode_payload<typename A::state>(*bytes);
+  }
+
   /// A `id` replayed from the store up to `max_version`, before the first
   /// event `keep` refuses.
   template <class A>
@@ -414,6 +437,8 @@ private:
       return tl::unexpected(state.error());
     return std::move(actors::typed_aggregate<A>::get(**state));
   }
+  /// Serves a peer's replay query for a stream this node owns.
+  actors::reply_msg replay_here(const actors::command_msg& q);
   result<std::unique_ptr<actors::state_box>>
   replay(const actors::aggregate_type& type, const std::string& id, std::uint64_t max_version,
          const std::function<bool(const persistence::event_view&)>& keep);

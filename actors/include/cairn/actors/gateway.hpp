@@ -1,0 +1,103 @@
+#pragma once
+
+/// gateway: one per clustered node, published on the node's cluster port with
+/// CAF's io middleman. It forwards commands for streams other nodes own to
+/// their gateways and serves the commands they forward here through the local
+/// registry (docs/cluster.md).
+///
+/// Connections: of two nodes, the one with the lower id dials the other
+/// (`connect_atom` on the middleman actor, bounded and retried with backoff)
+/// and introduces itself with a hello that carries its shard map's version
+/// and digest; a peer with another map is refused, and both say why. Each
+/// side monitors the other's gateway: a lost connection is a down message.
+/// An application ping every `ping_interval` marks a peer that stops
+/// answering for `heartbeat_timeout` as suspect (a stopped process keeps
+/// its TCP connection open).
+///
+/// Forwarding: the wire carries our own request ids, not CAF requests, so
+/// the gateway decides when a command has failed: its owner is not up, its
+/// bound passed, the connection dropped, or the peer has `max_in_flight`
+/// commands of ours already (`overloaded`; BASP has no back-pressure).
+/// Each answer runs the caller's callback exactly once, on the gateway.
+///
+/// Untrusted peers: a forwarded command from a node that did not complete a
+/// hello, or any message of an unexpected shape, is dropped, logged and
+/// counted; CAF itself drops bytes it cannot deserialize.
+
+#include <chrono>
+#include <functional>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/fwd.hpp>
+
+#include "cairn/actors/messages.hpp"
+#include "cairn/model/cluster_status.hpp"
+#include "cairn/model/shard_map.hpp"
+
+namespace cairn::actors {
+
+using hello_atom = caf::atom_constant<caf::atom("cairn_helo")>;
+using forward_atom = caf::atom_constant<caf::atom("cairn_fwd")>;
+using forwarded_atom = caf::atom_constant<caf::atom("cairn_fwdd")>;
+using ping_atom = caf::atom_constant<caf::atom("cairn_ping")>;
+using pong_atom = caf::atom_constant<caf::atom("cairn_pong")>;
+
+/// What a node says about itself when it connects, and the answer.
+struct hello_msg {
+  std::uint32_t protocol = 0; ///< cluster_protocol of the sender.
+  std::string node;           ///< The sender's node id.
+  std::uint64_t map_version = 0;
+  std::uint64_t map_digest = 0;
+  std::uint32_t shards = 0;
+  std::string refusal; ///< In an answer: why the peer refuses (empty: accepted).
+};
+
+/// Bumped when the messages between gateways change shape.
+inline constexpr std::uint32_t cluster_protocol = 1;
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, hello_msg& x) {
+  return f(caf::meta::type_name("cairn.hello"), x.protocol, x.node, x.map_version, x.map_digest,
+           x.shards, x.refusal);
+}
+
+/// A cluster member's address.
+struct gateway_node {
+  std::string id;
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+struct gateway_config {
+  std::string node_id;             ///< This node.
+  std::vector<gateway_node> nodes; ///< Every member, this node included.
+  shard_map map;
+  std::chrono::milliseconds ping_interval{1000};
+  std::chrono::milliseconds heartbeat_timeout{5000};
+  std::chrono::milliseconds connect_timeout{2000};
+  /// Bound of a forwarded command sent without a timeout of its own.
+  std::chrono::milliseconds remote_timeout{60000};
+  std::size_t max_in_flight = 4096; ///< Per peer.
+  /// Answers a `replay` query for a stream this node owns. It reads the
+  /// store, so it runs on a thread of its own, never on the gateway's.
+  std::function<reply_msg(const command_msg&)> replay;
+};
+
+/// Registers the messages that cross between nodes with CAF, under the same
+/// names on every node: a type CAF does not know is dropped on the wire.
+void add_cluster_message_types(caf::actor_system_config& cfg);
+
+/// Spawns the gateway; `registry` serves the commands this node owns. Send
+/// it `(submit_atom, command_msg, timeout_ms, reply_callback)` for a stream
+/// another node owns, `(status_atom)` for a cluster_status, and
+/// `(shutdown_atom)` to stop: it fails what it forwarded, answers what it
+/// serves, then answers true.
+[[nodiscard]] caf::actor spawn_gateway(caf::actor_system& sys, gateway_config config,
+                                       caf::actor registry);
+
+} // namespace cairn::actors
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(cairn::cluster_status)

@@ -1,0 +1,215 @@
+// cairn-test-node: one node of the multi-process cluster tests
+// (tests/integration/cluster_test.cpp). It runs a runtime with the tally
+// aggregate as cluster member --node, prints "ready" and serves until its
+// standard input closes (or it is killed). With --drive N it first waits for
+// every peer, sends R rounds of notes to tally ids 0..N-1, writes the
+// acknowledged ones ("id seq" lines) to --out and prints "driven ok=… failed=…".
+// With --echo PORT it is no node but a CAF peer that echoes every message.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+
+#include "cairn/actors/gateway.hpp"
+#include "cairn/runtime/runtime.hpp"
+#include "support/tally.hpp"
+
+namespace {
+
+struct args {
+  std::string node, data, out, metrics;
+  std::uint16_t echo = 0;
+  std::vector<cairn::cluster_node> nodes;
+  std::uint32_t shards = 1024;
+  std::uint64_t map_version = 1;
+  std::int64_t heartbeat_ms = 1000, timeout_ms = 5000, ping_ms = 1000;
+  std::size_t drive = 0, rounds = 1;
+};
+
+/// "A=127.0.0.1:7101,B=127.0.0.1:7102"
+bool parse_nodes(const std::string& text, std::vector<cairn::cluster_node>& out) {
+  std::stringstream in{text};
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto eq = item.find('=');
+    auto colon = item.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq)
+      return false;
+    out.push_back({item.substr(0, eq), item.substr(eq + 1, colon - eq - 1),
+                   static_cast<std::uint16_t>(std::stoi(item.substr(colon + 1)))});
+  }
+  return !out.empty();
+}
+
+bool parse(int argc, char** argv, args& a) {
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string k = argv[i], v = argv[i + 1];
+    if (k == "--node")
+      a.node = v;
+    else if (k == "--data")
+      a.data = v;
+    else if (k == "--out")
+      a.out = v;
+    else if (k == "--metrics")
+      a.metrics = v;
+    else if (k == "--echo")
+      a.echo = static_cast<std::uint16_t>(std::stoi(v));
+    else if (k == "--nodes") {
+      if (!parse_nodes(v, a.nodes))
+        return false;
+    } else if (k == "--shards")
+      a.shards = static_cast<std::uint32_t>(std::stoul(v));
+    else if (k == "--map-version")
+      a.map_version = std::stoull(v);
+    else if (k == "--heartbeat-ms")
+      a.heartbeat_ms = std::stoll(v);
+    else if (k == "--timeout-ms")
+      a.timeout_ms = std::stoll(v);
+    else if (k == "--ping-ms")
+      a.ping_ms = std::stoll(v);
+    else if (k == "--drive")
+      a.drive = std::stoul(v);
+    else if (k == "--rounds")
+      a.rounds = std::stoul(v);
+    else
+      return false;
+  }
+  return a.echo != 0 || (!a.node.empty() && !a.data.empty() && !a.nodes.empty());
+}
+
+bool peers_up(cairn::runtime& rt) {
+  auto s = rt.cluster();
+  if (!s)
+    return false;
+  for (const auto& p : s->peers)
+    if (p.state != "up")
+      return false;
+  return true;
+}
+
+int drive(cairn::runtime& rt, const args& a) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
+  while (!peers_up(rt)) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      std::printf("error: peers not up within 30 s\n");
+      std::fflush(stdout);
+      return 3;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds{20});
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t answered = 0, failed = 0;
+  std::string first_error;
+  std::vector<std::pair<std::size_t, std::uint64_t>> acked;
+  auto total = a.drive * a.rounds;
+  for (std::uint64_t seq = 1; seq <= a.rounds; ++seq)
+    for (std::size_t id = 0; id < a.drive; ++id)
+      rt.send<cairn::test::tally>(std::to_string(id), cairn::test::note{a.node, seq}, {},
+                                  [&, id,
+                                   seq](cairn::result<cairn::outcome<cairn::test::tally>> r) {
+                                    std::lock_guard lock{m};
+                                    if (r)
+                                      acked.emplace_back(id, seq);
+                                    else if (failed++ == 0)
+                                      first_error = r.error().to_string();
+                                    if (++answered == total)
+                                      cv.notify_all();
+                                  });
+  {
+    std::unique_lock lock{m};
+    cv.wait(lock, [&] { return answered == total; });
+  }
+  if (!a.out.empty()) {
+    std::ofstream out{a.out};
+    for (auto& [id, seq] : acked)
+      out << id << ' ' << seq << '\n';
+  }
+  std::printf("driven ok=%zu failed=%zu%s%s\n", acked.size(), failed,
+              first_error.empty() ? "" : " first=", first_error.c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+} // namespace
+
+/// --echo PORT: a CAF node with cairn's cluster message types whose one
+/// actor, published on PORT, sends every message back as it got it.
+int echo(std::uint16_t port) {
+  caf::actor_system_config cfg;
+  cfg.load<caf::io::middleman>();
+  cairn::actors::add_cluster_message_types(cfg);
+  caf::actor_system sys{cfg};
+  auto reflector = sys.spawn(
+    [](caf::event_based_actor* self, int) -> caf::behavior {
+      self->set_default_handler(caf::reflect);
+      return {[](cairn::actors::stop_atom) {}};
+    },
+    0);
+  auto bound = sys.middleman().publish(reflector, port, "127.0.0.1", true);
+  if (!bound) {
+    std::printf("error: %s\n", sys.render(bound.error()).c_str());
+    return 1;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  char buf[256];
+  while (::read(0, buf, sizeof buf) > 0) {
+  }
+  caf::anon_send_exit(reflector, caf::exit_reason::user_shutdown);
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  args a;
+  if (!parse(argc, argv, a)) {
+    std::fprintf(stderr, "usage: cairn-test-node --node ID --nodes A=host:port,... --data DIR "
+                         "[--shards N] [--map-version V] [--heartbeat-ms MS] [--timeout-ms MS] "
+                         "[--ping-ms MS] [--metrics HOST:PORT] [--drive N --rounds R --out FILE]\n"
+                         "       cairn-test-node --echo PORT\n");
+    return 2;
+  }
+  if (a.echo != 0)
+    return echo(a.echo);
+  cairn::runtime_options opts;
+  opts.data_dir = a.data;
+  opts.metrics_address = a.metrics;
+  opts.worker_threads = 2;
+  opts.request_timeout = std::chrono::seconds{10};
+  auto c = cairn::make_cluster(a.nodes, a.node, a.shards);
+  c.map.version = a.map_version;
+  c.heartbeat_interval = std::chrono::milliseconds{a.heartbeat_ms};
+  c.heartbeat_timeout = std::chrono::milliseconds{a.timeout_ms};
+  c.ping_interval = std::chrono::milliseconds{a.ping_ms};
+  opts.cluster = c;
+  auto rt = cairn::runtime::start(opts);
+  if (!rt) {
+    std::printf("error: %s\n", rt.error().to_string().c_str());
+    return 1;
+  }
+  if (auto ok = (*rt)->register_aggregate<cairn::test::tally>(); !ok) {
+    std::printf("error: %s\n", ok.error().to_string().c_str());
+    return 1;
+  }
+  std::printf("ready\n");
+  std::fflush(stdout);
+  int rc = a.drive > 0 ? drive(**rt, a) : 0;
+  char buf[256];
+  while (::read(0, buf, sizeof buf) > 0) {
+  }
+  (*rt)->shutdown();
+  return rc;
+}
