@@ -255,7 +255,7 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
       out.problem(0, checked.error().to_string());
   } else {
     chain = *checked;
-    if (chain->first_broken != 0)
+    if (chain->first_broken != 0 && corrupted.count(chain->first_broken) == 0) // else reported
       out.problem(chain->first_broken,
                   "first broken link of the digest chain: " + chain->problem);
     else if (chain->chained_to < chain->log_end)
