@@ -285,8 +285,8 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
           if (same && p == entry->position)
             same = entry->head == h;
           if (!same)
-            broken(p, "the record does not match the digest chain: it was changed after it "
-                      "was written, or a record before it was");
+            broken(p, "the record no longer matches the chain the writer computed: it was "
+                      "changed after it was written, or a record before it was");
         }
         rc = mdb_cursor_get(log.get(), &k, &v, MDB_NEXT);
       }

@@ -189,6 +189,7 @@ TEST_CASE("one payload byte changed with its checksum recomputed is found at its
   auto path = dir.sub("s");
   build_store(path);
   auto digest = published(path);
+  cairn::test::write_file(dir.sub("published"), digest); // for a look at a kept test directory
   {
     raw_store raw{path};
     auto rec = raw.record(23);
@@ -213,6 +214,7 @@ TEST_CASE("a deleted record is found at its position", "[integration][cli][tampe
   auto path = dir.sub("s");
   build_store(path);
   auto digest = published(path);
+  cairn::test::write_file(dir.sub("published"), digest); // for a look at a kept test directory
   {
     raw_store raw{path};
     raw.del_record(12);
@@ -229,6 +231,7 @@ TEST_CASE("two records swapped are found at the first of them", "[integration][c
   auto path = dir.sub("s");
   build_store(path);
   auto digest = published(path);
+  cairn::test::write_file(dir.sub("published"), digest); // for a look at a kept test directory
   {
     raw_store raw{path};
     auto a = raw.record(7), b = raw.record(31);
@@ -247,6 +250,7 @@ TEST_CASE("a truncated tail is found: the published position is past the end of 
   auto path = dir.sub("s");
   build_store(path);
   auto digest = published(path);
+  cairn::test::write_file(dir.sub("published"), digest); // for a look at a kept test directory
   {
     raw_store raw{path};
     for (std::uint64_t p = 36; p <= 40; ++p)
@@ -266,6 +270,7 @@ TEST_CASE("an attacker who rewrites the chain too is caught by the published dig
   auto path = dir.sub("s");
   build_store(path);
   auto digest = published(path);
+  cairn::test::write_file(dir.sub("published"), digest); // for a look at a kept test directory
   {
     raw_store raw{path};
     auto rec = raw.record(23);
