@@ -180,9 +180,8 @@ private:
 /// Runs `raw` (the baseline) and the store in alternating slices, so both see the same
 /// stretches of a shared machine's noise and the ratio compares like with like.
 template <class Baseline>
-std::pair<write_figures, write_figures> measure_against(const args& a, durability d,
-                                                        std::size_t batch, double seconds,
-                                                        Baseline&& raw) {
+std::pair<write_figures, write_figures>
+measure_against(const args& a, durability d, std::size_t batch, double seconds, Baseline&& raw) {
   constexpr int slices = 6;
   cairn_store ours{a, d, batch};
   tally raw_tally, our_tally;

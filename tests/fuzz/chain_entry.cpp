@@ -32,8 +32,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (e->count > 0) {
     CAIRN_FUZZ_CHECK(e->covers(e->position) && !e->covers(e->position - e->count),
                      "an entry covers exactly its count of positions");
-    CAIRN_FUZZ_CHECK(e->prefix_of(e->position - e->count + 1).size()
-                       == format::digest_prefix_size,
+    CAIRN_FUZZ_CHECK(e->prefix_of(e->position - e->count + 1).size() == format::digest_prefix_size,
                      "the first covered position has a whole prefix");
   }
   // Re-encoding what decoded gives the same bytes.

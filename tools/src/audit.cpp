@@ -36,8 +36,9 @@ result<std::string> read_small_file(const std::string& path, const char* what) {
   in.read(text.data(), static_cast<std::streamsize>(text.size()));
   text.resize(static_cast<std::size_t>(in.gcount()));
   if (text.size() > max_digest_file_size)
-    return fail(errc::invalid_argument, std::string{"the "} + what + " is larger than "
-                                          + std::to_string(max_digest_file_size) + " bytes",
+    return fail(errc::invalid_argument,
+                std::string{"the "} + what + " is larger than "
+                  + std::to_string(max_digest_file_size) + " bytes",
                 path);
   return text;
 }
@@ -126,11 +127,9 @@ int keygen(const context& ctx, const std::string& prefix) {
     return report(pub.error());
   }
   if (ctx.json)
-    std::cout << json_object{}
-                   .add("secret_key", prefix + ".key")
-                   .add("public_key", prefix + ".pub")
-                   .str()
-              << '\n';
+    std::cout
+      << json_object{}.add("secret_key", prefix + ".key").add("public_key", prefix + ".pub").str()
+      << '\n';
   else
     std::cout << "secret key: " << prefix << ".key (mode 0600; keep it off the store's machine)\n"
               << "public key: " << prefix << ".pub\n";
@@ -167,9 +166,9 @@ int upgrade(const context& ctx, const std::string& dir) {
               << '\n';
   else
     std::cout << (before == st->format_version ? "already format " : "upgraded from format ")
-              << (before == st->format_version ? std::to_string(before)
-                                               : std::to_string(before) + " to format "
-                                                   + std::to_string(st->format_version))
+              << (before == st->format_version
+                    ? std::to_string(before)
+                    : std::to_string(before) + " to format " + std::to_string(st->format_version))
               << "; digest " << format_published_digest({d->position, d->digest}) << '\n';
   return exit_ok;
 }
@@ -210,10 +209,10 @@ compare_published(const persistence::event_store& store, const published_digest&
     return std::pair{std::uint64_t{0}, check.error().to_string()};
   auto name = format_published_digest(pub);
   if (!check->at)
-    return std::pair{check->log_end + 1,
-                     "the published digest is at position " + std::to_string(pub.position)
-                       + ", but the log ends at " + std::to_string(check->log_end)
-                       + ": the records after it were removed"};
+    return std::pair{check->log_end + 1, "the published digest is at position "
+                                           + std::to_string(pub.position) + ", but the log ends at "
+                                           + std::to_string(check->log_end)
+                                           + ": the records after it were removed"};
   if (check->at->digest == pub.digest)
     return std::nullopt;
   if (check->first_broken != 0)

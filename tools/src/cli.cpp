@@ -37,10 +37,11 @@ void add_json(CLI::App* cmd, bool& json) {
 
 int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   detail::context ctx{types, false};
-  CLI::App app{"Looks into, checks, copies and moves a cairn event store. Every subcommand "
-               "opens the store read-only except import and upgrade, so it can run next to a writing "
-               "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
-               "cairn"};
+  CLI::App app{
+    "Looks into, checks, copies and moves a cairn event store. Every subcommand "
+    "opens the store read-only except import and upgrade, so it can run next to a writing "
+    "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
+    "cairn"};
   app.require_subcommand(1);
   std::string dir, target, stream, prefix, as_of;
   std::uint64_t from = 1, to = persistence::no_limit, last = 0;
@@ -113,23 +114,24 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     "digest", "Print POSITION:HEX, the chained digest of the log up to POSITION (default: its "
               "last record), to publish; --sign prints it signed");
   add_dir(digest, dir);
-  digest->add_option("--at", at, "the position (default: the last record)")
-    ->check(unsigned_number);
+  digest->add_option("--at", at, "the position (default: the last record)")->check(unsigned_number);
   digest->add_option("--sign", key_file, "sign it with this secret key file (cairn keygen)");
   add_json(digest, ctx.json);
   digest->callback([&] { run = [&] { return detail::digest(ctx, dir, at, key_file); }; });
 
   std::string key_prefix;
-  auto* keygen = app.add_subcommand(
-    "keygen", "Write an Ed25519 key pair for signing digests: PREFIX.key (mode 0600) and "
-              "PREFIX.pub");
+  auto* keygen =
+    app.add_subcommand("keygen",
+                       "Write an Ed25519 key pair for signing digests: PREFIX.key (mode 0600) and "
+                       "PREFIX.pub");
   keygen->add_option("--out", key_prefix, "the path prefix of the two files")->required();
   add_json(keygen, ctx.json);
   keygen->callback([&] { run = [&] { return detail::keygen(ctx, key_prefix); }; });
 
-  auto* upgrade = app.add_subcommand(
-    "upgrade", "Open the store for writing once: upgrades an older format (adds the digest "
-               "chain). Not while a service has it open");
+  auto* upgrade =
+    app.add_subcommand("upgrade",
+                       "Open the store for writing once: upgrades an older format (adds the digest "
+                       "chain). Not while a service has it open");
   add_dir(upgrade, dir);
   add_json(upgrade, ctx.json);
   upgrade->callback([&] { run = [&] { return detail::upgrade(ctx, dir); }; });

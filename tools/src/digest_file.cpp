@@ -53,8 +53,8 @@ result<std::array<unsigned char, N>> parse_key(std::string_view text, std::strin
   if (!split_lines(text, lines) || lines.size() != 2 || lines[0] != header
       || !from_hex(lines[1], key.data(), N))
     return fail(errc::invalid_argument, std::string{"not a cairn "} + what + " key file ('"
-                                          + std::string{header} + "', then "
-                                          + std::to_string(2 * N) + " hex digits)");
+                                          + std::string{header} + "', then " + std::to_string(2 * N)
+                                          + " hex digits)");
   return key;
 }
 

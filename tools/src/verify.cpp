@@ -256,8 +256,7 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   } else {
     chain = *checked;
     if (chain->first_broken != 0 && corrupted.count(chain->first_broken) == 0) // else reported
-      out.problem(chain->first_broken,
-                  "first broken link of the digest chain: " + chain->problem);
+      out.problem(chain->first_broken, "first broken link of the digest chain: " + chain->problem);
     else if (chain->chained_to < chain->log_end)
       out.warning("the stored digest chain ends at position " + std::to_string(chain->chained_to)
                   + "; the " + count_of(chain->log_end - chain->chained_to, "record")
@@ -332,13 +331,13 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
                    .add("command_records", indexes.command_records)
                    .add("types", std::uint64_t{catalogue_list->size()})
                    .add_raw("digest", chain && chain->at
-                                        ? "\"" + format_published_digest(
-                                                     {chain->at->position, chain->at->digest})
+                                        ? "\""
+                                            + format_published_digest(
+                                              {chain->at->position, chain->at->digest})
                                             + "\""
                                         : std::string{"null"})
-                   .add_raw("digest_matches", digest_matches
-                                                ? (*digest_matches ? "true" : "false")
-                                                : "null")
+                   .add_raw("digest_matches",
+                            digest_matches ? (*digest_matches ? "true" : "false") : "null")
                    .add_raw("problems", list(out.problems()))
                    .add_raw("warnings", list(out.warnings()))
                    .str()
@@ -349,8 +348,8 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
     for (const auto& f : out.warnings())
       std::cout << "warning: " << describe(f) << '\n';
     if (chain && chain->at)
-      std::cout << "digest: "
-                << format_published_digest({chain->at->position, chain->at->digest}) << '\n';
+      std::cout << "digest: " << format_published_digest({chain->at->position, chain->at->digest})
+                << '\n';
     if (digest_matches && *digest_matches)
       std::cout << "published digest: matches, the log up to position " << pub->position
                 << " is the one it was taken from\n";

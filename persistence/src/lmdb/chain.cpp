@@ -14,9 +14,7 @@ namespace {
 /// Records one transaction of extend_chain or check_chain reads at most.
 constexpr std::uint64_t per_txn = 65536;
 
-std::string key_of(std::uint64_t position) {
-  return be64_key(position);
-}
+std::string key_of(std::uint64_t position) { return be64_key(position); }
 
 } // namespace
 
@@ -192,7 +190,8 @@ result<log_digest> lmdb_store::digest_at(std::uint64_t position) const {
         return tl::unexpected(lmdb_error(rc, "read the log"));
       auto p = rc == 0 ? get_be64(static_cast<const unsigned char*>(k.mv_data)) : no_limit;
       if (p != pos + 1)
-        return fail(errc::corrupted, "log record is missing", "position " + std::to_string(pos + 1));
+        return fail(errc::corrupted, "log record is missing",
+                    "position " + std::to_string(pos + 1));
       auto* rec = static_cast<const unsigned char*>(v.mv_data);
       if (auto ok = decode_record(rec, v.mv_size, p); !ok)
         return tl::unexpected(ok.error());

@@ -114,8 +114,7 @@ public:
       auto key = format::be64_key(last);
       std::string value(format::seal_size + format::chain_entry_header_size + prefixes.size(),
                         '\0');
-      format::encode_chain_entry(reinterpret_cast<unsigned char*>(value.data()), key, h,
-                                 prefixes);
+      format::encode_chain_entry(reinterpret_cast<unsigned char*>(value.data()), key, h, prefixes);
       put(chain_, last, value);
     }
   }

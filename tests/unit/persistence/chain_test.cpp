@@ -56,8 +56,8 @@ std::vector<std::string> raw_records(const std::string& dir) {
 std::vector<format::digest> fold(const std::vector<std::string>& records) {
   std::vector<format::digest> out{format::digest{}};
   for (const auto& r : records)
-    out.push_back(format::chain_next(out.back(), reinterpret_cast<const unsigned char*>(r.data()),
-                                     r.size()));
+    out.push_back(
+      format::chain_next(out.back(), reinterpret_cast<const unsigned char*>(r.data()), r.size()));
   return out;
 }
 
@@ -85,16 +85,15 @@ void downgrade_to_format_2(const std::string& dir) {
 
 } // namespace
 
-TEST_CASE("the chain is BLAKE2b-256 of the previous digest and the record bytes",
-          "[unit][chain]") {
+TEST_CASE("the chain is BLAKE2b-256 of the previous digest and the record bytes", "[unit][chain]") {
   // Expected values from Python: hashlib.blake2b(h + rec, digest_size=32).
   auto h1 = format::chain_next(format::digest{}, reinterpret_cast<const unsigned char*>("abc"), 3);
   CHECK(format::to_hex(h1) == "5db827e5e925e6b933a86596a0446c345c0d74d77f55a751ade5d7c7162eead8");
   auto h2 = format::chain_next(h1, reinterpret_cast<const unsigned char*>("record two"), 10);
   CHECK(format::to_hex(h2) == "68042d055097fabd3f5b412844423fbb7a827e1c0f207df7c099d89853e29583");
   // Order matters: the same records the other way round give another head.
-  auto b1 =
-    format::chain_next(format::digest{}, reinterpret_cast<const unsigned char*>("record two"), 10);
+  auto b1 = format::chain_next(format::digest{},
+                               reinterpret_cast<const unsigned char*>("record two"), 10);
   CHECK(format::chain_next(b1, reinterpret_cast<const unsigned char*>("abc"), 3) != h2);
 }
 
@@ -277,7 +276,8 @@ TEST_CASE("commits with the chain off leave it behind, and the next open with it
   auto expected = fold(raw_records(path)).back();
   auto reader = open_ok(path, ro);
   CHECK(value_of(reader->digest_at(no_limit)).digest == expected);
-  CHECK(value_of(reader->digest_at(1)).digest == fold(std::vector<std::string>{raw_records(path).front()}).back());
+  CHECK(value_of(reader->digest_at(1)).digest
+        == fold(std::vector<std::string>{raw_records(path).front()}).back());
   auto check = value_of(reader->check_chain(no_limit));
   INFO(check.problem);
   CHECK(check.chained_to == 6);

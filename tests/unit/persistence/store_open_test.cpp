@@ -304,8 +304,9 @@ TEST_CASE("a store whose format record fails its checksum is refused as corrupte
   open_refused(dir.sub("s"), errc::corrupted);
 }
 
-TEST_CASE("a format 1 store is read as it is, and upgraded to the current format by a writable open",
-          "[unit][store][open]") {
+TEST_CASE(
+  "a format 1 store is read as it is, and upgraded to the current format by a writable open",
+  "[unit][store][open]") {
   temp_dir dir;
   auto path = dir.sub("s");
   auto o = fast_options();

@@ -30,8 +30,9 @@ TEST_CASE("a signed digest round-trips and signs exactly its first three lines",
   auto text = format_signed_digest(s);
   auto message = signed_digest_message(s.position, s.digest);
   CHECK(text.rfind(message, 0) == 0);
-  CHECK(message == "cairn signed digest v1\nposition 40\ndigest "
-                   "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
+  CHECK(message
+        == "cairn signed digest v1\nposition 40\ndigest "
+           "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n");
   auto back = parse_signed_digest(text);
   REQUIRE(back);
   CHECK(back->position == 40);
@@ -47,7 +48,7 @@ TEST_CASE("a malformed signed digest is refused", "[unit][tools][digest]") {
     REQUIRE_FALSE(r);
     CHECK(r.error().code == errc::invalid_argument);
   };
-  refused(text.substr(0, text.size() - 1));                    // no final newline
+  refused(text.substr(0, text.size() - 1));                     // no final newline
   refused(text + "extra\n");                                    // a fifth line
   refused("cairn signed digest v2" + text.substr(22));          // another version
   refused(std::string{text}.replace(text.find("40"), 2, "-4")); // not a number
@@ -66,10 +67,10 @@ TEST_CASE("a published digest is POSITION:HEX", "[unit][tools][digest]") {
   REQUIRE(d);
   CHECK(d->position == 40);
   CHECK(d->digest == s.digest);
-  CHECK_FALSE(parse_published_digest(text.substr(3)));          // no position
-  CHECK_FALSE(parse_published_digest(text.substr(0, 60)));      // short hex
-  CHECK_FALSE(parse_published_digest("x" + text));              // not digits
-  CHECK_FALSE(parse_published_digest(":" + text.substr(3)));    // empty position
+  CHECK_FALSE(parse_published_digest(text.substr(3)));       // no position
+  CHECK_FALSE(parse_published_digest(text.substr(0, 60)));   // short hex
+  CHECK_FALSE(parse_published_digest("x" + text));           // not digits
+  CHECK_FALSE(parse_published_digest(":" + text.substr(3))); // empty position
 }
 
 TEST_CASE("key files round-trip, and one kind is not taken for the other",

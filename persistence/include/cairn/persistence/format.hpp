@@ -344,9 +344,7 @@ struct chain_entry {
   std::string_view prefixes;  ///< count * digest_prefix_size bytes.
 
   /// Whether the entry covers record `p`.
-  [[nodiscard]] bool covers(std::uint64_t p) const {
-    return p <= position && position - p < count;
-  }
+  [[nodiscard]] bool covers(std::uint64_t p) const { return p <= position && position - p < count; }
   /// The stored prefix of h_p for a record `p` it covers.
   [[nodiscard]] std::string_view prefix_of(std::uint64_t p) const {
     return prefixes.substr((count - 1 - (position - p)) * digest_prefix_size, digest_prefix_size);
@@ -364,8 +362,7 @@ inline void encode_chain_entry(unsigned char* out, std::string_view key, const d
   if (!prefixes.empty())
     std::memcpy(body + chain_entry_header_size, prefixes.data(), prefixes.size());
   auto len = chain_entry_header_size + prefixes.size();
-  put_le<std::uint64_t>(out,
-                        seal_checksum(key, {reinterpret_cast<const char*>(body), len}));
+  put_le<std::uint64_t>(out, seal_checksum(key, {reinterpret_cast<const char*>(body), len}));
 }
 
 /// A chain entry stored under `key` (8 bytes); `corrupted` when the seal
@@ -373,8 +370,8 @@ inline void encode_chain_entry(unsigned char* out, std::string_view key, const d
 [[nodiscard]] inline result<chain_entry> decode_chain_entry(std::string_view key,
                                                             std::string_view value) {
   if (key.size() != 8)
-    return fail(errc::corrupted, "a digest chain entry has a key of " + std::to_string(key.size())
-                                   + " bytes");
+    return fail(errc::corrupted,
+                "a digest chain entry has a key of " + std::to_string(key.size()) + " bytes");
   chain_entry e;
   e.position = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
   auto where = "position " + std::to_string(e.position);
