@@ -1,7 +1,8 @@
 // cairn-bench SUBCOMMAND [options]
 //
-//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N]
-//         event store append speed against plain LMDB, one case per durability and batch
+//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N] [--chain]
+//         event store append speed against plain LMDB, one case per durability and batch;
+//         --chain: against the same store with its digest chain off instead
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
 //   e2e [--aggregates N --commands M --inflight C] [--durability D] [--via V] [--dir D]

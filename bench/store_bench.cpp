@@ -1,5 +1,7 @@
 // cairn-bench store: append throughput of the event store against plain LMDB
 // MDB_APPEND puts of the same values, in alternating slices of one run.
+// cairn-bench store --chain: the same store against itself with the digest
+// chain off (store_options::digest_chain), the chain's cost.
 // cairn-bench store --read: stream replay and read_all scan speed.
 
 #include <lmdb.h>
@@ -130,9 +132,11 @@ private:
 /// shape group commit produces from many aggregates.
 class cairn_store {
 public:
-  cairn_store(const args& a, durability d, std::size_t batch) : dir_(scratch_dir(a, "store")) {
+  cairn_store(const args& a, durability d, std::size_t batch, bool chain = true)
+      : dir_(scratch_dir(a, chain ? "store" : "store-nochain")) {
     store_options opts;
     opts.durability = d;
+    opts.digest_chain = chain;
     auto store = open_store(dir_, opts);
     if (!store)
       throw std::runtime_error(store.error().to_string());
@@ -173,12 +177,12 @@ private:
   std::size_t next_ = 0;
 };
 
-/// Runs raw LMDB and the store in alternating slices, so both see the same
+/// Runs `raw` (the baseline) and the store in alternating slices, so both see the same
 /// stretches of a shared machine's noise and the ratio compares like with like.
-std::pair<write_figures, write_figures> measure(const args& a, durability d, std::size_t batch,
-                                                double seconds) {
+template <class Baseline>
+std::pair<write_figures, write_figures>
+measure_against(const args& a, durability d, std::size_t batch, double seconds, Baseline&& raw) {
   constexpr int slices = 6;
-  raw_lmdb raw{a, d, batch};
   cairn_store ours{a, d, batch};
   tally raw_tally, our_tally;
   for (int i = 0; i < slices; ++i) {
@@ -188,10 +192,19 @@ std::pair<write_figures, write_figures> measure(const args& a, durability d, std
   return {raw_tally.figures(), our_tally.figures()};
 }
 
+/// With --chain, the baseline is the store with its digest chain off.
+std::pair<write_figures, write_figures> measure(const args& a, durability d, std::size_t batch,
+                                                double seconds) {
+  if (a.flag("--chain"))
+    return measure_against(a, d, batch, seconds, cairn_store{a, d, batch, false});
+  return measure_against(a, d, batch, seconds, raw_lmdb{a, d, batch});
+}
+
 int write_cases(const args& a) {
   double seconds = a.number("--seconds", 1.5);
+  bool chain = a.flag("--chain");
   std::printf("%-8s %6s %7s %13s %10s %10s %13s %6s\n", "durab.", "batch", "streams", "events/s",
-              "p50 us", "p99 us", "raw events/s", "ratio");
+              "p50 us", "p99 us", chain ? "no-chain ev/s" : "raw events/s", "ratio");
   std::vector<std::string> json;
   auto only_durability = a.get("--durability", "");
   auto only_batch = static_cast<std::size_t>(a.number("--batch", 0));
@@ -209,9 +222,10 @@ int write_cases(const args& a) {
       std::snprintf(line, sizeof line,
                     "{\"bench\":\"store\",\"durability\":\"%s\",\"batch\":%zu,\"streams\":%llu,"
                     "\"events_per_s\":%.0f,\"commit_p50_us\":%.1f,\"commit_p99_us\":%.1f,"
-                    "\"raw_events_per_s\":%.0f,\"ratio\":%.3f}",
+                    "\"%s_events_per_s\":%.0f,\"ratio\":%.3f}",
                     name_of(d), batch, static_cast<unsigned long long>(stream_count),
-                    ours.events_per_s, ours.p50_us, ours.p99_us, raw.events_per_s, ratio);
+                    ours.events_per_s, ours.p50_us, ours.p99_us, chain ? "no_chain" : "raw",
+                    raw.events_per_s, ratio);
       json.emplace_back(line);
       std::fflush(stdout);
     }

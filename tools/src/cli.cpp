@@ -37,10 +37,11 @@ void add_json(CLI::App* cmd, bool& json) {
 
 int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   detail::context ctx{types, false};
-  CLI::App app{"Looks into, checks, copies and moves a cairn event store. Every subcommand "
-               "opens the store read-only except import, so it can run next to a writing "
-               "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
-               "cairn"};
+  CLI::App app{
+    "Looks into, checks, copies and moves a cairn event store. Every subcommand "
+    "opens the store read-only except import and upgrade, so it can run next to a writing "
+    "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
+    "cairn"};
   app.require_subcommand(1);
   std::string dir, target, stream, prefix, as_of;
   std::uint64_t from = 1, to = persistence::no_limit, last = 0;
@@ -91,10 +92,49 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   stats->callback([&] { run = [&] { return detail::stats(ctx, dir); }; });
 
   auto* verify = app.add_subcommand(
-    "verify", "Check every record, gap-free versions and positions, and that payloads decode");
+    "verify", "Check every record, gap-free versions and positions, that payloads decode, and "
+              "the digest chain; with --digest or --signed, that the log up to its position is "
+              "the one the digest was taken from");
   add_dir(verify, dir);
+  detail::published_options published;
+  auto* digest_opt = verify->add_option("--digest", published.digest,
+                                        "a published digest, POSITION:HEX (cairn digest)");
+  auto* signed_opt =
+    verify->add_option("--signed", published.signed_file, "a signed digest (cairn digest --sign)")
+      ->excludes(digest_opt);
+  verify->add_option("--public-key", published.public_key, "the public key file (cairn keygen)")
+    ->needs(signed_opt);
+  signed_opt->needs("--public-key");
   add_json(verify, ctx.json);
-  verify->callback([&] { run = [&] { return detail::verify(ctx, dir); }; });
+  verify->callback([&] { run = [&] { return detail::verify(ctx, dir, published); }; });
+
+  std::string key_file;
+  std::uint64_t at = persistence::no_limit;
+  auto* digest = app.add_subcommand(
+    "digest", "Print POSITION:HEX, the chained digest of the log up to POSITION (default: its "
+              "last record), to publish; --sign prints it signed");
+  add_dir(digest, dir);
+  digest->add_option("--at", at, "the position (default: the last record)")->check(unsigned_number);
+  digest->add_option("--sign", key_file, "sign it with this secret key file (cairn keygen)");
+  add_json(digest, ctx.json);
+  digest->callback([&] { run = [&] { return detail::digest(ctx, dir, at, key_file); }; });
+
+  std::string key_prefix;
+  auto* keygen =
+    app.add_subcommand("keygen",
+                       "Write an Ed25519 key pair for signing digests: PREFIX.key (mode 0600) and "
+                       "PREFIX.pub");
+  keygen->add_option("--out", key_prefix, "the path prefix of the two files")->required();
+  add_json(keygen, ctx.json);
+  keygen->callback([&] { run = [&] { return detail::keygen(ctx, key_prefix); }; });
+
+  auto* upgrade =
+    app.add_subcommand("upgrade",
+                       "Open the store for writing once: upgrades an older format (adds the digest "
+                       "chain). Not while a service has it open");
+  add_dir(upgrade, dir);
+  add_json(upgrade, ctx.json);
+  upgrade->callback([&] { run = [&] { return detail::upgrade(ctx, dir); }; });
 
   auto* exp = app.add_subcommand("export", "Write every event to FILE as JSON lines");
   add_dir(exp, dir);

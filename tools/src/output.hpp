@@ -15,6 +15,7 @@
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/tools/digest_file.hpp"
 #include "cairn/tools/text.hpp"
 
 namespace cairn::tools::detail {
@@ -84,7 +85,28 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts);
 int stats(const context& ctx, const std::string& dir);
 int checkpoints(const context& ctx, const std::string& dir);
 int backup(const context& ctx, const std::string& dir, const std::string& dest);
-int verify(const context& ctx, const std::string& dir);
+/// A digest `verify` checks the log against: `digest` (POSITION:HEX), or the
+/// signed digest in `signed_file` checked with the key in `public_key`.
+struct published_options {
+  std::string digest;
+  std::string signed_file;
+  std::string public_key;
+  [[nodiscard]] bool given() const { return !digest.empty() || !signed_file.empty(); }
+};
+int verify(const context& ctx, const std::string& dir, const published_options& published);
+/// `cairn digest`: the digest at `at` (no_limit: the last record); signed
+/// with the secret key in `key_file` when it is not empty.
+int digest(const context& ctx, const std::string& dir, std::uint64_t at,
+           const std::string& key_file);
+int keygen(const context& ctx, const std::string& prefix);
+int upgrade(const context& ctx, const std::string& dir);
+/// The digest `opts` names; for a signed one, after its signature checked
+/// out (`rejected` when it does not).
+[[nodiscard]] result<published_digest> published_from(const published_options& opts);
+/// nullopt when the log up to the digest's position is the one it was taken
+/// from; otherwise the first position that differs (0: unknown) and why.
+[[nodiscard]] std::optional<std::pair<std::uint64_t, std::string>>
+compare_published(const persistence::event_store& store, const published_digest& pub);
 int export_log(const context& ctx, const std::string& dir, const std::string& file);
 struct import_options {
   /// Import events whose type (or schema version) the registry cannot decode,

@@ -66,7 +66,15 @@ std::string describe(const finding& f) {
 }
 
 /// The checks themselves; runs in the child process.
-int verify_here(const context& ctx, const std::string& dir) {
+int verify_here(const context& ctx, const std::string& dir, const published_options& published) {
+  // A signed digest's signature first: a forged one proves nothing.
+  std::optional<published_digest> pub;
+  if (published.given()) {
+    auto p = published_from(published);
+    if (!p)
+      return report(p.error());
+    pub = *p;
+  }
   auto opened = open_read(dir);
   if (!opened)
     return report(opened.error());
@@ -237,6 +245,32 @@ int verify_here(const context& ctx, const std::string& dir) {
     else
       indexes = *checked;
   }
+  // 2c. The digest chain: recomputed over the log and compared with the
+  //     chain the writer stored, then with the published digest, if any.
+  std::optional<persistence::chain_check> chain;
+  if (auto checked = store.check_chain(persistence::no_limit); !checked) {
+    if (checked.error().code == errc::invalid_argument) // no chain yet: says how to add one
+      out.warning(checked.error().message);
+    else
+      out.problem(0, checked.error().to_string());
+  } else {
+    chain = *checked;
+    if (chain->first_broken != 0 && corrupted.count(chain->first_broken) == 0) // else reported
+      out.problem(chain->first_broken, "first broken link of the digest chain: " + chain->problem);
+    else if (chain->chained_to < chain->log_end)
+      out.warning("the stored digest chain ends at position " + std::to_string(chain->chained_to)
+                  + "; the " + count_of(chain->log_end - chain->chained_to, "record")
+                  + " after it were written with the chain off and join it at the next "
+                    "writable open");
+  }
+  std::optional<bool> digest_matches;
+  if (pub) {
+    auto differs = compare_published(store, *pub);
+    digest_matches = !differs;
+    if (differs)
+      out.problem(differs->first, differs->second);
+  }
+
   // A corrupted record hides its stream, so the counts then differ anyway.
   if (corrupted.empty() && versions.size() < st->streams)
     out.problem(0, "the store names " + std::to_string(st->streams) + " streams but the log holds "
@@ -296,6 +330,14 @@ int verify_here(const context& ctx, const std::string& dir) {
                    .add("index_entries", indexes.index_entries)
                    .add("command_records", indexes.command_records)
                    .add("types", std::uint64_t{catalogue_list->size()})
+                   .add_raw("digest", chain && chain->at
+                                        ? "\""
+                                            + format_published_digest(
+                                              {chain->at->position, chain->at->digest})
+                                            + "\""
+                                        : std::string{"null"})
+                   .add_raw("digest_matches",
+                            digest_matches ? (*digest_matches ? "true" : "false") : "null")
                    .add_raw("problems", list(out.problems()))
                    .add_raw("warnings", list(out.warnings()))
                    .str()
@@ -305,6 +347,12 @@ int verify_here(const context& ctx, const std::string& dir) {
       std::cout << "problem: " << describe(f) << '\n';
     for (const auto& f : out.warnings())
       std::cout << "warning: " << describe(f) << '\n';
+    if (chain && chain->at)
+      std::cout << "digest: " << format_published_digest({chain->at->position, chain->at->digest})
+                << '\n';
+    if (digest_matches && *digest_matches)
+      std::cout << "published digest: matches, the log up to position " << pub->position
+                << " is the one it was taken from\n";
     std::cout << "also checked: " << count_of(snapshots, "snapshot") << ", "
               << count_of(indexes.index_entries, "stream index record") << ", "
               << count_of(indexes.command_records, "command record") << '\n';
@@ -378,8 +426,8 @@ int in_child(const std::function<int()>& work,
   return exit_damaged;
 }
 
-int verify(const context& ctx, const std::string& dir) {
-  return in_child([&] { return verify_here(ctx, dir); },
+int verify(const context& ctx, const std::string& dir, const published_options& published) {
+  return in_child([&] { return verify_here(ctx, dir, published); },
                   [&](const std::string& message) { report_damage(ctx, message); });
 }
 

@@ -1,5 +1,5 @@
 // Opening the store: the environment, the tables, the format (upgraded from
-// format 1 on a writable open), and what the writer keeps in memory.
+// formats 1 and 2 on a writable open), and what the writer keeps in memory.
 
 #include <algorithm>
 
@@ -35,6 +35,16 @@ result<void> lmdb_store::init(bool create) {
     return ok;
   if (auto ok = open_heads(raw, create, stored_version); !ok)
     return ok;
+  if (opts_.read_only) {
+    format_version_ = stored_version;
+    // Format 3 added the digest chain; extend_chain fills it after a writable open.
+    if (stored_version < 3)
+      has_chain_ = false;
+  } else if (create || stored_version < current_version) {
+    auto version = seal(format_version_key, encode_format_version(current_version));
+    if (auto ok = put_value(raw, meta_, format_version_key, version, "write meta"); !ok)
+      return tl::unexpected(ok.error().err);
+  }
   if (auto ok = load_type_catalogue(raw); !ok)
     return ok;
   if (auto ok = check_registry(); !ok)
@@ -128,6 +138,11 @@ result<void> lmdb_store::open_later_tables(MDB_txn* txn) {
     has_head_log_ = false;
   else if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "open table head_log"));
+  // Format 3: an older store gets it on a writable open (extend_chain fills it).
+  if (int rc = mdb_dbi_open(txn, "chain", flags, &chain_); rc == MDB_NOTFOUND && opts_.read_only)
+    has_chain_ = false;
+  else if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "open table chain"));
   return {};
 }
 
@@ -185,17 +200,13 @@ result<void> lmdb_store::open_heads(MDB_txn* txn, bool create, std::uint32_t sto
   // format 2 with an empty head log. The writer reads the head log once.
   if (stored_version < 2 && opts_.read_only) {
     has_head_log_ = false;
-    format_version_ = stored_version;
   } else if (!has_head_log_) {
     return fail(errc::corrupted, "a format 2 store without its head_log table", dir_);
   }
   if (opts_.read_only)
     return {};
-  if (create || stored_version < 2) {
-    auto version = seal(format_version_key, encode_format_version(current_version));
+  if (create || stored_version < 2) { // init writes the format version
     auto at = seal(heads_at_key, u64_body(last_position_));
-    if (auto ok = put_value(txn, meta_, format_version_key, version, "write meta"); !ok)
-      return tl::unexpected(ok.error().err);
     if (auto ok = put_value(txn, meta_, heads_at_key, at, "write meta"); !ok)
       return tl::unexpected(ok.error().err);
     heads_at_ = last_position_;

@@ -114,6 +114,9 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   }
   if (auto ok = store->init(!*has_data); !ok)
     return tl::unexpected(ok.error());
+  if (!opts.read_only)
+    if (auto ok = store->extend_chain(); !ok)
+      return tl::unexpected(ok.error());
   store->start_preallocation();
   return std::unique_ptr<event_store>{std::move(store)};
 }

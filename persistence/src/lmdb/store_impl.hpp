@@ -16,6 +16,8 @@
 //   side_tables.cpp  snapshots, checkpoints, key-value read models, dead
 //                    letters: their writes and reads
 //   verify.cpp       check_indexes (cairn verify)
+//   chain.cpp        the digest chain: extending it at open, digest_at,
+//                    check_chain
 //
 // Write cost is what shaped the store: a commit writes the new log records
 // (appended in position order, so they fill fresh pages) plus one small head
@@ -138,6 +140,8 @@ public:
   result<store_stats> stats() const override;
   using problem_sink = std::function<void(std::uint64_t, std::string)>;
   result<index_check> check_indexes(const problem_sink& problem) const override;
+  result<log_digest> digest_at(std::uint64_t position) const override;
+  result<chain_check> check_chain(std::uint64_t upto) const override;
   result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
 
@@ -171,6 +175,7 @@ private:
     std::set<std::pair<std::string, std::uint32_t>> new_types;
     std::uint64_t position = 0;
     std::uint64_t next_stream_no = 0;
+    format::digest chain{}; ///< h at `position` while the chain is on.
   };
 
   /// The heads a write transaction changed, and where it put them.
@@ -252,6 +257,8 @@ private:
   lmdb_result<> stage_event(MDB_txn* txn, const append_request& req, const event_data& ev,
                             head_state& head, staging& st, std::int64_t now);
   lmdb_result<> stage_outcome(MDB_txn* txn, std::string key, const append_result& r, staging& st);
+  /// The chain entry of the records this transaction appended (chain.cpp).
+  lmdb_result<> stage_chain(MDB_txn* txn, const staging& st);
   /// The name entries of new streams and the catalogue entries of new types.
   lmdb_result<> stage_names_and_types(MDB_txn* txn, const staging& st);
   event_id new_event_id();
@@ -340,6 +347,21 @@ private:
   for_each_entry(MDB_txn* txn, MDB_dbi dbi,
                  const std::function<result<void>(std::string_view, std::string_view)>& take);
 
+  // -- digest chain (chain.cpp) -------------------------------------------------
+
+  /// Writer, after init: extends the stored chain over the records after its
+  /// last entry (an upgrade from format 2, or commits made with
+  /// digest_chain off), in transactions of bounded length, and loads its head.
+  result<void> extend_chain();
+  /// One transaction of extend_chain; true once the chain reaches the log's end.
+  lmdb_result<bool> extend_chain_step();
+  /// `invalid_argument` saying how to upgrade when the store has no chain.
+  result<void> require_chain() const;
+  /// The stored chain entry with the greatest position <= `position`, as
+  /// (position, h); (0, zeros) when there is none.
+  result<std::pair<std::uint64_t, format::digest>> chain_base(MDB_txn* txn,
+                                                              std::uint64_t position) const;
+
   // -- verify (verify.cpp) ---------------------------------------------------------------
 
   /// The log record at `pos`, checked to belong to stream number `no` at
@@ -368,6 +390,10 @@ private:
   /// complete, there is no head log.
   bool has_head_log_ = true;
   MDB_dbi head_log_ = 0;
+  /// False when a read-only open found a store of format 2 or older: no
+  /// digest chain (a writable open adds it).
+  bool has_chain_ = true;
+  MDB_dbi chain_ = 0;
   std::uint32_t format_version_ = format::current_version; ///< as opened (after any upgrade)
 
   /// Readers' index of the head log: for each stream changed since the heads
@@ -417,6 +443,12 @@ private:
   std::uint64_t heads_at_ = 0;
   /// Stream number -> last position, for streams appended to after heads_at_.
   std::unordered_map<std::uint64_t, std::uint64_t> unflushed_;
+  /// Whether commits extend the chain: digest_chain, once the chain is caught up.
+  bool chain_on_ = false;
+  /// The chain's head, at last_position_ while chain_on_.
+  format::digest chain_head_{};
+  /// Digest prefixes of the records the current write transaction appended.
+  std::string chain_prefixes_;
 };
 
 template <class F>

@@ -112,6 +112,8 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
   auto out = stage_appends(raw, b.appends, st);
   if (!out)
     return out;
+  if (auto ok = stage_chain(raw, st); !ok)
+    return tl::unexpected(ok.error());
   for (const auto& snap : b.snapshots)
     if (auto ok = stage_snapshot(raw, snap, st); !ok)
       return tl::unexpected(ok.error());
@@ -143,6 +145,8 @@ lmdb_store::staging lmdb_store::begin_staging() {
   st.serial = ++txn_serial_;
   st.position = last_position_;
   st.next_stream_no = next_stream_no_;
+  st.chain = chain_head_;
+  chain_prefixes_.clear();
   return st;
 }
 
@@ -239,7 +243,12 @@ lmdb_result<> lmdb_store::stage_event(MDB_txn* txn, const append_request& req, c
   MDB_val v{record_size(req.stream, ev, req.meta), nullptr};
   if (int rc = mdb_put(txn, log_, &k, &v, MDB_APPEND | MDB_RESERVE); rc != 0)
     return lmdb_fail(rc, "write log record");
-  encode_record(static_cast<unsigned char*>(v.mv_data), pos, req.stream, ev, req.meta, f);
+  auto* rec = static_cast<unsigned char*>(v.mv_data);
+  encode_record(rec, pos, req.stream, ev, req.meta, f);
+  if (chain_on_) {
+    st.chain = chain_next(st.chain, rec, v.mv_size);
+    chain_prefixes_.append(reinterpret_cast<const char*>(st.chain.data()), digest_prefix_size);
+  }
   head.last_position = pos;
   if (f.version % index_interval == 0) {
     auto key = pair_key(head.stream_no, f.version);
@@ -316,6 +325,8 @@ lmdb_result<> lmdb_store::commit(txn_guard& txn) {
 void lmdb_store::learn_commit(staging& st, const head_plan& plan) {
   last_position_ = st.position;
   next_stream_no_ = st.next_stream_no;
+  if (chain_on_)
+    chain_head_ = st.chain;
   for (auto* entry : st.touched) {
     auto& head = entry->second;
     if (!head.staged.dirty)

@@ -21,6 +21,7 @@
 #include "cairn/model/match.hpp"
 #include "cairn/persistence/format.hpp"
 #include "cairn/runtime/cluster.hpp"
+#include "cairn/tools/digest_file.hpp"
 #include "cairn/tools/text.hpp"
 #include "payload_types.hpp"
 
@@ -222,6 +223,37 @@ void head_log() {
   write("head_log", "one-stream", le64(4096) + le64(7) + le64(4096));
 }
 
+void chain_entry() {
+  format::digest head{};
+  for (std::size_t i = 0; i < head.size(); ++i)
+    head[i] = static_cast<unsigned char>(i * 7);
+  std::string prefixes;
+  for (std::uint64_t p = 0; p < 3; ++p)
+    prefixes += le64(0x1111111111111111ULL * (p + 1));
+  auto entry = [&](std::uint64_t position, std::string_view pre) {
+    std::string value(format::seal_size + format::chain_entry_header_size + pre.size(), '\0');
+    format::encode_chain_entry(reinterpret_cast<unsigned char*>(value.data()),
+                               format::be64_key(position), head, pre);
+    return value.substr(format::seal_size); // the target seals it again
+  };
+  write("chain_entry", "three-records", le64(12) + entry(12, prefixes));
+  write("chain_entry", "anchor", le64(4096) + entry(4096, {}));
+}
+
+void signed_digest() {
+  tools::signed_digest s;
+  s.position = 40;
+  for (std::size_t i = 0; i < s.digest.size(); ++i)
+    s.digest[i] = static_cast<unsigned char>(i);
+  s.signature.fill(0xab);
+  write("signed_digest", "signed", std::string(1, '\0') + tools::format_signed_digest(s));
+  write("signed_digest", "published",
+        std::string(1, '\1') + tools::format_published_digest({s.position, s.digest}));
+  write("signed_digest", "public-key", std::string(1, '\2') + tools::format_public_key(s.digest));
+  write("signed_digest", "secret-key",
+        std::string(1, '\3') + tools::format_secret_key(s.signature));
+}
+
 void dead_letter_seeds() {
   persistence::dead_letter dl;
   dl.subscriber = "projection.balances";
@@ -396,6 +428,8 @@ int main(int argc, char** argv) {
   record();
   value();
   head_log();
+  chain_entry();
+  signed_digest();
   dead_letter_seeds();
   hex();
   time();

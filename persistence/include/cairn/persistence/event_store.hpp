@@ -14,6 +14,7 @@
 /// call may run on any thread, concurrently with each other and with the
 /// writer; a read sees only whole committed transactions.
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -45,6 +46,29 @@ struct store_stats {
   std::size_t map_size = 0; ///< Current map size in bytes.
   std::size_t map_used = 0; ///< Bytes in use (pages times page size).
   std::uint32_t format_version = 0;
+};
+
+/// A position of the global log and the chained digest of every record up to
+/// it: h_0 = 32 zero bytes, h_n = BLAKE2b-256(h_{n-1} || record n's stored
+/// bytes) (docs/audit.md). Publishing one commits the store to its log up to
+/// that position.
+struct log_digest {
+  std::uint64_t position = 0;
+  std::array<unsigned char, 32> digest{};
+};
+
+/// What event_store::check_chain found.
+struct chain_check {
+  std::uint64_t records = 0;    ///< Records hashed.
+  std::uint64_t log_end = 0;    ///< Position of the last record read (at most `upto`).
+  std::uint64_t chained_to = 0; ///< The stored chain reaches this position.
+  /// The first position that is missing, fails its checksum, or no longer
+  /// matches the chain the writer stored; 0 when none does.
+  std::uint64_t first_broken = 0;
+  std::string problem; ///< What is wrong at first_broken.
+  /// The recomputed digest at `upto` (at the last record for no_limit);
+  /// nullopt when the log ends before `upto`.
+  std::optional<log_digest> at;
 };
 
 class event_store {
@@ -226,6 +250,21 @@ public:
     (void)problem;
     return index_check{};
   }
+
+  /// The digest of the log up to `position` (no_limit: up to its last
+  /// record), recomputed from the nearest stored chain entry at or below it.
+  /// `invalid_argument` past the end of the log, or for a store opened
+  /// read-only before it had a digest chain (format 2: the message says how
+  /// to upgrade); `corrupted` naming the position when a record on the way
+  /// is missing or fails its checksum. Any thread.
+  [[nodiscard]] virtual result<log_digest> digest_at(std::uint64_t position) const = 0;
+
+  /// Recomputes the digest chain from the first record up to `upto`
+  /// (no_limit: the end), comparing every record with the chain the writer
+  /// stored, and reports the first broken link (for `cairn verify`). Reads in
+  /// transactions of bounded length. The outer error: the log cannot be read
+  /// at all, or the store has no chain (as digest_at). Any thread.
+  [[nodiscard]] virtual result<chain_check> check_chain(std::uint64_t upto) const = 0;
 
   /// Writes a compacted copy of the store as of one read transaction into
   /// `dest_dir` (a hot backup: safe while the writer appends, which it does

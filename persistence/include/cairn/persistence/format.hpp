@@ -9,6 +9,7 @@
 ///   auto value = format::seal(key, format::u64_body(42));
 ///   auto v = format::decode_u64(key, value, "checkpoint x"); // *v == 42
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -23,9 +24,10 @@
 
 namespace cairn::persistence::format {
 
-/// Version of the on-disk format this code writes. Version 1 (heads written on
-/// every commit, no head log) is read, and upgraded by a writable open.
-inline constexpr std::uint32_t current_version = 2;
+/// Version of the on-disk format this code writes. Versions 1 (heads written
+/// on every commit, no head log) and 2 (no digest chain) are read, and
+/// upgraded by a writable open.
+inline constexpr std::uint32_t current_version = 3;
 
 /// Record header size; variable fields follow it.
 inline constexpr std::size_t record_header_size = 68;
@@ -309,6 +311,123 @@ inline constexpr std::string_view format_version_key = "format";
 inline constexpr std::string_view heads_at_key = "heads_at";
 /// meta key of the store's random 16-byte id.
 inline constexpr std::string_view store_id_key = "store_id";
+
+// -- digest chain --------------------------------------------------------------
+// h_0 = 32 zero bytes; h_n = BLAKE2b-256(h_{n-1} || the bytes of record n, as
+// stored, checksum included). The "chain" table keeps one entry per commit
+// (and per chain_entry_span records when a writable open extends the chain):
+// key: the position of its last record (u64 BE); sealed body:
+//    0   32 h_key
+//   32    4 n: records the entry covers, positions key-n+1 .. key (u32 LE)
+//   36  8*n the first 8 bytes of h_p for each of them, in position order
+// An entry with n = 0 is an anchor: h_key alone (a cut of the log keeps one).
+
+inline constexpr std::size_t digest_size = 32;
+/// A chained digest.
+using digest = std::array<unsigned char, digest_size>;
+/// Bytes of a digest kept per record in a chain entry: enough to name the
+/// first record that no longer matches the chain the writer computed.
+inline constexpr std::size_t digest_prefix_size = 8;
+inline constexpr std::size_t chain_entry_header_size = digest_size + 4;
+/// Records per chain entry when a writable open extends the chain over
+/// records written without one (an upgrade from format 2).
+inline constexpr std::uint64_t chain_entry_span = 4096;
+
+/// h_n from h_{n-1} and the bytes of record n.
+[[nodiscard]] digest chain_next(const digest& prev, const unsigned char* rec, std::size_t size);
+
+/// A decoded chain entry; `prefixes` points into the stored bytes.
+struct chain_entry {
+  std::uint64_t position = 0; ///< Its last record.
+  digest head{};              ///< h_position
+  std::uint32_t count = 0;    ///< Records covered: position-count+1 .. position.
+  std::string_view prefixes;  ///< count * digest_prefix_size bytes.
+
+  /// Whether the entry covers record `p`.
+  [[nodiscard]] bool covers(std::uint64_t p) const { return p <= position && position - p < count; }
+  /// The stored prefix of h_p for a record `p` it covers.
+  [[nodiscard]] std::string_view prefix_of(std::uint64_t p) const {
+    return prefixes.substr((count - 1 - (position - p)) * digest_prefix_size, digest_prefix_size);
+  }
+};
+
+/// Writes the body of a chain entry into `out` (chain_entry_header_size +
+/// prefixes.size() bytes) after the seal's 8 bytes; `key` is its key.
+inline void encode_chain_entry(unsigned char* out, std::string_view key, const digest& head,
+                               std::string_view prefixes) {
+  unsigned char* body = out + seal_size;
+  std::memcpy(body, head.data(), digest_size);
+  put_le<std::uint32_t>(body + digest_size,
+                        static_cast<std::uint32_t>(prefixes.size() / digest_prefix_size));
+  if (!prefixes.empty())
+    std::memcpy(body + chain_entry_header_size, prefixes.data(), prefixes.size());
+  auto len = chain_entry_header_size + prefixes.size();
+  put_le<std::uint64_t>(out, seal_checksum(key, {reinterpret_cast<const char*>(body), len}));
+}
+
+/// A chain entry stored under `key` (8 bytes); `corrupted` when the seal
+/// fails, a size is wrong, or it covers positions below 1.
+[[nodiscard]] inline result<chain_entry> decode_chain_entry(std::string_view key,
+                                                            std::string_view value) {
+  if (key.size() != 8)
+    return fail(errc::corrupted,
+                "a digest chain entry has a key of " + std::to_string(key.size()) + " bytes");
+  chain_entry e;
+  e.position = get_be64(reinterpret_cast<const unsigned char*>(key.data()));
+  auto where = "position " + std::to_string(e.position);
+  auto body = unseal(key, value, "digest chain entry");
+  if (!body) {
+    auto err = body.error();
+    err.context = where;
+    return tl::unexpected(err);
+  }
+  if (body->size() < chain_entry_header_size)
+    return fail(errc::corrupted, "digest chain entry is shorter than its header", where);
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  std::memcpy(e.head.data(), p, digest_size);
+  e.count = get_le<std::uint32_t>(p + digest_size);
+  e.prefixes = body->substr(chain_entry_header_size);
+  if (e.prefixes.size() != std::uint64_t{e.count} * digest_prefix_size)
+    return fail(errc::corrupted, "digest chain entry has the wrong size", where);
+  if (e.count > e.position)
+    return fail(errc::corrupted, "digest chain entry covers positions below 1", where);
+  return e;
+}
+
+/// Lower-case hex of a digest.
+[[nodiscard]] inline std::string to_hex(const digest& d) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * d.size());
+  for (unsigned char c : d) {
+    out.push_back(hex[c >> 4]);
+    out.push_back(hex[c & 0xf]);
+  }
+  return out;
+}
+
+/// The digest written as 64 hex digits (either case); nullopt otherwise.
+[[nodiscard]] inline std::optional<digest> digest_from_hex(std::string_view text) {
+  if (text.size() != 2 * digest_size)
+    return std::nullopt;
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9')
+      return c - '0';
+    if (c >= 'a' && c <= 'f')
+      return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+      return c - 'A' + 10;
+    return -1;
+  };
+  digest d{};
+  for (std::size_t i = 0; i < digest_size; ++i) {
+    int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+    if (hi < 0 || lo < 0)
+      return std::nullopt;
+    d[i] = static_cast<unsigned char>(hi << 4 | lo);
+  }
+  return d;
+}
 
 // -- heads buckets ---------------------------------------------------------------
 // key: bucket number (u64 BE) = stream number / heads_per_bucket; body:

@@ -57,6 +57,12 @@ struct store_options {
   /// than its data; never past max_map_size. 0 turns it off; `no_sync` never
   /// uses it. Default: 64 MiB.
   std::size_t preallocate = std::size_t{64} << 20;
+  /// Extend the tamper-evident digest chain in every commit (docs/audit.md).
+  /// Off, commits skip it (the store bench measures its cost this way) and
+  /// the stored chain stops where it was; the next writable open with it on
+  /// extends the chain over the records written meanwhile, which are not
+  /// tamper-evident until then. Default: true.
+  bool digest_chain = true;
 };
 
 } // namespace cairn::persistence

@@ -12,7 +12,8 @@
 ///   }
 ///
 /// Subcommands and their output: docs/operations.md. Every store is opened
-/// read-only except by `import`, so the CLI runs alongside a writing runtime.
+/// read-only except by `import` and `upgrade`, so the CLI runs alongside a
+/// writing runtime.
 
 #include <variant>
 
