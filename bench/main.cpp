@@ -1,7 +1,8 @@
 // cairn-bench SUBCOMMAND [options]
 //
-//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N]
+//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N] [--tenant T]
 //         event store append speed against plain LMDB, one case per durability and batch
+//         (--tenant: every append names tenant T)
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
 //   e2e [--aggregates N --commands M --inflight C] [--durability D] [--via V] [--dir D]
