@@ -390,11 +390,11 @@ bool repeats_in_flight(const aggregate_state& st, const std::string& command_id)
 void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   auto& st = self->state;
   if (!st.tenant.empty() && m.tenant != st.tenant) { // before decide; the store checks too
-    st.answer(e.promise, error_reply({errc::invalid_argument,
-                                      "tenant '" + m.tenant + "' does not match tenant '"
-                                        + st.tenant + "' of stream " + st.stream
-                                        + " (a stream never mixes tenants)",
-                                      st.stream}));
+    st.answer(e.promise,
+              error_reply({errc::invalid_argument,
+                           "tenant '" + m.tenant + "' does not match tenant '" + st.tenant
+                             + "' of stream " + st.stream + " (a stream never mixes tenants)",
+                           st.stream}));
     return;
   }
   if (!m.command_id.empty()) {

@@ -24,9 +24,8 @@ cairn::command_options as_tenant(std::string tenant) {
 }
 
 /// Sends `cmd` to account `id` as `tenant`; returns the outcome.
-cairn::result<cairn::outcome<bank::account>> send_as(cairn::runtime& rt, const std::string& id,
-                                                     bank::account::command cmd,
-                                                     std::string tenant) {
+cairn::result<cairn::outcome<bank::account>>
+send_as(cairn::runtime& rt, const std::string& id, bank::account::command cmd, std::string tenant) {
   return rt.send<bank::account>(id, std::move(cmd), as_tenant(std::move(tenant))).get();
 }
 
@@ -69,11 +68,12 @@ TEST_CASE("a subscriber with a tenant sees only that tenant's events and checkpo
     acme.add(e.position, e.meta.tenant);
     return cairn::result<void>{};
   }));
-  REQUIRE(rt->project<bank::account::event>(
-    "acme-accounts", f, [&](const auto& e, cairn::read_model& model) {
-      projected.add(e.position, e.meta.tenant);
-      return model.put_as(std::string{e.stream}, std::int64_t{1});
-    }));
+  REQUIRE(rt->project<bank::account::event>("acme-accounts", f,
+                                            [&](const auto& e, cairn::read_model& model) {
+                                              projected.add(e.position, e.meta.tenant);
+                                              return model.put_as(std::string{e.stream},
+                                                                  std::int64_t{1});
+                                            }));
   for (auto name : {"acme-only", "acme-accounts"}) {
     auto waited = rt->wait_for(name, last, 30s);
     INFO(name << ": " << describe(waited));

@@ -34,13 +34,10 @@ void add_json(CLI::App* cmd, bool& json) {
 }
 
 /// A tenant as the store keeps it: 1-255 bytes.
-const CLI::Validator tenant_name{
-  [](std::string& s) -> std::string {
-    if (!s.empty() && s.size() <= 255)
-      return {};
-    return "a tenant is 1 to 255 bytes";
-  },
-  ""};
+std::string check_tenant_name(std::string& s) {
+  return !s.empty() && s.size() <= 255 ? std::string{} : "a tenant is 1 to 255 bytes";
+}
+const CLI::Validator tenant_name{check_tenant_name, ""};
 
 void add_tenant(CLI::App* cmd, std::string& tenant, const char* what) {
   cmd->add_option("--tenant", tenant, what)->check(tenant_name);
@@ -85,9 +82,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     std::optional<std::uint64_t> newest;
     if (events->count("--last") > 0)
       newest = last;
-    run = [&, newest] {
-      return detail::events(ctx, dir, stream, from, to, as_of, newest, tenant);
-    };
+    run = [&, newest] { return detail::events(ctx, dir, stream, from, to, as_of, newest, tenant); };
   });
 
   auto* tail_cmd = app.add_subcommand("tail", "Show the global log, optionally following it");

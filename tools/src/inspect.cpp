@@ -265,8 +265,8 @@ result<std::map<std::string, tenant_counts>> count_tenants(const persistence::ev
   std::map<std::string, tenant_counts> per;
   std::unordered_map<std::string, std::string> stream_tenant;
   for (std::uint64_t pos = 1; pos <= last;) {
-    auto page = store.read_all(
-      pos, static_cast<std::size_t>(std::min<std::uint64_t>(page_size, last - pos + 1)));
+    auto page = store.read_all(pos, static_cast<std::size_t>(
+                                      std::min<std::uint64_t>(page_size, last - pos + 1)));
     if (!page)
       return tl::unexpected(page.error());
     if (page->next_position <= pos)

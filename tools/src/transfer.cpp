@@ -201,9 +201,10 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   if (one_tenant) {
     expected = 0;
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(
-        pos, static_cast<std::size_t>(std::min<std::uint64_t>(export_page, *last - pos + 1)),
-        filter);
+      auto page = store.read_all(pos,
+                                 static_cast<std::size_t>(
+                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
+                                 filter);
       if (!page)
         return report(page.error());
       if (page->next_position <= pos)
@@ -242,9 +243,10 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   {
     progress bar{"export", expected};
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(
-        pos, static_cast<std::size_t>(std::min<std::uint64_t>(export_page, *last - pos + 1)),
-        filter);
+      auto page = store.read_all(pos,
+                                 static_cast<std::size_t>(
+                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
+                                 filter);
       if (!page)
         return failed(page.error());
       if (page->events.empty() && (!one_tenant || page->next_position <= pos))

@@ -247,8 +247,7 @@ private:
                                                   staging& st, std::int64_t now);
   /// A stream never mixes tenants: `invalid_argument` (the inner failure)
   /// when `req` names a tenant and the stream of `head` has another.
-  lmdb_result<result<void>> check_tenant(MDB_txn* txn, const append_request& req,
-                                         head_state& head);
+  lmdb_result<result<void>> check_tenant(MDB_txn* txn, const append_request& req, head_state& head);
   /// The stream's tenant after an append of `req` to it was staged.
   void note_tenant(const append_request& req, head_state& head);
   /// The tenant of `stream`: the first non-empty one walking its chain back

@@ -231,9 +231,8 @@ lmdb_result<result<void>> lmdb_store::check_tenant(MDB_txn* txn, const append_re
   if (head.tenant->empty() || *head.tenant == req.meta.tenant)
     return result<void>{};
   return result<void>{fail(errc::invalid_argument,
-                           "tenant '" + req.meta.tenant + "' does not match tenant '"
-                             + *head.tenant + "' of stream " + req.stream
-                             + " (a stream never mixes tenants)",
+                           "tenant '" + req.meta.tenant + "' does not match tenant '" + *head.tenant
+                             + "' of stream " + req.stream + " (a stream never mixes tenants)",
                            req.stream)};
 }
 

@@ -981,8 +981,8 @@ TEST_CASE("tail, streams and events --tenant show only that tenant's events and 
   auto events = cairn_cli({"events", dir.path(), "account-a1", "--tenant", "acme", "--json"});
   REQUIRE(events.code == 0);
   CHECK(json_positions(events.out) == P{1, 2}); // v3 names no tenant
-  auto newest = cairn_cli({"events", dir.path(), "account-a1", "--tenant", "acme", "--last", "1",
-                           "--json"});
+  auto newest =
+    cairn_cli({"events", dir.path(), "account-a1", "--tenant", "acme", "--last", "1", "--json"});
   REQUIRE(newest.code == 0);
   CHECK(json_positions(newest.out) == P{2});
   auto other = cairn_cli({"events", dir.path(), "account-g1", "--tenant", "acme"});

@@ -52,11 +52,11 @@ TEST_CASE("read_all with a tenant returns only that tenant's events and still ad
           "[unit][store][read_all][tenant]") {
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
-  append_ok(*store, "acct-1", numbered(2), of_tenant("acme"));    // 1, 2
-  append_ok(*store, "acct-2", numbered(1), of_tenant("globex"));  // 3
-  append_ok(*store, "order-1", numbered(2), of_tenant("acme"));   // 4, 5
-  append_ok(*store, "acct-3", numbered(1));                       // 6: no tenant
-  append_ok(*store, "acct-2", numbered(2), of_tenant("globex"));  // 7, 8
+  append_ok(*store, "acct-1", numbered(2), of_tenant("acme"));   // 1, 2
+  append_ok(*store, "acct-2", numbered(1), of_tenant("globex")); // 3
+  append_ok(*store, "order-1", numbered(2), of_tenant("acme"));  // 4, 5
+  append_ok(*store, "acct-3", numbered(1));                      // 6: no tenant
+  append_ok(*store, "acct-2", numbered(2), of_tenant("globex")); // 7, 8
 
   SECTION("the tenant alone") {
     read_filter f;
@@ -110,14 +110,14 @@ TEST_CASE("an append naming another tenant than its stream's is invalid and writ
   append_ok(*store, "acct-1", numbered(2), of_tenant("acme"));
   auto err = refused(
     store->append(request("acct-1", expected_version::any(), numbered(1), of_tenant("globex"))));
-  CHECK_THAT(err.message, Catch::Contains("'globex'") && Catch::Contains("'acme'")
-                            && Catch::Contains("acct-1"));
+  CHECK_THAT(err.message,
+             Catch::Contains("'globex'") && Catch::Contains("'acme'") && Catch::Contains("acct-1"));
   CHECK(err.context == "acct-1");
   CHECK(value_of(store->stream_version("acct-1")) == 2);
   CHECK(value_of(store->last_position()) == 2);
   // The same tenant goes on.
-  CHECK(store->append(request("acct-1", expected_version::exact(2), numbered(1),
-                              of_tenant("acme"))));
+  CHECK(
+    store->append(request("acct-1", expected_version::exact(2), numbered(1), of_tenant("acme"))));
   CHECK(value_of(store->stream_version("acct-1")) == 3);
 }
 
@@ -144,8 +144,8 @@ TEST_CASE("a stream without a tenant takes the first one it is given, and then k
     auto store = open_ok(path);
     append_ok(*store, "acct-1", numbered(3)); // before tenants: none
     append_ok(*store, "acct-1", numbered(1), of_tenant("acme"));
-    refused(store->append(
-      request("acct-1", expected_version::any(), numbered(1), of_tenant("globex"))));
+    refused(
+      store->append(request("acct-1", expected_version::any(), numbered(1), of_tenant("globex"))));
   }
   auto store = open_ok(path); // learned again from the records after a reopen
   refused(
@@ -163,8 +163,8 @@ TEST_CASE("an append without a tenant claims none: the store takes it and the st
     auto store = open_ok(path);
     append_ok(*store, "acct-1", numbered(1), of_tenant("acme"));
     append_ok(*store, "acct-1", numbered(3)); // a tool's direct append
-    refused(store->append(
-      request("acct-1", expected_version::any(), numbered(1), of_tenant("globex"))));
+    refused(
+      store->append(request("acct-1", expected_version::any(), numbered(1), of_tenant("globex"))));
   }
   // After a reopen the newest records carry no tenant: the writer walks the
   // stream's chain back to the one that does.
@@ -186,12 +186,11 @@ TEST_CASE("in one batch, an append that mixes tenants into a stream the batch cr
   temp_dir dir;
   auto store = open_ok(dir.sub("s"));
   write_batch b;
-  b.appends.push_back(request("acct-1", expected_version::no_stream(), numbered(1),
-                              of_tenant("acme")));
-  b.appends.push_back(request("acct-1", expected_version::any(), numbered(1),
-                              of_tenant("globex")));
-  b.appends.push_back(request("acct-2", expected_version::no_stream(), numbered(1),
-                              of_tenant("globex")));
+  b.appends.push_back(
+    request("acct-1", expected_version::no_stream(), numbered(1), of_tenant("acme")));
+  b.appends.push_back(request("acct-1", expected_version::any(), numbered(1), of_tenant("globex")));
+  b.appends.push_back(
+    request("acct-2", expected_version::no_stream(), numbered(1), of_tenant("globex")));
   b.appends.push_back(request("acct-1", expected_version::any(), numbered(1), of_tenant("acme")));
   auto results = value_of(store->append_batch(b));
   REQUIRE(results.size() == 4);
@@ -210,8 +209,8 @@ TEST_CASE("a failed batch teaches the writer no tenant", "[unit][store][append][
   // finds after it staged the append: nothing of it commits, and the stream
   // it would have given a tenant stays without one.
   write_batch b;
-  b.appends.push_back(request("acct-1", expected_version::no_stream(), numbered(1),
-                              of_tenant("acme")));
+  b.appends.push_back(
+    request("acct-1", expected_version::no_stream(), numbered(1), of_tenant("acme")));
   b.snapshots.push_back(snapshot{"acct-1", 5, "state", 1, "x"});
   auto failed = store->append_batch(b);
   REQUIRE_FALSE(failed);
