@@ -1,8 +1,9 @@
 // cairn-bench SUBCOMMAND [options]
 //
-//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N] [--chain]
+//   store [--seconds S] [--dir D] [--durability sync|no_sync] [--batch N] [--chain] [--tenant T]
 //         event store append speed against plain LMDB, one case per durability and batch;
-//         --chain: against the same store with its digest chain off instead
+//         --chain: against the same store with its digest chain off instead;
+//         --tenant: every append names tenant T
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
 //   e2e [--aggregates N --commands M --inflight C] [--durability D] [--via V] [--dir D]

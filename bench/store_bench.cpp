@@ -145,10 +145,13 @@ public:
     // Batches are built before the clock starts: this measures the store, not
     // the benchmark's allocations.
     std::size_t pool = std::max<std::size_t>(2, std::min<std::size_t>(64, 200000 / batch));
+    // --tenant: every append names one, so the store checks it (docs/audit.md#tenants).
+    auto tenant = a.get("--tenant", "");
     batches_.resize(pool);
     for (auto& b : batches_) {
       b.appends.resize(batch);
       for (auto& req : b.appends) {
+        req.meta.tenant = tenant;
         req.stream = "bench-" + std::to_string(rng() % stream_count);
         req.events.push_back(event_data{"bench_event", 1, random_payload(rng), {}, {}});
       }

@@ -72,6 +72,8 @@ struct aggregate_state {
   std::uint64_t confirmed_version = 0;
   std::uint64_t pending_version = 0;
   std::uint64_t snapshot_version = 0;
+  /// The stream's tenant ("" none known): every command must name it.
+  std::string tenant;
   fifo<entry> in_flight;
   journal_append unsent; ///< Appends decided while a request is at the journal.
   journal_request journal;
@@ -151,6 +153,7 @@ result<void> reload(aggregate_actor_t* self) {
   st.pending = std::move(*pending);
   st.confirmed_version = recovered->version;
   st.pending_version = recovered->version;
+  st.tenant = std::move(recovered->tenant);
   if (st.snapshot_version == 0)
     st.snapshot_version = recovered->version - recovered->replayed;
   if (recovered->replayed > st.env->snapshot_interval)
@@ -386,6 +389,14 @@ bool repeats_in_flight(const aggregate_state& st, const std::string& command_id)
 /// Decides a command in `serving`.
 void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   auto& st = self->state;
+  if (!st.tenant.empty() && m.tenant != st.tenant) { // before decide; the store checks too
+    st.answer(e.promise,
+              error_reply({errc::invalid_argument,
+                           "tenant '" + m.tenant + "' does not match tenant '" + st.tenant
+                             + "' of stream " + st.stream + " (a stream never mixes tenants)",
+                           st.stream}));
+    return;
+  }
   if (!m.command_id.empty()) {
     e.command_id = m.command_id;
     if (repeats_in_flight(st, m.command_id)) {
@@ -438,6 +449,8 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
     e.reply.events.push_back({ev.type, ev.schema_version, ev.payload});
   req.events = std::move(d->encoded);
   st.pending_version += req.events.size();
+  if (st.tenant.empty())
+    st.tenant = m.tenant; // a failed append reloads it from the store
   e.events = std::move(d->events);
   e.appended = true;
   st.in_flight.push_back(std::move(e));

@@ -58,11 +58,27 @@ result<recovered_state> recover(const persistence::event_store& store, const agg
     return tl::unexpected(snap.error()); // an unreadable store, not a bad snapshot
   }
   auto from = out.version;
-  auto folded = fold_stream(store, type, *out.state, stream, from);
+  auto folded = fold_stream(store, type, *out.state, stream, from, persistence::no_limit,
+                            [&](const persistence::event_view& ev) {
+                              if (!ev.tenant.empty())
+                                out.tenant.assign(ev.tenant);
+                              return true;
+                            });
   if (!folded)
     return tl::unexpected(folded.error());
   out.version = *folded;
   out.replayed = *folded - from;
+  // Recovered from a snapshot alone (or its events had no tenant): the event
+  // it was taken at. One read, not a walk: the store's own check is the
+  // last word on a stream whose newest events carry no tenant.
+  if (out.tenant.empty() && from > 0) {
+    auto at = store.visit_stream(stream, from, 1, [&](const persistence::event_view& ev) {
+      out.tenant.assign(ev.tenant);
+      return true;
+    });
+    if (!at)
+      return tl::unexpected(at.error());
+  }
   return out;
 }
 

@@ -33,6 +33,16 @@ void add_json(CLI::App* cmd, bool& json) {
   cmd->add_flag("--json", json, "print JSON (one object per line for lists)");
 }
 
+/// A tenant as the store keeps it: 1-255 bytes.
+std::string check_tenant_name(std::string& s) {
+  return !s.empty() && s.size() <= 255 ? std::string{} : "a tenant is 1 to 255 bytes";
+}
+const CLI::Validator tenant_name{check_tenant_name, ""};
+
+void add_tenant(CLI::App* cmd, std::string& tenant, const char* what) {
+  cmd->add_option("--tenant", tenant, what)->check(tenant_name);
+}
+
 } // namespace
 
 int run_cli(int argc, char** argv, const persistence::event_registry& types) {
@@ -43,7 +53,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
     "cairn"};
   app.require_subcommand(1);
-  std::string dir, target, stream, prefix, as_of;
+  std::string dir, target, stream, prefix, as_of, tenant;
   std::uint64_t from = 1, to = persistence::no_limit, last = 0;
   detail::tail_options tail;
   std::function<int()> run;
@@ -51,8 +61,9 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   auto* streams = app.add_subcommand("streams", "List streams: name, version, last timestamp");
   add_dir(streams, dir);
   streams->add_option("--prefix", prefix, "only streams whose names start with this");
+  add_tenant(streams, tenant, "only the streams of this tenant");
   add_json(streams, ctx.json);
-  streams->callback([&] { run = [&] { return detail::streams(ctx, dir, prefix); }; });
+  streams->callback([&] { run = [&] { return detail::streams(ctx, dir, prefix, tenant); }; });
 
   auto* events = app.add_subcommand("events", "Show the events of one stream with metadata");
   add_dir(events, dir);
@@ -66,12 +77,13 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     ->check(unsigned_number)
     ->excludes("--from")
     ->excludes("--as-of");
+  add_tenant(events, tenant, "only the events of this tenant");
   add_json(events, ctx.json);
   events->callback([&, events] {
     std::optional<std::uint64_t> newest;
     if (events->count("--last") > 0)
       newest = last;
-    run = [&, newest] { return detail::events(ctx, dir, stream, from, to, as_of, newest); };
+    run = [&, newest] { return detail::events(ctx, dir, stream, from, to, as_of, newest, tenant); };
   });
 
   auto* tail_cmd = app.add_subcommand("tail", "Show the global log, optionally following it");
@@ -82,14 +94,18 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     ->allow_extra_args(false);
   tail_cmd->add_option("--type", tail.types, "only this event type (repeatable)")
     ->allow_extra_args(false);
+  add_tenant(tail_cmd, tail.tenant, "only the events of this tenant");
   tail_cmd->add_option("--from", tail.from, "first position (default 1)")->check(unsigned_number);
   add_json(tail_cmd, ctx.json);
   tail_cmd->callback([&] { run = [&] { return detail::tail(ctx, dir, tail); }; });
 
   auto* stats = app.add_subcommand("stats", "Counts, sizes, map usage, types, oldest and newest");
   add_dir(stats, dir);
+  bool per_tenant = false;
+  stats->add_flag("--tenants", per_tenant,
+                  "also events and streams per tenant (reads the whole log once)");
   add_json(stats, ctx.json);
-  stats->callback([&] { run = [&] { return detail::stats(ctx, dir); }; });
+  stats->callback([&] { run = [&] { return detail::stats(ctx, dir, per_tenant); }; });
 
   auto* verify = app.add_subcommand(
     "verify", "Check every record, gap-free versions and positions, that payloads decode, and "
@@ -139,7 +155,11 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   auto* exp = app.add_subcommand("export", "Write every event to FILE as JSON lines");
   add_dir(exp, dir);
   exp->add_option("FILE", target, "the file to write; must not exist")->required();
-  exp->callback([&] { run = [&] { return detail::export_log(ctx, dir, target); }; });
+  detail::export_options export_opts;
+  add_tenant(exp, export_opts.tenant,
+             "only the events of this tenant, renumbered from position 1 (importable into a "
+             "store of its own); without checkpoints, read models and dead letters");
+  exp->callback([&] { run = [&] { return detail::export_log(ctx, dir, target, export_opts); }; });
 
   auto* imp = app.add_subcommand("import", "Append an export into an empty or new store");
   add_dir(imp, dir, "the store directory: new, empty, or a store without events");

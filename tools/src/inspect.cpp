@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 
 #include "cairn/model/stream_name.hpp"
 #include "cairn/tools/cli.hpp"
@@ -63,15 +65,46 @@ void print_log_event(const context& ctx, const persistence::recorded_event& ev) 
               << metadata_text(ev.meta) << ' ' << payload_text(ev, ctx.types) << '\n';
 }
 
+/// The tenant of `stream` up to `version`, "" when it has none: the newest
+/// non-empty one, read backward (only events appended around the runtime
+/// lack it on a stream that has one, so this is one read nearly always).
+result<std::string> tenant_of(const persistence::event_store& store, const std::string& stream,
+                              std::uint64_t version) {
+  for (auto down = version; down > 0;) {
+    auto page = store.read_stream_backward(stream, down, page_size);
+    if (!page)
+      return tl::unexpected(page.error());
+    for (const auto& ev : *page)
+      if (!ev.meta.tenant.empty())
+        return ev.meta.tenant;
+    if (page->size() < page_size)
+      break;
+    down = page->back().version - 1;
+  }
+  return std::string{};
+}
+
 } // namespace
 
-int streams(const context& ctx, const std::string& dir, const std::string& prefix) {
+int streams(const context& ctx, const std::string& dir, const std::string& prefix,
+            const std::string& tenant) {
   auto store = open_read(dir);
   if (!store)
     return report(store.error());
   auto list = (*store)->list_streams(prefix);
   if (!list)
     return report(list.error());
+  if (!tenant.empty()) {
+    std::vector<persistence::stream_info> kept;
+    for (auto& s : *list) {
+      auto t = tenant_of(**store, s.name, s.version);
+      if (!t)
+        return report(t.error());
+      if (*t == tenant)
+        kept.push_back(std::move(s));
+    }
+    *list = std::move(kept);
+  }
   std::size_t width = 6;
   for (const auto& s : *list)
     width = std::max(width, s.name.size());
@@ -116,7 +149,10 @@ void print_event(const context& ctx, const persistence::recorded_event& ev) {
 
 int events(const context& ctx, const std::string& dir, const std::string& stream,
            std::uint64_t from, std::uint64_t to, const std::string& as_of,
-           std::optional<std::uint64_t> last) {
+           std::optional<std::uint64_t> last, const std::string& tenant) {
+  auto shows = [&](const persistence::recorded_event& ev) {
+    return tenant.empty() || ev.meta.tenant == tenant;
+  };
   if (auto ok = validate_stream_name(stream); !ok)
     return report(ok.error());
   if (from == 0 || from > to)
@@ -145,8 +181,10 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
     if (!page)
       return report(page.error());
     for (const auto& ev : *page)
-      print_event(ctx, ev);
-    shown += page->size();
+      if (shown < *last && shows(ev)) {
+        print_event(ctx, ev);
+        ++shown;
+      }
     if (page->size() < want)
       break;
     down = page->back().version - 1;
@@ -164,6 +202,8 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
         past_as_of = true;
         break;
       }
+      if (!shows(ev))
+        continue;
       ++shown;
       print_event(ctx, ev);
     }
@@ -185,7 +225,7 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts) {
   auto store = open_read(dir);
   if (!store)
     return report(store.error());
-  persistence::read_filter filter{opts.categories, opts.types};
+  persistence::read_filter filter{opts.categories, opts.types, opts.tenant};
   std::optional<stop_signals> signals;
   if (opts.follow)
     signals.emplace();
@@ -209,7 +249,44 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts) {
   return exit_ok;
 }
 
-int stats(const context& ctx, const std::string& dir) {
+namespace {
+
+struct tenant_counts {
+  std::uint64_t events = 0;
+  std::uint64_t streams = 0;
+};
+
+/// Events and streams per tenant ("": none) up to position `last`, in one
+/// pass of the log. A stream counts under its tenant (the one its events
+/// name; a stream never mixes tenants), or under "" when none of its
+/// events names one. Memory: one entry per stream.
+result<std::map<std::string, tenant_counts>> count_tenants(const persistence::event_store& store,
+                                                           std::uint64_t last) {
+  std::map<std::string, tenant_counts> per;
+  std::unordered_map<std::string, std::string> stream_tenant;
+  for (std::uint64_t pos = 1; pos <= last;) {
+    auto page = store.read_all(pos, static_cast<std::size_t>(
+                                      std::min<std::uint64_t>(page_size, last - pos + 1)));
+    if (!page)
+      return tl::unexpected(page.error());
+    if (page->next_position <= pos)
+      break;
+    for (const auto& ev : page->events) {
+      ++per[ev.meta.tenant].events;
+      auto [it, fresh] = stream_tenant.try_emplace(ev.stream, ev.meta.tenant);
+      if (!fresh && it->second.empty())
+        it->second = ev.meta.tenant;
+    }
+    pos = page->next_position;
+  }
+  for (const auto& [stream, tenant] : stream_tenant)
+    ++per[tenant].streams;
+  return per;
+}
+
+} // namespace
+
+int stats(const context& ctx, const std::string& dir, bool tenants) {
   auto store = open_read(dir);
   if (!store)
     return report(store.error());
@@ -236,6 +313,13 @@ int stats(const context& ctx, const std::string& dir) {
       oldest = first_page->events.front();
     if (!last_page->events.empty())
       newest = last_page->events.front();
+  }
+  std::map<std::string, tenant_counts> per_tenant;
+  if (tenants) {
+    auto counted = count_tenants(s, *last);
+    if (!counted)
+      return report(counted.error());
+    per_tenant = std::move(*counted);
   }
   std::error_code ec;
   auto file_size = fs::file_size(fs::path(dir) / "data.mdb", ec);
@@ -273,6 +357,19 @@ int stats(const context& ctx, const std::string& dir) {
     if (newest)
       o.add("newest_timestamp", iso_time(newest->timestamp_ns));
     o.add_raw("types", types);
+    if (tenants) {
+      std::string list = "[";
+      for (const auto& [tenant, n] : per_tenant) {
+        if (list.size() > 1)
+          list += ',';
+        list += json_object{}
+                  .add("tenant", tenant)
+                  .add("events", n.events)
+                  .add("streams", n.streams)
+                  .str();
+      }
+      o.add_raw("tenants", list + ']');
+    }
     std::cout << o.str() << '\n';
     return exit_ok;
   }
@@ -302,6 +399,17 @@ int stats(const context& ctx, const std::string& dir) {
               << (registered(type, v) ? "" : " (not registered: shown as hex)") << '\n';
     label = "             ";
   }
+  label = "tenants      ";
+  std::size_t width = 6;
+  for (const auto& [tenant, n] : per_tenant)
+    width = std::max(width, tenant.size());
+  for (const auto& [tenant, n] : per_tenant) {
+    std::cout << label << pad(tenant.empty() ? "(none)" : tenant, width) << "  "
+              << count_of(n.events, "event") << " in " << count_of(n.streams, "stream") << '\n';
+    label = "             ";
+  }
+  if (tenants && per_tenant.empty())
+    std::cout << label << "none: the log is empty\n";
   return exit_ok;
 }
 

@@ -70,19 +70,24 @@ private:
 };
 
 // The subcommands; each returns its exit code.
-int streams(const context& ctx, const std::string& dir, const std::string& prefix);
-/// With `last`: the newest `*last` events up to `to`, newest first.
+/// With `tenant`: only the streams of that tenant.
+int streams(const context& ctx, const std::string& dir, const std::string& prefix,
+            const std::string& tenant = {});
+/// With `last`: the newest `*last` events up to `to`, newest first. With
+/// `tenant`: only the events of that tenant.
 int events(const context& ctx, const std::string& dir, const std::string& stream,
            std::uint64_t from, std::uint64_t to, const std::string& as_of,
-           std::optional<std::uint64_t> last);
+           std::optional<std::uint64_t> last, const std::string& tenant = {});
 struct tail_options {
   bool follow = false;
   std::vector<std::string> categories;
   std::vector<std::string> types;
+  std::string tenant; ///< Only this tenant's events; empty: all.
   std::uint64_t from = 1;
 };
 int tail(const context& ctx, const std::string& dir, const tail_options& opts);
-int stats(const context& ctx, const std::string& dir);
+/// With `tenants`: also events and streams per tenant, from one pass of the log.
+int stats(const context& ctx, const std::string& dir, bool tenants = false);
 int checkpoints(const context& ctx, const std::string& dir);
 int backup(const context& ctx, const std::string& dir, const std::string& dest);
 /// A digest `verify` checks the log against: `digest` (POSITION:HEX), or the
@@ -107,7 +112,14 @@ int upgrade(const context& ctx, const std::string& dir);
 /// from; otherwise the first position that differs (0: unknown) and why.
 [[nodiscard]] std::optional<std::pair<std::uint64_t, std::string>>
 compare_published(const persistence::event_store& store, const published_digest& pub);
-int export_log(const context& ctx, const std::string& dir, const std::string& file);
+struct export_options {
+  /// Only this tenant's events, renumbered from position 1 so the file
+  /// imports into a store of its own; no checkpoints, read models or dead
+  /// letters (they describe the whole log). Empty: everything.
+  std::string tenant;
+};
+int export_log(const context& ctx, const std::string& dir, const std::string& file,
+               const export_options& opts = {});
 struct import_options {
   /// Import events whose type (or schema version) the registry cannot decode,
   /// without checking their payloads. Default: false (refused, naming the line).

@@ -169,7 +169,8 @@ std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
 } // namespace
 
 /// export_log's work; runs in a child process.
-static int export_here(const context& ctx, const std::string& dir, const std::string& file) {
+static int export_here(const context& ctx, const std::string& dir, const std::string& file,
+                       const export_options& opts) {
   auto started = std::chrono::steady_clock::now();
   auto opened = open_read(dir);
   if (!opened)
@@ -191,6 +192,28 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   auto last = store.last_position();
   if (!last)
     return report(last.error());
+  persistence::read_filter filter;
+  filter.tenant = opts.tenant;
+  const bool one_tenant = !opts.tenant.empty();
+  // One tenant's export is a log of its own, renumbered from position 1; its
+  // header counts its events, so they are counted first (a pass more).
+  std::uint64_t expected = *last;
+  if (one_tenant) {
+    expected = 0;
+    for (std::uint64_t pos = 1; pos <= *last;) {
+      auto page = store.read_all(pos,
+                                 static_cast<std::size_t>(
+                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
+                                 filter);
+      if (!page)
+        return report(page.error());
+      if (page->next_position <= pos)
+        break;
+      expected += page->events.size();
+      pos = page->next_position;
+    }
+    cps = nullptr;
+  }
   // Created here, never opened through a symlink planted since the check
   // above (O_EXCL), and readable by its owner only: it holds every event.
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -209,34 +232,49 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
     fs::remove(file, ec);
     return report(e);
   };
-  out << json_object{}
-           .add("cairn_export", export_format)
-           .add("events", *last)
-           .add("checkpoints", std::uint64_t{cps->size()})
-           .str()
-      << '\n';
+  json_object header;
+  header.add("cairn_export", export_format)
+    .add("events", expected)
+    .add("checkpoints", std::uint64_t{cps ? cps->size() : 0});
+  if (one_tenant)
+    header.add("tenant", opts.tenant);
+  out << header.str() << '\n';
   std::uint64_t written = 0;
   {
-    progress bar{"export", *last};
+    progress bar{"export", expected};
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(pos, static_cast<std::size_t>(
-                                        std::min<std::uint64_t>(export_page, *last - pos + 1)));
+      auto page = store.read_all(pos,
+                                 static_cast<std::size_t>(
+                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
+                                 filter);
       if (!page)
         return failed(page.error());
-      if (page->events.empty())
+      if (page->events.empty() && (!one_tenant || page->next_position <= pos))
         break;
-      for (const auto& ev : page->events)
+      for (auto& ev : page->events) {
+        if (one_tenant)
+          ev.position = written + 1; // the original is in the source store; the id stays
         out << event_json(ev, ctx.types, true) << '\n';
-      written += page->events.size();
+        ++written;
+      }
       pos = page->next_position;
       bar.update(written);
     }
   }
-  if (written != *last)
+  if (written != expected)
     return failed(error{errc::corrupted,
                         "the log has gaps: " + std::to_string(written) + " events up to position "
                           + std::to_string(*last) + " (run cairn verify)",
                         dir});
+  if (one_tenant) {
+    out.flush();
+    bool ok = static_cast<bool>(out);
+    if (file_buf.close() == nullptr || !ok)
+      return failed(error{errc::unavailable, "cannot write the export file", file});
+    std::cout << "exported " << count_of(written, "event") << " of tenant " << opts.tenant
+              << " from " << dir << " to " << file << " (" << ms_since(started) << " ms)\n";
+    return exit_ok;
+  }
   for (const auto& cp : *cps)
     out << json_object{}.add("checkpoint", cp.name).add("position", cp.position).str() << '\n';
   for (const auto& kv : side->kv)
@@ -260,13 +298,14 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   return exit_ok;
 }
 
-int export_log(const context& ctx, const std::string& dir, const std::string& file) {
+int export_log(const context& ctx, const std::string& dir, const std::string& file,
+               const export_options& opts) {
   // In a child process: a crash reading a damaged B-tree page is reported,
   // and the partial file removed, instead of killing the CLI.
   std::error_code ec;
   bool existed = fs::exists(fs::symlink_status(file, ec));
   return in_child(
-    [&] { return export_here(ctx, dir, file); },
+    [&] { return export_here(ctx, dir, file, opts); },
     [&](const std::string& message) {
       if (!existed)
         fs::remove(file, ec);

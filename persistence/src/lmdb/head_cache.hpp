@@ -18,6 +18,9 @@ struct head_state {
   std::uint64_t version = 0;
   std::uint64_t last_position = 0;
   bool dirty = false; ///< Staged only: this transaction appended to the stream.
+  /// Writer only: the stream's tenant, an entry of the writer's tenant set
+  /// ("": none yet); null until the writer needs it and learns it.
+  const std::string* tenant = nullptr;
 };
 
 /// (stream number, position of its last event) pairs: a head-log entry, or heads to write.

@@ -238,7 +238,8 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
       auto matches = [](const std::vector<std::string>& allowed, std::string_view x) {
         return allowed.empty() || std::find(allowed.begin(), allowed.end(), x) != allowed.end();
       };
-      if (matches(filter.categories, category_of(rec->stream)) && matches(filter.types, rec->type))
+      if (matches(filter.categories, category_of(rec->stream)) && matches(filter.types, rec->type)
+          && (filter.tenant.empty() || rec->tenant == filter.tenant))
         to_event(*rec, pos, page.events.emplace_back());
     }
     if (rc != 0 && rc != MDB_NOTFOUND)

@@ -40,6 +40,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -249,6 +250,15 @@ private:
   /// one fails this request alone (a conflict, a bad command record).
   lmdb_result<result<append_result>> stage_append(MDB_txn* txn, const append_request& req,
                                                   staging& st, std::int64_t now);
+  /// A stream never mixes tenants: `invalid_argument` (the inner failure)
+  /// when `req` names a tenant and the stream of `head` has another.
+  lmdb_result<result<void>> check_tenant(MDB_txn* txn, const append_request& req, head_state& head);
+  /// The stream's tenant after an append of `req` to it was staged.
+  void note_tenant(const append_request& req, head_state& head);
+  /// The tenant of `stream`: the first non-empty one walking its chain back
+  /// from `position`, "" when none.
+  lmdb_result<std::string> stream_tenant(MDB_txn* txn, std::string_view stream,
+                                         std::uint64_t position) const;
   /// The recorded outcome of command `key` on the stream of `head`, if any.
   lmdb_result<std::optional<result<append_result>>>
   earlier_outcome(MDB_txn* txn, const staging& st, const std::string& key, const head_state& head,
@@ -434,6 +444,8 @@ private:
   /// (stream_no 0): the flock makes this process the only writer, so the
   /// cache is never stale.
   head_cache head_cache_;
+  /// The tenants the cached heads point to; cleared with head_cache_.
+  std::unordered_set<std::string> tenants_;
   std::uint64_t txn_serial_ = 0;
   std::set<std::pair<std::string, std::uint32_t>> known_types_;
   std::string last_type_; ///< The last appended type known to the catalogue.

@@ -106,8 +106,10 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
   if (int rc = mdb_txn_begin(env_, nullptr, 0, &raw); rc != 0)
     return lmdb_fail(rc, "begin write");
   txn_guard txn{raw};
-  if (head_cache_.size() > head_cache_limit)
+  if (head_cache_.size() > head_cache_limit || tenants_.size() > head_cache_limit) {
     head_cache_.clear(); // only here: staging points into the cache
+    tenants_.clear();    // and the cached heads into this
+  }
   staging st = begin_staging();
   auto out = stage_appends(raw, b.appends, st);
   if (!out)
@@ -173,6 +175,10 @@ lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const 
   if (!staged_head)
     return tl::unexpected(staged_head.error());
   head_state* head = *staged_head;
+  if (auto same = check_tenant(txn, req, *head); !same)
+    return tl::unexpected(same.error());
+  else if (!*same)
+    return result<append_result>{tl::unexpected(same->error())};
   // A stream without a number has no events, so no command was recorded for it.
   const bool records_command = !req.meta.command_id.empty() && !req.events.empty();
   std::string cmd_key;
@@ -206,10 +212,70 @@ lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const 
     if (auto ok = stage_event(txn, req, ev, *head, st, now); !ok)
       return tl::unexpected(ok.error());
   r.last_position = st.position;
+  note_tenant(req, *head);
   if (!cmd_key.empty())
     if (auto ok = stage_outcome(txn, std::move(cmd_key), r, st); !ok)
       return tl::unexpected(ok.error());
   return r;
+}
+
+lmdb_result<result<void>> lmdb_store::check_tenant(MDB_txn* txn, const append_request& req,
+                                                   head_state& head) {
+  // An append without a tenant claims none, so it mixes none (events written
+  // before tenants existed, tools); the aggregate actor refuses such a
+  // command for a stream with a tenant (docs/audit.md#tenants).
+  if (req.meta.tenant.empty() || head.version == 0)
+    return result<void>{};
+  if (head.tenant == nullptr) {
+    auto learned = stream_tenant(txn, req.stream, head.last_position);
+    if (!learned)
+      return tl::unexpected(learned.error());
+    head.tenant = &*tenants_.insert(std::move(*learned)).first;
+  }
+  if (head.tenant->empty() || *head.tenant == req.meta.tenant)
+    return result<void>{};
+  return result<void>{fail(errc::invalid_argument,
+                           "tenant '" + req.meta.tenant + "' does not match tenant '" + *head.tenant
+                             + "' of stream " + req.stream + " (a stream never mixes tenants)",
+                           req.stream)};
+}
+
+void lmdb_store::note_tenant(const append_request& req, head_state& head) {
+  const std::string& t = req.meta.tenant;
+  if (!t.empty()) {
+    if (head.tenant == nullptr || head.tenant->empty()) // a new stream, or one adopting t
+      head.tenant = &*tenants_.insert(t).first;
+  } else if (head.tenant == nullptr && head.version == req.events.size()) {
+    head.tenant = &*tenants_.insert(std::string{}).first; // a new stream without one
+  }
+}
+
+lmdb_result<std::string> lmdb_store::stream_tenant(MDB_txn* txn, std::string_view stream,
+                                                   std::uint64_t position) const {
+  // Only what runs outside the runtime appends without a tenant to a stream
+  // that has one, so the newest record nearly always answers.
+  while (position != 0) {
+    unsigned char kb[8];
+    put_be64(kb, position);
+    MDB_val k{8, kb}, v;
+    int rc = mdb_get(txn, log_, &k, &v);
+    if (rc == MDB_NOTFOUND) // the chain's older part is gone: what is left decides
+      break;
+    if (rc != 0)
+      return lmdb_fail(rc, "read a record of " + std::string{stream});
+    auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, position);
+    if (!rec)
+      return lmdb_fail(MDB_CORRUPTED, rec.error());
+    if (rec->stream != stream || rec->prev_position >= position)
+      return lmdb_fail(MDB_CORRUPTED,
+                       error{errc::corrupted,
+                             "the chain of " + std::string{stream} + " leads to another record",
+                             "position " + std::to_string(position)});
+    if (!rec->tenant.empty())
+      return std::string{rec->tenant};
+    position = rec->prev_position;
+  }
+  return std::string{};
 }
 
 lmdb_result<std::optional<result<append_result>>>

@@ -916,3 +916,134 @@ TEST_CASE("verify and events report a stored payload whose length says 4 GiB, wi
   REQUIRE(::getrusage(RUSAGE_CHILDREN, &children) == 0);
   CHECK(children.ru_maxrss < 512 * 1024); // KiB
 }
+
+namespace {
+
+metadata tenant_meta(std::string tenant) {
+  metadata m;
+  m.tenant = std::move(tenant);
+  return m;
+}
+
+/// Positions 1..7: account-a1 (acme) 1, 2; account-g1 (globex) 3; account-a2
+/// (acme) 4; account-n1 (no tenant) 5; account-g1 6; account-a1 7, appended
+/// without a tenant (as a tool would), so the stream stays acme's.
+void build_tenant_store(const std::string& dir) {
+  auto store = cairn::test::open_ok(dir);
+  using cairn::test::append_ok;
+  append_ok(*store, "account-a1",
+            {bank_event(bank::account_opened{"A1"}, at_time(0)),
+             bank_event(bank::money_deposited{10}, at_time(1))},
+            tenant_meta("acme"));
+  append_ok(*store, "account-g1", {bank_event(bank::account_opened{"G1"}, at_time(2))},
+            tenant_meta("globex"));
+  append_ok(*store, "account-a2", {bank_event(bank::account_opened{"A2"}, at_time(3))},
+            tenant_meta("acme"));
+  append_ok(*store, "account-n1", {bank_event(bank::account_opened{"N1"}, at_time(4))});
+  append_ok(*store, "account-g1", {bank_event(bank::money_deposited{5}, at_time(5))},
+            tenant_meta("globex"));
+  append_ok(*store, "account-a1", {bank_event(bank::money_deposited{1}, at_time(6))});
+}
+
+std::vector<std::uint64_t> json_positions(const std::string& out) {
+  std::vector<std::uint64_t> p;
+  for (const auto& line : lines_of(out))
+    p.push_back(parse_json(line)["position"].GetUint64());
+  return p;
+}
+
+} // namespace
+
+TEST_CASE("tail, streams and events --tenant show only that tenant's events and streams",
+          "[integration][cli][tenant]") {
+  temp_dir dir;
+  build_tenant_store(dir.path());
+  using P = std::vector<std::uint64_t>;
+
+  auto tail = cairn_cli({"tail", dir.path(), "--tenant", "acme", "--json"});
+  REQUIRE(tail.code == 0);
+  CHECK(json_positions(tail.out) == P{1, 2, 4});
+  auto globex = cairn_cli({"tail", dir.path(), "--tenant", "globex", "--category", "account"});
+  REQUIRE(globex.code == 0);
+  auto lines = lines_of(globex.out);
+  REQUIRE(lines.size() == 2);
+  CHECK_THAT(lines[0], Catch::StartsWith("@3 account-g1 v1") && Catch::Contains("tenant=globex"));
+
+  auto streams = cairn_cli({"streams", dir.path(), "--tenant", "acme"});
+  REQUIRE(streams.code == 0);
+  CHECK_THAT(streams.out, Catch::Contains("account-a1  3") && Catch::Contains("account-a2  1")
+                            && Catch::Contains("2 streams"));
+  CHECK_THAT(streams.out, !Catch::Contains("account-g1") && !Catch::Contains("account-n1"));
+  auto none = cairn_cli({"streams", dir.path(), "--tenant", "initech", "--json"});
+  REQUIRE(none.code == 0);
+  CHECK(none.out.empty());
+
+  auto events = cairn_cli({"events", dir.path(), "account-a1", "--tenant", "acme", "--json"});
+  REQUIRE(events.code == 0);
+  CHECK(json_positions(events.out) == P{1, 2}); // v3 names no tenant
+  auto newest =
+    cairn_cli({"events", dir.path(), "account-a1", "--tenant", "acme", "--last", "1", "--json"});
+  REQUIRE(newest.code == 0);
+  CHECK(json_positions(newest.out) == P{2});
+  auto other = cairn_cli({"events", dir.path(), "account-g1", "--tenant", "acme"});
+  REQUIRE(other.code == 0);
+  CHECK(other.out == "no events\n");
+
+  auto empty = cairn_cli({"tail", dir.path(), "--tenant", ""});
+  CHECK(empty.code == 2);
+  CHECK_THAT(empty.err, Catch::Contains("tenant"));
+}
+
+TEST_CASE("stats --tenants counts events and streams per tenant", "[integration][cli][tenant]") {
+  temp_dir dir;
+  build_tenant_store(dir.path());
+  auto json = cairn_cli({"stats", dir.path(), "--tenants", "--json"});
+  REQUIRE(json.code == 0);
+  auto s = parse_json(json.out);
+  REQUIRE(s["tenants"].Size() == 3);
+  const auto& t = s["tenants"];
+  CHECK(std::string{t[0]["tenant"].GetString()}.empty()); // no tenant: account-n1 and a1's v3
+  CHECK(t[0]["events"].GetUint64() == 2);
+  CHECK(t[0]["streams"].GetUint64() == 1);
+  CHECK(std::string{t[1]["tenant"].GetString()} == "acme");
+  CHECK(t[1]["events"].GetUint64() == 3);
+  CHECK(t[1]["streams"].GetUint64() == 2);
+  CHECK(std::string{t[2]["tenant"].GetString()} == "globex");
+  CHECK(t[2]["events"].GetUint64() == 2);
+  CHECK(t[2]["streams"].GetUint64() == 1);
+  auto text = cairn_cli({"stats", dir.path(), "--tenants"});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("tenants      (none)  2 events in 1 stream"));
+  CHECK_THAT(text.out, Catch::Contains("             acme    3 events in 2 streams"));
+  auto plain = cairn_cli({"stats", dir.path(), "--json"});
+  REQUIRE(plain.code == 0);
+  CHECK_FALSE(parse_json(plain.out).HasMember("tenants"));
+}
+
+TEST_CASE("export --tenant writes that tenant's events renumbered, and the file imports into a "
+          "store of its own",
+          "[integration][cli][tenant]") {
+  temp_dir dir;
+  build_tenant_store(dir.sub("all"));
+  auto file = dir.sub("acme.jsonl");
+  auto exp = cairn_cli({"export", dir.sub("all"), file, "--tenant", "acme"});
+  REQUIRE(exp.code == 0);
+  CHECK_THAT(exp.out, Catch::Contains("exported 3 events of tenant acme"));
+  auto lines = lines_of(slurp(file));
+  REQUIRE(lines.size() == 4); // header and 3 events: no checkpoints, read models, dead letters
+  auto header = parse_json(lines[0]);
+  CHECK(header["events"].GetUint64() == 3);
+  CHECK(std::string{header["tenant"].GetString()} == "acme");
+  auto third = parse_json(lines[3]);
+  CHECK(third["position"].GetUint64() == 3);
+  CHECK(std::string{third["stream"].GetString()} == "account-a2");
+
+  auto imp = cairn_cli({"import", dir.sub("acme"), file});
+  REQUIRE(imp.code == 0);
+  auto log = whole_log(dir.sub("acme"));
+  REQUIRE(log.size() == 3);
+  auto source = whole_log(dir.sub("all"));
+  CHECK(log[2].id == source[3].id);
+  for (const auto& ev : log)
+    CHECK(ev.meta.tenant == "acme");
+}

@@ -496,3 +496,127 @@ TEST_CASE("an aggregate whose recovery throws answers every command with the rea
   CHECK((*f.replies)[0].context == "tally-t1 v1");
   CHECK(f.journal->request_sizes.empty());
 }
+
+namespace {
+
+/// A command of tenant `tenant` for tally-t1.
+command_msg tenant_command(const tally::command& cmd, std::string tenant) {
+  command_msg m;
+  m.category = tally::category;
+  m.id = "t1";
+  m.tenant = std::move(tenant);
+  persistence::encode_payload(cmd, m.payload);
+  return m;
+}
+
+} // namespace
+
+TEST_CASE("a command naming another tenant than its stream's, or none, is refused before "
+          "decide and never reaches the journal",
+          "[unit][aggregate][tenant]") {
+  fixture f;
+  auto agg = f.spawn();
+  f.ask(agg, tenant_command(tally::add{1}, "acme"));
+  f.sched->run();
+  f.release();
+  REQUIRE(f.replies->size() == 1);
+  CHECK((*f.replies)[0].ok());
+  f.ask(agg, tenant_command(tally::add{2}, "globex"));
+  f.ask(agg, tenant_command(tally::add{3}, ""));
+  f.sched->run();
+  REQUIRE(f.replies->size() == 3);
+  CHECK(f.journal->request_sizes == std::vector<std::size_t>{1});
+  for (int i : {1, 2}) {
+    const auto& r = (*f.replies)[static_cast<std::size_t>(i)];
+    CHECK(r.error().code == errc::invalid_argument);
+    CHECK_THAT(r.message, Catch::Contains("'acme'") && Catch::Contains("tally-t1"));
+  }
+  CHECK_THAT((*f.replies)[1].message, Catch::Contains("'globex'"));
+  f.ask(agg, tenant_command(tally::add{4}, "acme"));
+  f.sched->run();
+  f.release();
+  REQUIRE(f.replies->size() == 4);
+  CHECK(f.replies->back().last_version == 2);
+  f.query(agg);
+  f.sched->run();
+  CHECK(total_of(f.replies->back()) == 5);
+}
+
+TEST_CASE("a stream without a tenant takes its first command's, also for the commands decided "
+          "while that one is at the journal",
+          "[unit][aggregate][tenant]") {
+  fixture f;
+  auto agg = f.spawn();
+  f.ask(agg, tenant_command(tally::add{1}, "acme"));
+  f.sched->run(); // at the journal, not yet stored
+  f.ask(agg, tenant_command(tally::add{2}, "globex"));
+  f.sched->run();
+  REQUIRE(f.replies->size() == 1);
+  CHECK(f.replies->front().error().code == errc::invalid_argument);
+  f.release();
+  REQUIRE(f.replies->size() == 2);
+  CHECK(f.replies->back().last_version == 1);
+}
+
+TEST_CASE("an aggregate recovered from a snapshot alone still knows its stream's tenant",
+          "[unit][aggregate][tenant]") {
+  fixture f;
+  persistence::append_request req;
+  req.stream = "tally-t1";
+  req.meta.tenant = "acme";
+  for (int n : {1, 2}) {
+    auto added = f.events->encode(tally::event{tally::added{n}});
+    REQUIRE(added);
+    req.events.push_back(*added);
+  }
+  REQUIRE(f.store->append(req));
+  persistence::snapshot snap;
+  snap.stream = "tally-t1";
+  snap.version = 2;
+  snap.state_type = f.type->state_type();
+  snap.schema_version = f.type->state_schema();
+  persistence::encode_payload(tally::state{1000}, snap.data); // not the events' 3: proves its use
+  REQUIRE(f.store->save_snapshot(snap));
+  auto agg = f.spawn();
+  f.query(agg);
+  f.sched->run();
+  REQUIRE(f.replies->size() == 1);
+  CHECK(total_of(f.replies->back()) == 1000);
+  f.ask(agg, tenant_command(tally::add{5}, "globex"));
+  f.sched->run();
+  REQUIRE(f.replies->size() == 2);
+  CHECK(f.replies->back().error().code == errc::invalid_argument);
+  CHECK(f.journal->request_sizes.empty()); // the actor refused it, not the store
+  f.ask(agg, tenant_command(tally::add{5}, "acme"));
+  f.sched->run();
+  f.release();
+  REQUIRE(f.replies->size() == 3);
+  CHECK(f.replies->back().last_version == 3);
+}
+
+TEST_CASE("a mismatch the aggregate cannot see is refused by the store, and the aggregate goes "
+          "on",
+          "[unit][aggregate][tenant]") {
+  fixture f;
+  auto agg = f.spawn(); // knows no tenant: the stream is new
+  // Another writer gives the stream a tenant behind the aggregate's back.
+  persistence::append_request foreign;
+  foreign.stream = "tally-t1";
+  foreign.meta.tenant = "acme";
+  auto added = f.events->encode(tally::event{tally::added{100}});
+  REQUIRE(added);
+  foreign.events.push_back(*added);
+  REQUIRE(f.store->append(foreign));
+  f.ask(agg, tenant_command(tally::add{1}, "globex"));
+  f.sched->run();
+  f.release(); // expected version 0 is stale too; the tenant check comes first
+  REQUIRE(f.replies->size() == 1);
+  CHECK(f.replies->back().error().code == errc::invalid_argument);
+  CHECK_THAT(f.replies->back().message, Catch::Contains("'acme'"));
+  // Reloaded: the aggregate now knows the tenant itself.
+  f.ask(agg, tenant_command(tally::add{2}, "globex"));
+  f.sched->run();
+  REQUIRE(f.replies->size() == 2);
+  CHECK(f.replies->back().error().code == errc::invalid_argument);
+  CHECK(f.journal->request_sizes.size() == 1);
+}

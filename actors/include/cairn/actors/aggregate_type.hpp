@@ -94,6 +94,10 @@ struct recovered_state {
   std::unique_ptr<state_box> state;
   std::uint64_t version = 0;  ///< The stream version it includes.
   std::uint64_t replayed = 0; ///< Events applied after the snapshot.
+  /// The stream's tenant as far as recovery saw it: the newest non-empty
+  /// tenant of the events it replayed or, when none had one, of the event at
+  /// the snapshot's version. "" when none of them had one.
+  std::string tenant;
 };
 
 /// Rebuilds the state of `stream` from the latest usable snapshot (checksum,

@@ -149,10 +149,15 @@ struct checkpoint {
   std::uint64_t position = 0;
 };
 
-/// Which events `read_all` returns. Empty lists match everything.
+/// Which events `read_all` returns. Empty lists (and an empty tenant) match
+/// everything; the conditions that are set must all hold.
 struct read_filter {
   std::vector<std::string> categories; ///< Stream name prefixes before the first '-'.
   std::vector<std::string> types;      ///< Event type names.
+  /// Only events whose metadata names this tenant (events without a tenant
+  /// never match a non-empty one). Default: empty, every tenant. (Its
+  /// initializer keeps `read_filter{categories, types}` free of warnings.)
+  std::string tenant{};
 };
 
 /// A page of the global log. `next_position` is where the next page starts;
