@@ -394,7 +394,7 @@ void runtime::add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
 }
 
 result<void> runtime::check_what_if(const std::string& category,
-                                   const what_if_filter& filter) const {
+                                    const what_if_filter& filter) const {
   if (stopped())
     return fail(errc::unavailable, "the runtime is stopped");
   {

@@ -12,10 +12,10 @@ namespace hangar {
 namespace {
 
 // In the order of provider_group::command's alternatives.
-const char* const command_names[] = {"create_group",  "update_group",         "delete_group",
-                                     "add_member",    "remove_member",        "select_member",
-                                     "record_member_result", "reset_circuit", "tick",
-                                     "record_member_lifecycle"};
+const char* const command_names[] = {
+  "create_group",  "update_group",           "delete_group",         "add_member",
+  "remove_member", "select_member",          "record_member_result", "reset_circuit",
+  "tick",          "record_member_lifecycle"};
 static_assert(std::size(command_names) == std::variant_size_v<provider_group::command>);
 
 std::string describe(const provider_group::command& c) {
@@ -34,7 +34,9 @@ std::string names(const std::vector<provider_group::event>& events) {
   for (const auto& e : events) {
     if (!out.empty())
       out += ", ";
-    out += std::visit([](const auto& x) { return std::string{std::decay_t<decltype(x)>::type_name}; }, e);
+    out +=
+      std::visit([](const auto& x) { return std::string{std::decay_t<decltype(x)>::type_name}; },
+                 e);
   }
   return out;
 }
@@ -61,8 +63,8 @@ cairn::result<what_if_summary> print_what_if(cairn::runtime& rt, std::uint32_t t
   for (const auto& s : report->streams) {
     ++sum.groups;
     if (!s.difference) {
-      out << "  group " << std::left << std::setw(8) << s.id << std::right
-          << " no difference over " << s.commands << " commands\n";
+      out << "  group " << std::left << std::setw(8) << s.id << std::right << " no difference over "
+          << s.commands << " commands\n";
       continue;
     }
     ++sum.differing;
@@ -70,7 +72,8 @@ cairn::result<what_if_summary> print_what_if(cairn::runtime& rt, std::uint32_t t
     sum.opened_earlier += opens(d.alternative) ? 1 : 0;
     out << "  group " << std::left << std::setw(8) << s.id << std::right
         << " first difference at command " << s.commands << " (log #" << d.sequence << ", v"
-        << d.version << ", correlation " << (d.meta.correlation_id.empty() ? "-" : d.meta.correlation_id)
+        << d.version << ", correlation "
+        << (d.meta.correlation_id.empty() ? "-" : d.meta.correlation_id)
         << "): " << describe(d.command) << '\n'
         << "    recorded:    " << names(d.recorded) << '\n'
         << "    threshold " << threshold << ": "

@@ -80,8 +80,7 @@ runtime_options recording(const std::string& dir) {
   return opts;
 }
 
-template <class A>
-void send_ok(runtime& rt, const std::string& id, const typename A::command& c) {
+template <class A> void send_ok(runtime& rt, const std::string& id, const typename A::command& c) {
   auto f = rt.send<A>(id, c);
   auto r = await(f);
   INFO((r ? std::string{} : r.error().to_string()));
@@ -221,8 +220,8 @@ TEST_CASE("what-if over a store written without recording is a clear error",
   CHECK(report.error().message.find("no recorded command of tally") != std::string::npos);
   CHECK(report.error().message.find("record_commands") != std::string::npos);
 
-  auto unknown = rt->what_if<bank::account>(
-    [](const bank::account::state& s, const bank::account::command& c) {
+  auto unknown =
+    rt->what_if<bank::account>([](const bank::account::state& s, const bank::account::command& c) {
       return decide_with<bank::account>(s, c);
     });
   REQUIRE_FALSE(unknown);

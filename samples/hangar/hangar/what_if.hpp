@@ -40,9 +40,8 @@ struct what_if_summary {
 /// Runs stricter_breaker{threshold} over every group `rt` recorded and
 /// prints, per group, the first command it decides otherwise, with the
 /// recorded events and the stricter rule's.
-[[nodiscard]] cairn::result<what_if_summary> print_what_if(cairn::runtime& rt,
-                                                           std::uint32_t threshold,
-                                                           std::ostream& out);
+[[nodiscard]] cairn::result<what_if_summary>
+print_what_if(cairn::runtime& rt, std::uint32_t threshold, std::ostream& out);
 
 /// `hangar what-if --data DIR [--threshold N]`: a runtime on DIR without
 /// handlers (it sends no command), then print_what_if. Returns the exit code.

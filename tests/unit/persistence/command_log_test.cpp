@@ -76,8 +76,7 @@ TEST_CASE("a damaged or truncated command log entry is corrupted, naming its seq
   CHECK_THAT(r.error().message, Catch::Contains("disagree"));
 }
 
-TEST_CASE("the store records a command with its events, and one with none",
-          "[unit][command_log]") {
+TEST_CASE("the store records a command with its events, and one with none", "[unit][command_log]") {
   temp_dir dir;
   auto s = open_ok(dir.path());
   append_ok(*s, "other-1", numbered(2)); // no command: nothing recorded
@@ -114,7 +113,8 @@ TEST_CASE("a duplicate, a conflict or an oversized command records nothing",
   auto o = fast_options();
   o.max_event_size = 64;
   auto s = open_ok(dir.path(), o);
-  auto req = request("account-1", cp::expected_version::any(), numbered(1), {"", "", "c-1", "", ""});
+  auto req = request("account-1", cp::expected_version::any(), numbered(1),
+                     {"", "", "c-1", "", ""});
   req.command = std::string{"cmd"};
   REQUIRE(s->append(req));
   auto again = s->append(req);

@@ -61,7 +61,7 @@ struct aggregate_env {
   /// Record each accepted command with its events (append_request::command),
   /// also one that emitted none: it then goes through the journal too.
   bool record_commands = false;
-  std::size_t max_waiting = 4096;       ///< Commands in flight before `overloaded`.
+  std::size_t max_waiting = 4096; ///< Commands in flight before `overloaded`.
   /// How often a live aggregate tells the registry it is in use: commands
   /// sent straight to it (router.hpp) do not pass the registry's LRU.
   std::chrono::nanoseconds touch_every{std::chrono::seconds{1}};

@@ -599,8 +599,8 @@ inline void encode_command(unsigned char* out, std::string_view key, const comma
   put_le<std::int64_t>(b + 28, c.timestamp_ns);
   put_le<std::uint32_t>(b + 36, static_cast<std::uint32_t>(c.payload.size()));
   unsigned char* p = b + command_header_size;
-  for (std::string_view s : {c.stream, c.correlation_id, c.causation_id, c.command_id, c.tenant,
-                             c.user, c.payload}) {
+  for (std::string_view s :
+       {c.stream, c.correlation_id, c.causation_id, c.command_id, c.tenant, c.user, c.payload}) {
     if (!s.empty())
       std::memcpy(p, s.data(), s.size());
     p += s.size();

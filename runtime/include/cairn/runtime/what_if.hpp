@@ -50,8 +50,8 @@ template <class A> struct what_if_difference {
   std::int64_t timestamp_ns = 0; ///< When it was recorded.
   persistence::metadata meta;    ///< Its command id, correlation, causation, tenant, user.
   typename A::command command;
-  std::vector<typename A::event> recorded;  ///< What it emitted (maybe nothing).
-  decision<typename A::event> alternative;  ///< What the alternative decides instead.
+  std::vector<typename A::event> recorded; ///< What it emitted (maybe nothing).
+  decision<typename A::event> alternative; ///< What the alternative decides instead.
 };
 
 /// One stream re-run.
@@ -75,8 +75,9 @@ template <class A> struct what_if_report {
 
   /// How many streams the alternative decided differently.
   [[nodiscard]] std::size_t differing() const {
-    return static_cast<std::size_t>(std::count_if(
-      streams.begin(), streams.end(), [](const auto& s) { return s.difference.has_value(); }));
+    return static_cast<std::size_t>(
+      std::count_if(streams.begin(), streams.end(),
+                    [](const auto& s) { return s.difference.has_value(); }));
   }
 };
 
@@ -110,7 +111,8 @@ run_what_if(const persistence::event_store& store,
   std::uint64_t of_category = 0; // recorded commands of A, before the filter
   // The canonical bytes of an event: recorded ones are decoded (upcast) and
   // encoded again, so an old schema version does not count as a difference.
-  auto encode = [&](const event_t& ev, const std::string& where) -> result<persistence::event_data> {
+  auto encode = [&](const event_t& ev,
+                    const std::string& where) -> result<persistence::event_data> {
     try {
       return registry->encode(ev);
     } catch (...) {
@@ -166,8 +168,8 @@ run_what_if(const persistence::event_store& store,
       }
       auto command = persistence::decode_payload<command_t>(c.payload);
       if (!command)
-        return fail(errc::corrupted, "a recorded command does not decode: " + command.error().message,
-                    where);
+        return fail(errc::corrupted,
+                    "a recorded command does not decode: " + command.error().message, where);
       std::vector<event_t> recorded;
       std::vector<persistence::event_data> recorded_bytes;
       if (c.event_count > 0) {
@@ -204,7 +206,7 @@ run_what_if(const persistence::event_store& store,
         same = bytes->type == recorded_bytes[i].type && bytes->payload == recorded_bytes[i].payload;
       }
       if (!same) {
-        out.difference = what_if_difference<A>{c.sequence,         c.version_before,
+        out.difference = what_if_difference<A>{c.sequence,          c.version_before,
                                                c.timestamp_ns,      std::move(c.meta),
                                                std::move(*command), std::move(recorded),
                                                std::move(decided)};
