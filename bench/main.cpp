@@ -7,6 +7,7 @@
 //   store --read [--events N] [--dir D]
 //         stream replay and read_all scan speed
 //   e2e [--aggregates N --commands M --inflight C] [--durability D] [--via V] [--dir D]
+//       [--record off|on|both]
 //         commands through the runtime's CAF-native form; without a shape: uniform 1000
 //         aggregates at 1024 and 64 in flight, and one hot aggregate at 1024; --via router
 //         (default) or registry (every command through the registry's handle)

@@ -27,11 +27,12 @@ namespace {
 using bank::account;
 
 std::unique_ptr<runtime> start_runtime(const std::string& dir, persistence::durability d,
-                                       unsigned threads) {
+                                       unsigned threads, bool record = false) {
   runtime_options opts;
   opts.data_dir = dir;
   opts.durability = d;
   opts.worker_threads = threads;
+  opts.record_commands = record;
   return start_bank_runtime(opts);
 }
 
@@ -165,7 +166,7 @@ void open_accounts(runtime& rt, std::size_t n, std::size_t window) {
 
 void print_e2e(const char* workload, const char* via, std::size_t aggregates, std::size_t total,
                std::size_t inflight, const std::string& durability, const e2e_figures& f) {
-  std::printf("%-10s %-8s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
+  std::printf("%-12s %-8s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
               via, aggregates, total, inflight, durability.c_str(), f.commands_per_s, f.p50_us,
               f.p95_us, f.p99_us, f.mean_batch, static_cast<unsigned long long>(f.errors));
 }
@@ -186,7 +187,7 @@ std::string e2e_json(const char* bench, const char* workload, const char* via,
 }
 
 void print_header() {
-  std::printf("%-10s %-8s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "via", "aggs",
+  std::printf("%-12s %-8s %8s %8s %8s %-8s %12s %9s %9s %9s %8s %6s\n", "workload", "via", "aggs",
               "commands", "inflight", "durab.", "commands/s", "p50 us", "p95 us", "p99 us", "batch",
               "errors");
 }
@@ -222,22 +223,34 @@ int e2e_main(const args& a) {
     cases.push_back(workload{aggs == 1 ? "hot" : "uniform", aggs, n,
                              static_cast<std::size_t>(a.number("--inflight", 1024))});
   }
+  // --record off|on|both: record_commands (what-if replay); both runs each
+  // case without, then with it, so the two meet the same stretch of the disk.
+  auto record = a.get("--record", "off");
+  if (record != "off" && record != "on" && record != "both")
+    throw std::invalid_argument("--record must be off, on or both, not " + record);
+  std::vector<bool> modes;
+  if (record != "on")
+    modes.push_back(false);
+  if (record != "off")
+    modes.push_back(true);
   print_header();
   std::vector<std::string> json;
-  for (const auto& c : cases) {
-    auto dir = scratch_dir(a, "e2e");
-    {
-      auto rt = start_runtime(dir, parse_durability(durability),
-                              static_cast<unsigned>(a.number("--threads", 0)));
-      open_accounts(*rt, c.aggregates, 256);
-      auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight, via == "router");
-      print_e2e(c.name, via.c_str(), c.aggregates, c.commands, c.inflight, durability, f);
-      json.push_back(
-        e2e_json("e2e", c.name, via.c_str(), c.aggregates, c.commands, c.inflight, durability, f));
-      std::fflush(stdout);
+  for (const auto& c : cases)
+    for (bool rec : modes) {
+      auto name = std::string{c.name} + (rec ? "+rec" : "");
+      auto dir = scratch_dir(a, "e2e");
+      {
+        auto rt = start_runtime(dir, parse_durability(durability),
+                                static_cast<unsigned>(a.number("--threads", 0)), rec);
+        open_accounts(*rt, c.aggregates, 256);
+        auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight, via == "router");
+        print_e2e(name.c_str(), via.c_str(), c.aggregates, c.commands, c.inflight, durability, f);
+        json.push_back(e2e_json("e2e", name.c_str(), via.c_str(), c.aggregates, c.commands,
+                                c.inflight, durability, f));
+        std::fflush(stdout);
+      }
+      remove_dir(dir);
     }
-    remove_dir(dir);
-  }
   for (const auto& line : json)
     print_json(line);
   return 0;

@@ -424,7 +424,7 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
     }
     return;
   }
-  if (d->encoded.empty()) {
+  if (d->encoded.empty() && !st.env->record_commands) {
     e.reply.first_version = st.pending_version + 1;
     e.reply.last_version = st.pending_version;
     complete_in_order(self, std::move(e));
@@ -444,6 +444,8 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   req.expected = persistence::expected_version::exact(st.pending_version);
   req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id, m.tenant,
                                    m.user};
+  if (st.env->record_commands)
+    req.command = m.payload;
   e.reply.events.reserve(d->encoded.size());
   for (const auto& ev : d->encoded)
     e.reply.events.push_back({ev.type, ev.schema_version, ev.payload});

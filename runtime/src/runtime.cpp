@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -168,6 +169,8 @@ struct runtime::impl {
   std::atomic<int> submitting{0}; ///< submit() calls past the stopped check.
   std::mutex subscribers_mutex;   ///< Guards `subscribers` (control calls, not the event path).
   std::map<std::string, caf::actor> subscribers;
+  mutable std::mutex categories_mutex; ///< Guards `categories`.
+  std::set<std::string> categories;    ///< Of the registered aggregate types.
 
   result<caf::actor> subscriber(const std::string& name) {
     std::lock_guard lock{subscribers_mutex};
@@ -523,6 +526,7 @@ void runtime::add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
   env->journal = impl_->journal;
   env->registry_actor = impl_->registry;
   env->snapshot_interval = opts.snapshot_interval.value_or(impl_->opts.snapshot_interval);
+  env->record_commands = opts.record_commands.value_or(impl_->opts.record_commands);
   env->max_waiting = std::max<std::size_t>(1, impl_->opts.max_waiting_commands);
   // Often enough that an aggregate in use stays ahead of the idle sweep.
   env->touch_every = std::min<std::chrono::nanoseconds>(impl_->opts.idle_timeout / 4,
@@ -530,8 +534,28 @@ void runtime::add_aggregate(std::shared_ptr<const actors::aggregate_type> type,
   env->stats = &impl_->stats;
   env->request_timeout = impl_->opts.request_timeout;
   env->log = actors::logger(actors::aggregate_logger);
+  {
+    std::lock_guard lock{impl_->categories_mutex};
+    impl_->categories.insert(type->category());
+  }
   caf::anon_send(impl_->registry, actors::kind_atom::value,
                  actors::kind_of(std::move(type), std::move(env)));
+}
+
+result<void> runtime::check_what_if(const std::string& category,
+                                    const what_if_filter& filter) const {
+  if (stopped())
+    return fail(errc::unavailable, "the runtime is stopped");
+  {
+    std::lock_guard lock{impl_->categories_mutex};
+    if (impl_->categories.count(category) == 0)
+      return fail(errc::invalid_argument,
+                  "what_if: aggregate type " + category + " is not registered", category);
+  }
+  for (const auto& id : filter.ids)
+    if (auto stream = aggregate_stream(category, id); !stream)
+      return tl::unexpected(stream.error());
+  return {};
 }
 
 result<std::unique_ptr<actors::state_box>>

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "hangar/service.hpp"
+#include "hangar/what_if.hpp"
 
 namespace hangar {
 
@@ -143,6 +144,7 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
   so.speed = opts.speed;
   so.error_rate = 0.02;
   so.metrics_address = opts.metrics_address;
+  so.record_commands = true; // for the what-if at the end
   auto started = service::start(so);
   if (!started)
     return tl::unexpected(started.error());
@@ -294,6 +296,13 @@ cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out)
               << now->healthy() << "/" << now->members.size() << " in rotation\n";
         break;
       }
+  // What-if: the same recorded group commands under a stricter breaker.
+  out << '\n';
+  auto sum = print_what_if(svc2.runtime(), 3, out);
+  if (!sum)
+    return tl::unexpected(sum.error());
+  report.what_if_differing = sum->differing;
+  report.what_if_opened_earlier = sum->opened_earlier;
   out << "\nkey moments: circuit opened " << (report.circuit_opened ? "yes" : "no")
       << ", half-opened " << (report.circuit_half_opened ? "yes" : "no") << ", closed again "
       << (report.circuit_closed_again ? "yes" : "no") << "; idle providers stopped "

@@ -1,16 +1,19 @@
 // hangar demo [--seed N] [--data DIR] [--seconds S]   the scripted demo (scripts/demo)
 // hangar serve --data DIR                            line commands on stdin
+// hangar what-if --data DIR [--threshold N]          a stricter breaker over the recorded groups
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "hangar/demo.hpp"
+#include "hangar/what_if.hpp"
 
 int main(int argc, char** argv) {
   auto usage = [] {
     std::fprintf(stderr, "usage: hangar demo [--seed N] [--data DIR] [--seconds S]\n"
-                         "       hangar serve --data DIR\n");
+                         "       hangar serve --data DIR\n"
+                         "       hangar what-if --data DIR [--threshold N]\n");
     return 2;
   };
   if (argc < 2)
@@ -18,6 +21,7 @@ int main(int argc, char** argv) {
   std::string cmd = argv[1];
   hangar::demo_options demo;
   std::string data;
+  unsigned long threshold = 3;
   for (int i = 2; i < argc; ++i) {
     std::string flag = argv[i];
     if (i + 1 >= argc)
@@ -29,6 +33,10 @@ int main(int argc, char** argv) {
     } else if (flag == "--seed") {
       demo.seed = std::strtoull(value.c_str(), &end, 10);
       if (*end != '\0')
+        return usage();
+    } else if (flag == "--threshold") {
+      threshold = std::strtoul(value.c_str(), &end, 10);
+      if (*end != '\0' || threshold == 0 || threshold > 1000)
         return usage();
     } else if (flag == "--seconds") {
       demo.seconds = std::strtod(value.c_str(), &end);
@@ -49,6 +57,8 @@ int main(int argc, char** argv) {
     }
     return 0;
   }
+  if (cmd == "what-if" && !data.empty())
+    return hangar::what_if(data, static_cast<std::uint32_t>(threshold), std::cout);
   if (cmd == "serve" && !data.empty())
     return hangar::serve(data, std::cin, std::cout);
   return usage();

@@ -181,7 +181,9 @@ cairn::result<void> service::wire() {
   snapshots.snapshot_interval = 50;
   if (auto ok = rt_->register_aggregate<provider>(snapshots); !ok)
     return ok;
-  if (auto ok = rt_->register_aggregate<provider_group>(snapshots); !ok)
+  cairn::aggregate_options groups = snapshots;
+  groups.record_commands = opts_.record_commands;
+  if (auto ok = rt_->register_aggregate<provider_group>(groups); !ok)
     return ok;
   cairn::subscription_options quick;
   quick.initial_backoff = 20ms;

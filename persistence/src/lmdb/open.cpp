@@ -33,6 +33,8 @@ result<void> lmdb_store::init(bool create) {
   }
   if (auto ok = load_log_end(raw); !ok)
     return ok;
+  if (auto ok = load_command_log_end(raw); !ok)
+    return ok;
   if (auto ok = open_heads(raw, create, stored_version); !ok)
     return ok;
   if (opts_.read_only) {
@@ -143,6 +145,12 @@ result<void> lmdb_store::open_later_tables(MDB_txn* txn) {
     has_chain_ = false;
   else if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "open table chain"));
+  // Format 3 (what-if replay); code that predates it ignores the table.
+  if (int rc = mdb_dbi_open(txn, "command_log", flags, &command_log_);
+      rc == MDB_NOTFOUND && opts_.read_only)
+    has_command_log_ = false;
+  else if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "open table command_log"));
   return {};
 }
 

@@ -18,6 +18,7 @@
 //   verify.cpp       check_indexes (cairn verify)
 //   chain.cpp        the digest chain: extending it at open, digest_at,
 //                    check_chain
+//   command_log.cpp  the command log (what-if replay): its writes and reads
 //
 // Write cost is what shaped the store: a commit writes the new log records
 // (appended in position order, so they fill fresh pages) plus one small head
@@ -120,6 +121,8 @@ public:
                             const read_filter& filter) const override;
   result<std::optional<append_result>> find_command(std::string_view stream,
                                                     std::string_view command_id) const override;
+  result<command_page> read_commands(std::uint64_t from, std::size_t max,
+                                     std::string_view stream_prefix) const override;
   result<std::uint64_t> last_position() const override;
   result<std::vector<stream_info>> list_streams(std::string_view prefix,
                                                 std::size_t max) const override;
@@ -177,6 +180,7 @@ private:
     std::uint64_t position = 0;
     std::uint64_t next_stream_no = 0;
     format::digest chain{}; ///< h at `position` while the chain is on.
+    std::uint64_t next_command = 0; ///< The next command-log sequence.
   };
 
   /// The heads a write transaction changed, and where it put them.
@@ -371,6 +375,13 @@ private:
   /// (position, h); (0, zeros) when there is none.
   result<std::pair<std::uint64_t, format::digest>> chain_base(MDB_txn* txn,
                                                               std::uint64_t position) const;
+  // -- command log (command_log.cpp) ------------------------------------------------------
+
+  /// Writer, at open: the sequence after the command log's last entry.
+  result<void> load_command_log_end(MDB_txn* txn);
+  /// Records `req.command` (set) with the outcome `r` of its append.
+  lmdb_result<> stage_command(MDB_txn* txn, const append_request& req, const append_result& r,
+                              staging& st, std::int64_t now);
 
   // -- verify (verify.cpp) ---------------------------------------------------------------
 
@@ -404,6 +415,10 @@ private:
   /// digest chain (a writable open adds it).
   bool has_chain_ = true;
   MDB_dbi chain_ = 0;
+  /// False when a read-only open found a store written before the command
+  /// log existed: it reads as empty.
+  bool has_command_log_ = true;
+  MDB_dbi command_log_ = 0;
   std::uint32_t format_version_ = format::current_version; ///< as opened (after any upgrade)
 
   /// Readers' index of the head log: for each stream changed since the heads
@@ -440,6 +455,7 @@ private:
   std::chrono::steady_clock::time_point last_reader_check_;
   std::uint64_t last_position_ = 0;
   std::uint64_t next_stream_no_ = 1;
+  std::uint64_t next_command_ = 1; ///< The next command-log sequence.
   /// Every stream the writer has looked up, including ones found absent
   /// (stream_no 0): the flock makes this process the only writer, so the
   /// cache is never stale.

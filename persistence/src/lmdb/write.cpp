@@ -35,6 +35,11 @@ result<void> validate_request(const append_request& req, const store_options& op
        {&m.correlation_id, &m.causation_id, &m.command_id, &m.tenant, &m.user})
     if (f->size() > max_short_field)
       return fail(errc::invalid_argument, "metadata fields are at most 255 bytes", req.stream);
+  if (req.command && req.command->size() > opts.max_event_size)
+    return fail(errc::invalid_argument,
+                "command of " + std::to_string(req.command->size())
+                  + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
+                req.stream);
   for (std::size_t i = 0; i < req.events.size(); ++i) {
     const auto& ev = req.events[i];
     auto ctx = [&] { return req.stream + " event " + std::to_string(i); }; // on failure only
@@ -149,6 +154,7 @@ lmdb_store::staging lmdb_store::begin_staging() {
   st.next_stream_no = next_stream_no_;
   st.chain = chain_head_;
   chain_prefixes_.clear();
+  st.next_command = next_command_;
   return st;
 }
 
@@ -198,8 +204,12 @@ lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const 
   append_result r;
   r.first_version = head->version + 1;
   r.last_version = head->version + req.events.size();
-  if (req.events.empty())
+  if (req.events.empty()) {
+    if (req.command)
+      if (auto ok = stage_command(txn, req, r, st, now); !ok)
+        return tl::unexpected(ok.error());
     return r;
+  }
   head->dirty = true;
   if (head->stream_no == 0) {
     // Numbered only now, so a new stream whose first append fails uses up no number.
@@ -213,6 +223,9 @@ lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const 
       return tl::unexpected(ok.error());
   r.last_position = st.position;
   note_tenant(req, *head);
+  if (req.command)
+    if (auto ok = stage_command(txn, req, r, st, now); !ok)
+      return tl::unexpected(ok.error());
   if (!cmd_key.empty())
     if (auto ok = stage_outcome(txn, std::move(cmd_key), r, st); !ok)
       return tl::unexpected(ok.error());
@@ -393,6 +406,7 @@ void lmdb_store::learn_commit(staging& st, const head_plan& plan) {
   next_stream_no_ = st.next_stream_no;
   if (chain_on_)
     chain_head_ = st.chain;
+  next_command_ = st.next_command;
   for (auto* entry : st.touched) {
     auto& head = entry->second;
     if (!head.staged.dirty)

@@ -29,6 +29,10 @@ struct demo_report {
   bool restarted_on_demand = false;
   bool subprocess_death_detected = false;
   bool restart_restored_everything = false;
+  /// What-if with a circuit threshold of 3: groups decided otherwise, and
+  /// those whose circuit it opens at that command.
+  std::size_t what_if_differing = 0;
+  std::size_t what_if_opened_earlier = 0;
   std::uint64_t invocations = 0;
 };
 

@@ -105,6 +105,8 @@ struct service_options {
   /// Serve metrics here ("" = off); see docs/operations.md.
   std::string metrics_address;
   cairn::persistence::durability durability = cairn::persistence::durability::sync;
+  /// Record the groups' commands for what-if replay (hangar/what_if.hpp).
+  bool record_commands = false;
   /// Timer thread period (wall clock).
   std::chrono::milliseconds timer_period{100};
   /// Called (on a handler thread) when a request of invoke_group got its

@@ -215,6 +215,32 @@ void value() {
         value_seed(0x81, "account-1", format::seal("account-1", format::u64_body(1))));
 }
 
+void command_log() {
+  // Selector 0: the target seals the body under the key.
+  auto seed = [](std::uint64_t sequence, const format::command_view& c) {
+    auto key = format::be64_key(sequence);
+    auto sealed = format::seal_command(key, c);
+    return std::string(1, '\0') + key + sealed.substr(format::seal_size);
+  };
+  format::command_view deposit;
+  deposit.stream = "account-1";
+  deposit.version_before = 1;
+  deposit.first_position = 2;
+  deposit.event_count = 1;
+  deposit.timestamp_ns = 1764000000000000000;
+  deposit.command_id = "c-42";
+  deposit.correlation_id = "corr-7";
+  deposit.tenant = "acme";
+  deposit.user = "ops";
+  auto cmd = bytes_of(bank::account::command{bank::deposit{100}});
+  deposit.payload = cmd;
+  write("command_log", "deposit", seed(1, deposit));
+  format::command_view nothing;
+  nothing.stream = "provider_group-search";
+  nothing.version_before = 300;
+  write("command_log", "no-events", seed(7, nothing));
+}
+
 void head_log() {
   std::string body;
   for (std::uint64_t i = 0; i < 3; ++i)
@@ -427,6 +453,7 @@ int main(int argc, char** argv) {
   payload();
   record();
   value();
+  command_log();
   head_log();
   chain_entry();
   signed_digest();

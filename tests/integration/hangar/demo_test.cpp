@@ -31,6 +31,11 @@ TEST_CASE("the hangar demo opens, half-opens and closes the circuit, restarts id
   CHECK(report->invocations > 100);
   CHECK(out.str().find("identical to before the restart") != std::string::npos);
   CHECK(out.str().find("provider_transport_died") != std::string::npos);
+  // The what-if at the end: at a circuit threshold of 3 instead of 5, the
+  // search group's breaker opens at an earlier recorded command.
+  CHECK(report->what_if_differing >= 1);
+  CHECK(report->what_if_opened_earlier >= 1);
+  CHECK(out.str().find("group search   first difference") != std::string::npos);
 }
 
 TEST_CASE("hangar serve answers one line per command, with clear errors for bad input",

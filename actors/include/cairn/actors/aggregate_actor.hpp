@@ -58,7 +58,10 @@ struct aggregate_env {
   caf::actor journal;
   caf::actor registry_actor;
   std::uint64_t snapshot_interval = 50; ///< Events between snapshots; 0 = never.
-  std::size_t max_waiting = 4096;       ///< Commands in flight before `overloaded`.
+  /// Record each accepted command with its events (append_request::command),
+  /// also one that emitted none: it then goes through the journal too.
+  bool record_commands = false;
+  std::size_t max_waiting = 4096; ///< Commands in flight before `overloaded`.
   /// How often a live aggregate tells the registry it is in use: commands
   /// sent straight to it (router.hpp) do not pass the registry's LRU.
   std::chrono::nanoseconds touch_every{std::chrono::seconds{1}};

@@ -177,6 +177,17 @@ public:
   [[nodiscard]] virtual result<std::optional<append_result>>
   find_command(std::string_view stream, std::string_view command_id) const = 0;
 
+  /// Up to `max` entries of the command log (append_request::command), from
+  /// sequence `from_sequence` on, whose stream names start with
+  /// `stream_prefix` (empty: every stream), in sequence order: commit order
+  /// over all streams, and command order within one. Every entry scanned is
+  /// verified: `corrupted` names the sequence of one that fails. A store
+  /// without the command log (written before format 3, opened read-only)
+  /// reads as empty.
+  [[nodiscard]] virtual result<command_page>
+  read_commands(std::uint64_t from_sequence, std::size_t max,
+                std::string_view stream_prefix = {}) const = 0;
+
   /// Position of the newest event; 0 for an empty store.
   [[nodiscard]] virtual result<std::uint64_t> last_position() const = 0;
 

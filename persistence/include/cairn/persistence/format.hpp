@@ -667,4 +667,138 @@ using head_log_pairs = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
   return body;
 }
 
+// -- command log (format 3; what-if replay) ----------------------------------------
+// key: sequence (u64 BE, 1, 2, 3 … in commit order); sealed body:
+//
+//  off size field
+//    0    1 layout (1)
+//    1    2 stream name length (LE16, >= 1)
+//    3    5 lengths of correlation, causation, command id, tenant, user (1 byte each)
+//    8    8 stream version before the command (LE64)
+//   16    8 position of its first event (LE64; 0 when it emitted none)
+//   24    4 number of events it emitted (LE32)
+//   28    8 timestamp, ns since the Unix epoch (LEi64)
+//   36    4 command payload length (LE32)
+//   40      stream name, correlation, causation, command id, tenant, user, payload
+
+inline constexpr std::size_t command_header_size = 40;
+
+/// A command-log entry, its strings pointing into the bytes it was decoded from.
+struct command_view {
+  std::string_view stream;
+  std::uint64_t version_before = 0;
+  std::uint64_t first_position = 0;
+  std::uint32_t event_count = 0;
+  std::int64_t timestamp_ns = 0;
+  std::string_view correlation_id, causation_id, command_id, tenant, user, payload;
+};
+
+/// Size of the sealed value of `c` (seal included).
+[[nodiscard]] inline std::size_t command_value_size(const command_view& c) {
+  return seal_size + command_header_size + c.stream.size() + c.correlation_id.size()
+         + c.causation_id.size() + c.command_id.size() + c.tenant.size() + c.user.size()
+         + c.payload.size();
+}
+
+/// Writes the sealed value of `c` under `key` into `out` (exactly
+/// command_value_size() bytes), checksum last. The strings' lengths must fit
+/// their fields (the store checks them first).
+inline void encode_command(unsigned char* out, std::string_view key, const command_view& c) {
+  unsigned char* b = out + seal_size;
+  b[0] = 1;
+  put_le<std::uint16_t>(b + 1, static_cast<std::uint16_t>(c.stream.size()));
+  b[3] = static_cast<unsigned char>(c.correlation_id.size());
+  b[4] = static_cast<unsigned char>(c.causation_id.size());
+  b[5] = static_cast<unsigned char>(c.command_id.size());
+  b[6] = static_cast<unsigned char>(c.tenant.size());
+  b[7] = static_cast<unsigned char>(c.user.size());
+  put_le<std::uint64_t>(b + 8, c.version_before);
+  put_le<std::uint64_t>(b + 16, c.first_position);
+  put_le<std::uint32_t>(b + 24, c.event_count);
+  put_le<std::int64_t>(b + 28, c.timestamp_ns);
+  put_le<std::uint32_t>(b + 36, static_cast<std::uint32_t>(c.payload.size()));
+  unsigned char* p = b + command_header_size;
+  for (std::string_view s :
+       {c.stream, c.correlation_id, c.causation_id, c.command_id, c.tenant, c.user, c.payload}) {
+    if (!s.empty())
+      std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  }
+  auto body = std::string_view{reinterpret_cast<const char*>(b), static_cast<std::size_t>(p - b)};
+  put_le<std::uint64_t>(out, seal_checksum(key, body));
+}
+
+/// The sealed value of `c` under `key`, as a string (tests, tools).
+[[nodiscard]] inline std::string seal_command(std::string_view key, const command_view& c) {
+  std::string out(command_value_size(c), '\0');
+  encode_command(reinterpret_cast<unsigned char*>(out.data()), key, c);
+  return out;
+}
+
+/// A command-log entry stored under `key` (8 bytes, the sequence), its
+/// strings pointing into `value`; `corrupted` naming the sequence when the
+/// seal fails, the layout is unknown, the lengths do not add up to the size,
+/// or the event count and first position disagree.
+[[nodiscard]] inline result<command_view> decode_command(std::string_view key,
+                                                         std::string_view value) {
+  if (key.size() != 8)
+    return fail(errc::corrupted, "command log key has the wrong size");
+  auto where = "sequence "
+               + std::to_string(get_be64(reinterpret_cast<const unsigned char*>(key.data())));
+  auto body = unseal(key, value, "command log entry");
+  if (!body) {
+    auto err = body.error();
+    err.context = where;
+    return tl::unexpected(err);
+  }
+  auto bad = [&](const char* why) {
+    return fail(errc::corrupted, std::string{"command log entry "} + why, where);
+  };
+  if (body->size() < command_header_size)
+    return bad("is shorter than its header");
+  auto* b = reinterpret_cast<const unsigned char*>(body->data());
+  if (b[0] != 1)
+    return bad("has an unknown layout");
+  std::size_t lens[7] = {get_le<std::uint16_t>(b + 1), b[3], b[4], b[5], b[6], b[7],
+                         get_le<std::uint32_t>(b + 36)};
+  std::size_t total = command_header_size;
+  for (auto n : lens)
+    total += n;
+  if (total != body->size())
+    return bad("has field lengths that do not add up to its size");
+  if (lens[0] == 0)
+    return bad("has no stream name");
+  command_view c;
+  c.version_before = get_le<std::uint64_t>(b + 8);
+  c.first_position = get_le<std::uint64_t>(b + 16);
+  c.event_count = get_le<std::uint32_t>(b + 24);
+  c.timestamp_ns = get_le<std::int64_t>(b + 28);
+  if ((c.event_count == 0) != (c.first_position == 0))
+    return bad("has an event count and a first position that disagree");
+  const char* p = body->data() + command_header_size;
+  std::string_view* fields[7] = {&c.stream, &c.correlation_id, &c.causation_id, &c.command_id,
+                                 &c.tenant, &c.user,           &c.payload};
+  for (int i = 0; i < 7; ++i) {
+    *fields[i] = std::string_view{p, lens[i]};
+    p += lens[i];
+  }
+  return c;
+}
+
+/// Copies a decoded command-log entry into an owning one.
+inline void to_command(const command_view& c, std::uint64_t sequence, recorded_command& out) {
+  out.sequence = sequence;
+  out.stream.assign(c.stream);
+  out.version_before = c.version_before;
+  out.first_position = c.first_position;
+  out.event_count = c.event_count;
+  out.timestamp_ns = c.timestamp_ns;
+  out.meta.correlation_id.assign(c.correlation_id);
+  out.meta.causation_id.assign(c.causation_id);
+  out.meta.command_id.assign(c.command_id);
+  out.meta.tenant.assign(c.tenant);
+  out.meta.user.assign(c.user);
+  out.payload.assign(c.payload);
+}
+
 } // namespace cairn::persistence::format

@@ -94,6 +94,12 @@ struct append_request {
   expected_version expected = expected_version::any();
   std::vector<event_data> events;
   metadata meta;
+  /// The encoded command that decided `events` (none, one or several). When
+  /// set, the append also records it, with its metadata, in the command log
+  /// (docs/storage-format.md#command_log), for what-if replay; an append that
+  /// is a duplicate of a recorded command id records nothing. At most
+  /// store_options::max_event_size bytes. Default: none.
+  std::optional<std::string> command;
 };
 
 /// What an append wrote. For an empty append, `first_version > last_version`
@@ -132,6 +138,26 @@ struct event_view {
   std::uint32_t schema_version = 0;
   std::string_view correlation_id, causation_id, command_id, tenant, user;
   std::string_view payload;
+};
+
+/// One entry of the command log: a command an aggregate decided, recorded
+/// with the events it emitted (append_request::command).
+struct recorded_command {
+  std::uint64_t sequence = 0; ///< 1, 2, 3 … in commit order, over every stream.
+  std::string stream;
+  std::uint64_t version_before = 0; ///< The stream's version the command was decided at.
+  std::uint64_t first_position = 0; ///< Of its first event; 0 when it emitted none.
+  std::uint32_t event_count = 0;    ///< Its events are versions version_before + 1 …
+  std::int64_t timestamp_ns = 0;    ///< Wall clock at the append.
+  metadata meta;
+  std::string payload; ///< The encoded command (cereal), as the aggregate got it.
+};
+
+/// A page of the command log. `next_sequence` is where the next page starts;
+/// it moves past entries the prefix skipped.
+struct command_page {
+  std::vector<recorded_command> commands;
+  std::uint64_t next_sequence = 0;
 };
 
 /// A stored snapshot of one stream's state at `version`.

@@ -41,6 +41,12 @@ struct runtime_options {
   /// Events between snapshots of an aggregate; 0 = never. Default: 50
   /// (per aggregate type through aggregate_options).
   std::uint64_t snapshot_interval = 50;
+  /// Record every accepted command with the events it emitted, in the same
+  /// transaction, for what-if replay (runtime::what_if, docs/audit.md). A
+  /// command that emits no event then costs a commit too; rejected commands
+  /// are never recorded. Per aggregate type through aggregate_options.
+  /// Default: false.
+  bool record_commands = false;
   /// Bound on every request between the runtime's own actors, and on a
   /// command or state read sent without a timeout of its own: past it the
   /// caller gets `unavailable` (a command's outcome is then unknown: retry
@@ -74,6 +80,8 @@ struct runtime_options {
 struct aggregate_options {
   /// Overrides runtime_options::snapshot_interval for this type.
   std::optional<std::uint64_t> snapshot_interval;
+  /// Overrides runtime_options::record_commands for this type.
+  std::optional<bool> record_commands;
 };
 
 /// Metadata and limits of one command.

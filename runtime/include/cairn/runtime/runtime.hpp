@@ -42,6 +42,7 @@
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/options.hpp"
+#include "cairn/runtime/what_if.hpp"
 
 namespace caf { // the CAF-native form: runtime_caf.hpp
 class actor;
@@ -206,6 +207,26 @@ public:
     return replay<A>(id, persistence::no_limit, [timestamp_ns](const persistence::event_view& e) {
       return e.timestamp_ns <= timestamp_ns;
     });
+  }
+
+  /// What-if replay (docs/audit.md#what-if-replay): re-runs `alternative`, a
+  /// decide of A's signature (`decision<event>(const state&, const command&)`),
+  /// over the commands of A's streams that match `filter`, as the store
+  /// recorded them (record_commands), from each stream's first recorded
+  /// command, evolving the state with the alternative's own events. Reports
+  /// per stream the first command where the alternative's events differ from
+  /// the recorded ones (or it rejects), with both. Reads only: the store is
+  /// not touched. `invalid_argument` when A is not registered, an id is not
+  /// a valid aggregate id, or the store holds no recorded command of A;
+  /// `corrupted` when recorded bytes fail their checks or a recorded command
+  /// does not decode; `internal` naming what threw when the alternative or
+  /// evolve does. Any thread; it runs on the caller's.
+  template <class A, class Decide>
+  [[nodiscard]] result<what_if_report<A>> what_if(Decide alternative,
+                                                  const what_if_filter& filter = {}) {
+    if (auto ok = check_what_if(A::category, filter); !ok)
+      return tl::unexpected(ok.error());
+    return detail::run_what_if<A>(store(), registry_, alternative, filter);
   }
 
   // -- reacting to events (docs/reacting-to-events.md) -------------------------
@@ -389,6 +410,8 @@ private:
     return filter;
   }
   result<void> check_catalogue() const;
+  /// The runtime runs, A's category is registered and the filter's ids are valid.
+  result<void> check_what_if(const std::string& category, const what_if_filter& filter) const;
   void submit(actors::command_msg msg, const command_options& opts,
               std::function<void(actors::reply_msg&&)> done);
 
