@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "cairn/tools/cli.hpp"
+#include "cairn/persistence/personal.hpp"
 #include "cairn/tools/import_line.hpp"
 #include "output.hpp"
 
@@ -171,7 +172,7 @@ std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
 /// export_log's work; runs in a child process.
 static int export_here(const context& ctx, const std::string& dir, const std::string& file) {
   auto started = std::chrono::steady_clock::now();
-  auto opened = open_read(dir);
+  auto opened = open_read(dir, ctx);
   if (!opened)
     return report(opened.error());
   const auto& store = **opened;
@@ -225,8 +226,12 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
         return failed(page.error());
       if (page->events.empty())
         break;
-      for (const auto& ev : page->events)
+      for (const auto& ev : page->events) {
+        // "data" shows personal data decrypted with --master-key; payload_hex
+        // (what import reads) keeps the ciphertext.
+        persistence::personal_scope scope{store.personal_keys(), ev.meta.subject};
         out << event_json(ev, ctx.types, true) << '\n';
+      }
       written += page->events.size();
       pos = page->next_position;
       bar.update(written);

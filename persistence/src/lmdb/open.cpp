@@ -128,7 +128,7 @@ result<void> lmdb_store::open_later_tables(MDB_txn* txn) {
     has_head_log_ = false;
   else if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "open table head_log"));
-  return {};
+  return open_key_tables(txn);
 }
 
 result<void> lmdb_store::write_store_id(MDB_txn* txn) {

@@ -114,6 +114,8 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   }
   if (auto ok = store->init(!*has_data); !ok)
     return tl::unexpected(ok.error());
+  if (auto ok = store->open_key_ring(); !ok)
+    return tl::unexpected(ok.error());
   store->start_preallocation();
   return std::unique_ptr<event_store>{std::move(store)};
 }
@@ -149,6 +151,7 @@ lmdb_store::batch_view lmdb_store::view_of_batch(const write_batch& b) {
   v.kv = {b.kv.data(), b.kv.size()};
   v.dead_letters = {b.dead_letters.data(), b.dead_letters.size()};
   v.removals = {b.dead_letter_removals.data(), b.dead_letter_removals.size()};
+  v.forget = {b.forget.data(), b.forget.size()};
   return v;
 }
 
