@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "fuzz_check.hpp"
+#include "cairn/persistence/format.hpp"
 #include "cairn/persistence/personal.hpp"
 
 using namespace cairn::persistence;
