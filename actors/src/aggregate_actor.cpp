@@ -414,7 +414,11 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
       return;
     }
   }
-  auto d = st.type->decide(*st.pending, m.payload, st.stream);
+  auto d = [&] {
+    // Personal data of the events is encrypted under the command's subject's key.
+    persistence::personal_scope scope{st.env->store->personal_keys(), m.subject};
+    return st.type->decide(*st.pending, m.payload, st.stream);
+  }();
   if (!d) {
     if (d.error().code == errc::rejected) { // the domain's answer, in order
       e.reply = error_reply(d.error());
@@ -443,7 +447,7 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   req.stream = st.stream;
   req.expected = persistence::expected_version::exact(st.pending_version);
   req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id, m.tenant,
-                                   m.user};
+                                   m.user, m.subject};
   if (st.env->record_commands)
     req.command = m.payload;
   e.reply.events.reserve(d->encoded.size());

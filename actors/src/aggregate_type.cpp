@@ -1,5 +1,7 @@
 #include "cairn/actors/aggregate_type.hpp"
 
+#include "cairn/persistence/personal.hpp"
+
 #include <algorithm>
 #include <optional>
 
@@ -22,6 +24,8 @@ result<std::uint64_t> fold_stream(const persistence::event_store& store, const a
           refused = true;
           return false;
         }
+        // The event's personal data decrypts under its subject's key, or reads as absent.
+        persistence::personal_scope scope{store.personal_keys(), ev.subject};
         auto applied = type.evolve_stored(state, ev, stream + " v" + std::to_string(ev.version));
         if (!applied) {
           failure = applied.error();

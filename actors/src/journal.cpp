@@ -83,7 +83,7 @@ void tell(journal_actor* self, watcher& w) {
 
 bool has_side_writes(const persistence::write_batch& b) {
   return !b.snapshots.empty() || !b.kv.empty() || !b.checkpoints.empty() || !b.dead_letters.empty()
-         || !b.dead_letter_removals.empty();
+         || !b.dead_letter_removals.empty() || !b.forget.empty();
 }
 
 void record(journal_state& st, std::chrono::steady_clock::time_point started,
@@ -191,6 +191,7 @@ void flush(journal_actor* self) {
     st.batch.checkpoints.clear();
     st.batch.dead_letters.clear();
     st.batch.dead_letter_removals.clear();
+    st.batch.forget.clear();
     results = st.batch.appends.empty() ? result<std::vector<result<persistence::append_result>>>{}
                                        : st.store->append_batch_deferred(st.batch);
     if (!results) {
@@ -240,6 +241,7 @@ void flush(journal_actor* self) {
   st.batch.checkpoints.clear();
   st.batch.dead_letters.clear();
   st.batch.dead_letter_removals.clear();
+  st.batch.forget.clear();
   st.waiting.clear();
   st.writers.clear();
   if (results)
@@ -283,6 +285,7 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
       std::move(src.dead_letter_removals.begin(), src.dead_letter_removals.end(),
                 std::back_inserter(b.dead_letter_removals));
       std::move(src.checkpoints.begin(), src.checkpoints.end(), std::back_inserter(b.checkpoints));
+      std::move(src.forget.begin(), src.forget.end(), std::back_inserter(b.forget));
       self->state.writers.push_back(self->make_response_promise());
       queue_flush(self);
       return self->state.writers.back();

@@ -432,6 +432,14 @@ caf::behavior registry(registry_actor* self, registry_options opts, metrics* sta
         return;
       it->second.user_failure = why;
     },
+    [self](passivate_atom, const std::vector<std::string>& streams) {
+      auto& st = self->state;
+      for (const auto& stream : streams)
+        if (auto it = st.entries.find(stream);
+            it != st.entries.end() && it->second.ph == phase::live)
+          passivate(self, it->second);
+      return true;
+    },
     [self](live_atom) { // the aggregates not stopped yet, for shutdown's log
       std::vector<std::string> out;
       for (const auto& [stream, e] : self->state.entries)

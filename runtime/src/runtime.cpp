@@ -712,6 +712,40 @@ result<std::uint64_t> runtime::discard_dead_letters(const std::string& name,
                                    position);
 }
 
+result<void> runtime::forget(const std::string& subject) {
+  if (subject.empty() || subject.size() > 255)
+    return fail(errc::invalid_argument, "a data subject is 1-255 bytes", subject);
+  if (stopped())
+    return fail(errc::unavailable, "the runtime is stopped");
+  // Read before the erasure deletes the subject index.
+  auto streams = impl_->store->subject_streams(subject);
+  if (!streams)
+    return tl::unexpected(streams.error());
+  caf::scoped_actor self{*impl_->sys};
+  actors::journal_write w;
+  w.value.forget.push_back(subject);
+  result<void> out = fail(errc::unavailable, "no answer from the journal", subject);
+  self->request(impl_->journal, impl_->opts.request_timeout, actors::write_atom::value, std::move(w))
+    .receive([&](actors::journal_written& r) { out = std::move(r.value); },
+             [&](caf::error& err) {
+               auto e = actors::from_caf_error(err);
+               out = tl::unexpected(e ? *e
+                                      : cairn::error{errc::unavailable, impl_->sys->render(err),
+                                                     subject});
+             });
+  if (!out || streams->empty())
+    return out;
+  // Live aggregates hold the data in memory: they recover without it.
+  self->request(impl_->registry, impl_->opts.request_timeout, actors::passivate_atom::value,
+                *streams)
+    .receive([](bool) {}, [](caf::error&) {}); // best effort: idle passivation follows anyway
+  return out;
+}
+
+const persistence::key_ring* runtime::personal_keys() const {
+  return impl_->store->personal_keys();
+}
+
 result<void> runtime::check_catalogue() const {
   auto catalogue = impl_->store->type_catalogue();
   if (!catalogue)

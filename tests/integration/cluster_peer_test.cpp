@@ -55,6 +55,7 @@ command_msg full_command() {
   m.causation_id = "cause";
   m.tenant = "t";
   m.user = "u";
+  m.subject = "s";
   m.deadline_ns = -42;
   m.query = true;
   m.replay = true;

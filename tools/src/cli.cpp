@@ -43,13 +43,24 @@ void add_tenant(CLI::App* cmd, std::string& tenant, const char* what) {
   cmd->add_option("--tenant", tenant, what)->check(tenant_name);
 }
 
+/// --master-key and --master-key-env: the key that opens personal data.
+void add_master_key(CLI::App* cmd, detail::context& ctx) {
+  auto* file = cmd->add_option("--master-key", ctx.master_key_file,
+                               "file with the master key (64 hex digits) that opens personal "
+                               "data; without it personal data shows as absent");
+  cmd->add_option("--master-key-env", ctx.master_key_env,
+                  "environment variable holding the master key, instead of --master-key")
+    ->excludes(file);
+}
+
 } // namespace
 
 int run_cli(int argc, char** argv, const persistence::event_registry& types) {
-  detail::context ctx{types, false};
+  detail::context ctx{types, false, {}, {}};
   CLI::App app{
     "Looks into, checks, copies and moves a cairn event store. Every subcommand "
-    "opens the store read-only except import and upgrade, so it can run next to a writing "
+    "opens the store read-only except import, upgrade and forget, so it can run next to a "
+    "writing "
     "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
     "cairn"};
   app.require_subcommand(1);
@@ -79,6 +90,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     ->excludes("--as-of");
   add_tenant(events, tenant, "only the events of this tenant");
   add_json(events, ctx.json);
+  add_master_key(events, ctx);
   events->callback([&, events] {
     std::optional<std::uint64_t> newest;
     if (events->count("--last") > 0)
@@ -97,6 +109,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_tenant(tail_cmd, tail.tenant, "only the events of this tenant");
   tail_cmd->add_option("--from", tail.from, "first position (default 1)")->check(unsigned_number);
   add_json(tail_cmd, ctx.json);
+  add_master_key(tail_cmd, ctx);
   tail_cmd->callback([&] { run = [&] { return detail::tail(ctx, dir, tail); }; });
 
   auto* stats = app.add_subcommand("stats", "Counts, sizes, map usage, types, oldest and newest");
@@ -152,14 +165,34 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_json(upgrade, ctx.json);
   upgrade->callback([&] { run = [&] { return detail::upgrade(ctx, dir); }; });
 
-  auto* exp = app.add_subcommand("export", "Write every event to FILE as JSON lines");
+  std::string subject;
+  auto* exp = app.add_subcommand(
+    "export", "Write every event to FILE as JSON lines (with --subject: every event about one "
+              "data subject, decrypted, for an access request)");
   add_dir(exp, dir);
   exp->add_option("FILE", target, "the file to write; must not exist")->required();
   detail::export_options export_opts;
   add_tenant(exp, export_opts.tenant,
              "only the events of this tenant, renumbered from position 1 (importable into a "
              "store of its own); without checkpoints, read models and dead letters");
-  exp->callback([&] { run = [&] { return detail::export_log(ctx, dir, target, export_opts); }; });
+  exp->add_option("--subject", subject, "only the events about this data subject")
+    ->excludes("--tenant");
+  add_master_key(exp, ctx);
+  exp->callback([&, exp] {
+    if (exp->count("--subject") > 0)
+      run = [&] { return detail::export_subject(ctx, dir, subject, target); };
+    else
+      run = [&] { return detail::export_log(ctx, dir, target, export_opts); };
+  });
+
+  auto* forget_cmd = app.add_subcommand(
+    "forget", "Forget a data subject: delete its data key (its personal data becomes "
+              "unreadable) and the snapshots of its streams. Needs the service stopped; a "
+              "running service forgets through its runtime");
+  add_dir(forget_cmd, dir);
+  forget_cmd->add_option("SUBJECT", subject, "the data subject")->required();
+  add_master_key(forget_cmd, ctx);
+  forget_cmd->callback([&] { run = [&] { return detail::forget(ctx, dir, subject); }; });
 
   auto* imp = app.add_subcommand("import", "Append an export into an empty or new store");
   add_dir(imp, dir, "the store directory: new, empty, or a store without events");

@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "cairn/model/stream_name.hpp"
+#include "cairn/persistence/personal.hpp"
 #include "cairn/tools/cli.hpp"
 #include "output.hpp"
 
@@ -56,7 +57,9 @@ private:
   void (*old_term_)(int);
 };
 
-void print_log_event(const context& ctx, const persistence::recorded_event& ev) {
+void print_log_event(const context& ctx, const persistence::recorded_event& ev,
+                     const persistence::key_ring* keys) {
+  persistence::personal_scope scope{keys, ev.meta.subject};
   if (ctx.json)
     std::cout << event_json(ev, ctx.types, false) << '\n';
   else
@@ -135,7 +138,9 @@ int streams(const context& ctx, const std::string& dir, const std::string& prefi
 
 namespace {
 
-void print_event(const context& ctx, const persistence::recorded_event& ev) {
+void print_event(const context& ctx, const persistence::recorded_event& ev,
+                 const persistence::key_ring* keys) {
+  persistence::personal_scope scope{keys, ev.meta.subject};
   if (ctx.json) {
     std::cout << event_json(ev, ctx.types, false) << '\n';
     return;
@@ -166,7 +171,7 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
       return report(t.error());
     until = *t;
   }
-  auto store = open_read(dir);
+  auto store = open_read(dir, ctx);
   if (!store)
     return report(store.error());
   auto version = (*store)->stream_version(stream);
@@ -182,7 +187,7 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
       return report(page.error());
     for (const auto& ev : *page)
       if (shown < *last && shows(ev)) {
-        print_event(ctx, ev);
+        print_event(ctx, ev, (*store)->personal_keys());
         ++shown;
       }
     if (page->size() < want)
@@ -205,7 +210,7 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
       if (!shows(ev))
         continue;
       ++shown;
-      print_event(ctx, ev);
+      print_event(ctx, ev, (*store)->personal_keys());
     }
     if (page->size() < max)
       break;
@@ -222,7 +227,7 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts) {
         || !std::all_of(c.begin(), c.end(), is_stream_name_char))
       return report(error{errc::invalid_argument,
                           "a category is a stream name's part before the first '-'", c});
-  auto store = open_read(dir);
+  auto store = open_read(dir, ctx);
   if (!store)
     return report(store.error());
   persistence::read_filter filter{opts.categories, opts.types, opts.tenant};
@@ -235,7 +240,7 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts) {
     if (!page)
       return report(page.error());
     for (const auto& ev : page->events)
-      print_log_event(ctx, ev);
+      print_log_event(ctx, ev, (*store)->personal_keys());
     bool at_end = page->events.empty() && page->next_position == pos;
     pos = page->next_position;
     if (!at_end)

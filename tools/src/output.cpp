@@ -31,6 +31,21 @@ result<std::unique_ptr<persistence::event_store>> open_read(const std::string& d
   return persistence::open_store(dir, opts);
 }
 
+result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir,
+                                                            const context& ctx) {
+  std::error_code ec;
+  auto status = fs::status(dir, ec);
+  if (!fs::exists(status))
+    return fail(errc::invalid_argument, "no such directory", dir);
+  if (!fs::is_directory(status))
+    return fail(errc::invalid_argument, "not a directory", dir);
+  persistence::store_options opts;
+  opts.read_only = true;
+  opts.master_key_file = ctx.master_key_file;
+  opts.master_key_env = ctx.master_key_env;
+  return persistence::open_store(dir, opts);
+}
+
 std::string count_of(std::uint64_t n, std::string_view noun) {
   return std::to_string(n) + ' ' + std::string{noun} + (n == 1 ? "" : "s");
 }
@@ -76,6 +91,7 @@ std::string metadata_text(const persistence::metadata& m) {
   field("command", m.command_id);
   field("tenant", m.tenant);
   field("user", m.user);
+  field("subject", m.subject);
   return out;
 }
 

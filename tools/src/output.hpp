@@ -24,6 +24,10 @@ namespace cairn::tools::detail {
 struct context {
   const persistence::event_registry& types;
   bool json = false;
+  /// The master key's source (--master-key, --master-key-env), for the
+  /// commands that decrypt personal data; empty: none.
+  std::string master_key_file;
+  std::string master_key_env;
 };
 
 /// Prints `cairn: <error>` and returns its exit code (usage for invalid_argument).
@@ -37,6 +41,9 @@ int in_child(const std::function<int()>& work,
 
 /// Opens `dir` read-only; `invalid_argument` when it is missing or not a cairn store.
 [[nodiscard]] result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir);
+/// open_read with the master key of `ctx`, so personal data decrypts.
+[[nodiscard]] result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir,
+                                                                          const context& ctx);
 
 /// "1 event", "2 events"
 [[nodiscard]] std::string count_of(std::uint64_t n, std::string_view noun);
@@ -139,5 +146,10 @@ int cluster_status_cmd(const context& ctx, const std::string& address);
 int cluster_map_cmd(const context& ctx, const std::string& config);
 /// `cluster locate CONFIG STREAM`: the stream's shard and owner.
 int cluster_locate_cmd(const context& ctx, const std::string& config, const std::string& stream);
+/// Deletes the data key of `subject` and the snapshots of its streams.
+int forget(const context& ctx, const std::string& dir, const std::string& subject);
+/// Writes every event about `subject`, decrypted where its key exists, to `file`.
+int export_subject(const context& ctx, const std::string& dir, const std::string& subject,
+                   const std::string& file);
 
 } // namespace cairn::tools::detail

@@ -261,8 +261,10 @@ std::string event_json(const persistence::recorded_event& ev,
     .add("causation_id", ev.meta.causation_id)
     .add("command_id", ev.meta.command_id)
     .add("tenant", ev.meta.tenant)
-    .add("user", ev.meta.user)
-    .add("size", std::uint64_t{ev.payload.size()});
+    .add("user", ev.meta.user);
+  if (!ev.meta.subject.empty()) // written only when set: lines of stores without subjects stay as they were
+    o.add("subject", ev.meta.subject);
+  o.add("size", std::uint64_t{ev.payload.size()});
   bool hex = with_hex;
   if (types.current_version(ev.type)) {
     auto data = types.to_json(ev.type, ev.schema_version, ev.payload);

@@ -23,6 +23,7 @@
 #include <unordered_map>
 
 #include "cairn/tools/cli.hpp"
+#include "cairn/persistence/personal.hpp"
 #include "cairn/tools/import_line.hpp"
 #include "output.hpp"
 
@@ -172,7 +173,7 @@ std::int64_t ms_since(std::chrono::steady_clock::time_point start) {
 static int export_here(const context& ctx, const std::string& dir, const std::string& file,
                        const export_options& opts) {
   auto started = std::chrono::steady_clock::now();
-  auto opened = open_read(dir);
+  auto opened = open_read(dir, ctx);
   if (!opened)
     return report(opened.error());
   const auto& store = **opened;
@@ -254,6 +255,9 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
       for (auto& ev : page->events) {
         if (one_tenant)
           ev.position = written + 1; // the original is in the source store; the id stays
+        // "data" shows personal data decrypted with --master-key; payload_hex
+        // (what import reads) keeps the ciphertext.
+        persistence::personal_scope scope{store.personal_keys(), ev.meta.subject};
         out << event_json(ev, ctx.types, true) << '\n';
         ++written;
       }

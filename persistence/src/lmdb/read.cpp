@@ -32,6 +32,7 @@ event_view event_view_of(const record_view& r, std::uint64_t p) {
   v.command_id = r.command_id;
   v.tenant = r.tenant;
   v.user = r.user;
+  v.subject = r.subject;
   v.payload = r.payload;
   return v;
 }
@@ -116,7 +117,8 @@ lmdb_store::read_stream(std::string_view stream, std::uint64_t from, std::size_t
     e.type.assign(v.type);
     e.schema_version = v.schema_version;
     e.meta = metadata{std::string{v.correlation_id}, std::string{v.causation_id},
-                      std::string{v.command_id}, std::string{v.tenant}, std::string{v.user}};
+                      std::string{v.command_id}, std::string{v.tenant}, std::string{v.user},
+                      std::string{v.subject}};
     e.payload.assign(v.payload);
     return true;
   });

@@ -117,6 +117,8 @@ result<std::unique_ptr<event_store>> lmdb_store::open(const std::string& dir,
   if (!opts.read_only)
     if (auto ok = store->extend_chain(); !ok)
       return tl::unexpected(ok.error());
+  if (auto ok = store->open_key_ring(); !ok)
+    return tl::unexpected(ok.error());
   store->start_preallocation();
   return std::unique_ptr<event_store>{std::move(store)};
 }
@@ -152,6 +154,7 @@ lmdb_store::batch_view lmdb_store::view_of_batch(const write_batch& b) {
   v.kv = {b.kv.data(), b.kv.size()};
   v.dead_letters = {b.dead_letters.data(), b.dead_letters.size()};
   v.removals = {b.dead_letter_removals.data(), b.dead_letter_removals.size()};
+  v.forget = {b.forget.data(), b.forget.size()};
   return v;
 }
 

@@ -49,6 +49,7 @@
 #include "cairn/persistence/format.hpp"
 #include "lmdb/env.hpp"
 #include "lmdb/head_cache.hpp"
+#include "lmdb/keys.hpp"
 #include "lmdb/preallocator.hpp"
 
 namespace cairn::persistence::detail {
@@ -148,6 +149,7 @@ public:
   result<chain_check> check_chain(std::uint64_t upto) const override;
   result<void> copy_to(const std::string& dest_dir) const override;
   const std::string& path() const noexcept override { return dir_; }
+  const key_ring* personal_keys() const noexcept override { return ring_.get(); }
 
 private:
   template <class T> struct span {
@@ -165,6 +167,7 @@ private:
     span<kv_op> kv;
     span<dead_letter> dead_letters;
     span<dead_letter_key> removals;
+    span<std::string> forget;
   };
   static batch_view view_of_batch(const write_batch& b);
 
@@ -181,6 +184,8 @@ private:
     std::uint64_t next_stream_no = 0;
     format::digest chain{}; ///< h at `position` while the chain is on.
     std::uint64_t next_command = 0; ///< The next command-log sequence.
+    /// Data keys this transaction stores: (subject, key id).
+    std::vector<std::pair<std::string, std::array<unsigned char, 8>>> new_keys;
   };
 
   /// The heads a write transaction changed, and where it put them.
@@ -382,6 +387,23 @@ private:
   /// Records `req.command` (set) with the outcome `r` of its append.
   lmdb_result<> stage_command(MDB_txn* txn, const append_request& req, const append_result& r,
                               staging& st, std::int64_t now);
+  // -- data subjects (keys.cpp, subjects.cpp) ---------------------------------------
+
+  /// The keys and subjects tables (format 3); a read-only open of an older store sees none.
+  result<void> open_key_tables(MDB_txn* txn);
+  /// Loads the master key and makes the key ring, when the options name one.
+  result<void> open_key_ring();
+  /// Records that stream `stream_no` has events about `subject`, and stores
+  /// the subject's data key when it is pending.
+  lmdb_result<> stage_subject(MDB_txn* txn, const std::string& subject, const std::string& stream,
+                              staging& st);
+  /// Deletes the subject's data key, the snapshots of its streams and its
+  /// subject-index entries.
+  lmdb_result<> stage_forget(MDB_txn* txn, const std::string& subject);
+  /// `invalid_argument` for a subject to forget that is empty or too long.
+  result<void> validate_forget(span<std::string> subjects) const;
+  /// Streams with events about `subject`, in name order.
+  result<std::vector<std::string>> subject_streams(std::string_view subject) const override;
 
   // -- verify (verify.cpp) ---------------------------------------------------------------
 
@@ -419,6 +441,11 @@ private:
   /// log existed: it reads as empty.
   bool has_command_log_ = true;
   MDB_dbi command_log_ = 0;
+  /// subject -> wrapped data key; subject ‖ 0 ‖ stream number -> (empty).
+  MDB_dbi keys_ = 0, subjects_ = 0;
+  bool has_key_tables_ = true;
+  /// null without a master key.
+  std::unique_ptr<lmdb_key_ring> ring_;
   std::uint32_t format_version_ = format::current_version; ///< as opened (after any upgrade)
 
   /// Readers' index of the head log: for each stream changed since the heads

@@ -40,6 +40,11 @@ result<void> validate_request(const append_request& req, const store_options& op
                 "command of " + std::to_string(req.command->size())
                   + " bytes exceeds max_event_size " + std::to_string(opts.max_event_size),
                 req.stream);
+  if (m.subject.size() > max_short_field)
+    return fail(errc::invalid_argument,
+                "a data subject is at most 255 bytes (got " + std::to_string(m.subject.size())
+                  + ")",
+                req.stream);
   for (std::size_t i = 0; i < req.events.size(); ++i) {
     const auto& ev = req.events[i];
     auto ctx = [&] { return req.stream + " event " + std::to_string(i); }; // on failure only
@@ -71,6 +76,19 @@ result<lmdb_store::append_results> lmdb_store::write(const batch_view& b, bool d
     return tl::unexpected(*broken_);
   if (auto ok = validate_side_tables(b); !ok)
     return tl::unexpected(ok.error());
+  if (auto ok = validate_forget(b.forget); !ok)
+    return tl::unexpected(ok.error());
+  // However the write ends, the key ring stops treating these subjects as
+  // being forgotten (stage_forget starts that).
+  struct forget_done {
+    lmdb_key_ring* ring;
+    span<std::string> subjects;
+    ~forget_done() {
+      if (ring != nullptr)
+        for (const auto& s : subjects)
+          ring->forgotten(s);
+    }
+  } forget_done{ring_.get(), b.forget};
   for (;;) {
     lmdb_result<append_results> done;
     try {
@@ -131,6 +149,9 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
     return tl::unexpected(ok.error());
   if (auto ok = stage_side_tables(raw, b); !ok)
     return tl::unexpected(ok.error());
+  for (const auto& subject : b.forget)
+    if (auto ok = stage_forget(raw, subject); !ok)
+      return tl::unexpected(ok.error());
   // Allocate now what the caches need after the commit, so nothing after it
   // can throw: a commit must never be reported as failed, nor half-learned.
   // A 0 position means "in the heads table", which stays true if the commit fails.
@@ -144,6 +165,8 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
     guard.reset();
   }
   learn_commit(st, *plan);
+  for (const auto& [subject, id] : st.new_keys)
+    ring_->stored(subject, id);
   return out;
 }
 
@@ -225,6 +248,9 @@ lmdb_result<result<append_result>> lmdb_store::stage_append(MDB_txn* txn, const 
   note_tenant(req, *head);
   if (req.command)
     if (auto ok = stage_command(txn, req, r, st, now); !ok)
+      return tl::unexpected(ok.error());
+  if (!req.meta.subject.empty())
+    if (auto ok = stage_subject(txn, req.meta.subject, req.stream, st); !ok)
       return tl::unexpected(ok.error());
   if (!cmd_key.empty())
     if (auto ok = stage_outcome(txn, std::move(cmd_key), r, st); !ok)

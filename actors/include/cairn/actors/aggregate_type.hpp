@@ -27,6 +27,7 @@
 #include "cairn/model/match.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/persistence/personal.hpp"
 
 namespace cairn::actors {
 
@@ -68,7 +69,9 @@ public:
   [[nodiscard]] virtual result<void> encode_state(const state_box& s, std::string& out,
                                                   const std::string& where) const = 0;
   /// Decodes the command and decides it against `s`: `invalid_argument` when
-  /// it does not decode, `rejected` with the domain's reason as message.
+  /// it does not decode or its events carry personal data that cannot be
+  /// encrypted (the caller's personal_scope), `rejected` with the domain's
+  /// reason as message.
   [[nodiscard]] virtual result<decided> decide(const state_box& s, std::string_view command,
                                                const std::string& where) const = 0;
   /// Applies events decide returned. On an error `s` is lost.
@@ -171,6 +174,8 @@ public:
   result<void> encode_state(const state_box& s, std::string& out,
                             const std::string& where) const override {
     try {
+      // A state keeps personal data in plain bytes (docs/audit.md: snapshots).
+      persistence::personal_scope scope{persistence::personal_context::kind::state};
       persistence::encode_payload(get(s), out);
       return {};
     } catch (...) {
@@ -197,6 +202,8 @@ public:
       result<persistence::event_data> data = fail(errc::internal, "not encoded");
       try {
         data = events_->encode(ev);
+      } catch (const persistence::personal_error& e) { // no master key or no subject
+        data = fail(errc::invalid_argument, e.what());
       } catch (...) {
         data = tl::unexpected(thrown_error("serializing an event", where));
       }

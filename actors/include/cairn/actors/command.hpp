@@ -18,6 +18,7 @@ struct command_msg {
   std::string id;       ///< The aggregate id; the stream is "<category>-<id>".
   std::string payload;  ///< cereal bytes of the aggregate's command variant.
   std::string command_id, correlation_id, causation_id, tenant, user;
+  std::string subject;          ///< The data subject of the events (personal.hpp).
   std::int64_t deadline_ns = 0; ///< steady_clock ns; 0 = none.
   bool query = false;           ///< Read the confirmed state instead of deciding.
   /// With `query`: replay the state from the store instead (time travel, on

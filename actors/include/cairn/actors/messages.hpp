@@ -47,13 +47,16 @@ using tick_atom = caf::atom_constant<caf::atom("cairn_tick")>;
 using touch_atom = caf::atom_constant<caf::atom("cairn_tch")>;
 using failed_atom = caf::atom_constant<caf::atom("cairn_fail")>;
 using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
+/// To the registry: passivate the live aggregates of these streams (a
+/// forgotten subject's), so they recover from the store. Answers true.
+using passivate_atom = caf::atom_constant<caf::atom("cairn_pasv")>;
 
 // Commands and replies (command.hpp) as CAF messages.
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, command_msg& x) {
   return f(caf::meta::type_name("cairn.command"), x.category, x.id, x.payload, x.command_id,
-           x.correlation_id, x.causation_id, x.tenant, x.user, x.deadline_ns, x.query, x.replay,
-           x.to_version, x.as_of_ns);
+           x.correlation_id, x.causation_id, x.tenant, x.user, x.subject, x.deadline_ns, x.query,
+           x.replay, x.to_version, x.as_of_ns);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_event& x) {

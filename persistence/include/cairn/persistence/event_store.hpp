@@ -32,6 +32,8 @@
 
 namespace cairn::persistence {
 
+class key_ring;
+
 /// Where a read starts or stops without a bound.
 inline constexpr std::uint64_t no_limit = std::numeric_limits<std::uint64_t>::max();
 
@@ -285,6 +287,19 @@ public:
   /// `unavailable` when it cannot be created or written (the partial copy is
   /// removed). Any thread.
   [[nodiscard]] virtual result<void> copy_to(const std::string& dest_dir) const = 0;
+
+  /// The data keys of subjects (personal.hpp), for encoding and decoding
+  /// events with personal data; null when the store has no master key. Any
+  /// thread; it lives as long as the store.
+  [[nodiscard]] virtual const key_ring* personal_keys() const noexcept { return nullptr; }
+
+  /// The streams with events about data subject `subject` (metadata::subject),
+  /// in name order, from the subject index; empty once it was forgotten.
+  [[nodiscard]] virtual result<std::vector<std::string>>
+  subject_streams(std::string_view subject) const {
+    (void)subject;
+    return std::vector<std::string>{};
+  }
 
   /// The directory the store lives in.
   [[nodiscard]] virtual const std::string& path() const noexcept = 0;

@@ -89,9 +89,10 @@ template <class T> inline T get_le(const unsigned char* p) {
 //   40   16 event id
 //   56    2 type name length
 //   58    5 lengths of correlation, causation, command id, tenant, user (1 byte each)
-//   63    1 reserved (0)
+//   63    1 subject length (0 = none; written as 0 before format version 3)
 //   64    4 payload length
-//   68      stream name, type, correlation, causation, command id, tenant, user, payload
+//   68      stream name, type, correlation, causation, command id, tenant, user,
+//           subject, payload
 
 /// Fields of a record that are not in the append request.
 struct record_fields {
@@ -105,7 +106,7 @@ struct record_fields {
                                              const metadata& m) {
   return record_header_size + stream.size() + ev.type.size() + m.correlation_id.size()
          + m.causation_id.size() + m.command_id.size() + m.tenant.size() + m.user.size()
-         + ev.payload.size();
+         + m.subject.size() + ev.payload.size();
 }
 
 /// XXH3-64 of bytes [8, size) of a record, seeded with its position.
@@ -129,13 +130,14 @@ inline void encode_record(unsigned char* out, std::uint64_t position, std::strin
   out[60] = static_cast<unsigned char>(m.command_id.size());
   out[61] = static_cast<unsigned char>(m.tenant.size());
   out[62] = static_cast<unsigned char>(m.user.size());
-  out[63] = 0;
+  out[63] = static_cast<unsigned char>(m.subject.size());
   put_le<std::uint32_t>(out + 64, static_cast<std::uint32_t>(ev.payload.size()));
   unsigned char* p = out + record_header_size;
   for (std::string_view s :
        {std::string_view{stream}, std::string_view{ev.type}, std::string_view{m.correlation_id},
         std::string_view{m.causation_id}, std::string_view{m.command_id},
-        std::string_view{m.tenant}, std::string_view{m.user}, std::string_view{ev.payload}}) {
+        std::string_view{m.tenant}, std::string_view{m.user}, std::string_view{m.subject},
+        std::string_view{ev.payload}}) {
     if (!s.empty())
       std::memcpy(p, s.data(), s.size());
     p += s.size();
@@ -152,7 +154,7 @@ struct record_view {
   std::uint64_t prev_position = 0;
   std::int64_t timestamp_ns = 0;
   const unsigned char* id = nullptr;
-  std::string_view type, correlation_id, causation_id, command_id, tenant, user, payload;
+  std::string_view type, correlation_id, causation_id, command_id, tenant, user, subject, payload;
 };
 
 /// Verifies and parses a stored record; `corrupted` naming the position when
@@ -170,13 +172,14 @@ struct record_view {
   if (rec[8] != 1)
     return bad("has an unknown record format");
   record_view v;
-  std::size_t lens[8] = {get_le<std::uint16_t>(rec + 10),
+  std::size_t lens[9] = {get_le<std::uint16_t>(rec + 10),
                          get_le<std::uint16_t>(rec + 56),
                          rec[58],
                          rec[59],
                          rec[60],
                          rec[61],
                          rec[62],
+                         rec[63],
                          get_le<std::uint32_t>(rec + 64)};
   std::size_t total = record_header_size;
   for (auto n : lens)
@@ -189,9 +192,10 @@ struct record_view {
   v.timestamp_ns = get_le<std::int64_t>(rec + 32);
   v.id = rec + 40;
   const char* p = reinterpret_cast<const char*>(rec) + record_header_size;
-  std::string_view* fields[8] = {&v.stream,     &v.type,   &v.correlation_id, &v.causation_id,
-                                 &v.command_id, &v.tenant, &v.user,           &v.payload};
-  for (int i = 0; i < 8; ++i) {
+  std::string_view* fields[9] = {&v.stream,     &v.type,   &v.correlation_id, &v.causation_id,
+                                 &v.command_id, &v.tenant, &v.user,           &v.subject,
+                                 &v.payload};
+  for (int i = 0; i < 9; ++i) {
     *fields[i] = std::string_view{p, lens[i]};
     p += lens[i];
   }
@@ -212,6 +216,7 @@ inline void to_event(const record_view& v, std::uint64_t position, recorded_even
   out.meta.command_id.assign(v.command_id);
   out.meta.tenant.assign(v.tenant);
   out.meta.user.assign(v.user);
+  out.meta.subject.assign(v.subject);
   out.payload.assign(v.payload);
 }
 

@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace cairn::persistence {
 
@@ -63,6 +64,15 @@ struct store_options {
   /// extends the chain over the records written meanwhile, which are not
   /// tamper-evident until then. Default: true.
   bool digest_chain = true;
+  /// A file holding the master key (64 hex digits) that wraps the data keys
+  /// of personal data (personal.hpp, docs/audit.md). It must lie outside the
+  /// store's directory. Without a master key (this and master_key_env
+  /// empty), encoding an event with personal data fails and stored personal
+  /// data reads as absent. Default: none.
+  std::string master_key_file;
+  /// An environment variable holding the master key (64 hex digits), the
+  /// alternative to master_key_file. Default: none.
+  std::string master_key_env;
 };
 
 } // namespace cairn::persistence

@@ -33,10 +33,15 @@ struct metadata {
   std::string command_id;
   std::string tenant;
   std::string user;
+  /// The data subject the events are about (GDPR): names the key that
+  /// encrypts their `cairn::personal<T>` fields (personal.hpp), and what
+  /// `forget` erases. Stored from format version 3 on.
+  std::string subject;
 
   friend bool operator==(const metadata& a, const metadata& b) {
     return a.correlation_id == b.correlation_id && a.causation_id == b.causation_id
-           && a.command_id == b.command_id && a.tenant == b.tenant && a.user == b.user;
+           && a.command_id == b.command_id && a.tenant == b.tenant && a.user == b.user
+           && a.subject == b.subject;
   }
 };
 
@@ -136,7 +141,7 @@ struct event_view {
   std::int64_t timestamp_ns = 0;
   std::string_view type;
   std::uint32_t schema_version = 0;
-  std::string_view correlation_id, causation_id, command_id, tenant, user;
+  std::string_view correlation_id, causation_id, command_id, tenant, user, subject;
   std::string_view payload;
 };
 
@@ -245,6 +250,9 @@ struct write_batch {
   std::vector<kv_op> kv;
   std::vector<dead_letter> dead_letters;
   std::vector<dead_letter_key> dead_letter_removals;
+  /// Data subjects to forget, last: each one's data key is deleted, and the
+  /// snapshots of every stream with events about it (docs/audit.md).
+  std::vector<std::string> forget;
 };
 
 } // namespace cairn::persistence

@@ -91,6 +91,10 @@ struct command_options {
   std::string causation_id;
   std::string tenant;
   std::string user;
+  /// The data subject the events are about (at most 255 bytes): its key
+  /// encrypts their `cairn::personal<T>` fields, and `runtime::forget`
+  /// erases them. Default: none.
+  std::string subject;
   /// Give up (`unavailable`) when no answer came within this; 0 = wait up to
   /// runtime_options::request_timeout. Default: 0.
   std::chrono::milliseconds timeout{0};

@@ -41,6 +41,7 @@
 #include "cairn/model/stream_name.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/persistence/personal.hpp"
 #include "cairn/runtime/options.hpp"
 #include "cairn/runtime/what_if.hpp"
 
@@ -157,7 +158,10 @@ public:
     auto msg = make_command<A>(id, cmd, opts);
     auto reg = registry_;
     submit(std::move(msg), opts,
-           [reg, done = std::move(done)](actors::reply_msg&& r) { done(to_outcome<A>(*reg, r)); });
+           [reg, keys = personal_keys(), subject = opts.subject,
+            done = std::move(done)](actors::reply_msg&& r) {
+             done(to_outcome<A>(*reg, r, keys, subject));
+           });
   }
 
   /// Like the callback form; the future holds the outcome or the error.
@@ -246,8 +250,9 @@ public:
       return fail(errc::invalid_argument, "a subscriber needs a handler", name);
     auto reg = registry_;
     return add_subscriber(name, with_types<Event>(std::move(filter)), opts, false,
-                          [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
-                                                              read_model*) -> result<void> {
+                          [reg, keys = personal_keys(), handler = std::move(handler)](
+                            const persistence::recorded_event& ev, read_model*) -> result<void> {
+                            persistence::personal_scope scope{keys, ev.meta.subject};
                             auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
                             if (!event)
                               return tl::unexpected(event.error());
@@ -270,8 +275,10 @@ public:
       return fail(errc::invalid_argument, "a projection needs a handler", name);
     auto reg = registry_;
     return add_subscriber(name, with_types<Event>(std::move(filter)), opts, true,
-                          [reg, handler = std::move(handler)](const persistence::recorded_event& ev,
-                                                              read_model* model) -> result<void> {
+                          [reg, keys = personal_keys(), handler = std::move(handler)](
+                            const persistence::recorded_event& ev,
+                            read_model* model) -> result<void> {
+                            persistence::personal_scope scope{keys, ev.meta.subject};
                             auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
                             if (!event)
                               return tl::unexpected(event.error());
@@ -331,6 +338,17 @@ public:
   [[nodiscard]] result<std::uint64_t> discard_dead_letters(const std::string& name,
                                                            std::uint64_t position = 0);
 
+  // -- data subjects (docs/audit.md#forgetting-a-data-subject) -----------------
+
+  /// Forgets data subject `subject` (GDPR erasure): deletes its data key, so
+  /// every later read of its events (recovery, state_at, subscribers, the
+  /// CLI) sees their `personal<T>` fields as absent, and deletes the
+  /// snapshots of every stream with events about it; live aggregates of
+  /// those streams are stopped so they recover without the data. Durable
+  /// when it returns. Read models built from the data are not touched:
+  /// rebuild() them. `invalid_argument` for an empty or over-long subject.
+  [[nodiscard]] result<void> forget(const std::string& subject);
+
   /// Encodes a command for the CAF-native form (runtime_caf.hpp).
   template <class A>
   [[nodiscard]] actors::command_msg make_command(const std::string& id,
@@ -345,15 +363,18 @@ public:
     msg.causation_id = opts.causation_id;
     msg.tenant = opts.tenant;
     msg.user = opts.user;
+    msg.subject = opts.subject;
     if (opts.timeout.count() > 0)
       msg.deadline_ns = steady_now_ns() + std::chrono::nanoseconds{opts.timeout}.count();
     return msg;
   }
 
-  /// Decodes a reply of the CAF-native form.
+  /// Decodes a reply of the CAF-native form; `subject` is the command's
+  /// (command_msg::subject), whose key decrypts the events' personal data.
   template <class A>
-  [[nodiscard]] result<outcome<A>> decode_reply(const actors::reply_msg& r) const {
-    return to_outcome<A>(*registry_, r);
+  [[nodiscard]] result<outcome<A>> decode_reply(const actors::reply_msg& r,
+                                                const std::string& subject = {}) const {
+    return to_outcome<A>(*registry_, r, personal_keys(), subject);
   }
 
   // The CAF-native form; include cairn/runtime/runtime_caf.hpp to call these.
@@ -412,14 +433,19 @@ private:
   result<void> check_catalogue() const;
   /// The runtime runs, A's category is registered and the filter's ids are valid.
   result<void> check_what_if(const std::string& category, const what_if_filter& filter) const;
+  /// The store's data keys; null without a master key.
+  [[nodiscard]] const persistence::key_ring* personal_keys() const;
   void submit(actors::command_msg msg, const command_options& opts,
               std::function<void(actors::reply_msg&&)> done);
 
   template <class A>
   static result<outcome<A>> to_outcome(const persistence::event_registry& reg,
-                                       const actors::reply_msg& r) {
+                                       const actors::reply_msg& r,
+                                       const persistence::key_ring* keys,
+                                       const std::string& subject) {
     if (!r.ok())
       return tl::unexpected(r.error());
+    persistence::personal_scope scope{keys, subject};
     outcome<A> out;
     out.version = r.last_version;
     out.first_position = r.first_position;
