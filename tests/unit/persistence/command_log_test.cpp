@@ -81,7 +81,7 @@ TEST_CASE("the store records a command with its events, and one with none", "[un
   auto s = open_ok(dir.path());
   append_ok(*s, "other-1", numbered(2)); // no command: nothing recorded
   auto with = request("account-1", cp::expected_version::no_stream(), numbered(2),
-                      {"corr", "cause", "c-1", "acme", "ops"});
+                      {"corr", "cause", "c-1", "acme", "ops", ""});
   with.command = std::string{"cmd-one"};
   REQUIRE(s->append(with));
   auto none = request("account-1", cp::expected_version::exact(2), {});
@@ -99,7 +99,7 @@ TEST_CASE("the store records a command with its events, and one with none", "[un
   CHECK(one.first_position == 3);
   CHECK(one.event_count == 2);
   CHECK(one.payload == "cmd-one");
-  CHECK(one.meta == cp::metadata{"corr", "cause", "c-1", "acme", "ops"});
+  CHECK(one.meta == cp::metadata{"corr", "cause", "c-1", "acme", "ops", ""});
   const auto& two = page.commands[1];
   CHECK(two.version_before == 2);
   CHECK(two.first_position == 0);
@@ -114,7 +114,7 @@ TEST_CASE("a duplicate, a conflict or an oversized command records nothing",
   o.max_event_size = 64;
   auto s = open_ok(dir.path(), o);
   auto req = request("account-1", cp::expected_version::any(), numbered(1),
-                     {"", "", "c-1", "", ""});
+                     {"", "", "c-1", "", "", ""});
   req.command = std::string{"cmd"};
   REQUIRE(s->append(req));
   auto again = s->append(req);
