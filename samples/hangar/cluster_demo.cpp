@@ -410,7 +410,7 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     }
     out << '\n';
   };
-  std::uint64_t round = 0;
+  std::uint64_t round = 0, summarized = 0;
   while (elapsed() < opts.seconds) {
     auto t = elapsed();
     if (!report.node_killed && t >= opts.seconds * 0.3) {
@@ -452,11 +452,13 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     }
     if (elapsed() >= next_line) {
       summary(elapsed());
+      summarized = round;
       next_line += 1;
     }
     std::this_thread::sleep_for(40ms);
   }
-  summary(elapsed());
+  if (summarized != round)
+    summary(elapsed());
   if (auto status = svc.runtime().cluster())
     out << "\nnode A's view of the cluster (cairn cluster status " << metrics["A"] << "):\n"
         << cairn::to_text(*status);
