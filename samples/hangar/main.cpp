@@ -1,8 +1,12 @@
 // hangar demo [--seed N] [--data DIR] [--seconds S]   the scripted demo (scripts/demo)
+// hangar demo --cluster N [--seed N] [--data DIR] [--seconds S]   the same service on N nodes
 // hangar serve --data DIR                            line commands on stdin
 // hangar what-if --data DIR [--threshold N]          a stricter breaker over the recorded groups
+// hangar node --node ID --config FILE --data DIR [--metrics HOST:PORT]
+//                                                    one node of `demo --cluster` (internal)
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -11,7 +15,7 @@
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: hangar demo [--seed N] [--data DIR] [--seconds S]\n"
+    std::fprintf(stderr, "usage: hangar demo [--cluster N] [--seed N] [--data DIR] [--seconds S]\n"
                          "       hangar serve --data DIR\n"
                          "       hangar what-if --data DIR [--threshold N]\n");
     return 2;
@@ -20,7 +24,8 @@ int main(int argc, char** argv) {
     return usage();
   std::string cmd = argv[1];
   hangar::demo_options demo;
-  std::string data;
+  std::string data, node_id, config, metrics;
+  int cluster = 0;
   unsigned long threshold = 3;
   for (int i = 2; i < argc; ++i) {
     std::string flag = argv[i];
@@ -42,9 +47,48 @@ int main(int argc, char** argv) {
       demo.seconds = std::strtod(value.c_str(), &end);
       if (*end != '\0' || demo.seconds <= 0)
         return usage();
+    } else if (flag == "--cluster") {
+      auto n = std::strtol(value.c_str(), &end, 10);
+      if (*end != '\0' || n < 2 || n > 9) {
+        std::fprintf(stderr, "hangar: --cluster takes 2 to 9 nodes\n");
+        return 2;
+      }
+      cluster = static_cast<int>(n);
+    } else if (cmd == "node" && flag == "--node") {
+      node_id = value;
+    } else if (cmd == "node" && flag == "--config") {
+      config = value;
+    } else if (cmd == "node" && flag == "--metrics") {
+      metrics = value;
     } else {
       return usage();
     }
+  }
+  if (cmd == "demo" && cluster > 0) {
+    ::setenv("SPDLOG_LEVEL", "warn", 0); // inherited by the nodes, whose logs go to files
+    hangar::cluster_demo_options co;
+    co.seed = demo.seed;
+    co.seconds = demo.seconds;
+    co.speed = demo.speed;
+    co.nodes = cluster;
+    if (!data.empty())
+      co.data_dir = data;
+    std::error_code ec;
+    co.self_path = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    if (ec)
+      co.self_path = argv[0];
+    auto r = hangar::run_cluster_demo(co, std::cout);
+    if (!r) {
+      std::fprintf(stderr, "hangar: %s\n", r.error().to_string().c_str());
+      return 1;
+    }
+    if (r->missing > 0)
+      return 3; // an acknowledged event is lost
+    if (!r->node_killed || !r->unavailable_seen || !r->restarted) {
+      std::fprintf(stderr, "hangar: the scenario did not run to its end (see above)\n");
+      return 4;
+    }
+    return 0;
   }
   if (cmd == "demo") {
     ::setenv("SPDLOG_LEVEL", "warn", 0); // the demo's own output tells the story
@@ -61,5 +105,7 @@ int main(int argc, char** argv) {
     return hangar::what_if(data, static_cast<std::uint32_t>(threshold), std::cout);
   if (cmd == "serve" && !data.empty())
     return hangar::serve(data, std::cin, std::cout);
+  if (cmd == "node" && !node_id.empty() && !config.empty() && !data.empty())
+    return hangar::run_node(node_id, config, data, metrics, std::cin, std::cout);
   return usage();
 }

@@ -173,6 +173,7 @@ cairn::result<void> service::wire() {
   ro.data_dir = opts_.data_dir;
   ro.durability = opts_.durability;
   ro.metrics_address = opts_.metrics_address;
+  ro.cluster = opts_.cluster;
   auto rt = cairn::runtime::start(ro);
   if (!rt)
     return tl::unexpected(rt.error());

@@ -39,6 +39,38 @@ struct demo_report {
 /// Runs the scenario of docs/hangar.md, printing to `out`.
 [[nodiscard]] cairn::result<demo_report> run_demo(const demo_options& opts, std::ostream& out);
 
+/// `hangar demo --cluster N` (docs/hangar.md#running-as-a-cluster): N nodes on
+/// 127.0.0.1, node A in this process and the others child processes of
+/// `self_path` (`hangar node ...`); one of them is killed and restarted.
+struct cluster_demo_options {
+  std::uint64_t seed = 42;
+  std::string data_dir = "./cairn-data/hangar-cluster"; ///< Wiped at the start.
+  double seconds = 20;                                  ///< Length of the traffic phase.
+  double speed = 10;                                    ///< Service clock speed-up.
+  int nodes = 3;                                        ///< 2 to 9.
+  std::string self_path;                                ///< The hangar binary.
+};
+
+/// What the cluster demo observed.
+struct cluster_demo_report {
+  bool node_killed = false;
+  bool unavailable_seen = false;   ///< A command for the dead node's providers failed.
+  bool restarted = false;          ///< The node came back and served again.
+  std::uint64_t acknowledged = 0;  ///< Tool invocations acknowledged, all providers.
+  std::uint64_t missing = 0;       ///< Of those, not in their owner's store.
+};
+
+/// Runs the cluster scenario; an error when a step fails (a node that does
+/// not start or come back). Any loss is in the report (`missing`).
+[[nodiscard]] cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& opts,
+                                                                  std::ostream& out);
+
+/// `hangar node --node ID --config FILE --data DIR [--metrics HOST:PORT]`: one
+/// node of the cluster demo. Prints "ready" once serving and stops when its
+/// standard input closes; returns the exit code.
+int run_node(const std::string& node_id, const std::string& config, const std::string& data_dir,
+             const std::string& metrics_address, std::istream& in, std::ostream& out);
+
 /// Serves line commands from `in`, one answer line each on `out`, until EOF
 /// or "quit"; returns the exit code.
 int serve(const std::string& data_dir, std::istream& in, std::ostream& out);

@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -36,6 +37,7 @@
 #include <cereal/types/map.hpp>
 #include <cereal/types/string.hpp>
 
+#include "cairn/runtime/cluster.hpp"
 #include "cairn/runtime/runtime.hpp"
 #include "hangar/provider.hpp"
 #include "hangar/provider_group.hpp"
@@ -104,6 +106,8 @@ struct service_options {
   double error_rate = 0;
   /// Serve metrics here ("" = off); see docs/operations.md.
   std::string metrics_address;
+  /// Run as one node of a cluster (docs/cluster.md, docs/hangar.md#running-as-a-cluster).
+  std::optional<cairn::cluster_options> cluster;
   cairn::persistence::durability durability = cairn::persistence::durability::sync;
   /// Record the groups' commands for what-if replay (hangar/what_if.hpp).
   bool record_commands = false;
