@@ -230,7 +230,8 @@ figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t wind
   latencies.reserve(1 << 16);
   std::mt19937_64 rng{seed};
   auto t0 = clock::now();
-  auto end = t0 + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
+  auto end = t0
+             + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
   while (clock::now() < end) {
     {
       std::unique_lock lock{m};
@@ -317,6 +318,9 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
   auto workers = static_cast<unsigned>(a.number("--middleman-workers", 0));
   auto accounts = static_cast<std::size_t>(a.number("--accounts", 1000));
   auto levels = parse_list(a.get("--in-flight", "1,64,1024"));
+  auto route = a.get("--route", "both");
+  if (route != "both" && route != "local" && route != "forwarded")
+    throw std::invalid_argument("--route takes both, local or forwarded");
   const char* names[] = {"A", "B", "C"};
   std::vector<cluster_node> nodes;
   for (std::size_t i = 0; i < count; ++i)
@@ -327,12 +331,19 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
   {
     for (std::size_t i = 1; i < count; ++i) {
       auto c = std::make_unique<child_node>();
-      std::vector<std::string> cargs{"cluster-node",  "--node",       names[i],
-                                     "--nodes",       nodes_text(nodes),
-                                     "--data",        dir + "/" + names[i],
-                                     "--durability",  durability,
-                                     "--middleman-workers", std::to_string(workers),
-                                     "--threads",     a.get("--threads", "0")};
+      std::vector<std::string> cargs{"cluster-node",
+                                     "--node",
+                                     names[i],
+                                     "--nodes",
+                                     nodes_text(nodes),
+                                     "--data",
+                                     dir + "/" + names[i],
+                                     "--durability",
+                                     durability,
+                                     "--middleman-workers",
+                                     std::to_string(workers),
+                                     "--threads",
+                                     a.get("--threads", "0")};
       c->start(cargs);
       c->wait_ready(std::chrono::seconds{30});
       std::fprintf(stderr, "node %s: pid %d\n", names[i], static_cast<int>(c->pid()));
@@ -362,27 +373,33 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
     drive(*rt, local, 64, 0.5, cmd, 1);
     drive(*rt, remote, 64, 0.5, cmd, 2);
     for (auto window : levels) {
-      auto l = drive(*rt, local, window, seconds, cmd, 3 + window);
-      print_row(count, "local", window, workers, l);
-      json.push_back(case_json(count, "local", window, durability, workers, seconds, l));
-      auto r = drive(*rt, remote, window, seconds, cmd, 4 + window);
-      print_row(count, "forwarded", window, workers, r);
-      json.push_back(case_json(count, "forwarded", window, durability, workers, seconds, r));
+      figures l, r;
+      if (route != "forwarded") {
+        l = drive(*rt, local, window, seconds, cmd, 3 + window);
+        print_row(count, "local", window, workers, l);
+        json.push_back(case_json(count, "local", window, durability, workers, seconds, l));
+      }
+      if (route != "local") {
+        r = drive(*rt, remote, window, seconds, cmd, 4 + window);
+        print_row(count, "forwarded", window, workers, r);
+        json.push_back(case_json(count, "forwarded", window, durability, workers, seconds, r));
+      }
+      if (route != "both")
+        continue;
+      auto ratio = l.commands_per_s > 0 ? r.commands_per_s / l.commands_per_s : 0;
       char line[512];
       std::snprintf(line, sizeof line,
                     "{\"bench\":\"cluster\",\"nodes\":%zu,\"route\":\"ratio\",\"inflight\":%zu,"
                     "\"durability\":\"%s\",\"middleman_workers\":%u,\"throughput_ratio\":%.2f,"
                     "\"added_p50_us\":%.0f,\"added_p99_us\":%.0f}",
-                    count, window, durability.c_str(), workers,
-                    l.commands_per_s > 0 ? r.commands_per_s / l.commands_per_s : 0,
-                    r.p50_us - l.p50_us, r.p99_us - l.p99_us);
+                    count, window, durability.c_str(), workers, ratio, r.p50_us - l.p50_us,
+                    r.p99_us - l.p99_us);
       json.push_back(line);
       char text[256];
-      std::snprintf(text, sizeof text,
-                    "%5zu %8zu  forwarded/local throughput %.2f  hop adds p50 %+.0f us, p99 %+.0f us",
-                    count, window,
-                    l.commands_per_s > 0 ? r.commands_per_s / l.commands_per_s : 0,
-                    r.p50_us - l.p50_us, r.p99_us - l.p99_us);
+      std::snprintf(
+        text, sizeof text,
+        "%5zu %8zu  forwarded/local throughput %.2f  hop adds p50 %+.0f us, p99 %+.0f us", count,
+        window, ratio, r.p50_us - l.p50_us, r.p99_us - l.p99_us);
       ratios.emplace_back(text);
     }
     rt->shutdown();

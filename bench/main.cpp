@@ -22,7 +22,8 @@
 //   hangar [--invocations N --inflight C --providers P] [--durability D] [--dir D]
 //         tool invocations end to end through the hangar sample's group and providers
 //   cluster [--seconds S] [--nodes 2,3] [--in-flight 1,64,1024] [--middleman-workers N]
-//           [--accounts N] [--threads T] [--durability D] [--dir D]
+//           [--route both|local|forwarded] [--accounts N] [--threads T] [--durability D]
+//           [--dir D]
 //         deposits through a cluster on loopback: this process is node A, the others are
 //         child processes (the hidden subcommand cluster-node, which serves until its
 //         standard input closes); per in-flight level, to accounts A owns (local) and to
