@@ -76,5 +76,7 @@ int activation_main(const args& a);
 int passivation_main(const args& a);
 int handlers_main(const args& a);
 int hangar_main(const args& a);
+int cluster_main(const args& a);
+int cluster_node_main(const args& a);
 
 } // namespace cairn::bench

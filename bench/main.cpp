@@ -24,6 +24,13 @@
 //         subscriber lag at a sustained commit rate; catch-up speed over a prefilled log
 //   hangar [--invocations N --inflight C --providers P] [--durability D] [--dir D]
 //         tool invocations end to end through the hangar sample's group and providers
+//   cluster [--seconds S] [--nodes 2,3] [--in-flight 1,64,1024] [--middleman-workers N]
+//           [--route both|local|forwarded] [--accounts N] [--threads T] [--durability D]
+//           [--dir D]
+//         deposits through a cluster on loopback: this process is node A, the others are
+//         child processes (the hidden subcommand cluster-node, which serves until its
+//         standard input closes); per in-flight level, to accounts A owns (local) and to
+//         accounts other nodes own (forwarded), then the ratio and the hop's added latency
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -93,7 +100,8 @@ void remove_dir(const std::string& dir) {
 
 int main(int argc, char** argv) {
   auto usage = [] {
-    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers|hangar "
+    std::fprintf(stderr, "usage: cairn-bench store|e2e|bank|activation|passivation|handlers|hangar|"
+                         "cluster "
                          "[options] (see bench/main.cpp)\n");
     return 2;
   };
@@ -118,6 +126,10 @@ int main(int argc, char** argv) {
       return cairn::bench::handlers_main(a);
     if (cmd == "hangar")
       return cairn::bench::hangar_main(a);
+    if (cmd == "cluster")
+      return cairn::bench::cluster_main(a);
+    if (cmd == "cluster-node")
+      return cairn::bench::cluster_node_main(a);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "cairn-bench %s: %s\n", cmd.c_str(), e.what());
     return 1;
