@@ -446,8 +446,8 @@ void decide(aggregate_actor_t* self, const command_msg& m, entry e) {
   persistence::append_request req;
   req.stream = st.stream;
   req.expected = persistence::expected_version::exact(st.pending_version);
-  req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id, m.tenant,
-                                   m.user, m.subject};
+  req.meta = persistence::metadata{m.correlation_id, m.causation_id, m.command_id,
+                                   m.tenant,         m.user,         m.subject};
   if (st.env->record_commands)
     req.command = m.payload;
   e.reply.events.reserve(d->encoded.size());

@@ -73,8 +73,7 @@ void memory_key_ring::forget(std::string_view subject) {
   }
 }
 
-personal_scope::personal_scope(const key_ring* keys, std::string_view subject)
-    : saved_(context()) {
+personal_scope::personal_scope(const key_ring* keys, std::string_view subject) : saved_(context()) {
   context() = personal_context{personal_context::kind::event, keys, subject};
 }
 
@@ -150,9 +149,9 @@ std::string seal_personal(const std::optional<std::string>& plain) {
   std::memcpy(p + 1, key->id.data(), 8);
   randombytes_buf(p + 9, format::personal_nonce_size);
   unsigned long long written = 0;
-  crypto_aead_xchacha20poly1305_ietf_encrypt(
-    p + format::personal_header_size, &written, bytes_of(*plain), plain->size(),
-    bytes_of(ctx.subject), ctx.subject.size(), nullptr, p + 9, key->key.data());
+  crypto_aead_xchacha20poly1305_ietf_encrypt(p + format::personal_header_size, &written,
+                                             bytes_of(*plain), plain->size(), bytes_of(ctx.subject),
+                                             ctx.subject.size(), nullptr, p + 9, key->key.data());
   sodium_memzero(key->key.data(), key->key.size());
   return out;
 }
@@ -179,10 +178,12 @@ result<std::optional<std::string>> open_personal(std::string_view envelope) {
   auto plain_size = env->ciphertext.size() - format::personal_tag_size;
   std::string plain(plain_size, '\0');
   unsigned long long read = 0;
-  int rc = crypto_aead_xchacha20poly1305_ietf_decrypt(
-    reinterpret_cast<unsigned char*>(plain.data()), &read, nullptr, bytes_of(env->ciphertext),
-    env->ciphertext.size(), bytes_of(ctx.subject), ctx.subject.size(), bytes_of(env->nonce),
-    (*key)->key.data());
+  int rc =
+    crypto_aead_xchacha20poly1305_ietf_decrypt(reinterpret_cast<unsigned char*>(plain.data()),
+                                               &read, nullptr, bytes_of(env->ciphertext),
+                                               env->ciphertext.size(), bytes_of(ctx.subject),
+                                               ctx.subject.size(), bytes_of(env->nonce),
+                                               (*key)->key.data());
   sodium_memzero((*key)->key.data(), (*key)->key.size());
   if (rc != 0)
     return fail(errc::corrupted, "personal data fails its authentication (tampered ciphertext)",

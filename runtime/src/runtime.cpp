@@ -725,19 +725,19 @@ result<void> runtime::forget(const std::string& subject) {
   actors::journal_write w;
   w.value.forget.push_back(subject);
   result<void> out = fail(errc::unavailable, "no answer from the journal", subject);
-  self->request(impl_->journal, impl_->opts.request_timeout, actors::write_atom::value, std::move(w))
+  self
+    ->request(impl_->journal, impl_->opts.request_timeout, actors::write_atom::value, std::move(w))
     .receive([&](actors::journal_written& r) { out = std::move(r.value); },
              [&](caf::error& err) {
                auto e = actors::from_caf_error(err);
-               out = tl::unexpected(e ? *e
-                                      : cairn::error{errc::unavailable, impl_->sys->render(err),
-                                                     subject});
+               out = tl::unexpected(
+                 e ? *e : cairn::error{errc::unavailable, impl_->sys->render(err), subject});
              });
   if (!out || streams->empty())
     return out;
   // Live aggregates hold the data in memory: they recover without it.
-  self->request(impl_->registry, impl_->opts.request_timeout, actors::passivate_atom::value,
-                *streams)
+  self
+    ->request(impl_->registry, impl_->opts.request_timeout, actors::passivate_atom::value, *streams)
     .receive([](bool) {}, [](caf::error&) {}); // best effort: idle passivation follows anyway
   return out;
 }

@@ -324,9 +324,8 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
         !ok)
       return ok;
     if (c->wait_line("ready", 20s).empty())
-      return cairn::fail(cairn::errc::unavailable,
-                         "node " + id + " did not start; see " + opts.data_dir + "/node-" + id
-                           + ".log");
+      return cairn::fail(cairn::errc::unavailable, "node " + id + " did not start; see "
+                                                     + opts.data_dir + "/node-" + id + ".log");
     return {};
   };
   std::vector<std::string> others;
@@ -483,10 +482,9 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     std::uint64_t missing = ta.acknowledged - found;
     report.acknowledged += ta.acknowledged;
     report.missing += missing;
-    out << "  " << std::left << std::setw(10) << id << ' ' << std::setw(6) << ta.owner
-        << std::right << std::setw(13) << ta.acknowledged << std::setw(13) << ta.unavailable
-        << std::setw(14) << found << std::setw(9) << missing << (missing > 0 ? "  LOST" : "")
-        << '\n';
+    out << "  " << std::left << std::setw(10) << id << ' ' << std::setw(6) << ta.owner << std::right
+        << std::setw(13) << ta.acknowledged << std::setw(13) << ta.unavailable << std::setw(14)
+        << found << std::setw(9) << missing << (missing > 0 ? "  LOST" : "") << '\n';
   }
   out << "\nkey moments: node " << victim << " killed " << (report.node_killed ? "yes" : "no")
       << ", its providers answered unavailable " << (report.unavailable_seen ? "yes" : "no")

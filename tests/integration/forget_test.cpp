@@ -150,10 +150,10 @@ TEST_CASE("after forget, recovery, state_at, subscribers and a restart see the p
   auto rt = cairn::test::start_runtime(options(dir.path(), key_file));
   register_customer(*rt);
   seen_names before;
-  REQUIRE(rt->subscribe<crm::customer::event>(
-    "before", {}, [&](const cairn::envelope<crm::customer::event>& e) {
-      return record(before, e.event);
-    }));
+  REQUIRE(rt->subscribe<crm::customer::event>("before", {},
+                                              [&](const cairn::envelope<crm::customer::event>& e) {
+                                                return record(before, e.event);
+                                              }));
   make_ann(*rt);
   auto live = rt->state<crm::customer>("7");
   REQUIRE(live);
@@ -196,11 +196,11 @@ TEST_CASE("after forget, recovery, state_at, subscribers and a restart see the p
   CHECK(recovered->renames == 1);
 
   seen_names late;
-  REQUIRE(rt->subscribe<crm::customer::event>(
-    "late", {}, [&](const cairn::envelope<crm::customer::event>& e) {
-      CHECK(e.meta.subject == "ann");
-      return record(late, e.event);
-    }));
+  REQUIRE(rt->subscribe<crm::customer::event>("late", {},
+                                              [&](const cairn::envelope<crm::customer::event>& e) {
+                                                CHECK(e.meta.subject == "ann");
+                                                return record(late, e.event);
+                                              }));
   REQUIRE(rt->wait_for("late", 2, 60s));
   CHECK(late.get() == std::vector<std::string>{"", ""});
 
@@ -252,10 +252,9 @@ TEST_CASE("what data.mdb still holds after forget, and that a compacting backup 
   // What LMDB's free pages still hold: reported, since it depends on page reuse.
   auto plain_left = occurrences(file, ann_name);
   auto wrapped_left = wrapped_keys(file, key_tag);
-  WARN("after forget, data.mdb still holds the plaintext " << plain_left
-                                                            << " time(s) and the wrapped key "
-                                                            << wrapped_left
-                                                            << " time(s) on free pages");
+  WARN("after forget, data.mdb still holds the plaintext "
+       << plain_left << " time(s) and the wrapped key " << wrapped_left
+       << " time(s) on free pages");
   CHECK(occurrences(file, raw_key) == 0);
   CHECK(occurrences(file, ann_email) == 0);
 
@@ -267,6 +266,6 @@ TEST_CASE("what data.mdb still holds after forget, and that a compacting backup 
   CHECK(occurrences(copy, ann_email) == 0);
   CHECK(occurrences(copy, raw_key) == 0);
   CHECK(wrapped_keys(copy, key_tag) == 0);
-  CHECK(occurrences(copy, key_tag) == 3); // each of the 3 envelopes once: live pages only
+  CHECK(occurrences(copy, key_tag) == 3);     // each of the 3 envelopes once: live pages only
   CHECK(occurrences(copy, "customer-7") > 0); // the events are all there
 }

@@ -48,8 +48,9 @@ void add_master_key(CLI::App* cmd, detail::context& ctx) {
   auto* file = cmd->add_option("--master-key", ctx.master_key_file,
                                "file with the master key (64 hex digits) that opens personal "
                                "data; without it personal data shows as absent");
-  cmd->add_option("--master-key-env", ctx.master_key_env,
-                  "environment variable holding the master key, instead of --master-key")
+  cmd
+    ->add_option("--master-key-env", ctx.master_key_env,
+                 "environment variable holding the master key, instead of --master-key")
     ->excludes(file);
 }
 
@@ -185,10 +186,11 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
       run = [&] { return detail::export_log(ctx, dir, target, export_opts); };
   });
 
-  auto* forget_cmd = app.add_subcommand(
-    "forget", "Forget a data subject: delete its data key (its personal data becomes "
-              "unreadable) and the snapshots of its streams. Needs the service stopped; a "
-              "running service forgets through its runtime");
+  auto* forget_cmd =
+    app.add_subcommand("forget",
+                       "Forget a data subject: delete its data key (its personal data becomes "
+                       "unreadable) and the snapshots of its streams. Needs the service stopped; a "
+                       "running service forgets through its runtime");
   add_dir(forget_cmd, dir);
   forget_cmd->add_option("SUBJECT", subject, "the data subject")->required();
   add_master_key(forget_cmd, ctx);

@@ -123,9 +123,9 @@ result<imported_event> parse_event(const line_reader& r) {
   e.data.id = *parsed_id;
   e.data.timestamp_ns = *ts;
   std::string* fields[] = {&e.meta.correlation_id, &e.meta.causation_id, &e.meta.command_id,
-                           &e.meta.tenant, &e.meta.user, &e.meta.subject};
-  const char* names[] = {"correlation_id", "causation_id", "command_id", "tenant", "user",
-                         "subject"};
+                           &e.meta.tenant,         &e.meta.user,         &e.meta.subject};
+  const char* names[] = {"correlation_id", "causation_id", "command_id",
+                         "tenant",         "user",         "subject"};
   for (int i = 0; i < 6; ++i) {
     auto v = r.str(names[i], false);
     if (!v)

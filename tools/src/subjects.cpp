@@ -58,11 +58,9 @@ int forget(const context& ctx, const std::string& dir, const std::string& subjec
   if (!written)
     return report(written.error());
   if (ctx.json)
-    std::cout << json_object{}
-                   .add("subject", subject)
-                   .add("streams", std::uint64_t{streams->size()})
-                   .str()
-              << '\n';
+    std::cout
+      << json_object{}.add("subject", subject).add("streams", std::uint64_t{streams->size()}).str()
+      << '\n';
   else
     std::cout << "forgot data subject " << subject << ": its data key is deleted and the "
               << "snapshots of " << count_of(streams->size(), "stream")

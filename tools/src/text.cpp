@@ -262,7 +262,8 @@ std::string event_json(const persistence::recorded_event& ev,
     .add("command_id", ev.meta.command_id)
     .add("tenant", ev.meta.tenant)
     .add("user", ev.meta.user);
-  if (!ev.meta.subject.empty()) // written only when set: lines of stores without subjects stay as they were
+  if (!ev.meta.subject
+         .empty()) // written only when set: lines of stores without subjects stay as they were
     o.add("subject", ev.meta.subject);
   o.add("size", std::uint64_t{ev.payload.size()});
   bool hex = with_hex;

@@ -52,15 +52,14 @@ result<std::optional<master_key>> load_master_key(const store_options& o,
                                                   const std::string& store_dir) {
   namespace fs = std::filesystem;
   if (!o.master_key_file.empty() && !o.master_key_env.empty())
-    return fail(errc::invalid_argument,
-                "set master_key_file or master_key_env, not both");
+    return fail(errc::invalid_argument, "set master_key_file or master_key_env, not both");
   const char* format_hint = "a master key is 64 hex digits (32 bytes), e.g. from "
                             "`head -c 32 /dev/urandom | xxd -p -c 64`";
   if (!o.master_key_env.empty()) {
     const char* value = std::getenv(o.master_key_env.c_str());
     if (value == nullptr)
-      return fail(errc::invalid_argument,
-                  "the master key's environment variable is not set", o.master_key_env);
+      return fail(errc::invalid_argument, "the master key's environment variable is not set",
+                  o.master_key_env);
     auto k = parse_master_key(value);
     if (!k)
       return fail(errc::invalid_argument, format_hint, o.master_key_env);

@@ -117,8 +117,8 @@ lmdb_store::read_stream(std::string_view stream, std::uint64_t from, std::size_t
     e.type.assign(v.type);
     e.schema_version = v.schema_version;
     e.meta = metadata{std::string{v.correlation_id}, std::string{v.causation_id},
-                      std::string{v.command_id}, std::string{v.tenant}, std::string{v.user},
-                      std::string{v.subject}};
+                      std::string{v.command_id},     std::string{v.tenant},
+                      std::string{v.user},           std::string{v.subject}};
     e.payload.assign(v.payload);
     return true;
   });

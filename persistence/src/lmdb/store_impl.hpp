@@ -182,7 +182,7 @@ private:
     std::set<std::pair<std::string, std::uint32_t>> new_types;
     std::uint64_t position = 0;
     std::uint64_t next_stream_no = 0;
-    format::digest chain{}; ///< h at `position` while the chain is on.
+    format::digest chain{};         ///< h at `position` while the chain is on.
     std::uint64_t next_command = 0; ///< The next command-log sequence.
     /// Data keys this transaction stores: (subject, key id).
     std::vector<std::pair<std::string, std::array<unsigned char, 8>>> new_keys;

@@ -81,8 +81,7 @@ namespace {
 
 /// Calls `take(key, stream)` for each subject-index entry of `subject`
 /// (whose key prefix is `prefix`) from `cur`; stops at the first error.
-template <class F>
-int scan_subject(MDB_cursor* cur, const std::string& prefix, F&& take) {
+template <class F> int scan_subject(MDB_cursor* cur, const std::string& prefix, F&& take) {
   MDB_val k = val_of(prefix), v;
   int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
   while (rc == 0) {

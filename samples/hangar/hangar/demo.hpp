@@ -54,10 +54,10 @@ struct cluster_demo_options {
 /// What the cluster demo observed.
 struct cluster_demo_report {
   bool node_killed = false;
-  bool unavailable_seen = false;   ///< A command for the dead node's providers failed.
-  bool restarted = false;          ///< The node came back and served again.
-  std::uint64_t acknowledged = 0;  ///< Tool invocations acknowledged, all providers.
-  std::uint64_t missing = 0;       ///< Of those, not in their owner's store.
+  bool unavailable_seen = false;  ///< A command for the dead node's providers failed.
+  bool restarted = false;         ///< The node came back and served again.
+  std::uint64_t acknowledged = 0; ///< Tool invocations acknowledged, all providers.
+  std::uint64_t missing = 0;      ///< Of those, not in their owner's store.
 };
 
 /// Runs the cluster scenario; an error when a step fails (a node that does

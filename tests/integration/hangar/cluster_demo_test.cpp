@@ -20,8 +20,7 @@ TEST_CASE("hangar demo --cluster 3 kills a node, sees unavailable, restarts it a
   cairn::test::temp_dir dir;
   const auto data = dir.sub("hangar-cluster");
   cairn::test::node_process demo;
-  REQUIRE(demo.start(HANGAR_PATH,
-                     {"demo", "--cluster", "3", "--seconds", "6", "--data", data}));
+  REQUIRE(demo.start(HANGAR_PATH, {"demo", "--cluster", "3", "--seconds", "6", "--data", data}));
   // The last line of a successful run; the whole run is bounded well below 60 s.
   auto last = demo.wait_line("every acknowledged event is there", 50s);
   // Drain what follows (nothing on success) and get the exit code.

@@ -176,9 +176,7 @@ TEST_CASE("encoding personal data needs an event scope with keys and a subject",
           "[unit][personal]") {
   memory_key_ring keys;
   std::string out;
-  SECTION("outside any scope") {
-    CHECK_THROWS_AS(encode_payload(sample(), out), personal_error);
-  }
+  SECTION("outside any scope") { CHECK_THROWS_AS(encode_payload(sample(), out), personal_error); }
   SECTION("without a master key") {
     personal_scope scope{nullptr, "ann"};
     CHECK_THROWS_WITH(encode_payload(sample(), out), Catch::Contains("master key"));
@@ -315,9 +313,10 @@ TEST_CASE("another master key does not open the stored data keys", "[unit][perso
     auto store = open_ok(dir.path(), with_master(key_file));
     metadata m;
     m.subject = "ann";
-    cairn::test::append_ok(
-      *store, "customer-7",
-      {cairn::test::event("signed_up", encode_as(store->personal_keys(), "ann", sample()))}, m);
+    cairn::test::append_ok(*store, "customer-7",
+                           {cairn::test::event("signed_up",
+                                               encode_as(store->personal_keys(), "ann", sample()))},
+                           m);
   }
   temp_dir otherdir;
   auto other = write_master_key(otherdir.path(), 'b');
@@ -331,9 +330,7 @@ TEST_CASE("another master key does not open the stored data keys", "[unit][perso
 TEST_CASE("a master key source is refused when it is in the store, doubled or malformed",
           "[unit][personal][store]") {
   temp_dir dir, keydir;
-  {
-    auto created = open_ok(dir.path());
-  }
+  { auto created = open_ok(dir.path()); }
   auto inside = write_master_key(dir.path());
   auto o = with_master(inside);
   auto s = open_store(dir.path(), o);

@@ -192,9 +192,9 @@ struct record_view {
   v.timestamp_ns = get_le<std::int64_t>(rec + 32);
   v.id = rec + 40;
   const char* p = reinterpret_cast<const char*>(rec) + record_header_size;
-  std::string_view* fields[9] = {&v.stream,     &v.type,   &v.correlation_id, &v.causation_id,
-                                 &v.command_id, &v.tenant, &v.user,           &v.subject,
-                                 &v.payload};
+  std::string_view* fields[9] = {&v.stream,       &v.type,       &v.correlation_id,
+                                 &v.causation_id, &v.command_id, &v.tenant,
+                                 &v.user,         &v.subject,    &v.payload};
   for (int i = 0; i < 9; ++i) {
     *fields[i] = std::string_view{p, lens[i]};
     p += lens[i];

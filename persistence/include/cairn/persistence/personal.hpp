@@ -187,7 +187,8 @@ struct personal_envelope {
 //   01 ‖ key id (8) ‖ nonce (24) ‖ XChaCha20-Poly1305 of the 32 key bytes ‖ tag (16)
 // under the master key, with the subject ‖ key id as associated data.
 
-inline constexpr std::size_t wrapped_key_size = 1 + 8 + personal_nonce_size + 32 + personal_tag_size;
+inline constexpr std::size_t wrapped_key_size = 1 + 8 + personal_nonce_size + 32
+                                                + personal_tag_size;
 
 /// A parsed wrapped key, its views pointing into the value given.
 struct wrapped_key {

@@ -158,10 +158,8 @@ public:
     auto msg = make_command<A>(id, cmd, opts);
     auto reg = registry_;
     submit(std::move(msg), opts,
-           [reg, keys = personal_keys(), subject = opts.subject,
-            done = std::move(done)](actors::reply_msg&& r) {
-             done(to_outcome<A>(*reg, r, keys, subject));
-           });
+           [reg, keys = personal_keys(), subject = opts.subject, done = std::move(done)](
+             actors::reply_msg&& r) { done(to_outcome<A>(*reg, r, keys, subject)); });
   }
 
   /// Like the callback form; the future holds the outcome or the error.
@@ -250,8 +248,9 @@ public:
       return fail(errc::invalid_argument, "a subscriber needs a handler", name);
     auto reg = registry_;
     return add_subscriber(name, with_types<Event>(std::move(filter)), opts, false,
-                          [reg, keys = personal_keys(), handler = std::move(handler)](
-                            const persistence::recorded_event& ev, read_model*) -> result<void> {
+                          [reg, keys = personal_keys(),
+                           handler = std::move(handler)](const persistence::recorded_event& ev,
+                                                         read_model*) -> result<void> {
                             persistence::personal_scope scope{keys, ev.meta.subject};
                             auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
                             if (!event)
@@ -275,9 +274,9 @@ public:
       return fail(errc::invalid_argument, "a projection needs a handler", name);
     auto reg = registry_;
     return add_subscriber(name, with_types<Event>(std::move(filter)), opts, true,
-                          [reg, keys = personal_keys(), handler = std::move(handler)](
-                            const persistence::recorded_event& ev,
-                            read_model* model) -> result<void> {
+                          [reg, keys = personal_keys(),
+                           handler = std::move(handler)](const persistence::recorded_event& ev,
+                                                         read_model* model) -> result<void> {
                             persistence::personal_scope scope{keys, ev.meta.subject};
                             auto event = reg->decode<Event>(ev.type, ev.schema_version, ev.payload);
                             if (!event)
@@ -439,10 +438,9 @@ private:
               std::function<void(actors::reply_msg&&)> done);
 
   template <class A>
-  static result<outcome<A>> to_outcome(const persistence::event_registry& reg,
-                                       const actors::reply_msg& r,
-                                       const persistence::key_ring* keys,
-                                       const std::string& subject) {
+  static result<outcome<A>>
+  to_outcome(const persistence::event_registry& reg, const actors::reply_msg& r,
+             const persistence::key_ring* keys, const std::string& subject) {
     if (!r.ok())
       return tl::unexpected(r.error());
     persistence::personal_scope scope{keys, subject};
