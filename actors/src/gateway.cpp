@@ -33,8 +33,10 @@ namespace {
 using time_point = caf::actor_clock::time_point;
 
 /// Round-trip buckets of a forwarded command, inclusive upper bounds in µs.
-constexpr std::array<std::uint64_t, 12> rtt_bounds{50,   100,   200,   500,    1000,   2000,
-                                                   5000, 10000, 50000, 100000, 500000, 1000000};
+constexpr std::array<std::uint64_t, 21> rtt_bounds{50,     100,    150,    200,   300,   400,
+                                                   500,    750,    1000,   1500,  2000,  3000,
+                                                   5000,   7500,   10000,  20000, 50000, 100000,
+                                                   250000, 500000, 1000000};
 
 /// A dialling node waits this long after its n-th failed attempt in a row.
 constexpr backoff redial{std::chrono::milliseconds{100}, std::chrono::milliseconds{2000}};
@@ -137,6 +139,14 @@ void drop(gateway_actor* self, peer* from, const std::string& what) {
   if (n <= 10 || n % 1000 == 0)
     st.log->warn("dropped {} (from {}; {} dropped so far)", what,
                  from ? "node " + from->node.id : std::string{"an unknown sender"}, n);
+}
+
+/// True for a message from this node (the runtime, the gateway itself): the
+/// control messages are refused from the network, where any peer could
+/// send a shutdown or multiply the tick loop.
+bool from_here(gateway_actor* self) {
+  const auto& sender = self->current_sender();
+  return !sender || sender->node() == self->home_system().node();
 }
 
 /// Calls a caller's callback; what it throws is logged and swallowed.
@@ -555,8 +565,18 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
     [self](submit_atom, command_msg& msg, std::int64_t timeout_ms, reply_callback& cb) {
       forward(self, msg, timeout_ms, std::move(cb.fn));
     },
-    [self](status_atom) { return status_of(self); },
+    [self](status_atom) -> caf::result<cluster_status> {
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a status request from another node");
+        return caf::sec::unexpected_message;
+      }
+      return status_of(self);
+    },
     [self](shutdown_atom) -> caf::result<bool> {
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a shutdown from another node");
+        return caf::sec::unexpected_message;
+      }
       auto& st = self->state;
       st.draining = true;
       for (auto& p : st.peers)
@@ -566,7 +586,13 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
       finish_draining(self);
       return answer;
     },
-    [self](tick_atom) { tick(self); },
+    [self](tick_atom) {
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a tick from another node");
+        return;
+      }
+      tick(self);
+    },
     // -- from other nodes -----------------------------------------------------
     [self](hello_atom, hello_msg& h) -> hello_msg {
       auto& st = self->state;

@@ -226,6 +226,7 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
     self->receive([&](forwarded_atom, std::uint64_t, reply_msg&) { FAIL("a reply to a stranger"); },
                   caf::after(500ms) >> [] {});
     CHECK(dropped() >= 2);
+    auto before_control = dropped();
 
     // A hello as node B with the same map is accepted…
     hello_msg hello;
@@ -246,6 +247,11 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
         CHECK(r.code == static_cast<std::uint8_t>(cairn::errc::invalid_argument));
       },
       caf::after(5s) >> [] { FAIL("no answer to a bad payload"); });
+    // Its control messages are not for peers: a shutdown, a tick and a
+    // status request from the network are dropped.
+    self->send(*gw, shutdown_atom::value);
+    self->send(*gw, tick_atom::value);
+    self->send(*gw, status_atom::value);
     // …and the node still serves a good one.
     self->send(*gw, forward_atom::value, std::uint64_t{3}, std::int64_t{5000}, command(good));
     self->receive(
@@ -255,6 +261,7 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
         CHECK(r.events.size() == 1);
       },
       caf::after(5s) >> [] { FAIL("no answer to a good command"); });
+    CHECK(dropped() >= before_control + 3);
   }
   CHECK(a.stop(20s) == 0); // alive until asked, and stops cleanly
 }

@@ -272,6 +272,14 @@ TEST_CASE("a stopped node is noticed within the heartbeat timeout and rejoins wh
 
   b.kill(SIGSTOP);
   auto stopped = std::chrono::steady_clock::now();
+  // Sent while B still counts as up: its bound, not the ping, ends the wait.
+  auto unanswered = note(**rt, on_b, 2, 300ms);
+  auto waited = std::chrono::steady_clock::now() - stopped;
+  REQUIRE_FALSE(unanswered);
+  CHECK(unanswered.error().code == cairn::errc::unavailable);
+  CHECK(unanswered.error().message.find("no answer from node B") != std::string::npos);
+  CHECK(waited >= 300ms);
+  CHECK(waited < 300ms + 400ms); // the bound, plus the deadline check's period and slack
   REQUIRE(cairn::test::eventually([&] { return peer_state(**rt, "B") != "up"; }, 5s));
   auto noticed = std::chrono::steady_clock::now() - stopped;
   CHECK(noticed < 1000ms + 500ms); // the timeout, plus a ping interval and a tick
@@ -282,6 +290,37 @@ TEST_CASE("a stopped node is noticed within the heartbeat timeout and rejoins wh
   b.kill(SIGCONT);
   REQUIRE(cairn::test::eventually([&] { return peer_state(**rt, "B") == "up"; }, 20s));
   CHECK(note(**rt, on_b, 3));
+  (*rt)->shutdown();
+  CHECK(b.stop(20s) == 0);
+}
+
+TEST_CASE("commands beyond a peer's in-flight cap are answered overloaded at once",
+          "[integration][cluster]") {
+  cluster c{2};
+  node_process b;
+  start_node(b, c, "B");
+  auto opts = c.options("A");
+  opts.cluster->max_in_flight_per_peer = 1;
+  auto rt = cairn::runtime::start(opts);
+  REQUIRE(rt);
+  REQUIRE((*rt)->register_aggregate<tally>());
+  REQUIRE(cairn::test::eventually([&] { return peer_state(**rt, "B") == "up"; }, 20s));
+  // Each a different aggregate of B's: the cap, not one aggregate's queue, limits them.
+  std::vector<std::future<cairn::result<cairn::outcome<tally>>>> sent;
+  for (int i = 0; sent.size() < 50; ++i)
+    if (c.owner(std::to_string(i)) == "B")
+      sent.push_back((*rt)->send<tally>(std::to_string(i), cairn::test::note{"A", 1}));
+  std::size_t ok = 0, overloaded = 0;
+  for (auto& f : sent) {
+    auto r = f.get();
+    if (r)
+      ++ok;
+    else if (r.error().code == cairn::errc::overloaded)
+      ++overloaded;
+  }
+  CHECK(ok >= 1);
+  CHECK(overloaded >= 1);
+  CHECK(ok + overloaded == sent.size());
   (*rt)->shutdown();
   CHECK(b.stop(20s) == 0);
 }
