@@ -91,7 +91,9 @@ lmdb_result<bool> lmdb_store::extend_chain_step() {
   auto base = chain_base(raw, no_limit);
   if (!base)
     return lmdb_fail(MDB_CORRUPTED, base.error());
-  auto [at, h] = *base;
+  // Named, not a structured binding: the flush lambda below captures `h`.
+  auto at = base->first;
+  auto h = base->second;
   if (at > last_position_)
     return lmdb_fail(MDB_CORRUPTED,
                      error{errc::corrupted,
