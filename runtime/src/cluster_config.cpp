@@ -12,6 +12,8 @@
 #include <optional>
 #include <utility>
 
+#include "cairn/model/json_text.hpp"
+
 namespace cairn {
 
 namespace {
@@ -400,39 +402,17 @@ std::string utc_seconds(std::int64_t ns) {
   return buf;
 }
 
-void json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 /// Appends `,"key":` (no comma for the first member of an object).
 void json_key(std::string& out, std::string_view key) {
   if (out.back() != '{')
     out += ',';
-  json_string(out, key);
+  append_json_string(out, key);
   out += ':';
 }
 
 void json_member(std::string& out, std::string_view key, std::string_view value) {
   json_key(out, key);
-  json_string(out, value);
+  append_json_string(out, value);
 }
 
 template <class Int> void json_number(std::string& out, std::string_view key, Int value) {
