@@ -66,6 +66,34 @@ std::string shard_range(std::uint64_t lo, std::uint64_t hi) {
 
 result<void> bad(std::string message) { return fail(errc::invalid_argument, std::move(message)); }
 
+/// Each standby is another node that owns no shards, has no standby itself
+/// and follows only one node.
+result<void> validate_standbys(const cluster_options& opts,
+                               const std::map<std::string_view, std::size_t>& ids) {
+  std::map<std::string_view, std::string_view> followed; // standby -> owner
+  for (const auto& n : opts.nodes) {
+    if (n.standby.empty())
+      continue;
+    if (ids.count(n.standby) == 0)
+      return bad("node " + n.id + "'s standby '" + n.standby + "' is no node");
+    if (n.standby == n.id)
+      return bad("node " + n.id + " cannot be its own standby");
+    auto [at, fresh] = followed.emplace(n.standby, n.id);
+    if (!fresh)
+      return bad("node " + n.standby + " is the standby of both " + std::string{at->second}
+                 + " and " + n.id + "; a standby follows one node");
+  }
+  for (const auto& n : opts.nodes)
+    if (!n.standby.empty() && followed.count(n.id) != 0)
+      return bad("node " + n.id + " is a standby and cannot have a standby (" + n.standby + ")");
+  for (std::size_t s = 0; s < opts.map.owners.size(); ++s)
+    if (auto it = followed.find(opts.map.owners[s]); it != followed.end())
+      return bad("shard " + std::to_string(s) + "'s owner " + std::string{it->first}
+                 + " is the standby of " + std::string{it->second}
+                 + "; a standby owns no shards until it is promoted");
+  return {};
+}
+
 /// Everything `validate` checks except that node_id is among the nodes.
 result<void> validate_layout(const cluster_options& opts) {
   if (opts.nodes.empty())
@@ -130,6 +158,15 @@ result<void> validate_layout(const cluster_options& opts) {
   if (opts.middleman_workers > limits::max_middleman_workers)
     return bad("middleman_workers is " + std::to_string(opts.middleman_workers) + "; at most "
                + std::to_string(limits::max_middleman_workers));
+  if (auto ok = validate_standbys(opts, ids); !ok)
+    return ok;
+  if (opts.replication_window < limits::min_replication_window
+      || opts.replication_window > limits::max_replication_window)
+    return bad("replication_window is " + std::to_string(opts.replication_window)
+               + " bytes; it must be from 64 KiB to 1 GiB");
+  if (opts.sync_timeout.count() <= 0 || opts.sync_timeout > limits::max_duration)
+    return bad("sync_timeout is " + std::to_string(opts.sync_timeout.count())
+               + " ms; it must be from 1 ms to one day");
   return {};
 }
 
@@ -191,6 +228,8 @@ constexpr number_key number_keys[] = {
   {"remote-timeout-ms", 0, max_ms, " ms"},
   {"max-in-flight-per-peer", 1, std::numeric_limits<std::uint32_t>::max(), ""},
   {"middleman-workers", 0, limits::max_middleman_workers, ""},
+  {"replication-window-bytes", limits::min_replication_window, limits::max_replication_window, ""},
+  {"sync-timeout-ms", 1, max_ms, " ms"},
 };
 
 /// Sets the option `key` of `opts` to `v` (in range).
@@ -212,11 +251,15 @@ void set_number(cluster_options& opts, std::string_view key, std::uint64_t v) {
     opts.max_in_flight_per_peer = static_cast<std::size_t>(v);
   else if (key == "middleman-workers")
     opts.middleman_workers = static_cast<unsigned>(v);
+  else if (key == "replication-window-bytes")
+    opts.replication_window = static_cast<std::size_t>(v);
+  else if (key == "sync-timeout-ms")
+    opts.sync_timeout = ms;
   // "shards" is kept by the caller: the owner lines are checked against it.
 }
 
 std::string key_list() {
-  std::string out = "node, owner";
+  std::string out = "node, owner, standby, replication";
   for (const auto& k : number_keys)
     out += std::string{", "} + k.key;
   return out;
@@ -248,6 +291,8 @@ public:
       return fail(errc::invalid_argument, "no node lines: a cluster needs at least one node");
     if (auto ok = assign_owners(); !ok)
       return tl::unexpected(ok.error());
+    if (auto ok = assign_standbys(); !ok)
+      return tl::unexpected(ok.error());
     return std::move(opts_);
   }
 
@@ -273,6 +318,10 @@ private:
       return parse_node(line, f);
     if (key == "owner")
       return parse_owner(line, f);
+    if (key == "standby")
+      return parse_standby(line, f);
+    if (key == "replication")
+      return parse_replication(line, f);
     for (const auto& k : number_keys) {
       if (key != k.key)
         continue;
@@ -318,6 +367,46 @@ private:
                         + std::to_string(node_lines_[other]) + ")");
     }
     opts_.nodes.push_back(std::move(n));
+    return {};
+  }
+
+  /// "standby OWNER STANDBY"; checked against the node lines once all are read.
+  result<void> parse_standby(std::size_t line, const std::vector<std::string_view>& f) {
+    if (f.size() != 3)
+      return at(line, "standby wants OWNER STANDBY (two node ids), not "
+                        + std::to_string(f.size() - 1) + " fields");
+    for (auto id : {f[1], f[2]})
+      if (auto why = id_problem(id); !why.empty())
+        return at(line, why);
+    auto [it, fresh] = standby_lines_.emplace(std::string{f[1]},
+                                              std::make_pair(std::string{f[2]}, line));
+    if (!fresh)
+      return at(line, "node " + it->first + "'s standby is given twice (first on line "
+                        + std::to_string(it->second.second) + ")");
+    return {};
+  }
+
+  result<void> parse_replication(std::size_t line, const std::vector<std::string_view>& f) {
+    if (f.size() != 2 || (f[1] != "async" && f[1] != "sync"))
+      return at(line, "replication wants async or sync");
+    if (auto ok = once(line, f[0]); !ok)
+      return ok;
+    opts_.replication = f[1] == "sync" ? replication_mode::sync : replication_mode::async;
+    return {};
+  }
+
+  /// Gives each owner named by a standby line its standby.
+  result<void> assign_standbys() {
+    for (const auto& [owner, standby] : standby_lines_) {
+      auto it = std::find_if(opts_.nodes.begin(), opts_.nodes.end(),
+                             [&](const cluster_node& n) { return n.id == owner; });
+      if (it == opts_.nodes.end())
+        return at(standby.second, "standby of " + owner + ": no node line declares " + owner);
+      if (node_lines_.count(standby.first) == 0)
+        return at(standby.second, "standby " + standby.first + " of " + owner
+                                    + ": no node line declares " + standby.first);
+      it->standby = standby.first;
+    }
     return {};
   }
 
@@ -383,6 +472,8 @@ private:
   std::map<std::string, std::size_t> node_lines_;    ///< node id -> line
   std::map<std::string, std::size_t> address_nodes_; ///< host:port -> index in opts_.nodes
   std::vector<owner_range> ranges_;
+  /// owner -> (standby, line)
+  std::map<std::string, std::pair<std::string, std::size_t>> standby_lines_;
 };
 
 // -- the status ---------------------------------------------------------------
@@ -555,7 +646,27 @@ std::string to_config_text(const cluster_options& opts) {
   line("remote-timeout-ms", opts.remote_timeout.count());
   line("max-in-flight-per-peer", opts.max_in_flight_per_peer);
   line("middleman-workers", opts.middleman_workers);
+  for (const auto& n : opts.nodes)
+    if (!n.standby.empty())
+      out += "standby " + n.id + ' ' + n.standby + '\n';
+  out += "replication " + std::string{to_string(opts.replication)} + '\n';
+  line("replication-window-bytes", opts.replication_window);
+  line("sync-timeout-ms", opts.sync_timeout.count());
   return out;
+}
+
+const cluster_node* find_node(const cluster_options& opts, std::string_view node_id) {
+  for (const auto& n : opts.nodes)
+    if (n.id == node_id)
+      return &n;
+  return nullptr;
+}
+
+const cluster_node* standby_owner(const cluster_options& opts, std::string_view node_id) {
+  for (const auto& n : opts.nodes)
+    if (!n.standby.empty() && n.standby == node_id)
+      return &n;
+  return nullptr;
 }
 
 std::string digest_hex(std::uint64_t digest) {

@@ -223,6 +223,47 @@ TEST_CASE("to_config_text writes a file that parses back to the same cluster", "
   CHECK(to_config_text(*back) == text);
 }
 
+TEST_CASE("standby lines and the replication options parse, validate and round-trip",
+          "[unit][cluster]") {
+  auto text = with("node A2 127.0.0.1 7103\nstandby A A2\nreplication sync\n"
+                   "replication-window-bytes 1048576\nsync-timeout-ms 750\n");
+  auto opts = parse_cluster_config(text, "A2");
+  REQUIRE(opts);
+  REQUIRE(opts->nodes.size() == 3);
+  CHECK(opts->nodes[0].standby == "A2");
+  CHECK(opts->nodes[1].standby.empty());
+  CHECK(opts->replication == replication_mode::sync);
+  CHECK(opts->replication_window == 1048576);
+  CHECK(opts->sync_timeout == 750ms);
+  REQUIRE(standby_owner(*opts, "A2") != nullptr);
+  CHECK(standby_owner(*opts, "A2")->id == "A");
+  CHECK(standby_owner(*opts, "B") == nullptr);
+  auto back = parse_cluster_config(to_config_text(*opts), "A2");
+  REQUIRE(back);
+  CHECK(back->nodes[0].standby == "A2");
+  CHECK(back->replication == replication_mode::sync);
+  CHECK(to_config_text(*back) == to_config_text(*opts));
+  CHECK(parse_cluster_config(two_nodes, "A")->replication == replication_mode::async);
+}
+
+TEST_CASE("a standby that cannot follow its owner is refused, naming why", "[unit][cluster]") {
+  CHECK(error_of(with("standby A Z\n")).find("no node line declares Z")
+        != std::string::npos);
+  CHECK(error_of(with("standby A B\n")).find("a standby owns no shards") != std::string::npos);
+  CHECK(error_of(with("standby A A\n")).find("its own standby") != std::string::npos);
+  CHECK(error_of(with("node C 127.0.0.1 7103\nstandby A C\nstandby B C\n"))
+          .find("the standby of both") != std::string::npos);
+  CHECK(error_of(with("node C 127.0.0.1 7103\nnode D 127.0.0.1 7104\nstandby A C\n"
+                      "standby C D\n"))
+          .find("cannot have a standby") != std::string::npos);
+  CHECK(error_of(with("standby A\n")).find("line 8: standby wants OWNER STANDBY")
+        != std::string::npos);
+  CHECK(error_of(with("replication maybe\n")).find("line 8: replication wants async or sync")
+        != std::string::npos);
+  CHECK(error_of(with("replication-window-bytes 10\n")).find("replication-window-bytes")
+        != std::string::npos);
+}
+
 TEST_CASE("make_cluster spreads the shards over the nodes in contiguous ranges",
           "[unit][cluster]") {
   auto opts = make_cluster({{"A", "h", 1}, {"B", "h", 2}, {"C", "h", 3}}, "B");

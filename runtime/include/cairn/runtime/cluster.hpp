@@ -43,6 +43,20 @@ struct cluster_node {
   std::string host;
   /// The gateway's TCP port, 1-65535.
   std::uint16_t port = 0;
+  /// The node that follows this node's log as its standby (docs/cluster.md#standby);
+  /// empty for none. A standby owns no shards and follows exactly one node.
+  std::string standby{};
+};
+
+/// When an owner with a standby acknowledges a command (docs/cluster.md#replication-modes).
+enum class replication_mode : std::uint8_t {
+  /// After the local commit. A failover loses what the standby had not
+  /// acknowledged yet: at most replication_window bytes of log.
+  async,
+  /// After the local commit AND the standby's acknowledgement of it. A
+  /// failover loses no acknowledged command; a standby that does not
+  /// acknowledge within sync_timeout makes the owner answer `unavailable`.
+  sync,
 };
 
 /// The cluster as one node sees it. Every node gets the same nodes, map and
@@ -72,7 +86,28 @@ struct cluster_options {
   std::size_t max_in_flight_per_peer = 4096;
   /// CAF's `middleman.workers`; 0 = CAF's default. Default: 0.
   unsigned middleman_workers = 0;
+  /// How owners with a standby acknowledge commands. Default: async.
+  replication_mode replication = replication_mode::async;
+  /// Bytes of log an owner sends its standby ahead of the standby's
+  /// acknowledgement, at most (BASP has no back-pressure). Default: 8 MiB.
+  std::size_t replication_window = std::size_t{8} << 20;
+  /// In `sync` mode: a command whose commit the standby has not acknowledged
+  /// after this long is answered `unavailable` (it is durable on the owner;
+  /// retry it with its command id). Default: 2 s.
+  std::chrono::milliseconds sync_timeout{2000};
 };
+
+/// "async" or "sync".
+[[nodiscard]] constexpr std::string_view to_string(replication_mode m) noexcept {
+  return m == replication_mode::sync ? "sync" : "async";
+}
+
+/// The node `node_id` is the standby of; nullptr when it is none's.
+[[nodiscard]] const cluster_node* standby_owner(const cluster_options& opts,
+                                               std::string_view node_id);
+
+/// The node `node_id`; nullptr when it is not in the cluster.
+[[nodiscard]] const cluster_node* find_node(const cluster_options& opts, std::string_view node_id);
 
 /// Limits of a cluster config (and of what `validate` accepts).
 struct cluster_limits {
@@ -88,6 +123,9 @@ struct cluster_limits {
   static constexpr std::chrono::milliseconds max_duration{86'400'000};
   /// middleman_workers, at most.
   static constexpr unsigned max_middleman_workers = 1024;
+  /// replication_window, at least and at most.
+  static constexpr std::size_t min_replication_window = std::size_t{64} << 10;
+  static constexpr std::size_t max_replication_window = std::size_t{1} << 30;
   /// Bytes of a config file, at most.
   static constexpr std::size_t max_config_bytes = 16u << 20;
 };
@@ -101,7 +139,10 @@ struct cluster_limits {
 /// connect_timeout of 0 or beyond max_duration, heartbeat_timeout not above
 /// heartbeat_interval, remote_timeout beyond max_duration,
 /// max_in_flight_per_peer 0 or beyond 2^32-1, middleman_workers beyond
-/// max_middleman_workers.
+/// max_middleman_workers, a standby that is no node, the node itself, owns
+/// shards, has a standby of its own or follows two nodes, a
+/// replication_window under 64 KiB or over 1 GiB, sync_timeout of 0 or
+/// beyond max_duration.
 [[nodiscard]] result<void> validate(const cluster_options& opts);
 
 /// Parses the config file form (docs/cluster.md#configuration) and validates
