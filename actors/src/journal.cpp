@@ -31,6 +31,13 @@ struct unsynced_batch {
   std::uint64_t last_position = 0;            ///< The log's end after the commit.
 };
 
+/// Durable commits' replies that wait for the standby (sync replication).
+struct awaiting_standby {
+  std::uint64_t position = 0; ///< The log's end after the commit.
+  caf::actor_clock::time_point deadline;
+  std::vector<std::pair<caf::response_promise, journal_result>> appenders;
+};
+
 struct journal_state {
   persistence::event_store* store = nullptr;
   metrics* stats = nullptr;
@@ -51,6 +58,14 @@ struct journal_state {
   std::uint64_t appends = 0;
   std::uint64_t committed = 0; ///< Last durable position of the global log.
   std::vector<watcher> watchers;
+  // Sync replication (docs/cluster.md#replication-modes): replies wait until
+  // the standby has acknowledged their commit, at most sync_timeout.
+  bool sync_replication = false;
+  caf::timespan sync_timeout{};
+  std::string standby;
+  std::uint64_t replicated = 0; ///< The standby acknowledged the log up to here.
+  std::deque<awaiting_standby> awaiting; ///< Oldest first.
+  bool expiry_queued = false;
   static inline const char* name = "cairn.journal";
 };
 
@@ -116,7 +131,60 @@ void note_store_state(journal_state& st) {
   }
 }
 
-/// Answers every held batch whose commit is now durable, and tells the
+void answer(std::vector<std::pair<caf::response_promise, journal_result>>& appenders) {
+  for (auto& [promise, r] : appenders)
+    promise.deliver(std::move(r));
+}
+
+/// Answers the replies the standby's acknowledgement now covers.
+void release_replicated(journal_state& st) {
+  while (!st.awaiting.empty() && st.awaiting.front().position <= st.replicated) {
+    answer(st.awaiting.front().appenders);
+    st.awaiting.pop_front();
+  }
+}
+
+/// Checks the oldest reply that waits for the standby once its deadline passed.
+void queue_expiry(journal_actor* self) {
+  auto& st = self->state;
+  if (st.expiry_queued || st.awaiting.empty())
+    return;
+  st.expiry_queued = true;
+  auto wait = st.awaiting.front().deadline - self->clock().now();
+  self->delayed_send(self, std::max(wait, caf::timespan{0}), tick_atom::value);
+}
+
+/// Fails the replies the standby did not acknowledge in time: their commits
+/// are durable here, so a retry with the command id is answered as a duplicate.
+void expire_awaiting(journal_actor* self) {
+  auto& st = self->state;
+  st.expiry_queued = false;
+  auto now = self->clock().now();
+  while (!st.awaiting.empty() && st.awaiting.front().deadline <= now) {
+    auto& a = st.awaiting.front();
+    cairn::error why{errc::unavailable,
+                     "standby " + st.standby + " has not acknowledged position "
+                       + std::to_string(a.position) + " within "
+                       + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          st.sync_timeout)
+                                          .count())
+                       + " ms (sync replication); the commit is durable on this node: retry "
+                         "with the same command id",
+                     ""};
+    for (auto& [promise, r] : a.appenders) {
+      for (auto& v : r.values)
+        if (v)
+          v = tl::unexpected(why);
+      promise.deliver(std::move(r));
+    }
+    st.stats->replication_sync_timeouts.add();
+    st.awaiting.pop_front();
+  }
+  queue_expiry(self);
+}
+
+/// Answers every held batch whose commit is now durable (in sync
+/// replication, once the standby acknowledged it too), and tells the
 /// watchers how far the log is durable.
 void release(journal_actor* self, std::uint64_t durable) {
   auto& st = self->state;
@@ -125,11 +193,17 @@ void release(journal_actor* self, std::uint64_t durable) {
     auto& u = st.unsynced.front();
     for (auto& w : u.writers)
       w.deliver(journal_written{});
-    for (auto& [promise, r] : u.appenders)
-      promise.deliver(std::move(r));
     st.committed = std::max(st.committed, u.last_position);
+    if (st.sync_replication && !u.appenders.empty()
+        && (st.committed > st.replicated || !st.awaiting.empty())) {
+      st.awaiting.push_back(
+        {st.committed, self->clock().now() + st.sync_timeout, std::move(u.appenders)});
+    } else {
+      answer(u.appenders);
+    }
     st.unsynced.pop_front();
   }
+  queue_expiry(self);
   if (st.committed != before)
     for (auto& w : st.watchers)
       if (w.wants)
@@ -322,9 +396,35 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
         }
     },
     [=](stats_atom) { return caf::make_message(self->state.batches, self->state.appends); },
+    [=](replication_atom, bool sync, caf::timespan timeout, std::string& standby) {
+      auto& st = self->state;
+      st.sync_replication = sync;
+      st.sync_timeout = timeout;
+      st.standby = std::move(standby);
+      if (!sync) { // what waited is durable here: async acknowledges it
+        for (auto& a : st.awaiting)
+          answer(a.appenders);
+        st.awaiting.clear();
+      }
+    },
+    [=](replicated_atom, std::uint64_t position) {
+      auto& st = self->state;
+      st.replicated = std::max(st.replicated, position);
+      release_replicated(st);
+    },
+    [=](tick_atom) { expire_awaiting(self); },
     [=](shutdown_atom) {
       flush(self);
       settle(self);
+      for (auto& a : self->state.awaiting) // durable here; the standby may never answer
+        for (auto& [promise, r] : a.appenders) {
+          for (auto& v : r.values)
+            if (v)
+              v = fail(errc::unavailable, "the node stopped before its standby acknowledged "
+                                          "the commit; retry with the same command id");
+          promise.deliver(std::move(r));
+        }
+      self->state.awaiting.clear();
       self->quit();
       return true;
     },

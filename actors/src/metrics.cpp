@@ -70,6 +70,7 @@ metrics_snapshot metrics::snapshot() const {
   s.commit_us = commit_us.snapshot();
   s.commit_failures = commit_failures.value();
   s.journal_syncs = journal_syncs.value();
+  s.replication_sync_timeouts = replication_sync_timeouts.value();
   s.store_refusing_writes = store_refusing_writes.value();
   s.store_stale_readers_cleared = store_stale_readers_cleared.value();
   s.snapshots_written = snapshots_written.value();
@@ -182,6 +183,10 @@ std::string to_prometheus(const metrics_snapshot& s) {
            "Flushes the journal made alone, when no commit came to carry the previous one's "
            "meta page to disk.",
            std::to_string(s.journal_syncs));
+  w.scalar("cairn_replication_sync_timeouts_total", "counter",
+           "Commands answered unavailable because the standby did not acknowledge their commit "
+           "in time (sync replication).",
+           std::to_string(s.replication_sync_timeouts));
   w.scalar("cairn_store_refusing_writes", "gauge",
            "1 once a failed flush made the store refuse every write until it is reopened: "
            "restart the runtime.",

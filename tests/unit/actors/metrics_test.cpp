@@ -135,6 +135,9 @@ cairn_journal_commit_failures_total 0
 # HELP cairn_journal_syncs_total Flushes the journal made alone, when no commit came to carry the previous one's meta page to disk.
 # TYPE cairn_journal_syncs_total counter
 cairn_journal_syncs_total 4
+# HELP cairn_replication_sync_timeouts_total Commands answered unavailable because the standby did not acknowledge their commit in time (sync replication).
+# TYPE cairn_replication_sync_timeouts_total counter
+cairn_replication_sync_timeouts_total 0
 # HELP cairn_store_refusing_writes 1 once a failed flush made the store refuse every write until it is reopened: restart the runtime.
 # TYPE cairn_store_refusing_writes gauge
 cairn_store_refusing_writes 0

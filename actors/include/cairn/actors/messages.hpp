@@ -50,6 +50,11 @@ using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
 /// To the registry: passivate the live aggregates of these streams (a
 /// forgotten subject's), so they recover from the store. Answers true.
 using passivate_atom = caf::atom_constant<caf::atom("cairn_pasv")>;
+/// To the journal: (replication_atom, sync, timeout, standby) sets how
+/// commits wait for the standby; (replicated_atom, position): the standby
+/// acknowledged the log up to there (docs/cluster.md#replication-modes).
+using replication_atom = caf::atom_constant<caf::atom("cairn_repl")>;
+using replicated_atom = caf::atom_constant<caf::atom("cairn_rpld")>;
 
 // Commands and replies (command.hpp) as CAF messages.
 

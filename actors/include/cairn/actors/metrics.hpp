@@ -127,6 +127,9 @@ struct metrics_snapshot {
   /// Flushes the journal made alone, when no commit came to carry the
   /// previous one's meta page to disk.
   std::uint64_t journal_syncs = 0;
+  /// Commands answered `unavailable` because the standby did not acknowledge
+  /// their commit within sync_timeout (sync replication).
+  std::uint64_t replication_sync_timeouts = 0;
   /// 1 once a failed flush made the store refuse every write: restart the runtime.
   std::int64_t store_refusing_writes = 0;
   /// Reader slots of dead processes the store cleared (a reader killed
@@ -168,6 +171,7 @@ public:
   histogram commit_us;
   counter commit_failures;
   counter journal_syncs;
+  counter replication_sync_timeouts;
   gauge store_refusing_writes;
   gauge store_stale_readers_cleared; ///< Copied from the store after each commit.
   counter snapshots_written;
