@@ -35,6 +35,8 @@ result<void> lmdb_store::init(bool create) {
     return ok;
   if (auto ok = load_command_log_end(raw); !ok)
     return ok;
+  if (auto ok = load_epoch(raw); !ok)
+    return ok;
   if (auto ok = open_heads(raw, create, stored_version); !ok)
     return ok;
   if (opts_.read_only) {
@@ -246,7 +248,10 @@ result<void> lmdb_store::load_type_catalogue(MDB_txn* txn) {
 result<void> lmdb_store::check_registry() const {
   if (opts_.registry == nullptr || opts_.allow_unknown_types)
     return {};
-  std::vector<std::pair<std::string, std::uint32_t>> cat(known_types_.begin(), known_types_.end());
+  std::vector<std::pair<std::string, std::uint32_t>> cat;
+  for (const auto& t : known_types_)
+    if (!is_system_type(t.first)) // the store's own types, never the registry's
+      cat.push_back(t);
   if (auto ok = opts_.registry->check_decodable(cat); !ok) {
     auto err = ok.error();
     err.context = dir_;

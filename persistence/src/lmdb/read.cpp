@@ -237,6 +237,8 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
       if (!rec)
         return tl::unexpected(rec.error());
       page.next_position = pos + 1;
+      if (!filter.include_system && is_system_stream(rec->stream))
+        continue; // the store's own records (epochs): no reader's business
       auto matches = [](const std::vector<std::string>& allowed, std::string_view x) {
         return allowed.empty() || std::find(allowed.begin(), allowed.end(), x) != allowed.end();
       };
@@ -305,6 +307,8 @@ result<std::vector<stream_info>> lmdb_store::list_streams(std::string_view prefi
       auto name = view_of(k);
       if (name.substr(0, prefix.size()) != prefix)
         break;
+      if (is_system_stream(name))
+        continue; // the store's own streams ("$epoch") are no user's
       auto head = read_head(txn, name);
       if (!head)
         return tl::unexpected(head.error());
@@ -329,6 +333,8 @@ result<std::vector<std::pair<std::string, std::uint32_t>>> lmdb_store::type_cata
       auto type = decode_type_key(key);
       if (!type || !unseal(key, view_of(v), "type catalogue entry"))
         return fail(errc::corrupted, "bad type catalogue entry", std::string{key});
+      if (is_system_type(type->first))
+        continue; // the store's own record types, never a registry's
       out.emplace_back(std::string{type->first}, type->second);
     }
     return out;
@@ -344,6 +350,14 @@ result<store_stats> lmdb_store::stats() const {
     };
     s.events = entries(log_);
     s.streams = entries(names_);
+    { // less the store's own streams, whose '$' sorts them first
+      cursor_guard cur;
+      MDB_val k, v;
+      int rc = cur.open(txn, names_) == 0 ? mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST) : 1;
+      for (; rc == 0 && is_system_stream(view_of(k)) && s.streams > 0;
+           rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT))
+        --s.streams;
+    }
     s.snapshots = entries(snapshots_);
     s.checkpoints = entries(checkpoints_);
     if (has_side_tables_) {

@@ -19,6 +19,8 @@
 //   chain.cpp        the digest chain: extending it at open, digest_at,
 //                    check_chain
 //   command_log.cpp  the command log (what-if replay): its writes and reads
+//   replication.cpp  what a standby copies: frames of the log read and
+//                    applied, epochs, and truncating a divergent tail
 //
 // Write cost is what shaped the store: a commit writes the new log records
 // (appended in position order, so they fill fresh pages) plus one small head
@@ -148,6 +150,15 @@ public:
   result<log_digest> digest_at(std::uint64_t position) const override;
   result<chain_check> check_chain(std::uint64_t upto) const override;
   result<void> copy_to(const std::string& dest_dir) const override;
+  // -- replication (replication.cpp) ------------------------------------------
+
+  result<log_frame> read_frame(std::uint64_t from, std::size_t max_bytes) const override;
+  result<std::vector<epoch_info>> epochs() const override;
+  result<std::uint64_t> current_epoch() const override;
+  result<std::uint64_t> apply_frame(const log_frame& frame) override;
+  result<epoch_info> begin_epoch(std::uint64_t epoch, std::string_view node) override;
+  result<truncation> truncate_after(std::uint64_t position, const std::string& save_file) override;
+
   const std::string& path() const noexcept override { return dir_; }
   const key_ring* personal_keys() const noexcept override { return ring_.get(); }
 
@@ -405,6 +416,24 @@ private:
   /// Streams with events about `subject`, in name order.
   result<std::vector<std::string>> subject_streams(std::string_view subject) const override;
 
+  // -- replication (replication.cpp) ----------------------------------------------------
+
+  /// The write loop of the replication writes: runs `attempt` (one write
+  /// transaction) until it commits or fails for good, growing the map when
+  /// it is full, then flushes as the store's durability says.
+  template <class T> result<T> replication_write(const std::function<lmdb_result<T>()>& attempt);
+  /// One attempt at apply_frame over the verified `records` of `frame`: the
+  /// outer failure aborts (an LMDB failure), the inner one refuses the frame.
+  lmdb_result<result<std::uint64_t>> try_apply(const log_frame& frame,
+                                               const std::vector<format::record_view>& records);
+  lmdb_result<result<epoch_info>> try_begin_epoch(std::uint64_t epoch, std::string_view node);
+  lmdb_result<result<truncation>> try_truncate(std::uint64_t position, truncation out);
+  /// Writer, at open: the header's epoch.
+  result<void> load_epoch(MDB_txn* txn);
+  /// The newest epoch record at or before the head of "$epoch" that `txn`
+  /// sees, as (epoch, position); (0, 0) when there is none.
+  result<std::pair<std::uint64_t, std::uint64_t>> newest_epoch_record(MDB_txn* txn) const;
+
   // -- verify (verify.cpp) ---------------------------------------------------------------
 
   /// The log record at `pos`, checked to belong to stream number `no` at
@@ -504,6 +533,9 @@ private:
   format::digest chain_head_{};
   /// Digest prefixes of the records the current write transaction appended.
   std::string chain_prefixes_;
+  /// The header's epoch and the position of its epoch record (0: none).
+  std::uint64_t epoch_ = 0;
+  std::uint64_t epoch_position_ = 0;
 };
 
 template <class F>

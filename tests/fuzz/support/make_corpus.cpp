@@ -266,6 +266,15 @@ void chain_entry() {
   write("chain_entry", "anchor", le64(4096) + entry(4096, {}));
 }
 
+void epoch_record() {
+  auto payload = [](std::uint64_t epoch, std::uint64_t previous, std::string_view node) {
+    return format::encode_epoch_payload(format::epoch_payload{epoch, previous, node});
+  };
+  write("epoch_record", "first", std::string(1, '\0') + payload(1, 0, "node-a"));
+  write("epoch_record", "later", std::string(1, '\0') + payload(7, 4096, "node-b.example:4242"));
+  write("epoch_record", "header", std::string(1, '\1') + format::encode_epoch_header(7, 4097));
+}
+
 void signed_digest() {
   tools::signed_digest s;
   s.position = 40;
@@ -456,6 +465,7 @@ int main(int argc, char** argv) {
   command_log();
   head_log();
   chain_entry();
+  epoch_record();
   signed_digest();
   dead_letter_seeds();
   hex();

@@ -28,6 +28,7 @@
 
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/options.hpp"
+#include "cairn/persistence/replication.hpp"
 #include "cairn/persistence/types.hpp"
 
 namespace cairn::persistence {
@@ -300,6 +301,63 @@ public:
     (void)subject;
     return std::vector<std::string>{};
   }
+
+  // -- replication (docs/cluster.md#replica-store) ---------------------------
+
+  /// The records from `from_position` on, as stored, read in one short read
+  /// transaction: the first one always (when it exists), then as many as fit
+  /// in `max_bytes` of record bytes. An empty frame (first_position =
+  /// from_position) when `from_position` is past the last position.
+  /// `invalid_argument` for position 0. Any thread.
+  [[nodiscard]] virtual result<log_frame> read_frame(std::uint64_t from_position,
+                                                     std::size_t max_bytes) const = 0;
+
+  /// The store's epochs, oldest first, from the epoch records in its log;
+  /// empty when none began. Any thread.
+  [[nodiscard]] virtual result<std::vector<epoch_info>> epochs() const = 0;
+
+  /// The newest epoch (from the store header); 0 when none began. Any thread.
+  [[nodiscard]] virtual result<std::uint64_t> current_epoch() const = 0;
+
+  /// Writes the records of `frame` at exactly their positions, in ONE write
+  /// transaction, maintaining every table an append maintains (heads, stream
+  /// index, command ids, subject index, type catalogue, digest chain), so
+  /// the replica answers every read as the source does and takes appends
+  /// after a promotion. Each record is verified first (checksum with its
+  /// position, layout, stream name): `corrupted` naming the position.
+  /// Idempotent by position: records at or below the last position are
+  /// compared byte for byte and skipped when equal; `conflict` naming the
+  /// position when one differs (divergent history: see truncate_after);
+  /// `invalid_argument` naming both positions for a gap (first_position past
+  /// last + 1). `corrupted` when a record's stream version is not its
+  /// stream's head + 1 or its previous position not the stream's head. An
+  /// epoch record moves the store header's epoch too. Durable as an append
+  /// under the store's options. Returns the new last position. Writer thread.
+  [[nodiscard]] virtual result<std::uint64_t> apply_frame(const log_frame& frame) = 0;
+
+  /// Begins epoch `epoch`, owned by `node` (1-255 bytes): appends an epoch
+  /// record to the log (a system record, stream and type "$epoch") and sets
+  /// the store header's epoch, in one write transaction, so a standby copying
+  /// the log copies the epoch history with it. `conflict` unless `epoch` >
+  /// current_epoch(). Writer thread.
+  [[nodiscard]] virtual result<epoch_info> begin_epoch(std::uint64_t epoch,
+                                                       std::string_view node) = 0;
+
+  /// Removes every record after `position` (a divergent tail, for rejoin).
+  /// First writes the removed events to `save_file` as JSON lines in the form
+  /// `cairn export` writes (created, never overwritten, and fsynced), then
+  /// removes them in one write transaction, restoring heads, stream index,
+  /// command ids, subject index, digest chain (it ends exactly at
+  /// `position`) and the header epoch (the newest epoch record kept). It
+  /// drops snapshots of versions that no longer exist and dead letters of
+  /// removed events, and lowers checkpoints past `position` to it (listed in
+  /// the result: their read models saw removed events). Afterwards the store
+  /// reads, digests and appends as one that never had the tail. Nothing to
+  /// remove (position >= last position): nothing written. `invalid_argument`
+  /// when `save_file` exists or cannot be created. Writer thread; readers in
+  /// other processes should reopen the store afterwards.
+  [[nodiscard]] virtual result<truncation> truncate_after(std::uint64_t position,
+                                                          const std::string& save_file) = 0;
 
   /// The directory the store lives in.
   [[nodiscard]] virtual const std::string& path() const noexcept = 0;

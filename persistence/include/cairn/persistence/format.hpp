@@ -806,4 +806,104 @@ inline void to_command(const command_view& c, std::uint64_t sequence, recorded_c
   out.payload.assign(c.payload);
 }
 
+// -- system records and epochs (replication.hpp) ---------------------------------
+// A system record is a log record of a stream whose name starts with '$',
+// which validate_stream_name refuses, so no user append can write one. The
+// only one so far is the epoch record: stream "$epoch", type "$epoch", schema
+// version 1, its stream version the count of epoch records so far, no
+// metadata. Its payload:
+//
+//  off size field
+//    0    1 layout (1)
+//    1    8 epoch number (LE64, >= 1)
+//    9    8 position of the previous epoch record (LE64; 0 for the first)
+//   17    2 node name length n (LE16, 1-255)
+//   19    n node name
+//
+// The meta entry `epoch` holds the newest epoch (sealed): epoch number
+// (LE64), position of its epoch record (LE64).
+
+/// True for the name of a system stream ('$' first).
+[[nodiscard]] inline bool is_system_stream(std::string_view stream) {
+  return !stream.empty() && stream.front() == '$';
+}
+
+/// Stream and type name of epoch records.
+inline constexpr std::string_view epoch_stream = "$epoch";
+inline constexpr std::string_view epoch_type = "$epoch";
+/// True for the type of a system record (the store's own, never a registry's).
+[[nodiscard]] inline bool is_system_type(std::string_view type) { return type == epoch_type; }
+/// meta key of the newest epoch.
+inline constexpr std::string_view epoch_key = "epoch";
+inline constexpr std::size_t epoch_payload_header_size = 19;
+/// Longest node name an epoch record holds.
+inline constexpr std::size_t max_epoch_node = 255;
+
+/// The payload of an epoch record, its node name pointing into the bytes it
+/// was decoded from.
+struct epoch_payload {
+  std::uint64_t epoch = 0;
+  std::uint64_t previous_position = 0;
+  std::string_view node;
+};
+
+/// The payload of an epoch record; the node name must be 1-255 bytes.
+[[nodiscard]] inline std::string encode_epoch_payload(const epoch_payload& e) {
+  std::string out(epoch_payload_header_size, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(out.data());
+  p[0] = 1;
+  put_le<std::uint64_t>(p + 1, e.epoch);
+  put_le<std::uint64_t>(p + 9, e.previous_position);
+  put_le<std::uint16_t>(p + 17, static_cast<std::uint16_t>(e.node.size()));
+  out.append(e.node);
+  return out;
+}
+
+/// An epoch record's payload; `corrupted` when the layout is unknown, the
+/// epoch is 0, the node name is empty or longer than 255 bytes, or the sizes
+/// do not add up.
+[[nodiscard]] inline result<epoch_payload> decode_epoch_payload(std::string_view payload) {
+  auto bad = [](const char* why) {
+    return fail(errc::corrupted, std::string{"epoch record "} + why);
+  };
+  if (payload.size() < epoch_payload_header_size)
+    return bad("is shorter than its header");
+  auto* p = reinterpret_cast<const unsigned char*>(payload.data());
+  if (p[0] != 1)
+    return bad("has an unknown layout");
+  epoch_payload e;
+  e.epoch = get_le<std::uint64_t>(p + 1);
+  e.previous_position = get_le<std::uint64_t>(p + 9);
+  std::size_t n = get_le<std::uint16_t>(p + 17);
+  if (e.epoch == 0)
+    return bad("has epoch 0");
+  if (n == 0 || n > max_epoch_node)
+    return bad("has a node name that is not 1-255 bytes");
+  if (epoch_payload_header_size + n != payload.size())
+    return bad("has a node name length that does not add up to its size");
+  e.node = payload.substr(epoch_payload_header_size);
+  return e;
+}
+
+/// The body of the meta entry `epoch`: epoch number, position of its record.
+[[nodiscard]] inline std::string encode_epoch_header(std::uint64_t epoch, std::uint64_t position) {
+  std::string body(16, '\0');
+  put_le(reinterpret_cast<unsigned char*>(body.data()), epoch);
+  put_le(reinterpret_cast<unsigned char*>(body.data()) + 8, position);
+  return body;
+}
+
+/// The meta entry `epoch` as (epoch, position); `corrupted` when the seal
+/// fails or the size is wrong.
+[[nodiscard]] inline result<std::pair<std::uint64_t, std::uint64_t>>
+decode_epoch_header(std::string_view value) {
+  auto body = unseal(epoch_key, value, "the store header's epoch");
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 16)
+    return fail(errc::corrupted, "the store header's epoch has the wrong size");
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  return std::pair{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8)};
+}
+
 } // namespace cairn::persistence::format

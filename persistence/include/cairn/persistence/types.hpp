@@ -189,6 +189,10 @@ struct read_filter {
   /// never match a non-empty one). Default: empty, every tenant. (Its
   /// initializer keeps `read_filter{categories, types}` free of warnings.)
   std::string tenant{};
+  /// Also the store's system records (streams whose names start with '$',
+  /// such as the epoch records of replication.hpp), which no user stream can
+  /// name. Default: false, so readers and subscribers never see them.
+  bool include_system = false;
 };
 
 /// A page of the global log. `next_position` is where the next page starts;

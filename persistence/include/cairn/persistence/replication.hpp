@@ -1,0 +1,83 @@
+#pragma once
+
+/// What a standby copies from its owner's store, and the epochs that tell two
+/// copies of a log apart (docs/cluster.md#replica-store).
+///
+///   // on the owner (any thread)
+///   auto frame = owner->read_frame(replica_last + 1, 256 << 10);
+///   // on the standby (its writer thread)
+///   auto last = replica->apply_frame(*frame); // idempotent by position
+///
+///   // rejoin: the old owner finds where it still agrees with the new one
+///   auto common = common_position(leader_epochs, leader_last, my_epochs, my_last);
+///   auto cut = me->truncate_after(common, "divergent-tail.jsonl");
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::persistence {
+
+/// A run of consecutive records of the global log, as stored (what a standby copies).
+struct log_frame {
+  std::uint64_t first_position = 0; ///< Position of records.front().
+  std::vector<std::string> records; ///< Each record's stored bytes, in position order.
+
+  /// The position of records.back(); first_position - 1 when empty.
+  [[nodiscard]] std::uint64_t last_position() const { return first_position + records.size() - 1; }
+};
+
+/// One epoch of a store's log: from which position which node owned it.
+struct epoch_info {
+  std::uint64_t epoch = 0;
+  std::uint64_t position = 0; ///< Position of its epoch record in the log.
+  std::string node;           ///< The node that began it.
+  std::int64_t timestamp_ns = 0;
+
+  friend bool operator==(const epoch_info& a, const epoch_info& b) {
+    return a.epoch == b.epoch && a.position == b.position && a.node == b.node
+           && a.timestamp_ns == b.timestamp_ns;
+  }
+};
+
+/// What truncate_after removed.
+struct truncation {
+  std::uint64_t first_removed = 0, last_removed = 0, records = 0;
+  std::string saved_to; ///< The file holding the removed events; empty when none were removed.
+  /// Checkpoints that stood past the cut, with the positions they had: each
+  /// now stands at the cut. Their read models saw removed events.
+  std::vector<checkpoint> lowered;
+  std::uint64_t snapshots_dropped = 0;    ///< Snapshots of versions that no longer exist.
+  std::uint64_t dead_letters_dropped = 0; ///< Dead letters of removed events.
+};
+
+/// Where a follower's log stops agreeing with the leader's, by KurrentDB's
+/// rule: take the newest follower epoch the leader also has (same epoch
+/// number AND same position). If it is the leader's newest epoch, the two
+/// agree up to min(follower_last, leader_last); otherwise up to
+/// min(follower_last, the position of the leader's next epoch - 1), since
+/// the leader's log diverged from there. 0 when they share no epoch: the
+/// follower must be emptied (truncated after 0) and copy everything. The
+/// follower truncates after the returned position. Both epoch lists are
+/// oldest first (event_store::epochs()).
+[[nodiscard]] inline std::uint64_t common_position(const std::vector<epoch_info>& leader,
+                                                   std::uint64_t leader_last,
+                                                   const std::vector<epoch_info>& follower,
+                                                   std::uint64_t follower_last) {
+  for (auto f = follower.rbegin(); f != follower.rend(); ++f) {
+    for (std::size_t i = 0; i < leader.size(); ++i) {
+      if (leader[i].epoch != f->epoch || leader[i].position != f->position)
+        continue;
+      std::uint64_t end = leader_last;
+      if (i + 1 < leader.size())
+        end = leader[i + 1].position - 1; // epoch positions ascend, and are >= 1
+      end = end < follower_last ? end : follower_last;
+      return end;
+    }
+  }
+  return 0;
+}
+
+} // namespace cairn::persistence
