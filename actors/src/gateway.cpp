@@ -13,6 +13,7 @@
 #include <caf/io/middleman.hpp>
 
 #include "cairn/actors/log.hpp"
+#include "cairn/actors/replication.hpp"
 #include "cairn/actors/router.hpp"
 #include "cairn/model/backoff.hpp"
 #include "cairn/model/clock.hpp"
@@ -26,6 +27,8 @@ void add_cluster_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<reply_event>("cairn.reply_event");
   cfg.add_message_type<reply_msg>("cairn.reply");
   cfg.add_message_type<hello_msg>("cairn.hello");
+  cfg.add_message_type<placement_msg>("cairn.placement");
+  add_replication_message_types(cfg);
 }
 
 namespace {
@@ -99,6 +102,8 @@ struct peer {
 
 struct gateway_state {
   gateway_config cfg;
+  /// owner -> (active node, epoch) of every owner/standby pair.
+  std::map<std::string, placement_msg> placements;
   std::optional<router> route;
   std::vector<peer> peers; ///< Every member but this node; never resized after start.
   std::uint64_t next_request = 0;
@@ -238,6 +243,31 @@ void connected(gateway_actor* self, peer& p, caf::actor remote, caf::node_id nid
   set_state(self, p, link::up, {});
 }
 
+/// The node that serves the shards `owner` has in the map: the owner, or
+/// its promoted standby.
+const std::string& active_of(const gateway_state& st, const std::string& owner) {
+  auto it = st.placements.find(owner);
+  return it == st.placements.end() ? owner : it->second.active;
+}
+
+/// Adopts `p` when it is newer than what this node knows; true then.
+bool adopt(gateway_actor* self, const placement_msg& p) {
+  auto& st = self->state;
+  auto it = st.placements.find(p.owner);
+  if (it == st.placements.end() || p.epoch <= it->second.epoch)
+    return false;
+  if (p.active != p.owner && std::find_if(st.cfg.nodes.begin(), st.cfg.nodes.end(),
+                                          [&](const gateway_node& n) { return n.id == p.active; })
+                               == st.cfg.nodes.end())
+    return false;
+  st.log->warn("node {} serves node {}'s shards from epoch {} on (was {} at epoch {})", p.active,
+               p.owner, p.epoch, it->second.active, it->second.epoch);
+  it->second = p;
+  if (st.cfg.on_placement)
+    st.cfg.on_placement(p);
+  return true;
+}
+
 hello_msg my_hello(const gateway_state& st) {
   hello_msg h;
   h.protocol = cluster_protocol;
@@ -245,6 +275,8 @@ hello_msg my_hello(const gateway_state& st) {
   h.map_version = st.cfg.map.version;
   h.map_digest = st.cfg.map.digest();
   h.shards = static_cast<std::uint32_t>(st.cfg.map.owners.size());
+  for (const auto& [owner, p] : st.placements)
+    h.placements.push_back(p);
   return h;
 }
 
@@ -311,6 +343,8 @@ void dial(gateway_actor* self, std::size_t index) {
                 return;
               }
               connected(self, r, remote, nid);
+              for (const auto& pl : answer.placements)
+                adopt(self, pl);
             },
             [self, failed](caf::error& err) {
               failed(link::down, "no answer to hello: " + self->home_system().render(err));
@@ -397,7 +431,8 @@ cluster_status status_of(gateway_actor* self) {
   s.map_digest = st.cfg.map.digest();
   s.shards = static_cast<std::uint32_t>(st.cfg.map.owners.size());
   s.owned_shards = static_cast<std::uint32_t>(
-    std::count(st.cfg.map.owners.begin(), st.cfg.map.owners.end(), st.cfg.node_id));
+    std::count_if(st.cfg.map.owners.begin(), st.cfg.map.owners.end(),
+                  [&](const std::string& o) { return active_of(st, o) == st.cfg.node_id; }));
   s.dropped_messages = st.dropped;
   for (const auto& p : st.peers) {
     peer_status ps;
@@ -453,9 +488,10 @@ void serve(gateway_actor* self, peer& from, std::uint64_t req, std::int64_t boun
     answer(error_reply(stream.error()));
     return;
   }
-  if (const auto& owner = st.cfg.map.owner_of(*stream); owner != st.cfg.node_id) {
+  if (const auto& owner = active_of(st, st.cfg.map.owner_of(*stream));
+      owner != st.cfg.node_id) {
     answer(error_reply({errc::unavailable,
-                        "node " + st.cfg.node_id + " does not own shard "
+                        "node " + st.cfg.node_id + " does not serve shard "
                           + std::to_string(st.cfg.map.shard_of(*stream)) + " (node " + owner
                           + " does, map version " + std::to_string(st.cfg.map.version) + ")",
                         *stream}));
@@ -489,11 +525,19 @@ void forward(gateway_actor* self, command_msg& msg, std::int64_t timeout_ms,
     call_back(st, fn, error_reply(stream.error()));
     return;
   }
-  auto* p = peer_by_id(st, st.cfg.map.owner_of(*stream));
+  const auto& owner = active_of(st, st.cfg.map.owner_of(*stream));
+  if (owner == st.cfg.node_id) { // a promotion moved it here since the runtime looked
+    auto bound = timeout_ms > 0 ? std::chrono::milliseconds{timeout_ms} : st.cfg.remote_timeout;
+    st.route->send(self, std::move(msg), bound,
+                   [self, fn = std::move(fn)](reply_msg& r) mutable {
+                     call_back(self->state, fn, std::move(r));
+                   });
+    return;
+  }
+  auto* p = peer_by_id(st, owner);
   if (!p) {
     call_back(st, fn,
-              error_reply(
-                {errc::internal, "the gateway was given a stream this node owns", *stream}));
+              error_reply({errc::internal, "no peer serves the stream's shard", *stream}));
     return;
   }
   if (st.draining) {
@@ -530,6 +574,8 @@ void init(gateway_actor* self, gateway_config cfg, caf::actor registry) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.route.emplace(std::move(registry));
+  for (const auto& p : st.cfg.placements)
+    st.placements[p.owner] = p;
   for (const auto& n : st.cfg.nodes)
     if (n.id != st.cfg.node_id) {
       peer p;
@@ -615,7 +661,9 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         return answer;
       }
       connected(self, *p, caf::actor_cast<caf::actor>(sender), sender->node());
-      return answer;
+      for (const auto& pl : h.placements)
+        adopt(self, pl);
+      return my_hello(st); // with what it taught this node
     },
     [self](forward_atom, std::uint64_t req, std::int64_t bound_ms, command_msg& msg) {
       auto* p = peer_of_sender(self);
@@ -649,6 +697,59 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         return;
       }
       self->send(caf::actor_cast<caf::actor>(self->current_sender()), pong_atom::value, seq);
+    },
+    // -- promotion and standby replication (replication.hpp) ------------------
+    [self](placement_atom, placement_msg& p) {
+      auto& st = self->state;
+      if (from_here(self)) {
+        if (!adopt(self, p))
+          return;
+        for (auto& peer : st.peers)
+          if (peer.remote && (peer.state == link::up || peer.state == link::suspect))
+            self->send(peer.remote, placement_atom::value, p);
+        return;
+      }
+      if (peer_of_sender(self) == nullptr) {
+        drop(self, nullptr, "a placement from a node that did not say hello");
+        return;
+      }
+      adopt(self, p);
+    },
+    [self](replica_atom, std::string& standby, caf::actor& source) {
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a replication source from another node");
+        return;
+      }
+      self->state.cfg.standby = std::move(standby);
+      self->state.cfg.replication_source = std::move(source);
+    },
+    [self](replica_atom, std::string& owner, replica_hello& h, caf::actor& sink) {
+      // From this node's sink: to the owner's gateway, while it is up. A
+      // hello that cannot go is not queued; the sink says it again.
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a standby hello in local form from another node");
+        return;
+      }
+      auto* p = peer_by_id(self->state, owner);
+      if (!p || !p->remote || (p->state != link::up && p->state != link::suspect))
+        return;
+      self->send(sink, replica_atom::value, p->nid);
+      self->send(p->remote, replica_atom::value, std::move(h), std::move(sink));
+    },
+    [self](replica_atom, replica_hello& h, caf::actor& sink) {
+      auto& st = self->state;
+      auto* p = peer_of_sender(self);
+      if (!p) {
+        drop(self, nullptr, "a standby hello from a node that did not say hello");
+        return;
+      }
+      if (p->node.id != h.node || h.node != st.cfg.standby || !st.cfg.replication_source
+          || !sink || sink->node() != p->nid) {
+        drop(self, p, "a standby hello from node " + p->node.id + ", which is not "
+                        + st.cfg.node_id + "'s standby");
+        return;
+      }
+      self->send(st.cfg.replication_source, replica_atom::value, std::move(h), std::move(sink));
     },
     [self](pong_atom, std::uint64_t) {
       auto* p = peer_of_sender(self);

@@ -11,6 +11,7 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/actors/replication.hpp"
 
 namespace cairn::actors {
 
@@ -400,6 +401,8 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
       auto& st = self->state;
       st.sync_replication = sync;
       st.sync_timeout = timeout;
+      if (standby != st.standby) // another standby: only its own acknowledgements count
+        st.replicated = 0;
       st.standby = std::move(standby);
       if (!sync) { // what waited is durable here: async acknowledges it
         for (auto& a : st.awaiting)
@@ -413,6 +416,76 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
       release_replicated(st);
     },
     [=](tick_atom) { expire_awaiting(self); },
+    // A standby's writes: frames of its owner's log, and the cut of a
+    // divergent tail. Whatever is queued is committed first.
+    [=](replicate_atom, persistence::log_frame& frame) -> journal_applied {
+      flush(self);
+      settle(self);
+      auto& st = self->state;
+      auto last = st.store->apply_frame(frame);
+      if (!last) {
+        note_store_state(st);
+        return {tl::unexpected(last.error())};
+      }
+      if (auto ok = st.store->sync(); !ok) {
+        note_store_state(st);
+        return {tl::unexpected(ok.error())};
+      }
+      if (*last > st.committed) {
+        st.committed = *last;
+        for (auto& w : st.watchers)
+          if (w.wants)
+            tell(self, w);
+      }
+      return {*last};
+    },
+    [=](epoch_atom, std::uint64_t epoch, std::string& node) -> journal_epoch {
+      flush(self);
+      settle(self);
+      auto& st = self->state;
+      auto began = st.store->begin_epoch(epoch, node);
+      if (!began) {
+        note_store_state(st);
+        return {tl::unexpected(began.error())};
+      }
+      if (auto ok = st.store->sync(); !ok) {
+        note_store_state(st);
+        return {tl::unexpected(ok.error())};
+      }
+      if (began->position > st.committed) {
+        st.committed = began->position;
+        for (auto& w : st.watchers)
+          if (w.wants)
+            tell(self, w);
+      }
+      return {std::move(*began)};
+    },
+    [=](fenced_atom, std::string& why) {
+      auto& st = self->state;
+      for (auto& a : st.awaiting)
+        for (auto& [promise, r] : a.appenders) {
+          for (auto& v : r.values)
+            if (v)
+              v = fail(errc::unavailable, why);
+          promise.deliver(std::move(r));
+        }
+      st.awaiting.clear();
+    },
+    [=](truncate_atom, std::uint64_t position, std::string& file) -> journal_truncated {
+      flush(self);
+      settle(self);
+      auto& st = self->state;
+      auto cut = st.store->truncate_after(position, file);
+      if (!cut) {
+        note_store_state(st);
+        return {tl::unexpected(cut.error())};
+      }
+      st.committed = std::min(st.committed, position);
+      st.replicated = std::min(st.replicated, position);
+      for (auto& w : st.watchers) // a watcher past the cut starts again from it
+        w.told = std::min(w.told, position);
+      return {std::move(*cut)};
+    },
     [=](shutdown_atom) {
       flush(self);
       settle(self);

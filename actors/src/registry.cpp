@@ -262,6 +262,11 @@ void route(registry_actor* self, command_msg& m, caf::response_promise promise) 
     return;
   }
   auto& stream = *checked;
+  if (st.opts.refuses)
+    if (auto why = st.opts.refuses(stream); !why.empty()) {
+      refuse(self, m, promise, {errc::unavailable, std::move(why), stream});
+      return;
+    }
   auto [it, fresh] = st.entries.try_emplace(stream);
   auto& e = it->second;
   if (fresh) {

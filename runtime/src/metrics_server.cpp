@@ -157,10 +157,13 @@ private:
 
 /// The status a request is refused with, 0 if it is served. Decided on the
 /// request line and headers alone, so no body is ever read.
-int refusal(const httplib::Request& req) {
-  if (req.path != "/metrics" && req.path != "/health" && req.path != "/cluster")
+int refusal(const httplib::Request& req, bool admin) {
+  bool action = admin
+                && (req.path == "/cluster/promote" || req.path == "/cluster/replication/async"
+                    || req.path == "/cluster/replication/sync");
+  if (!action && req.path != "/metrics" && req.path != "/health" && req.path != "/cluster")
     return 404;
-  if (req.method != "GET" && req.method != "HEAD")
+  if (action ? req.method != "POST" : req.method != "GET" && req.method != "HEAD")
     return 405;
   auto length = req.get_header_value("Content-Length");
   if (req.has_header("Transfer-Encoding") || (!length.empty() && length != "0"))
@@ -196,7 +199,8 @@ metrics_server::metrics_server() = default;
 
 result<std::unique_ptr<metrics_server>>
 metrics_server::start(const std::string& address, std::function<std::string()> render,
-                      std::function<std::optional<cluster_status>()> cluster) {
+                      std::function<std::optional<cluster_status>()> cluster,
+                      std::function<result<std::string>(const std::string&)> admin) {
   auto parsed = parse_listen_address(address);
   if (!parsed)
     return tl::unexpected(parsed.error());
@@ -204,16 +208,18 @@ metrics_server::start(const std::string& address, std::function<std::string()> r
   self->http_ = std::make_unique<metrics_http>();
   auto& svr = *self->http_;
   svr.set_payload_max_length(max_payload_bytes);
-  svr.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    int status = refusal(req);
+  bool with_admin = static_cast<bool>(admin);
+  svr.set_pre_routing_handler([with_admin](const httplib::Request& req, httplib::Response& res) {
+    int status = refusal(req, with_admin);
     if (status == 0)
       return httplib::Server::HandlerResponse::Unhandled;
     refuse(res, status);
     return httplib::Server::HandlerResponse::Handled;
   });
   // "Expect: 100-continue": refuse before the client sends the body.
-  svr.set_expect_100_continue_handler([](const httplib::Request& req, httplib::Response& res) {
-    int status = refusal(req);
+  svr.set_expect_100_continue_handler([with_admin](const httplib::Request& req,
+                                                   httplib::Response& res) {
+    int status = refusal(req, with_admin);
     if (status == 0)
       return 100;
     refuse(res, status);
@@ -238,6 +244,19 @@ metrics_server::start(const std::string& address, std::function<std::string()> r
             }
             res.set_content(to_json(*status) + "\n", "application/json");
           });
+  if (with_admin) {
+    auto act = [admin = std::move(admin)](const std::string& action, httplib::Response& res) {
+      auto r = admin(action);
+      res.status = r ? 200 : 409;
+      res.set_content((r ? *r : r.error().to_string()) + "\n", "text/plain; charset=utf-8");
+    };
+    svr.Post("/cluster/promote",
+             [act](const httplib::Request&, httplib::Response& res) { act("promote", res); });
+    svr.Post("/cluster/replication/async",
+             [act](const httplib::Request&, httplib::Response& res) { act("async", res); });
+    svr.Post("/cluster/replication/sync",
+             [act](const httplib::Request&, httplib::Response& res) { act("sync", res); });
+  }
   // Liveness: answers while the listener and a worker run; asks no actor.
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
     res.set_content("ok\n", "text/plain; charset=utf-8");

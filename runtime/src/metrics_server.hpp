@@ -2,7 +2,8 @@
 
 // The HTTP endpoint of the metrics: GET /metrics answers the Prometheus text
 // format, GET /health a constant "ok", GET /cluster the cluster status as
-// JSON (404 "not clustered" without a cluster). Anything else is refused
+// JSON (404 "not clustered" without a cluster); with an admin callback, POST
+// /cluster/promote and /cluster/replication/{async,sync}. Anything else is refused
 // without reading a body. Its own threads (one listener, `max_connections` workers)
 // never touch the command path. It has no authentication: bind it to
 // loopback or a private interface.
@@ -68,9 +69,14 @@ public:
   /// `invalid_argument` for an address that does not parse or resolve,
   /// `unavailable` when it cannot be bound (in use, not permitted) or its
   /// threads cannot start.
+  ///
+  /// With `admin`, POST /cluster/promote and POST /cluster/replication/async
+  /// (or /sync) call it with "promote", "async" or "sync" (no body), and
+  /// answer 200 with the text it returns or 409 with its error.
   [[nodiscard]] static result<std::unique_ptr<metrics_server>>
   start(const std::string& address, std::function<std::string()> render,
-        std::function<std::optional<cluster_status>()> cluster);
+        std::function<std::optional<cluster_status>()> cluster,
+        std::function<result<std::string>(const std::string& action)> admin = {});
 
   /// Stops listening, cuts every open connection and waits for the threads
   /// (a /metrics or /cluster render in progress finishes first).

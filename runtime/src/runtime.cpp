@@ -14,6 +14,7 @@
 #include "cairn/actors/aggregate_actor.hpp"
 #include "cairn/actors/error.hpp"
 #include "cairn/actors/gateway.hpp"
+#include "cairn/actors/replication.hpp"
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/registry.hpp"
@@ -161,6 +162,146 @@ struct runtime::impl {
   caf::actor journal;
   caf::actor registry;
   caf::actor gateway;     ///< With opts.cluster only.
+
+  // -- owner/standby pairs (docs/cluster.md#standby) --------------------------
+  /// An owner and its standby: which of the two serves the owner's shards.
+  /// Read on every caller's thread, written on a role change.
+  struct pair_route {
+    std::string owner;
+    std::string standby;
+    std::atomic<bool> standby_serves{false};
+    std::atomic<std::uint64_t> epoch{0};
+  };
+  std::vector<std::unique_ptr<pair_route>> pairs; ///< Never resized after start.
+  std::vector<int> shard_pair;                    ///< Shard -> index in pairs, or -1.
+  pair_route* own_pair = nullptr;                 ///< The pair this node is in, if any.
+  caf::actor control; ///< Steps this node down when a peer reports a newer epoch.
+  std::mutex role_mutex; ///< Serializes role changes; guards the three below.
+  bool serving_pair = false;     ///< This node serves its pair's shards.
+  caf::actor replication;        ///< The source (serving) or the sink (following).
+  replication_mode mode = replication_mode::async;
+
+  /// Builds the pairs and finds this node's role in its own from its log's
+  /// newest epoch: the node that began it serves. An owner whose log has no
+  /// epoch yet begins epoch 1 (before any actor writes).
+  result<void> find_role() {
+    const auto& c = *opts.cluster;
+    mode = c.replication;
+    shard_pair.assign(c.map.owners.size(), -1);
+    for (const auto& n : c.nodes) {
+      if (n.standby.empty())
+        continue;
+      auto pr = std::make_unique<pair_route>();
+      pr->owner = n.id;
+      pr->standby = n.standby;
+      for (std::size_t s = 0; s < c.map.owners.size(); ++s)
+        if (c.map.owners[s] == n.id)
+          shard_pair[s] = static_cast<int>(pairs.size());
+      if (n.id == c.node_id || n.standby == c.node_id)
+        own_pair = pr.get();
+      pairs.push_back(std::move(pr));
+    }
+    if (own_pair == nullptr)
+      return {};
+    auto epochs = store->epochs();
+    if (!epochs)
+      return tl::unexpected(epochs.error());
+    if (epochs->empty() && own_pair->owner == c.node_id) {
+      auto began = store->begin_epoch(1, c.node_id);
+      if (!began)
+        return tl::unexpected(began.error());
+      epochs->push_back(*began);
+    }
+    serving_pair = !epochs->empty() && epochs->back().node == c.node_id;
+    bool i_am_standby = own_pair->standby == c.node_id;
+    own_pair->standby_serves = serving_pair ? i_am_standby : !i_am_standby;
+    own_pair->epoch = epochs->empty() ? 0 : epochs->back().epoch;
+    return {};
+  }
+
+  /// The node that serves `stream` now (cluster only).
+  const std::string& served_by(std::string_view stream) const {
+    const auto& m = opts.cluster->map;
+    auto shard = m.shard_of(stream);
+    if (auto i = shard_pair[shard]; i >= 0) {
+      const auto& pr = *pairs[static_cast<std::size_t>(i)];
+      return pr.standby_serves.load(std::memory_order_acquire) ? pr.standby : pr.owner;
+    }
+    return m.owners[shard];
+  }
+
+  /// The other node of this node's pair.
+  const std::string& partner() const {
+    return own_pair->owner == opts.cluster->node_id ? own_pair->standby : own_pair->owner;
+  }
+
+  /// Replicates this node's log to its partner (it serves the pair's shards).
+  void start_source() {
+    const auto& c = *opts.cluster;
+    actors::source_config sc;
+    sc.node_id = c.node_id;
+    sc.standby = partner();
+    sc.window = c.replication_window;
+    caf::actor control_ref = control;
+    auto owner = own_pair->owner;
+    sc.on_fenced = [control_ref, owner, active = partner()](std::uint64_t epoch) {
+      caf::anon_send(control_ref, actors::placement_atom::value,
+                     actors::placement_msg{owner, active, epoch});
+    };
+    replication = actors::spawn_replication_source(*sys, *store, journal, std::move(sc));
+    caf::anon_send(gateway, actors::replica_atom::value, partner(), replication);
+    caf::anon_send(journal, actors::replication_atom::value, mode == replication_mode::sync,
+                   caf::timespan{c.sync_timeout}, partner());
+    log->info("node {} serves node {}'s shards at epoch {} and replicates to {} ({})", c.node_id,
+              own_pair->owner, own_pair->epoch.load(), partner(), to_string(mode));
+  }
+
+  /// Follows the partner's log (this node is its standby now).
+  void start_sink() {
+    const auto& c = *opts.cluster;
+    actors::sink_config kc;
+    kc.node_id = c.node_id;
+    kc.owner = partner();
+    kc.gateway = gateway;
+    kc.truncation_dir = opts.data_dir;
+    replication = actors::spawn_replication_sink(*sys, *store, journal, kc);
+    log->info("node {} is the standby of {}: it follows {}'s log", c.node_id, partner(),
+              partner());
+  }
+
+  void stop_replication(caf::scoped_actor& self) {
+    if (!replication)
+      return;
+    self->send_exit(replication, caf::exit_reason::user_shutdown);
+    self->wait_for(replication);
+    replication = nullptr;
+  }
+
+  /// This node's pair is served by another node from a newer epoch: stop
+  /// serving at once and follow it.
+  void step_down(const actors::placement_msg& p) {
+    std::lock_guard lock{role_mutex};
+    if (!serving_pair || stopped.load() || p.active == opts.cluster->node_id)
+      return;
+    serving_pair = false;
+    auto why = "node " + opts.cluster->node_id + " no longer serves node " + p.owner
+               + "'s shards: node " + p.active + " does from epoch " + std::to_string(p.epoch)
+               + "; an unacknowledged commit of this node is cut when it rejoins: retry it there";
+    log->error("stepping down: {}", why);
+    caf::scoped_actor self{*sys};
+    caf::anon_send(journal, actors::fenced_atom::value, why);
+    caf::anon_send(journal, actors::replication_atom::value, false, caf::timespan{0},
+                   std::string{});
+    stop_replication(self);
+    caf::anon_send(gateway, actors::replica_atom::value, std::string{}, caf::actor{});
+    std::vector<std::string> live;
+    self->request(registry, std::chrono::seconds{5}, actors::live_atom::value)
+      .receive([&](std::vector<std::string>& v) { live = std::move(v); }, [](caf::error&) {});
+    if (!live.empty())
+      self->request(registry, std::chrono::seconds{5}, actors::passivate_atom::value, live)
+        .receive([](bool) {}, [](caf::error&) {});
+    start_sink();
+  }
   std::mutex types_mutex; ///< Guards `types`: registration against a peer's replay query.
   std::map<std::string, std::shared_ptr<const actors::aggregate_type>> types;
   std::vector<caf::actor> bridges;
@@ -268,7 +409,9 @@ std::string cluster_prometheus(const cluster_status& s) {
 result<caf::actor>
 start_gateway(caf::actor_system& sys, const runtime_options& opts, caf::actor registry,
               spdlog::logger& log,
-              std::function<actors::reply_msg(const actors::command_msg&)> replay) {
+              std::function<actors::reply_msg(const actors::command_msg&)> replay,
+              std::vector<actors::placement_msg> placements,
+              std::function<void(const actors::placement_msg&)> on_placement) {
   const auto& c = *opts.cluster;
   actors::gateway_config gc;
   gc.node_id = c.node_id;
@@ -281,6 +424,8 @@ start_gateway(caf::actor_system& sys, const runtime_options& opts, caf::actor re
   gc.remote_timeout = c.remote_timeout.count() > 0 ? c.remote_timeout : opts.request_timeout;
   gc.max_in_flight = std::max<std::size_t>(1, c.max_in_flight_per_peer);
   gc.replay = std::move(replay);
+  gc.placements = std::move(placements);
+  gc.on_placement = std::move(on_placement);
   auto me = std::find_if(c.nodes.begin(), c.nodes.end(),
                          [&](const cluster_node& n) { return n.id == c.node_id; });
   auto gateway = actors::spawn_gateway(sys, std::move(gc), std::move(registry));
@@ -346,6 +491,11 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       p->cfg.set("middleman.workers", static_cast<std::size_t>(c.middleman_workers));
     actors::add_cluster_message_types(p->cfg);
   }
+  if (p->opts.cluster)
+    if (auto ok = p->find_role(); !ok) {
+      p->log->error("cannot start: {}", ok.error().to_string());
+      return tl::unexpected(ok.error());
+    }
   try {
     p->sys = std::make_unique<caf::actor_system>(p->cfg);
   } catch (const std::exception& e) {
@@ -358,6 +508,15 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   ro.max_live = std::max<std::size_t>(1, p->opts.max_live_aggregates);
   ro.max_activations = std::max<std::size_t>(1, p->opts.max_concurrent_activations);
   ro.max_waiting = std::max<std::size_t>(1, p->opts.max_waiting_commands);
+  if (p->own_pair != nullptr)
+    ro.refuses = [im = p.get()](const std::string& stream) -> std::string {
+      const auto& by = im->served_by(stream);
+      if (by == im->opts.cluster->node_id)
+        return {};
+      return "node " + im->opts.cluster->node_id + " does not serve shard "
+             + std::to_string(im->opts.cluster->map.shard_of(stream)) + ": node " + by
+             + " does; retry";
+    };
   p->registry = actors::spawn_registry(*p->sys, ro, p->stats);
   for (unsigned i = 0; i < std::max(2u, threads); ++i)
     p->bridges.push_back(p->sys->spawn(bridge, p->registry, p->opts.request_timeout));
@@ -365,15 +524,39 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
   auto& im = *rt->impl_;
   if (im.opts.cluster) {
     auto* self = rt.get();
-    auto gateway =
-      start_gateway(*im.sys, im.opts, im.registry, *im.log,
-                    [self](const actors::command_msg& q) { return self->replay_here(q); });
+    std::vector<actors::placement_msg> placements;
+    for (const auto& pr : im.pairs)
+      placements.push_back({pr->owner, pr->standby_serves ? pr->standby : pr->owner, pr->epoch});
+    if (im.own_pair != nullptr)
+      im.control = im.sys->spawn<caf::detached>([&im](caf::event_based_actor*) -> caf::behavior {
+        return {[&im](actors::placement_atom, actors::placement_msg& pl) { im.step_down(pl); }};
+      });
+    auto on_placement = [&im](const actors::placement_msg& pl) {
+      for (auto& pr : im.pairs)
+        if (pr->owner == pl.owner) {
+          pr->epoch = pl.epoch;
+          pr->standby_serves.store(pl.active == pr->standby, std::memory_order_release);
+          if (pr.get() == im.own_pair && pl.active != im.opts.cluster->node_id)
+            caf::anon_send(im.control, actors::placement_atom::value, pl);
+        }
+    };
+    auto gateway = start_gateway(
+      *im.sys, im.opts, im.registry, *im.log,
+      [self](const actors::command_msg& q) { return self->replay_here(q); },
+      std::move(placements), std::move(on_placement));
     if (!gateway) {
       im.log->error("cannot start: {}", gateway.error().to_string());
       rt->shutdown();
       return tl::unexpected(gateway.error());
     }
     im.gateway = std::move(*gateway);
+    if (im.own_pair != nullptr) {
+      std::lock_guard lock{im.role_mutex};
+      if (im.serving_pair)
+        im.start_source();
+      else
+        im.start_sink();
+    }
   }
   if (!im.opts.metrics_address.empty()) {
     auto* self = rt.get();
@@ -382,6 +565,16 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       cluster = [self]() -> std::optional<cluster_status> {
         auto s = self->cluster();
         return s ? std::optional<cluster_status>{std::move(*s)} : std::nullopt;
+      };
+    std::function<result<std::string>(const std::string&)> admin;
+    if (im.opts.cluster && im.opts.cluster_admin)
+      admin = [self](const std::string& action) -> result<std::string> {
+        if (action == "promote")
+          return self->promote().map(
+            [](std::uint64_t e) { return "promoted: epoch " + std::to_string(e); });
+        auto mode = action == "sync" ? replication_mode::sync : replication_mode::async;
+        return self->set_replication(mode).map(
+          [&] { return "replication " + std::string{to_string(mode)}; });
       };
     auto server = detail::metrics_server::start(
       im.opts.metrics_address,
@@ -392,7 +585,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
             text += cluster_prometheus(*s);
         return text;
       },
-      std::move(cluster));
+      std::move(cluster), std::move(admin));
     if (!server) {
       im.log->error("cannot start: {}", server.error().to_string());
       rt->shutdown();
@@ -461,6 +654,14 @@ void runtime::shutdown() {
     // nodes sent here, while the registry still serves them.
     if (im.gateway && !stop(im.gateway, actors::shutdown_atom::value))
       abandoned.push_back("the cluster gateway");
+    if (im.control) { // no step-down starts after this
+      self->send_exit(im.control, caf::exit_reason::user_shutdown);
+      self->wait_for(im.control);
+    }
+    {
+      std::lock_guard lock{im.role_mutex};
+      im.stop_replication(self); // holds no reply of anyone's: it just stops
+    }
     // Bridges next: each answers once everything it forwarded is answered,
     // so every command in flight gets its real outcome. Then the registry
     // stops every aggregate, and the journal commits whatever is still queued.
@@ -496,6 +697,7 @@ void runtime::shutdown() {
   }
   im.bridges.clear();
   im.gateway = nullptr;
+  im.control = nullptr;
   im.journal = nullptr;
   im.registry = nullptr;
   if (!abandoned.empty()) {
@@ -606,7 +808,7 @@ std::optional<result<std::string>> runtime::replay_remotely(const std::string& c
     return std::nullopt;
   const auto& c = *impl_->opts.cluster;
   auto stream = aggregate_stream(category, id);
-  if (!stream || c.map.owner_of(*stream) == c.node_id)
+  if (!stream || impl_->served_by(*stream) == c.node_id)
     return std::nullopt; // served here; an invalid id gets its error there
   actors::command_msg msg;
   msg.category = category;
@@ -772,7 +974,7 @@ void runtime::submit(actors::command_msg msg, const command_options& opts,
     // the local way, which names the problem.
     const auto& c = *impl_->opts.cluster;
     if (auto stream = aggregate_stream(msg.category, msg.id);
-        stream && c.map.owner_of(*stream) != c.node_id) {
+        stream && impl_->served_by(*stream) != c.node_id) {
       caf::anon_send(impl_->gateway, actors::submit_atom::value, std::move(msg),
                      static_cast<std::int64_t>(opts.timeout.count()),
                      actors::reply_callback{std::move(done)});
@@ -799,7 +1001,67 @@ result<cluster_status> runtime::cluster() const {
   caf::scoped_actor self{*impl_->sys};
   self->request(impl_->gateway, std::chrono::seconds{1}, actors::status_atom::value)
     .receive([&](cluster_status& s) { out = std::move(s); }, [](caf::error&) {});
+  caf::actor replication;
+  {
+    std::lock_guard lock{impl_->role_mutex};
+    replication = impl_->replication;
+  }
+  if (out && replication)
+    self->request(replication, std::chrono::seconds{1}, actors::status_atom::value)
+      .receive([&](replication_status& r) { out->replication.push_back(std::move(r)); },
+               [](caf::error&) {});
   return out;
+}
+
+result<std::uint64_t> runtime::promote() {
+  auto& im = *impl_;
+  if (!im.opts.cluster || im.own_pair == nullptr)
+    return fail(errc::invalid_argument, "this node has no owner/standby pair to promote in");
+  std::lock_guard lock{im.role_mutex};
+  if (im.stopped.load())
+    return fail(errc::unavailable, "the runtime is stopped");
+  const auto& me = im.opts.cluster->node_id;
+  if (im.serving_pair)
+    return fail(errc::invalid_argument,
+                "node " + me + " serves node " + im.own_pair->owner + "'s shards already");
+  caf::scoped_actor self{*im.sys};
+  im.stop_replication(self); // the replica is sealed at its last applied position
+  auto current = im.store->current_epoch();
+  if (!current)
+    return tl::unexpected(current.error());
+  auto epoch = std::max(*current, im.own_pair->epoch.load()) + 1;
+  result<persistence::epoch_info> began = fail(errc::unavailable, "the journal did not answer");
+  self->request(im.journal, std::chrono::seconds{30}, actors::epoch_atom::value, epoch, me)
+    .receive([&](actors::journal_epoch& r) { began = std::move(r.value); }, [](caf::error&) {});
+  if (!began) {
+    im.log->error("promotion failed: {}; following {} again", began.error().to_string(),
+                  im.partner());
+    im.start_sink();
+    return tl::unexpected(began.error());
+  }
+  im.serving_pair = true;
+  im.own_pair->epoch = epoch;
+  im.own_pair->standby_serves.store(me == im.own_pair->standby, std::memory_order_release);
+  im.log->warn("promoted: node {} serves node {}'s shards from epoch {} (its log ends at {})", me,
+               im.own_pair->owner, epoch, began->position);
+  im.start_source();
+  caf::anon_send(im.gateway, actors::placement_atom::value,
+                 actors::placement_msg{im.own_pair->owner, me, epoch});
+  return epoch;
+}
+
+result<void> runtime::set_replication(replication_mode mode) {
+  auto& im = *impl_;
+  if (!im.opts.cluster || im.own_pair == nullptr)
+    return fail(errc::invalid_argument, "this node has no standby");
+  std::lock_guard lock{im.role_mutex};
+  im.log->warn("replication switched from {} to {} by the operator", to_string(im.mode),
+               to_string(mode));
+  im.mode = mode;
+  if (im.serving_pair)
+    caf::anon_send(im.journal, actors::replication_atom::value, mode == replication_mode::sync,
+                   caf::timespan{im.opts.cluster->sync_timeout}, im.partner());
+  return {};
 }
 
 caf::actor runtime::handle() {

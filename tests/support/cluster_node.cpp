@@ -37,6 +37,10 @@ struct args {
   std::uint64_t map_version = 1;
   std::int64_t heartbeat_ms = 1000, timeout_ms = 5000, ping_ms = 1000;
   std::size_t drive = 0, rounds = 1;
+  std::string standby_of, standby; ///< --standby OWNER=STANDBY
+  std::string replication = "async";
+  std::int64_t sync_timeout_ms = 2000;
+  bool wait_peers = true;
 };
 
 /// "A=127.0.0.1:7101,B=127.0.0.1:7102"
@@ -84,6 +88,18 @@ bool parse(int argc, char** argv, args& a) {
       a.drive = std::stoul(v);
     else if (k == "--rounds")
       a.rounds = std::stoul(v);
+    else if (k == "--standby") {
+      auto eq = v.find('=');
+      if (eq == std::string::npos)
+        return false;
+      a.standby_of = v.substr(0, eq);
+      a.standby = v.substr(eq + 1);
+    } else if (k == "--replication")
+      a.replication = v;
+    else if (k == "--sync-timeout-ms")
+      a.sync_timeout_ms = std::stoll(v);
+    else if (k == "--wait-peers")
+      a.wait_peers = v != "0";
     else
       return false;
   }
@@ -102,7 +118,7 @@ bool peers_up(cairn::runtime& rt) {
 
 int drive(cairn::runtime& rt, const args& a) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{30};
-  while (!peers_up(rt)) {
+  while (a.wait_peers && !peers_up(rt)) {
     if (std::chrono::steady_clock::now() > deadline) {
       std::printf("error: peers not up within 30 s\n");
       std::fflush(stdout);
@@ -179,6 +195,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: cairn-test-node --node ID --nodes A=host:port,... --data DIR "
                          "[--shards N] [--map-version V] [--heartbeat-ms MS] [--timeout-ms MS] "
                          "[--ping-ms MS] [--metrics HOST:PORT] [--drive N --rounds R --out FILE]\n"
+                         "       [--standby OWNER=STANDBY] [--replication async|sync] "
+                         "[--sync-timeout-ms MS] [--wait-peers 0|1]\n"
                          "       cairn-test-node --echo PORT\n");
     return 2;
   }
@@ -189,7 +207,21 @@ int main(int argc, char** argv) {
   opts.metrics_address = a.metrics;
   opts.worker_threads = 2;
   opts.request_timeout = std::chrono::seconds{10};
-  auto c = cairn::make_cluster(a.nodes, a.node, a.shards);
+  // A standby owns no shards: the map spreads them over the others.
+  std::vector<cairn::cluster_node> owners;
+  for (const auto& n : a.nodes)
+    if (n.id != a.standby)
+      owners.push_back(n);
+  auto c = cairn::make_cluster(owners, a.node, a.shards);
+  for (const auto& n : a.nodes)
+    if (n.id == a.standby)
+      c.nodes.push_back(n);
+  for (auto& n : c.nodes)
+    if (n.id == a.standby_of)
+      n.standby = a.standby;
+  c.replication =
+    a.replication == "sync" ? cairn::replication_mode::sync : cairn::replication_mode::async;
+  c.sync_timeout = std::chrono::milliseconds{a.sync_timeout_ms};
   c.map.version = a.map_version;
   c.heartbeat_interval = std::chrono::milliseconds{a.heartbeat_ms};
   c.heartbeat_timeout = std::chrono::milliseconds{a.timeout_ms};
@@ -207,8 +239,51 @@ int main(int argc, char** argv) {
   std::printf("ready\n");
   std::fflush(stdout);
   int rc = a.drive > 0 ? drive(**rt, a) : 0;
-  char buf[256];
-  while (::read(0, buf, sizeof buf) > 0) {
+  // Commands on standard input, one per line, until it closes:
+  //   status       -> "replication <role> connected=C epoch=E committed=N acknowledged=M"
+  //   send ID SEQ  -> "sent ok" or "sent failed <error>"
+  //   promote      -> "promoted epoch=E" or "promote failed <error>"
+  //   async | sync -> "mode ok" or "mode <error>"
+  std::string line;
+  while (std::getline(std::cin, line)) {
+    std::istringstream in{line};
+    std::string cmd;
+    in >> cmd;
+    if (cmd == "status") {
+      auto st = (*rt)->cluster();
+      if (!st || st->replication.empty()) {
+        std::printf("replication none\n");
+      } else {
+        const auto& r = st->replication.front();
+        std::printf("replication %s connected=%d epoch=%llu committed=%llu acknowledged=%llu "
+                    "truncated=%llu fenced=%d\n",
+                    r.role.c_str(), r.connected ? 1 : 0,
+                    static_cast<unsigned long long>(r.epoch),
+                    static_cast<unsigned long long>(r.committed),
+                    static_cast<unsigned long long>(r.acknowledged),
+                    static_cast<unsigned long long>(r.truncated), r.fenced ? 1 : 0);
+      }
+    } else if (cmd == "promote") {
+      auto r = (*rt)->promote();
+      if (r)
+        std::printf("promoted epoch=%llu\n", static_cast<unsigned long long>(*r));
+      else
+        std::printf("promote failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "async" || cmd == "sync") {
+      auto r = (*rt)->set_replication(cmd == "sync" ? cairn::replication_mode::sync
+                                                    : cairn::replication_mode::async);
+      std::printf("mode %s\n", r ? "ok" : r.error().to_string().c_str());
+    } else if (cmd == "send") {
+      std::string id;
+      std::uint64_t seq = 0;
+      in >> id >> seq;
+      auto r = (*rt)->send<cairn::test::tally>(id, cairn::test::note{a.node, seq}).get();
+      if (r)
+        std::printf("sent ok\n");
+      else
+        std::printf("sent failed %s\n", r.error().to_string().c_str());
+    }
+    std::fflush(stdout);
   }
   (*rt)->shutdown();
   return rc;

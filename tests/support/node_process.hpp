@@ -109,6 +109,16 @@ public:
     }
   }
 
+  /// Writes `line` and a newline to its standard input (cairn-test-node
+  /// reads commands there); false when it cannot.
+  bool write_line(const std::string& line) {
+    static const bool no_sigpipe = (::signal(SIGPIPE, SIG_IGN), true); // a dead node: false
+    (void)no_sigpipe;
+    auto text = line + "\n";
+    return stdin_ >= 0
+           && ::write(stdin_, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  }
+
   /// Closes its standard input (the node shuts down) and waits at most
   /// `limit` for it to exit; its exit code, or -1 (then it is killed).
   int stop(std::chrono::milliseconds limit) {

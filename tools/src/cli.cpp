@@ -253,6 +253,19 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   add_json(cl_locate, ctx.json);
   cl_locate->callback(
     [&] { run = [&] { return detail::cluster_locate_cmd(ctx, config, stream); }; });
+  auto* cl_promote = cluster->add_subcommand(
+    "promote", "Promote a standby to serve its owner's shards (docs/cluster.md#promotion)");
+  cl_promote->add_option("HOST:PORT", address, "the standby's metrics address")->required();
+  add_json(cl_promote, ctx.json);
+  cl_promote->callback([&] { run = [&] { return detail::cluster_promote_cmd(ctx, address); }; });
+  std::string mode;
+  auto* cl_repl = cluster->add_subcommand(
+    "replication", "Switch a serving node's replication to async or sync (an operator's step)");
+  cl_repl->add_option("HOST:PORT", address, "the node's metrics address")->required();
+  cl_repl->add_option("MODE", mode, "async or sync")->required();
+  add_json(cl_repl, ctx.json);
+  cl_repl->callback(
+    [&] { run = [&] { return detail::cluster_replication_cmd(ctx, address, mode); }; });
 
   // CLI11 would only say that a subcommand is required.
   if (argc > 1 && argv[1][0] != '-') {

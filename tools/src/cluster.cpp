@@ -96,6 +96,32 @@ result<std::string> fetch_status(const std::string& address) {
   return body;
 }
 
+/// POSTs to an operator path of the node at `address` (no body); the text
+/// it answers, or its refusal.
+result<std::string> post_action(const std::string& address, const std::string& path) {
+  auto where = parse_address(address);
+  if (!where)
+    return tl::unexpected(where.error());
+  httplib::Client client{where->host, where->port};
+  client.set_connection_timeout(fetch_timeout);
+  client.set_read_timeout(std::chrono::seconds{60}); // a promotion waits for the journal
+  client.set_write_timeout(fetch_timeout);
+  std::string url = "http://" + address + path;
+  auto res = client.Post(path.c_str());
+  if (!res)
+    return fail(errc::unavailable, "cannot reach the node: " + why(res.error()), url);
+  auto body = res->body.substr(0, 4096);
+  while (!body.empty() && body.back() == '\n')
+    body.pop_back();
+  if (res->status == 404 || res->status == 405)
+    return fail(errc::rejected,
+                "the node does not take operator steps (runtime_options::cluster_admin is off)",
+                url);
+  if (res->status != 200)
+    return fail(errc::rejected, body.empty() ? "HTTP " + std::to_string(res->status) : body, url);
+  return body;
+}
+
 /// "0-511", "0-3,7,9-12": the shards `node` owns, as ranges.
 std::vector<std::string> ranges_of(const shard_map& map, const std::string& node) {
   std::vector<std::string> out;
@@ -135,6 +161,25 @@ int cluster_status_cmd(const context& ctx, const std::string& address) {
     return report(
       error{errc::unavailable, status.error().message, "http://" + address + "/cluster"});
   std::cout << (ctx.json ? to_json(*status) + "\n" : to_text(*status));
+  return exit_ok;
+}
+
+int cluster_promote_cmd(const context& ctx, const std::string& address) {
+  auto r = post_action(address, "/cluster/promote");
+  if (!r)
+    return report(r.error());
+  std::cout << (ctx.json ? json_object{}.add("result", *r).str() : *r) << "\n";
+  return exit_ok;
+}
+
+int cluster_replication_cmd(const context& ctx, const std::string& address,
+                            const std::string& mode) {
+  if (mode != "async" && mode != "sync")
+    return report({errc::invalid_argument, "the mode is async or sync", mode});
+  auto r = post_action(address, "/cluster/replication/" + mode);
+  if (!r)
+    return report(r.error());
+  std::cout << (ctx.json ? json_object{}.add("result", *r).str() : *r) << "\n";
   return exit_ok;
 }
 

@@ -146,6 +146,11 @@ int cluster_status_cmd(const context& ctx, const std::string& address);
 int cluster_map_cmd(const context& ctx, const std::string& config);
 /// `cluster locate CONFIG STREAM`: the stream's shard and owner.
 int cluster_locate_cmd(const context& ctx, const std::string& config, const std::string& stream);
+/// `cluster promote HOST:PORT`: POST /cluster/promote to a standby.
+int cluster_promote_cmd(const context& ctx, const std::string& address);
+/// `cluster replication HOST:PORT async|sync`: POST /cluster/replication/MODE.
+int cluster_replication_cmd(const context& ctx, const std::string& address,
+                            const std::string& mode);
 /// Deletes the data key of `subject` and the snapshots of its streams.
 int forget(const context& ctx, const std::string& dir, const std::string& subject);
 /// Writes every event about `subject`, decrypted where its key exists, to `file`.

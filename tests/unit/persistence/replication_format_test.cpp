@@ -56,6 +56,9 @@ TEST_CASE("an epoch with the same number at another position is not shared",
 TEST_CASE("logs that share no epoch agree on nothing: the follower is emptied",
           "[unit][replication]") {
   CHECK(common_position({ep(1, 1, "a")}, 50, {ep(1, 3, "b")}, 70) == 0);
+  // An owner that began epoch 1 again on an empty store: same number and
+  // position, another record.
+  CHECK(common_position({ep(1, 1, "a")}, 50, {epoch_info{1, 1, "a", 42}}, 70) == 0);
   CHECK(common_position({ep(1, 1)}, 50, {}, 70) == 0);
   CHECK(common_position({}, 50, {ep(1, 1)}, 70) == 0);
 }

@@ -47,6 +47,19 @@ using ping_atom = caf::atom_constant<caf::atom("cairn_ping")>;
 using pong_atom = caf::atom_constant<caf::atom("cairn_pong")>;
 
 /// What a node says about itself when it connects, and the answer.
+/// Which node of an owner/standby pair serves the owner's shards, as of
+/// which epoch (docs/cluster.md#promotion). A higher epoch wins.
+struct placement_msg {
+  std::string owner;  ///< The node that owns the shards in the map.
+  std::string active; ///< The owner itself, or its standby once promoted.
+  std::uint64_t epoch = 0;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, placement_msg& x) {
+  return f(caf::meta::type_name("cairn.placement"), x.owner, x.active, x.epoch);
+}
+
 struct hello_msg {
   std::uint32_t protocol = 0; ///< cluster_protocol of the sender.
   std::string node;           ///< The sender's node id.
@@ -54,15 +67,22 @@ struct hello_msg {
   std::uint64_t map_digest = 0;
   std::uint32_t shards = 0;
   std::string refusal; ///< In an answer: why the peer refuses (empty: accepted).
+  /// The sender's view of every owner/standby pair.
+  std::vector<placement_msg> placements;
 };
 
 /// Bumped when the messages between gateways change shape.
-inline constexpr std::uint32_t cluster_protocol = 1;
+inline constexpr std::uint32_t cluster_protocol = 2;
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, hello_msg& x) {
   return f(caf::meta::type_name("cairn.hello"), x.protocol, x.node, x.map_version, x.map_digest,
-           x.shards, x.refusal);
+           x.shards, x.refusal, x.placements);
 }
+
+/// (placement_atom, placement_msg): from the runtime, this node's pair
+/// changed (a promotion, a step-down): adopt it and tell every peer; from a
+/// peer, adopt it when its epoch is higher.
+using placement_atom = caf::atom_constant<caf::atom("cairn_plc")>;
 
 /// A cluster member's address.
 struct gateway_node {
@@ -84,6 +104,15 @@ struct gateway_config {
   /// Answers a `replay` query for a stream this node owns. It reads the
   /// store, so it runs on a thread of its own, never on the gateway's.
   std::function<reply_msg(const command_msg&)> replay;
+  /// This node's standby, whose hellos go to `replication_source`
+  /// (replication.hpp); empty when it has none.
+  std::string standby;
+  caf::actor replication_source;
+  /// Every owner/standby pair as this node knows it at the start.
+  std::vector<placement_msg> placements;
+  /// Called on the gateway's thread when a placement with a higher epoch is
+  /// adopted (from a peer or from this node's runtime).
+  std::function<void(const placement_msg&)> on_placement;
 };
 
 /// Registers the messages that cross between nodes with CAF, under the same
@@ -93,7 +122,9 @@ void add_cluster_message_types(caf::actor_system_config& cfg);
 /// Spawns the gateway; `registry` serves the commands this node owns. Send
 /// it `(submit_atom, command_msg, timeout_ms, reply_callback)` for a stream
 /// another node owns, `(status_atom)` for a cluster_status, and
-/// `(shutdown_atom)` to stop: it fails what it forwarded, answers what it
+/// `(placement_atom, placement_msg)` when this node's pair changes,
+/// `(replica_atom, standby, source)` when this node's standby or source
+/// changes, `(shutdown_atom)` to stop: it fails what it forwarded, answers what it
 /// serves, then answers true.
 [[nodiscard]] caf::actor spawn_gateway(caf::actor_system& sys, gateway_config config,
                                        caf::actor registry);

@@ -44,6 +44,11 @@ struct registry_options {
   std::size_t max_live = 100000;                  ///< Default: 100 000.
   std::size_t max_activations = 64;               ///< Default: 64.
   std::size_t max_waiting = 4096;                 ///< Buffered commands per aggregate.
+  /// In a cluster: why this node does not serve `stream` (its shard's owner
+  /// was promoted away), or empty when it does. Such commands are answered
+  /// `unavailable` with that text. Called on the registry's thread. Default:
+  /// every stream is served.
+  std::function<std::string(const std::string& stream)> refuses;
 };
 
 /// Spawns the registry, recording activations, passivations and the commands

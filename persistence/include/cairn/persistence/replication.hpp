@@ -54,8 +54,10 @@ struct truncation {
 };
 
 /// Where a follower's log stops agreeing with the leader's, by KurrentDB's
-/// rule: take the newest follower epoch the leader also has (same epoch
-/// number AND same position). If it is the leader's newest epoch, the two
+/// rule: take the newest follower epoch the leader also has (the same
+/// record: epoch number, position, node and time, so an owner that began
+/// epoch 1 again on an empty store shares nothing with the log it was
+/// replaced by). If it is the leader's newest epoch, the two
 /// agree up to min(follower_last, leader_last); otherwise up to
 /// min(follower_last, the position of the leader's next epoch - 1), since
 /// the leader's log diverged from there. 0 when they share no epoch: the
@@ -68,7 +70,7 @@ struct truncation {
                                                    std::uint64_t follower_last) {
   for (auto f = follower.rbegin(); f != follower.rend(); ++f) {
     for (std::size_t i = 0; i < leader.size(); ++i) {
-      if (leader[i].epoch != f->epoch || leader[i].position != f->position)
+      if (!(leader[i] == *f))
         continue;
       std::uint64_t end = leader_last;
       if (i + 1 < leader.size())

@@ -64,6 +64,12 @@ struct runtime_options {
   /// to loopback or a private interface. Fixed limits (4 connections, 3 s for
   /// the request, no body) in docs/operations.md. Empty: no server. Default: empty.
   std::string metrics_address;
+  /// In a cluster: the metrics endpoint also takes the operator's steps
+  /// POST /cluster/promote and POST /cluster/replication/{async,sync}
+  /// (`cairn cluster promote|replication`, docs/cluster.md#promotion). Anyone
+  /// who reaches the endpoint can then promote this node: bind it to
+  /// loopback. Default: false.
+  bool cluster_admin = false;
   /// Log lines as text or as JSON objects. Default: text.
   /// Logging is process-wide: the runtime started last sets format and sinks.
   log_encoding log_format = log_encoding::text;

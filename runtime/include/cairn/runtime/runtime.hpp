@@ -407,6 +407,20 @@ public:
   /// runs without runtime_options::cluster.
   [[nodiscard]] result<cluster_status> cluster() const;
 
+  /// Promotes this node, a standby, to serve its owner's shards
+  /// (docs/cluster.md#promotion): it stops following, seals its replica at
+  /// its last position, begins the next epoch, tells every peer, and
+  /// replicates to the old owner once that one rejoins as its standby.
+  /// Returns the new epoch. `invalid_argument` when this node is no standby
+  /// or already serves; what the store says when the epoch cannot begin.
+  [[nodiscard]] result<std::uint64_t> promote();
+
+  /// Switches how this node, serving shards with a standby, acknowledges
+  /// commands (an operator's step when the standby is lost under `sync`:
+  /// docs/cluster.md#replication-modes). Logged; `invalid_argument` without
+  /// a standby.
+  [[nodiscard]] result<void> set_replication(replication_mode mode);
+
   /// Stops accepting commands, answers or drains everything in flight, stops
   /// the actors and closes the store. Called by the destructor.
   void shutdown();

@@ -38,6 +38,22 @@ struct peer_status {
   std::vector<std::uint64_t> rtt_us_bounds;
 };
 
+/// Standby replication as one side sees it (docs/cluster.md#standby).
+struct replication_status {
+  std::string role;                ///< "owner" (it has a standby) or "standby".
+  std::string peer;                ///< The standby, or the owner followed.
+  bool connected = false;          ///< Frames flow (a subscription is live).
+  std::uint64_t epoch = 0;         ///< The newest epoch this side knows.
+  std::uint64_t committed = 0;     ///< The owner's durable log end (as last heard, on a standby).
+  std::uint64_t acknowledged = 0;  ///< The replica holds the log up to here durably.
+  std::uint64_t frames = 0;        ///< Frames sent (owner) or applied (standby).
+  std::uint64_t bytes = 0;         ///< Record bytes sent or applied.
+  std::uint64_t subscriptions = 0; ///< Hellos accepted (owner) or sent (standby).
+  std::uint64_t truncated = 0;     ///< Records cut from a divergent tail (standby).
+  bool fenced = false;             ///< Owner: its standby follows a newer epoch.
+  std::string problem;             ///< The last thing that went wrong; empty when none.
+};
+
 /// A node's view of the cluster: what `cairn cluster status` prints and
 /// GET /cluster of the metrics endpoint serves.
 struct cluster_status {
@@ -49,6 +65,9 @@ struct cluster_status {
   std::vector<peer_status> peers;
   /// Messages dropped from no known peer (unknown node, garbage).
   std::uint64_t dropped_messages = 0;
+  /// The node's replication: one entry on an owner with a standby and on a
+  /// standby, none otherwise.
+  std::vector<replication_status> replication;
 };
 
 } // namespace cairn
