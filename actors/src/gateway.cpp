@@ -99,6 +99,8 @@ struct peer {
   reply_batch answers;   ///< Answers queued for it...
   caf::actor answers_to; ///< ...to this incarnation of its gateway.
   std::size_t answers_bytes = 0;
+  time_point answers_since{}; ///< When the first of `answers` was queued.
+  std::size_t serving = 0;    ///< Its commands in the registry's hands, not answered yet.
   std::uint64_t forwarded = 0, received = 0, failed = 0, dropped = 0, late = 0;
   std::array<std::uint64_t, rtt_bounds.size() + 1> rtt{};
   std::uint64_t rtt_sum_us = 0;
@@ -112,6 +114,7 @@ struct gateway_state {
   std::uint64_t dropped = 0; ///< Messages from unknown nodes or of unknown shape.
   bool draining = false;
   bool flush_planned = false; ///< A send_batches_atom is on its way to the gateway.
+  time_point wake_at{};       ///< A delayed send_batches_atom arrives then (past: none).
   caf::response_promise drained;
   std::shared_ptr<spdlog::logger> log = logger(cluster_logger);
   static inline const char* name = "cairn.gateway";
@@ -471,6 +474,34 @@ void send_batches(gateway_actor* self) {
   }
 }
 
+/// Sends the queued batches, but keeps an answer batch that the answers
+/// still being served here for its peer could fill: under load they come in
+/// a stream that the mailbox, drained faster than it fills, would cut into
+/// batches of one or two. It waits up to answer_wait, and goes as soon as
+/// fewer answers are pending than it has room for (a lone one at once).
+void flush(gateway_actor* self) {
+  auto& st = self->state;
+  std::optional<time_point> now;
+  for (auto& p : st.peers) {
+    send_commands(self, p);
+    if (p.answers.items.empty())
+      continue;
+    if (!st.draining && p.serving >= st.cfg.batch_items - p.answers.items.size()) {
+      if (!now)
+        now = self->clock().now();
+      auto due = p.answers_since + st.cfg.answer_wait;
+      if (*now < due) {
+        if (st.wake_at <= *now || st.wake_at > due) {
+          st.wake_at = due;
+          self->delayed_send(self, due - *now, send_batches_atom::value);
+        }
+        continue;
+      }
+    }
+    send_answers(self, p);
+  }
+}
+
 /// Has the gateway send its batches once it has handled what is in its
 /// mailbox now: the flush message lands behind it.
 void plan_flush(gateway_actor* self) {
@@ -498,6 +529,8 @@ void queue_answer(gateway_actor* self, peer& p, const caf::actor& to, std::uint6
     send_answers(self, p); // to the incarnation they were meant for
     p.answers_to = to;
   }
+  if (p.answers.items.empty())
+    p.answers_since = self->clock().now();
   p.answers_bytes += wire_bytes(r);
   p.answers.items.push_back({req, std::move(r)});
   if (p.answers.items.size() >= cfg.batch_items || p.answers_bytes >= cfg.batch_bytes)
@@ -562,10 +595,13 @@ void serve(gateway_actor* self, peer& from, const caf::actor& reply_to, std::uin
   }
   // The sender's deadline is on its own clock; the bound travels instead.
   msg.deadline_ns = bound_ms > 0 ? steady_now_ns() + bound_ms * 1000000 : 0;
-  st.route->send(self, std::move(msg), std::chrono::milliseconds{0}, [self, answer](reply_msg& r) {
-    answer(std::move(r));
-    finish_draining(self);
-  });
+  ++from.serving;
+  st.route->send(self, std::move(msg), std::chrono::milliseconds{0},
+                 [self, index, answer](reply_msg& r) {
+                   --self->state.peers[index].serving;
+                   answer(std::move(r));
+                   finish_draining(self);
+                 });
 }
 
 void forward(gateway_actor* self, command_msg& msg, std::int64_t timeout_ms,
@@ -685,7 +721,7 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         return;
       }
       self->state.flush_planned = false;
-      send_batches(self);
+      flush(self);
     },
     // -- from other nodes -----------------------------------------------------
     [self](hello_atom, hello_msg& h) -> hello_msg {

@@ -27,6 +27,9 @@
 /// when a flush message the gateway sends itself on queueing a batch's first
 /// item comes up: it lands behind what was already in the mailbox, so a
 /// burst goes out together and a lone command waits only for its turn.
+/// Answers come back from many aggregates in a stream that the gateway
+/// drains faster than it fills, so an answer batch that the answers still
+/// being served here could fill waits for them, up to `answer_wait`.
 ///
 /// Untrusted peers: a forwarded command from a node that did not complete a
 /// hello, or any message of an unexpected shape, is dropped, logged and
@@ -139,6 +142,9 @@ struct gateway_config {
   /// ... or about this many bytes of strings (payloads, ids, events).
   /// Default: 256 KiB.
   std::size_t batch_bytes = 256 * 1024;
+  /// An answer batch waits up to this long for more answers while enough
+  /// to fill it are still being served here. Default: 500 µs.
+  std::chrono::microseconds answer_wait{500};
   /// Answers a `replay` query for a stream this node owns. It reads the
   /// store, so it runs on a thread of its own, never on the gateway's.
   std::function<reply_msg(const command_msg&)> replay;
