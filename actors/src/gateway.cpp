@@ -514,6 +514,8 @@ void plan_flush(gateway_actor* self) {
 
 void queue_command(gateway_actor* self, peer& p, forward_item&& item) {
   const auto& cfg = self->state.cfg;
+  if (p.out.items.empty())
+    p.out.items.reserve(std::min<std::size_t>(cfg.batch_items, 64)); // no moves while it grows
   p.out_bytes += wire_bytes(item.command);
   p.out.items.push_back(std::move(item));
   if (p.out.items.size() >= cfg.batch_items || p.out_bytes >= cfg.batch_bytes)
@@ -529,8 +531,10 @@ void queue_answer(gateway_actor* self, peer& p, const caf::actor& to, std::uint6
     send_answers(self, p); // to the incarnation they were meant for
     p.answers_to = to;
   }
-  if (p.answers.items.empty())
+  if (p.answers.items.empty()) {
     p.answers_since = self->clock().now();
+    p.answers.items.reserve(std::min<std::size_t>(cfg.batch_items, 64));
+  }
   p.answers_bytes += wire_bytes(r);
   p.answers.items.push_back({req, std::move(r)});
   if (p.answers.items.size() >= cfg.batch_items || p.answers_bytes >= cfg.batch_bytes)
