@@ -6,7 +6,9 @@
 // to accounts another node owns (forwarded: A's gateway sends them to the
 // owner's gateway), one after the other in the same run, through the public
 // callback API; then the ratio of the two and, at 1 in flight, the latency
-// one forwarding hop adds.
+// one forwarding hop adds. Each case also reports the CPU time all node
+// processes used per command, which the machine's other load moves much
+// less than it moves commands/s.
 
 #include <fcntl.h>
 #include <poll.h>
@@ -20,6 +22,7 @@
 
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -200,6 +203,32 @@ runtime_options node_options(const args& a, const std::string& dir,
   return opts;
 }
 
+/// CPU time (user + system, every thread) process `pid` has used so far, in
+/// µs; 0 when /proc does not say.
+double cpu_us(pid_t pid) {
+  std::ifstream f{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string text;
+  std::getline(f, text);
+  auto name_end = text.rfind(')'); // the command name may hold spaces
+  if (name_end == std::string::npos)
+    return 0;
+  std::istringstream in{text.substr(name_end + 1)};
+  std::string field;
+  for (int i = 3; i < 14; ++i) // fields 3 (state) to 13; utime and stime are 14 and 15
+    in >> field;
+  unsigned long long user = 0, sys = 0;
+  if (!(in >> user >> sys))
+    return 0;
+  return static_cast<double>(user + sys) * 1e6 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double cpu_us(const std::vector<pid_t>& pids) {
+  double total = 0;
+  for (auto pid : pids)
+    total += cpu_us(pid);
+  return total;
+}
+
 bool peers_up(runtime& rt) {
   auto s = rt.cluster();
   if (!s || s->peers.empty())
@@ -214,14 +243,17 @@ struct figures {
   std::size_t commands = 0;
   double commands_per_s = 0;
   double p50_us = 0, p95_us = 0, p99_us = 0;
+  double cpu_us_per_command = 0; ///< Of every node process.
   std::uint64_t errors = 0;
   std::string first_error;
 };
 
 /// Sends `cmd` to random ids of `ids` for `seconds`, keeping `window`
-/// outstanding, then waits for the rest; each command's latency.
+/// outstanding, then waits for the rest; each command's latency, and the
+/// CPU time the processes `pids` used per command.
 figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t window, double seconds,
-              const account::command& cmd, std::uint64_t seed) {
+              const account::command& cmd, std::uint64_t seed,
+              const std::vector<pid_t>& pids = {}) {
   std::mutex m;
   std::condition_variable cv;
   std::size_t outstanding = 0;
@@ -229,6 +261,7 @@ figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t wind
   std::vector<double> latencies;
   latencies.reserve(1 << 16);
   std::mt19937_64 rng{seed};
+  auto cpu0 = cpu_us(pids);
   auto t0 = clock::now();
   auto end = t0
              + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
@@ -253,6 +286,8 @@ figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t wind
   cv.wait(lock, [&] { return outstanding == 0; });
   f.commands = latencies.size();
   f.commands_per_s = static_cast<double>(f.commands) / seconds_since(t0);
+  if (f.commands > 0)
+    f.cpu_us_per_command = (cpu_us(pids) - cpu0) / static_cast<double>(f.commands);
   f.p50_us = quantile(latencies, 0.50);
   f.p95_us = quantile(latencies, 0.95);
   f.p99_us = quantile(latencies, 0.99);
@@ -293,18 +328,18 @@ std::string case_json(std::size_t nodes, const char* route, std::size_t inflight
                 "{\"bench\":\"cluster\",\"nodes\":%zu,\"route\":\"%s\",\"inflight\":%zu,"
                 "\"durability\":\"%s\",\"middleman_workers\":%u,\"seconds\":%.1f,"
                 "\"commands\":%zu,\"commands_per_s\":%.0f,\"p50_us\":%.0f,\"p95_us\":%.0f,"
-                "\"p99_us\":%.0f,\"errors\":%llu}",
+                "\"p99_us\":%.0f,\"cpu_us_per_command\":%.1f,\"errors\":%llu}",
                 nodes, route, inflight, durability.c_str(), workers, seconds, f.commands,
-                f.commands_per_s, f.p50_us, f.p95_us, f.p99_us,
+                f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.cpu_us_per_command,
                 static_cast<unsigned long long>(f.errors));
   return line;
 }
 
 void print_row(std::size_t nodes, const char* route, std::size_t inflight, unsigned workers,
                const figures& f) {
-  std::printf("%5zu %-10s %8zu %7u %9zu %12.0f %9.0f %9.0f %9.0f %6llu\n", nodes, route, inflight,
-              workers, f.commands, f.commands_per_s, f.p50_us, f.p95_us, f.p99_us,
-              static_cast<unsigned long long>(f.errors));
+  std::printf("%5zu %-10s %8zu %7u %9zu %12.0f %9.0f %9.0f %9.0f %7.1f %6llu\n", nodes, route,
+              inflight, workers, f.commands, f.commands_per_s, f.p50_us, f.p95_us, f.p99_us,
+              f.cpu_us_per_command, static_cast<unsigned long long>(f.errors));
   if (!f.first_error.empty())
     std::printf("      first error: %s\n", f.first_error.c_str());
   std::fflush(stdout);
@@ -327,6 +362,7 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
     nodes.push_back({names[i], "127.0.0.1", free_port()});
   auto dir = scratch_dir(a, "cluster");
   std::vector<std::unique_ptr<child_node>> children;
+  std::vector<pid_t> pids{::getpid()};
   std::vector<std::string> ratios;
   {
     for (std::size_t i = 1; i < count; ++i) {
@@ -347,6 +383,7 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
       c->start(cargs);
       c->wait_ready(std::chrono::seconds{30});
       std::fprintf(stderr, "node %s: pid %d\n", names[i], static_cast<int>(c->pid()));
+      pids.push_back(c->pid());
       children.push_back(std::move(c));
     }
     auto opts = node_options(a, dir + "/A", nodes, "A");
@@ -375,31 +412,33 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
     for (auto window : levels) {
       figures l, r;
       if (route != "forwarded") {
-        l = drive(*rt, local, window, seconds, cmd, 3 + window);
+        l = drive(*rt, local, window, seconds, cmd, 3 + window, pids);
         print_row(count, "local", window, workers, l);
         json.push_back(case_json(count, "local", window, durability, workers, seconds, l));
       }
       if (route != "local") {
-        r = drive(*rt, remote, window, seconds, cmd, 4 + window);
+        r = drive(*rt, remote, window, seconds, cmd, 4 + window, pids);
         print_row(count, "forwarded", window, workers, r);
         json.push_back(case_json(count, "forwarded", window, durability, workers, seconds, r));
       }
       if (route != "both")
         continue;
       auto ratio = l.commands_per_s > 0 ? r.commands_per_s / l.commands_per_s : 0;
+      auto cpu_ratio = l.cpu_us_per_command > 0 ? r.cpu_us_per_command / l.cpu_us_per_command : 0;
       char line[512];
       std::snprintf(line, sizeof line,
                     "{\"bench\":\"cluster\",\"nodes\":%zu,\"route\":\"ratio\",\"inflight\":%zu,"
                     "\"durability\":\"%s\",\"middleman_workers\":%u,\"throughput_ratio\":%.2f,"
-                    "\"added_p50_us\":%.0f,\"added_p99_us\":%.0f}",
+                    "\"added_p50_us\":%.0f,\"added_p99_us\":%.0f,\"cpu_ratio\":%.2f}",
                     count, window, durability.c_str(), workers, ratio, r.p50_us - l.p50_us,
-                    r.p99_us - l.p99_us);
+                    r.p99_us - l.p99_us, cpu_ratio);
       json.push_back(line);
       char text[256];
       std::snprintf(
         text, sizeof text,
-        "%5zu %8zu  forwarded/local throughput %.2f  hop adds p50 %+.0f us, p99 %+.0f us", count,
-        window, ratio, r.p50_us - l.p50_us, r.p99_us - l.p99_us);
+        "%5zu %8zu  forwarded/local throughput %.2f  hop adds p50 %+.0f us, p99 %+.0f us  "
+        "cpu/command %.2fx",
+        count, window, ratio, r.p50_us - l.p50_us, r.p99_us - l.p99_us, cpu_ratio);
       ratios.emplace_back(text);
     }
     rt->shutdown();
@@ -415,8 +454,8 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
 } // namespace
 
 int cluster_main(const args& a) {
-  std::printf("%5s %-10s %8s %7s %9s %12s %9s %9s %9s %6s\n", "nodes", "route", "inflight",
-              "mm.wrk", "commands", "commands/s", "p50 us", "p95 us", "p99 us", "errors");
+  std::printf("%5s %-10s %8s %7s %9s %12s %9s %9s %9s %7s %6s\n", "nodes", "route", "inflight",
+              "mm.wrk", "commands", "commands/s", "p50 us", "p95 us", "p99 us", "cpu us", "errors");
   std::vector<std::string> json;
   for (auto count : parse_list(a.get("--nodes", "2,3"))) {
     if (count < 2 || count > 3)

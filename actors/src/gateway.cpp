@@ -27,6 +27,8 @@ void add_cluster_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<reply_event>("cairn.reply_event");
   cfg.add_message_type<reply_msg>("cairn.reply");
   cfg.add_message_type<hello_msg>("cairn.hello");
+  cfg.add_message_type<forward_batch>("cairn.forward_batch");
+  cfg.add_message_type<reply_batch>("cairn.reply_batch");
   cfg.add_message_type<placement_msg>("cairn.placement");
   add_replication_message_types(cfg);
 }
@@ -95,6 +97,13 @@ struct peer {
   std::uint64_t ping_seq = 0;
   std::unordered_map<std::uint64_t, waiting> in_flight;
   std::set<std::pair<time_point, std::uint64_t>> by_deadline;
+  forward_batch out; ///< Commands queued for it; each is in `in_flight` already.
+  std::size_t out_bytes = 0;
+  reply_batch answers;   ///< Answers queued for it...
+  caf::actor answers_to; ///< ...to this incarnation of its gateway.
+  std::size_t answers_bytes = 0;
+  time_point answers_since{}; ///< When the first of `answers` was queued.
+  std::size_t serving = 0;    ///< Its commands in the registry's hands, not answered yet.
   std::uint64_t forwarded = 0, received = 0, failed = 0, dropped = 0, late = 0;
   std::array<std::uint64_t, rtt_bounds.size() + 1> rtt{};
   std::uint64_t rtt_sum_us = 0;
@@ -109,6 +118,8 @@ struct gateway_state {
   std::uint64_t next_request = 0;
   std::uint64_t dropped = 0; ///< Messages from unknown nodes or of unknown shape.
   bool draining = false;
+  bool flush_planned = false; ///< A send_batches_atom is on its way to the gateway.
+  time_point wake_at{};       ///< A delayed send_batches_atom arrives then (past: none).
   caf::response_promise drained;
   std::shared_ptr<spdlog::logger> log = logger(cluster_logger);
   static inline const char* name = "cairn.gateway";
@@ -163,11 +174,13 @@ void call_back(gateway_state& st, std::function<void(reply_msg&&)>& fn, reply_ms
   }
 }
 
-/// Fails every command in flight to `p` with `e`.
+/// Fails every command in flight to `p` with `e`, the queued ones too.
 void fail_all(gateway_state& st, peer& p, const cairn::error& e) {
   auto waiting_now = std::move(p.in_flight);
   p.in_flight.clear();
   p.by_deadline.clear();
+  p.out.items.clear();
+  p.out_bytes = 0;
   for (auto& [req, w] : waiting_now) {
     ++p.failed;
     call_back(st, w.fn, error_reply(e));
@@ -457,9 +470,118 @@ cluster_status status_of(gateway_actor* self) {
   return s;
 }
 
+/// Bytes of strings in `m`: roughly its size on the wire.
+std::size_t wire_bytes(const command_msg& m) {
+  return m.category.size() + m.id.size() + m.payload.size() + m.command_id.size()
+         + m.correlation_id.size() + m.causation_id.size() + m.tenant.size() + m.user.size()
+         + m.subject.size() + 64;
+}
+
+std::size_t wire_bytes(const reply_msg& r) {
+  auto n = r.message.size() + r.context.size() + r.state.size() + 64;
+  for (const auto& e : r.events)
+    n += e.type.size() + e.payload.size() + 16;
+  return n;
+}
+
+/// Sends the commands queued for `p` as one message.
+void send_commands(gateway_actor* self, peer& p) {
+  if (p.out.items.empty())
+    return;
+  self->send(p.remote, forward_atom::value, std::move(p.out));
+  p.out.items.clear(); // moved from: now known to be empty
+  p.out_bytes = 0;
+}
+
+/// Sends the answers queued for `p` as one message.
+void send_answers(gateway_actor* self, peer& p) {
+  if (p.answers.items.empty())
+    return;
+  self->send(p.answers_to, forwarded_atom::value, std::move(p.answers));
+  p.answers.items.clear();
+  p.answers_bytes = 0;
+}
+
+void send_batches(gateway_actor* self) {
+  for (auto& p : self->state.peers) {
+    send_commands(self, p);
+    send_answers(self, p);
+  }
+}
+
+/// Sends the queued batches, but keeps an answer batch that the answers
+/// still being served here for its peer could fill: under load they come in
+/// a stream that the mailbox, drained faster than it fills, would cut into
+/// batches of one or two. It waits up to answer_wait, and goes as soon as
+/// fewer answers are pending than it has room for (a lone one at once).
+void flush(gateway_actor* self) {
+  auto& st = self->state;
+  std::optional<time_point> now;
+  for (auto& p : st.peers) {
+    send_commands(self, p);
+    if (p.answers.items.empty())
+      continue;
+    if (!st.draining && p.serving >= st.cfg.batch_items - p.answers.items.size()) {
+      if (!now)
+        now = self->clock().now();
+      auto due = p.answers_since + st.cfg.answer_wait;
+      if (*now < due) {
+        if (st.wake_at <= *now || st.wake_at > due) {
+          st.wake_at = due;
+          self->delayed_send(self, due - *now, send_batches_atom::value);
+        }
+        continue;
+      }
+    }
+    send_answers(self, p);
+  }
+}
+
+/// Has the gateway send its batches once it has handled what is in its
+/// mailbox now: the flush message lands behind it.
+void plan_flush(gateway_actor* self) {
+  auto& st = self->state;
+  if (st.flush_planned)
+    return;
+  st.flush_planned = true;
+  self->send(self, send_batches_atom::value);
+}
+
+void queue_command(gateway_actor* self, peer& p, forward_item&& item) {
+  const auto& cfg = self->state.cfg;
+  if (p.out.items.empty())
+    p.out.items.reserve(std::min<std::size_t>(cfg.batch_items, 64)); // no moves while it grows
+  p.out_bytes += wire_bytes(item.command);
+  p.out.items.push_back(std::move(item));
+  if (p.out.items.size() >= cfg.batch_items || p.out_bytes >= cfg.batch_bytes)
+    send_commands(self, p);
+  else
+    plan_flush(self);
+}
+
+void queue_answer(gateway_actor* self, peer& p, const caf::actor& to, std::uint64_t req,
+                  reply_msg&& r) {
+  const auto& cfg = self->state.cfg;
+  if (p.answers_to != to) {
+    send_answers(self, p); // to the incarnation they were meant for
+    p.answers_to = to;
+  }
+  if (p.answers.items.empty()) {
+    p.answers_since = self->clock().now();
+    p.answers.items.reserve(std::min<std::size_t>(cfg.batch_items, 64));
+  }
+  p.answers_bytes += wire_bytes(r);
+  p.answers.items.push_back({req, std::move(r)});
+  if (p.answers.items.size() >= cfg.batch_items || p.answers_bytes >= cfg.batch_bytes)
+    send_answers(self, p);
+  else
+    plan_flush(self);
+}
+
 void finish_draining(gateway_actor* self) {
   auto& st = self->state;
   if (st.draining && st.route->outstanding() == 0) {
+    send_batches(self); // the last answers
     for (auto& p : st.peers)
       if (p.remote)
         self->demonitor(p.remote);
@@ -470,14 +592,14 @@ void finish_draining(gateway_actor* self) {
 }
 
 /// Serves a command another node forwarded: through the local registry,
-/// answered to the gateway it came from.
-void serve(gateway_actor* self, peer& from, std::uint64_t req, std::int64_t bound_ms,
-           command_msg& msg) {
+/// answered to the gateway it came from, `reply_to`.
+void serve(gateway_actor* self, peer& from, const caf::actor& reply_to, std::uint64_t req,
+           std::int64_t bound_ms, command_msg& msg) {
   auto& st = self->state;
   ++from.received;
-  auto reply_to = caf::actor_cast<caf::actor>(self->current_sender());
-  auto answer = [self, reply_to, req](reply_msg&& r) {
-    self->send(reply_to, forwarded_atom::value, req, std::move(r));
+  auto index = static_cast<std::size_t>(&from - st.peers.data());
+  auto answer = [self, index, reply_to, req](reply_msg&& r) {
+    queue_answer(self, self->state.peers[index], reply_to, req, std::move(r));
   };
   if (st.draining) {
     answer(error_reply({errc::unavailable, "node " + st.cfg.node_id + " is shutting down"}));
@@ -502,19 +624,24 @@ void serve(gateway_actor* self, peer& from, std::uint64_t req, std::int64_t boun
     self->spawn<caf::detached>(
       [](caf::event_based_actor* worker, std::function<reply_msg(const command_msg&)> replay,
          command_msg query, caf::actor to, std::uint64_t id) {
-        reply_msg r = replay ? replay(query)
-                             : error_reply({errc::internal, "this node cannot replay streams"});
-        worker->send(to, forwarded_atom::value, id, std::move(r));
+        reply_batch batch;
+        batch.items.push_back(
+          {id, replay ? replay(query)
+                      : error_reply({errc::internal, "this node cannot replay streams"})});
+        worker->send(to, forwarded_atom::value, std::move(batch));
       },
       st.cfg.replay, std::move(msg), reply_to, req);
     return;
   }
   // The sender's deadline is on its own clock; the bound travels instead.
   msg.deadline_ns = bound_ms > 0 ? steady_now_ns() + bound_ms * 1000000 : 0;
-  st.route->send(self, std::move(msg), std::chrono::milliseconds{0}, [self, answer](reply_msg& r) {
-    answer(std::move(r));
-    finish_draining(self);
-  });
+  ++from.serving;
+  st.route->send(self, std::move(msg), std::chrono::milliseconds{0},
+                 [self, index, answer](reply_msg& r) {
+                   --self->state.peers[index].serving;
+                   answer(std::move(r));
+                   finish_draining(self);
+                 });
 }
 
 void forward(gateway_actor* self, command_msg& msg, std::int64_t timeout_ms,
@@ -566,8 +693,7 @@ void forward(gateway_actor* self, command_msg& msg, std::int64_t timeout_ms,
   p->by_deadline.emplace(now + bound, req);
   ++p->forwarded;
   msg.deadline_ns = 0;
-  self->send(p->remote, forward_atom::value, req, static_cast<std::int64_t>(bound.count()),
-             std::move(msg));
+  queue_command(self, *p, {req, static_cast<std::int64_t>(bound.count()), std::move(msg)});
 }
 
 void init(gateway_actor* self, gateway_config cfg, caf::actor registry) {
@@ -639,6 +765,14 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
       }
       tick(self);
     },
+    [self](send_batches_atom) {
+      if (!from_here(self)) {
+        drop(self, peer_of_sender(self), "a flush from another node");
+        return;
+      }
+      self->state.flush_planned = false;
+      flush(self);
+    },
     // -- from other nodes -----------------------------------------------------
     [self](hello_atom, hello_msg& h) -> hello_msg {
       auto& st = self->state;
@@ -665,31 +799,38 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         adopt(self, pl);
       return my_hello(st); // with what it taught this node
     },
-    [self](forward_atom, std::uint64_t req, std::int64_t bound_ms, command_msg& msg) {
+    [self](forward_atom, forward_batch& batch) {
       auto* p = peer_of_sender(self);
       if (!p) {
-        drop(self, nullptr, "a command from a node that did not say hello");
+        drop(self, nullptr,
+             "a batch of " + std::to_string(batch.items.size())
+               + " commands from a node that did not say hello");
         return;
       }
-      serve(self, *p, req, bound_ms, msg);
+      auto reply_to = caf::actor_cast<caf::actor>(self->current_sender());
+      for (auto& item : batch.items)
+        serve(self, *p, reply_to, item.request, item.bound_ms, item.command);
     },
-    [self](forwarded_atom, std::uint64_t req, reply_msg& r) {
+    [self](forwarded_atom, reply_batch& batch) {
       auto& st = self->state;
       auto* p = peer_of_sender(self);
       if (!p) {
         drop(self, nullptr, "a reply from a node that did not say hello");
         return;
       }
-      auto it = p->in_flight.find(req);
-      if (it == p->in_flight.end()) {
-        ++p->late; // answered after its bound, or after the peer was given up
-        return;
+      auto now = self->clock().now();
+      for (auto& item : batch.items) {
+        auto it = p->in_flight.find(item.request);
+        if (it == p->in_flight.end()) {
+          ++p->late; // answered after its bound, or after the peer was given up
+          continue;
+        }
+        auto w = std::move(it->second);
+        p->in_flight.erase(it);
+        p->by_deadline.erase({w.deadline, item.request});
+        record_rtt(*p, now - w.sent);
+        call_back(st, w.fn, std::move(item.reply));
       }
-      auto w = std::move(it->second);
-      p->in_flight.erase(it);
-      p->by_deadline.erase({w.deadline, req});
-      record_rtt(*p, self->clock().now() - w.sent);
-      call_back(st, w.fn, std::move(r));
     },
     [self](ping_atom, std::uint64_t seq) {
       if (peer_of_sender(self) == nullptr) {

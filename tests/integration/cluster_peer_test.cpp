@@ -121,33 +121,50 @@ TEST_CASE("every cluster message type round-trips between two processes",
     auto cmd = full_command();
     auto reply = full_reply();
     auto hello = full_hello();
-    // The messages as the gateways send them, each field set.
+    // The messages as the gateways send them, each field set; a batch of
+    // two items, the second with every field at its default.
+    forward_batch commands;
+    commands.items.push_back({77, 1500, cmd});
+    commands.items.push_back({});
+    reply_batch replies;
+    replies.items.push_back({78, reply});
+    replies.items.push_back({});
     self->send(*remote, hello_atom::value, hello);
-    self->send(*remote, forward_atom::value, std::uint64_t{77}, std::int64_t{1500}, cmd);
-    self->send(*remote, forwarded_atom::value, std::uint64_t{78}, reply);
+    self->send(*remote, forward_atom::value, commands);
+    self->send(*remote, forwarded_atom::value, replies);
     self->send(*remote, ping_atom::value, std::uint64_t{79});
     self->send(*remote, pong_atom::value, std::uint64_t{80});
+    self->send(*remote, send_batches_atom::value);
     int got = 0;
     auto same = [](auto a, auto b) { return caf::deep_to_string(a) == caf::deep_to_string(b); };
-    for (int i = 0; i < 5; ++i)
+    for (int i = 0; i < 6; ++i)
       self->receive(
         [&](hello_atom, hello_msg& h) {
           CHECK(same(h, hello));
           ++got;
         },
-        [&](forward_atom, std::uint64_t req, std::int64_t bound, command_msg& m) {
-          CHECK(req == 77);
-          CHECK(bound == 1500);
+        [&](forward_atom, forward_batch& b) {
+          REQUIRE(b.items.size() == 2);
+          CHECK(b.items[0].request == 77);
+          CHECK(b.items[0].bound_ms == 1500);
+          const auto& m = b.items[0].command;
           CHECK(same(m, cmd));
           CHECK(m.payload == cmd.payload);
+          CHECK(same(b.items[1], forward_item{}));
+          CHECK(same(b, commands));
           ++got;
         },
-        [&](forwarded_atom, std::uint64_t req, reply_msg& r) {
-          CHECK(req == 78);
+        [&](forwarded_atom, reply_batch& b) {
+          REQUIRE(b.items.size() == 2);
+          CHECK(b.items[0].request == 78);
+          const auto& r = b.items[0].reply;
           CHECK(same(r, reply));
           CHECK(r.events.at(0).payload == reply.events.at(0).payload);
+          CHECK(same(b.items[1], reply_item{}));
+          CHECK(same(b, replies));
           ++got;
         },
+        [&](send_batches_atom) { ++got; },
         [&](ping_atom, std::uint64_t seq) {
           CHECK(seq == 79);
           ++got;
@@ -157,7 +174,7 @@ TEST_CASE("every cluster message type round-trips between two processes",
           ++got;
         },
         caf::after(5s) >> [] { FAIL("no echo within 5 s"); });
-    CHECK(got == 5);
+    CHECK(got == 6);
   }
   CHECK(echo.stop(20s) == 0);
 }
@@ -222,8 +239,13 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
     // unexpected shape, and a command: all dropped, none answered.
     self->send(*gw, unknown_to_nodes{"boo"});
     self->send(*gw, caf::atom("bogus"), 42);
-    self->send(*gw, forward_atom::value, std::uint64_t{1}, std::int64_t{1000}, command(good));
-    self->receive([&](forwarded_atom, std::uint64_t, reply_msg&) { FAIL("a reply to a stranger"); },
+    auto one = [](std::uint64_t req, std::int64_t bound, command_msg m) {
+      forward_batch b;
+      b.items.push_back({req, bound, std::move(m)});
+      return b;
+    };
+    self->send(*gw, forward_atom::value, one(1, 1000, command(good)));
+    self->receive([&](forwarded_atom, reply_batch&) { FAIL("a reply to a stranger"); },
                   caf::after(500ms) >> [] {});
     CHECK(dropped() >= 2);
     auto before_control = dropped();
@@ -239,12 +261,12 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
       .receive([&](hello_msg& answer) { CHECK(answer.refusal.empty()); },
                [&](caf::error& e) { FAIL(sys.render(e)); });
     // …a bad payload is answered with an error that names it…
-    self->send(*gw, forward_atom::value, std::uint64_t{2}, std::int64_t{5000},
-               command("not cereal"));
+    self->send(*gw, forward_atom::value, one(2, 5000, command("not cereal")));
     self->receive(
-      [&](forwarded_atom, std::uint64_t req, reply_msg& r) {
-        CHECK(req == 2);
-        CHECK(r.code == static_cast<std::uint8_t>(cairn::errc::invalid_argument));
+      [&](forwarded_atom, reply_batch& b) {
+        REQUIRE(b.items.size() == 1);
+        CHECK(b.items[0].request == 2);
+        CHECK(b.items[0].reply.code == static_cast<std::uint8_t>(cairn::errc::invalid_argument));
       },
       caf::after(5s) >> [] { FAIL("no answer to a bad payload"); });
     // Its control messages are not for peers: a shutdown, a tick and a
@@ -252,16 +274,112 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
     self->send(*gw, shutdown_atom::value);
     self->send(*gw, tick_atom::value);
     self->send(*gw, status_atom::value);
+    self->send(*gw, send_batches_atom::value);
     // …and the node still serves a good one.
-    self->send(*gw, forward_atom::value, std::uint64_t{3}, std::int64_t{5000}, command(good));
+    self->send(*gw, forward_atom::value, one(3, 5000, command(good)));
     self->receive(
-      [&](forwarded_atom, std::uint64_t req, reply_msg& r) {
-        CHECK(req == 3);
+      [&](forwarded_atom, reply_batch& b) {
+        REQUIRE(b.items.size() == 1);
+        CHECK(b.items[0].request == 3);
+        const auto& r = b.items[0].reply;
         CHECK(r.ok());
         CHECK(r.events.size() == 1);
       },
       caf::after(5s) >> [] { FAIL("no answer to a good command"); });
-    CHECK(dropped() >= before_control + 3);
+    CHECK(dropped() >= before_control + 4);
   }
   CHECK(a.stop(20s) == 0); // alive until asked, and stops cleanly
+}
+
+TEST_CASE("a batch of commands from a peer is served in order and answered in capped batches",
+          "[integration][cluster]") {
+  cairn::test::temp_dir dir;
+  std::vector<cairn::cluster_node> nodes{{"A", "127.0.0.1", cairn::test::free_port()},
+                                         {"B", "127.0.0.1", cairn::test::free_port()}};
+  std::string nodes_arg = "A=127.0.0.1:" + std::to_string(nodes[0].port)
+                          + ",B=127.0.0.1:" + std::to_string(nodes[1].port);
+  node_process a;
+  REQUIRE(a.start(CAIRN_TEST_NODE_PATH,
+                  {"--node", "A", "--nodes", nodes_arg, "--data", dir.sub("A"), "--shards", "64"}));
+  REQUIRE(a.wait_line("ready", 20s) == "ready");
+  auto map = cairn::make_cluster(nodes, "B", 64).map;
+  std::string on_a, on_b;
+  for (int i = 0; on_a.empty() || on_b.empty(); ++i) {
+    auto id = std::to_string(i);
+    (map.owner_of("tally-" + id) == "A" ? on_a : on_b) = id;
+  }
+  {
+    peer_config cfg;
+    caf::actor_system sys{cfg};
+    auto gw = sys.middleman().remote_actor("127.0.0.1", nodes[0].port);
+    REQUIRE(gw);
+    caf::scoped_actor self{sys};
+    hello_msg hello;
+    hello.protocol = cluster_protocol;
+    hello.node = "B";
+    hello.map_version = map.version;
+    hello.map_digest = map.digest();
+    hello.shards = static_cast<std::uint32_t>(map.owners.size());
+    self->request(*gw, 5s, hello_atom::value, hello)
+      .receive([&](hello_msg& answer) { CHECK(answer.refusal.empty()); },
+               [&](caf::error& e) { FAIL(sys.render(e)); });
+
+    // 200 notes to one aggregate of A's, then one for a stream A does not own.
+    constexpr std::uint64_t n = 200;
+    forward_batch batch;
+    for (std::uint64_t seq = 1; seq <= n; ++seq) {
+      command_msg m;
+      m.category = "tally";
+      m.id = on_a;
+      cairn::persistence::encode_payload(cairn::test::tally::command{cairn::test::note{"B", seq}},
+                                         m.payload);
+      batch.items.push_back({seq, 5000, std::move(m)});
+    }
+    command_msg elsewhere;
+    elsewhere.category = "tally";
+    elsewhere.id = on_b;
+    batch.items.push_back({n + 1, 5000, elsewhere});
+    self->send(*gw, forward_atom::value, batch);
+
+    std::vector<std::uint64_t> order, versions;
+    std::size_t batches = 0, largest = 0;
+    bool refused = false;
+    while (order.size() < n + 1) {
+      bool timed_out = false;
+      self->receive(
+        [&](forwarded_atom, reply_batch& b) {
+          ++batches;
+          largest = std::max(largest, b.items.size());
+          for (auto& item : b.items) {
+            order.push_back(item.request);
+            if (item.request == n + 1) {
+              refused = item.reply.code == static_cast<std::uint8_t>(cairn::errc::unavailable)
+                        && item.reply.message.find("does not own") != std::string::npos;
+              continue;
+            }
+            INFO(item.reply.message);
+            CHECK(item.reply.ok());
+            versions.push_back(item.reply.last_version);
+          }
+        },
+        caf::after(10s) >> [&] { timed_out = true; });
+      REQUIRE_FALSE(timed_out);
+    }
+    CHECK(refused);
+    // Applied in batch order: the notes' versions are 1..n in request order.
+    std::vector<std::uint64_t> notes;
+    for (auto req : order)
+      if (req != n + 1)
+        notes.push_back(req);
+    std::vector<std::uint64_t> expected(n);
+    for (std::uint64_t i = 0; i < n; ++i)
+      expected[i] = i + 1;
+    CHECK(notes == expected);
+    CHECK(versions == expected);
+    // The default cap is 64 answers a batch: 200 need four at least.
+    CHECK(largest <= 64);
+    CHECK(batches >= 4);
+    CHECK(batches < n); // batched, not one message per answer
+  }
+  CHECK(a.stop(20s) == 0);
 }

@@ -18,6 +18,9 @@
 #include <utility>
 #include <vector>
 
+#include <caf/binary_serializer.hpp>
+
+#include "cairn/actors/gateway.hpp"
 #include "cairn/model/match.hpp"
 #include "cairn/persistence/format.hpp"
 #include "cairn/runtime/cluster.hpp"
@@ -451,6 +454,49 @@ void cluster_status_seeds() {
         "\"owned_shards\":1,\"dropped_messages\":0,\"peers\":[]}");
 }
 
+/// A gateway batch as CAF writes it into a BASP payload, after the target's
+/// selector byte (0: forward_batch, 1: reply_batch).
+template <class T> std::string batch_bytes(char selector, T value) {
+  std::vector<char> bytes;
+  caf::binary_serializer sink{nullptr, bytes};
+  if (sink(value)) {
+    std::fprintf(stderr, "cannot serialize a cluster batch\n");
+    std::exit(1);
+  }
+  return std::string(1, selector) + std::string{bytes.begin(), bytes.end()};
+}
+
+void cluster_batch_seeds() {
+  actors::command_msg cmd;
+  cmd.category = "account";
+  cmd.id = "alice";
+  cmd.payload = bytes_of(bank::account::command{bank::deposit{100}});
+  cmd.command_id = "c-1";
+  cmd.correlation_id = "corr";
+  cmd.tenant = "t";
+  cmd.user = "u";
+  cmd.subject = "alice";
+  actors::command_msg query;
+  query.category = "account";
+  query.id = "bob";
+  query.replay = true;
+  query.to_version = 7;
+  query.as_of_ns = t0;
+  write("cluster_batch", "forward-two",
+        batch_bytes('\0', actors::forward_batch{{{1, 5000, cmd}, {2, 0, query}}}));
+  write("cluster_batch", "forward-empty", batch_bytes('\0', actors::forward_batch{}));
+  actors::reply_msg ok;
+  ok.first_version = ok.last_version = 3;
+  ok.first_position = ok.last_position = 41;
+  ok.events = {{"money_deposited", 1, bytes_of(bank::money_deposited{100})}};
+  actors::reply_msg failed;
+  failed.code = static_cast<std::uint8_t>(errc::unavailable);
+  failed.message = "owner node B unreachable";
+  failed.context = "account-bob";
+  write("cluster_batch", "reply-two",
+        batch_bytes('\1', actors::reply_batch{{{1, ok}, {2, failed}}}));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -474,5 +520,6 @@ int main(int argc, char** argv) {
   import_line();
   cluster_config_seeds();
   cluster_status_seeds();
+  cluster_batch_seeds();
   return 0;
 }

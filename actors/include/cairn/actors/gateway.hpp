@@ -20,6 +20,17 @@
 /// commands of ours already (`overloaded`; BASP has no back-pressure).
 /// Each answer runs the caller's callback exactly once, on the gateway.
 ///
+/// Batching: the commands bound for one peer travel as one forward_batch
+/// and the answers to one peer as one reply_batch, so CAF's per-message
+/// costs (serialization, the BASP header, a write, a wake-up) are paid per
+/// batch. A batch is sent when it reaches `batch_items` or `batch_bytes`, or
+/// when a flush message the gateway sends itself on queueing a batch's first
+/// item comes up: it lands behind what was already in the mailbox, so a
+/// burst goes out together and a lone command waits only for its turn.
+/// Answers come back from many aggregates in a stream that the gateway
+/// drains faster than it fills, so an answer batch that the answers still
+/// being served here could fill waits for them, up to `answer_wait`.
+///
 /// Untrusted peers: a forwarded command from a node that did not complete a
 /// hello, or any message of an unexpected shape, is dropped, logged and
 /// counted; CAF itself drops bytes it cannot deserialize.
@@ -45,6 +56,8 @@ using forward_atom = caf::atom_constant<caf::atom("cairn_fwd")>;
 using forwarded_atom = caf::atom_constant<caf::atom("cairn_fwdd")>;
 using ping_atom = caf::atom_constant<caf::atom("cairn_ping")>;
 using pong_atom = caf::atom_constant<caf::atom("cairn_pong")>;
+/// The gateway to itself: send the batches queued so far.
+using send_batches_atom = caf::atom_constant<caf::atom("cairn_bsnd")>;
 
 /// What a node says about itself when it connects, and the answer.
 /// Which node of an owner/standby pair serves the owner's shards, as of
@@ -71,7 +84,8 @@ struct hello_msg {
   std::vector<placement_msg> placements;
 };
 
-/// Bumped when the messages between gateways change shape.
+/// Bumped when the messages between gateways change shape (2: batches,
+/// placements and standby replication).
 inline constexpr std::uint32_t cluster_protocol = 2;
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, hello_msg& x) {
@@ -83,6 +97,48 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
 /// changed (a promotion, a step-down): adopt it and tell every peer; from a
 /// peer, adopt it when its epoch is higher.
 using placement_atom = caf::atom_constant<caf::atom("cairn_plc")>;
+
+/// One command a node forwards to the owner of its stream.
+struct forward_item {
+  std::uint64_t request = 0; ///< The sender's id for it; the answer carries it back.
+  /// How long the sender waits, in ms (0: no bound). The sender's deadline
+  /// is on its own clock, so the bound travels instead.
+  std::int64_t bound_ms = 0;
+  command_msg command;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, forward_item& x) {
+  return f(caf::meta::type_name("cairn.forward_item"), x.request, x.bound_ms, x.command);
+}
+
+/// Commands for one peer, in the order they were forwarded: `(forward_atom,
+/// forward_batch)`.
+struct forward_batch {
+  std::vector<forward_item> items;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, forward_batch& x) {
+  return f(caf::meta::type_name("cairn.forward_batch"), x.items);
+}
+
+/// The answer to one forwarded command.
+struct reply_item {
+  std::uint64_t request = 0; ///< The forward_item's.
+  reply_msg reply;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_item& x) {
+  return f(caf::meta::type_name("cairn.reply_item"), x.request, x.reply);
+}
+
+/// Answers for one peer, in the order they came: `(forwarded_atom, reply_batch)`.
+struct reply_batch {
+  std::vector<reply_item> items;
+};
+
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, reply_batch& x) {
+  return f(caf::meta::type_name("cairn.reply_batch"), x.items);
+}
 
 /// A cluster member's address.
 struct gateway_node {
@@ -101,6 +157,15 @@ struct gateway_config {
   /// Bound of a forwarded command sent without a timeout of its own.
   std::chrono::milliseconds remote_timeout{60000};
   std::size_t max_in_flight = 4096; ///< Per peer.
+  /// A batch for one peer is sent once it holds this many commands (or
+  /// answers). 1 sends each at once. Default: 64.
+  std::size_t batch_items = 64;
+  /// ... or about this many bytes of strings (payloads, ids, events).
+  /// Default: 256 KiB.
+  std::size_t batch_bytes = 256 * 1024;
+  /// An answer batch waits up to this long for more answers while enough
+  /// to fill it are still being served here. Default: 500 µs.
+  std::chrono::microseconds answer_wait{500};
   /// Answers a `replay` query for a stream this node owns. It reads the
   /// store, so it runs on a thread of its own, never on the gateway's.
   std::function<reply_msg(const command_msg&)> replay;
