@@ -681,6 +681,15 @@ std::string to_text(const cluster_status& st) {
                     + " shards, " + std::to_string(st.owned_shards) + " owned here, "
                     + std::to_string(st.dropped_messages)
                     + " messages dropped from unknown senders\n";
+  for (const auto& r : st.replication)
+    out += (r.role == "owner" ? "serves, standby " : "standby, follows ") + cell(r.peer) + ": "
+           + (r.connected ? "connected" : "not connected") + ", epoch " + std::to_string(r.epoch)
+           + ", log end " + std::to_string(r.committed) + ", acknowledged "
+           + std::to_string(r.acknowledged) + ", " + std::to_string(r.frames) + " frames, "
+           + std::to_string(r.bytes) + " bytes"
+           + (r.truncated > 0 ? ", " + std::to_string(r.truncated) + " records cut" : "")
+           + (r.fenced ? ", fenced" : "") + (r.problem.empty() ? "" : " (" + cell(r.problem) + ")")
+           + "\n";
   if (st.peers.empty())
     return out + "no peers\n";
   std::vector<std::vector<std::string>> rows{{"peer", "address", "state", "since", "in flight",
@@ -727,6 +736,30 @@ std::string to_json(const cluster_status& st) {
     json_number(out, "rtt_p99_us", p.rtt_p99_us);
     json_array(out, "rtt_us_bounds", p.rtt_us_bounds);
     json_array(out, "rtt_us_buckets", p.rtt_us_buckets);
+    out += '}';
+  }
+  out += ']';
+  json_key(out, "replication");
+  out += '[';
+  for (std::size_t i = 0; i < st.replication.size(); ++i) {
+    const auto& r = st.replication[i];
+    if (i > 0)
+      out += ',';
+    out += '{';
+    json_member(out, "role", r.role);
+    json_member(out, "peer", r.peer);
+    json_key(out, "connected");
+    out += r.connected ? "true" : "false";
+    json_number(out, "epoch", r.epoch);
+    json_number(out, "committed", r.committed);
+    json_number(out, "acknowledged", r.acknowledged);
+    json_number(out, "frames", r.frames);
+    json_number(out, "bytes", r.bytes);
+    json_number(out, "subscriptions", r.subscriptions);
+    json_number(out, "truncated", r.truncated);
+    json_key(out, "fenced");
+    out += r.fenced ? "true" : "false";
+    json_member(out, "problem", r.problem);
     out += '}';
   }
   out += "]}";

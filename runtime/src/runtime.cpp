@@ -398,6 +398,27 @@ std::string cluster_prometheus(const cluster_status& s) {
     out += "cairn_cluster_round_trip_seconds_count{peer=\"" + p.id + "\"} "
            + std::to_string(cumulative) + "\n";
   }
+  for (const auto& r : s.replication) {
+    auto gauge = [&](const char* name, const char* type, const char* help, std::uint64_t v) {
+      out += std::string{"# HELP cairn_replication_"} + name + " " + help
+             + "\n# TYPE cairn_replication_" + name + " " + type + "\ncairn_replication_" + name
+             + "{role=\"" + r.role + "\",peer=\"" + r.peer + "\"} " + std::to_string(v) + "\n";
+    };
+    gauge("connected", "gauge", "1 while frames flow between this node and its peer.",
+          r.connected ? 1 : 0);
+    gauge("epoch", "gauge", "The newest epoch this node knows.", r.epoch);
+    gauge("log_end_position", "gauge", "The owner's durable log end (as last heard).",
+          r.committed);
+    gauge("acknowledged_position", "gauge", "The replica holds the log up to here durably.",
+          r.acknowledged);
+    gauge("lag_positions", "gauge", "Records the replica is behind the owner's durable log.",
+          r.committed > r.acknowledged ? r.committed - r.acknowledged : 0);
+    gauge("frames_total", "counter", "Frames sent (owner) or applied (standby).", r.frames);
+    gauge("bytes_total", "counter", "Record bytes sent (owner) or applied (standby).", r.bytes);
+    gauge("truncated_records_total", "counter",
+          "Records cut from this node's divergent tail when it rejoined.", r.truncated);
+    gauge("fenced", "gauge", "1 once a standby refused this node's epoch.", r.fenced ? 1 : 0);
+  }
   out += "# HELP cairn_cluster_dropped_messages_total Messages from unknown senders dropped.\n"
          "# TYPE cairn_cluster_dropped_messages_total counter\n"
          "cairn_cluster_dropped_messages_total "

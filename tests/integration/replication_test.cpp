@@ -497,3 +497,56 @@ TEST_CASE("the old owner rejoins as the promoted node's standby and cuts its div
     }
   CHECK(saved == 10);
 }
+
+TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps down and follows",
+          "[integration][cluster][replication]") {
+  promoted_cluster c; // sync
+  node_process a, s;
+  c.start(a, "A");
+  c.start(s, "S");
+  auto rt = cairn::runtime::start(c.client());
+  REQUIRE(rt);
+  REQUIRE((*rt)->register_aggregate<tally>());
+  REQUIRE(cairn::test::eventually([&] { return peers_up(**rt); }, 20s));
+  REQUIRE(cairn::test::eventually([&] { return status_of(a).connected; }, 20s));
+  auto ids = c.ids_of_a(4);
+  std::set<std::string> acked;
+  for (std::uint64_t seq = 1; seq <= 20; ++seq) {
+    auto r = (*rt)->send<tally>(ids[seq % 4], cairn::test::note{"C", seq}).get();
+    REQUIRE(r);
+    acked.insert(ids[seq % 4] + "/" + std::to_string(seq));
+  }
+  ::kill(a.pid(), SIGSTOP);
+  REQUIRE(s.write_line("promote"));
+  INFO(s.output());
+  REQUIRE(s.wait_line("promoted", 30s) == "promoted epoch=2");
+  REQUIRE(s.write_line("async")); // no standby until A rejoins
+  REQUIRE(s.wait_line("mode", 10s) == "mode ok");
+  REQUIRE(cairn::test::eventually(
+    [&] {
+      cairn::command_options o;
+      o.timeout = 2s;
+      o.command_id = "after-promotion";
+      auto r = (*rt)->send<tally>(ids[0], cairn::test::note{"C", 100}, o).get();
+      return static_cast<bool>(r);
+    },
+    20s));
+  acked.insert(ids[0] + "/100");
+  ::kill(a.pid(), SIGCONT);
+  // Whatever A answers now is either refused or served by S.
+  REQUIRE(a.write_line("send " + ids[1] + " 200"));
+  auto answer = a.wait_line("sent", 15s);
+  INFO(answer);
+  CHECK((answer == "sent ok" || answer.rfind("sent failed unavailable", 0) == 0));
+  if (answer == "sent ok")
+    acked.insert(ids[1] + "/200");
+  REQUIRE(cairn::test::eventually([&] { return status_of(a).role == "standby"; }, 30s));
+  REQUIRE(caught_up(s));
+  (*rt)->shutdown();
+  REQUIRE(a.stop(20s) == 0);
+  REQUIRE(s.stop(20s) == 0);
+  require_same_log(c.dir.sub("S"), c.dir.sub("A"));
+  auto held = notes_in(c.dir.sub("S"));
+  for (const auto& k : acked)
+    CHECK(held.count(k) == 1);
+}

@@ -37,6 +37,18 @@ public:
     return it->value.GetUint64();
   }
 
+  [[nodiscard]] result<bool> boolean(const char* key) const {
+    auto it = v_.FindMember(key);
+    if (it == v_.MemberEnd())
+      return missing(key);
+    if (!it->value.IsBool())
+      return wrong(key, "true or false");
+    return it->value.GetBool();
+  }
+
+  /// Whether the object has `key` at all (for members newer nodes add).
+  [[nodiscard]] bool has(const char* key) const { return v_.FindMember(key) != v_.MemberEnd(); }
+
   [[nodiscard]] result<std::int64_t> i64(const char* key) const {
     auto it = v_.FindMember(key);
     if (it == v_.MemberEnd())
@@ -152,6 +164,41 @@ result<peer_status> parse_peer(const rapidjson::Value& v, std::size_t index) {
   return p;
 }
 
+result<replication_status> parse_replication(const rapidjson::Value& v, std::size_t index) {
+  object_reader r{"replication " + std::to_string(index) + ": ", v};
+  if (!v.IsObject())
+    return r.bad("not an object");
+  auto role = r.str("role");
+  auto peer = r.str("peer");
+  auto connected = r.boolean("connected");
+  auto epoch = r.u64("epoch");
+  auto committed = r.u64("committed");
+  auto acknowledged = r.u64("acknowledged");
+  auto frames = r.u64("frames");
+  auto bytes = r.u64("bytes");
+  auto subscriptions = r.u64("subscriptions");
+  auto truncated = r.u64("truncated");
+  auto fenced = r.boolean("fenced");
+  auto problem = r.str("problem");
+  if (const auto* err = first_error(role, peer, connected, epoch, committed, acknowledged, frames,
+                                    bytes, subscriptions, truncated, fenced, problem))
+    return tl::unexpected(*err);
+  replication_status x;
+  x.role = std::move(*role);
+  x.peer = std::move(*peer);
+  x.connected = *connected;
+  x.epoch = *epoch;
+  x.committed = *committed;
+  x.acknowledged = *acknowledged;
+  x.frames = *frames;
+  x.bytes = *bytes;
+  x.subscriptions = *subscriptions;
+  x.truncated = *truncated;
+  x.fenced = *fenced;
+  x.problem = std::move(*problem);
+  return x;
+}
+
 } // namespace
 
 result<cluster_status> parse_cluster_status(std::string_view json) {
@@ -192,6 +239,18 @@ result<cluster_status> parse_cluster_status(std::string_view json) {
       if (!p)
         return tl::unexpected(p.error());
       st.peers.push_back(std::move(*p));
+    }
+    if (r.has("replication")) { // absent from nodes before standby replication
+      auto repl = r.array("replication");
+      if (!repl)
+        return tl::unexpected(repl.error());
+      i = 0;
+      for (const auto& v : (*repl)->GetArray()) {
+        auto x = parse_replication(v, i++);
+        if (!x)
+          return tl::unexpected(x.error());
+        st.replication.push_back(std::move(*x));
+      }
     }
     return st;
   } catch (const std::exception& e) {
