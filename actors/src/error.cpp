@@ -11,7 +11,7 @@ namespace {
 
 std::optional<cairn::error> decode(std::uint8_t code, const caf::message& ctx) {
   if (code < static_cast<std::uint8_t>(errc::rejected)
-      || code > static_cast<std::uint8_t>(errc::internal))
+      || code > static_cast<std::uint8_t>(errc::truncated))
     return std::nullopt;
   cairn::error out{static_cast<errc>(code), {}};
   if (ctx.match_elements<std::string, std::string>()) {

@@ -35,6 +35,7 @@ std::string_view to_string(command_outcome o) noexcept {
     case command_outcome::invalid_argument: return "invalid_argument";
     case command_outcome::corrupted: return "corrupted";
     case command_outcome::internal: return "internal";
+    case command_outcome::truncated: return "truncated";
   }
   return "internal";
 }
@@ -50,6 +51,7 @@ command_outcome outcome_of(std::uint8_t code, bool duplicate) noexcept {
     case errc::invalid_argument: return command_outcome::invalid_argument;
     case errc::corrupted: return command_outcome::corrupted;
     case errc::internal: return command_outcome::internal;
+    case errc::truncated: return command_outcome::truncated;
   }
   return command_outcome::internal; // a code no errc names: a bug somewhere
 }

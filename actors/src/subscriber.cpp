@@ -68,6 +68,9 @@ struct subscriber_data {
   std::uint64_t committed = 0; ///< End of the log, as the journal last said.
   std::uint64_t since_write = 0;
   std::uint64_t handled = 0;
+  /// The position it last jumped to because retention had removed the
+  /// events after `position` (0: never); status shows it.
+  std::uint64_t started_at_cut = 0;
 
   persistence::log_page page; ///< Read from the store; events [next, end) still to handle.
   std::size_t next = 0;
@@ -463,6 +466,23 @@ verdict handle_next(subscriber_actor* self) {
   return verdict::next;
 }
 
+/// When retention removed the events after `position` (docs/audit.md#retention),
+/// moves to just before the first position kept and says so; false when
+/// there was nothing to skip (or the store cannot tell).
+bool skip_to_cut(subscriber_data& st) {
+  auto first = st.store->first_position();
+  if (!first || st.position + 1 >= *first)
+    return false;
+  st.log->warn("{}: the events after position {} up to {} were removed by retention; "
+               "starting at position {}, the first one kept",
+               st.spec.name, st.position, *first - 1, *first);
+  st.position = *first - 1;
+  st.started_at_cut = *first;
+  st.page = persistence::log_page{};
+  st.next = 0;
+  return true;
+}
+
 void pump(subscriber_actor* self) {
   auto& st = self->state;
   st.pump_queued = false;
@@ -478,6 +498,8 @@ void pump(subscriber_actor* self) {
       st.position = std::max(st.position, st.page.next_position > 0 ? st.page.next_position - 1
                                                                     : std::uint64_t{0});
       auto page = st.store->read_all(st.position + 1, st.spec.options.batch_size, st.spec.filter);
+      if (!page && page.error().code == errc::truncated && skip_to_cut(st))
+        continue;
       if (!page) {
         st.last_error = page.error().to_string();
         auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
@@ -535,6 +557,7 @@ subscriber_status status_of(subscriber_actor* self) {
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
+  s.started_at_cut = st.started_at_cut;
   if (s.state == subscriber_state::retrying || s.state == subscriber_state::stopped)
     s.last_error = st.last_error;
   return s;
@@ -664,6 +687,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
                     init.last_error);
   }
+  if (init.ph != phase::halted)
+    (void)skip_to_cut(init); // a new subscriber, or one whose checkpoint retention passed
   // The one scan of the dead-letter table; counts are kept from here on.
   if (auto stored = store->count_dead_letters(init.spec.name); stored)
     init.dead_letters_stored = *stored;

@@ -60,7 +60,7 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   detail::context ctx{types, false, {}, {}};
   CLI::App app{
     "Looks into, checks, copies and moves a cairn event store. Every subcommand "
-    "opens the store read-only except import, upgrade and forget, so it can run next to a "
+    "opens the store read-only except import, upgrade, forget and retention --apply, so it can run next to a "
     "writing "
     "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
     "cairn"};
@@ -195,6 +195,22 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   forget_cmd->add_option("SUBJECT", subject, "the data subject")->required();
   add_master_key(forget_cmd, ctx);
   forget_cmd->callback([&] { run = [&] { return detail::forget(ctx, dir, subject); }; });
+
+  detail::retention_options retention_opts;
+  auto* retention_cmd = app.add_subcommand(
+    "retention", "Remove old events by a policy per category: --plan shows what would go and "
+                 "what holds it back (runs next to a service); --apply removes it (service "
+                 "stopped)");
+  add_dir(retention_cmd, dir);
+  retention_cmd
+    ->add_option("--keep", retention_opts.rules,
+                 "CATEGORY=AGE (30d, 12h; units s m h d w) or CATEGORY=last:N; repeat per category")
+    ->required();
+  auto* plan_flag = retention_cmd->add_flag("--plan", "show what would go (the default)");
+  retention_cmd->add_flag("--apply", retention_opts.apply, "remove it")->excludes(plan_flag);
+  add_json(retention_cmd, ctx.json);
+  retention_cmd->callback(
+    [&] { run = [&] { return detail::retention(ctx, dir, retention_opts); }; });
 
   auto* imp = app.add_subcommand("import", "Append an export into an empty or new store");
   add_dir(imp, dir, "the store directory: new, empty, or a store without events");

@@ -153,6 +153,13 @@ int cluster_replication_cmd(const context& ctx, const std::string& address,
                             const std::string& mode);
 /// Deletes the data key of `subject` and the snapshots of its streams.
 int forget(const context& ctx, const std::string& dir, const std::string& subject);
+/// `cairn retention`: the plan of `rules` (CATEGORY=AGE|last:N), or with
+/// `apply` its removal (the writer's lock needed).
+struct retention_options {
+  std::vector<std::string> rules;
+  bool apply = false;
+};
+int retention(const context& ctx, const std::string& dir, const retention_options& opts);
 /// Writes every event about `subject`, decrypted where its key exists, to `file`.
 int export_subject(const context& ctx, const std::string& dir, const std::string& subject,
                    const std::string& file);

@@ -94,7 +94,13 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   std::unordered_map<std::string, std::uint64_t> versions; // stream -> last version seen
   std::map<std::pair<std::string, std::uint32_t>, std::uint64_t> types; // -> first position
   std::set<std::uint64_t> corrupted;
-  std::uint64_t records = 0, expected_pos = 1;
+  // After retention the log is complete from its cut on; records kept below
+  // it (streams without a rule, streams' newest) are checked through their
+  // streams in step 2.
+  auto log_from = store.first_position();
+  if (!log_from)
+    return report(log_from.error());
+  std::uint64_t records = 0, expected_pos = *log_from;
   auto note_position = [&](std::uint64_t p) {
     ++records;
     if (p != expected_pos)
@@ -104,8 +110,9 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   };
   auto check_event = [&](const persistence::recorded_event& ev) {
     note_position(ev.position);
-    auto& v = versions[ev.stream];
-    if (ev.version != v + 1)
+    auto [at, fresh] = versions.try_emplace(ev.stream, 0);
+    auto& v = at->second;
+    if ((!fresh || *log_from == 1) && ev.version != v + 1)
       out.problem(ev.position, ev.stream + " has version " + std::to_string(ev.version)
                                  + " after version " + std::to_string(v));
     v = ev.version;
@@ -119,7 +126,7 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   };
   {
     progress bar{"verify: log", *last};
-    for (std::uint64_t pos = 1; pos <= *last;) {
+    for (std::uint64_t pos = *log_from; pos <= *last;) {
       auto page = store.read_all(pos, scan_page);
       if (page) {
         if (page->events.empty())
@@ -166,15 +173,25 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   // 2. Every stream through its head and back-pointer chain, in pages (each
   //    page starts from a sparse index entry), and every kept snapshot.
   std::uint64_t snapshots = 0;
+  // (stream, first version kept, last version): from the log scan, or after
+  // retention from the store's list, since the scan began at the cut.
+  std::vector<persistence::stream_info> to_walk;
+  if (*log_from == 1) {
+    for (const auto& [name, version] : versions)
+      to_walk.push_back({name, version, 1});
+  } else if (auto listed = store.list_streams({}); listed) {
+    to_walk = std::move(*listed);
+  } else {
+    out.problem(0, listed.error().to_string());
+  }
   {
-    progress bar{"verify: streams", versions.size()};
+    progress bar{"verify: streams", to_walk.size()};
     std::uint64_t done = 0;
-    for (const auto& entry : versions) {
-      // Named copies, not a structured binding: C++17 lambdas cannot capture those.
-      const auto& stream = entry.first;
-      const auto version = entry.second;
+    for (const auto& entry : to_walk) {
+      const auto& stream = entry.name;
+      const auto version = entry.version;
       bar.update(++done);
-      std::uint64_t seen = 0;
+      std::uint64_t seen = entry.first_version - 1;
       bool failed = false;
       while (seen < version) {
         auto before = seen;
@@ -201,9 +218,9 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
       if (failed)
         continue;
       if (seen != version)
-        out.problem(0, stream + " reads " + std::to_string(seen)
+        out.problem(0, stream + " reads " + std::to_string(seen - entry.first_version + 1)
                          + " events through its index but the log holds "
-                         + std::to_string(version));
+                         + std::to_string(version - entry.first_version + 1));
       // The kept snapshots, newest first: each must pass its checksum, lie
       // within the stream and, when its type is registered, decode.
       for (std::uint64_t below = version; below > 0;) {
@@ -272,7 +289,7 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   }
 
   // A corrupted record hides its stream, so the counts then differ anyway.
-  if (corrupted.empty() && versions.size() < st->streams)
+  if (corrupted.empty() && *log_from == 1 && versions.size() < st->streams)
     out.problem(0, "the store names " + std::to_string(st->streams) + " streams but the log holds "
                      + std::to_string(versions.size()));
 
@@ -324,7 +341,8 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
     std::cout << json_object{}
                    .add("ok", ok)
                    .add("events", records)
-                   .add("streams", std::uint64_t{versions.size()})
+                   .add("streams", std::uint64_t{to_walk.size()})
+                   .add("first_position", *log_from)
                    .add("checkpoints", std::uint64_t{cps ? cps->size() : 0})
                    .add("snapshots", snapshots)
                    .add("index_entries", indexes.index_entries)
@@ -353,11 +371,15 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
     if (digest_matches && *digest_matches)
       std::cout << "published digest: matches, the log up to position " << pub->position
                 << " is the one it was taken from\n";
+    if (*log_from > 1)
+      std::cout << "retention: the log is complete from position " << *log_from
+                << "; the digest chain is checked from its anchor at position " << *log_from - 1
+                << ", records kept below it through their streams\n";
     std::cout << "also checked: " << count_of(snapshots, "snapshot") << ", "
               << count_of(indexes.index_entries, "stream index record") << ", "
               << count_of(indexes.command_records, "command record") << '\n';
     std::cout << (ok ? "ok: " : "FAILED: ") << count_of(records, "event") << ", "
-              << count_of(versions.size(), "stream") << ", "
+              << count_of(to_walk.size(), "stream") << ", "
               << count_of(cps ? cps->size() : 0, "checkpoint") << ", "
               << count_of(catalogue_list->size(), "type") << " checked; "
               << count_of(out.problems().size(), "problem") << ", "

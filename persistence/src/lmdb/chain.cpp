@@ -180,6 +180,14 @@ result<log_digest> lmdb_store::digest_at(std::uint64_t position) const {
                   "position " + std::to_string(position) + " is past the end of the log ("
                     + std::to_string(last) + ")",
                   dir_);
+    if (auto cut = log_cut(txn); !cut)
+      return tl::unexpected(cut.error());
+    else if (position + 1 < *cut) // the anchor at cut - 1 is the first digest known
+      return fail(errc::truncated,
+                  "the log before position " + std::to_string(*cut)
+                    + " was removed by retention; digests are known from position "
+                    + std::to_string(*cut - 1) + " (the chain's anchor at the cut) on",
+                  "position " + std::to_string(position));
     auto base = chain_base(txn, position);
     if (!base)
       return tl::unexpected(base.error());
@@ -210,6 +218,7 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
   chain_check out;
   digest h{};
   std::uint64_t pos = 0; // the last record hashed (or the anchor the chain starts from)
+  std::uint64_t from_pos = 1; // the first position checked
   bool started = false, done = false;
   bool reached = false; // the log goes on past `upto`
   auto broken = [&](std::uint64_t p, std::string why) {
@@ -230,8 +239,23 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
         started = true;
         if (mdb_cursor_get(chain.get(), &ck, &cv, MDB_LAST) == 0)
           out.chained_to = get_be64(static_cast<const unsigned char*>(ck.mv_data));
-        // A log cut by retention starts after an anchor of the chain.
-        if (mdb_cursor_get(log.get(), &k, &v, MDB_FIRST) == 0) {
+        // A log cut by retention is checked from its cut on, after the
+        // chain's anchor there; records kept below the cut (streams' newest)
+        // are outside what the chain proves from the anchor.
+        auto cut = log_cut(txn);
+        if (!cut)
+          return tl::unexpected(cut.error());
+        if (*cut > 1) {
+          auto base = chain_base(txn, *cut - 1);
+          if (!base)
+            return tl::unexpected(base.error());
+          pos = *cut - 1;
+          if (base->first == pos)
+            h = base->second;
+          else
+            broken(*cut, "the digest chain has no anchor at the retention cut (position "
+                           + std::to_string(pos) + ")");
+        } else if (mdb_cursor_get(log.get(), &k, &v, MDB_FIRST) == 0) {
           auto first = get_be64(static_cast<const unsigned char*>(k.mv_data));
           if (first > 1) {
             auto base = chain_base(txn, first - 1);
@@ -241,6 +265,7 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
               std::tie(pos, h) = *base;
           }
         }
+        from_pos = pos + 1;
       }
       auto from = key_of(pos + 1);
       k = val_of(from);
@@ -301,6 +326,7 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
       return tl::unexpected(chunk.error());
   }
   out.log_end = pos;
+  out.from = from_pos;
   if (!reached && out.chained_to > pos)
     broken(pos + 1, "the digest chain reaches position " + std::to_string(out.chained_to)
                       + " but the log ends before it: its last records were removed");

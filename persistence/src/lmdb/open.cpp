@@ -63,7 +63,7 @@ result<void> lmdb_store::init(bool create) {
 result<void> lmdb_store::open_env() {
   if (int rc = mdb_env_create(&env_); rc != 0)
     return tl::unexpected(lmdb_error(rc, "mdb_env_create"));
-  (void)mdb_env_set_maxdbs(env_, 32); // 16 tables in use: room for more
+  (void)mdb_env_set_maxdbs(env_, 32); // 17 tables in use: room for more
   (void)mdb_env_set_maxreaders(env_, opts_.max_readers);
   if (!opts_.read_only)
     (void)mdb_env_set_mapsize(env_, opts_.initial_map_size);
@@ -153,6 +153,12 @@ result<void> lmdb_store::open_later_tables(MDB_txn* txn) {
     has_command_log_ = false;
   else if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "open table command_log"));
+  // Retention's cuts; a store without the table was never cut.
+  if (int rc = mdb_dbi_open(txn, "retention", flags, &retention_);
+      rc == MDB_NOTFOUND && opts_.read_only)
+    has_retention_ = false;
+  else if (rc != 0)
+    return tl::unexpected(lmdb_error(rc, "open table retention"));
   return open_key_tables(txn);
 }
 

@@ -137,7 +137,13 @@ lmdb_store::visit_stream(std::string_view stream, std::uint64_t from, std::size_
     if (!head)
       return tl::unexpected(head.error());
     from = std::max<std::uint64_t>(from, 1);
-    if (!*head || from > (*head)->version || max == 0)
+    if (!*head)
+      return std::uint64_t{0};
+    if (auto cut = stream_cut(txn, (*head)->stream_no); !cut)
+      return tl::unexpected(cut.error());
+    else if (from < cut->first)
+      return tl::unexpected(truncated_stream(stream, from, cut->first));
+    if (from > (*head)->version || max == 0)
       return std::uint64_t{0};
     auto to = (*head)->version - from + 1 <= max ? (*head)->version : from + max - 1;
     // The chain runs backward; collect views (valid for this txn), then visit forward.
@@ -173,6 +179,11 @@ result<std::vector<recorded_event>> lmdb_store::read_stream_backward(std::string
       return out;
     auto top = std::min(from, (*head)->version);
     auto bottom = top >= max ? top - max + 1 : 1;
+    // Fewer events than asked for must mean the stream's start, never a cut.
+    if (auto cut = stream_cut(txn, (*head)->stream_no); !cut)
+      return tl::unexpected(cut.error());
+    else if (bottom < cut->first)
+      return tl::unexpected(truncated_stream(stream, bottom, cut->first));
     out.reserve(static_cast<std::size_t>(top - bottom + 1));
     auto ok = walk(txn, stream, **head, top, top, bottom,
                    [&](const record_view& r, std::uint64_t p) {
@@ -219,6 +230,10 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
   return with_read([&](MDB_txn* txn) -> result<log_page> {
     log_page page;
     page.next_position = std::max<std::uint64_t>(from, 1);
+    if (auto cut = log_cut(txn); !cut)
+      return tl::unexpected(cut.error());
+    else if (page.next_position < *cut)
+      return tl::unexpected(truncated_log(page.next_position, *cut));
     if (max == 0)
       return page;
     page.events.reserve(std::min<std::size_t>(max, 1024));
@@ -312,7 +327,14 @@ result<std::vector<stream_info>> lmdb_store::list_streams(std::string_view prefi
       auto head = read_head(txn, name);
       if (!head)
         return tl::unexpected(head.error());
-      out.push_back(stream_info{std::string{name}, *head ? (*head)->version : 0});
+      std::uint64_t first = 1;
+      if (*head) {
+        auto cut = stream_cut(txn, (*head)->stream_no);
+        if (!cut)
+          return tl::unexpected(cut.error());
+        first = cut->first;
+      }
+      out.push_back(stream_info{std::string{name}, *head ? (*head)->version : 0, first});
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
       return tl::unexpected(lmdb_error(rc, "list streams"));

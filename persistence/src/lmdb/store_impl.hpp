@@ -21,6 +21,8 @@
 //   command_log.cpp  the command log (what-if replay): its writes and reads
 //   replication.cpp  what a standby copies: frames of the log read and
 //                    applied, epochs, and truncating a divergent tail
+//   retention.cpp    retention: plans, the removal of stream prefixes in
+//                    bounded transactions, the cuts that readers check
 //
 // Write cost is what shaped the store: a commit writes the new log records
 // (appended in position order, so they fill fresh pages) plus one small head
@@ -159,6 +161,10 @@ public:
   result<epoch_info> begin_epoch(std::uint64_t epoch, std::string_view node) override;
   result<truncation> truncate_after(std::uint64_t position, const std::string& save_file) override;
 
+  result<retention_plan> plan_retention(const retention_policy& policy,
+                                        std::int64_t now_ns) const override;
+  result<retention_result> apply_retention(const retention_plan& plan) override;
+  result<std::uint64_t> first_position() const override;
   const std::string& path() const noexcept override { return dir_; }
   const key_ring* personal_keys() const noexcept override { return ring_.get(); }
 
@@ -433,6 +439,26 @@ private:
   /// The newest epoch record at or before the head of "$epoch" that `txn`
   /// sees, as (epoch, position); (0, 0) when there is none.
   result<std::pair<std::uint64_t, std::uint64_t>> newest_epoch_record(MDB_txn* txn) const;
+  // -- retention (retention.cpp) ---------------------------------------------------------
+
+  /// The position from which the log is complete (1: never cut).
+  result<std::uint64_t> log_cut(MDB_txn* txn) const;
+  /// Stream number `no`'s first kept version and its position; (1, 0) when never cut.
+  result<std::pair<std::uint64_t, std::uint64_t>> stream_cut(MDB_txn* txn, std::uint64_t no) const;
+  /// `truncated`: a read of the log from `from`, below the cut at `first`.
+  error truncated_log(std::uint64_t from, std::uint64_t first) const;
+  /// `truncated`: a read of `stream` from version `from`, below its first kept one.
+  error truncated_stream(std::string_view stream, std::uint64_t from, std::uint64_t first) const;
+  /// Runs `stage` in write transactions until one commits (it returned
+  /// true), stages nothing (false: aborted) or fails for good (a full map
+  /// grows the map and retries). `committed` says which.
+  result<void> retention_write(const std::function<lmdb_result<bool>(MDB_txn*)>& stage,
+                               bool& committed);
+  /// Moves the log's cut from `cut` to `new_cut`, with the chain's anchor at
+  /// new_cut - 1 (computed from the records still there).
+  lmdb_result<> move_log_cut(MDB_txn* txn, std::uint64_t cut, std::uint64_t new_cut);
+  /// Drops at most 10,000 chain entries below the anchor at `cut` - 1; how many.
+  lmdb_result<std::size_t> drop_stale_chain(MDB_txn* txn, std::uint64_t cut);
 
   // -- verify (verify.cpp) ---------------------------------------------------------------
 
@@ -470,6 +496,10 @@ private:
   /// log existed: it reads as empty.
   bool has_command_log_ = true;
   MDB_dbi command_log_ = 0;
+  /// The cuts of retention (retention.cpp); false when a read-only open
+  /// found a store never opened for writing since the table was added.
+  bool has_retention_ = true;
+  MDB_dbi retention_ = 0;
   /// subject -> wrapped data key; subject ‖ 0 ‖ stream number -> (empty).
   MDB_dbi keys_ = 0, subjects_ = 0;
   bool has_key_tables_ = true;

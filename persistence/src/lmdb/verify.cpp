@@ -108,6 +108,21 @@ void lmdb_store::check_command_record(MDB_txn* txn, std::string_view key, std::s
     problem(r->first_position, what + " holds an impossible range");
     return;
   }
+  // Retention removed the stream's versions below its cut; the record stays
+  // (a retried command is still recognised), its removed events are not checked.
+  auto cut = stream_cut(txn, no);
+  if (!cut) {
+    problem(0, what + ": " + cut.error().message);
+    return;
+  }
+  if (r->last_version < cut->first)
+    return;
+  if (r->first_version < cut->first) {
+    if (auto last = check_record(txn, r->last_position, no, r->last_version, command);
+        !last.empty())
+      problem(r->last_position, what + ": " + last);
+    return;
+  }
   if (auto bad = check_record(txn, r->first_position, no, r->first_version, command); !bad.empty())
     problem(r->first_position, what + ": " + bad);
   else if (auto last = check_record(txn, r->last_position, no, r->last_version, command);

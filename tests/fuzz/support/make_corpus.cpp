@@ -321,6 +321,14 @@ void hex() {
   write("hex", "empty", "");
 }
 
+void retention_policy() {
+  write("retention_policy", "age", "provider=30d");
+  write("retention_policy", "count", "account=last:1000");
+  write("retention_policy", "seconds", "x=90s");
+  write("retention_policy", "too-long", "x=999999999w");
+  write("retention_policy", "no-unit", "x=30");
+}
+
 void time() {
   write("time", "utc", "2026-11-24T10:00:00Z");
   write("time", "fraction-offset", "2026-11-24T10:00:00.123456789+02:00");
@@ -516,6 +524,7 @@ int main(int argc, char** argv) {
   dead_letter_seeds();
   hex();
   time();
+  retention_policy();
   serve_line();
   import_line();
   cluster_config_seeds();

@@ -68,7 +68,7 @@ TEST_CASE("each reply code is counted under its own outcome", "[unit][metrics]")
   m.command(0, false);
   m.command(0, false);
   m.command(0, true);
-  for (std::uint8_t code = 1; code <= 7; ++code)
+  for (std::uint8_t code = 1; code <= 8; ++code)
     m.command(code, false);
   m.command(200, false); // no errc has this code
   auto s = m.snapshot();
@@ -81,6 +81,7 @@ TEST_CASE("each reply code is counted under its own outcome", "[unit][metrics]")
   CHECK(s.commands_of(command_outcome::invalid_argument) == 1);
   CHECK(s.commands_of(command_outcome::corrupted) == 1);
   CHECK(s.commands_of(command_outcome::internal) == 2);
+  CHECK(s.commands_of(command_outcome::truncated) == 1);
   CHECK(cairn::actors::to_string(command_outcome::invalid_argument) == "invalid_argument");
 }
 
@@ -112,6 +113,7 @@ cairn_commands_total{outcome="overloaded"} 0
 cairn_commands_total{outcome="invalid_argument"} 0
 cairn_commands_total{outcome="corrupted"} 0
 cairn_commands_total{outcome="internal"} 0
+cairn_commands_total{outcome="truncated"} 0
 # HELP cairn_events_appended_total Events committed to the log, repeated command ids excluded.
 # TYPE cairn_events_appended_total counter
 cairn_events_appended_total 7

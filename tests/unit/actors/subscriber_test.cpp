@@ -371,3 +371,51 @@ TEST_CASE("a rebuild still waiting for a checkpoint write when the subscriber st
   CHECK(rebuild_error->message == "stopped before the rebuild started");
   CHECK(f.store->load_checkpoint("proj").value() == std::optional<std::uint64_t>{3});
 }
+
+TEST_CASE("a new subscriber whose start retention removed begins at the first position kept and "
+          "says so",
+          "[unit][subscriber][retention]") {
+  fixture f;
+  for (int i = 0; i < 10; ++i)
+    f.append(1); // s-1 v1..v10 at positions 1..10
+  REQUIRE(f.store->save_snapshot(cp::snapshot{"s-1", 10, "state", 1, "x"}));
+  auto policy = cp::parse_retention_policy({"s=last:4"});
+  REQUIRE(policy);
+  auto plan = f.store->plan_retention(*policy, 0);
+  REQUIRE(plan);
+  auto done = f.store->apply_retention(*plan);
+  REQUIRE(done);
+  REQUIRE(done->first_position == 7);
+
+  auto seen = std::make_shared<std::vector<std::uint64_t>>();
+  subscriber_spec spec;
+  spec.name = "late";
+  spec.options = quiet_options();
+  spec.handle = [seen](const cp::recorded_event& ev, read_model*) -> cairn::result<void> {
+    seen->push_back(ev.position);
+    return {};
+  };
+  auto sub = f.spawn(spec);
+  f.sched->run();
+  CHECK(*seen == std::vector<std::uint64_t>{7, 8, 9, 10});
+  auto s = f.status(sub);
+  CHECK(s.started_at_cut == 7);
+  CHECK(s.position == 10);
+}
+
+TEST_CASE("a subscriber that never cut sees no jump", "[unit][subscriber][retention]") {
+  fixture f;
+  f.append(3);
+  auto seen = std::make_shared<std::vector<std::uint64_t>>();
+  subscriber_spec spec;
+  spec.name = "early";
+  spec.options = quiet_options();
+  spec.handle = [seen](const cp::recorded_event& ev, read_model*) -> cairn::result<void> {
+    seen->push_back(ev.position);
+    return {};
+  };
+  auto sub = f.spawn(spec);
+  f.sched->run();
+  CHECK(*seen == std::vector<std::uint64_t>{1, 2, 3});
+  CHECK(f.status(sub).started_at_cut == 0);
+}

@@ -102,4 +102,6 @@ TEST_CASE("every error code has a stable lower-case name", "[unit][model][error]
   CHECK(cairn::to_string(errc::invalid_argument) == "invalid_argument");
   CHECK(cairn::to_string(errc::corrupted) == "corrupted");
   CHECK(cairn::to_string(errc::internal) == "internal");
+  CHECK(cairn::to_string(errc::truncated) == "truncated");
+  CHECK(static_cast<int>(errc::truncated) == 8); // codes travel on the wire
 }

@@ -97,9 +97,10 @@ enum class command_outcome : std::uint8_t {
   invalid_argument,
   corrupted,
   internal,
+  truncated, ///< A read the command needed was removed by retention.
 };
 
-inline constexpr std::size_t command_outcome_count = 9;
+inline constexpr std::size_t command_outcome_count = 10;
 
 /// Stable lower-case name, e.g. "invalid_argument".
 [[nodiscard]] std::string_view to_string(command_outcome o) noexcept;

@@ -66,6 +66,10 @@ struct subscriber_status {
   std::int64_t lag_ms = 0;      ///< Age of the oldest event past `position`; 0 when none.
   std::uint64_t dead_letters = 0;
   std::uint64_t handled = 0; ///< Handler calls that succeeded in this run.
+  /// Non-zero when retention had removed the events after its checkpoint (or,
+  /// for a new subscriber, the log's start): the first position it read from
+  /// instead (docs/audit.md#retention).
+  std::uint64_t started_at_cut = 0;
   std::string last_error;    ///< The handler's or the store's, while retrying or stopped.
 };
 

@@ -29,6 +29,7 @@
 #include "cairn/model/error.hpp"
 #include "cairn/persistence/options.hpp"
 #include "cairn/persistence/replication.hpp"
+#include "cairn/persistence/retention.hpp"
 #include "cairn/persistence/types.hpp"
 
 namespace cairn::persistence {
@@ -63,6 +64,9 @@ struct log_digest {
 /// What event_store::check_chain found.
 struct chain_check {
   std::uint64_t records = 0;    ///< Records hashed.
+  /// The first position checked: 1, or the first after retention's cut,
+  /// where the chain starts from its anchor (docs/audit.md#retention).
+  std::uint64_t from = 1;
   std::uint64_t log_end = 0;    ///< Position of the last record read (at most `upto`).
   std::uint64_t chained_to = 0; ///< The stored chain reaches this position.
   /// The first position that is missing, fails its checksum, or no longer
@@ -279,6 +283,27 @@ public:
   /// transactions of bounded length. The outer error: the log cannot be read
   /// at all, or the store has no chain (as digest_at). Any thread.
   [[nodiscard]] virtual result<chain_check> check_chain(std::uint64_t upto) const = 0;
+
+  // -- retention (docs/audit.md#retention) -----------------------------------
+
+  /// What `policy` would remove as of `now_ns` (ns since the Unix epoch), and
+  /// what holds the rest back. Reads only. Any thread.
+  [[nodiscard]] virtual result<retention_plan> plan_retention(const retention_policy& policy,
+                                                              std::int64_t now_ns) const = 0;
+
+  /// Removes what `plan` lists, in write transactions of at most 10,000
+  /// records, each consistent on its own (a stream always reads from one
+  /// version on; the log is complete from first_position on; the digest
+  /// chain keeps an anchor at first_position - 1). Streams the store changed
+  /// since the plan in a way that keeps their events (a snapshot forgotten, a
+  /// checkpoint moved back) are skipped and named. Writer thread only.
+  [[nodiscard]] virtual result<retention_result> apply_retention(const retention_plan& plan) = 0;
+
+  /// The position from which the log is complete: every record from it on is
+  /// kept. 1 for a store never cut. Records below it that retention kept (a
+  /// stream's newest, say) are read through their streams; read_all from a
+  /// position below it answers `truncated`. Any thread.
+  [[nodiscard]] virtual result<std::uint64_t> first_position() const = 0;
 
   /// Writes a compacted copy of the store as of one read transaction into
   /// `dest_dir` (a hot backup: safe while the writer appends, which it does

@@ -206,6 +206,8 @@ struct log_page {
 struct stream_info {
   std::string name;
   std::uint64_t version = 0;
+  /// The first version the stream keeps: 1, or past what retention removed.
+  std::uint64_t first_version = 1;
 };
 
 /// A change to a key-value space (a projection's read model). Spaces and

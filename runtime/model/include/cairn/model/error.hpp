@@ -30,6 +30,10 @@ enum class errc : std::uint8_t {
   invalid_argument, ///< The input is wrong. Fix it; retrying the same input fails again.
   corrupted,        ///< Stored bytes failed verification. Stop and alert.
   internal,         ///< A bug or an unexpected failure. Stop and alert.
+  /// What was asked for was removed by retention; the message names the first
+  /// position or version still kept. Read from there (value 8: codes travel
+  /// on the wire, so new ones are only ever appended).
+  truncated,
 };
 
 /// Stable lower-case name of a code, e.g. "invalid_argument".
@@ -42,6 +46,7 @@ enum class errc : std::uint8_t {
     case errc::invalid_argument: return "invalid_argument";
     case errc::corrupted: return "corrupted";
     case errc::internal: return "internal";
+    case errc::truncated: return "truncated";
   }
   return "unknown";
 }
