@@ -212,6 +212,12 @@ result<log_frame> lmdb_store::read_frame(std::uint64_t from, std::size_t max_byt
   if (from == 0)
     return fail(errc::invalid_argument, "log positions start at 1", dir_);
   return with_read([&](MDB_txn* txn) -> result<log_frame> {
+    // Retention removed what is below the cut: a standby that needs it must
+    // be seeded from a backup (docs/cluster.md#standby).
+    if (auto cut = log_cut(txn); !cut)
+      return tl::unexpected(cut.error());
+    else if (from < *cut)
+      return tl::unexpected(truncated_log(from, *cut));
     log_frame out;
     out.first_position = from;
     cursor_guard cur;
