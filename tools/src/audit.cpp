@@ -8,6 +8,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -69,6 +70,13 @@ result<void> write_new_file(const std::string& path, const std::string& text, mo
   return {};
 }
 
+/// `s` padded with spaces to `width` (as the tables of inspect.cpp).
+std::string pad(std::string s, std::size_t width) {
+  if (s.size() < width)
+    s.append(width - s.size(), ' ');
+  return s;
+}
+
 } // namespace
 
 int digest(const context& ctx, const std::string& dir, std::uint64_t at,
@@ -107,6 +115,41 @@ int digest(const context& ctx, const std::string& dir, std::uint64_t at,
   sodium_memzero(key->data(), key->size());
   sodium_memzero(text->data(), text->size());
   std::cout << format_signed_digest(s);
+  return exit_ok;
+}
+
+int epochs(const context& ctx, const std::string& dir) {
+  auto opened = open_read(dir);
+  if (!opened)
+    return report(opened.error());
+  auto list = (*opened)->epochs();
+  if (!list)
+    return report(list.error());
+  auto current = (*opened)->current_epoch();
+  if (!current)
+    return report(current.error());
+  std::size_t width = 4;
+  for (const auto& e : *list)
+    width = std::max(width, e.node.size());
+  if (!ctx.json)
+    std::cout << pad("EPOCH", 8) << "  " << pad("POSITION", 10) << "  " << pad("NODE", width)
+              << "  BEGAN\n";
+  for (const auto& e : *list) {
+    if (ctx.json)
+      std::cout << json_object{}
+                     .add("epoch", e.epoch)
+                     .add("position", e.position)
+                     .add("node", e.node)
+                     .add("timestamp", iso_time(e.timestamp_ns))
+                     .add("timestamp_ns", e.timestamp_ns)
+                     .str()
+                << '\n';
+    else
+      std::cout << pad(std::to_string(e.epoch), 8) << "  " << pad(std::to_string(e.position), 10)
+                << "  " << pad(e.node, width) << "  " << iso_time(e.timestamp_ns) << '\n';
+  }
+  if (!ctx.json)
+    std::cout << count_of(list->size(), "epoch") << ", current epoch " << *current << '\n';
   return exit_ok;
 }
 

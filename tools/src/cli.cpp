@@ -144,10 +144,18 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
     "digest", "Print POSITION:HEX, the chained digest of the log up to POSITION (default: its "
               "last record), to publish; --sign prints it signed");
   add_dir(digest, dir);
-  digest->add_option("--at", at, "the position (default: the last record)")->check(unsigned_number);
+  digest->add_option("--at,--to", at, "the position (default: the last record)")
+    ->check(unsigned_number);
   digest->add_option("--sign", key_file, "sign it with this secret key file (cairn keygen)");
   add_json(digest, ctx.json);
   digest->callback([&] { run = [&] { return detail::digest(ctx, dir, at, key_file); }; });
+
+  auto* epochs_cmd =
+    app.add_subcommand("epochs", "List the store's epochs (replication): epoch, position of its "
+                                 "epoch record, the node that began it, when");
+  add_dir(epochs_cmd, dir);
+  add_json(epochs_cmd, ctx.json);
+  epochs_cmd->callback([&] { run = [&] { return detail::epochs(ctx, dir); }; });
 
   std::string key_prefix;
   auto* keygen =

@@ -110,6 +110,8 @@ int verify(const context& ctx, const std::string& dir, const published_options& 
 /// with the secret key in `key_file` when it is not empty.
 int digest(const context& ctx, const std::string& dir, std::uint64_t at,
            const std::string& key_file);
+/// `cairn epochs`: the store's epochs, oldest first (table or JSON lines).
+int epochs(const context& ctx, const std::string& dir);
 int keygen(const context& ctx, const std::string& prefix);
 int upgrade(const context& ctx, const std::string& dir);
 /// The digest `opts` names; for a signed one, after its signature checked

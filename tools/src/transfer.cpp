@@ -198,7 +198,11 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   const bool one_tenant = !opts.tenant.empty();
   // One tenant's export is a log of its own, renumbered from position 1; its
   // header counts its events, so they are counted first (a pass more).
-  std::uint64_t expected = *last;
+  // The store's own records (epochs) are not exported: they are not events.
+  auto epochs = store.epochs();
+  if (!epochs)
+    return report(epochs.error());
+  std::uint64_t expected = *last - epochs->size();
   if (one_tenant) {
     expected = 0;
     for (std::uint64_t pos = 1; pos <= *last;) {

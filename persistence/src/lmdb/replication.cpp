@@ -850,6 +850,28 @@ lmdb_result<result<truncation>> lmdb_store::try_truncate(std::uint64_t position,
   heads.assign(kept_heads.begin(), kept_heads.end());
   if (auto ok = write_heads(raw, heads); !ok)
     return tl::unexpected(ok.error());
+  // Buckets left with no stream go: an open numbers new streams from the
+  // highest slot in use in the last bucket, and the removed streams had the
+  // highest numbers (streams are numbered in the order of their first event).
+  for (;;) {
+    cursor_guard cur;
+    if (int rc = cur.open(raw, heads_); rc != 0)
+      return lmdb_fail(rc, "cursor");
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+    if (rc == MDB_NOTFOUND)
+      break;
+    if (rc != 0)
+      return lmdb_fail(rc, "read heads");
+    auto key = view_of(k);
+    auto bucket = decode_heads_bucket(key, view_of(v), "the last heads bucket", dir_);
+    if (!bucket)
+      return refused{tl::unexpected(bucket.error())};
+    if (bucket->find_first_not_of('\0') != std::string_view::npos)
+      break;
+    if (int drc = mdb_cursor_del(cur.get(), 0); drc != 0)
+      return lmdb_fail(drc, "remove an empty heads bucket");
+  }
   if (int rc = mdb_drop(raw, head_log_, 0); rc != 0)
     return lmdb_fail(rc, "empty the head log");
   if (auto ok = put_value(raw, meta_, heads_at_key, seal(heads_at_key, u64_body(position)),

@@ -650,3 +650,32 @@ TEST_CASE("truncate_after never overwrites a file and removes nothing when it ca
   CHECK(none.records == 0);
   CHECK_FALSE(std::ifstream{dir.sub("none.jsonl")}.good());
 }
+
+TEST_CASE("streams that began in a removed tail give back their numbers, across a reopen",
+          "[integration][replication][truncate]") {
+  temp_dir dir;
+  auto leader = open_ok(dir.sub("leader"));
+  auto old = open_ok(dir.sub("old-owner"));
+  for (int i = 0; i < 130; ++i) // stream numbers 1-130: two heads buckets
+    leader->append(fixed_request("early-" + std::to_string(i), 1, static_cast<std::uint64_t>(i)))
+      .value();
+  copy_by_frames(*leader, *old);
+  const auto common = value_of(leader->last_position());
+  for (int i = 0; i < 200; ++i) // numbers 131-330, into a third bucket
+    old->append(fixed_request("late-" + std::to_string(i), 1, static_cast<std::uint64_t>(i)))
+      .value();
+  old->append(fixed_request("early-3", 2, 5)).value();
+  REQUIRE(value_of(old->truncate_after(common, dir.sub("tail.jsonl"))).records == 202);
+  old.reset();
+  auto reopened = open_ok(dir.sub("old-owner"));
+  require_same_streams(*leader, *reopened);
+  auto req = fixed_request("after-1", 2, 77);
+  auto a = value_of(leader->append(req));
+  auto b = value_of(reopened->append(req));
+  CHECK(a.first_position == b.first_position);
+  CHECK(b.first_version == 1);
+  require_same_streams(*leader, *reopened);
+  CHECK(value_of(reopened->digest_at(cp::no_limit)).digest
+        == value_of(leader->digest_at(cp::no_limit)).digest);
+  CHECK(index_problems(*reopened) == 0);
+}

@@ -1047,3 +1047,44 @@ TEST_CASE("export --tenant writes that tenant's events renumbered, and the file 
   for (const auto& ev : log)
     CHECK(ev.meta.tenant == "acme");
 }
+
+TEST_CASE("epochs lists the store's epochs, which streams, tail, export and verify treat as the "
+          "store's own",
+          "[integration][cli][replication]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  {
+    auto store = cairn::test::open_ok(dir.path());
+    REQUIRE(store->begin_epoch(1, "node-a"));
+    cairn::test::append_ok(*store, "account-bob",
+                           {bank_event(bank::money_deposited{1}, at_time(60))});
+    REQUIRE(store->begin_epoch(4, "node-b"));
+  }
+  auto text = cairn_cli({"epochs", dir.path()});
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("EPOCH"));
+  CHECK_THAT(text.out, Catch::Contains("node-b"));
+  CHECK_THAT(text.out, Catch::Contains("2 epochs, current epoch 4"));
+  auto json = cairn_cli({"epochs", dir.path(), "--json"});
+  REQUIRE(json.code == 0);
+  auto lines = lines_of(json.out);
+  REQUIRE(lines.size() == 2);
+  auto second = parse_json(lines[1]);
+  CHECK(second["epoch"].GetUint64() == 4);
+  CHECK(second["position"].GetUint64() == 9);
+  CHECK(std::string{second["node"].GetString()} == "node-b");
+
+  CHECK_THAT(cairn_cli({"streams", dir.path()}).out, !Catch::Contains("$epoch"));
+  CHECK(lines_of(cairn_cli({"tail", dir.path(), "--json"}).out).size() == 7);
+  auto verify = cairn_cli({"verify", dir.path()});
+  CHECK(verify.code == 0);
+  auto exp = cairn_cli({"export", dir.path(), dir.sub("out.jsonl")});
+  REQUIRE(exp.code == 0);
+  CHECK_THAT(exp.out, Catch::Contains("exported 7 events"));
+
+  auto at = cairn_cli({"digest", dir.path(), "--at", "7"});
+  auto to = cairn_cli({"digest", dir.path(), "--to", "7"});
+  REQUIRE(at.code == 0);
+  CHECK(to.out == at.out);
+  CHECK_THAT(to.out, Catch::StartsWith("7:"));
+}
