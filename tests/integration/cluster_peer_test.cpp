@@ -354,7 +354,7 @@ TEST_CASE("a batch of commands from a peer is served in order and answered in ca
             order.push_back(item.request);
             if (item.request == n + 1) {
               refused = item.reply.code == static_cast<std::uint8_t>(cairn::errc::unavailable)
-                        && item.reply.message.find("does not own") != std::string::npos;
+                        && item.reply.message.find("does not serve") != std::string::npos;
               continue;
             }
             INFO(item.reply.message);
