@@ -107,8 +107,9 @@ std::string to_string(const retention_rule& rule) {
   if (!rule.max_age)
     return out;
   auto s = std::chrono::duration_cast<std::chrono::seconds>(*rule.max_age).count();
-  for (auto [unit, len] : {std::pair{'w', std::int64_t{7 * 86400}}, std::pair{'d', std::int64_t{86400}},
-                           std::pair{'h', std::int64_t{3600}}, std::pair{'m', std::int64_t{60}}})
+  for (auto [unit, len] :
+       {std::pair{'w', std::int64_t{7 * 86400}}, std::pair{'d', std::int64_t{86400}},
+        std::pair{'h', std::int64_t{3600}}, std::pair{'m', std::int64_t{60}}})
     if (s % len == 0)
       return out + std::to_string(s / len) + unit;
   return out + std::to_string(s) + "s";

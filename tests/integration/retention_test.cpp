@@ -69,7 +69,8 @@ void build(event_store& store) {
 }
 
 void snapshot_at(event_store& store, const std::string& stream, std::uint64_t version) {
-  REQUIRE(store.save_snapshot(snapshot{stream, version, "state", 1, "s" + std::to_string(version)}));
+  REQUIRE(
+    store.save_snapshot(snapshot{stream, version, "state", 1, "s" + std::to_string(version)}));
 }
 
 retention_policy policy(const std::vector<std::string>& rules) {
@@ -110,7 +111,7 @@ TEST_CASE("retention by count removes all but the newest N of each stream, and r
   CHECK(p1->from_version == 1);
   CHECK(p1->to_version == 7);
   CHECK(p1->first_position == 1);
-  CHECK(p1->last_position == 25);  // round 6, stream 0
+  CHECK(p1->last_position == 25); // round 6, stream 0
   CHECK(p1->next_position == 29);
   CHECK(planned(plan, "acct-1") == nullptr); // no rule for its category
   CHECK(plan.new_first_position == 28);      // after prov-3 v7 at position 27
@@ -163,7 +164,8 @@ TEST_CASE("retention by count removes all but the newest N of each stream, and r
   CHECK(again.events == 0);
 }
 
-TEST_CASE("retention by age removes only the events older than the age", "[integration][retention]") {
+TEST_CASE("retention by age removes only the events older than the age",
+          "[integration][retention]") {
   temp_dir dir;
   auto store = open_ok(dir.path());
   build(*store);
@@ -220,7 +222,8 @@ TEST_CASE("a stream without a snapshot holds its events back, and an older snaps
   CHECK(value_of(store->read_stream("prov-2", 1, 100)).size() == 10);
 }
 
-TEST_CASE("a checkpoint holds back every event at or after its position", "[integration][retention]") {
+TEST_CASE("a checkpoint holds back every event at or after its position",
+          "[integration][retention]") {
   temp_dir dir;
   auto store = open_ok(dir.path());
   build(*store);

@@ -60,9 +60,8 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   detail::context ctx{types, false, {}, {}};
   CLI::App app{
     "Looks into, checks, copies and moves a cairn event store. Every subcommand "
-    "opens the store read-only except import, upgrade, forget and retention --apply, so it can run next to a "
-    "writing "
-    "runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
+    "opens the store read-only except import, upgrade, forget and retention --apply, so it can "
+    "run next to a writing runtime.\nExit codes: 0 ok, 1 failure (or problems found), 2 bad input.",
     "cairn"};
   app.require_subcommand(1);
   std::string dir, target, stream, prefix, as_of, tenant;
@@ -205,10 +204,11 @@ int run_cli(int argc, char** argv, const persistence::event_registry& types) {
   forget_cmd->callback([&] { run = [&] { return detail::forget(ctx, dir, subject); }; });
 
   detail::retention_options retention_opts;
-  auto* retention_cmd = app.add_subcommand(
-    "retention", "Remove old events by a policy per category: --plan shows what would go and "
-                 "what holds it back (runs next to a service); --apply removes it (service "
-                 "stopped)");
+  auto* retention_cmd =
+    app.add_subcommand("retention",
+                       "Remove old events by a policy per category: --plan shows what would go and "
+                       "what holds it back (runs next to a service); --apply removes it (service "
+                       "stopped)");
   add_dir(retention_cmd, dir);
   retention_cmd
     ->add_option("--keep", retention_opts.rules,

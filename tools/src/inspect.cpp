@@ -269,7 +269,11 @@ result<std::map<std::string, tenant_counts>> count_tenants(const persistence::ev
                                                            std::uint64_t last) {
   std::map<std::string, tenant_counts> per;
   std::unordered_map<std::string, std::string> stream_tenant;
-  for (std::uint64_t pos = 1; pos <= last;) {
+  // After retention, from its cut: below it the log is incomplete.
+  auto first = store.first_position();
+  if (!first)
+    return tl::unexpected(first.error());
+  for (std::uint64_t pos = *first; pos <= last;) {
     auto page = store.read_all(pos, static_cast<std::size_t>(
                                       std::min<std::uint64_t>(page_size, last - pos + 1)));
     if (!page)
@@ -305,10 +309,14 @@ int stats(const context& ctx, const std::string& dir, bool tenants) {
   auto last = s.last_position();
   if (!last)
     return report(last.error());
-  // The oldest and newest events (positions start at 1 and have no gaps).
+  // The oldest and newest events (positions have no gaps from the first
+  // position retention kept, 1 for a store never cut).
   std::optional<persistence::recorded_event> oldest, newest;
+  auto first = s.first_position();
+  if (!first)
+    return report(first.error());
   if (*last > 0) {
-    auto first_page = s.read_all(1, 1);
+    auto first_page = s.read_all(*first, 1);
     auto last_page = s.read_all(*last, 1);
     if (!first_page)
       return report(first_page.error());

@@ -97,7 +97,8 @@ void print_plan(const persistence::retention_plan& plan) {
               << count_of(plan.held[i].events, "event") << ": "
               << hold_text(plan.held[i].hold, plan) << "\n";
   if (plan.held.size() > shown)
-    std::cout << "  held back: " << plan.held.size() - shown << " more streams (--json lists all)\n";
+    std::cout << "  held back: " << plan.held.size() - shown
+              << " more streams (--json lists all)\n";
   std::cout << "total: " << count_of(plan.events, "event") << " of "
             << count_of(plan.streams.size(), "stream") << " go; the log is complete from position "
             << plan.first_position;

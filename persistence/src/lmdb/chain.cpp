@@ -217,7 +217,7 @@ result<chain_check> lmdb_store::check_chain(std::uint64_t upto) const {
     return tl::unexpected(ok.error());
   chain_check out;
   digest h{};
-  std::uint64_t pos = 0; // the last record hashed (or the anchor the chain starts from)
+  std::uint64_t pos = 0;      // the last record hashed (or the anchor the chain starts from)
   std::uint64_t from_pos = 1; // the first position checked
   bool started = false, done = false;
   bool reached = false; // the log goes on past `upto`

@@ -26,14 +26,6 @@ constexpr std::size_t per_txn = 10000;
 /// Events plan_retention and apply_retention read per read transaction.
 constexpr std::size_t read_page = 65536;
 
-std::string stream_cut_body(std::uint64_t version, std::uint64_t position) {
-  std::string body(16, '\0');
-  auto* p = reinterpret_cast<unsigned char*>(body.data());
-  put_le<std::uint64_t>(p, version);
-  put_le<std::uint64_t>(p + 8, position);
-  return body;
-}
-
 } // namespace
 
 // -- the cuts ------------------------------------------------------------------
@@ -52,7 +44,7 @@ result<std::uint64_t> lmdb_store::log_cut(MDB_txn* txn) const {
 }
 
 result<std::pair<std::uint64_t, std::uint64_t>> lmdb_store::stream_cut(MDB_txn* txn,
-                                                                      std::uint64_t no) const {
+                                                                       std::uint64_t no) const {
   if (!has_retention_)
     return std::pair{std::uint64_t{1}, std::uint64_t{0}};
   auto key = be64_key(no);
@@ -62,14 +54,7 @@ result<std::pair<std::uint64_t, std::uint64_t>> lmdb_store::stream_cut(MDB_txn* 
     return std::pair{std::uint64_t{1}, std::uint64_t{0}};
   if (rc != 0)
     return tl::unexpected(lmdb_error(rc, "read a stream's retention cut"));
-  auto where = "retention cut of stream number " + std::to_string(no);
-  auto body = unseal(key, view_of(v), where);
-  if (!body)
-    return tl::unexpected(body.error());
-  if (body->size() != 16)
-    return fail(errc::corrupted, where + " has the wrong size");
-  auto* p = reinterpret_cast<const unsigned char*>(body->data());
-  return std::pair{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8)};
+  return decode_stream_cut(key, view_of(v));
 }
 
 error lmdb_store::truncated_log(std::uint64_t from, std::uint64_t first) const {
@@ -99,8 +84,8 @@ namespace {
 
 /// What one stream's walk found, for plan_retention.
 struct stream_walk {
-  std::uint64_t rule_to = 0;  ///< The last version the rule alone lets go (0: none).
-  std::uint64_t cp_to = 0;    ///< The last version below the least checkpoint.
+  std::uint64_t rule_to = 0; ///< The last version the rule alone lets go (0: none).
+  std::uint64_t cp_to = 0;   ///< The last version below the least checkpoint.
   std::uint64_t to_position = 0;
   std::uint64_t from_position = 0;
   std::uint64_t next_position = 0;
@@ -162,7 +147,8 @@ result<retention_plan> lmdb_store::plan_retention(const retention_policy& policy
           MDB_val k{8, kb}, val;
           if (int rc = mdb_get(txn, log_, &k, &val); rc != 0)
             return fail(errc::corrupted, "log record missing", "position " + std::to_string(pos));
-          auto rec = decode_record(static_cast<const unsigned char*>(val.mv_data), val.mv_size, pos);
+          auto rec = decode_record(static_cast<const unsigned char*>(val.mv_data), val.mv_size,
+                                   pos);
           if (!rec)
             return tl::unexpected(rec.error());
           if (!rec->tenant.empty()) {
@@ -192,7 +178,8 @@ result<retention_plan> lmdb_store::plan_retention(const retention_policy& policy
       bool rule_done = false;
       std::uint64_t want_to = std::min(rule_cap, f.version);
       for (std::uint64_t from = f.first; from <= want_to && !rule_done;) {
-        std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(read_page, want_to - from + 1));
+        std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(read_page, want_to - from + 1));
         std::uint64_t seen = 0;
         auto visited = visit_stream(info.name, from, n, [&](const event_view& e) {
           ++seen;
@@ -498,7 +485,8 @@ result<retention_result> lmdb_store::apply_retention(const retention_plan& plan)
             ++removed;
           }
           auto key = be64_key(numbers[b]);
-          auto body = stream_cut_body(piece.stream->from_version + piece.end, positions[piece.end]);
+          auto body = encode_stream_cut(piece.stream->from_version + piece.end,
+                                        positions[piece.end]);
           if (auto put = put_value(txn, retention_, key, seal(key, body),
                                    "write a stream's retention cut");
               !put)
@@ -531,8 +519,8 @@ result<retention_result> lmdb_store::apply_retention(const retention_plan& plan)
     positions->reserve(static_cast<std::size_t>(s.events() + 1));
     bool changed = false;
     for (auto from = s.from_version; from <= s.to_version + 1;) {
-      auto n = static_cast<std::size_t>(
-        std::min<std::uint64_t>(read_page, s.to_version + 2 - from));
+      auto n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(read_page, s.to_version + 2 - from));
       std::uint64_t seen = 0;
       auto visited = visit_stream(s.stream, from, n, [&](const event_view& e) {
         ++seen;

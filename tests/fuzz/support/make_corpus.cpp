@@ -321,6 +321,13 @@ void hex() {
   write("hex", "empty", "");
 }
 
+void retention_cut() {
+  auto key = format::be64_key(7);
+  write("retention_cut", "cut", std::string(1, '\0') + key + format::encode_stream_cut(8, 29));
+  write("retention_cut", "short", std::string(1, '\0') + key + "\x01\x02");
+  write("retention_cut", "unsealed", std::string(1, '\x80') + key + std::string(24, '\0'));
+}
+
 void retention_policy() {
   write("retention_policy", "age", "provider=30d");
   write("retention_policy", "count", "account=last:1000");
@@ -525,6 +532,7 @@ int main(int argc, char** argv) {
   hex();
   time();
   retention_policy();
+  retention_cut();
   serve_line();
   import_line();
   cluster_config_seeds();

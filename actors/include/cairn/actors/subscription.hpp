@@ -70,7 +70,7 @@ struct subscriber_status {
   /// for a new subscriber, the log's start): the first position it read from
   /// instead (docs/audit.md#retention).
   std::uint64_t started_at_cut = 0;
-  std::string last_error;    ///< The handler's or the store's, while retrying or stopped.
+  std::string last_error; ///< The handler's or the store's, while retrying or stopped.
 };
 
 /// Outcome of replaying dead letters: each one is tried once.

@@ -63,7 +63,7 @@ struct log_digest {
 
 /// What event_store::check_chain found.
 struct chain_check {
-  std::uint64_t records = 0;    ///< Records hashed.
+  std::uint64_t records = 0; ///< Records hashed.
   /// The first position checked: 1, or the first after retention's cut,
   /// where the chain starts from its anchor (docs/audit.md#retention).
   std::uint64_t from = 1;

@@ -904,6 +904,41 @@ decode_epoch_header(std::string_view value) {
     return fail(errc::corrupted, "the store header's epoch has the wrong size");
   auto* p = reinterpret_cast<const unsigned char*>(body->data());
   return std::pair{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8)};
+
+// -- retention cuts --------------------------------------------------------------
+// The "retention" table: under BE64 0 the log's cut (a u64_body: the first
+// position from which the log is complete); under BE64 stream number the
+// stream's cut, sealed 16 bytes: LE64 first kept version, LE64 its position.
+
+/// The body of a stream's retention cut.
+[[nodiscard]] inline std::string encode_stream_cut(std::uint64_t version, std::uint64_t position) {
+  std::string body(16, '\0');
+  auto* p = reinterpret_cast<unsigned char*>(body.data());
+  put_le<std::uint64_t>(p, version);
+  put_le<std::uint64_t>(p + 8, position);
+  return body;
+}
+
+/// A stream's retention cut stored under `key` (8 bytes) as (first kept
+/// version, its position); `corrupted` when the seal fails, a size is wrong,
+/// or the version is 0.
+[[nodiscard]] inline result<std::pair<std::uint64_t, std::uint64_t>>
+decode_stream_cut(std::string_view key, std::string_view value) {
+  if (key.size() != 8)
+    return fail(errc::corrupted,
+                "a retention cut has a key of " + std::to_string(key.size()) + " bytes");
+  auto where = "retention cut of stream number "
+               + std::to_string(get_be64(reinterpret_cast<const unsigned char*>(key.data())));
+  auto body = unseal(key, value, where);
+  if (!body)
+    return tl::unexpected(body.error());
+  if (body->size() != 16)
+    return fail(errc::corrupted, where + " has the wrong size");
+  auto* p = reinterpret_cast<const unsigned char*>(body->data());
+  auto version = get_le<std::uint64_t>(p);
+  if (version == 0)
+    return fail(errc::corrupted, where + " names version 0");
+  return std::pair{version, get_le<std::uint64_t>(p + 8)};
 }
 
 } // namespace cairn::persistence::format

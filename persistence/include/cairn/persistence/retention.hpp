@@ -50,7 +50,8 @@ struct retention_policy {
 [[nodiscard]] result<retention_rule> parse_retention_rule(std::string_view text);
 
 /// Parses every rule; a category named twice is `invalid_argument`.
-[[nodiscard]] result<retention_policy> parse_retention_policy(const std::vector<std::string>& rules);
+[[nodiscard]] result<retention_policy>
+parse_retention_policy(const std::vector<std::string>& rules);
 
 /// The text form of a rule, which parse_retention_rule reads back.
 [[nodiscard]] std::string to_string(const retention_rule& rule);
@@ -71,8 +72,8 @@ enum class retention_hold : std::uint8_t {
 /// a prefix of what the stream keeps now.
 struct retention_stream {
   std::string stream;
-  std::uint64_t from_version = 0; ///< The stream's first kept version now.
-  std::uint64_t to_version = 0;   ///< The last version to go (>= from_version).
+  std::uint64_t from_version = 0;   ///< The stream's first kept version now.
+  std::uint64_t to_version = 0;     ///< The last version to go (>= from_version).
   std::uint64_t first_position = 0; ///< Position of from_version.
   std::uint64_t last_position = 0;  ///< Position of to_version.
   std::uint64_t next_position = 0;  ///< Position of to_version + 1 (its first kept after).
@@ -92,9 +93,9 @@ struct retention_held_stream {
 /// Totals of one category.
 struct retention_category {
   std::string category;
-  std::uint64_t streams = 0; ///< Streams of the category that lose events.
-  std::uint64_t events = 0;  ///< Events that go.
-  std::uint64_t held = 0;    ///< Events its rule lets go that stay.
+  std::uint64_t streams = 0;        ///< Streams of the category that lose events.
+  std::uint64_t events = 0;         ///< Events that go.
+  std::uint64_t held = 0;           ///< Events its rule lets go that stay.
   std::uint64_t first_position = 0; ///< Least position that goes (0: none).
   std::uint64_t last_position = 0;  ///< Greatest position that goes (0: none).
 };
@@ -108,10 +109,10 @@ struct retention_plan {
   /// first_position once the plan is applied: one past the greatest position
   /// that goes (the log below it is no longer complete).
   std::uint64_t new_first_position = 1;
-  std::uint64_t events = 0; ///< Events that go, over every stream.
-  std::vector<retention_stream> streams;        ///< Streams that lose events, by name.
-  std::vector<retention_category> categories;   ///< One per rule, in rule order.
-  std::vector<retention_held_stream> held;      ///< Streams held back, by name.
+  std::uint64_t events = 0;                   ///< Events that go, over every stream.
+  std::vector<retention_stream> streams;      ///< Streams that lose events, by name.
+  std::vector<retention_category> categories; ///< One per rule, in rule order.
+  std::vector<retention_held_stream> held;    ///< Streams held back, by name.
   /// The checkpoint with the least position, which bounds what may go (every
   /// event that goes lies below it); nullopt when the store has none.
   std::optional<std::string> limiting_checkpoint;
