@@ -904,6 +904,7 @@ decode_epoch_header(std::string_view value) {
     return fail(errc::corrupted, "the store header's epoch has the wrong size");
   auto* p = reinterpret_cast<const unsigned char*>(body->data());
   return std::pair{get_le<std::uint64_t>(p), get_le<std::uint64_t>(p + 8)};
+}
 
 // -- retention cuts --------------------------------------------------------------
 // The "retention" table: under BE64 0 the log's cut (a u64_body: the first
