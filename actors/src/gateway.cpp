@@ -269,9 +269,10 @@ bool adopt(gateway_actor* self, const placement_msg& p) {
   auto it = st.placements.find(p.owner);
   if (it == st.placements.end() || p.epoch <= it->second.epoch)
     return false;
-  if (p.active != p.owner && std::find_if(st.cfg.nodes.begin(), st.cfg.nodes.end(),
-                                          [&](const gateway_node& n) { return n.id == p.active; })
-                               == st.cfg.nodes.end())
+  if (p.active != p.owner
+      && std::find_if(st.cfg.nodes.begin(), st.cfg.nodes.end(), [&](const gateway_node& n) {
+           return n.id == p.active;
+         }) == st.cfg.nodes.end())
     return false;
   st.log->warn("node {} serves node {}'s shards from epoch {} on (was {} at epoch {})", p.active,
                p.owner, p.epoch, it->second.active, it->second.epoch);
@@ -610,8 +611,7 @@ void serve(gateway_actor* self, peer& from, const caf::actor& reply_to, std::uin
     answer(error_reply(stream.error()));
     return;
   }
-  if (const auto& owner = active_of(st, st.cfg.map.owner_of(*stream));
-      owner != st.cfg.node_id) {
+  if (const auto& owner = active_of(st, st.cfg.map.owner_of(*stream)); owner != st.cfg.node_id) {
     answer(error_reply({errc::unavailable,
                         "node " + st.cfg.node_id + " does not serve shard "
                           + std::to_string(st.cfg.map.shard_of(*stream)) + " (node " + owner
@@ -655,16 +655,14 @@ void forward(gateway_actor* self, command_msg& msg, std::int64_t timeout_ms,
   const auto& owner = active_of(st, st.cfg.map.owner_of(*stream));
   if (owner == st.cfg.node_id) { // a promotion moved it here since the runtime looked
     auto bound = timeout_ms > 0 ? std::chrono::milliseconds{timeout_ms} : st.cfg.remote_timeout;
-    st.route->send(self, std::move(msg), bound,
-                   [self, fn = std::move(fn)](reply_msg& r) mutable {
-                     call_back(self->state, fn, std::move(r));
-                   });
+    st.route->send(self, std::move(msg), bound, [self, fn = std::move(fn)](reply_msg& r) mutable {
+      call_back(self->state, fn, std::move(r));
+    });
     return;
   }
   auto* p = peer_by_id(st, owner);
   if (!p) {
-    call_back(st, fn,
-              error_reply({errc::internal, "no peer serves the stream's shard", *stream}));
+    call_back(st, fn, error_reply({errc::internal, "no peer serves the stream's shard", *stream}));
     return;
   }
   if (st.draining) {
@@ -884,10 +882,11 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         drop(self, nullptr, "a standby hello from a node that did not say hello");
         return;
       }
-      if (p->node.id != h.node || h.node != st.cfg.standby || !st.cfg.replication_source
-          || !sink || sink->node() != p->nid) {
-        drop(self, p, "a standby hello from node " + p->node.id + ", which is not "
-                        + st.cfg.node_id + "'s standby");
+      if (p->node.id != h.node || h.node != st.cfg.standby || !st.cfg.replication_source || !sink
+          || sink->node() != p->nid) {
+        drop(self, p,
+             "a standby hello from node " + p->node.id + ", which is not " + st.cfg.node_id
+               + "'s standby");
         return;
       }
       self->send(st.cfg.replication_source, replica_atom::value, std::move(h), std::move(sink));

@@ -64,7 +64,7 @@ struct journal_state {
   bool sync_replication = false;
   caf::timespan sync_timeout{};
   std::string standby;
-  std::uint64_t replicated = 0; ///< The standby acknowledged the log up to here.
+  std::uint64_t replicated = 0;          ///< The standby acknowledged the log up to here.
   std::deque<awaiting_standby> awaiting; ///< Oldest first.
   bool expiry_queued = false;
   static inline const char* name = "cairn.journal";
@@ -163,15 +163,15 @@ void expire_awaiting(journal_actor* self) {
   auto now = self->clock().now();
   while (!st.awaiting.empty() && st.awaiting.front().deadline <= now) {
     auto& a = st.awaiting.front();
-    cairn::error why{errc::unavailable,
-                     "standby " + st.standby + " has not acknowledged position "
-                       + std::to_string(a.position) + " within "
-                       + std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          st.sync_timeout)
-                                          .count())
-                       + " ms (sync replication); the commit is durable on this node: retry "
-                         "with the same command id",
-                     ""};
+    cairn::error why{
+      errc::unavailable,
+      "standby " + st.standby + " has not acknowledged position " + std::to_string(a.position)
+        + " within "
+        + std::to_string(
+          std::chrono::duration_cast<std::chrono::milliseconds>(st.sync_timeout).count())
+        + " ms (sync replication); the commit is durable on this node: retry "
+          "with the same command id",
+      ""};
     for (auto& [promise, r] : a.appenders) {
       for (auto& v : r.values)
         if (v)

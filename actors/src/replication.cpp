@@ -37,8 +37,8 @@ struct source_state {
   const persistence::event_store* store = nullptr;
   caf::actor journal;
   source_config cfg;
-  caf::actor sink;            ///< The subscribed standby's sink; null while none.
-  std::uint64_t next = 1;     ///< The next position to send.
+  caf::actor sink;             ///< The subscribed standby's sink; null while none.
+  std::uint64_t next = 1;      ///< The next position to send.
   std::uint64_t committed = 0; ///< The durable end of the log, from the journal.
   std::uint64_t epoch = 0;
   std::deque<in_flight_frame> unacked;
@@ -238,7 +238,7 @@ struct sink_state {
   std::uint64_t applied = 0;  ///< The replica's durable last position.
   std::uint64_t expected = 1; ///< The first position of the next frame to accept.
   std::uint64_t epoch = 0;
-  bool hello_due = false;      ///< A retry tick is queued.
+  bool hello_due = false; ///< A retry tick is queued.
   bool truncating = false;
   std::uint64_t generation = 0; ///< Of the subscription; stale journal answers are ignored.
   replication_status status;
@@ -258,8 +258,8 @@ void say_hello(sink_actor* self) {
   if (st.applied > 0) {
     auto d = st.store->digest_at(st.applied);
     if (!d) {
-      st.status.problem = "cannot take the replica's digest at " + std::to_string(st.applied)
-                          + ": " + d.error().to_string();
+      st.status.problem = "cannot take the replica's digest at " + std::to_string(st.applied) + ": "
+                          + d.error().to_string();
       st.log->error("{}", st.status.problem);
       return;
     }
@@ -374,7 +374,7 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
               return;
             if (!r.value) {
               cur.log->error("applying a frame from {} failed: {}", cur.cfg.owner,
-                            r.value.error().to_string());
+                             r.value.error().to_string());
               resubscribe(self, "applying a frame failed: " + r.value.error().to_string());
               return;
             }
@@ -414,7 +414,7 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
             cur.truncating = false;
             if (!r.value) {
               cur.status.problem = "truncating the divergent tail failed: "
-                                  + r.value.error().to_string();
+                                   + r.value.error().to_string();
               cur.log->error("{}", cur.status.problem);
               return; // no hello: an operator must look at it
             }
@@ -427,7 +427,8 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
           },
           [self](caf::error& e) {
             self->state.truncating = false;
-            self->state.status.problem = "the journal did not truncate: " + self->system().render(e);
+            self->state.status.problem = "the journal did not truncate: "
+                                         + self->system().render(e);
           });
     },
     [self](status_atom) -> replication_status { return self->state.status; },
@@ -439,8 +440,7 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
 caf::actor spawn_replication_source(caf::actor_system& sys, const persistence::event_store& store,
                                     caf::actor journal, source_config cfg, placement where) {
   if (where == placement::detached)
-    return sys.spawn<caf::detached>(replication_source, &store, std::move(journal),
-                                    std::move(cfg));
+    return sys.spawn<caf::detached>(replication_source, &store, std::move(journal), std::move(cfg));
   return sys.spawn(replication_source, &store, std::move(journal), std::move(cfg));
 }
 

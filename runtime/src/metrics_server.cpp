@@ -217,14 +217,14 @@ metrics_server::start(const std::string& address, std::function<std::string()> r
     return httplib::Server::HandlerResponse::Handled;
   });
   // "Expect: 100-continue": refuse before the client sends the body.
-  svr.set_expect_100_continue_handler([with_admin](const httplib::Request& req,
-                                                   httplib::Response& res) {
-    int status = refusal(req, with_admin);
-    if (status == 0)
-      return 100;
-    refuse(res, status);
-    return status;
-  });
+  svr.set_expect_100_continue_handler(
+    [with_admin](const httplib::Request& req, httplib::Response& res) {
+      int status = refusal(req, with_admin);
+      if (status == 0)
+        return 100;
+      refuse(res, status);
+      return status;
+    });
   svr.set_exception_handler(
     [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
       res.status = 500;

@@ -161,7 +161,7 @@ struct runtime::impl {
   std::unique_ptr<caf::actor_system> sys;
   caf::actor journal;
   caf::actor registry;
-  caf::actor gateway;     ///< With opts.cluster only.
+  caf::actor gateway; ///< With opts.cluster only.
 
   // -- owner/standby pairs (docs/cluster.md#standby) --------------------------
   /// An owner and its standby: which of the two serves the owner's shards.
@@ -175,10 +175,10 @@ struct runtime::impl {
   std::vector<std::unique_ptr<pair_route>> pairs; ///< Never resized after start.
   std::vector<int> shard_pair;                    ///< Shard -> index in pairs, or -1.
   pair_route* own_pair = nullptr;                 ///< The pair this node is in, if any.
-  caf::actor control; ///< Steps this node down when a peer reports a newer epoch.
-  std::mutex role_mutex; ///< Serializes role changes; guards the three below.
-  bool serving_pair = false;     ///< This node serves its pair's shards.
-  caf::actor replication;        ///< The source (serving) or the sink (following).
+  caf::actor control;        ///< Steps this node down when a peer reports a newer epoch.
+  std::mutex role_mutex;     ///< Serializes role changes; guards the three below.
+  bool serving_pair = false; ///< This node serves its pair's shards.
+  caf::actor replication;    ///< The source (serving) or the sink (following).
   replication_mode mode = replication_mode::async;
 
   /// Builds the pairs and finds this node's role in its own from its log's
@@ -265,8 +265,7 @@ struct runtime::impl {
     kc.gateway = gateway;
     kc.truncation_dir = opts.data_dir;
     replication = actors::spawn_replication_sink(*sys, *store, journal, kc);
-    log->info("node {} is the standby of {}: it follows {}'s log", c.node_id, partner(),
-              partner());
+    log->info("node {} is the standby of {}: it follows {}'s log", c.node_id, partner(), partner());
   }
 
   void stop_replication(caf::scoped_actor& self) {
@@ -407,8 +406,7 @@ std::string cluster_prometheus(const cluster_status& s) {
     gauge("connected", "gauge", "1 while frames flow between this node and its peer.",
           r.connected ? 1 : 0);
     gauge("epoch", "gauge", "The newest epoch this node knows.", r.epoch);
-    gauge("log_end_position", "gauge", "The owner's durable log end (as last heard).",
-          r.committed);
+    gauge("log_end_position", "gauge", "The owner's durable log end (as last heard).", r.committed);
     gauge("acknowledged_position", "gauge", "The replica holds the log up to here durably.",
           r.acknowledged);
     gauge("lag_positions", "gauge", "Records the replica is behind the owner's durable log.",
@@ -563,8 +561,8 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
     };
     auto gateway = start_gateway(
       *im.sys, im.opts, im.registry, *im.log,
-      [self](const actors::command_msg& q) { return self->replay_here(q); },
-      std::move(placements), std::move(on_placement));
+      [self](const actors::command_msg& q) { return self->replay_here(q); }, std::move(placements),
+      std::move(on_placement));
     if (!gateway) {
       im.log->error("cannot start: {}", gateway.error().to_string());
       rt->shutdown();

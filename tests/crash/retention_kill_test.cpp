@@ -103,8 +103,8 @@ run_child(const std::string& dir, std::optional<std::chrono::microseconds> delay
   }
   int status = 0;
   REQUIRE(::waitpid(pid, &status, 0) == pid);
-  auto ran = std::chrono::duration_cast<std::chrono::microseconds>(
-    std::chrono::steady_clock::now() - started);
+  auto ran = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now()
+                                                                   - started);
   INFO("child: " << cairn::test::describe_status(status));
   REQUIRE(got == 1);
   if (WIFSIGNALED(status)) {
@@ -209,7 +209,7 @@ TEST_CASE("retention killed at random moments leaves a consistent store that ver
   CHECK(killed > 0);
   // Timing decides where the kills land: say how many cut the work in two.
   WARN(killed << " of 8 runs killed inside apply_retention, " << partial
-                << " of them between two of its transactions");
+              << " of them between two of its transactions");
   std::string cmd = std::string{CAIRN_CLI_PATH} + " verify " + path + " > /dev/null 2>&1";
   CHECK(std::system(cmd.c_str()) == 0);
 }

@@ -247,10 +247,11 @@ struct promoted_cluster {
   }
 
   [[nodiscard]] std::vector<std::string> args(const std::string& id) const {
-    return {"--node",      id,     "--nodes",           nodes_arg(), "--data",     dir.sub(id),
-            "--shards",    "64",   "--heartbeat-ms",    "200",       "--timeout-ms", "1000",
-            "--ping-ms",   "200",  "--standby",         "A=S",       "--replication", mode,
-            "--sync-timeout-ms", "1000"};
+    return {"--node",         id,          "--nodes",           nodes_arg(),
+            "--data",         dir.sub(id), "--shards",          "64",
+            "--heartbeat-ms", "200",       "--timeout-ms",      "1000",
+            "--ping-ms",      "200",       "--standby",         "A=S",
+            "--replication",  mode,        "--sync-timeout-ms", "1000"};
   }
 
   void start(node_process& p, const std::string& id) const {
@@ -265,8 +266,7 @@ struct promoted_cluster {
     o.data_dir = dir.sub("C");
     o.worker_threads = 2;
     o.request_timeout = 5s;
-    auto c = cairn::make_cluster({{"A", "127.0.0.1", a_port}, {"C", "127.0.0.1", c_port}}, "C",
-                                 64);
+    auto c = cairn::make_cluster({{"A", "127.0.0.1", a_port}, {"C", "127.0.0.1", c_port}}, "C", 64);
     c.nodes.push_back({"S", "127.0.0.1", s_port});
     c.nodes[0].standby = "S";
     c.replication = mode == "sync" ? cairn::replication_mode::sync : cairn::replication_mode::async;
@@ -379,8 +379,7 @@ void kill_and_promote(std::chrono::milliseconds kill_after) {
   a.kill(SIGKILL);
   stop = true;
   sender.join();
-  INFO("sent " << l.sent << ", acknowledged " << l.acked.size() << ", failed "
-                << l.failed.size());
+  INFO("sent " << l.sent << ", acknowledged " << l.acked.size() << ", failed " << l.failed.size());
   CHECK(l.acked.size() > 0);
   REQUIRE(s.write_line("promote"));
   INFO(s.output());

@@ -219,8 +219,8 @@ int main(int argc, char** argv) {
   for (auto& n : c.nodes)
     if (n.id == a.standby_of)
       n.standby = a.standby;
-  c.replication =
-    a.replication == "sync" ? cairn::replication_mode::sync : cairn::replication_mode::async;
+  c.replication = a.replication == "sync" ? cairn::replication_mode::sync
+                                          : cairn::replication_mode::async;
   c.sync_timeout = std::chrono::milliseconds{a.sync_timeout_ms};
   c.map.version = a.map_version;
   c.heartbeat_interval = std::chrono::milliseconds{a.heartbeat_ms};
@@ -257,8 +257,7 @@ int main(int argc, char** argv) {
         const auto& r = st->replication.front();
         std::printf("replication %s connected=%d epoch=%llu committed=%llu acknowledged=%llu "
                     "truncated=%llu fenced=%d\n",
-                    r.role.c_str(), r.connected ? 1 : 0,
-                    static_cast<unsigned long long>(r.epoch),
+                    r.role.c_str(), r.connected ? 1 : 0, static_cast<unsigned long long>(r.epoch),
                     static_cast<unsigned long long>(r.committed),
                     static_cast<unsigned long long>(r.acknowledged),
                     static_cast<unsigned long long>(r.truncated), r.fenced ? 1 : 0);

@@ -84,8 +84,7 @@ struct fixture {
 TEST_CASE("under sync replication a commit is answered once the standby acknowledges it",
           "[unit][journal][replication]") {
   fixture f;
-  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s},
-                 std::string{"B"});
+  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s}, std::string{"B"});
   f.sched->run();
   f.append("s-1");
   CHECK_FALSE(f.answer()); // durable here, not yet at the standby
@@ -110,8 +109,7 @@ TEST_CASE("under sync replication a commit is answered once the standby acknowle
 TEST_CASE("a commit the standby does not acknowledge in time is answered unavailable",
           "[unit][journal][replication]") {
   fixture f;
-  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s},
-                 std::string{"B"});
+  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s}, std::string{"B"});
   f.sched->run();
   f.append("s-1");
   f.sched->advance_time(1s);
@@ -131,16 +129,15 @@ TEST_CASE("a commit the standby does not acknowledge in time is answered unavail
   CHECK(*f.store->last_position() == 1);
 }
 
-TEST_CASE("switching to async answers what waited for the standby", "[unit][journal][replication]") {
+TEST_CASE("switching to async answers what waited for the standby",
+          "[unit][journal][replication]") {
   fixture f;
-  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s},
-                 std::string{"B"});
+  caf::anon_send(f.journal, replication_atom::value, true, caf::timespan{2s}, std::string{"B"});
   f.sched->run();
   f.append("s-1");
   f.append("s-2");
   CHECK_FALSE(f.answer());
-  caf::anon_send(f.journal, replication_atom::value, false, caf::timespan{2s},
-                 std::string{"B"});
+  caf::anon_send(f.journal, replication_atom::value, false, caf::timespan{2s}, std::string{"B"});
   f.sched->run();
   auto a = f.answer();
   auto b = f.answer();

@@ -247,15 +247,16 @@ TEST_CASE("standby lines and the replication options parse, validate and round-t
 }
 
 TEST_CASE("a standby that cannot follow its owner is refused, naming why", "[unit][cluster]") {
-  CHECK(error_of(with("standby A Z\n")).find("no node line declares Z")
-        != std::string::npos);
+  CHECK(error_of(with("standby A Z\n")).find("no node line declares Z") != std::string::npos);
   CHECK(error_of(with("standby A B\n")).find("a standby owns no shards") != std::string::npos);
   CHECK(error_of(with("standby A A\n")).find("its own standby") != std::string::npos);
-  CHECK(error_of(with("node C 127.0.0.1 7103\nstandby A C\nstandby B C\n"))
-          .find("the standby of both") != std::string::npos);
+  CHECK(
+    error_of(with("node C 127.0.0.1 7103\nstandby A C\nstandby B C\n")).find("the standby of both")
+    != std::string::npos);
   CHECK(error_of(with("node C 127.0.0.1 7103\nnode D 127.0.0.1 7104\nstandby A C\n"
                       "standby C D\n"))
-          .find("cannot have a standby") != std::string::npos);
+          .find("cannot have a standby")
+        != std::string::npos);
   CHECK(error_of(with("standby A\n")).find("line 8: standby wants OWNER STANDBY")
         != std::string::npos);
   CHECK(error_of(with("replication maybe\n")).find("line 8: replication wants async or sync")

@@ -68,8 +68,7 @@ struct placement_msg {
   std::uint64_t epoch = 0;
 };
 
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, placement_msg& x) {
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, placement_msg& x) {
   return f(caf::meta::type_name("cairn.placement"), x.owner, x.active, x.epoch);
 }
 

@@ -104,7 +104,7 @@ struct cluster_options {
 
 /// The node `node_id` is the standby of; nullptr when it is none's.
 [[nodiscard]] const cluster_node* standby_owner(const cluster_options& opts,
-                                               std::string_view node_id);
+                                                std::string_view node_id);
 
 /// The node `node_id`; nullptr when it is not in the cluster.
 [[nodiscard]] const cluster_node* find_node(const cluster_options& opts, std::string_view node_id);
