@@ -67,6 +67,10 @@ struct journal_state {
   std::uint64_t replicated = 0;          ///< The standby acknowledged the log up to here.
   std::deque<awaiting_standby> awaiting; ///< Oldest first.
   bool expiry_queued = false;
+  /// Non-empty while this node serves no shards of its pair (a standby, or
+  /// an owner that stepped down): appends are refused with it, and a commit
+  /// that was under way is not acknowledged (it is cut when the node rejoins).
+  std::string fenced;
   static inline const char* name = "cairn.journal";
 };
 
@@ -195,6 +199,11 @@ void release(journal_actor* self, std::uint64_t durable) {
     for (auto& w : u.writers)
       w.deliver(journal_written{});
     st.committed = std::max(st.committed, u.last_position);
+    if (!st.fenced.empty())
+      for (auto& [promise, r] : u.appenders)
+        for (auto& v : r.values)
+          if (v)
+            v = fail(errc::unavailable, st.fenced);
     if (st.sync_replication && !u.appenders.empty()
         && (st.committed > st.replicated || !st.awaiting.empty())) {
       st.awaiting.push_back(
@@ -340,6 +349,12 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
   });
   return {
     [=](append_atom, journal_append& a) -> caf::result<journal_result> {
+      if (!self->state.fenced.empty()) {
+        journal_result refused;
+        for (std::size_t i = 0; i < a.requests.size(); ++i)
+          refused.values.push_back(fail(errc::unavailable, self->state.fenced));
+        return refused;
+      }
       auto count = a.requests.size();
       auto& appends = self->state.batch.appends;
       std::move(a.requests.begin(), a.requests.end(), std::back_inserter(appends));
@@ -462,6 +477,9 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
     },
     [=](fenced_atom, std::string& why) {
       auto& st = self->state;
+      st.fenced = why;
+      if (why.empty()) // serving again
+        return;
       for (auto& a : st.awaiting)
         for (auto& [promise, r] : a.appenders) {
           for (auto& v : r.values)

@@ -248,6 +248,7 @@ struct runtime::impl {
       caf::anon_send(control_ref, actors::placement_atom::value,
                      actors::placement_msg{owner, active, epoch});
     };
+    caf::anon_send(journal, actors::fenced_atom::value, std::string{}); // it serves
     replication = actors::spawn_replication_source(*sys, *store, journal, std::move(sc));
     caf::anon_send(gateway, actors::replica_atom::value, partner(), replication);
     caf::anon_send(journal, actors::replication_atom::value, mode == replication_mode::sync,
@@ -264,6 +265,10 @@ struct runtime::impl {
     kc.owner = partner();
     kc.gateway = gateway;
     kc.truncation_dir = opts.data_dir;
+    caf::anon_send(journal, actors::fenced_atom::value,
+                   "node " + c.node_id + " is the standby of node " + partner()
+                     + ": it serves none of its shards; retry (the cluster routes it to "
+                     + partner() + ")");
     replication = actors::spawn_replication_sink(*sys, *store, journal, kc);
     log->info("node {} is the standby of {}: it follows {}'s log", c.node_id, partner(), partner());
   }

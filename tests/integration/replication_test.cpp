@@ -430,8 +430,9 @@ TEST_CASE("under sync replication a promoted standby holds every acknowledged co
     kill_and_promote(std::chrono::milliseconds{ms});
 }
 
+// Hidden from the integration label (a minute and a half); runs under slow.
 TEST_CASE("twenty rounds of SIGKILL at random moments and promotion lose nothing acknowledged",
-          "[slow][cluster][replication]") {
+          "[.][slow][cluster][promotion-rounds]") {
   std::srand(static_cast<unsigned>(std::time(nullptr)));
   for (int round = 0; round < 20; ++round)
     kill_and_promote(std::chrono::milliseconds{50 + std::rand() % 900});

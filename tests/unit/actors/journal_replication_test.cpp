@@ -13,6 +13,7 @@
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/metrics.hpp"
+#include "cairn/actors/replication.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "support/temp_dir.hpp"
 
@@ -147,4 +148,24 @@ TEST_CASE("switching to async answers what waited for the standby",
   CHECK(b->values[0]->last_position == 2);
   f.append("s-3"); // async: no wait
   REQUIRE(f.answer());
+}
+
+TEST_CASE("a fenced journal refuses appends and acknowledges no commit under way",
+          "[unit][journal][replication]") {
+  fixture f;
+  caf::anon_send(f.journal, fenced_atom::value, std::string{"node A stepped down"});
+  f.sched->run();
+  f.append("s-1");
+  auto r = f.answer();
+  REQUIRE(r);
+  REQUIRE_FALSE(r->values[0]);
+  CHECK(r->values[0].error().code == errc::unavailable);
+  CHECK(r->values[0].error().message == "node A stepped down");
+  CHECK(*f.store->last_position() == 0);                        // nothing written
+  caf::anon_send(f.journal, fenced_atom::value, std::string{}); // serving again
+  f.sched->run();
+  f.append("s-1");
+  auto ok = f.answer();
+  REQUIRE(ok);
+  CHECK(ok->values[0]);
 }

@@ -81,9 +81,11 @@ using truncate_atom = caf::atom_constant<caf::atom("cairn_rtrn")>;
 using replicate_atom = caf::atom_constant<caf::atom("cairn_rapl")>;
 
 /// To the journal: (epoch_atom, epoch, node) → journal_epoch: begin an epoch
-/// (a promotion, or an owner's first start); (fenced_atom, why): fail every
-/// reply that waits for the standby (this node was fenced: its unacknowledged
-/// commits will be cut).
+/// (a promotion, or an owner's first start); (fenced_atom, why): this node
+/// serves none of its pair's shards (a standby, or an owner that stepped
+/// down): refuse appends with `why`, acknowledge no commit under way, and
+/// fail every reply that waits for the standby (such commits are cut when
+/// it rejoins); (fenced_atom, "") lifts it (the node serves).
 using epoch_atom = caf::atom_constant<caf::atom("cairn_epch")>;
 
 /// The journal's answer to epoch_atom.
