@@ -397,7 +397,9 @@ private:
 
   /// Gives each owner named by a standby line its standby.
   result<void> assign_standbys() {
-    for (const auto& [owner, standby] : standby_lines_) {
+    for (const auto& entry : standby_lines_) { // no structured binding: a lambda uses it
+      const auto& owner = entry.first;
+      const auto& standby = entry.second;
       auto it = std::find_if(opts_.nodes.begin(), opts_.nodes.end(),
                              [&](const cluster_node& n) { return n.id == owner; });
       if (it == opts_.nodes.end())
