@@ -552,9 +552,13 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
     for (const auto& pr : im.pairs)
       placements.push_back({pr->owner, pr->standby_serves ? pr->standby : pr->owner, pr->epoch});
     if (im.own_pair != nullptr)
-      im.control = im.sys->spawn<caf::detached>([&im](caf::event_based_actor*) -> caf::behavior {
-        return {[&im](actors::placement_atom, actors::placement_msg& pl) { im.step_down(pl); }};
-      });
+      // The impl travels as a spawn argument: CAF 0.17 dereferences a null argument tuple when a
+      // function actor gets none (UBSan reports it).
+      im.control = im.sys->spawn<caf::detached>(
+        [](caf::event_based_actor*, impl* owner) -> caf::behavior {
+          return {[owner](actors::placement_atom, actors::placement_msg& pl) { owner->step_down(pl); }};
+        },
+        &im);
     auto on_placement = [&im](const actors::placement_msg& pl) {
       for (auto& pr : im.pairs)
         if (pr->owner == pl.owner) {
