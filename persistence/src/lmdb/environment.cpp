@@ -107,6 +107,17 @@ void lmdb_store::note_write_failure(const lmdb_failure& f) {
   }
 }
 
+result<void> lmdb_store::before_retry(const lmdb_failure& f) {
+  if (f.rc != MDB_MAP_FULL) {
+    note_write_failure(f);
+    return tl::unexpected(broken_ ? *broken_ : f.err);
+  }
+  // Pages pinned by a dead reader's snapshot become free again: retry first.
+  if (check_readers() > 0)
+    return {};
+  return grow_map();
+}
+
 result<void> lmdb_store::grow_map() {
   if (map_size_ >= opts_.max_map_size)
     return fail(errc::unavailable,

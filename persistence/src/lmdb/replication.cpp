@@ -195,14 +195,8 @@ result<T> lmdb_store::replication_write(const std::function<lmdb_result<T>()>& a
         return tl::unexpected(ok.error());
       return std::move(*done);
     }
-    if (done.error().rc != MDB_MAP_FULL) {
-      note_write_failure(done.error());
-      return tl::unexpected(broken_ ? *broken_ : done.error().err);
-    }
-    if (check_readers() > 0)
-      continue;
-    if (auto grown = grow_map(); !grown)
-      return tl::unexpected(grown.error());
+    if (auto again = before_retry(done.error()); !again)
+      return tl::unexpected(again.error());
   }
 }
 
@@ -524,16 +518,8 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
                     "write the epoch");
         !ok)
       return tl::unexpected(ok.error());
-  if (!plan->rewrite)
-    for (auto [no, pos] : plan->changed)
-      unflushed_.try_emplace(no, 0);
-  if (auto ok = commit(txn); !ok)
+  if (auto ok = commit_staged(txn, guard, st, *plan); !ok)
     return tl::unexpected(ok.error());
-  if (guard) {
-    guard->committed(data_end());
-    guard.reset();
-  }
-  learn_commit(st, *plan);
   if (new_epoch) {
     epoch_ = new_epoch->first;
     epoch_position_ = new_epoch->second;
@@ -598,16 +584,8 @@ lmdb_result<result<epoch_info>> lmdb_store::try_begin_epoch(std::uint64_t epoch,
                           seal(epoch_key, encode_epoch_header(epoch, position)), "write the epoch");
       !ok)
     return tl::unexpected(ok.error());
-  if (!plan->rewrite)
-    for (auto [no, pos] : plan->changed)
-      unflushed_.try_emplace(no, 0);
-  if (auto ok = commit(txn); !ok)
+  if (auto ok = commit_staged(txn, guard, st, *plan); !ok)
     return tl::unexpected(ok.error());
-  if (guard) {
-    guard->committed(data_end());
-    guard.reset();
-  }
-  learn_commit(st, *plan);
   epoch_ = epoch;
   epoch_position_ = position;
   return result<epoch_info>{epoch_info{epoch, position, std::string{node}, now}};

@@ -296,14 +296,8 @@ result<void> lmdb_store::retention_write(const std::function<lmdb_result<bool>(M
       committed = true;
       return after_commit(false);
     }
-    if (done.error().rc != MDB_MAP_FULL) {
-      note_write_failure(done.error());
-      return tl::unexpected(broken_ ? *broken_ : done.error().err);
-    }
-    if (check_readers() > 0)
-      continue;
-    if (auto grown = grow_map(); !grown)
-      return grown;
+    if (auto again = before_retry(done.error()); !again)
+      return tl::unexpected(again.error());
   }
 }
 

@@ -259,6 +259,10 @@ private:
   /// After a failed write transaction: makes the store refuse every later
   /// write when LMDB stopped or found its B-tree damaged.
   void note_write_failure(const lmdb_failure& f);
+  /// Every write loop's step after a failed transaction: success when another
+  /// attempt is worth it (the map was full, and dead readers' pages came free
+  /// or the map grew), else the error to give up with.
+  result<void> before_retry(const lmdb_failure& f);
   /// Learns the commit's number after a successful write transaction.
   /// `defer`: leave the commit's meta page unflushed (append_batch_deferred).
   result<void> after_commit(bool defer);
@@ -302,6 +306,10 @@ private:
   lmdb_result<> commit(txn_guard& txn);
   /// After the commit: the writer's caches learn it, without allocating.
   void learn_commit(staging& st, const head_plan& plan);
+  /// Commits a transaction staged through `st` and `plan`, then releases the
+  /// preallocator's `guard` and learns the commit (caches, heads).
+  lmdb_result<> commit_staged(txn_guard& txn, std::optional<preallocator::guard>& guard,
+                              staging& st, const head_plan& plan);
 
   // -- heads (heads.cpp) -----------------------------------------------------------
 

@@ -104,15 +104,8 @@ result<lmdb_store::append_results> lmdb_store::write(const batch_view& b, bool d
         return tl::unexpected(ok.error());
       return std::move(*done);
     }
-    if (done.error().rc != MDB_MAP_FULL) {
-      note_write_failure(done.error());
-      return tl::unexpected(broken_ ? *broken_ : done.error().err);
-    }
-    // Pages pinned by a dead reader's snapshot become free again: retry first.
-    if (check_readers() > 0)
-      continue;
-    if (auto grown = grow_map(); !grown)
-      return tl::unexpected(grown.error());
+    if (auto again = before_retry(done.error()); !again)
+      return tl::unexpected(again.error());
   }
 }
 
@@ -152,22 +145,29 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
   for (const auto& subject : b.forget)
     if (auto ok = stage_forget(raw, subject); !ok)
       return tl::unexpected(ok.error());
+  if (auto ok = commit_staged(txn, guard, st, *plan); !ok)
+    return tl::unexpected(ok.error());
+  for (const auto& [subject, id] : st.new_keys)
+    ring_->stored(subject, id);
+  return out;
+}
+
+lmdb_result<> lmdb_store::commit_staged(txn_guard& txn, std::optional<preallocator::guard>& guard,
+                                        staging& st, const head_plan& plan) {
   // Allocate now what the caches need after the commit, so nothing after it
   // can throw: a commit must never be reported as failed, nor half-learned.
   // A 0 position means "in the heads table", which stays true if the commit fails.
-  if (!plan->rewrite)
-    for (auto [no, pos] : plan->changed)
+  if (!plan.rewrite)
+    for (auto [no, pos] : plan.changed)
       unflushed_.try_emplace(no, 0);
   if (auto ok = commit(txn); !ok)
-    return tl::unexpected(ok.error());
+    return ok;
   if (guard) {
     guard->committed(data_end());
     guard.reset();
   }
-  learn_commit(st, *plan);
-  for (const auto& [subject, id] : st.new_keys)
-    ring_->stored(subject, id);
-  return out;
+  learn_commit(st, plan);
+  return {};
 }
 
 lmdb_store::staging lmdb_store::begin_staging() {
