@@ -556,7 +556,8 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       // function actor gets none (UBSan reports it).
       im.control = im.sys->spawn<caf::detached>(
         [](caf::event_based_actor*, impl* owner) -> caf::behavior {
-          return {[owner](actors::placement_atom, actors::placement_msg& pl) { owner->step_down(pl); }};
+          return {
+            [owner](actors::placement_atom, actors::placement_msg& pl) { owner->step_down(pl); }};
         },
         &im);
     auto on_placement = [&im](const actors::placement_msg& pl) {
