@@ -212,10 +212,12 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     std::ostringstream s;
     if (v.role.empty())
       s << "no replication";
-    else if (v.role == "owner")
-      s << "serves, standby " << v.peer << (v.connected ? " connected" : " NOT connected")
-        << ", epoch " << v.epoch << ", log end " << v.committed << ", standby holds "
-        << v.acknowledged;
+    else if (v.role == "owner" && v.connected)
+      s << "serves, standby " << v.peer << " connected, epoch " << v.epoch << ", log end "
+        << v.committed << ", standby holds " << v.acknowledged;
+    else if (v.role == "owner") // its log end is not followed without a standby
+      s << "serves, standby " << v.peer << " NOT connected, epoch " << v.epoch
+        << ", standby acknowledged " << v.acknowledged;
     else
       s << "standby of " << v.peer << (v.connected ? ", following" : ", NOT following")
         << ", epoch " << v.epoch << ", holds " << v.acknowledged << " of " << v.committed;
@@ -278,7 +280,11 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     serving[o.id] = o.id;
   std::uint64_t round = 0;
   double next_line = std::ceil(elapsed());
+  double last_summary = -1;
   auto summary = [&] {
+    if (elapsed() - last_summary < 0.3)
+      return; // one was just printed
+    last_summary = elapsed();
     out << "t=" << std::setw(5) << std::setprecision(1) << elapsed() << " s  acknowledged";
     for (const auto& o : owners) {
       std::uint64_t acked = 0, failed = 0;
@@ -365,10 +371,27 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
         return id;
     return tallies.begin()->first;
   }();
+  // A routes B's shards to B2 once B2's news reached it: until then they
+  // still go to B and fail as before.
+  int still_to_victim = 0;
+  auto probe = svc.invoke(probe_id, "call", "{\"probe\":0}");
+  for (auto deadline = clock_type::now() + 10s;
+       !probe && probe.error().message.find("owner node " + victim) != std::string::npos
+       && clock_type::now() < deadline;) {
+    ++still_to_victim;
+    std::this_thread::sleep_for(100ms);
+    probe = svc.invoke(probe_id, "call", "{\"probe\":" + std::to_string(still_to_victim) + "}");
+  }
+  if (still_to_victim > 0)
+    out << "    (" << still_to_victim << " probes still went to " << victim
+        << " before A heard of the promotion)\n";
+  if (probe) {
+    ++tallies[probe_id].acknowledged;
+    tallies[probe_id].correlations.push_back(*probe);
+  }
+  out << "    " << probe_id << " (pair " << victim << ", served by " << heir
+      << "): " << (probe ? "acknowledged" : probe.error().to_string()) << '\n';
   if (!opts.async_replication) {
-    auto r = svc.invoke(probe_id, "call", "{\"probe\":1}");
-    out << "    " << probe_id << " (pair " << victim << ", served by " << heir
-        << "): " << (r ? "acknowledged" : r.error().to_string()) << '\n';
     out << ">>> " << heir << " serves without a standby until " << victim
         << " rejoins: switch it to async: POST http://" << metrics[heir]
         << "/cluster/replication/async  (= cairn cluster replication " << metrics[heir]
