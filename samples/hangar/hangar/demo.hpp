@@ -82,7 +82,7 @@ struct cluster_demo_report {
 
 /// `hangar node --node ID --config FILE --data DIR [--metrics HOST:PORT]`: one
 /// node of the cluster demo (or of a cluster an operator runs by hand:
-/// docs/cluster.md#runbook-losing-an-owner). Prints "ready" once serving,
+/// docs/cluster.md#losing-an-owner-promote-its-standby). Prints "ready" once serving,
 /// then answers `hangar serve`'s line commands and `replication` (this
 /// node's replication status as one line) until `quit` or the end of its input;
 /// returns the exit code. Its metrics address takes the operator steps
