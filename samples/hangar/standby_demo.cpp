@@ -131,7 +131,6 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     cluster.nodes.push_back(s);
   cluster.replication = opts.async_replication ? cairn::replication_mode::async
                                                : cairn::replication_mode::sync;
-  cluster.sync_timeout = 1000ms; // a lost standby shows within a second
   if (auto ok = cairn::validate(cluster); !ok)
     return tl::unexpected(ok.error());
   const std::string config = opts.data_dir + "/cluster.conf";
