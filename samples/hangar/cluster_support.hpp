@@ -15,10 +15,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <cstdlib>
 #include <iosfwd>
 #include <map>
-#include <sstream>
 #include <set>
 #include <string>
 #include <thread>
@@ -27,6 +25,7 @@
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/runtime.hpp"
 #include "hangar/demo.hpp"
+#include "hangar/node_lines.hpp"
 
 extern char** environ;
 
@@ -243,71 +242,10 @@ inline cairn::result<std::set<std::string>> stored_correlations(const std::strin
   }
 }
 
-/// A node's replication status (cairn::replication_status) as `hangar node`
-/// prints it for the line `replication`:
-/// "replication standby peer=B connected=1 epoch=1 committed=120 acknowledged=120
-/// truncated=0 fenced=0", or "replication none".
+/// This node's replication status as `hangar node` answers `replication`.
 inline std::string replication_line(cairn::runtime& rt) {
   auto s = rt.cluster();
-  if (!s || s->replication.empty())
-    return "replication none";
-  const auto& r = s->replication.front();
-  std::string line = "replication " + r.role + " peer=" + r.peer + " connected="
-                     + (r.connected ? "1" : "0") + " epoch=" + std::to_string(r.epoch)
-                     + " committed=" + std::to_string(r.committed) + " acknowledged="
-                     + std::to_string(r.acknowledged) + " truncated=" + std::to_string(r.truncated)
-                     + " fenced=" + (r.fenced ? "1" : "0");
-  if (!r.problem.empty())
-    line += " problem=" + r.problem; // last: it has blanks
-  return line;
-}
-
-/// replication_line read back; role "" when the line is none of its form.
-struct replication_view {
-  std::string role, peer, problem;
-  bool connected = false, fenced = false;
-  std::uint64_t epoch = 0, committed = 0, acknowledged = 0, truncated = 0;
-};
-
-inline replication_view parse_replication_line(const std::string& line) {
-  replication_view v;
-  std::istringstream in{line};
-  std::string word;
-  if (!(in >> word) || word != "replication" || !(in >> v.role) || v.role == "none") {
-    v.role.clear();
-    return v;
-  }
-  while (in >> word) {
-    auto eq = word.find('=');
-    if (eq == std::string::npos)
-      continue;
-    auto key = word.substr(0, eq), value = word.substr(eq + 1);
-    if (key == "problem") {
-      std::string rest;
-      std::getline(in, rest);
-      v.problem = value + rest;
-      break;
-    }
-    if (key == "peer") {
-      v.peer = value;
-      continue;
-    }
-    char* end = nullptr;
-    auto n = std::strtoull(value.c_str(), &end, 10);
-    if (key == "connected")
-      v.connected = n != 0;
-    else if (key == "fenced")
-      v.fenced = n != 0;
-    else if (key == "epoch")
-      v.epoch = n;
-    else if (key == "committed")
-      v.committed = n;
-    else if (key == "acknowledged")
-      v.acknowledged = n;
-    else if (key == "truncated")
-      v.truncated = n;
-  }
-  return v;
+  return hangar::replication_line(s && !s->replication.empty() ? &s->replication.front() : nullptr);
 }
 
 /// `hangar demo --cluster N --standby` (standby_demo.cpp).

@@ -19,6 +19,7 @@
 #include <map>
 #include <ostream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,16 +72,6 @@ std::unique_ptr<cairn::persistence::event_store> open_read_only(const std::strin
   so.read_only = true;
   auto store = cairn::persistence::open_store(dir, so);
   return store ? std::move(*store) : nullptr;
-}
-
-/// The value of `"key":"..."` in one JSON line; "" when absent.
-std::string json_field(const std::string& line, const std::string& key) {
-  auto at = line.find("\"" + key + "\":\"");
-  if (at == std::string::npos)
-    return {};
-  at += key.size() + 4;
-  auto end = line.find('"', at);
-  return end == std::string::npos ? std::string{} : line.substr(at, end - at);
 }
 
 std::string hex(const std::array<unsigned char, 32>& d) {
@@ -203,7 +194,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
       return parse_replication_line(replication_line(svc.runtime()));
     auto& c = children[id];
     if (!c || c->pid() <= 0 || !c->write_line("replication"))
-      return replication_view{};
+      return cairn::replication_status{};
     return parse_replication_line(c->wait_line("replication", 5s));
   };
   auto describe = [&](const std::string& id) {
@@ -450,8 +441,8 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     for (std::string line; std::getline(in, line);)
       if (line.rfind("{\"position\":", 0) == 0) {
         ++cut_events;
-        if (json_field(line, "type") == "tool_invocation_requested")
-          cut_correlations.insert(json_field(line, "correlation_id"));
+        if (json_string_field(line, "type") == "tool_invocation_requested")
+          cut_correlations.insert(json_string_field(line, "correlation_id"));
       }
     out << "    its divergent tail, " << cut_events << " records it wrote that " << heir
         << " never acknowledged, is saved in " << cut_file << " (" << cut_correlations.size()
