@@ -5,6 +5,7 @@
 #include <chrono>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include <catch2/catch.hpp>
 
@@ -99,4 +100,44 @@ TEST_CASE("hangar demo --cluster 3 --standby kills an owner, promotes its standb
   auto chain = old->check_chain(cairn::persistence::no_limit);
   REQUIRE(chain);
   CHECK(chain->first_broken == 0);
+}
+
+TEST_CASE("hangar demo --cluster 3 --standby --replication async promotes without switching "
+          "modes and loses nothing but what the old owner cut",
+          "[integration][hangar][cluster][replication]") {
+  cairn::test::temp_dir dir;
+  const auto data = dir.sub("hangar-standby-async");
+  cairn::test::node_process demo;
+  REQUIRE(demo.start(HANGAR_PATH, {"demo", "--cluster", "3", "--standby", "--replication", "async",
+                                   "--seconds", "5", "--data", data}));
+  auto last = demo.wait_line("key moments:", 80s);
+  (void)demo.wait_line("\x01", 3s);
+  const auto& out = demo.output();
+  INFO(out);
+  REQUIRE_FALSE(last.empty());
+  CHECK(demo.stop(10s) == 0);
+  CHECK(out.find("replication async") != std::string::npos);
+  CHECK(out.find("B2 answered: promoted: epoch 2") != std::string::npos);
+  // B2 serves B's providers at once: async needs no standby to acknowledge.
+  CHECK(out.find("switch it to async") == std::string::npos);
+  CHECK(out.find("B rejoined as its standby yes") != std::string::npos);
+  CHECK(out.find("(pair A, ") == std::string::npos);
+  CHECK(out.find("(pair C, ") == std::string::npos);
+  // Whatever is missing was cut from B's tail and saved (exit 0 says so too).
+  CHECK(out.find("LOSS:") == std::string::npos);
+  CHECK((out.find("every acknowledged event is there") != std::string::npos
+         || out.find("async failover lost") != std::string::npos));
+}
+
+TEST_CASE("hangar demo refuses --standby without --cluster and --replication without --standby",
+          "[integration][hangar]") {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"demo", "--standby"},
+        std::vector<std::string>{"demo", "--cluster", "3", "--replication", "async"},
+        std::vector<std::string>{"demo", "--cluster", "3", "--standby", "--replication", "fast"}}) {
+    cairn::test::node_process demo;
+    REQUIRE(demo.start(HANGAR_PATH, args));
+    (void)demo.wait_line("\x01", 5s); // it exits at once: no output on stdout
+    CHECK(demo.stop(10s) == 2);
+  }
 }
