@@ -6,16 +6,6 @@
 // others to their owner's gateway. Nodes B, C, ... are child processes of the
 // hangar binary (`hangar node ...`). Membership is static (the config file),
 // so the driver is a member, not a client outside the cluster.
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -28,221 +18,15 @@
 #include <thread>
 #include <vector>
 
-#include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/cluster.hpp"
+#include "cluster_support.hpp"
 #include "hangar/demo.hpp"
+#include "hangar/serve_line.hpp"
 #include "hangar/service.hpp"
-
-extern char** environ;
 
 namespace hangar {
 
-namespace {
-
-using namespace std::chrono_literals;
-using clock_type = std::chrono::steady_clock;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-cairn::result<std::uint16_t> free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return cairn::fail(cairn::errc::unavailable, "socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0
-            && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  ::close(fd);
-  if (!ok)
-    return cairn::fail(cairn::errc::unavailable, "no free port on 127.0.0.1");
-  return ntohs(a.sin_port);
-}
-
-/// A node as a child process: its standard input held open (closing it stops
-/// the node), its standard output read for "ready", its log in a file.
-class child_node {
-public:
-  child_node() = default;
-  child_node(const child_node&) = delete;
-  child_node& operator=(const child_node&) = delete;
-  ~child_node() { kill_now(); }
-
-  cairn::result<void> start(const std::string& path, const std::vector<std::string>& args,
-                            const std::string& log) {
-    int in[2], out[2];
-    if (::pipe(in) != 0)
-      return cairn::fail(cairn::errc::unavailable, "pipe failed");
-    if (::pipe(out) != 0) {
-      ::close(in[0]);
-      ::close(in[1]);
-      return cairn::fail(cairn::errc::unavailable, "pipe failed");
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_addclose(&fa, in[1]);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(path.c_str()));
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    if (rc != 0) {
-      ::close(in[1]);
-      ::close(out[0]);
-      pid_ = -1;
-      return cairn::fail(cairn::errc::unavailable, "cannot start " + path);
-    }
-    ::fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    ::fcntl(out[0], F_SETFD, FD_CLOEXEC);
-    stdin_ = in[1];
-    stdout_ = out[0];
-    return {};
-  }
-
-  /// Waits at most `limit` for a line starting with `prefix`; "" if none came.
-  std::string wait_line(const std::string& prefix, std::chrono::milliseconds limit) {
-    auto deadline = clock_type::now() + limit;
-    for (;;) {
-      for (auto nl = buffer_.find('\n'); nl != std::string::npos; nl = buffer_.find('\n')) {
-        auto line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        if (line.compare(0, prefix.size(), prefix) == 0)
-          return line;
-      }
-      auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-      if (left.count() <= 0 || stdout_ < 0)
-        return {};
-      pollfd p{stdout_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      char buf[1024];
-      auto n = ::read(stdout_, buf, sizeof buf);
-      if (n <= 0) {
-        ::close(stdout_);
-        stdout_ = -1;
-        continue;
-      }
-      buffer_.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-
-  /// Closes its standard input and waits at most `limit`; its exit code, or
-  /// -1 (then it is killed).
-  int stop(std::chrono::milliseconds limit) {
-    if (pid_ <= 0)
-      return -1;
-    close_fd(stdin_);
-    auto deadline = clock_type::now() + limit;
-    while (clock_type::now() < deadline) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        close_fd(stdout_);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    kill_now();
-    return -1;
-  }
-
-  /// SIGKILL, and reaps it.
-  void kill_now() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    close_fd(stdin_);
-    close_fd(stdout_);
-    buffer_.clear();
-  }
-
-  [[nodiscard]] pid_t pid() const { return pid_; }
-
-private:
-  static void close_fd(int& fd) {
-    if (fd >= 0)
-      ::close(fd);
-    fd = -1;
-  }
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
-  std::string buffer_;
-};
-
-/// What A's runtime says of peer `id` ("up", "down", ...).
-std::string peer_state(cairn::runtime& rt, const std::string& id) {
-  auto s = rt.cluster();
-  if (!s)
-    return "?";
-  for (const auto& p : s->peers)
-    if (p.id == id)
-      return p.state;
-  return "?";
-}
-
-bool wait_up(cairn::runtime& rt, const std::vector<std::string>& ids,
-             std::chrono::milliseconds limit) {
-  auto deadline = clock_type::now() + limit;
-  for (;;) {
-    bool all = true;
-    for (const auto& id : ids)
-      all = all && peer_state(rt, id) == "up";
-    if (all)
-      return true;
-    if (clock_type::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(20ms);
-  }
-}
-
-/// One provider's tally, as the driver saw it.
-struct tally {
-  std::string owner;
-  std::uint32_t shard = 0;
-  std::uint64_t acknowledged = 0;
-  std::uint64_t unavailable = 0;
-  std::uint64_t other_errors = 0;
-  std::vector<std::string> correlations; ///< Of the acknowledged invocations.
-  bool error_printed = false;            ///< During the current outage.
-};
-
-/// The correlation ids of provider `id`'s events in the store at `dir`.
-cairn::result<std::set<std::string>> stored_correlations(const std::string& dir,
-                                                         const std::string& id) {
-  cairn::persistence::store_options so;
-  so.read_only = true;
-  auto store = cairn::persistence::open_store(dir, so);
-  if (!store)
-    return tl::unexpected(store.error());
-  std::set<std::string> out;
-  std::uint64_t from = 1;
-  for (;;) {
-    auto events = (*store)->read_stream("provider-" + id, from, 4096);
-    if (!events)
-      return tl::unexpected(events.error());
-    if (events->empty())
-      return out;
-    for (const auto& e : *events)
-      out.insert(e.meta.correlation_id);
-    from = events->back().version + 1;
-  }
-}
-
-} // namespace
+using namespace detail;
 
 int run_node(const std::string& node_id, const std::string& config, const std::string& data_dir,
              const std::string& metrics_address, std::istream& in, std::ostream& out) {
@@ -256,14 +40,25 @@ int run_node(const std::string& node_id, const std::string& config, const std::s
   so.speed = 10;
   so.metrics_address = metrics_address;
   so.cluster = *cluster;
+  so.cluster_admin = true;
   auto svc = service::start(so);
   if (!svc) {
     out << "error " << svc.error().to_string() << std::endl;
     return 1;
   }
   out << "ready " << (*svc)->runtime().metrics_endpoint() << std::endl;
-  std::string line;
-  while (std::getline(in, line)) {
+  for (std::string line; std::getline(in, line);) {
+    if (line == "replication") {
+      out << replication_line((*svc)->runtime()) << std::endl;
+      continue;
+    }
+    auto req = parse_serve_line(line);
+    if (!req)
+      out << "error " << req.error().to_string() << std::endl;
+    else if (*req && (*req)->what == serve_request::kind::quit)
+      break;
+    else if (*req)
+      out << serve_answer(**svc, **req) << std::endl;
   }
   (void)(*svc)->settle(10s);
   (*svc)->shutdown();
@@ -275,6 +70,8 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
   namespace fs = std::filesystem;
   if (opts.nodes < 2 || opts.nodes > 9)
     return cairn::fail(cairn::errc::invalid_argument, "--cluster takes 2 to 9 nodes");
+  if (opts.standby)
+    return run_standby_demo(opts, out);
   std::error_code ec;
   fs::remove_all(opts.data_dir, ec);
   fs::create_directories(opts.data_dir, ec);

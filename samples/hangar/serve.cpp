@@ -22,7 +22,9 @@ std::string describe(const provider::state& s) {
   return out.str();
 }
 
-std::string answer(service& svc, const serve_request& r) {
+} // namespace
+
+std::string serve_answer(service& svc, const serve_request& r) {
   using kind = serve_request::kind;
   switch (r.what) {
     case kind::register_provider: {
@@ -75,8 +77,6 @@ std::string answer(service& svc, const serve_request& r) {
   return "error internal: unhandled request";
 }
 
-} // namespace
-
 int serve(const std::string& data_dir, std::istream& in, std::ostream& out) {
   service_options so;
   so.data_dir = data_dir;
@@ -96,7 +96,7 @@ int serve(const std::string& data_dir, std::istream& in, std::ostream& out) {
       continue;
     if ((*req)->what == serve_request::kind::quit)
       break;
-    out << answer(**started, **req) << std::endl;
+    out << serve_answer(**started, **req) << std::endl;
   }
   return 0;
 }

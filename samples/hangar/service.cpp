@@ -174,6 +174,7 @@ cairn::result<void> service::wire() {
   ro.durability = opts_.durability;
   ro.metrics_address = opts_.metrics_address;
   ro.cluster = opts_.cluster;
+  ro.cluster_admin = opts_.cluster_admin;
   auto rt = cairn::runtime::start(ro);
   if (!rt)
     return tl::unexpected(rt.error());

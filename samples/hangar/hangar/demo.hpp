@@ -49,6 +49,12 @@ struct cluster_demo_options {
   double speed = 10;                                    ///< Service clock speed-up.
   int nodes = 3;                                        ///< 2 to 9.
   std::string self_path;                                ///< The hangar binary.
+  /// `--standby`: every node gets a standby (B's is B2); the killed owner's
+  /// standby is promoted and the owner rejoins as its standby
+  /// (docs/hangar.md#a-standby-for-every-node). Default: none.
+  bool standby = false;
+  /// With `standby`: `--replication async` (default sync).
+  bool async_replication = false;
 };
 
 /// What the cluster demo observed.
@@ -58,6 +64,15 @@ struct cluster_demo_report {
   bool restarted = false;         ///< The node came back and served again.
   std::uint64_t acknowledged = 0; ///< Tool invocations acknowledged, all providers.
   std::uint64_t missing = 0;      ///< Of those, not in their owner's store.
+  // With a standby (`--standby`):
+  bool promoted = false;                ///< The killed owner's standby was promoted.
+  std::uint64_t served_by_promoted = 0; ///< Acknowledged invocations it wrote itself.
+  bool rejoined = false;                ///< The old owner came back as its standby.
+  std::uint64_t truncated = 0;          ///< Records the old owner cut from its tail.
+  /// Of `missing`, those found in the old owner's file of cut events: what an
+  /// async failover may lose (none may be missing under sync).
+  std::uint64_t missing_in_cut = 0;
+  bool digests_equal = false; ///< Every owner/standby pair, at the standby's end.
 };
 
 /// Runs the cluster scenario; an error when a step fails (a node that does
@@ -66,10 +81,22 @@ struct cluster_demo_report {
                                                                   std::ostream& out);
 
 /// `hangar node --node ID --config FILE --data DIR [--metrics HOST:PORT]`: one
-/// node of the cluster demo. Prints "ready" once serving and stops when its
-/// standard input closes; returns the exit code.
+/// node of the cluster demo (or of a cluster an operator runs by hand:
+/// docs/cluster.md#losing-an-owner-promote-its-standby). Prints "ready" once serving,
+/// then answers `hangar serve`'s line commands and `replication` (this
+/// node's replication status as one line) until `quit` or the end of its input;
+/// returns the exit code. Its metrics address takes the operator steps
+/// (`cairn cluster promote|replication`, runtime_options::cluster_admin):
+/// bind it to loopback or a private network.
 int run_node(const std::string& node_id, const std::string& config, const std::string& data_dir,
              const std::string& metrics_address, std::istream& in, std::ostream& out);
+
+class service;
+struct serve_request;
+
+/// What `hangar serve` answers to `r` (one line, "ok ..." or "error ...");
+/// `hangar node` answers the same lines.
+[[nodiscard]] std::string serve_answer(service& svc, const serve_request& r);
 
 /// Serves line commands from `in`, one answer line each on `out`, until EOF
 /// or "quit"; returns the exit code.

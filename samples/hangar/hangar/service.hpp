@@ -108,6 +108,9 @@ struct service_options {
   std::string metrics_address;
   /// Run as one node of a cluster (docs/cluster.md, docs/hangar.md#running-as-a-cluster).
   std::optional<cairn::cluster_options> cluster;
+  /// The metrics endpoint takes operator steps (promote, replication mode):
+  /// runtime_options::cluster_admin. Default: off.
+  bool cluster_admin = false;
   cairn::persistence::durability durability = cairn::persistence::durability::sync;
   /// Record the groups' commands for what-if replay (hangar/what_if.hpp).
   bool record_commands = false;

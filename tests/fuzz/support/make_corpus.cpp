@@ -26,6 +26,7 @@
 #include "cairn/runtime/cluster.hpp"
 #include "cairn/tools/digest_file.hpp"
 #include "cairn/tools/text.hpp"
+#include "hangar/node_lines.hpp"
 #include "payload_types.hpp"
 
 namespace {
@@ -412,6 +413,30 @@ void serve_line() {
   write("serve_line", "bad", "register p2 teleport\nstate-at p1 one\nfrobnicate\n");
 }
 
+void node_line() {
+  replication_status owner;
+  owner.role = "owner";
+  owner.peer = "B2";
+  owner.connected = true;
+  owner.epoch = 2;
+  owner.committed = 1030;
+  owner.acknowledged = 1030;
+  owner.frames = 40;
+  replication_status standby = owner;
+  standby.role = "standby";
+  standby.peer = "B";
+  standby.connected = false;
+  standby.truncated = 14;
+  standby.problem = "the owner's connection was lost";
+  write("node_line", "replication",
+        hangar::replication_line(&owner) + "\n" + hangar::replication_line(&standby) + "\n"
+          + hangar::replication_line(nullptr) + "\n");
+  write("node_line", "cut-file",
+        "{\"cairn_export\":1,\"events\":1,\"checkpoints\":0,\"truncated_after\":56}\n"
+        "{\"position\":57,\"stream\":\"provider-math-2\",\"version\":30,\"type\":"
+        "\"tool_invocation_requested\",\"schema_version\":1,\"correlation_id\":\"c1-20\"}\n");
+}
+
 shard_map three_map; ///< The map of the three-nodes seed, which the status seeds report.
 
 void cluster_config_seeds() {
@@ -534,6 +559,7 @@ int main(int argc, char** argv) {
   retention_policy();
   retention_cut();
   serve_line();
+  node_line();
   import_line();
   cluster_config_seeds();
   cluster_status_seeds();
