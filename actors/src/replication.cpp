@@ -67,9 +67,9 @@ void drop_sink(source_actor* self, std::string why) {
 /// Sends frames while the window has room and the durable log has more.
 void pump(source_actor* self) {
   auto& st = self->state;
-  if (!st.sink || st.status.fenced)
+  if (st.status.fenced)
     return;
-  while (st.next <= st.committed && st.unacked_bytes < st.cfg.window) {
+  while (st.sink && st.next <= st.committed && st.unacked_bytes < st.cfg.window) {
     auto room = std::min(st.cfg.frame_bytes, st.cfg.window - st.unacked_bytes);
     auto frame = st.store->read_frame(st.next, room);
     if (!frame) {
@@ -97,7 +97,9 @@ void pump(source_actor* self) {
     st.status.bytes += bytes;
     self->send(st.sink, frame_atom::value, st.epoch, std::move(*frame));
   }
-  if (st.next > st.committed && !st.waiting_for_commit) {
+  // Without a standby too: the log end in the status (and the lag it shows
+  // an operator deciding on a promotion) follows the log.
+  if ((st.next > st.committed || !st.sink) && !st.waiting_for_commit) {
     st.waiting_for_commit = true;
     self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
   }

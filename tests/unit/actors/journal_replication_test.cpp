@@ -169,3 +169,32 @@ TEST_CASE("a fenced journal refuses appends and acknowledges no commit under way
   REQUIRE(ok);
   CHECK(ok->values[0]);
 }
+
+TEST_CASE("a source without a standby keeps its log end current", "[unit][journal][replication]") {
+  fixture f;
+  source_config sc;
+  sc.node_id = "A";
+  sc.standby = "B";
+  auto source = spawn_replication_source(*f.sys, *f.store, f.journal, sc);
+  f.sched->run();
+  auto status = [&] {
+    replication_status s;
+    (*f.client)->send(source, status_atom::value);
+    f.sched->run();
+    (*f.client)->receive([&](replication_status& r) { s = std::move(r); });
+    return s;
+  };
+  CHECK(status().committed == 0);
+  f.append("s-1");
+  (void)f.answer();
+  f.append("s-2");
+  (void)f.answer();
+  f.append("s-3");
+  (void)f.answer();
+  auto s = status();
+  CHECK_FALSE(s.connected);
+  CHECK(s.committed == 3); // what a loss of this node's disk would take, with no standby
+  CHECK(s.acknowledged == 0);
+  caf::anon_send_exit(source, caf::exit_reason::kill);
+  f.sched->run();
+}
