@@ -260,6 +260,18 @@ void say_hello(sink_actor* self) {
   auto& st = self->state;
   if (st.truncating)
     return;
+  // The store, not what this sink applied, says where the replica ends: its
+  // journal may have committed after the sink started (a commit under way
+  // when this node stepped down). A stale hello would have the owner send
+  // from a position the replica holds another record at, again and again,
+  // instead of telling it to cut its tail.
+  if (!st.applying) {
+    if (auto last = st.store->last_position(); last && *last != st.applied) {
+      st.applied = *last;
+      st.expected = st.applied + 1;
+      st.status.acknowledged = st.applied;
+    }
+  }
   replica_hello h;
   h.node = st.cfg.node_id;
   h.last_position = st.applied;

@@ -122,3 +122,56 @@ TEST_CASE("frames that arrive while the replica applies one are applied together
   sched.run();
   sys.reset();
 }
+
+TEST_CASE("a sink's hello names the replica's last position as the store has it, also after a "
+          "commit the sink did not make",
+          "[unit][actors][replication]") {
+  cairn::test::temp_dir replica_dir;
+  auto replica = open_at(replica_dir.path());
+  metrics m;
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  auto sys = std::make_unique<caf::actor_system>(cfg);
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  auto journal = spawn_journal(*sys, *replica, m, placement::scheduled);
+  {
+    caf::scoped_actor gateway{*sys};
+    sink_config sc;
+    sc.node_id = "S";
+    sc.owner = "A";
+    sc.gateway = caf::actor{gateway};
+    sc.truncation_dir = replica_dir.path();
+    auto sink = spawn_replication_sink(*sys, *replica, journal, sc, placement::scheduled);
+    sched.run();
+    auto hello = [&] {
+      replica_hello out;
+      bool got = false;
+      while (!gateway->mailbox().empty())
+        gateway->receive([&](replica_atom, std::string&, replica_hello& h, caf::actor&) {
+          out = std::move(h);
+          got = true;
+        });
+      REQUIRE(got);
+      return out;
+    };
+    CHECK(hello().last_position == 0);
+    // A commit under way when the node stepped down lands after the sink
+    // started: the replica now holds a record no frame brought.
+    cp::write_batch b;
+    cp::append_request req;
+    req.stream = "s-0";
+    req.events.push_back(cp::event_data{"happened", 1, "payload", {}, {}});
+    b.appends.push_back(std::move(req));
+    REQUIRE(replica->append_batch(b));
+    sched.advance_time(sc.retry); // no frame came: the sink says hello again
+    sched.run();
+    auto h = hello();
+    CHECK(h.last_position == 1);
+    CHECK(h.digest.size() == 32); // the digest there, for the owner to compare
+    caf::anon_send_exit(sink, caf::exit_reason::kill);
+    sched.run();
+  }
+  caf::anon_send_exit(journal, caf::exit_reason::kill);
+  sched.run();
+  sys.reset();
+}
