@@ -78,5 +78,6 @@ int handlers_main(const args& a);
 int hangar_main(const args& a);
 int cluster_main(const args& a);
 int cluster_node_main(const args& a);
+int replication_main(const args& a);
 
 } // namespace cairn::bench

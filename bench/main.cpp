@@ -31,6 +31,12 @@
 //         child processes (the hidden subcommand cluster-node, which serves until its
 //         standard input closes); per in-flight level, to accounts A owns (local) and to
 //         accounts other nodes own (forwarded), then the ratio and the hop's added latency
+//   replication [--case catchup|lag|sync|all] [--events N] [--rate R] [--seconds S]
+//               [--in-flight C] [--accounts N] [--poll-us U] [--threads T] [--durability D]
+//               [--dir D]
+//         an owner (this process) and its standby (a child process): catch-up of a standby
+//         from empty over a store filled with N events; replication lag p50/p99 at a fixed
+//         rate; commands/s at C in flight under sync replication against no standby
 //
 // Each case prints a table row and one JSON line beginning {"bench":"<name>".
 
@@ -128,6 +134,8 @@ int main(int argc, char** argv) {
       return cairn::bench::hangar_main(a);
     if (cmd == "cluster")
       return cairn::bench::cluster_main(a);
+    if (cmd == "replication")
+      return cairn::bench::replication_main(a);
     if (cmd == "cluster-node")
       return cairn::bench::cluster_node_main(a);
   } catch (const std::exception& e) {

@@ -242,6 +242,14 @@ struct sink_state {
   std::uint64_t epoch = 0;
   bool hello_due = false; ///< A retry tick is queued.
   bool truncating = false;
+  /// One frame at a time is with the journal; what arrives meanwhile is
+  /// merged into `pending` and applied next, in one transaction and one
+  /// flush. Otherwise a live owner's many small frames each cost the
+  /// replica a flush of its own, the standby falls behind by the whole
+  /// window, and under sync every command waits for that.
+  bool applying = false;
+  persistence::log_frame pending; ///< Consecutive records after the one being applied.
+  std::size_t pending_bytes = 0;
   std::uint64_t generation = 0; ///< Of the subscription; stale journal answers are ignored.
   replication_status status;
   std::shared_ptr<spdlog::logger> log = logger(cluster_logger);
@@ -254,6 +262,18 @@ void say_hello(sink_actor* self) {
   auto& st = self->state;
   if (st.truncating)
     return;
+  // The store, not what this sink applied, says where the replica ends: its
+  // journal may have committed after the sink started (a commit under way
+  // when this node stepped down). A stale hello would have the owner send
+  // from a position the replica holds another record at, again and again,
+  // instead of telling it to cut its tail.
+  if (!st.applying) {
+    if (auto last = st.store->last_position(); last && *last != st.applied) {
+      st.applied = *last;
+      st.expected = st.applied + 1;
+      st.status.acknowledged = st.applied;
+    }
+  }
   replica_hello h;
   h.node = st.cfg.node_id;
   h.last_position = st.applied;
@@ -282,6 +302,9 @@ void resubscribe(sink_actor* self, std::string why) {
   st.source = nullptr;
   ++st.generation;
   st.expected = st.applied + 1;
+  st.applying = false; // an answer of the old generation is ignored
+  st.pending = {};
+  st.pending_bytes = 0;
   st.status.connected = false;
   if (!why.empty()) {
     st.status.problem = why;
@@ -300,6 +323,46 @@ std::string utc_stamp() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
   return buf;
+}
+
+/// Hands `frame` to the journal; once it is durable, acknowledges it and
+/// hands over what was merged meanwhile.
+void apply(sink_actor* self, persistence::log_frame frame, std::size_t bytes) {
+  auto& st = self->state;
+  st.applying = true;
+  auto gen = st.generation;
+  self->request(st.journal, caf::infinite, replicate_atom::value, std::move(frame))
+    .then(
+      [self, gen, bytes](journal_applied& r) {
+        auto& cur = self->state;
+        if (gen != cur.generation)
+          return;
+        cur.applying = false;
+        if (!r.value) {
+          cur.log->error("applying a frame from {} failed: {}", cur.cfg.owner,
+                         r.value.error().to_string());
+          resubscribe(self, "applying a frame failed: " + r.value.error().to_string());
+          return;
+        }
+        cur.applied = *r.value;
+        cur.status.acknowledged = cur.applied;
+        cur.status.committed = std::max(cur.status.committed, cur.applied);
+        ++cur.status.frames;
+        cur.status.bytes += bytes;
+        if (cur.source)
+          self->send(cur.source, ack_atom::value, cur.applied);
+        if (!cur.pending.records.empty()) {
+          auto next = std::move(cur.pending);
+          auto next_bytes = cur.pending_bytes;
+          cur.pending = {};
+          cur.pending_bytes = 0;
+          apply(self, std::move(next), next_bytes);
+        }
+      },
+      [self, gen](caf::error& e) {
+        if (gen == self->state.generation)
+          resubscribe(self, "the journal did not answer: " + self->system().render(e));
+      });
 }
 
 caf::behavior replication_sink(sink_actor* self, const persistence::event_store* store,
@@ -363,34 +426,23 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
         return;
       st.epoch = std::max(st.epoch, epoch);
       st.status.epoch = st.epoch;
+      if (st.applying) {
+        // Only what follows the records already on their way to the journal.
+        auto skip = static_cast<std::size_t>(st.expected - frame.first_position);
+        if (st.pending.records.empty())
+          st.pending.first_position = st.expected;
+        for (auto i = skip; i < frame.records.size(); ++i) {
+          st.pending_bytes += frame.records[i].size();
+          st.pending.records.push_back(std::move(frame.records[i]));
+        }
+        st.expected = frame.last_position() + 1;
+        return;
+      }
       st.expected = frame.last_position() + 1;
       std::size_t bytes = 0;
       for (const auto& r : frame.records)
         bytes += r.size();
-      auto gen = st.generation;
-      self->request(st.journal, caf::infinite, replicate_atom::value, std::move(frame))
-        .then(
-          [self, gen, bytes](journal_applied& r) {
-            auto& cur = self->state;
-            if (gen != cur.generation)
-              return;
-            if (!r.value) {
-              cur.log->error("applying a frame from {} failed: {}", cur.cfg.owner,
-                             r.value.error().to_string());
-              resubscribe(self, "applying a frame failed: " + r.value.error().to_string());
-              return;
-            }
-            cur.applied = *r.value;
-            cur.status.acknowledged = cur.applied;
-            cur.status.committed = std::max(cur.status.committed, cur.applied);
-            ++cur.status.frames;
-            cur.status.bytes += bytes;
-            if (cur.source)
-              self->send(cur.source, ack_atom::value, cur.applied);
-          },
-          [self](caf::error& e) {
-            resubscribe(self, "the journal did not answer: " + self->system().render(e));
-          });
+      apply(self, std::move(frame), bytes);
     },
     [self](replica_atom, caf::node_id& owner) {
       // The gateway passed the hello on: the answer comes from this node.

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <mutex>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -549,4 +550,210 @@ TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps dow
   auto held = notes_in(c.dir.sub("S"));
   for (const auto& k : acked)
     CHECK(held.count(k) == 1);
+}
+
+// -- a large store, and kills while the standby follows live ----------------------------
+
+namespace {
+
+/// Fills the store in `dir` with `n` notes of sender "fill" (seq 1..n) over
+/// tally ids 0..999, straight through the store API (no commands: a 1M-event
+/// store in seconds), and closes it.
+void fill_store(const std::string& dir, std::uint64_t n) {
+  cp::store_options o;
+  o.durability = cp::durability::no_sync;
+  auto store = cp::open_store(dir, o);
+  REQUIRE(store);
+  for (std::uint64_t done = 0; done < n;) {
+    cp::write_batch b;
+    for (int i = 0; i < 10000 && done < n; ++i, ++done) {
+      cp::append_request r;
+      r.stream = "tally-" + std::to_string(done % 1000);
+      std::string payload;
+      cp::encode_payload(cairn::test::noted{"fill", done + 1}, payload);
+      r.events.push_back({cairn::test::noted::type_name,
+                          cp::schema_version_of<cairn::test::noted>(),
+                          payload,
+                          {},
+                          {}});
+      b.appends.push_back(std::move(r));
+    }
+    auto ok = (*store)->append_batch(b);
+    REQUIRE(ok);
+  }
+}
+
+/// Whether the standby is live: what the owner has committed now, it
+/// acknowledges within `limit`.
+bool follows_live(node_process& owner, std::chrono::milliseconds limit = 10s) {
+  auto now = status_of(owner).committed;
+  return now > 0
+         && cairn::test::eventually(
+           [&] {
+             auto r = status_of(owner);
+             return r.connected && r.acknowledged >= now;
+           },
+           limit);
+}
+
+/// Every tally note in the store in `dir`, as "sender/id/seq", with its count.
+std::map<std::string, int> notes_by_sender(const std::string& dir) {
+  std::map<std::string, int> out;
+  auto store = open_read_only(dir);
+  cp::event_registry reg;
+  REQUIRE(cp::register_event_types<tally::event>(reg));
+  for (std::uint64_t from = 1;;) {
+    auto page = store->read_all(from, 10000, {});
+    REQUIRE(page);
+    if (page->events.empty())
+      break;
+    for (const auto& e : page->events) {
+      auto ev = reg.decode<tally::event>(e.type, e.schema_version, e.payload);
+      REQUIRE(ev);
+      const auto& n = std::get<cairn::test::noted>(*ev);
+      ++out[n.sender + "/" + e.stream.substr(6) + "/" + std::to_string(n.seq)];
+    }
+    from = page->next_position;
+  }
+  return out;
+}
+
+/// The `ok=N` of a node's "load stopped ok=N failed=M" line.
+std::size_t load_ok(const std::string& line) {
+  auto at = line.find("ok=");
+  return at == std::string::npos ? 0 : std::stoul(line.substr(at + 3));
+}
+
+/// The notes of the owner's `load` (sender A-load, seq 1..`sent`) are each
+/// in the store in `dir` exactly once, and no other of its notes is.
+void require_load_once(const std::string& dir, std::size_t sent) {
+  std::size_t seen = 0, doubled = 0;
+  for (const auto& [key, count] : notes_by_sender(dir)) {
+    if (key.rfind("A-load/", 0) != 0)
+      continue;
+    ++seen;
+    if (count != 1)
+      ++doubled;
+  }
+  CHECK(doubled == 0);
+  CHECK(seen == sent);
+}
+
+/// A's store is filled with `filled` notes before it starts; S starts from
+/// empty and catches up, then follows A under load for `load_for`.
+void catch_up_then_follow(std::uint64_t filled, std::chrono::milliseconds load_for) {
+  pair_cluster c; // async
+  fill_store(c.dir.sub("A"), filled);
+  node_process a, s;
+  c.start(a, "A");
+  INFO(a.output());
+  c.start(s, "S");
+  REQUIRE(caught_up(a, 600s));
+  CHECK(status_of(a).committed == filled + 1); // the notes and A's epoch record
+  REQUIRE(a.write_line("load start"));
+  REQUIRE(a.wait_line("load", 10s) == "load started");
+  int checks = 0;
+  for (auto until = std::chrono::steady_clock::now() + load_for;
+       std::chrono::steady_clock::now() < until; ++checks)
+    REQUIRE(follows_live(a));
+  CHECK(checks > 1);
+  REQUIRE(a.write_line("load stop"));
+  auto stopped = a.wait_line("load stopped", 30s);
+  INFO(stopped);
+  CHECK(stopped.find(" failed=0") != std::string::npos);
+  CHECK(load_ok(stopped) > 0);
+  REQUIRE(caught_up(a));
+  REQUIRE(a.stop(20s) == 0);
+  REQUIRE(s.stop(20s) == 0);
+  require_same_log(c.dir.sub("A"), c.dir.sub("S"));
+  {
+    auto owner = open_read_only(c.dir.sub("A"));
+    auto replica = open_read_only(c.dir.sub("S"));
+    for (auto p : {std::uint64_t{1}, filled / 2, filled + 1}) { // inside the copied store
+      auto x = owner->digest_at(p);
+      auto y = replica->digest_at(p);
+      REQUIRE(x);
+      REQUIRE(y);
+      CHECK(x->digest == y->digest);
+    }
+  }
+  require_load_once(c.dir.sub("S"), load_ok(stopped));
+}
+
+/// A under continuous load; `rounds` times: S (re)starts, catches up to
+/// live, and is SIGKILLed at a random moment while it follows. After each
+/// kill its replica is a gap-free prefix of A's log; at the end the same log.
+void kill_standby_while_live(int rounds) {
+  pair_cluster c; // async: A keeps committing while S is down
+  node_process a;
+  c.start(a, "A");
+  INFO(a.output());
+  REQUIRE(a.write_line("load start"));
+  REQUIRE(a.wait_line("load", 10s) == "load started");
+  auto seed = static_cast<unsigned>(std::time(nullptr));
+  INFO("seed " << seed);
+  std::mt19937 rng{seed};
+  std::uint64_t held = 0;
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    node_process s;
+    c.start(s, "S");
+    REQUIRE(follows_live(a, 60s));
+    std::this_thread::sleep_for(std::chrono::milliseconds{rng() % 300});
+    s.kill(SIGKILL);
+    auto replica = open_read_only(c.dir.sub("S"));
+    auto last = replica->last_position();
+    REQUIRE(last);
+    CHECK(*last > held); // it resumed and followed on
+    held = *last;
+    auto chain = replica->check_chain(cp::no_limit);
+    REQUIRE(chain);
+    CHECK(chain->first_broken == 0); // gap-free
+    // A prefix of A's log (A runs on: LMDB lets this process read it).
+    auto owner = open_read_only(c.dir.sub("A"));
+    auto x = owner->digest_at(*last);
+    auto y = replica->digest_at(*last);
+    REQUIRE(x);
+    REQUIRE(y);
+    CHECK(x->digest == y->digest);
+  }
+  node_process s;
+  c.start(s, "S");
+  REQUIRE(follows_live(a, 60s));
+  REQUIRE(a.write_line("load stop"));
+  auto stopped = a.wait_line("load stopped", 30s);
+  INFO(stopped);
+  CHECK(stopped.find(" failed=0") != std::string::npos);
+  REQUIRE(caught_up(a));
+  CHECK(status_of(s).truncated == 0); // resumed every time, never cut
+  REQUIRE(a.stop(20s) == 0);
+  REQUIRE(s.stop(20s) == 0);
+  require_same_log(c.dir.sub("A"), c.dir.sub("S"));
+  require_load_once(c.dir.sub("S"), load_ok(stopped));
+}
+
+} // namespace
+
+TEST_CASE("the standby catches up from empty on a 50k-event store and stays live under load",
+          "[integration][cluster][replication]") {
+  catch_up_then_follow(50'000, 1500ms);
+}
+
+// Hidden from the integration label (a 1M-event store); runs under slow.
+TEST_CASE("the standby catches up from empty on a 1M-event store and stays live under load; "
+          "digests equal at the same position",
+          "[.][slow][cluster][standby-1m]") {
+  catch_up_then_follow(1'000'000, 5s);
+}
+
+TEST_CASE("a standby killed while it follows live resumes gap-free and without duplicates",
+          "[integration][cluster][replication]") {
+  kill_standby_while_live(3);
+}
+
+// Hidden from the integration label (half a minute and more); runs under slow.
+TEST_CASE("twenty-five rounds of SIGKILL of a live standby leave its replica gap-free and "
+          "without duplicates",
+          "[.][slow][cluster][standby-kill-rounds]") {
+  kill_standby_while_live(25);
 }

@@ -160,6 +160,63 @@ int drive(cairn::runtime& rt, const args& a) {
   return 0;
 }
 
+/// `load start` .. `load stop`: notes of sender NODE-load, numbered from 1
+/// (on across a restart), to tally ids 0..63 round-robin, at most 64
+/// unanswered, from a thread of its own (the other commands keep working).
+class background_load {
+public:
+  void start(cairn::runtime& rt, const std::string& sender) {
+    if (thread_.joinable())
+      return; // already running
+    stop_ = false;
+    thread_ = std::thread{[this, &rt, sender] {
+      while (!stop_.load()) {
+        auto seq = ++last_seq_;
+        {
+          std::unique_lock lock{m_};
+          cv_.wait(lock, [&] { return in_flight_ < 64; });
+          ++in_flight_;
+        }
+        rt.send<cairn::test::tally>(std::to_string(seq % 64), cairn::test::note{sender, seq}, {},
+                                    [this](cairn::result<cairn::outcome<cairn::test::tally>> r) {
+                                      std::lock_guard lock{m_};
+                                      if (r)
+                                        ++ok_;
+                                      else if (failed_++ == 0)
+                                        first_error_ = r.error().to_string();
+                                      --in_flight_;
+                                      cv_.notify_all();
+                                    });
+      }
+      std::unique_lock lock{m_};
+      cv_.wait(lock, [&] { return in_flight_ == 0; });
+    }};
+  }
+
+  /// Stops sending, waits for every answer: "ok=N failed=M[ first=ERROR]".
+  std::string stop() {
+    if (!thread_.joinable())
+      return "not running";
+    stop_ = true;
+    thread_.join();
+    auto text = "ok=" + std::to_string(ok_) + " failed=" + std::to_string(failed_);
+    if (!first_error_.empty())
+      text += " first=" + first_error_;
+    return text;
+  }
+
+  ~background_load() { (void)stop(); }
+
+private:
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::size_t in_flight_ = 0, ok_ = 0, failed_ = 0;
+  std::string first_error_;
+  std::uint64_t last_seq_ = 0; ///< A restart continues the numbering.
+};
+
 } // namespace
 
 /// --echo PORT: a CAF node with cairn's cluster message types whose one
@@ -244,6 +301,8 @@ int main(int argc, char** argv) {
   //   send ID SEQ  -> "sent ok" or "sent failed <error>"
   //   promote      -> "promoted epoch=E" or "promote failed <error>"
   //   async | sync -> "mode ok" or "mode <error>"
+  //   load start   -> "load started"; load stop -> "load stopped ok=N failed=M[ first=E]"
+  background_load load;
   std::string line;
   while (std::getline(std::cin, line)) {
     std::istringstream in{line};
@@ -272,6 +331,15 @@ int main(int argc, char** argv) {
       auto r = (*rt)->set_replication(cmd == "sync" ? cairn::replication_mode::sync
                                                     : cairn::replication_mode::async);
       std::printf("mode %s\n", r ? "ok" : r.error().to_string().c_str());
+    } else if (cmd == "load") {
+      std::string what;
+      in >> what;
+      if (what == "start") {
+        load.start(**rt, a.node + "-load");
+        std::printf("load started\n");
+      } else {
+        std::printf("load stopped %s\n", load.stop().c_str());
+      }
     } else if (cmd == "send") {
       std::string id;
       std::uint64_t seq = 0;
@@ -284,6 +352,7 @@ int main(int argc, char** argv) {
     }
     std::fflush(stdout);
   }
+  (void)load.stop();
   (*rt)->shutdown();
   return rc;
 }

@@ -1,0 +1,207 @@
+// What the cluster benches share (cluster_support.hpp).
+
+#include "cluster_support.hpp"
+
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <condition_variable>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+
+namespace cairn::bench {
+
+using bank::account;
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0)
+    throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0
+      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    ::close(fd);
+    throw std::runtime_error("no free port on 127.0.0.1");
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string nodes_text(const std::vector<cluster_node>& nodes) {
+  std::string s;
+  for (const auto& n : nodes)
+    s += (s.empty() ? "" : ",") + n.id + "=" + n.host + ":" + std::to_string(n.port);
+  return s;
+}
+
+std::vector<cluster_node> parse_nodes(const std::string& text) {
+  std::vector<cluster_node> out;
+  std::stringstream in{text};
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto eq = item.find('=');
+    auto colon = item.rfind(':');
+    if (eq == std::string::npos || colon == std::string::npos || colon < eq)
+      throw std::invalid_argument("--nodes: bad item '" + item + "'");
+    out.push_back({item.substr(0, eq), item.substr(eq + 1, colon - eq - 1),
+                   static_cast<std::uint16_t>(std::stoi(item.substr(colon + 1)))});
+  }
+  return out;
+}
+
+std::vector<std::size_t> parse_list(const std::string& text) {
+  std::vector<std::size_t> out;
+  std::stringstream in{text};
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty())
+      out.push_back(static_cast<std::size_t>(std::stoul(item)));
+  return out;
+}
+
+runtime_options node_options(const args& a, const std::string& dir,
+                             const std::vector<cluster_node>& nodes, const std::string& me) {
+  runtime_options opts;
+  opts.data_dir = dir;
+  opts.durability = parse_durability(a.get("--durability", "sync"));
+  opts.worker_threads = static_cast<unsigned>(a.number("--threads", 0));
+  auto spec = a.get("--standby", "");
+  std::string owner, standby;
+  if (!spec.empty()) {
+    auto eq = spec.find('=');
+    if (eq == std::string::npos)
+      throw std::invalid_argument("--standby takes OWNER=STANDBY");
+    owner = spec.substr(0, eq);
+    standby = spec.substr(eq + 1);
+  }
+  // A standby owns no shards: the map spreads them over the others.
+  std::vector<cluster_node> owners;
+  for (const auto& n : nodes)
+    if (n.id != standby)
+      owners.push_back(n);
+  auto c = make_cluster(owners, me);
+  for (const auto& n : nodes)
+    if (n.id == standby)
+      c.nodes.push_back(n);
+  for (auto& n : c.nodes)
+    if (n.id == owner)
+      n.standby = standby;
+  auto mode = a.get("--replication", "async");
+  if (mode != "async" && mode != "sync")
+    throw std::invalid_argument("--replication takes async or sync");
+  c.replication = mode == "sync" ? replication_mode::sync : replication_mode::async;
+  c.middleman_workers = static_cast<unsigned>(a.number("--middleman-workers", 0));
+  if (auto ok = validate(c); !ok)
+    throw std::invalid_argument(ok.error().to_string());
+  opts.cluster = c;
+  return opts;
+}
+
+double cpu_us(pid_t pid) {
+  std::ifstream f{"/proc/" + std::to_string(pid) + "/stat"};
+  std::string text;
+  std::getline(f, text);
+  auto name_end = text.rfind(')'); // the command name may hold spaces
+  if (name_end == std::string::npos)
+    return 0;
+  std::istringstream in{text.substr(name_end + 1)};
+  std::string field;
+  for (int i = 3; i < 14; ++i) // fields 3 (state) to 13; utime and stime are 14 and 15
+    in >> field;
+  unsigned long long user = 0, sys = 0;
+  if (!(in >> user >> sys))
+    return 0;
+  return static_cast<double>(user + sys) * 1e6 / static_cast<double>(::sysconf(_SC_CLK_TCK));
+}
+
+double cpu_us(const std::vector<pid_t>& pids) {
+  double total = 0;
+  for (auto pid : pids)
+    total += cpu_us(pid);
+  return total;
+}
+
+bool peers_up(runtime& rt) {
+  auto s = rt.cluster();
+  if (!s || s->peers.empty())
+    return false;
+  for (const auto& p : s->peers)
+    if (p.state != "up")
+      return false;
+  return true;
+}
+
+figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t window, double seconds,
+              const account::command& cmd, std::uint64_t seed, const std::vector<pid_t>& pids) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t outstanding = 0;
+  figures f;
+  std::vector<double> latencies;
+  latencies.reserve(1 << 16);
+  std::mt19937_64 rng{seed};
+  auto cpu0 = cpu_us(pids);
+  auto t0 = clock::now();
+  auto end = t0
+             + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(seconds));
+  while (clock::now() < end) {
+    {
+      std::unique_lock lock{m};
+      cv.wait(lock, [&] { return outstanding < window; });
+      ++outstanding;
+    }
+    auto start = clock::now();
+    rt.send<account>(ids[rng() % ids.size()], cmd, {}, [&, start](result<outcome<account>> r) {
+      auto us = std::chrono::duration<double, std::micro>(clock::now() - start).count();
+      std::lock_guard g{m};
+      latencies.push_back(us);
+      if (!r && f.errors++ == 0)
+        f.first_error = r.error().to_string();
+      --outstanding;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock{m};
+  cv.wait(lock, [&] { return outstanding == 0; });
+  f.commands = latencies.size();
+  f.commands_per_s = static_cast<double>(f.commands) / seconds_since(t0);
+  if (f.commands > 0)
+    f.cpu_us_per_command = (cpu_us(pids) - cpu0) / static_cast<double>(f.commands);
+  f.p50_us = quantile(latencies, 0.50);
+  f.p95_us = quantile(latencies, 0.95);
+  f.p99_us = quantile(latencies, 0.99);
+  return f;
+}
+
+void open_accounts(runtime& rt, const std::vector<std::string>& ids) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t outstanding = 0;
+  std::string failure;
+  for (const auto& id : ids) {
+    {
+      std::unique_lock lock{m};
+      cv.wait(lock, [&] { return outstanding < 256; });
+      ++outstanding;
+    }
+    rt.send<account>(id, bank::open_account{"owner-" + id}, {}, [&](result<outcome<account>> r) {
+      std::lock_guard g{m};
+      if (!r && r.error().message != "already_open")
+        failure = r.error().to_string();
+      --outstanding;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock{m};
+  cv.wait(lock, [&] { return outstanding == 0; });
+  if (!failure.empty())
+    throw std::runtime_error("opening accounts: " + failure);
+}
+
+} // namespace cairn::bench

@@ -1,0 +1,177 @@
+// The standby's sink on CAF's deterministic test coordinator, over a real
+// journal and real LMDB stores: frames that arrive while one is with the
+// journal are applied together, in one transaction, and acknowledged once
+// (docs/cluster.md#the-protocol).
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <catch2/catch.hpp>
+
+#include "cairn/actors/journal.hpp"
+#include "cairn/actors/messages.hpp"
+#include "cairn/actors/metrics.hpp"
+#include "cairn/actors/replication.hpp"
+#include "cairn/persistence/event_store.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace cairn::actors;
+namespace cp = cairn::persistence;
+
+namespace {
+
+std::unique_ptr<cp::event_store> open_at(const std::string& dir) {
+  cp::store_options o;
+  o.durability = cp::durability::no_sync;
+  o.initial_map_size = std::size_t{16} << 20;
+  auto opened = cp::open_store(dir, o);
+  REQUIRE(opened);
+  return std::move(*opened);
+}
+
+/// The owner's log: `n` single-event appends to three streams, as one frame.
+cp::log_frame owner_log(cp::event_store& owner, std::size_t n) {
+  cp::write_batch b;
+  for (std::size_t i = 0; i < n; ++i) {
+    cp::append_request req;
+    req.stream = "s-" + std::to_string(i % 3);
+    req.events.push_back(cp::event_data{"happened", 1, "payload " + std::to_string(i), {}, {}});
+    b.appends.push_back(std::move(req));
+  }
+  auto ok = owner.append_batch(b);
+  REQUIRE(ok);
+  auto frame = owner.read_frame(1, std::size_t{1} << 20);
+  REQUIRE(frame);
+  REQUIRE(frame->records.size() == n);
+  return std::move(*frame);
+}
+
+/// Records [from, to] of `all` (1-based positions) as a frame of their own.
+cp::log_frame slice(const cp::log_frame& all, std::uint64_t from, std::uint64_t to) {
+  cp::log_frame f;
+  f.first_position = from;
+  f.records.assign(all.records.begin() + static_cast<std::ptrdiff_t>(from - 1),
+                   all.records.begin() + static_cast<std::ptrdiff_t>(to));
+  return f;
+}
+
+} // namespace
+
+TEST_CASE("frames that arrive while the replica applies one are applied together and "
+          "acknowledged once",
+          "[unit][actors][replication]") {
+  cairn::test::temp_dir owner_dir, replica_dir;
+  auto owner = open_at(owner_dir.path());
+  auto replica = open_at(replica_dir.path());
+  auto all = owner_log(*owner, 40);
+  metrics m;
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  auto sys = std::make_unique<caf::actor_system>(cfg);
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  auto journal = spawn_journal(*sys, *replica, m, placement::scheduled);
+  {
+    caf::scoped_actor gateway{*sys}; // gets the sink's hellos
+    caf::scoped_actor source{*sys};  // stands in for the owner's source: sends frames, gets acks
+    sink_config sc;
+    sc.node_id = "S";
+    sc.owner = "A";
+    sc.gateway = caf::actor{gateway};
+    sc.truncation_dir = replica_dir.path();
+    auto sink = spawn_replication_sink(*sys, *replica, journal, sc, placement::scheduled);
+    sched.run();
+    CHECK(!gateway->mailbox().empty()); // its hello
+    // The gateway passed the hello on to the owner, on this very node.
+    gateway->send(sink, replica_atom::value, sys->node());
+    sched.run();
+
+    // The first frame goes to the journal; the three behind it in the
+    // sink's mailbox arrive while it is applied (the second overlaps it).
+    source->send(sink, frame_atom::value, std::uint64_t{0}, slice(all, 1, 10));
+    source->send(sink, frame_atom::value, std::uint64_t{0}, slice(all, 5, 20));
+    source->send(sink, frame_atom::value, std::uint64_t{0}, slice(all, 21, 30));
+    source->send(sink, frame_atom::value, std::uint64_t{0}, slice(all, 31, 40));
+    sched.run();
+
+    std::vector<std::uint64_t> acks;
+    while (!source->mailbox().empty())
+      source->receive([&](ack_atom, std::uint64_t position) { acks.push_back(position); });
+    CHECK(acks == std::vector<std::uint64_t>{10, 40});
+    CHECK(*replica->last_position() == 40);
+    auto a = owner->digest_at(40);
+    auto b = replica->digest_at(40);
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(a->digest == b->digest);
+    auto chain = replica->check_chain(cp::no_limit);
+    REQUIRE(chain);
+    CHECK(chain->first_broken == 0);
+
+    cairn::replication_status st;
+    source->send(sink, status_atom::value);
+    sched.run();
+    source->receive([&](cairn::replication_status& s) { st = s; });
+    CHECK(st.frames == 2); // two transactions for four frames
+    CHECK(st.acknowledged == 40);
+    caf::anon_send_exit(sink, caf::exit_reason::kill);
+    sched.run();
+  }
+  caf::anon_send_exit(journal, caf::exit_reason::kill);
+  sched.run();
+  sys.reset();
+}
+
+TEST_CASE("a sink's hello names the replica's last position as the store has it, also after a "
+          "commit the sink did not make",
+          "[unit][actors][replication]") {
+  cairn::test::temp_dir replica_dir;
+  auto replica = open_at(replica_dir.path());
+  metrics m;
+  caf::actor_system_config cfg;
+  cfg.set("scheduler.policy", caf::atom("testing"));
+  auto sys = std::make_unique<caf::actor_system>(cfg);
+  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+  auto journal = spawn_journal(*sys, *replica, m, placement::scheduled);
+  {
+    caf::scoped_actor gateway{*sys};
+    sink_config sc;
+    sc.node_id = "S";
+    sc.owner = "A";
+    sc.gateway = caf::actor{gateway};
+    sc.truncation_dir = replica_dir.path();
+    auto sink = spawn_replication_sink(*sys, *replica, journal, sc, placement::scheduled);
+    sched.run();
+    auto hello = [&] {
+      replica_hello out;
+      bool got = false;
+      while (!gateway->mailbox().empty())
+        gateway->receive([&](replica_atom, std::string&, replica_hello& h, caf::actor&) {
+          out = std::move(h);
+          got = true;
+        });
+      REQUIRE(got);
+      return out;
+    };
+    CHECK(hello().last_position == 0);
+    // A commit under way when the node stepped down lands after the sink
+    // started: the replica now holds a record no frame brought.
+    cp::write_batch b;
+    cp::append_request req;
+    req.stream = "s-0";
+    req.events.push_back(cp::event_data{"happened", 1, "payload", {}, {}});
+    b.appends.push_back(std::move(req));
+    REQUIRE(replica->append_batch(b));
+    sched.advance_time(sc.retry); // no frame came: the sink says hello again
+    sched.run();
+    auto h = hello();
+    CHECK(h.last_position == 1);
+    CHECK(h.digest.size() == 32); // the digest there, for the owner to compare
+    caf::anon_send_exit(sink, caf::exit_reason::kill);
+    sched.run();
+  }
+  caf::anon_send_exit(journal, caf::exit_reason::kill);
+  sched.run();
+  sys.reset();
+}
