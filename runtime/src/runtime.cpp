@@ -249,7 +249,10 @@ struct runtime::impl {
                      actors::placement_msg{owner, active, epoch});
     };
     caf::anon_send(journal, actors::fenced_atom::value, std::string{}); // it serves
-    replication = actors::spawn_replication_source(*sys, *store, journal, std::move(sc));
+    // Their own threads: on the shared scheduler a frame waited behind aggregates' work, which
+    // put tens of milliseconds on the standby's lag p99 (cairn-bench replication).
+    replication = actors::spawn_replication_source(*sys, *store, journal, std::move(sc),
+                                                   actors::placement::detached);
     caf::anon_send(gateway, actors::replica_atom::value, partner(), replication);
     caf::anon_send(journal, actors::replication_atom::value, mode == replication_mode::sync,
                    caf::timespan{c.sync_timeout}, partner());
@@ -269,7 +272,8 @@ struct runtime::impl {
                    "node " + c.node_id + " is the standby of node " + partner()
                      + ": it serves none of its shards; retry (the cluster routes it to "
                      + partner() + ")");
-    replication = actors::spawn_replication_sink(*sys, *store, journal, kc);
+    replication = actors::spawn_replication_sink(*sys, *store, journal, kc,
+                                                 actors::placement::detached);
     log->info("node {} is the standby of {}: it follows {}'s log", c.node_id, partner(), partner());
   }
 
