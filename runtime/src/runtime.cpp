@@ -178,7 +178,9 @@ struct runtime::impl {
   caf::actor control;        ///< Steps this node down when a peer reports a newer epoch.
   std::mutex role_mutex;     ///< Serializes role changes; guards the three below.
   bool serving_pair = false; ///< This node serves its pair's shards.
-  caf::actor replication;    ///< The source (serving) or the sink (following).
+  /// It served them before this start, so it may have been replaced while it was down.
+  bool confirm_serving = false;
+  caf::actor replication; ///< The source (serving) or the sink (following).
   replication_mode mode = replication_mode::async;
 
   /// Builds the pairs and finds this node's role in its own from its log's
@@ -206,17 +208,49 @@ struct runtime::impl {
     auto epochs = store->epochs();
     if (!epochs)
       return tl::unexpected(epochs.error());
-    if (epochs->empty() && own_pair->owner == c.node_id) {
+    const bool first_start = epochs->empty();
+    if (first_start && own_pair->owner == c.node_id) {
       auto began = store->begin_epoch(1, c.node_id);
       if (!began)
         return tl::unexpected(began.error());
       epochs->push_back(*began);
     }
     serving_pair = !epochs->empty() && epochs->back().node == c.node_id;
+    confirm_serving = serving_pair && !first_start;
     bool i_am_standby = own_pair->standby == c.node_id;
     own_pair->standby_serves = serving_pair ? i_am_standby : !i_am_standby;
     own_pair->epoch = epochs->empty() ? 0 : epochs->back().epoch;
     return {};
+  }
+
+  /// A node that served its pair's shards before this start waits, fenced, to
+  /// hear its partner (at most heartbeat_timeout): a partner promoted while it
+  /// was down says so in its hello, and this node steps down before it
+  /// acknowledges anything that the rejoin would cut. Called before start()
+  /// returns, so no local caller is waiting.
+  void confirm_role(const runtime& rt) {
+    const auto& c = *opts.cluster;
+    caf::anon_send(journal, actors::fenced_atom::value,
+                   "node " + c.node_id + " is confirming with " + partner()
+                     + " that no other node serves its shards");
+    auto deadline = std::chrono::steady_clock::now() + c.heartbeat_timeout;
+    bool heard = false;
+    while (!heard && std::chrono::steady_clock::now() < deadline) {
+      if (auto s = rt.cluster())
+        for (const auto& p : s->peers)
+          heard = heard || (p.id == partner() && p.state == "up");
+      if (!heard)
+        std::this_thread::sleep_for(std::chrono::milliseconds{10});
+    }
+    if (!heard)
+      log->warn("node {} did not hear {} within {} ms: it serves its shards at epoch {} without "
+                "knowing whether {} was promoted meanwhile",
+                c.node_id, partner(), c.heartbeat_timeout.count(), own_pair->epoch, partner());
+    // The partner's hello handed a newer placement to the control actor
+    // before it showed the partner up: let it step this node down first.
+    caf::scoped_actor self{*sys};
+    self->request(control, std::chrono::seconds{5}, actors::status_atom::value)
+      .receive([](bool) {}, [](caf::error&) {});
   }
 
   /// The node that serves `stream` now (cluster only).
@@ -561,7 +595,9 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       im.control = im.sys->spawn<caf::detached>(
         [](caf::event_based_actor*, impl* owner) -> caf::behavior {
           return {
-            [owner](actors::placement_atom, actors::placement_msg& pl) { owner->step_down(pl); }};
+            [owner](actors::placement_atom, actors::placement_msg& pl) { owner->step_down(pl); },
+            [](actors::status_atom) { return true; }, // answered after what came before
+          };
         },
         &im);
     auto on_placement = [&im](const actors::placement_msg& pl) {
@@ -583,11 +619,13 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       return tl::unexpected(gateway.error());
     }
     im.gateway = std::move(*gateway);
+    if (im.own_pair != nullptr && im.confirm_serving)
+      im.confirm_role(*rt);
     if (im.own_pair != nullptr) {
       std::lock_guard lock{im.role_mutex};
       if (im.serving_pair)
         im.start_source();
-      else
+      else if (!im.replication) // a step-down while it confirmed started the sink already
         im.start_sink();
     }
   }

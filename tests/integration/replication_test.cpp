@@ -481,6 +481,8 @@ TEST_CASE("the old owner rejoins as the promoted node's standby and cuts its div
   REQUIRE(caught_up(s2));
   REQUIRE(a2.stop(20s) == 0);
   REQUIRE(s2.stop(20s) == 0);
+  // It heard S before it served: it never served at its old epoch, not for a moment.
+  CHECK(a2.output().find("serves node A's shards at epoch") == std::string::npos);
   require_same_log(c.dir.sub("S"), c.dir.sub("A"));
   auto held = notes_in(c.dir.sub("A"));
   CHECK(held.count("7/20") == 1);
