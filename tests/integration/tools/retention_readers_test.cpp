@@ -93,7 +93,7 @@ rapidjson::Document parse_json(const std::string& line) {
 
 /// Streams prov-1..prov-3 and acct-1, 10 events each, one event per commit
 /// round after round: round r (0-based), stream i -> position 4r + i + 1.
-/// acct-1's events name data subject "alice". Then `prov=last:3` removes
+/// acct-1's events name data subject "alice" and tenant "acme". Then `prov=last:3` removes
 /// prov v1..v7 (positions up to 27): the log is complete from 28, and the
 /// six acct-1 events at 4, 8, ..., 24 are kept below the cut (acct has no rule).
 void build_cut_store(const std::string& dir) {
@@ -106,8 +106,10 @@ void build_cut_store(const std::string& dir) {
       e.payload = std::string{s} + " v" + std::to_string(round + 1);
       e.timestamp_ns = t0 + round * hour;
       metadata meta;
-      if (std::string{s} == "acct-1")
+      if (std::string{s} == "acct-1") {
         meta.subject = "alice";
+        meta.tenant = "acme";
+      }
       REQUIRE(store->append(cairn::test::request(s, expected_version::any(), {e}, meta)));
     }
   for (auto s : {"prov-1", "prov-2", "prov-3"})
@@ -254,6 +256,27 @@ TEST_CASE("export of a cut store writes every kept record and the cut in its hea
   REQUIRE(copied.code == 0);
   CHECK(lines_of(copied.out).size() == kept_positions().size());
   CHECK(contains(copied.err, cut_note));
+}
+
+TEST_CASE("export --tenant of a cut store renumbers the tenant's kept events, names the cut, and "
+          "import refuses it",
+          "[integration][cli][retention][export][tenant]") {
+  temp_dir dir, out, dest;
+  build_cut_store(dir.path());
+  auto file = out.sub("acme.jsonl");
+  auto r = cairn_cli("export " + dir.path() + " " + file + " --tenant acme");
+  REQUIRE(r.code == 0);
+  CHECK(r.err == "cairn: " + cut_note + "\n");
+  auto lines = lines_of(slurp(file));
+  REQUIRE(lines.size() == 1 + 10);
+  auto header = parse_json(lines[0]);
+  CHECK(header["events"].GetUint64() == 10);
+  CHECK(header["first_position"].GetUint64() == 28);
+  CHECK(parse_json(lines[1])["position"].GetUint64() == 1);
+  CHECK(parse_json(lines[10])["position"].GetUint64() == 10);
+  auto imp = cairn_cli("import " + dest.sub("acme") + " " + file);
+  CHECK(imp.code == 2);
+  CHECK(contains(imp.err, "retention cut before position 28"));
 }
 
 TEST_CASE("export of a store never cut keeps its header as it was and round trips",
