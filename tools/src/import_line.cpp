@@ -210,7 +210,14 @@ result<export_header> parse_import_header(std::string_view line, const std::stri
     auto events = r.u64("events");
     if (const auto* err = first_error(format, events))
       return tl::unexpected(*err);
-    return export_header{*format, *events};
+    export_header h{*format, *events};
+    if (r.has("first_position")) {
+      auto first = r.u64("first_position");
+      if (!first)
+        return tl::unexpected(first.error());
+      h.first_position = *first;
+    }
+    return h;
   } catch (const std::exception& e) {
     return fail(errc::invalid_argument, std::string{"unreadable header: "} + e.what(), where);
   }

@@ -179,9 +179,24 @@ int events(const context& ctx, const std::string& dir, const std::string& stream
     return report(version.error());
   if (*version == 0)
     return report(error{errc::invalid_argument, "no such stream", stream});
+  // Retention removes a prefix of a stream's versions: it reads from its
+  // first kept one, which is said once when the range asked for begins below.
+  std::uint64_t first = 1;
+  auto info = (*store)->list_streams(stream, 1);
+  if (!info)
+    return report(info.error());
+  if (!info->empty() && info->front().name == stream)
+    first = info->front().first_version;
+  if (from < first) {
+    std::cerr << "cairn: retention removed versions 1-" << first - 1 << " of " << stream
+              << "; it is complete from version " << first << std::endl;
+    from = first;
+  }
   std::uint64_t shown = 0;
-  for (auto down = to; last && shown < *last && down > 0;) { // newest first, a page at a time
-    auto want = static_cast<std::size_t>(std::min<std::uint64_t>(page_size, *last - shown));
+  for (auto down = std::min(to, *version);
+       last && shown < *last && down >= first;) { // newest first, a page at a time
+    auto want = static_cast<std::size_t>(
+      std::min<std::uint64_t>({page_size, *last - shown, down - first + 1}));
     auto page = (*store)->read_stream_backward(stream, down, want);
     if (!page)
       return report(page.error());
@@ -235,7 +250,16 @@ int tail(const context& ctx, const std::string& dir, const tail_options& opts) {
   if (opts.follow)
     signals.emplace();
   auto pos = std::max<std::uint64_t>(opts.from, 1);
+  // Below retention's cut the log has holes: read the records kept there,
+  // saying so once. Past the cut as it stood now, a cut made while this runs
+  // is `truncated`, never a silent skip.
+  auto cut = log_cut_of(**store);
+  if (!cut)
+    return report(cut.error());
+  if (pos < cut->extent.first_position)
+    std::cerr << "cairn: " << cut_note(*cut) << std::endl;
   while (stop_requested == 0) {
+    filter.kept_below_cut = pos < cut->extent.first_position;
     auto page = (*store)->read_all(pos, page_size, filter);
     if (!page)
       return report(page.error());

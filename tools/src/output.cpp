@@ -46,6 +46,34 @@ result<std::unique_ptr<persistence::event_store>> open_read(const std::string& d
   return persistence::open_store(dir, opts);
 }
 
+result<log_cut> log_cut_of(const persistence::event_store& store) {
+  log_cut c;
+  auto extent = store.extent();
+  if (!extent)
+    return tl::unexpected(extent.error());
+  c.extent = *extent;
+  // The store's own records are no reader's events; retention never removes
+  // them. Epochs begun after the extent was read lie past its last position.
+  auto epochs = store.epochs();
+  if (!epochs)
+    return tl::unexpected(epochs.error());
+  std::uint64_t system = 0, system_below = 0;
+  for (const auto& e : *epochs) {
+    system += e.position <= c.extent.last_position ? 1 : 0;
+    system_below += e.position < c.extent.first_position ? 1 : 0;
+  }
+  c.events = c.extent.records > system ? c.extent.records - system : 0;
+  auto below = c.extent.kept_below();
+  c.kept_below = below > system_below ? below - system_below : 0;
+  return c;
+}
+
+std::string cut_note(const log_cut& cut) {
+  return "retention removed events before position " + std::to_string(cut.extent.first_position)
+         + " (the log is complete from there); " + count_of(cut.kept_below, "kept event")
+         + (cut.kept_below == 1 ? " lies" : " lie") + " below it";
+}
+
 std::string count_of(std::uint64_t n, std::string_view noun) {
   return std::to_string(n) + ' ' + std::string{noun} + (n == 1 ? "" : "s");
 }

@@ -45,6 +45,21 @@ int in_child(const std::function<int()>& work,
 [[nodiscard]] result<std::unique_ptr<persistence::event_store>> open_read(const std::string& dir,
                                                                           const context& ctx);
 
+/// What retention left of a store's log, for the readers that list every
+/// record still stored (events, tail, export, export --subject).
+struct log_cut {
+  persistence::log_extent extent;
+  /// Events (the store's own epoch records not counted) up to extent.last_position.
+  std::uint64_t events = 0;
+  /// Of them, those retention kept below extent.first_position.
+  std::uint64_t kept_below = 0;
+  [[nodiscard]] bool cut() const { return extent.cut(); }
+};
+[[nodiscard]] result<log_cut> log_cut_of(const persistence::event_store& store);
+/// "retention removed events before position P (the log is complete from
+/// there); N kept events lie below it", what the readers of a cut log say once.
+[[nodiscard]] std::string cut_note(const log_cut& cut);
+
 /// "1 event", "2 events"
 [[nodiscard]] std::string count_of(std::uint64_t n, std::string_view noun);
 

@@ -82,9 +82,12 @@ int export_subject(const context& ctx, const std::string& dir, const std::string
   if (fs::exists(fs::symlink_status(file, ec)))
     return report(
       error{errc::invalid_argument, "the export file exists (export never overwrites)", file});
-  auto last = store.last_position();
-  if (!last)
-    return report(last.error());
+  // After retention the log has holes below its cut; the subject's events
+  // kept there are listed too (Article 15: every event still stored).
+  auto cut = log_cut_of(store);
+  if (!cut)
+    return report(cut.error());
+  const auto last = cut->extent.last_position;
   // Readable by its owner only: it holds the subject's personal data in the clear.
   int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
@@ -94,23 +97,28 @@ int export_subject(const context& ctx, const std::string& dir, const std::string
   __gnu_cxx::stdio_filebuf<char> file_buf(fd, std::ios::out | std::ios::binary);
   std::ostream out(&file_buf);
   const auto* keys = store.personal_keys();
-  out << json_object{}
-           .add("cairn_subject_export", std::uint64_t{1})
-           .add("subject", subject)
-           .add("decrypted", keys != nullptr)
-           .str()
-      << '\n';
+  json_object header;
+  header.add("cairn_subject_export", std::uint64_t{1})
+    .add("subject", subject)
+    .add("decrypted", keys != nullptr);
+  if (cut->cut()) // only then: the header of a whole log's export stays as it was
+    header.add("first_position", cut->extent.first_position).add("kept_below", cut->kept_below);
+  out << header.str() << '\n';
+  if (cut->cut())
+    std::cerr << "cairn: " << cut_note(*cut) << std::endl;
   // The whole log, not the subject index: the index is deleted by forget,
   // and an access request after an erasure still lists the events.
   std::uint64_t found = 0;
-  for (std::uint64_t pos = 1; pos <= *last;) {
-    auto page = store.read_all(pos, page_size);
+  persistence::read_filter every;
+  for (std::uint64_t pos = 1; pos <= last;) {
+    every.kept_below_cut = pos < cut->extent.first_position;
+    auto page = store.read_all(pos, page_size, every);
     if (!page) {
       file_buf.close();
       fs::remove(file, ec);
       return report(page.error());
     }
-    if (page->events.empty())
+    if (page->next_position <= pos)
       break;
     for (const auto& ev : page->events) {
       if (ev.meta.subject != subject)

@@ -1,10 +1,9 @@
 #include "cairn/tools/text.hpp"
 
-#include <cinttypes>
-#include <cstdio>
 #include <limits>
 
 #include "cairn/model/hex.hpp"
+#include "cairn/model/iso_time.hpp"
 #include "cairn/model/json_text.hpp"
 
 namespace cairn::tools {
@@ -53,18 +52,6 @@ json_object& json_object::add_raw(std::string_view k, std::string_view json) {
   return *this;
 }
 
-std::string to_hex(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char c : bytes) {
-    auto b = static_cast<unsigned char>(c);
-    out += digits[b >> 4];
-    out += digits[b & 0xf];
-  }
-  return out;
-}
-
 std::string dead_letter_json(const persistence::dead_letter& dl, std::string_view subscriber_key) {
   return json_object{}
     .add(subscriber_key, dl.subscriber)
@@ -95,53 +82,9 @@ result<std::string> from_hex(std::string_view hex) {
 
 namespace {
 
-// Civil-date conversions of the proleptic Gregorian calendar (H. Hinnant's
-// algorithms): exact for every int64 nanosecond time, no time zone state.
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
-  y -= m <= 2;
-  const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
-  const auto yoe = static_cast<unsigned>(y - era * 400);
-  const unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-  const unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-  return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
-}
-
-void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  d = doy - (153 * mp + 2) / 5 + 1;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2);
-}
-
 constexpr std::int64_t ns_per_s = 1'000'000'000;
 
 } // namespace
-
-std::string iso_time(std::int64_t ns) {
-  std::int64_t secs = ns / ns_per_s, frac = ns % ns_per_s;
-  if (frac < 0) {
-    frac += ns_per_s;
-    --secs;
-  }
-  std::int64_t days = secs / 86400, rem = secs % 86400;
-  if (rem < 0) {
-    rem += 86400;
-    --days;
-  }
-  std::int64_t y = 0;
-  unsigned m = 0, d = 0;
-  civil_from_days(days, y, m, d);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d.%09" PRId64 "Z", y, m, d,
-                static_cast<int>(rem / 3600), static_cast<int>(rem / 60 % 60),
-                static_cast<int>(rem % 60), frac);
-  return buf;
-}
 
 result<std::int64_t> parse_time(std::string_view text) {
   auto bad = [&] {
@@ -227,43 +170,6 @@ result<std::int64_t> parse_time(std::string_view text) {
                 "2262-04-11",
                 std::string{text});
   return ns;
-}
-
-std::string event_json(const persistence::recorded_event& ev,
-                       const persistence::event_registry& types, bool with_hex) {
-  json_object o;
-  o.add("position", ev.position)
-    .add("stream", ev.stream)
-    .add("version", ev.version)
-    .add("id", ev.id.to_string())
-    .add("timestamp", iso_time(ev.timestamp_ns))
-    .add("timestamp_ns", ev.timestamp_ns)
-    .add("type", ev.type)
-    .add("schema_version", ev.schema_version)
-    .add("correlation_id", ev.meta.correlation_id)
-    .add("causation_id", ev.meta.causation_id)
-    .add("command_id", ev.meta.command_id)
-    .add("tenant", ev.meta.tenant)
-    .add("user", ev.meta.user);
-  if (!ev.meta.subject
-         .empty()) // written only when set: lines of stores without subjects stay as they were
-    o.add("subject", ev.meta.subject);
-  o.add("size", std::uint64_t{ev.payload.size()});
-  bool hex = with_hex;
-  if (types.current_version(ev.type)) {
-    auto data = types.to_json(ev.type, ev.schema_version, ev.payload);
-    if (data) {
-      o.add_raw("data", *data);
-    } else {
-      o.add("decode_error", data.error().to_string());
-      hex = true;
-    }
-  } else {
-    hex = true;
-  }
-  if (hex)
-    o.add("payload_hex", to_hex(ev.payload));
-  return o.str();
 }
 
 } // namespace cairn::tools

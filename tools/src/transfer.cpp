@@ -190,26 +190,29 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
   if (!side)
     return report(side.error());
   const auto* cps = &side->checkpoints;
-  auto last = store.last_position();
-  if (!last)
-    return report(last.error());
+  // After retention the log has holes below its cut: every record kept there
+  // is exported too, and the header says where the cut is (import refuses
+  // such a file: see import_log). The store's own records (epochs) are not
+  // exported: they are not events.
+  auto cut = log_cut_of(store);
+  if (!cut)
+    return report(cut.error());
+  const auto* last = &cut->extent.last_position;
   persistence::read_filter filter;
   filter.tenant = opts.tenant;
+  auto read_page = [&](std::uint64_t pos) {
+    filter.kept_below_cut = pos < cut->extent.first_position;
+    return store.read_all(
+      pos, static_cast<std::size_t>(std::min<std::uint64_t>(export_page, *last - pos + 1)), filter);
+  };
   const bool one_tenant = !opts.tenant.empty();
   // One tenant's export is a log of its own, renumbered from position 1; its
   // header counts its events, so they are counted first (a pass more).
-  // The store's own records (epochs) are not exported: they are not events.
-  auto epochs = store.epochs();
-  if (!epochs)
-    return report(epochs.error());
-  std::uint64_t expected = *last - epochs->size();
+  std::uint64_t expected = cut->events;
   if (one_tenant) {
     expected = 0;
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(pos,
-                                 static_cast<std::size_t>(
-                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
-                                 filter);
+      auto page = read_page(pos);
       if (!page)
         return report(page.error());
       if (page->next_position <= pos)
@@ -243,18 +246,19 @@ static int export_here(const context& ctx, const std::string& dir, const std::st
     .add("checkpoints", std::uint64_t{cps ? cps->size() : 0});
   if (one_tenant)
     header.add("tenant", opts.tenant);
+  if (cut->cut()) // only then: the header of a whole log stays as it was
+    header.add("first_position", cut->extent.first_position).add("kept_below", cut->kept_below);
   out << header.str() << '\n';
+  if (cut->cut())
+    std::cerr << "cairn: " << cut_note(*cut) << std::endl;
   std::uint64_t written = 0;
   {
     progress bar{"export", expected};
     for (std::uint64_t pos = 1; pos <= *last;) {
-      auto page = store.read_all(pos,
-                                 static_cast<std::size_t>(
-                                   std::min<std::uint64_t>(export_page, *last - pos + 1)),
-                                 filter);
+      auto page = read_page(pos);
       if (!page)
         return failed(page.error());
-      if (page->events.empty() && (!one_tenant || page->next_position <= pos))
+      if (page->next_position <= pos)
         break;
       for (auto& ev : page->events) {
         if (one_tenant)
@@ -343,6 +347,18 @@ int import_log(const context& ctx, const std::string& dir, const std::string& fi
     return report(error{errc::invalid_argument,
                         "export format " + std::to_string(header->format) + " is not "
                           + std::to_string(export_format) + "; use a matching cairn",
+                        file});
+  // A cut log cannot be written again: appends number positions and versions
+  // from 1 without holes, and an export holds no snapshots, which the
+  // streams retention cut need for their state. `cairn backup` copies such a
+  // store whole.
+  if (header->first_position > 1)
+    return report(error{errc::invalid_argument,
+                        "the export is of a store that retention cut before position "
+                          + std::to_string(header->first_position)
+                          + ": its log has holes, its cut streams begin past version 1, and "
+                            "an export holds no snapshots to rebuild their state from, so an "
+                            "import cannot recreate it; copy a cut store with cairn backup",
                         file});
 
   auto opened = persistence::open_store(dir, {});

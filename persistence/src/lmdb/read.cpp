@@ -232,7 +232,7 @@ result<log_page> lmdb_store::read_all(std::uint64_t from, std::size_t max,
     page.next_position = std::max<std::uint64_t>(from, 1);
     if (auto cut = log_cut(txn); !cut)
       return tl::unexpected(cut.error());
-    else if (page.next_position < *cut)
+    else if (page.next_position < *cut && !filter.kept_below_cut)
       return tl::unexpected(truncated_log(page.next_position, *cut));
     if (max == 0)
       return page;

@@ -8,17 +8,15 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cinttypes>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <set>
 
 #include "cairn/model/clock.hpp"
-#include "cairn/model/json_text.hpp"
 #include "cairn/model/stream_name.hpp"
 #include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_json.hpp"
 #include "cairn/persistence/personal.hpp"
 #include "lmdb/store_impl.hpp"
 
@@ -63,101 +61,6 @@ result<void> check_copied(const record_view& r, std::uint64_t p) {
   if (!is_valid_type_name(r.type))
     return fail(errc::corrupted, "log record has an invalid type name", at_position(p));
   return {};
-}
-
-/// Days since 1970-01-01 -> civil date (H. Hinnant's algorithm, as the CLI's).
-void civil_from_days(std::int64_t z, std::int64_t& y, unsigned& m, unsigned& d) {
-  z += 719468;
-  const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-  const auto doe = static_cast<unsigned>(z - era * 146097);
-  const unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-  const unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-  const unsigned mp = (5 * doy + 2) / 153;
-  d = doy - (153 * mp + 2) / 5 + 1;
-  m = mp < 10 ? mp + 3 : mp - 9;
-  y = static_cast<std::int64_t>(yoe) + era * 400 + (m <= 2 ? 1 : 0);
-}
-
-/// "2026-11-24T10:00:00.123456789Z", as `cairn export` writes it.
-std::string iso_time(std::int64_t ns) {
-  constexpr std::int64_t ns_per_s = 1'000'000'000;
-  std::int64_t secs = ns / ns_per_s, frac = ns % ns_per_s;
-  if (frac < 0) {
-    frac += ns_per_s;
-    --secs;
-  }
-  std::int64_t days = secs / 86400, rem = secs % 86400;
-  if (rem < 0) {
-    rem += 86400;
-    --days;
-  }
-  std::int64_t y = 0;
-  unsigned m = 0, d = 0;
-  civil_from_days(days, y, m, d);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04" PRId64 "-%02u-%02uT%02d:%02d:%02d.%09" PRId64 "Z", y, m, d,
-                static_cast<int>(rem / 3600), static_cast<int>(rem / 60 % 60),
-                static_cast<int>(rem % 60), frac);
-  return buf;
-}
-
-std::string hex_of(std::string_view bytes) {
-  static constexpr char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * bytes.size());
-  for (unsigned char c : bytes) {
-    out.push_back(digits[c >> 4]);
-    out.push_back(digits[c & 0xf]);
-  }
-  return out;
-}
-
-/// One event as the line `cairn export` writes for it (tools/src/text.cpp,
-/// event_json with payload_hex): import reads it back.
-std::string export_line(const recorded_event& ev, const event_registry* types) {
-  std::string o = "{";
-  auto key = [&](std::string_view k) {
-    if (o.size() > 1)
-      o += ',';
-    append_json_string(o, k);
-    o += ':';
-  };
-  auto str = [&](std::string_view k, std::string_view v) {
-    key(k);
-    append_json_string(o, v);
-  };
-  auto num = [&](std::string_view k, auto v) {
-    key(k);
-    o += std::to_string(v);
-  };
-  num("position", ev.position);
-  str("stream", ev.stream);
-  num("version", ev.version);
-  str("id", ev.id.to_string());
-  str("timestamp", iso_time(ev.timestamp_ns));
-  num("timestamp_ns", ev.timestamp_ns);
-  str("type", ev.type);
-  num("schema_version", ev.schema_version);
-  str("correlation_id", ev.meta.correlation_id);
-  str("causation_id", ev.meta.causation_id);
-  str("command_id", ev.meta.command_id);
-  str("tenant", ev.meta.tenant);
-  str("user", ev.meta.user);
-  if (!ev.meta.subject.empty())
-    str("subject", ev.meta.subject);
-  num("size", std::uint64_t{ev.payload.size()});
-  if (types != nullptr && types->current_version(ev.type)) {
-    auto data = types->to_json(ev.type, ev.schema_version, ev.payload);
-    if (data) {
-      key("data");
-      o += *data;
-    } else {
-      str("decode_error", data.error().to_string());
-    }
-  }
-  str("payload_hex", hex_of(ev.payload));
-  o += '}';
-  return o;
 }
 
 /// Writes all of `text` to `fd`; false on an error (errno tells).
@@ -637,7 +540,7 @@ result<truncation> lmdb_store::truncate_after(std::uint64_t position,
         if (ev.position > out.last_removed)
           break;
         personal_scope scope{personal_keys(), ev.meta.subject};
-        lines += export_line(ev, opts_.registry);
+        lines += event_json(ev, opts_.registry, true);
         lines += '\n';
         ++written;
       }

@@ -78,6 +78,30 @@ result<std::uint64_t> lmdb_store::first_position() const {
   return with_read([&](MDB_txn* txn) { return log_cut(txn); });
 }
 
+result<log_extent> lmdb_store::extent() const {
+  return with_read([&](MDB_txn* txn) -> result<log_extent> {
+    log_extent e;
+    auto cut = log_cut(txn);
+    if (!cut)
+      return tl::unexpected(cut.error());
+    e.first_position = *cut;
+    MDB_stat st;
+    if (int rc = mdb_stat(txn, log_, &st); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "count the log's records"));
+    e.records = st.ms_entries;
+    cursor_guard cur;
+    if (int rc = cur.open(txn, log_); rc != 0)
+      return tl::unexpected(lmdb_error(rc, "cursor"));
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_LAST);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return tl::unexpected(lmdb_error(rc, "read last position"));
+    if (rc == 0)
+      e.last_position = get_be64(static_cast<const unsigned char*>(k.mv_data));
+    return e;
+  });
+}
+
 // -- plan ------------------------------------------------------------------------
 
 namespace {

@@ -165,6 +165,7 @@ public:
                                         std::int64_t now_ns) const override;
   result<retention_result> apply_retention(const retention_plan& plan) override;
   result<std::uint64_t> first_position() const override;
+  result<log_extent> extent() const override;
   const std::string& path() const noexcept override { return dir_; }
   const key_ring* personal_keys() const noexcept override { return ring_.get(); }
 

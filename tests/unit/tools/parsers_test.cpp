@@ -120,6 +120,21 @@ TEST_CASE("parse_import_line reads events, checkpoints, read-model keys and dead
   CHECK(header->events == 6);
 }
 
+TEST_CASE("an export header names the position retention cut its log at, and 1 without one",
+          "[unit][tools][import][retention]") {
+  auto whole = parse_import_header(R"({"cairn_export":1,"events":6,"checkpoints":1})");
+  REQUIRE(whole);
+  CHECK(whole->first_position == 1);
+  auto cut = parse_import_header(
+    R"({"cairn_export":1,"events":26,"checkpoints":1,"first_position":28,"kept_below":13})");
+  REQUIRE(cut);
+  CHECK(cut->first_position == 28);
+  auto bad = parse_import_header(R"({"cairn_export":1,"events":6,"first_position":"x"})");
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error().code == errc::invalid_argument);
+  CHECK(bad.error().message.find("first_position") != std::string::npos);
+}
+
 TEST_CASE("parse_import_line names the line and the field it refuses", "[unit][tools][import]") {
   struct bad_case {
     std::string line;

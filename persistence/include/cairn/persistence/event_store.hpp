@@ -175,7 +175,10 @@ public:
   /// The stream's current version; 0 when it does not exist.
   [[nodiscard]] virtual result<std::uint64_t> stream_version(std::string_view stream) const = 0;
 
-  /// Up to `max` events of the global log from `from_position` that match `filter`.
+  /// Up to `max` events of the global log from `from_position` that match
+  /// `filter`, scanning at most 65,536 records per call (`next_position` says
+  /// where to go on). From below first_position(): `truncated` naming it,
+  /// unless `filter.kept_below_cut` asks for the records retention kept there.
   [[nodiscard]] virtual result<log_page> read_all(std::uint64_t from_position, std::size_t max,
                                                   const read_filter& filter = {}) const = 0;
 
@@ -302,8 +305,15 @@ public:
   /// The position from which the log is complete: every record from it on is
   /// kept. 1 for a store never cut. Records below it that retention kept (a
   /// stream's newest, say) are read through their streams; read_all from a
-  /// position below it answers `truncated`. Any thread.
+  /// position below it answers `truncated`, unless it asks for them with
+  /// read_filter::kept_below_cut. Any thread.
   [[nodiscard]] virtual result<std::uint64_t> first_position() const = 0;
+
+  /// first_position, the last position and the number of records, from ONE
+  /// read transaction, in constant time: what a reader of a cut log reports
+  /// (log_extent::kept_below). Read every kept record with
+  /// read_filter::kept_below_cut. Any thread.
+  [[nodiscard]] virtual result<log_extent> extent() const = 0;
 
   /// Writes a compacted copy of the store as of one read transaction into
   /// `dest_dir` (a hot backup: safe while the writer appends, which it does

@@ -16,6 +16,11 @@
 ///     stream's tenant (the store learns heads and tenants from them).
 /// Within a stream only a prefix of versions goes, so a stream always reads
 /// from one version on (errc::truncated below it).
+/// The global log then has holes below its cut (first_position): a reader
+/// asking for a removed position gets errc::truncated naming the cut, and a
+/// reader that must list every record still stored (an audit, an export)
+/// reads across the holes with read_filter::kept_below_cut and says what
+/// lies below the cut with event_store::extent().
 
 #include <chrono>
 #include <cstdint>
@@ -128,6 +133,28 @@ struct retention_result {
   /// (a snapshot forgotten, a checkpoint moved back, the stream cut already).
   std::vector<std::string> skipped;
   std::uint64_t first_position = 1; ///< The store's first_position afterwards.
+};
+
+/// The global log's bounds after retention, read in one transaction
+/// (event_store::extent): where it is complete from, where it ends, and how
+/// many records it holds, so a reader can say what lies below the cut.
+struct log_extent {
+  /// The log is complete from this position on (event_store::first_position):
+  /// 1 for a store never cut.
+  std::uint64_t first_position = 1;
+  std::uint64_t last_position = 0; ///< The newest record's position; 0: the log is empty.
+  /// Records stored, the store's own (epoch records) included.
+  std::uint64_t records = 0;
+
+  /// True once retention removed records.
+  [[nodiscard]] bool cut() const { return first_position > 1; }
+  /// Records retention kept below first_position (a stream's newest, streams
+  /// of categories without a rule, ...); every other position below it is a
+  /// hole.
+  [[nodiscard]] std::uint64_t kept_below() const {
+    auto whole = last_position >= first_position ? last_position - first_position + 1 : 0;
+    return records > whole ? records - whole : 0;
+  }
 };
 
 } // namespace cairn::persistence

@@ -193,6 +193,13 @@ struct read_filter {
   /// such as the epoch records of replication.hpp), which no user stream can
   /// name. Default: false, so readers and subscribers never see them.
   bool include_system = false;
+  /// Also the records retention kept below the log's cut (event_store::
+  /// first_position): a read from below it returns the records that still
+  /// exist there, in position order, stepping over the holes, instead of
+  /// `truncated`. For audits and exports that must list every stored record
+  /// (`cairn events|tail|export`); a reader that must not miss an event
+  /// leaves it off and learns of the cut. Default: false.
+  bool kept_below_cut = false;
 };
 
 /// A page of the global log. `next_position` is where the next page starts;

@@ -30,6 +30,10 @@ inline constexpr std::uint64_t export_format = 1;
 struct export_header {
   std::uint64_t format = 0;
   std::uint64_t events = 0; ///< How many event lines follow.
+  /// Where the exported log was complete from: 1 (absent from the header)
+  /// unless retention had cut it, and then its log has holes below this
+  /// position and streams that begin past version 1 (docs/audit.md#retention).
+  std::uint64_t first_position = 1;
 };
 
 /// One exported event, ready to append.

@@ -13,8 +13,11 @@
 #include <string_view>
 
 #include "cairn/model/error.hpp"
+#include "cairn/model/hex.hpp"
+#include "cairn/model/iso_time.hpp"
 // codec.hpp comes first: cereal's JSON archive configures rapidjson.
 #include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_json.hpp"
 #include "cairn/persistence/types.hpp"
 
 namespace cairn::tools {
@@ -49,13 +52,13 @@ private:
 [[nodiscard]] std::string dead_letter_json(const persistence::dead_letter& dl,
                                            std::string_view subscriber_key);
 
-/// Lower-case hex of every byte.
-[[nodiscard]] std::string to_hex(std::string_view bytes);
+/// Lower-case hex of every byte (cairn/model/hex.hpp).
+using cairn::to_hex;
 /// The bytes of an even-length hex string; `invalid_argument` otherwise.
 [[nodiscard]] result<std::string> from_hex(std::string_view hex);
 
-/// "2026-11-24T10:00:00.123456789Z"
-[[nodiscard]] std::string iso_time(std::int64_t ns);
+/// "2026-11-24T10:00:00.123456789Z" (cairn/model/iso_time.hpp).
+using cairn::iso_time;
 /// Nanoseconds since the epoch from an integer or an ISO-8601 time with a
 /// date, hours, minutes, seconds, an optional fraction and `Z` or `±HH:MM`.
 [[nodiscard]] result<std::int64_t> parse_time(std::string_view text);
@@ -63,8 +66,12 @@ private:
 /// The event as a JSON object: metadata, then "data" (the payload as JSON)
 /// when its type is registered and it decodes, else "payload_hex" (and
 /// "decode_error" when a registered type fails). `with_hex` always adds
-/// "payload_hex", for a lossless export.
-[[nodiscard]] std::string event_json(const persistence::recorded_event& ev,
-                                     const persistence::event_registry& types, bool with_hex);
+/// "payload_hex", for a lossless export. The one writer of an export line is
+/// persistence::event_json (truncate_after saves a tail with it too).
+[[nodiscard]] inline std::string event_json(const persistence::recorded_event& ev,
+                                            const persistence::event_registry& types,
+                                            bool with_hex) {
+  return persistence::event_json(ev, &types, with_hex);
+}
 
 } // namespace cairn::tools
