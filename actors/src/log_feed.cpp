@@ -9,6 +9,7 @@
 
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/messages.hpp"
+#include "cairn/persistence/event_store.hpp"
 
 namespace cairn::actors {
 

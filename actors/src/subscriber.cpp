@@ -416,6 +416,7 @@ void start_rebuild(subscriber_actor* self) {
       now.dead_letters_unsent = static_cast<std::int64_t>(now.new_dead_letters.size());
       now.log->info("{}: read model cleared; rebuilding from the start of the log", now.spec.name);
       now.src().position = now.src().durable = 0;
+      now.src().idle = false;
       now.resume = phase::catching_up; // from the start, whatever it did before
       now.last_error.clear();
       now.rebuild_promise.deliver(true);

@@ -36,7 +36,11 @@
 #include <caf/meta/type_name.hpp>
 
 #include "cairn/model/error.hpp"
-#include "cairn/persistence/event_store.hpp"
+#include "cairn/persistence/types.hpp"
+
+namespace cairn::persistence {
+class event_store;
+} // namespace cairn::persistence
 
 namespace cairn::actors {
 
