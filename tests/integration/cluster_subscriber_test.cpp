@@ -222,3 +222,67 @@ TEST_CASE("a source node killed and restarted is reported disconnected, then cau
   REQUIRE(cairn::test::eventually([&] { return projection_of(a).connected["C"]; }, 30s));
   require_model_matches(a, 2 * ids);
 }
+
+TEST_CASE("after a promotion the feed of the replaced owner's log follows the promoted standby",
+          "[integration][cluster][subscriber]") {
+  cairn::test::temp_dir dir;
+  auto a_port = cairn::test::free_port(), b_port = cairn::test::free_port(),
+       s_port = cairn::test::free_port();
+  auto args = [&](const std::string& id, std::vector<std::string> extra = {}) {
+    std::vector<std::string> v{"--node",
+                               id,
+                               "--nodes",
+                               "A=127.0.0.1:" + std::to_string(a_port)
+                                 + ",B=127.0.0.1:" + std::to_string(b_port)
+                                 + ",S=127.0.0.1:" + std::to_string(s_port),
+                               "--data",
+                               dir.sub(id),
+                               "--shards",
+                               "64",
+                               "--heartbeat-ms",
+                               "200",
+                               "--timeout-ms",
+                               "1000",
+                               "--ping-ms",
+                               "200",
+                               "--standby",
+                               "A=S",
+                               "--replication",
+                               "sync",
+                               "--sync-timeout-ms",
+                               "1000"};
+    v.insert(v.end(), extra.begin(), extra.end());
+    return v;
+  };
+  auto start = [&](node_process& p, const std::string& id, std::vector<std::string> extra = {}) {
+    REQUIRE(p.start(CAIRN_TEST_NODE_PATH, args(id, std::move(extra))));
+    INFO(p.output());
+    REQUIRE(p.wait_line("ready", 20s) == "ready");
+  };
+  node_process a, b, s;
+  start(s, "S");
+  start(a, "A");
+  start(b, "B", {"--drive", std::to_string(ids), "--rounds", "2"});
+  REQUIRE(driven_ok(b) == 2 * ids);
+  REQUIRE(b.write_line("project"));
+  REQUIRE(b.wait_line("project", 5s) == "project ok");
+  require_model_matches(b, 2 * ids);
+  a.kill(SIGKILL);
+  REQUIRE(s.write_line("promote"));
+  auto promoted = s.wait_line("promote", 20s);
+  INFO(promoted);
+  REQUIRE(promoted.rfind("promoted", 0) == 0);
+  // Without its standby, the promoted node acknowledges only in async mode.
+  REQUIRE(s.write_line("async"));
+  REQUIRE(s.wait_line("mode", 5s) == "mode ok");
+  // New events for A's shards are on S now; the projection reads them there.
+  for (std::size_t id = 0; id < ids; ++id)
+    REQUIRE(cairn::test::eventually(
+      [&] {
+        return b.write_line("send " + std::to_string(id) + " 7")
+               && b.wait_line("sent", 10s) == "sent ok";
+      },
+      30s));
+  require_model_matches(b, 3 * ids);
+  REQUIRE(cairn::test::eventually([&] { return projection_of(b).connected["A"]; }, 20s));
+}
