@@ -599,6 +599,13 @@ void resubscribe(subscriber_actor* self, std::size_t index, std::string why) {
   arm_hello(self);
 }
 
+/// True for a message from this node: a cluster-wide subscriber's handle
+/// travels to other nodes in its hellos, and only pages may come from there.
+bool from_here(subscriber_actor* self) {
+  const auto& sender = self->current_sender();
+  return !sender || sender->node() == self->home_system().node();
+}
+
 /// A page from a remote source's feed.
 void on_page(subscriber_actor* self, feed_page& page) {
   auto& st = self->state;
@@ -992,6 +999,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return rp;
     },
     [=](rebuild_atom) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       auto& st = self->state;
       if (st.cluster_wide())
         return to_caf_error({errc::invalid_argument,
@@ -1011,6 +1020,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return st.rebuild_promise;
     },
     [=](replay_atom, std::uint64_t position) -> caf::result<replay_report> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       if (self->state.cluster_wide())
         return to_caf_error({errc::invalid_argument,
                              "dead letters of a cluster-wide subscriber cannot be replayed yet",
@@ -1020,6 +1031,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return rp;
     },
     [=](discard_atom, std::uint64_t position) -> caf::result<std::uint64_t> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       if (self->state.cluster_wide())
         return to_caf_error({errc::invalid_argument,
                              "dead letters of a cluster-wide subscriber cannot be discarded "
@@ -1030,6 +1043,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return rp;
     },
     [=](stop_atom) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       auto& st = self->state;
       if (st.ph == phase::stopping)
         return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
