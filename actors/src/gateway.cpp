@@ -31,6 +31,7 @@ void add_cluster_message_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<reply_batch>("cairn.reply_batch");
   cfg.add_message_type<placement_msg>("cairn.placement");
   add_replication_message_types(cfg);
+  add_feed_message_types(cfg);
 }
 
 namespace {
@@ -890,6 +891,46 @@ caf::behavior gateway(gateway_actor* self, gateway_config cfg, caf::actor regist
         return;
       }
       self->send(st.cfg.replication_source, replica_atom::value, std::move(h), std::move(sink));
+    },
+    // -- cluster-wide subscribers (log_feed.hpp) ------------------------------
+    [self](feed_atom, std::string& owner, feed_hello& h, caf::actor& sink) {
+      // From a local subscriber: to the node that serves `owner`'s log now
+      // (a promoted standby once its owner was replaced). A hello that
+      // cannot go is not queued; the subscriber says it again.
+      auto& st = self->state;
+      if (!from_here(self) || !sink) {
+        drop(self, peer_of_sender(self), "a log feed hello in local form from another node");
+        return;
+      }
+      const auto& active = active_of(st, owner);
+      if (active == st.cfg.node_id) {
+        if (!st.cfg.serve_feed)
+          return;
+        self->send(sink, feed_atom::value, owner, self->home_system().node());
+        st.cfg.serve_feed(h, sink);
+        return;
+      }
+      auto* p = peer_by_id(st, active);
+      if (!p || !p->remote || (p->state != link::up && p->state != link::suspect))
+        return;
+      self->send(sink, feed_atom::value, owner, p->nid);
+      self->send(p->remote, feed_atom::value, std::move(h), std::move(sink));
+    },
+    [self](feed_atom, feed_hello& h, caf::actor& sink) {
+      auto& st = self->state;
+      auto* p = peer_of_sender(self);
+      if (!p) {
+        drop(self, nullptr, "a log feed hello from a node that did not say hello");
+        return;
+      }
+      if (p->node.id != h.node || !sink || sink->node() != p->nid || !st.cfg.serve_feed
+          || active_of(st, h.owner) != st.cfg.node_id) {
+        drop(self, p,
+             "a log feed hello from node " + p->node.id + " for node " + h.owner
+               + "'s log, which node " + st.cfg.node_id + " does not serve");
+        return;
+      }
+      st.cfg.serve_feed(h, sink);
     },
     [self](pong_atom, std::uint64_t) {
       auto* p = peer_of_sender(self);

@@ -1,6 +1,7 @@
 #include "cairn/actors/subscriber.hpp"
 
 #include <algorithm>
+#include <deque>
 #include <exception>
 #include <map>
 #include <set>
@@ -11,6 +12,7 @@
 
 #include "cairn/actors/error.hpp"
 #include "cairn/actors/log.hpp"
+#include "cairn/actors/log_feed.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/backoff.hpp"
 #include "cairn/model/clock.hpp"
@@ -56,28 +58,57 @@ enum class writer : std::uint8_t {
   clearing,   ///< The rebuild's clearing write (start_rebuild).
 };
 
-struct subscriber_data {
-  const persistence::event_store* store = nullptr;
-  caf::actor journal;
-  subscriber_spec spec;
-  std::optional<read_model> model;
-  std::shared_ptr<spdlog::logger> log;
+/// One log the subscriber follows: this node's (through the store and the
+/// journal's notifications) or, for a cluster-wide subscriber, another
+/// node's (through a log feed, log_feed.hpp). Positions are per log.
+struct source {
+  std::string node;       ///< The owner of the log; empty for a local-only subscriber.
+  std::string checkpoint; ///< Its checkpoint's name, and its dead letters' subscriber.
+  bool local = true;
 
   std::uint64_t position = 0;  ///< Last event handled, dead-lettered or filtered out.
   std::uint64_t durable = 0;   ///< Position of the last committed checkpoint.
-  std::uint64_t committed = 0; ///< End of the log, as the journal last said.
-  std::uint64_t since_write = 0;
-  std::uint64_t handled = 0;
+  std::uint64_t committed = 0; ///< End of the log, as the journal (or the feed) last said.
+  std::uint64_t write_target = 0;
   /// The position it last jumped to because retention had removed the
   /// events after `position` (0: never); status shows it.
   std::uint64_t started_at_cut = 0;
 
-  persistence::log_page page; ///< Read from the store; events [next, end) still to handle.
+  persistence::log_page page; ///< Read; events [next, end) still to handle.
   std::size_t next = 0;
-
-  std::uint32_t attempts = 0; ///< Failed calls for the event at `next`.
-  std::int64_t first_failure_ns = 0;
   std::uint32_t read_failures = 0;
+  bool idle = false;           ///< Read to its end: waits for a commit or a page.
+  bool demand_pending = false; ///< Local: the journal owes a notification.
+
+  // -- remote: the feed -------------------------------------------------------
+  std::deque<recorded_event> buffer; ///< Received, not read into `page` yet.
+  std::uint64_t received = 0;        ///< The pages received cover the log up to here.
+  std::uint64_t generation = 0;      ///< Of the current hello; pages of others are dropped.
+  caf::actor feed;                   ///< The feed delivering, once a page came.
+  caf::node_id feed_node;            ///< Where the gateway sent the hello.
+  std::string problem;
+};
+
+struct subscriber_data {
+  const persistence::event_store* store = nullptr;
+  caf::actor journal;
+  caf::actor gateway; ///< Cluster-wide: carries the feed hellos.
+  subscriber_spec spec;
+  std::optional<read_model> model;
+  std::shared_ptr<spdlog::logger> log;
+
+  std::vector<source> sources; ///< Never empty; the local one first.
+  std::size_t cur = 0;         ///< The source whose page is being handled.
+  std::uint64_t generations = 0;
+  bool hello_due = false; ///< The hello retry timer is on its way.
+  std::uint64_t since_write = 0;
+  std::uint64_t handled = 0;
+
+  std::uint32_t attempts = 0; ///< Failed calls for the event at `next` of `cur`.
+  std::int64_t first_failure_ns = 0;
+
+  [[nodiscard]] source& src() { return sources[cur]; }
+  [[nodiscard]] bool cluster_wide() const { return !spec.sources.empty(); }
   std::string last_error;
   phase ph = phase::catching_up;
   /// In rebuilding and stopping: the phase left, which status reports and a
@@ -90,7 +121,6 @@ struct subscriber_data {
   // checkpoint timer, the journal's notification (it owes us one).
   bool pump_queued = false;
   bool tick_pending = false;
-  bool demand_pending = false;
 
   writer wr = writer::idle;
   bool write_again = false; ///< Write again as soon as the one in flight is done.
@@ -171,7 +201,9 @@ subscriber_state shown(const subscriber_data& st) {
 bool busy(const subscriber_data& st) { return st.ph != phase::catching_up && st.ph != phase::live; }
 
 bool has_unsaved(const subscriber_data& st) {
-  return st.position > st.durable || !st.new_dead_letters.empty() || !st.removals.empty()
+  return std::any_of(st.sources.begin(), st.sources.end(),
+                     [](const source& s) { return s.position > s.durable; })
+         || !st.new_dead_letters.empty() || !st.removals.empty()
          || (st.model && st.model->has_unsaved());
 }
 
@@ -206,6 +238,7 @@ void arm_tick(subscriber_actor* self) {
 
 void finish_stop(subscriber_actor* self);
 void quit_now(subscriber_actor* self);
+void resubscribe(subscriber_actor* self, std::size_t index, std::string why);
 void start_rebuild(subscriber_actor* self);
 void write_finished(subscriber_actor* self, result<void> outcome);
 
@@ -214,12 +247,14 @@ void do_write(subscriber_actor* self) {
   auto& st = self->state;
   st.wr = writer::checkpoint;
   st.write_again = false;
-  st.write_target = st.position;
   st.since_write = 0;
   st.in_flight_callbacks = std::move(st.next_write_callbacks);
   st.next_write_callbacks.clear();
   journal_write w;
-  w.value.checkpoints.push_back({st.spec.name, st.position});
+  for (auto& src : st.sources) {
+    src.write_target = src.position;
+    w.value.checkpoints.push_back({src.checkpoint, src.position});
+  }
   if (st.model) {
     auto changes = st.model->take_unsaved();
     for (const auto& [key, value] : changes)
@@ -247,8 +282,9 @@ void maybe_write(subscriber_actor* self, bool force) {
   auto& st = self->state;
   if (!has_unsaved(st) && st.next_write_callbacks.empty())
     return;
-  bool waiter_ready = std::any_of(st.waiters.begin(), st.waiters.end(),
-                                  [&](const auto& w) { return w.first <= st.position; });
+  bool waiter_ready = std::any_of(st.waiters.begin(), st.waiters.end(), [&](const auto& w) {
+    return w.first <= st.sources.front().position;
+  });
   bool due = force || st.write_again || waiter_ready
              || st.since_write >= st.spec.options.checkpoint_every;
   if (!due)
@@ -266,29 +302,37 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
   auto callbacks = std::move(st.in_flight_callbacks);
   st.in_flight_callbacks.clear();
   if (outcome) {
-    st.durable = st.write_target;
+    for (auto& src : st.sources)
+      src.durable = src.write_target;
+    auto durable = st.sources.front().durable;
     st.dead_letters_stored = add_count(st.dead_letters_stored, st.dead_letters_in_flight);
     st.dead_letters_in_flight = 0;
     if (st.model)
       st.model->write_done();
     auto& ws = st.waiters;
     for (auto& w : ws)
-      if (w.first <= st.durable)
+      if (w.first <= durable)
         w.second.deliver(true);
     ws.erase(std::remove_if(ws.begin(), ws.end(),
-                            [&](const auto& w) { return w.first <= st.durable; }),
+                            [&](const auto& w) { return w.first <= durable; }),
              ws.end());
   } else {
     // Nothing of the write landed, and everything after it built on it:
     // forget it all and handle again from the last checkpoint.
     st.last_error = outcome.error().to_string();
     st.log->warn("{}: writing checkpoint {} failed: {}; handling again from {}", st.spec.name,
-                 st.write_target, st.last_error, st.durable);
+                 st.sources.front().write_target, st.last_error, st.sources.front().durable);
     if (st.model)
       st.model->reset();
-    st.position = st.durable;
-    st.page = {};
-    st.next = 0;
+    for (std::size_t i = 0; i < st.sources.size(); ++i) {
+      auto& src = st.sources[i];
+      src.position = src.durable;
+      src.page = {};
+      src.next = 0;
+      src.idle = false;
+      if (!src.local)
+        resubscribe(self, i, {});
+    }
     st.attempts = 0;
     st.new_dead_letters.clear();
     st.removals.clear();
@@ -321,7 +365,7 @@ void write_finished(subscriber_actor* self, result<void> outcome) {
 
 void quit_now(subscriber_actor* self) {
   auto& st = self->state;
-  st.log->info("{}: stopped at checkpoint {}", st.spec.name, st.durable);
+  st.log->info("{}: stopped at checkpoint {}", st.spec.name, st.sources.front().durable);
   st.stop_promise.deliver(true);
   for (auto& w : st.waiters)
     w.second.deliver(caf::make_error(caf::sec::request_receiver_down));
@@ -345,8 +389,8 @@ void start_rebuild(subscriber_actor* self) {
   if (st.wr != writer::idle)
     return; // write_finished comes back here
   st.model->reset();
-  st.page = {};
-  st.next = 0;
+  st.src().page = {};
+  st.src().next = 0;
   st.attempts = 0;
   st.new_dead_letters.clear();
   st.dead_letters_unsent = 0;
@@ -371,13 +415,14 @@ void start_rebuild(subscriber_actor* self) {
       now.dead_letters_stored = 0;
       now.dead_letters_unsent = static_cast<std::int64_t>(now.new_dead_letters.size());
       now.log->info("{}: read model cleared; rebuilding from the start of the log", now.spec.name);
-      now.position = now.durable = 0;
+      now.src().position = now.src().durable = 0;
+      now.src().idle = false;
       now.resume = phase::catching_up; // from the start, whatever it did before
       now.last_error.clear();
       now.rebuild_promise.deliver(true);
     } else {
       now.rebuild_promise.deliver(to_caf_error(outcome.error()));
-      now.position = now.durable; // unchanged store: carry on where it was
+      now.src().position = now.src().durable; // unchanged store: carry on where it was
     }
     if (now.ph == phase::stopping) {
       finish_stop(self);
@@ -410,10 +455,10 @@ result<void> call_handler(subscriber_data& st, const recorded_event& ev) {
   return r;
 }
 
-dead_letter make_dead_letter(const subscriber_data& st, const recorded_event& ev,
+dead_letter make_dead_letter(const std::string& subscriber, const recorded_event& ev,
                              std::uint32_t attempts, std::int64_t first, const std::string& err) {
   dead_letter dl;
-  dl.subscriber = st.spec.name;
+  dl.subscriber = subscriber;
   dl.position = ev.position;
   dl.stream = ev.stream;
   dl.version = ev.version;
@@ -431,7 +476,7 @@ enum class verdict { next, wait };
 /// dead-letters it (or stops the subscriber).
 verdict handle_next(subscriber_actor* self) {
   auto& st = self->state;
-  const auto& ev = st.page.events[st.next];
+  const auto& ev = st.src().page.events[st.src().next];
   auto r = call_handler(st, ev);
   if (r) {
     ++st.handled;
@@ -460,7 +505,7 @@ verdict handle_next(subscriber_actor* self) {
   st.log->error("{}: dead-lettered position {} ({} v{}, {}) after {} attempts: {}", st.spec.name,
                 ev.position, ev.stream, ev.version, ev.type, st.attempts, st.last_error);
   st.new_dead_letters.push_back(
-    make_dead_letter(st, ev, st.attempts, st.first_failure_ns, st.last_error));
+    make_dead_letter(st.src().checkpoint, ev, st.attempts, st.first_failure_ns, st.last_error));
   ++st.dead_letters_unsent;
   st.attempts = 0;
   return verdict::next;
@@ -469,18 +514,136 @@ verdict handle_next(subscriber_actor* self) {
 /// When retention removed the events after `position` (docs/audit.md#retention),
 /// moves to just before the first position kept and says so; false when
 /// there was nothing to skip (or the store cannot tell).
-bool skip_to_cut(subscriber_data& st) {
+bool skip_to_cut(subscriber_data& st, source& src) {
+  if (!src.local)
+    return false; // a feed skips the cut itself
   auto first = st.store->first_position();
-  if (!first || st.position + 1 >= *first)
+  if (!first || src.position + 1 >= *first)
     return false;
   st.log->warn("{}: the events after position {} up to {} were removed by retention; "
                "starting at position {}, the first one kept",
-               st.spec.name, st.position, *first - 1, *first);
-  st.position = *first - 1;
-  st.started_at_cut = *first;
-  st.page = persistence::log_page{};
-  st.next = 0;
+               st.spec.name, src.position, *first - 1, *first);
+  src.position = *first - 1;
+  src.started_at_cut = *first;
+  src.page = persistence::log_page{};
+  src.next = 0;
   return true;
+}
+
+/// The next page of `src`: from the store, or from what its feed delivered.
+result<persistence::log_page> read_page(subscriber_actor* self, source& src) {
+  auto& st = self->state;
+  if (src.local)
+    return st.store->read_all(src.position + 1, st.spec.options.batch_size, st.spec.filter);
+  persistence::log_page page;
+  while (!src.buffer.empty() && page.events.size() < st.spec.options.batch_size) {
+    page.events.push_back(std::move(src.buffer.front()));
+    src.buffer.pop_front();
+  }
+  // The filter ran on the serving node: what the pages skipped is covered.
+  page.next_position = src.buffer.empty() ? std::max(src.received, src.position) + 1
+                                          : page.events.back().position + 1;
+  if (src.feed && page.next_position > src.position + 1)
+    self->send(src.feed, feed_ack_atom::value, src.generation, page.next_position - 1);
+  return page;
+}
+
+/// Asks the gateway for a feed of remote source `index` from where it stands.
+void say_hello(subscriber_actor* self, std::size_t index) {
+  auto& st = self->state;
+  auto& src = st.sources[index];
+  feed_hello h;
+  h.node = st.spec.node_id;
+  h.owner = src.node;
+  h.name = st.spec.name;
+  h.after = src.received;
+  h.generation = src.generation;
+  h.categories = st.spec.filter.categories;
+  h.types = st.spec.filter.types;
+  h.tenant = st.spec.filter.tenant;
+  self->send(st.gateway, feed_atom::value, src.node, std::move(h),
+             caf::actor_cast<caf::actor>(self));
+}
+
+/// Plans the next round of hellos for the sources without a feed.
+void arm_hello(subscriber_actor* self) {
+  auto& st = self->state;
+  if (!st.hello_due) {
+    st.hello_due = true;
+    self->delayed_send(self, std::chrono::milliseconds{500}, feed_atom::value);
+  }
+}
+
+/// Drops remote source `index`'s feed and what it delivered beyond the page
+/// in hand, and says hello again from there.
+void resubscribe(subscriber_actor* self, std::size_t index, std::string why) {
+  auto& st = self->state;
+  auto& src = st.sources[index];
+  if (src.feed) {
+    self->demonitor(src.feed);
+    self->send(src.feed, stop_atom::value);
+  }
+  src.feed = nullptr;
+  src.feed_node = caf::node_id{};
+  src.buffer.clear();
+  src.received = src.position;
+  if (src.page.next_position > 0) // the page in hand is handled to its end
+    src.received = std::max(src.received, src.page.next_position - 1);
+  src.generation = ++st.generations;
+  if (!why.empty()) {
+    src.problem = std::move(why);
+    st.log->warn("{}: the feed of node {}'s log: {}", st.spec.name, src.node, src.problem);
+  }
+  if (st.gateway)
+    say_hello(self, index);
+  arm_hello(self);
+}
+
+/// True for a message from this node: a cluster-wide subscriber's handle
+/// travels to other nodes in its hellos, and only pages may come from there.
+bool from_here(subscriber_actor* self) {
+  const auto& sender = self->current_sender();
+  return !sender || sender->node() == self->home_system().node();
+}
+
+/// A page from a remote source's feed.
+void on_page(subscriber_actor* self, feed_page& page) {
+  auto& st = self->state;
+  const auto& sender = self->current_sender();
+  auto it = std::find_if(st.sources.begin(), st.sources.end(), [&](const source& x) {
+    return !x.local && x.generation == page.generation;
+  });
+  if (!sender || it == st.sources.end() || sender->node() != it->feed_node) {
+    // An earlier subscription's feed, or no feed at all: stop it.
+    if (sender && it == st.sources.end())
+      self->send(caf::actor_cast<caf::actor>(sender), stop_atom::value);
+    return;
+  }
+  auto index = static_cast<std::size_t>(it - st.sources.begin());
+  auto& src = *it;
+  if (!src.feed) {
+    src.feed = caf::actor_cast<caf::actor>(sender);
+    self->monitor(src.feed);
+    src.problem.clear();
+    st.log->info("{}: following node {}'s log after position {}", st.spec.name, src.node,
+                 src.received);
+  } else if (sender != src.feed.address()) {
+    self->send(caf::actor_cast<caf::actor>(sender), stop_atom::value);
+    return;
+  }
+  auto events = check_feed_page(page, src.received);
+  if (!events) {
+    st.log->error("{}: refused a page of node {}'s log: {}", st.spec.name, src.node,
+                  events.error().to_string());
+    resubscribe(self, index, events.error().to_string());
+    return;
+  }
+  for (auto& ev : *events)
+    src.buffer.push_back(std::move(ev));
+  src.received = page.next_position - 1;
+  src.committed = std::max(src.committed, page.committed);
+  src.idle = false;
+  schedule_pump(self);
 }
 
 void pump(subscriber_actor* self) {
@@ -493,45 +656,63 @@ void pump(subscriber_actor* self) {
   auto deadline = std::chrono::steady_clock::now() + pump_slice;
   // The clock is read every 32 events: at a million events a second it shows.
   for (std::uint32_t n = 1; (n % 32 != 0) || std::chrono::steady_clock::now() < deadline; ++n) {
-    if (st.next == st.page.events.size()) {
+    auto& src = st.src();
+    if (src.next == src.page.events.size()) {
       // Everything read is done; the filter may have skipped a tail.
-      st.position = std::max(st.position, st.page.next_position > 0 ? st.page.next_position - 1
-                                                                    : std::uint64_t{0});
-      auto page = st.store->read_all(st.position + 1, st.spec.options.batch_size, st.spec.filter);
-      if (!page && page.error().code == errc::truncated && skip_to_cut(st))
+      src.position = std::max(src.position, src.page.next_position > 0 ? src.page.next_position - 1
+                                                                       : std::uint64_t{0});
+      bool finished_page = !src.page.events.empty();
+      src.page = {};
+      src.next = 0;
+      if (src.idle || (finished_page && st.sources.size() > 1)) {
+        // Its turn is over: the next source with something to read.
+        std::size_t k = 1;
+        while (k <= st.sources.size() && st.sources[(st.cur + k) % st.sources.size()].idle)
+          ++k;
+        if (k > st.sources.size()) {
+          // Every source is read to its end.
+          enter(self, phase::live);
+          for (auto& s : st.sources)
+            if (s.local && !s.demand_pending) {
+              s.demand_pending = true;
+              self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
+            }
+          maybe_write(self, false);
+          arm_tick(self);
+          return;
+        }
+        st.cur = (st.cur + k) % st.sources.size();
+        continue;
+      }
+      auto page = read_page(self, src);
+      if (!page && page.error().code == errc::truncated && skip_to_cut(st, src))
         continue;
       if (!page) {
         st.last_error = page.error().to_string();
-        auto wait = retry_backoff(st.spec.options).after(++st.read_failures);
+        auto wait = retry_backoff(st.spec.options).after(++src.read_failures);
         st.log->warn("{}: reading the log after position {} failed: {}; retry in {} ms",
-                     st.spec.name, st.position, st.last_error, wait.count());
+                     st.spec.name, src.position, st.last_error, wait.count());
         enter(self, phase::backing_off, wait);
         return;
       }
-      st.read_failures = 0;
-      st.page = std::move(*page);
-      st.next = 0;
-      if (st.page.events.empty()) {
-        if (st.page.next_position - 1 > st.position)
+      src.read_failures = 0;
+      src.page = std::move(*page);
+      src.next = 0;
+      if (src.page.events.empty()) {
+        if (src.page.next_position - 1 > src.position)
           continue; // the filter skipped a whole scan window: read on
-        enter(self, phase::live);
-        if (!st.demand_pending) {
-          st.demand_pending = true;
-          self->send(st.journal, demand_atom::value, caf::actor_cast<caf::actor>(self));
-        }
-        maybe_write(self, false);
-        arm_tick(self);
-        return;
+        src.idle = true;
+        continue;
       }
-      if (st.page.events.size() == st.spec.options.batch_size)
+      if (src.page.events.size() == st.spec.options.batch_size)
         enter(self, phase::catching_up);
     }
     if (handle_next(self) == verdict::wait) {
       arm_tick(self);
       return;
     }
-    st.position = st.page.events[st.next].position;
-    ++st.next;
+    src.position = src.page.events[src.next].position;
+    ++src.next;
     ++st.since_write;
     maybe_write(self, false);
   }
@@ -545,19 +726,37 @@ subscriber_status status_of(subscriber_actor* self) {
   s.name = st.spec.name;
   s.projection = st.spec.projection;
   s.state = shown(st);
-  s.checkpoint = st.durable;
-  s.position = st.position;
-  auto end = st.store->last_position();
-  auto last = std::max(st.committed, end ? *end : 0);
-  s.lag = last > st.position ? last - st.position : 0;
-  if (s.lag > 0)
-    if (auto next = st.store->read_all(st.position + 1, 1); next && !next->events.empty())
-      s.lag_ms =
-        std::max<std::int64_t>(0, (wall_now_ns() - next->events.front().timestamp_ns) / 1000000);
+  const auto& first = st.sources.front();
+  s.checkpoint = first.durable;
+  s.position = first.position;
+  for (const auto& src : st.sources) {
+    std::uint64_t last = src.committed;
+    if (src.local) {
+      auto end = st.store->last_position();
+      last = std::max(last, end ? *end : 0);
+    }
+    auto lag = last > src.position ? last - src.position : 0;
+    s.lag += lag;
+    if (src.local && lag > 0 && s.lag_ms == 0)
+      if (auto next = st.store->read_all(src.position + 1, 1); next && !next->events.empty())
+        s.lag_ms =
+          std::max<std::int64_t>(0, (wall_now_ns() - next->events.front().timestamp_ns) / 1000000);
+    if (st.cluster_wide()) {
+      subscriber_source_status ss;
+      ss.node = src.node;
+      ss.local = src.local;
+      ss.connected = src.local || static_cast<bool>(src.feed);
+      ss.checkpoint = src.durable;
+      ss.position = src.position;
+      ss.lag = lag;
+      ss.problem = ss.connected ? std::string{} : src.problem;
+      s.sources.push_back(std::move(ss));
+    }
+  }
   s.dead_letters = add_count(st.dead_letters_stored,
                              st.dead_letters_in_flight + st.dead_letters_unsent);
   s.handled = st.handled;
-  s.started_at_cut = st.started_at_cut;
+  s.started_at_cut = first.started_at_cut;
   if (s.state == subscriber_state::retrying || s.state == subscriber_state::stopped)
     s.last_error = st.last_error;
   return s;
@@ -667,51 +866,118 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
 }
 
 caf::behavior subscriber(subscriber_actor* self, const persistence::event_store* store,
-                         caf::actor journal, subscriber_spec spec) {
+                         caf::actor journal, subscriber_spec spec, caf::actor gateway) {
   auto& init = self->state;
   init.store = store;
   init.journal = std::move(journal);
+  init.gateway = std::move(gateway);
   init.spec = std::move(spec);
   init.log = logger(subscriber_logger);
   if (init.spec.projection)
     init.model.emplace(*store, init.spec.name);
-  auto saved = store->load_checkpoint(init.spec.name);
-  if (saved && *saved) {
-    init.position = init.durable = **saved;
-  } else if (saved && init.spec.options.start == start_position::end) {
-    auto last = store->last_position();
-    init.position = last ? *last : 0; // saved by the first checkpoint
-  } else if (!saved) {
-    init.last_error = saved.error().to_string();
-    enter(self, phase::halted);
-    init.log->error("{}: cannot load its checkpoint: {}; not started", init.spec.name,
-                    init.last_error);
+  if (init.spec.sources.empty()) {
+    init.sources.emplace_back();
+    init.sources.back().checkpoint = init.spec.name;
   }
-  if (init.ph != phase::halted)
-    (void)skip_to_cut(init); // a new subscriber, or one whose checkpoint retention passed
-  // The one scan of the dead-letter table; counts are kept from here on.
-  if (auto stored = store->count_dead_letters(init.spec.name); stored)
-    init.dead_letters_stored = *stored;
-  else
-    init.log->warn("{}: cannot count its dead letters: {}; counting from 0", init.spec.name,
-                   stored.error().to_string());
-  if (init.ph != phase::halted)
-    init.log->info("{}: started after position {}", init.spec.name, init.position);
-  init.demand_pending = true;
+  for (const auto& s : init.spec.sources) {
+    source src;
+    src.node = s.node;
+    src.local = s.local;
+    src.checkpoint = init.spec.name + "@" + s.node;
+    // This node's log first: the one `wait_for` and the top of status follow.
+    if (src.local)
+      init.sources.insert(init.sources.begin(), std::move(src));
+    else
+      init.sources.push_back(std::move(src));
+  }
+  for (auto& src : init.sources) {
+    if (init.ph == phase::halted)
+      break;
+    auto saved = store->load_checkpoint(src.checkpoint);
+    if (saved && *saved) {
+      src.position = src.durable = **saved;
+    } else if (saved && init.spec.options.start == start_position::end && src.local) {
+      auto last = store->last_position();
+      src.position = last ? *last : 0; // saved by the first checkpoint
+    } else if (!saved) {
+      init.last_error = saved.error().to_string();
+      enter(self, phase::halted);
+      init.log->error("{}: cannot load its checkpoint {}: {}; not started", init.spec.name,
+                      src.checkpoint, init.last_error);
+      break;
+    }
+    src.received = src.position;
+    // A new subscriber, or one whose checkpoint retention passed.
+    (void)skip_to_cut(init, src);
+    // The one scan of the dead-letter table; counts are kept from here on.
+    if (auto stored = store->count_dead_letters(src.checkpoint); stored)
+      init.dead_letters_stored += *stored;
+    else
+      init.log->warn("{}: cannot count its dead letters: {}; counting from 0", src.checkpoint,
+                     stored.error().to_string());
+    if (init.ph != phase::halted)
+      init.log->info("{}: started after position {}{}", init.spec.name, src.position,
+                     src.node.empty() ? std::string{} : " of node " + src.node + "'s log");
+  }
+  for (auto& src : init.sources)
+    src.demand_pending = src.local;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
+  if (init.ph != phase::halted)
+    for (std::size_t i = 0; i < init.sources.size(); ++i)
+      if (!init.sources[i].local) {
+        init.sources[i].idle = true; // until its feed delivers
+        resubscribe(self, i, "no feed yet");
+      }
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    for (std::size_t i = 0; i < st.sources.size(); ++i)
+      if (st.sources[i].feed && st.sources[i].feed.address() == dm.source)
+        resubscribe(self, i, "the feed was lost: " + self->system().render(dm.reason));
+  });
   schedule_pump(self);
   // Dead letters an operator marked for replay while the service was down.
-  if (auto letters = store->list_dead_letters(init.spec.name); letters && !letters->empty())
-    if (std::any_of(letters->begin(), letters->end(),
-                    [](const dead_letter& dl) { return dl.replay_requested; }))
-      replay(self, 0, caf::response_promise{}, true);
+  if (!init.cluster_wide())
+    if (auto letters = store->list_dead_letters(init.spec.name); letters && !letters->empty())
+      if (std::any_of(letters->begin(), letters->end(),
+                      [](const dead_letter& dl) { return dl.replay_requested; }))
+        replay(self, 0, caf::response_promise{}, true);
   return {
     [=](pump_atom) { pump(self); },
     [=](committed_atom, std::uint64_t position) {
       auto& st = self->state;
-      st.demand_pending = false;
-      st.committed = std::max(st.committed, position);
+      for (auto& src : st.sources)
+        if (src.local) {
+          src.demand_pending = false;
+          src.committed = std::max(src.committed, position);
+          src.idle = false;
+        }
       schedule_pump(self);
+    },
+    // -- cluster-wide: the feeds of other nodes' logs ---------------------------
+    [=](feed_atom, std::string& owner, caf::node_id& node) {
+      // The gateway sent the hello for `owner`'s log to `node`.
+      auto& st = self->state;
+      const auto& sender = self->current_sender();
+      if (!sender || sender->node() != self->home_system().node())
+        return;
+      for (auto& src : st.sources)
+        if (!src.local && src.node == owner && !src.feed)
+          src.feed_node = node;
+    },
+    [=](feed_atom, feed_page& page) { on_page(self, page); },
+    [=](feed_atom) {
+      // The hello retry timer: again for each source without a feed.
+      auto& st = self->state;
+      st.hello_due = false;
+      bool waiting = false;
+      for (std::size_t i = 0; i < st.sources.size(); ++i)
+        if (!st.sources[i].local && !st.sources[i].feed) {
+          waiting = true;
+          if (st.gateway)
+            say_hello(self, i);
+        }
+      if (waiting && st.ph != phase::stopping)
+        arm_hello(self);
     },
     [=](retry_atom, std::uint64_t epoch) {
       retry_due(self, epoch);
@@ -725,7 +991,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     [=](status_atom) { return status_of(self); },
     [=](wait_atom, std::uint64_t position) -> caf::result<bool> {
       auto& st = self->state;
-      if (st.durable >= position)
+      if (st.sources.front().durable >= position)
         return true;
       auto rp = self->make_response_promise();
       st.waiters.emplace_back(position, rp);
@@ -733,7 +999,14 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return rp;
     },
     [=](rebuild_atom) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       auto& st = self->state;
+      if (st.cluster_wide())
+        return to_caf_error({errc::invalid_argument,
+                             "a cluster-wide projection cannot be rebuilt yet "
+                             "(docs/cluster.md#cluster-wide-subscribers)",
+                             st.spec.name});
       if (!st.model)
         return to_caf_error(
           {errc::invalid_argument, "only a projection can be rebuilt", st.spec.name});
@@ -747,16 +1020,31 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       return st.rebuild_promise;
     },
     [=](replay_atom, std::uint64_t position) -> caf::result<replay_report> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
+      if (self->state.cluster_wide())
+        return to_caf_error({errc::invalid_argument,
+                             "dead letters of a cluster-wide subscriber cannot be replayed yet",
+                             self->state.spec.name});
       auto rp = self->make_response_promise();
       replay(self, position, rp);
       return rp;
     },
     [=](discard_atom, std::uint64_t position) -> caf::result<std::uint64_t> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
+      if (self->state.cluster_wide())
+        return to_caf_error({errc::invalid_argument,
+                             "dead letters of a cluster-wide subscriber cannot be discarded "
+                             "through it yet",
+                             self->state.spec.name});
       auto rp = self->make_response_promise();
       discard(self, position, rp);
       return rp;
     },
     [=](stop_atom) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
       auto& st = self->state;
       if (st.ph == phase::stopping)
         return to_caf_error({errc::invalid_argument, "already stopping", st.spec.name});
@@ -853,16 +1141,25 @@ result<void> validate_subscriber(const subscriber_spec& spec) {
                 spec.name);
   if (o.batch_size == 0)
     return fail(errc::invalid_argument, "batch_size must be positive", spec.name);
+  if (o.cluster_wide && o.start != start_position::beginning)
+    return fail(errc::invalid_argument, "a cluster-wide subscriber starts at the beginning",
+                spec.name);
+  if (o.cluster_wide && spec.name.size() + 1 + 64 > 255)
+    return fail(errc::invalid_argument,
+                "a cluster-wide subscriber's name leaves room for \"@<node>\" in 255 bytes",
+                spec.name);
   if (!spec.handle)
     return fail(errc::invalid_argument, "a subscriber needs a handler", spec.name);
   return {};
 }
 
 caf::actor spawn_subscriber(caf::actor_system& sys, const persistence::event_store& store,
-                            caf::actor journal, subscriber_spec spec, placement where) {
+                            caf::actor journal, subscriber_spec spec, placement where,
+                            caf::actor gateway) {
   if (where == placement::scheduled)
-    return sys.spawn(subscriber, &store, std::move(journal), std::move(spec));
-  return sys.spawn<caf::detached>(subscriber, &store, std::move(journal), std::move(spec));
+    return sys.spawn(subscriber, &store, std::move(journal), std::move(spec), std::move(gateway));
+  return sys.spawn<caf::detached>(subscriber, &store, std::move(journal), std::move(spec),
+                                  std::move(gateway));
 }
 
 } // namespace cairn::actors

@@ -162,6 +162,18 @@ struct runtime::impl {
   caf::actor journal;
   caf::actor registry;
   caf::actor gateway; ///< With opts.cluster only.
+  /// Log feeds this node serves to cluster-wide subscribers elsewhere
+  /// (they read the store: stopped before it closes).
+  std::mutex feeds_mutex;
+  std::vector<caf::actor> feeds;
+
+  /// The node serving `owner`'s log now: the owner, or its promoted standby.
+  std::string active_of(const std::string& owner) const {
+    for (const auto& pr : pairs)
+      if (pr->owner == owner)
+        return pr->standby_serves.load(std::memory_order_acquire) ? pr->standby : pr->owner;
+    return owner;
+  }
 
   // -- owner/standby pairs (docs/cluster.md#standby) --------------------------
   /// An owner and its standby: which of the two serves the owner's shards.
@@ -473,7 +485,8 @@ start_gateway(caf::actor_system& sys, const runtime_options& opts, caf::actor re
               spdlog::logger& log,
               std::function<actors::reply_msg(const actors::command_msg&)> replay,
               std::vector<actors::placement_msg> placements,
-              std::function<void(const actors::placement_msg&)> on_placement) {
+              std::function<void(const actors::placement_msg&)> on_placement,
+              std::function<void(actors::feed_hello&, caf::actor)> serve_feed) {
   const auto& c = *opts.cluster;
   actors::gateway_config gc;
   gc.node_id = c.node_id;
@@ -488,6 +501,7 @@ start_gateway(caf::actor_system& sys, const runtime_options& opts, caf::actor re
   gc.replay = std::move(replay);
   gc.placements = std::move(placements);
   gc.on_placement = std::move(on_placement);
+  gc.serve_feed = std::move(serve_feed);
   auto me = std::find_if(c.nodes.begin(), c.nodes.end(),
                          [&](const cluster_node& n) { return n.id == c.node_id; });
   auto gateway = actors::spawn_gateway(sys, std::move(gc), std::move(registry));
@@ -609,10 +623,19 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
             caf::anon_send(im.control, actors::placement_atom::value, pl);
         }
     };
+    auto serve_feed = [&im](actors::feed_hello& h, caf::actor sink) {
+      std::lock_guard lock{im.feeds_mutex};
+      if (im.stopped.load())
+        return;
+      // One per accepted hello (a subscriber says hello again only after
+      // losing its feed); an ended feed's handle costs a pointer.
+      im.feeds.push_back(
+        actors::spawn_log_feed(*im.sys, *im.store, im.journal, std::move(h), std::move(sink)));
+    };
     auto gateway = start_gateway(
       *im.sys, im.opts, im.registry, *im.log,
       [self](const actors::command_msg& q) { return self->replay_here(q); }, std::move(placements),
-      std::move(on_placement));
+      std::move(on_placement), std::move(serve_feed));
     if (!gateway) {
       im.log->error("cannot start: {}", gateway.error().to_string());
       rt->shutdown();
@@ -725,6 +748,17 @@ void runtime::shutdown() {
     // nodes sent here, while the registry still serves them.
     if (im.gateway && !stop(im.gateway, actors::shutdown_atom::value))
       abandoned.push_back("the cluster gateway");
+    {
+      std::vector<caf::actor> feeds;
+      {
+        std::lock_guard lock{im.feeds_mutex};
+        feeds.swap(im.feeds);
+      }
+      for (auto& f : feeds) {
+        self->send_exit(f, caf::exit_reason::user_shutdown);
+        self->wait_for(f);
+      }
+    }
     if (im.control) { // no step-down starts after this
       self->send_exit(im.control, caf::exit_reason::user_shutdown);
       self->wait_for(im.control);
@@ -908,6 +942,18 @@ result<void> runtime::add_subscriber(const std::string& name, subscription_filte
   spec.projection = projection;
   spec.handle = std::move(handle);
   spec.request_timeout = impl_->opts.request_timeout;
+  if (opts.cluster_wide) {
+    if (!impl_->opts.cluster)
+      return fail(errc::invalid_argument,
+                  "a cluster-wide subscriber needs runtime_options::cluster", name);
+    const auto& c = *impl_->opts.cluster;
+    spec.node_id = c.node_id;
+    // One source per log: each node that owns shards in the map.
+    for (const auto& owner : c.map.owners)
+      if (std::none_of(spec.sources.begin(), spec.sources.end(),
+                       [&](const actors::subscriber_source& x) { return x.node == owner; }))
+        spec.sources.push_back({owner, impl_->active_of(owner) == c.node_id});
+  }
   if (auto ok = actors::validate_subscriber(spec); !ok)
     return ok;
   commands_started_.store(true); // decoding reads the registry from now on
@@ -916,8 +962,10 @@ result<void> runtime::add_subscriber(const std::string& name, subscription_filte
     return fail(errc::unavailable, "the runtime is stopped");
   if (impl_->subscribers.count(name) != 0)
     return fail(errc::invalid_argument, "a subscriber of this name is already running", name);
-  impl_->subscribers.emplace(name, actors::spawn_subscriber(*impl_->sys, *impl_->store,
-                                                            impl_->journal, std::move(spec)));
+  impl_->subscribers.emplace(name,
+                             actors::spawn_subscriber(*impl_->sys, *impl_->store, impl_->journal,
+                                                      std::move(spec), actors::placement::detached,
+                                                      impl_->gateway));
   return {};
 }
 

@@ -216,6 +216,42 @@ private:
   std::string first_error_;
   std::uint64_t last_seq_ = 0; ///< A restart continues the numbering.
 };
+/// The cluster-wide projection of the tests: per tally stream the events
+/// it saw ("n/<stream>"), their total ("total"), and every event it saw a
+/// second time ("dup": a marker per stream and version finds them).
+cairn::result<void> start_projection(cairn::runtime& rt) {
+  cairn::subscription_options o;
+  o.cluster_wide = true;
+  o.checkpoint_every = 50;
+  o.batch_size = 100;
+  return rt.project<cairn::test::noted>(
+    "tallies", {},
+    [](const cairn::envelope<cairn::test::noted>& e, cairn::read_model& m) -> cairn::result<void> {
+      auto bump = [&](const std::string& key) -> cairn::result<void> {
+        auto n = m.get_as<std::uint64_t>(key);
+        if (!n)
+          return tl::unexpected(n.error());
+        return m.put_as(key, n->value_or(0) + 1);
+      };
+      auto marker = "e/" + std::string{e.stream} + "/" + std::to_string(e.version);
+      auto seen = m.get(marker);
+      if (!seen)
+        return tl::unexpected(seen.error());
+      if (*seen)
+        return bump("dup");
+      if (auto ok = m.put(marker, "1"); !ok)
+        return ok;
+      if (auto ok = bump("n/" + std::string{e.stream}); !ok)
+        return ok;
+      return bump("total");
+    },
+    o);
+}
+
+std::uint64_t model_value(cairn::runtime& rt, const std::string& key) {
+  auto v = rt.query<std::uint64_t>("tallies", key);
+  return v && *v ? **v : 0;
+}
 
 } // namespace
 
@@ -302,6 +338,11 @@ int main(int argc, char** argv) {
   //   promote      -> "promoted epoch=E" or "promote failed <error>"
   //   async | sync -> "mode ok" or "mode <error>"
   //   load start   -> "load started"; load stop -> "load stopped ok=N failed=M[ first=E]"
+  //   project      -> "project ok" or "project failed <error>": starts the
+  //                   cluster-wide projection "tallies"
+  //   projected    -> "projected total=T dup=D sources=NODE:CONNECTED:POSITION:CHECKPOINT,..."
+  //   states N     -> "states sum=S model=M mismatched=K failed=F": tally ids
+  //                   0..N-1, their states' counts against the projection's model
   background_load load;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -340,6 +381,41 @@ int main(int argc, char** argv) {
       } else {
         std::printf("load stopped %s\n", load.stop().c_str());
       }
+    } else if (cmd == "project") {
+      auto r = start_projection(**rt);
+      if (r)
+        std::printf("project ok\n");
+      else
+        std::printf("project failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "projected") {
+      std::string sources;
+      if (auto sub = (*rt)->subscription("tallies"))
+        for (const auto& src : sub->sources)
+          sources += (sources.empty() ? "" : ",") + src.node + ":" + (src.connected ? "1" : "0")
+                     + ":" + std::to_string(src.position) + ":" + std::to_string(src.checkpoint);
+      std::printf("projected total=%llu dup=%llu sources=%s\n",
+                  static_cast<unsigned long long>(model_value(**rt, "total")),
+                  static_cast<unsigned long long>(model_value(**rt, "dup")), sources.c_str());
+    } else if (cmd == "states") {
+      std::size_t n = 0;
+      in >> n;
+      std::uint64_t sum = 0, model = 0, mismatched = 0, failed = 0;
+      for (std::size_t id = 0; id < n; ++id) {
+        auto s = (*rt)->state<cairn::test::tally>(std::to_string(id));
+        auto m = model_value(**rt, "n/tally-" + std::to_string(id));
+        model += m;
+        if (!s) {
+          ++failed;
+          continue;
+        }
+        sum += s->count;
+        if (s->count != m)
+          ++mismatched;
+      }
+      std::printf("states sum=%llu model=%llu mismatched=%llu failed=%llu\n",
+                  static_cast<unsigned long long>(sum), static_cast<unsigned long long>(model),
+                  static_cast<unsigned long long>(mismatched),
+                  static_cast<unsigned long long>(failed));
     } else if (cmd == "send") {
       std::string id;
       std::uint64_t seq = 0;

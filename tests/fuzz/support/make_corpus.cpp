@@ -537,6 +537,32 @@ void cluster_batch_seeds() {
         batch_bytes('\1', actors::reply_batch{{{1, ok}, {2, failed}}}));
 }
 
+void feed_page_seeds() {
+  actors::feed_page page;
+  page.generation = 3;
+  page.after = 4;
+  page.next_position = 9;
+  page.committed = 12;
+  actors::feed_event e;
+  e.stream = "account-alice";
+  e.version = 2;
+  e.position = 5;
+  e.id.assign(16, '\x7f');
+  e.timestamp_ns = t0;
+  e.type = "money_deposited";
+  e.schema_version = 1;
+  e.payload = bytes_of(bank::money_deposited{100});
+  page.events.push_back(e);
+  e.position = 7;
+  e.version = 3;
+  page.events.push_back(e);
+  std::uint64_t at = 4;
+  std::string prefix(reinterpret_cast<const char*>(&at), 8);
+  write("feed_page", "two-events", prefix + batch_bytes('\0', page).substr(1));
+  page.events.clear();
+  write("feed_page", "empty", prefix + batch_bytes('\0', page).substr(1));
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -564,5 +590,6 @@ int main(int argc, char** argv) {
   cluster_config_seeds();
   cluster_status_seeds();
   cluster_batch_seeds();
+  feed_page_seeds();
   return 0;
 }

@@ -45,6 +45,7 @@
 #include <caf/allowed_unsafe_message_type.hpp>
 #include <caf/fwd.hpp>
 
+#include "cairn/actors/log_feed.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/cluster_status.hpp"
 #include "cairn/model/shard_map.hpp"
@@ -177,6 +178,10 @@ struct gateway_config {
   /// Called on the gateway's thread when a placement with a higher epoch is
   /// adopted (from a peer or from this node's runtime).
   std::function<void(const placement_msg&)> on_placement;
+  /// Starts a log feed (log_feed.hpp) of this node's log for `sink`, a
+  /// subscriber on another node; called on the gateway's thread after the
+  /// hello was checked. Empty: feeds are refused.
+  std::function<void(feed_hello&, caf::actor sink)> serve_feed;
 };
 
 /// Registers the messages that cross between nodes with CAF, under the same
@@ -188,7 +193,9 @@ void add_cluster_message_types(caf::actor_system_config& cfg);
 /// another node owns, `(status_atom)` for a cluster_status, and
 /// `(placement_atom, placement_msg)` when this node's pair changes,
 /// `(replica_atom, standby, source)` when this node's standby or source
-/// changes, `(shutdown_atom)` to stop: it fails what it forwarded, answers what it
+/// changes, `(feed_atom, owner, feed_hello, subscriber)` to subscribe a
+/// cluster-wide subscriber to the log `owner`'s shards are served from,
+/// `(shutdown_atom)` to stop: it fails what it forwarded, answers what it
 /// serves, then answers true.
 [[nodiscard]] caf::actor spawn_gateway(caf::actor_system& sys, gateway_config config,
                                        caf::actor registry);

@@ -33,11 +33,14 @@ namespace cairn::actors {
 
 /// Spawns a subscriber on its own thread (a handler may block; `where`
 /// says otherwise for tests), reading `store` and writing through `journal`.
-/// `store` must outlive it.
+/// `store` must outlive it. A cluster-wide subscriber (`spec.sources` not
+/// empty) reads the remote sources through log feeds (log_feed.hpp) that it
+/// asks `gateway` for; rebuild, replay and discard refuse it (for now).
 [[nodiscard]] caf::actor spawn_subscriber(caf::actor_system& sys,
                                           const persistence::event_store& store, caf::actor journal,
                                           subscriber_spec spec,
-                                          placement where = placement::detached);
+                                          placement where = placement::detached,
+                                          caf::actor gateway = {});
 
 } // namespace cairn::actors
 

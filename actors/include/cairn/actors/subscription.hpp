@@ -48,12 +48,29 @@ struct subscription_options {
   after_last_retry on_failure = after_last_retry::dead_letter;
   /// Events read from the store per read during catch-up. Default: 1000.
   std::size_t batch_size = 1000;
+  /// In a cluster: follow the log of every node that owns shards, not only
+  /// this node's, with one checkpoint per source node ("<name>@<node>";
+  /// docs/cluster.md#cluster-wide-subscribers). Order and delivery
+  /// guarantees hold per source node; there is no order across them.
+  /// Needs `start == beginning`. Default: false.
+  bool cluster_wide = false;
 };
 
 /// What a subscriber is doing.
 enum class subscriber_state : std::uint8_t { catching_up, live, retrying, stopped };
 
 [[nodiscard]] const char* to_string(subscriber_state s);
+
+/// One source log of a cluster-wide subscriber, as seen from outside.
+struct subscriber_source_status {
+  std::string node;             ///< The owner whose log it is.
+  bool local = false;           ///< Read from this node's store.
+  bool connected = false;       ///< Local, or a remote feed is delivering.
+  std::uint64_t checkpoint = 0; ///< Durable, under the name "<name>@<node>".
+  std::uint64_t position = 0;   ///< Last event of this log handled or filtered out.
+  std::uint64_t lag = 0;        ///< Events of this log past `position`, as last heard.
+  std::string problem;          ///< Why it is not connected.
+};
 
 /// A subscriber as seen from outside.
 struct subscriber_status {
@@ -71,6 +88,10 @@ struct subscriber_status {
   /// instead (docs/audit.md#retention).
   std::uint64_t started_at_cut = 0;
   std::string last_error; ///< The handler's or the store's, while retrying or stopped.
+  /// A cluster-wide subscriber's sources, this node's log first; empty
+  /// otherwise. Then `checkpoint`, `position` and `lag` above are the first
+  /// source's, and `lag` the sum of all of them.
+  std::vector<subscriber_source_status> sources;
 };
 
 /// Outcome of replaying dead letters: each one is tried once.
@@ -132,12 +153,22 @@ private:
 using subscriber_handler =
   std::function<result<void>(const persistence::recorded_event&, read_model* model)>;
 
+/// One log a cluster-wide subscriber follows.
+struct subscriber_source {
+  std::string node;   ///< The owner of shards whose log it is.
+  bool local = false; ///< This node serves that log: read the store.
+};
+
 struct subscriber_spec {
   std::string name; ///< Checkpoint name, and the read model's key-value space.
   persistence::read_filter filter;
   subscription_options options;
   subscriber_handler handle;
   bool projection = false;
+  /// Cluster-wide: the logs it follows (set by the runtime from the shard
+  /// map) and this node's id; empty: this node's log, checkpoint `name`.
+  std::vector<subscriber_source> sources;
+  std::string node_id;
   /// Bound on each write request to the journal.
   std::chrono::milliseconds request_timeout{std::chrono::seconds{60}};
 };
