@@ -97,8 +97,7 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
   if (!started)
     return tl::unexpected(started.error());
   auto& svc = **started;
-  auto t0 = processes.started_at();
-  auto elapsed = [&] { return std::chrono::duration<double>(clock_type::now() - t0).count(); };
+  auto elapsed = [&] { return processes.elapsed(); };
   out << "all " << opts.nodes << " nodes up after " << std::fixed << std::setprecision(2)
       << elapsed() << " s (cairn cluster status " << metrics["A"] << ")\n";
 

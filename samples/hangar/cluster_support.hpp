@@ -288,8 +288,10 @@ public:
   [[nodiscard]] cairn::result<std::unique_ptr<service>>
   start(const cairn::cluster_options& cluster);
 
-  /// When A's service had started (the demo's t=0).
-  [[nodiscard]] clock_type::time_point started_at() const { return started_at_; }
+  /// Seconds since A's service started (the demo's t=0).
+  [[nodiscard]] double elapsed() const {
+    return std::chrono::duration<double>(clock_type::now() - started_at_).count();
+  }
 
   /// Child node `id`; nullptr if it was never spawned.
   [[nodiscard]] child_node* child(const std::string& id);

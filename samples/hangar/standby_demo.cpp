@@ -136,8 +136,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   if (!started)
     return tl::unexpected(started.error());
   auto& svc = **started;
-  auto t0 = processes.started_at();
-  auto elapsed = [&] { return std::chrono::duration<double>(clock_type::now() - t0).count(); };
+  auto elapsed = [&] { return processes.elapsed(); };
 
   // A node's replication status: A's from its runtime, the others' from
   // their `replication` line (what `cairn cluster status` shows of them).
@@ -314,16 +313,23 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   }
   out << "    " << probe_id << " (pair " << victim << ", served by " << heir
       << "): " << (probe ? "acknowledged" : probe.error().to_string()) << '\n';
-  if (!opts.async_replication) {
-    out << ">>> " << heir << " serves without a standby until " << victim
-        << " rejoins: switch it to async: POST http://" << metrics[heir]
-        << "/cluster/replication/async  (= cairn cluster replication " << metrics[heir]
-        << " async)\n";
-    auto switched = operator_step(metrics[heir], "/cluster/replication/async");
+  // Under sync the promoted node serves async until it has a standby again:
+  // the operator endpoint switches its replication mode.
+  auto switch_mode = [&](const std::string& why, const std::string& to) -> cairn::result<void> {
+    out << ">>> " << heir << why << ": POST http://" << metrics[heir] << "/cluster/replication/"
+        << to << "  (= cairn cluster replication " << metrics[heir] << ' ' << to << ")\n";
+    auto switched = operator_step(metrics[heir], "/cluster/replication/" + to);
     if (!switched)
       return tl::unexpected(switched.error());
     out << "    " << heir << " answered: " << *switched << '\n';
-  }
+    return {};
+  };
+  if (!opts.async_replication)
+    if (auto ok =
+          switch_mode(" serves without a standby until " + victim + " rejoins: switch it to async",
+                      "async");
+        !ok)
+      return tl::unexpected(ok.error());
   // 4. The promoted node serves the dead owner's providers.
   auto before_promoted = victim_acked();
   auto phase_end = elapsed() + opts.seconds * 0.25;
@@ -384,15 +390,9 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   } else {
     out << "    it had no divergent tail: " << heir << " held everything it wrote (no file)\n";
   }
-  if (!opts.async_replication) {
-    out << ">>> " << heir << " has a standby again: back to sync: POST http://" << metrics[heir]
-        << "/cluster/replication/sync  (= cairn cluster replication " << metrics[heir]
-        << " sync)\n";
-    auto switched = operator_step(metrics[heir], "/cluster/replication/sync");
-    if (!switched)
-      return tl::unexpected(switched.error());
-    out << "    " << heir << " answered: " << *switched << '\n';
-  }
+  if (!opts.async_replication)
+    if (auto ok = switch_mode(" has a standby again: back to sync", "sync"); !ok)
+      return tl::unexpected(ok.error());
   // 6. The cluster serves on, B's providers on B2, replicated to B.
   for (auto until = elapsed() + std::max(1.0, opts.seconds * 0.2); elapsed() < until;)
     load_round();
