@@ -162,16 +162,13 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     }
     ++round;
     for (auto& [id, ta] : tallies) {
-      auto r = svc.invoke(id, "call", "{\"n\":" + std::to_string(round) + "}");
+      auto r = invoke_counted(svc, id, round, ta);
       if (r) {
-        ++ta.acknowledged;
-        ta.correlations.push_back(*r);
         if (restart_done && ta.owner == victim)
           report.restarted = true;
         continue;
       }
       bool unavailable = r.error().code == cairn::errc::unavailable;
-      ++(unavailable ? ta.unavailable : ta.other_errors);
       report.unavailable_seen |= unavailable && ta.owner == victim;
       if (!ta.error_printed) {
         out << "    " << id << " (node " << ta.owner << "): " << r.error().to_string() << '\n';

@@ -98,6 +98,18 @@ void demo_nodes::stop_all(std::ostream& out) {
       out << "    node " << id << " exited with " << rc << '\n';
 }
 
+cairn::result<void> invoke_counted(service& svc, const std::string& id, std::uint64_t round,
+                                   tally& ta) {
+  auto r = svc.invoke(id, "call", "{\"n\":" + std::to_string(round) + "}");
+  if (!r) {
+    ++(r.error().code == cairn::errc::unavailable ? ta.unavailable : ta.other_errors);
+    return tl::unexpected(r.error());
+  }
+  ++ta.acknowledged;
+  ta.correlations.push_back(*r);
+  return {};
+}
+
 cairn::result<std::map<std::string, tally>>
 start_providers(service& svc, const cairn::cluster_options& cluster, int owners) {
   std::map<std::string, tally> tallies;

@@ -307,6 +307,12 @@ private:
   clock_type::time_point started_at_;
 };
 
+/// Invokes provider `id`'s tool once (call number `round`) and counts the
+/// outcome in `ta`: an acknowledged one with its correlation id, a failure as
+/// unavailable or other; the failure's error.
+[[nodiscard]] cairn::result<void> invoke_counted(service& svc, const std::string& id,
+                                                 std::uint64_t round, tally& ta);
+
 /// Three providers per owner of `cluster` (of which there are `owners`),
 /// picked by the shard map so every owner has some (the names are the
 /// single-node demo's families), registered and started on `svc`; their

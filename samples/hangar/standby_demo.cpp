@@ -225,14 +225,10 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   auto load_round = [&] {
     ++round;
     for (auto& [id, ta] : tallies) {
-      auto r = svc.invoke(id, "call", "{\"n\":" + std::to_string(round) + "}");
-      if (r) {
-        ++ta.acknowledged;
-        ta.correlations.push_back(*r);
+      auto r = invoke_counted(svc, id, round, ta);
+      if (r)
         continue;
-      }
       bool unavailable = r.error().code == cairn::errc::unavailable;
-      ++(unavailable ? ta.unavailable : ta.other_errors);
       report.unavailable_seen |= unavailable && ta.owner == victim;
       if (!ta.error_printed) {
         out << "    " << id << " (pair " << ta.owner << ", served by " << serving[ta.owner]
