@@ -69,6 +69,15 @@ persistence::durability parse_durability(const std::string& s);
 /// A runtime on `opts` with the bank sample's account registered; throws on failure.
 std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts);
 
+/// Opens every account of `ids`, `window` at a time, through the callback
+/// API; throws on a failure.
+void open_accounts(runtime& rt, const std::vector<std::string>& ids, std::size_t window = 256);
+
+/// Fills the store at `dir` with `n` deposits over the 1000 streams
+/// `stream_prefix`0 to `stream_prefix`999, straight into the store (no
+/// commands), and closes it; throws on a failure.
+void prefill_deposits(const std::string& dir, std::uint64_t n, const std::string& stream_prefix);
+
 int store_main(const args& a);
 int e2e_main(const args& a);
 int bank_main(const args& a);

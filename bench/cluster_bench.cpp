@@ -30,16 +30,12 @@ using bank::account;
 std::string case_json(std::size_t nodes, const char* route, std::size_t inflight,
                       const std::string& durability, unsigned workers, double seconds,
                       const figures& f) {
-  char line[512];
+  char line[256];
   std::snprintf(line, sizeof line,
                 "{\"bench\":\"cluster\",\"nodes\":%zu,\"route\":\"%s\",\"inflight\":%zu,"
-                "\"durability\":\"%s\",\"middleman_workers\":%u,\"seconds\":%.1f,"
-                "\"commands\":%zu,\"commands_per_s\":%.0f,\"p50_us\":%.0f,\"p95_us\":%.0f,"
-                "\"p99_us\":%.0f,\"cpu_us_per_command\":%.1f,\"errors\":%llu}",
-                nodes, route, inflight, durability.c_str(), workers, seconds, f.commands,
-                f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.cpu_us_per_command,
-                static_cast<unsigned long long>(f.errors));
-  return line;
+                "\"durability\":\"%s\",\"middleman_workers\":%u,\"seconds\":%.1f,",
+                nodes, route, inflight, durability.c_str(), workers, seconds);
+  return line + figures_json(f) + "}";
 }
 
 void print_row(std::size_t nodes, const char* route, std::size_t inflight, unsigned workers,

@@ -16,6 +16,16 @@ namespace cairn::bench {
 
 using bank::account;
 
+std::string figures_json(const figures& f) {
+  char text[256];
+  std::snprintf(text, sizeof text,
+                "\"commands\":%zu,\"commands_per_s\":%.0f,\"p50_us\":%.0f,\"p95_us\":%.0f,"
+                "\"p99_us\":%.0f,\"cpu_us_per_command\":%.1f,\"errors\":%llu",
+                f.commands, f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.cpu_us_per_command,
+                static_cast<unsigned long long>(f.errors));
+  return text;
+}
+
 std::uint16_t free_port() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0)
@@ -177,31 +187,6 @@ figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t wind
   f.p95_us = quantile(latencies, 0.95);
   f.p99_us = quantile(latencies, 0.99);
   return f;
-}
-
-void open_accounts(runtime& rt, const std::vector<std::string>& ids) {
-  std::mutex m;
-  std::condition_variable cv;
-  std::size_t outstanding = 0;
-  std::string failure;
-  for (const auto& id : ids) {
-    {
-      std::unique_lock lock{m};
-      cv.wait(lock, [&] { return outstanding < 256; });
-      ++outstanding;
-    }
-    rt.send<account>(id, bank::open_account{"owner-" + id}, {}, [&](result<outcome<account>> r) {
-      std::lock_guard g{m};
-      if (!r && r.error().message != "already_open")
-        failure = r.error().to_string();
-      --outstanding;
-      cv.notify_all();
-    });
-  }
-  std::unique_lock lock{m};
-  cv.wait(lock, [&] { return outstanding == 0; });
-  if (!failure.empty())
-    throw std::runtime_error("opening accounts: " + failure);
 }
 
 } // namespace cairn::bench

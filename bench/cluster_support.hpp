@@ -152,14 +152,15 @@ struct figures {
   std::string first_error;
 };
 
+/// `f` as the JSON members every cluster case ends with, from "commands" to
+/// "errors", without braces.
+std::string figures_json(const figures& f);
+
 /// Sends `cmd` to random ids of `ids` for `seconds`, keeping `window`
 /// outstanding, then waits for the rest; each command's latency, and the
 /// CPU time the processes `pids` used per command.
 figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t window, double seconds,
               const bank::account::command& cmd, std::uint64_t seed,
               const std::vector<pid_t>& pids = {});
-
-/// Opens every account of `ids`, 256 at a time; throws on a failure.
-void open_accounts(runtime& rt, const std::vector<std::string>& ids);
 
 } // namespace cairn::bench

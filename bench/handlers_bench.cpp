@@ -166,32 +166,10 @@ std::string live_case(const args& a) {
   return line;
 }
 
-/// Fills `dir` with `n` deposits over 1000 accounts, straight into the store.
-void prefill(const std::string& dir, std::uint64_t n) {
-  persistence::store_options o;
-  o.durability = persistence::durability::no_sync;
-  auto store = persistence::open_store(dir, o);
-  if (!store)
-    throw std::runtime_error(store.error().to_string());
-  std::string payload;
-  persistence::encode_payload(bank::money_deposited{5}, payload);
-  for (std::uint64_t done = 0; done < n;) {
-    persistence::write_batch b;
-    for (int i = 0; i < 10000 && done < n; ++i, ++done) {
-      persistence::append_request r;
-      r.stream = "account-" + std::to_string(done % 1000);
-      r.events.push_back({bank::money_deposited::type_name, 1, payload, {}, {}});
-      b.appends.push_back(std::move(r));
-    }
-    if (auto ok = (*store)->append_batch(b); !ok)
-      throw std::runtime_error(ok.error().to_string());
-  }
-}
-
 std::vector<std::string> catchup_cases(const args& a) {
   auto n = static_cast<std::uint64_t>(a.number("--events", 1000000));
   auto dir = scratch_dir(a, "handlers-catchup");
-  prefill(dir, n);
+  prefill_deposits(dir, n, "account-");
   std::vector<std::string> out;
   runtime_options opts;
   opts.data_dir = dir;

@@ -47,29 +47,6 @@ using namespace std::chrono_literals;
 
 constexpr double mib = 1024.0 * 1024.0;
 
-/// Fills `dir` with `n` deposits over 1000 streams, straight into the store
-/// (no commands), and closes it.
-void prefill(const std::string& dir, std::uint64_t n) {
-  persistence::store_options o;
-  o.durability = persistence::durability::no_sync;
-  auto store = persistence::open_store(dir, o);
-  if (!store)
-    throw std::runtime_error("prefill: " + store.error().to_string());
-  std::string payload;
-  persistence::encode_payload(bank::money_deposited{5}, payload);
-  for (std::uint64_t done = 0; done < n;) {
-    persistence::write_batch b;
-    for (int i = 0; i < 10000 && done < n; ++i, ++done) {
-      persistence::append_request r;
-      r.stream = "account-fill-" + std::to_string(done % 1000);
-      r.events.push_back({bank::money_deposited::type_name, 1, payload, {}, {}});
-      b.appends.push_back(std::move(r));
-    }
-    if (auto ok = (*store)->append_batch(b); !ok)
-      throw std::runtime_error("prefill: " + ok.error().to_string());
-  }
-}
-
 /// The options of a bench node: the pair A=S under `mode`, or A alone
 /// (`mode` empty).
 args node_args(const args& a, const std::string& mode) {
@@ -339,7 +316,7 @@ void run_pair(const args& a, bool catchup, bool lag, std::vector<std::string>& j
   auto dir = scratch_dir(a, "replication");
   if (filled > 0) {
     auto t0 = clock::now();
-    prefill(dir + "/A", filled);
+    prefill_deposits(dir + "/A", filled, "account-fill-");
     std::fprintf(stderr, "filled A's store with %llu events in %.1f s\n",
                  static_cast<unsigned long long>(filled), seconds_since(t0));
   }
@@ -372,16 +349,12 @@ void run_pair(const args& a, bool catchup, bool lag, std::vector<std::string>& j
 
 std::string sync_json(const args& a, const char* standby, std::size_t window, double seconds,
                       const figures& f) {
-  char line[512];
+  char line[256];
   std::snprintf(line, sizeof line,
                 "{\"bench\":\"replication\",\"case\":\"sync\",\"standby\":\"%s\","
-                "\"durability\":\"%s\",\"inflight\":%zu,\"seconds\":%.1f,\"commands\":%zu,"
-                "\"commands_per_s\":%.0f,\"p50_us\":%.0f,\"p95_us\":%.0f,\"p99_us\":%.0f,"
-                "\"cpu_us_per_command\":%.1f,\"errors\":%llu}",
-                standby, a.get("--durability", "sync").c_str(), window, seconds, f.commands,
-                f.commands_per_s, f.p50_us, f.p95_us, f.p99_us, f.cpu_us_per_command,
-                static_cast<unsigned long long>(f.errors));
-  return line;
+                "\"durability\":\"%s\",\"inflight\":%zu,\"seconds\":%.1f,",
+                standby, a.get("--durability", "sync").c_str(), window, seconds);
+  return line + figures_json(f) + "}";
 }
 
 void sync_row(const char* standby, std::size_t window, const figures& f) {

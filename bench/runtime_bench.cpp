@@ -18,6 +18,8 @@
 #include "account.hpp"
 #include "bench.hpp"
 #include "cairn/actors/router.hpp"
+#include "cairn/persistence/codec.hpp"
+#include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/runtime_caf.hpp"
 
 namespace cairn::bench {
@@ -36,8 +38,14 @@ std::unique_ptr<runtime> start_runtime(const std::string& dir, persistence::dura
   return start_bank_runtime(opts);
 }
 
-/// Opens accounts 0..n-1, `window` at a time, through the callback API.
-void open_accounts(runtime& rt, std::size_t n, std::size_t window);
+/// The account ids "0" to n-1.
+std::vector<std::string> numbered_ids(std::size_t n) {
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    ids.push_back(std::to_string(i));
+  return ids;
+}
 
 struct e2e_figures {
   double commands_per_s = 0;
@@ -139,31 +147,6 @@ e2e_figures run_e2e(runtime& rt, std::size_t aggregates, std::size_t total, std:
   return f;
 }
 
-void open_accounts(runtime& rt, std::size_t n, std::size_t window) {
-  std::mutex m;
-  std::condition_variable cv;
-  std::size_t outstanding = 0;
-  std::string failure;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::unique_lock lock{m};
-    cv.wait(lock, [&] { return outstanding < window; });
-    ++outstanding;
-    lock.unlock();
-    rt.send<account>(std::to_string(i), bank::open_account{"owner-" + std::to_string(i)}, {},
-                     [&](result<outcome<account>> r) {
-                       std::lock_guard g{m};
-                       if (!r && r.error().message != "already_open")
-                         failure = r.error().to_string();
-                       --outstanding;
-                       cv.notify_all();
-                     });
-  }
-  std::unique_lock lock{m};
-  cv.wait(lock, [&] { return outstanding == 0; });
-  if (!failure.empty())
-    throw std::runtime_error("opening accounts: " + failure);
-}
-
 void print_e2e(const char* workload, const char* via, std::size_t aggregates, std::size_t total,
                std::size_t inflight, const std::string& durability, const e2e_figures& f) {
   std::printf("%-12s %-8s %8zu %8zu %8zu %-8s %12.0f %9.0f %9.0f %9.0f %8.1f %6llu\n", workload,
@@ -201,6 +184,52 @@ std::unique_ptr<runtime> start_bank_runtime(const runtime_options& opts) {
   if (auto ok = (*rt)->register_aggregate<account>(); !ok)
     throw std::runtime_error(ok.error().to_string());
   return std::move(*rt);
+}
+
+void open_accounts(runtime& rt, const std::vector<std::string>& ids, std::size_t window) {
+  std::mutex m;
+  std::condition_variable cv;
+  std::size_t outstanding = 0;
+  std::string failure;
+  for (const auto& id : ids) {
+    {
+      std::unique_lock lock{m};
+      cv.wait(lock, [&] { return outstanding < window; });
+      ++outstanding;
+    }
+    rt.send<account>(id, bank::open_account{"owner-" + id}, {}, [&](result<outcome<account>> r) {
+      std::lock_guard g{m};
+      if (!r && r.error().message != "already_open")
+        failure = r.error().to_string();
+      --outstanding;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock{m};
+  cv.wait(lock, [&] { return outstanding == 0; });
+  if (!failure.empty())
+    throw std::runtime_error("opening accounts: " + failure);
+}
+
+void prefill_deposits(const std::string& dir, std::uint64_t n, const std::string& stream_prefix) {
+  persistence::store_options o;
+  o.durability = persistence::durability::no_sync;
+  auto store = persistence::open_store(dir, o);
+  if (!store)
+    throw std::runtime_error("prefill: " + store.error().to_string());
+  std::string payload;
+  persistence::encode_payload(bank::money_deposited{5}, payload);
+  for (std::uint64_t done = 0; done < n;) {
+    persistence::write_batch b;
+    for (int i = 0; i < 10000 && done < n; ++i, ++done) {
+      persistence::append_request r;
+      r.stream = stream_prefix + std::to_string(done % 1000);
+      r.events.push_back({bank::money_deposited::type_name, 1, payload, {}, {}});
+      b.appends.push_back(std::move(r));
+    }
+    if (auto ok = (*store)->append_batch(b); !ok)
+      throw std::runtime_error("prefill: " + ok.error().to_string());
+  }
 }
 
 int e2e_main(const args& a) {
@@ -242,7 +271,7 @@ int e2e_main(const args& a) {
       {
         auto rt = start_runtime(dir, parse_durability(durability),
                                 static_cast<unsigned>(a.number("--threads", 0)), rec);
-        open_accounts(*rt, c.aggregates, 256);
+        open_accounts(*rt, numbered_ids(c.aggregates));
         auto f = run_e2e(*rt, c.aggregates, c.commands, c.inflight, via == "router");
         print_e2e(name.c_str(), via.c_str(), c.aggregates, c.commands, c.inflight, durability, f);
         json.push_back(e2e_json("e2e", name.c_str(), via.c_str(), c.aggregates, c.commands,
@@ -268,7 +297,7 @@ int bank_main(const args& a) {
     {
       auto rt = start_runtime(dir, parse_durability(durability),
                               static_cast<unsigned>(a.number("--threads", 0)));
-      open_accounts(*rt, accounts, window);
+      open_accounts(*rt, numbered_ids(accounts), window);
       std::mutex m;
       std::condition_variable cv;
       std::size_t outstanding = 0;

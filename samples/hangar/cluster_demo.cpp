@@ -7,8 +7,6 @@
 // hangar binary (`hangar node ...`). Membership is static (the config file),
 // so the driver is a member, not a client outside the cluster.
 #include <chrono>
-#include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <istream>
 #include <map>
@@ -67,42 +65,27 @@ int run_node(const std::string& node_id, const std::string& config, const std::s
 
 cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& opts,
                                                     std::ostream& out) {
-  namespace fs = std::filesystem;
   if (opts.nodes < 2 || opts.nodes > 9)
     return cairn::fail(cairn::errc::invalid_argument, "--cluster takes 2 to 9 nodes");
   if (opts.standby)
     return run_standby_demo(opts, out);
-  std::error_code ec;
-  fs::remove_all(opts.data_dir, ec);
-  fs::create_directories(opts.data_dir, ec);
-  if (ec)
-    return cairn::fail(cairn::errc::unavailable, "cannot create " + opts.data_dir);
+  if (auto ok = fresh_data_dir(opts.data_dir); !ok)
+    return tl::unexpected(ok.error());
 
   // The nodes: ids A, B, ..., a gateway port and a metrics port each.
   std::vector<cairn::cluster_node> nodes;
   std::map<std::string, std::string> metrics;
-  for (int i = 0; i < opts.nodes; ++i) {
-    auto port = free_port();
-    auto mport = free_port();
-    if (!port || !mport)
-      return tl::unexpected(!port ? port.error() : mport.error());
-    std::string id(1, static_cast<char>('A' + i));
-    nodes.push_back({id, "127.0.0.1", *port});
-    metrics[id] = "127.0.0.1:" + std::to_string(*mport);
-  }
+  for (int i = 0; i < opts.nodes; ++i)
+    if (auto ok = add_local_node(nodes, metrics, std::string(1, static_cast<char>('A' + i))); !ok)
+      return tl::unexpected(ok.error());
   auto cluster = cairn::make_cluster(nodes, "A");
-  if (auto ok = cairn::validate(cluster); !ok)
-    return tl::unexpected(ok.error());
-  const std::string config = opts.data_dir + "/cluster.conf";
-  {
-    std::ofstream f{config};
-    f << cairn::to_config_text(cluster);
-    if (!f)
-      return cairn::fail(cairn::errc::unavailable, "cannot write " + config);
-  }
-  auto node_dir = [&](const std::string& id) { return opts.data_dir + "/node-" + id; };
+  auto config = write_cluster_config(cluster, opts.data_dir);
+  if (!config)
+    return tl::unexpected(config.error());
+  demo_nodes processes{opts, *config, metrics};
+  auto node_dir = [&](const std::string& id) { return processes.dir(id); };
   out << "hangar demo --cluster " << opts.nodes << ": seed " << opts.seed << ", data in "
-      << opts.data_dir << "\ncluster config: " << config << "  (try: cairn cluster map " << config
+      << opts.data_dir << "\ncluster config: " << *config << "  (try: cairn cluster map " << *config
       << ")\n";
   for (const auto& n : nodes)
     out << "  node " << n.id << "  gateway " << n.host << ':' << n.port << "  metrics "
@@ -110,71 +93,20 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
         << (n.id == "A" ? "  (this process: drives the load)" : "") << '\n';
 
   // Nodes B, C, ...: child processes; A: here.
-  std::map<std::string, std::unique_ptr<child_node>> children;
-  auto spawn = [&](const std::string& id) -> cairn::result<void> {
-    auto& c = children[id];
-    c = std::make_unique<child_node>();
-    if (auto ok = c->start(opts.self_path,
-                           {"node", "--node", id, "--config", config, "--data", node_dir(id),
-                            "--metrics", metrics[id]},
-                           opts.data_dir + "/node-" + id + ".log");
-        !ok)
-      return ok;
-    if (c->wait_line("ready", 20s).empty())
-      return cairn::fail(cairn::errc::unavailable, "node " + id + " did not start; see "
-                                                     + opts.data_dir + "/node-" + id + ".log");
-    return {};
-  };
-  std::vector<std::string> others;
-  for (const auto& n : nodes)
-    if (n.id != "A") {
-      others.push_back(n.id);
-      if (auto ok = spawn(n.id); !ok)
-        return tl::unexpected(ok.error());
-    }
-  service_options so;
-  so.data_dir = node_dir("A");
-  so.seed = opts.seed;
-  so.speed = opts.speed;
-  so.metrics_address = metrics["A"];
-  so.cluster = cluster;
-  auto started = service::start(so);
+  auto started = processes.start(cluster);
   if (!started)
     return tl::unexpected(started.error());
   auto& svc = **started;
-  auto t0 = clock_type::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(clock_type::now() - t0).count(); };
-  if (!wait_up(svc.runtime(), others, 20s))
-    return cairn::fail(cairn::errc::unavailable, "the nodes did not connect within 20 s");
+  auto elapsed = [&] { return processes.elapsed(); };
   out << "all " << opts.nodes << " nodes up after " << std::fixed << std::setprecision(2)
       << elapsed() << " s (cairn cluster status " << metrics["A"] << ")\n";
 
   // The providers: three per node, picked by the shard map so every node
   // owns some (the names are the single-node demo's families).
-  std::map<std::string, tally> tallies;
-  std::map<std::string, int> per_node;
-  const char* families[] = {"search-", "math-", "docs-", "files-"};
-  for (int i = 1; i <= 64 && tallies.size() < static_cast<std::size_t>(3 * opts.nodes); ++i)
-    for (const char* f : families) {
-      std::string id = f + std::to_string(i);
-      const auto& owner = cluster.map.owner_of("provider-" + id);
-      if (per_node[owner] >= 3)
-        continue;
-      ++per_node[owner];
-      auto& t = tallies[id];
-      t.owner = owner;
-      t.shard = cluster.map.shard_of("provider-" + id);
-    }
-  provider_options po;
-  po.health_check_interval_s = 10;
-  for (const auto& [id, t] : tallies) {
-    if (auto ok = svc.register_provider(id, provider_mode::remote,
-                                        {{}, "https://" + id + ".example/mcp", {}}, po);
-        !ok)
-      return cairn::fail(ok.error().code, "register " + id + ": " + ok.error().to_string());
-    if (auto ok = svc.start_provider(id); !ok)
-      return cairn::fail(ok.error().code, "start " + id + ": " + ok.error().to_string());
-  }
+  auto providers = start_providers(svc, cluster, opts.nodes);
+  if (!providers)
+    return tl::unexpected(providers.error());
+  auto& tallies = *providers;
   out << "\nproviders by owner (stream provider-<id>, shard of " << cluster.map.owners.size()
       << "):\n";
   for (const auto& n : nodes) {
@@ -210,8 +142,8 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
   while (elapsed() < opts.seconds) {
     auto t = elapsed();
     if (!report.node_killed && t >= opts.seconds * 0.3) {
-      out << ">>> SIGKILL node " << victim << " (pid " << children[victim]->pid() << ")\n";
-      children[victim]->kill_now();
+      out << ">>> SIGKILL node " << victim << " (pid " << processes.child(victim)->pid() << ")\n";
+      processes.child(victim)->kill_now();
       report.node_killed = true;
       for (auto& [id, ta] : tallies)
         ta.error_printed = false;
@@ -219,7 +151,7 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     if (report.node_killed && !restart_done && t >= opts.seconds * 0.55) {
       out << ">>> restarting node " << victim << " on the same port " << nodes[1].port << '\n';
       auto r0 = clock_type::now();
-      if (auto ok = spawn(victim); !ok)
+      if (auto ok = processes.spawn(victim); !ok)
         return tl::unexpected(ok.error());
       if (!wait_up(svc.runtime(), {victim}, 20s))
         return cairn::fail(cairn::errc::unavailable,
@@ -230,16 +162,13 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     }
     ++round;
     for (auto& [id, ta] : tallies) {
-      auto r = svc.invoke(id, "call", "{\"n\":" + std::to_string(round) + "}");
+      auto r = invoke_counted(svc, id, round, ta);
       if (r) {
-        ++ta.acknowledged;
-        ta.correlations.push_back(*r);
         if (restart_done && ta.owner == victim)
           report.restarted = true;
         continue;
       }
       bool unavailable = r.error().code == cairn::errc::unavailable;
-      ++(unavailable ? ta.unavailable : ta.other_errors);
       report.unavailable_seen |= unavailable && ta.owner == victim;
       if (!ta.error_printed) {
         out << "    " << id << " (node " << ta.owner << "): " << r.error().to_string() << '\n';
@@ -260,9 +189,7 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
         << cairn::to_text(*status);
 
   out << "\n>>> stopping the nodes\n";
-  for (auto& [id, c] : children)
-    if (auto rc = c->stop(20s); rc != 0)
-      out << "    node " << id << " exited with " << rc << '\n';
+  processes.stop_all(out);
   (void)svc.settle(10s);
   started->reset();
 

@@ -1,8 +1,9 @@
 #pragma once
 
 // What `hangar demo --cluster N` (cluster_demo.cpp) and its standby variant
-// (standby_demo.cpp) share: node child processes, ports, the driver's tallies
-// and a look into a store. Private to the sample.
+// (standby_demo.cpp) share: node child processes, ports, the cluster's setup
+// (cluster_support.cpp), the driver's tallies and a look into a store.
+// Private to the sample.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -22,10 +23,15 @@
 #include <thread>
 #include <vector>
 
+#include <memory>
+#include <ostream>
+
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/runtime/cluster.hpp"
 #include "cairn/runtime/runtime.hpp"
 #include "hangar/demo.hpp"
 #include "hangar/node_lines.hpp"
+#include "hangar/service.hpp"
 
 extern char** environ;
 
@@ -247,6 +253,72 @@ inline std::string replication_line(cairn::runtime& rt) {
   auto s = rt.cluster();
   return hangar::replication_line(s && !s->replication.empty() ? &s->replication.front() : nullptr);
 }
+
+/// Empties the demo's data directory `dir` and creates it again.
+[[nodiscard]] cairn::result<void> fresh_data_dir(const std::string& dir);
+
+/// Node `id` on 127.0.0.1 with a free gateway port, appended to `to`, and a
+/// free metrics port, its address stored as `metrics[id]`.
+[[nodiscard]] cairn::result<void> add_local_node(std::vector<cairn::cluster_node>& to,
+                                                 std::map<std::string, std::string>& metrics,
+                                                 const std::string& id);
+
+/// Validates `cluster` and writes it as `data_dir`/cluster.conf; the file's path.
+[[nodiscard]] cairn::result<std::string> write_cluster_config(const cairn::cluster_options& cluster,
+                                                              const std::string& data_dir);
+
+/// A demo's nodes: every node but A as a child process (`hangar node`, its
+/// log in the data directory), A as the service in this process. Destroying
+/// it kills the children still running.
+class demo_nodes {
+public:
+  /// `config` is the cluster config file, `metrics` each node's metrics address.
+  demo_nodes(const cluster_demo_options& opts, std::string config,
+             std::map<std::string, std::string> metrics);
+
+  /// Node `id`'s data directory.
+  [[nodiscard]] std::string dir(const std::string& id) const;
+
+  /// Starts node `id` as a child process (again, after a kill) and waits at
+  /// most 20 s for its "ready".
+  [[nodiscard]] cairn::result<void> spawn(const std::string& id);
+
+  /// Spawns every node of `cluster` but A, then starts A's service here and
+  /// waits at most 20 s for every peer to be up; A's service.
+  [[nodiscard]] cairn::result<std::unique_ptr<service>>
+  start(const cairn::cluster_options& cluster);
+
+  /// Seconds since A's service started (the demo's t=0).
+  [[nodiscard]] double elapsed() const {
+    return std::chrono::duration<double>(clock_type::now() - started_at_).count();
+  }
+
+  /// Child node `id`; nullptr if it was never spawned.
+  [[nodiscard]] child_node* child(const std::string& id);
+
+  /// Stops every child node (at most 20 s each), printing the exit codes that are not 0.
+  void stop_all(std::ostream& out);
+
+private:
+  const cluster_demo_options& opts_;
+  std::string config_;
+  std::map<std::string, std::string> metrics_;
+  std::map<std::string, std::unique_ptr<child_node>> children_;
+  clock_type::time_point started_at_;
+};
+
+/// Invokes provider `id`'s tool once (call number `round`) and counts the
+/// outcome in `ta`: an acknowledged one with its correlation id, a failure as
+/// unavailable or other; the failure's error.
+[[nodiscard]] cairn::result<void> invoke_counted(service& svc, const std::string& id,
+                                                 std::uint64_t round, tally& ta);
+
+/// Three providers per owner of `cluster` (of which there are `owners`),
+/// picked by the shard map so every owner has some (the names are the
+/// single-node demo's families), registered and started on `svc`; their
+/// tallies, owner and shard filled in.
+[[nodiscard]] cairn::result<std::map<std::string, tally>>
+start_providers(service& svc, const cairn::cluster_options& cluster, int owners);
 
 /// `hangar demo --cluster N --standby` (standby_demo.cpp).
 [[nodiscard]] cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& opts,

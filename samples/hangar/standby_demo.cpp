@@ -88,30 +88,17 @@ std::string hex(const std::array<unsigned char, 32>& d) {
 
 cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& opts,
                                                     std::ostream& out) {
-  std::error_code ec;
-  fs::remove_all(opts.data_dir, ec);
-  fs::create_directories(opts.data_dir, ec);
-  if (ec)
-    return cairn::fail(cairn::errc::unavailable, "cannot create " + opts.data_dir);
+  if (auto ok = fresh_data_dir(opts.data_dir); !ok)
+    return tl::unexpected(ok.error());
 
   // Owners A, B, ... own the shards; X2 is X's standby.
   std::vector<cairn::cluster_node> owners, standbys;
   std::map<std::string, std::string> metrics, standby_of;
-  auto add = [&](std::vector<cairn::cluster_node>& to,
-                 const std::string& id) -> cairn::result<void> {
-    auto port = free_port();
-    auto mport = free_port();
-    if (!port || !mport)
-      return tl::unexpected(!port ? port.error() : mport.error());
-    to.push_back({id, "127.0.0.1", *port});
-    metrics[id] = "127.0.0.1:" + std::to_string(*mport);
-    return {};
-  };
   for (int i = 0; i < opts.nodes; ++i) {
     std::string id(1, static_cast<char>('A' + i));
-    if (auto ok = add(owners, id); !ok)
+    if (auto ok = add_local_node(owners, metrics, id); !ok)
       return tl::unexpected(ok.error());
-    if (auto ok = add(standbys, id + "2"); !ok)
+    if (auto ok = add_local_node(standbys, metrics, id + "2"); !ok)
       return tl::unexpected(ok.error());
     standby_of[id] = id + "2";
   }
@@ -122,20 +109,15 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     cluster.nodes.push_back(s);
   cluster.replication = opts.async_replication ? cairn::replication_mode::async
                                                : cairn::replication_mode::sync;
-  if (auto ok = cairn::validate(cluster); !ok)
-    return tl::unexpected(ok.error());
-  const std::string config = opts.data_dir + "/cluster.conf";
-  {
-    std::ofstream f{config};
-    f << cairn::to_config_text(cluster);
-    if (!f)
-      return cairn::fail(cairn::errc::unavailable, "cannot write " + config);
-  }
+  auto config = write_cluster_config(cluster, opts.data_dir);
+  if (!config)
+    return tl::unexpected(config.error());
+  demo_nodes processes{opts, *config, metrics};
   const auto mode = std::string{cairn::to_string(cluster.replication)};
-  auto node_dir = [&](const std::string& id) { return opts.data_dir + "/node-" + id; };
+  auto node_dir = [&](const std::string& id) { return processes.dir(id); };
   out << "hangar demo --cluster " << opts.nodes << " --standby: seed " << opts.seed
-      << ", replication " << mode << ", data in " << opts.data_dir << "\ncluster config: " << config
-      << "  (try: cairn cluster map " << config << ")\n";
+      << ", replication " << mode << ", data in " << opts.data_dir
+      << "\ncluster config: " << *config << "  (try: cairn cluster map " << *config << ")\n";
   for (const auto& n : cluster.nodes) {
     out << "  node " << std::left << std::setw(3) << n.id << std::right << " gateway " << n.host
         << ':' << n.port << "  metrics " << metrics[n.id] << "  data " << node_dir(n.id);
@@ -150,50 +132,19 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
       << (opts.async_replication ? ": an owner acknowledges after its own commit)\n"
                                  : ": an owner acknowledges only what its standby holds)\n");
 
-  std::map<std::string, std::unique_ptr<child_node>> children;
-  auto spawn = [&](const std::string& id) -> cairn::result<void> {
-    auto& c = children[id];
-    c = std::make_unique<child_node>();
-    if (auto ok = c->start(opts.self_path,
-                           {"node", "--node", id, "--config", config, "--data", node_dir(id),
-                            "--metrics", metrics[id]},
-                           opts.data_dir + "/node-" + id + ".log");
-        !ok)
-      return ok;
-    if (c->wait_line("ready", 20s).empty())
-      return cairn::fail(cairn::errc::unavailable, "node " + id + " did not start; see "
-                                                     + opts.data_dir + "/node-" + id + ".log");
-    return {};
-  };
-  std::vector<std::string> others;
-  for (const auto& n : cluster.nodes)
-    if (n.id != "A") {
-      others.push_back(n.id);
-      if (auto ok = spawn(n.id); !ok)
-        return tl::unexpected(ok.error());
-    }
-  service_options so;
-  so.data_dir = node_dir("A");
-  so.seed = opts.seed;
-  so.speed = opts.speed;
-  so.metrics_address = metrics["A"];
-  so.cluster = cluster;
-  auto started = service::start(so);
+  auto started = processes.start(cluster);
   if (!started)
     return tl::unexpected(started.error());
   auto& svc = **started;
-  auto t0 = clock_type::now();
-  auto elapsed = [&] { return std::chrono::duration<double>(clock_type::now() - t0).count(); };
-  if (!wait_up(svc.runtime(), others, 20s))
-    return cairn::fail(cairn::errc::unavailable, "the nodes did not connect within 20 s");
+  auto elapsed = [&] { return processes.elapsed(); };
 
   // A node's replication status: A's from its runtime, the others' from
   // their `replication` line (what `cairn cluster status` shows of them).
   auto status_of = [&](const std::string& id) {
     if (id == "A")
       return parse_replication_line(replication_line(svc.runtime()));
-    auto& c = children[id];
-    if (!c || c->pid() <= 0 || !c->write_line("replication"))
+    auto* c = processes.child(id);
+    if (c == nullptr || c->pid() <= 0 || !c->write_line("replication"))
       return cairn::replication_status{};
     return parse_replication_line(c->wait_line("replication", 5s));
   };
@@ -230,29 +181,10 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
       << std::fixed << std::setprecision(2) << elapsed() << " s\n";
 
   // Three providers per owner, picked by the shard map.
-  std::map<std::string, tally> tallies;
-  std::map<std::string, int> per_node;
-  const char* families[] = {"search-", "math-", "docs-", "files-"};
-  for (int i = 1; i <= 64 && tallies.size() < static_cast<std::size_t>(3 * opts.nodes); ++i)
-    for (const char* f : families) {
-      std::string id = f + std::to_string(i);
-      const auto& owner = cluster.map.owner_of("provider-" + id);
-      if (per_node[owner] >= 3)
-        continue;
-      ++per_node[owner];
-      tallies[id].owner = owner;
-      tallies[id].shard = cluster.map.shard_of("provider-" + id);
-    }
-  provider_options po;
-  po.health_check_interval_s = 10;
-  for (const auto& [id, t] : tallies) {
-    if (auto ok = svc.register_provider(id, provider_mode::remote,
-                                        {{}, "https://" + id + ".example/mcp", {}}, po);
-        !ok)
-      return cairn::fail(ok.error().code, "register " + id + ": " + ok.error().to_string());
-    if (auto ok = svc.start_provider(id); !ok)
-      return cairn::fail(ok.error().code, "start " + id + ": " + ok.error().to_string());
-  }
+  auto providers = start_providers(svc, cluster, opts.nodes);
+  if (!providers)
+    return tl::unexpected(providers.error());
+  auto& tallies = *providers;
   out << "\nproviders by owner:\n";
   for (const auto& o : owners) {
     out << "  node " << o.id << " (standby " << standby_of[o.id] << "):";
@@ -293,14 +225,10 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   auto load_round = [&] {
     ++round;
     for (auto& [id, ta] : tallies) {
-      auto r = svc.invoke(id, "call", "{\"n\":" + std::to_string(round) + "}");
-      if (r) {
-        ++ta.acknowledged;
-        ta.correlations.push_back(*r);
+      auto r = invoke_counted(svc, id, round, ta);
+      if (r)
         continue;
-      }
       bool unavailable = r.error().code == cairn::errc::unavailable;
-      ++(unavailable ? ta.unavailable : ta.other_errors);
       report.unavailable_seen |= unavailable && ta.owner == victim;
       if (!ta.error_printed) {
         out << "    " << id << " (pair " << ta.owner << ", served by " << serving[ta.owner]
@@ -330,8 +258,8 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     load_round();
   summary();
   out << ">>> before the kill: " << heir << ": " << describe(heir) << '\n';
-  out << ">>> SIGKILL node " << victim << " (pid " << children[victim]->pid() << ")\n";
-  children[victim]->kill_now();
+  out << ">>> SIGKILL node " << victim << " (pid " << processes.child(victim)->pid() << ")\n";
+  processes.child(victim)->kill_now();
   report.node_killed = true;
   new_phase();
   // 2. The owner is gone: its providers answer unavailable.
@@ -381,16 +309,23 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   }
   out << "    " << probe_id << " (pair " << victim << ", served by " << heir
       << "): " << (probe ? "acknowledged" : probe.error().to_string()) << '\n';
-  if (!opts.async_replication) {
-    out << ">>> " << heir << " serves without a standby until " << victim
-        << " rejoins: switch it to async: POST http://" << metrics[heir]
-        << "/cluster/replication/async  (= cairn cluster replication " << metrics[heir]
-        << " async)\n";
-    auto switched = operator_step(metrics[heir], "/cluster/replication/async");
+  // Under sync the promoted node serves async until it has a standby again:
+  // the operator endpoint switches its replication mode.
+  auto switch_mode = [&](const std::string& why, const std::string& to) -> cairn::result<void> {
+    out << ">>> " << heir << why << ": POST http://" << metrics[heir] << "/cluster/replication/"
+        << to << "  (= cairn cluster replication " << metrics[heir] << ' ' << to << ")\n";
+    auto switched = operator_step(metrics[heir], "/cluster/replication/" + to);
     if (!switched)
       return tl::unexpected(switched.error());
     out << "    " << heir << " answered: " << *switched << '\n';
-  }
+    return {};
+  };
+  if (!opts.async_replication)
+    if (auto ok =
+          switch_mode(" serves without a standby until " + victim + " rejoins: switch it to async",
+                      "async");
+        !ok)
+      return tl::unexpected(ok.error());
   // 4. The promoted node serves the dead owner's providers.
   auto before_promoted = victim_acked();
   auto phase_end = elapsed() + opts.seconds * 0.25;
@@ -406,7 +341,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   out << ">>> restarting node " << victim << " on the same port " << owners[1].port << '\n';
   auto heir_end = status_of(heir).committed; // B must hold at least this to have caught up
   auto r0 = clock_type::now();
-  if (auto ok = spawn(victim); !ok)
+  if (auto ok = processes.spawn(victim); !ok)
     return tl::unexpected(ok.error());
   new_phase();
   auto rejoin_deadline = clock_type::now() + 30s;
@@ -433,6 +368,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   std::string cut_file;
   std::set<std::string> cut_correlations;
   std::uint64_t cut_events = 0;
+  std::error_code ec;
   for (const auto& f : fs::directory_iterator{node_dir(victim), ec})
     if (f.path().filename().string().rfind("truncated-after-", 0) == 0)
       cut_file = f.path().string();
@@ -450,15 +386,9 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   } else {
     out << "    it had no divergent tail: " << heir << " held everything it wrote (no file)\n";
   }
-  if (!opts.async_replication) {
-    out << ">>> " << heir << " has a standby again: back to sync: POST http://" << metrics[heir]
-        << "/cluster/replication/sync  (= cairn cluster replication " << metrics[heir]
-        << " sync)\n";
-    auto switched = operator_step(metrics[heir], "/cluster/replication/sync");
-    if (!switched)
-      return tl::unexpected(switched.error());
-    out << "    " << heir << " answered: " << *switched << '\n';
-  }
+  if (!opts.async_replication)
+    if (auto ok = switch_mode(" has a standby again: back to sync", "sync"); !ok)
+      return tl::unexpected(ok.error());
   // 6. The cluster serves on, B's providers on B2, replicated to B.
   for (auto until = elapsed() + std::max(1.0, opts.seconds * 0.2); elapsed() < until;)
     load_round();
@@ -469,9 +399,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
       out << "  " << std::left << std::setw(3) << id << std::right << ' ' << describe(id) << '\n';
 
   out << "\n>>> stopping the nodes\n";
-  for (auto& [id, c] : children)
-    if (auto rc = c->stop(20s); rc != 0)
-      out << "    node " << id << " exited with " << rc << '\n';
+  processes.stop_all(out);
   (void)svc.settle(10s);
   started->reset();
 

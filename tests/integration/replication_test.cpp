@@ -290,25 +290,33 @@ struct promoted_cluster {
   }
 };
 
-/// Every tally event in the store in `dir`, as "id/seq", with its count.
-std::map<std::string, int> notes_in(const std::string& dir) {
+/// Every tally note in the store in `dir`, counted under `key(id, note)`
+/// (id: of its tally stream).
+template <class Key> std::map<std::string, int> count_notes(const std::string& dir, Key key) {
   std::map<std::string, int> out;
   auto store = open_read_only(dir);
-  cairn::persistence::event_registry reg;
-  REQUIRE(cairn::persistence::register_event_types<tally::event>(reg));
+  cp::event_registry reg;
+  REQUIRE(cp::register_event_types<tally::event>(reg));
   for (std::uint64_t from = 1;;) {
-    auto page = store->read_all(from, 1000, {});
+    auto page = store->read_all(from, 10000, {});
     REQUIRE(page);
     if (page->events.empty())
       break;
     for (const auto& e : page->events) {
       auto ev = reg.decode<tally::event>(e.type, e.schema_version, e.payload);
       REQUIRE(ev);
-      ++out[e.stream.substr(6) + "/" + std::to_string(std::get<cairn::test::noted>(*ev).seq)];
+      ++out[key(e.stream.substr(6), std::get<cairn::test::noted>(*ev))];
     }
     from = page->next_position;
   }
   return out;
+}
+
+/// Every tally event in the store in `dir`, as "id/seq", with its count.
+std::map<std::string, int> notes_in(const std::string& dir) {
+  return count_notes(dir, [](const std::string& id, const cairn::test::noted& n) {
+    return id + "/" + std::to_string(n.seq);
+  });
 }
 
 bool peers_up(cairn::runtime& rt) {
@@ -600,24 +608,9 @@ bool follows_live(node_process& owner, std::chrono::milliseconds limit = 10s) {
 
 /// Every tally note in the store in `dir`, as "sender/id/seq", with its count.
 std::map<std::string, int> notes_by_sender(const std::string& dir) {
-  std::map<std::string, int> out;
-  auto store = open_read_only(dir);
-  cp::event_registry reg;
-  REQUIRE(cp::register_event_types<tally::event>(reg));
-  for (std::uint64_t from = 1;;) {
-    auto page = store->read_all(from, 10000, {});
-    REQUIRE(page);
-    if (page->events.empty())
-      break;
-    for (const auto& e : page->events) {
-      auto ev = reg.decode<tally::event>(e.type, e.schema_version, e.payload);
-      REQUIRE(ev);
-      const auto& n = std::get<cairn::test::noted>(*ev);
-      ++out[n.sender + "/" + e.stream.substr(6) + "/" + std::to_string(n.seq)];
-    }
-    from = page->next_position;
-  }
-  return out;
+  return count_notes(dir, [](const std::string& id, const cairn::test::noted& n) {
+    return n.sender + "/" + id + "/" + std::to_string(n.seq);
+  });
 }
 
 /// The `ok=N` of a node's "load stopped ok=N failed=M" line.

@@ -57,6 +57,41 @@ cp::log_frame slice(const cp::log_frame& all, std::uint64_t from, std::uint64_t 
   return f;
 }
 
+/// A deterministic actor system (CAF's test coordinator) with a scheduled
+/// journal over `store`; the journal is killed and the system stopped at the end.
+struct journal_node {
+  explicit journal_node(cp::event_store& store) {
+    cfg.set("scheduler.policy", caf::atom("testing"));
+    sys = std::make_unique<caf::actor_system>(cfg);
+    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
+    journal = spawn_journal(*sys, store, m, placement::scheduled);
+  }
+  journal_node(const journal_node&) = delete;
+  journal_node& operator=(const journal_node&) = delete;
+  ~journal_node() {
+    caf::anon_send_exit(journal, caf::exit_reason::kill);
+    sched->run();
+    sys.reset();
+  }
+
+  metrics m;
+  caf::actor_system_config cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  caf::scheduler::test_coordinator* sched = nullptr;
+  caf::actor journal;
+};
+
+/// The sink config of standby S following owner A: its hellos go to
+/// `gateway`, a cut tail is saved in `dir`.
+sink_config standby_s(const caf::scoped_actor& gateway, const std::string& dir) {
+  sink_config sc;
+  sc.node_id = "S";
+  sc.owner = "A";
+  sc.gateway = caf::actor{gateway};
+  sc.truncation_dir = dir;
+  return sc;
+}
+
 } // namespace
 
 TEST_CASE("frames that arrive while the replica applies one are applied together and "
@@ -66,20 +101,14 @@ TEST_CASE("frames that arrive while the replica applies one are applied together
   auto owner = open_at(owner_dir.path());
   auto replica = open_at(replica_dir.path());
   auto all = owner_log(*owner, 40);
-  metrics m;
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  auto sys = std::make_unique<caf::actor_system>(cfg);
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  auto journal = spawn_journal(*sys, *replica, m, placement::scheduled);
+  journal_node node{*replica};
+  auto& sys = node.sys;
+  auto& sched = *node.sched;
+  auto& journal = node.journal;
   {
     caf::scoped_actor gateway{*sys}; // gets the sink's hellos
     caf::scoped_actor source{*sys};  // stands in for the owner's source: sends frames, gets acks
-    sink_config sc;
-    sc.node_id = "S";
-    sc.owner = "A";
-    sc.gateway = caf::actor{gateway};
-    sc.truncation_dir = replica_dir.path();
+    auto sc = standby_s(gateway, replica_dir.path());
     auto sink = spawn_replication_sink(*sys, *replica, journal, sc, placement::scheduled);
     sched.run();
     CHECK(!gateway->mailbox().empty()); // its hello
@@ -118,9 +147,6 @@ TEST_CASE("frames that arrive while the replica applies one are applied together
     caf::anon_send_exit(sink, caf::exit_reason::kill);
     sched.run();
   }
-  caf::anon_send_exit(journal, caf::exit_reason::kill);
-  sched.run();
-  sys.reset();
 }
 
 TEST_CASE("a sink's hello names the replica's last position as the store has it, also after a "
@@ -128,19 +154,13 @@ TEST_CASE("a sink's hello names the replica's last position as the store has it,
           "[unit][actors][replication]") {
   cairn::test::temp_dir replica_dir;
   auto replica = open_at(replica_dir.path());
-  metrics m;
-  caf::actor_system_config cfg;
-  cfg.set("scheduler.policy", caf::atom("testing"));
-  auto sys = std::make_unique<caf::actor_system>(cfg);
-  auto& sched = dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-  auto journal = spawn_journal(*sys, *replica, m, placement::scheduled);
+  journal_node node{*replica};
+  auto& sys = node.sys;
+  auto& sched = *node.sched;
+  auto& journal = node.journal;
   {
     caf::scoped_actor gateway{*sys};
-    sink_config sc;
-    sc.node_id = "S";
-    sc.owner = "A";
-    sc.gateway = caf::actor{gateway};
-    sc.truncation_dir = replica_dir.path();
+    auto sc = standby_s(gateway, replica_dir.path());
     auto sink = spawn_replication_sink(*sys, *replica, journal, sc, placement::scheduled);
     sched.run();
     auto hello = [&] {
@@ -171,7 +191,4 @@ TEST_CASE("a sink's hello names the replica's last position as the store has it,
     caf::anon_send_exit(sink, caf::exit_reason::kill);
     sched.run();
   }
-  caf::anon_send_exit(journal, caf::exit_reason::kill);
-  sched.run();
-  sys.reset();
 }
