@@ -165,7 +165,8 @@ struct runtime::impl {
   /// Log feeds this node serves to cluster-wide subscribers elsewhere
   /// (they read the store: stopped before it closes).
   std::mutex feeds_mutex;
-  std::vector<caf::actor> feeds;
+  /// By subscribing node, subscriber and owner: a newer hello supersedes.
+  std::map<std::string, caf::actor> feeds;
 
   /// The node serving `owner`'s log now: the owner, or its promoted standby.
   std::string active_of(const std::string& owner) const {
@@ -627,10 +628,13 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       std::lock_guard lock{im.feeds_mutex};
       if (im.stopped.load())
         return;
-      // One per accepted hello (a subscriber says hello again only after
-      // losing its feed); an ended feed's handle costs a pointer.
-      im.feeds.push_back(
-        actors::spawn_log_feed(*im.sys, *im.store, im.journal, std::move(h), std::move(sink)));
+      // A subscriber says hello again after losing its feed: the new feed
+      // replaces the old one, which stops, so there is one per subscriber.
+      auto key = h.node + '\0' + h.name + '\0' + h.owner;
+      auto& feed = im.feeds[key];
+      if (feed)
+        caf::anon_send_exit(feed, caf::exit_reason::user_shutdown);
+      feed = actors::spawn_log_feed(*im.sys, *im.store, im.journal, std::move(h), std::move(sink));
     };
     auto gateway = start_gateway(
       *im.sys, im.opts, im.registry, *im.log,
@@ -749,14 +753,14 @@ void runtime::shutdown() {
     if (im.gateway && !stop(im.gateway, actors::shutdown_atom::value))
       abandoned.push_back("the cluster gateway");
     {
-      std::vector<caf::actor> feeds;
+      std::map<std::string, caf::actor> feeds;
       {
         std::lock_guard lock{im.feeds_mutex};
         feeds.swap(im.feeds);
       }
-      for (auto& f : feeds) {
-        self->send_exit(f, caf::exit_reason::user_shutdown);
-        self->wait_for(f);
+      for (auto& entry : feeds) {
+        self->send_exit(entry.second, caf::exit_reason::user_shutdown);
+        self->wait_for(entry.second);
       }
     }
     if (im.control) { // no step-down starts after this
