@@ -17,6 +17,7 @@
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_cluster.hpp"
 
 namespace {
 
@@ -33,30 +34,12 @@ struct three_nodes {
 
   [[nodiscard]] std::vector<std::string> args(const std::string& id,
                                               std::vector<std::string> extra = {}) const {
-    std::vector<std::string> a{"--node",
-                               id,
-                               "--nodes",
-                               "A=127.0.0.1:" + std::to_string(a_port)
-                                 + ",B=127.0.0.1:" + std::to_string(b_port)
-                                 + ",C=127.0.0.1:" + std::to_string(c_port),
-                               "--data",
-                               dir.sub(id),
-                               "--shards",
-                               "64",
-                               "--heartbeat-ms",
-                               "200",
-                               "--timeout-ms",
-                               "1000",
-                               "--ping-ms",
-                               "200"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
+    return cairn::test::test_node_args(id, {{"A", a_port}, {"B", b_port}, {"C", c_port}},
+                                       dir.sub(id), std::move(extra));
   }
 
   void start(node_process& p, const std::string& id, std::vector<std::string> extra = {}) const {
-    REQUIRE(p.start(CAIRN_TEST_NODE_PATH, args(id, std::move(extra))));
-    INFO(p.output());
-    REQUIRE(p.wait_line("ready", 20s) == "ready");
+    cairn::test::start_test_node(p, args(id, std::move(extra)));
   }
 };
 
@@ -228,36 +211,11 @@ TEST_CASE("after a promotion the feed of the replaced owner's log follows the pr
   cairn::test::temp_dir dir;
   auto a_port = cairn::test::free_port(), b_port = cairn::test::free_port(),
        s_port = cairn::test::free_port();
-  auto args = [&](const std::string& id, std::vector<std::string> extra = {}) {
-    std::vector<std::string> v{"--node",
-                               id,
-                               "--nodes",
-                               "A=127.0.0.1:" + std::to_string(a_port)
-                                 + ",B=127.0.0.1:" + std::to_string(b_port)
-                                 + ",S=127.0.0.1:" + std::to_string(s_port),
-                               "--data",
-                               dir.sub(id),
-                               "--shards",
-                               "64",
-                               "--heartbeat-ms",
-                               "200",
-                               "--timeout-ms",
-                               "1000",
-                               "--ping-ms",
-                               "200",
-                               "--standby",
-                               "A=S",
-                               "--replication",
-                               "sync",
-                               "--sync-timeout-ms",
-                               "1000"};
-    v.insert(v.end(), extra.begin(), extra.end());
-    return v;
-  };
   auto start = [&](node_process& p, const std::string& id, std::vector<std::string> extra = {}) {
-    REQUIRE(p.start(CAIRN_TEST_NODE_PATH, args(id, std::move(extra))));
-    INFO(p.output());
-    REQUIRE(p.wait_line("ready", 20s) == "ready");
+    cairn::test::start_test_node(
+      p, cairn::test::test_node_args(id, {{"A", a_port}, {"B", b_port}, {"S", s_port}}, dir.sub(id),
+                                     cairn::test::with(cairn::test::standby_args("A", "S", "sync"),
+                                                       extra)));
   };
   node_process a, b, s;
   start(s, "S");

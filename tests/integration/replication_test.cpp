@@ -30,6 +30,7 @@
 #include "support/eventually.hpp"
 #include "support/node_process.hpp"
 #include "support/temp_dir.hpp"
+#include "support/test_cluster.hpp"
 
 namespace {
 
@@ -46,35 +47,14 @@ struct pair_cluster {
 
   [[nodiscard]] std::vector<std::string> args(const std::string& id,
                                               std::vector<std::string> extra = {}) const {
-    std::vector<std::string> a{"--node",
-                               id,
-                               "--nodes",
-                               "A=127.0.0.1:" + std::to_string(a_port)
-                                 + ",S=127.0.0.1:" + std::to_string(s_port),
-                               "--data",
-                               dir.sub(id),
-                               "--shards",
-                               "64",
-                               "--heartbeat-ms",
-                               "200",
-                               "--timeout-ms",
-                               "1000",
-                               "--ping-ms",
-                               "200",
-                               "--standby",
-                               "A=S",
-                               "--replication",
-                               mode,
-                               "--sync-timeout-ms",
-                               "1000"};
-    a.insert(a.end(), extra.begin(), extra.end());
-    return a;
+    return cairn::test::with(cairn::test::test_node_args(id, {{"A", a_port}, {"S", s_port}},
+                                                         dir.sub(id),
+                                                         cairn::test::standby_args("A", "S", mode)),
+                             extra);
   }
 
   void start(node_process& p, const std::string& id, std::vector<std::string> extra = {}) const {
-    REQUIRE(p.start(CAIRN_TEST_NODE_PATH, args(id, std::move(extra))));
-    INFO(p.output());
-    REQUIRE(p.wait_line("ready", 20s) == "ready");
+    cairn::test::start_test_node(p, args(id, std::move(extra)));
   }
 };
 
@@ -242,23 +222,13 @@ struct promoted_cluster {
   std::uint16_t s_port = cairn::test::free_port();
   std::string mode = "sync";
 
-  [[nodiscard]] std::string nodes_arg() const {
-    return "A=127.0.0.1:" + std::to_string(a_port) + ",C=127.0.0.1:" + std::to_string(c_port)
-           + ",S=127.0.0.1:" + std::to_string(s_port);
-  }
-
   [[nodiscard]] std::vector<std::string> args(const std::string& id) const {
-    return {"--node",         id,          "--nodes",           nodes_arg(),
-            "--data",         dir.sub(id), "--shards",          "64",
-            "--heartbeat-ms", "200",       "--timeout-ms",      "1000",
-            "--ping-ms",      "200",       "--standby",         "A=S",
-            "--replication",  mode,        "--sync-timeout-ms", "1000"};
+    return cairn::test::test_node_args(id, {{"A", a_port}, {"C", c_port}, {"S", s_port}},
+                                       dir.sub(id), cairn::test::standby_args("A", "S", mode));
   }
 
   void start(node_process& p, const std::string& id) const {
-    REQUIRE(p.start(CAIRN_TEST_NODE_PATH, args(id)));
-    INFO(p.output());
-    REQUIRE(p.wait_line("ready", 20s) == "ready");
+    cairn::test::start_test_node(p, args(id));
   }
 
   /// Node C's options: the same cluster as the processes build.
