@@ -4,8 +4,6 @@
 // where the cut is, and an export of a cut store is refused by import with
 // the reason (docs/audit.md#retention).
 
-#include <sys/wait.h>
-
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,15 +15,15 @@
 #include "cairn/persistence/codec.hpp" // before rapidjson: cereal configures it
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/persistence/retention.hpp"
+#include "support/cli_run.hpp"
 #include "support/temp_dir.hpp"
 #include "unit/persistence/helpers.hpp"
-
-#include <rapidjson/document.h>
 
 using namespace cairn::persistence;
 using cairn::test::open_ok;
 using cairn::test::temp_dir;
 using cairn::test::value_of;
+using namespace cairn::test::cli;
 
 namespace {
 
@@ -34,61 +32,8 @@ namespace fs = std::filesystem;
 constexpr std::int64_t hour = 3600LL * 1'000'000'000LL;
 constexpr std::int64_t t0 = 1'760'000'000LL * 1'000'000'000LL;
 
-struct cli_result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// Runs the real `cairn` binary; stdout and stderr apart.
-cli_result cairn_cli(const std::string& args) {
-  temp_dir files;
-  auto err_path = files.sub("stderr");
-  std::string cmd = std::string{CAIRN_CLI_PATH} + " " + args + " 2>" + err_path;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  cli_result r;
-  char buf[4096];
-  for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;)
-    r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.err = slurp(err_path);
-  INFO("cairn " << args << " exited " << r.code << "\nstdout:\n"
-                << r.out << "\nstderr:\n"
-                << r.err);
-  return r;
-}
-
 bool contains(const std::string& s, const std::string& part) {
   return s.find(part) != std::string::npos;
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t at = 0;
-  while (at < text.size()) {
-    auto nl = text.find('\n', at);
-    if (nl == std::string::npos)
-      nl = text.size();
-    out.push_back(text.substr(at, nl - at));
-    at = nl + 1;
-  }
-  return out;
-}
-
-rapidjson::Document parse_json(const std::string& line) {
-  rapidjson::Document d;
-  d.Parse(line.c_str(), line.size());
-  INFO("JSON: " << line);
-  REQUIRE_FALSE(d.HasParseError());
-  REQUIRE(d.IsObject());
-  return d;
 }
 
 /// Streams prov-1..prov-3 and acct-1, 10 events each, one event per commit
@@ -142,7 +87,7 @@ TEST_CASE("tail on a cut store prints the kept records below the cut and after i
   temp_dir dir;
   build_cut_store(dir.path());
 
-  auto r = cairn_cli("tail " + dir.path() + " --json");
+  auto r = cairn_cli_line("tail " + dir.path() + " --json");
   REQUIRE(r.code == 0);
   CHECK(r.err == "cairn: " + cut_note + "\n");
   std::vector<std::uint64_t> positions;
@@ -151,7 +96,7 @@ TEST_CASE("tail on a cut store prints the kept records below the cut and after i
   CHECK(positions == kept_positions());
 
   // Text form: the first line is acct-1 v1 at position 4.
-  auto text = cairn_cli("tail " + dir.path());
+  auto text = cairn_cli_line("tail " + dir.path());
   REQUIRE(text.code == 0);
   REQUIRE_FALSE(lines_of(text.out).empty());
   CHECK(lines_of(text.out).front().rfind("@4 acct-1 v1 ", 0) == 0);
@@ -159,13 +104,13 @@ TEST_CASE("tail on a cut store prints the kept records below the cut and after i
   CHECK(contains(text.err, cut_note));
 
   // From the cut on the log is whole: nothing to say.
-  auto from_cut = cairn_cli("tail " + dir.path() + " --from 28");
+  auto from_cut = cairn_cli_line("tail " + dir.path() + " --from 28");
   REQUIRE(from_cut.code == 0);
   CHECK(from_cut.err.empty());
   CHECK(lines_of(from_cut.out).size() == 13);
 
   // A filter applies below the cut too.
-  auto prov = cairn_cli("tail " + dir.path() + " --category prov --json");
+  auto prov = cairn_cli_line("tail " + dir.path() + " --category prov --json");
   REQUIRE(prov.code == 0);
   auto prov_lines = lines_of(prov.out);
   REQUIRE(prov_lines.size() == 9);
@@ -178,7 +123,7 @@ TEST_CASE("events of a cut stream shows its kept versions and names the versions
   temp_dir dir;
   build_cut_store(dir.path());
 
-  auto r = cairn_cli("events " + dir.path() + " prov-1 --json");
+  auto r = cairn_cli_line("events " + dir.path() + " prov-1 --json");
   REQUIRE(r.code == 0);
   CHECK(r.err
         == "cairn: retention removed versions 1-7 of prov-1; it is complete from version 8\n");
@@ -189,7 +134,7 @@ TEST_CASE("events of a cut stream shows its kept versions and names the versions
   CHECK(parse_json(lines[2])["version"].GetUint64() == 10);
 
   // --last reaching below the cut shows what is kept, newest first.
-  auto last = cairn_cli("events " + dir.path() + " prov-1 --last 5 --json");
+  auto last = cairn_cli_line("events " + dir.path() + " prov-1 --last 5 --json");
   REQUIRE(last.code == 0);
   auto last_lines = lines_of(last.out);
   REQUIRE(last_lines.size() == 3);
@@ -198,16 +143,16 @@ TEST_CASE("events of a cut stream shows its kept versions and names the versions
   CHECK(contains(last.err, "removed versions 1-7 of prov-1"));
 
   // A range wholly inside what was removed: nothing shown, and said why.
-  auto gone = cairn_cli("events " + dir.path() + " prov-1 --to 5");
+  auto gone = cairn_cli_line("events " + dir.path() + " prov-1 --to 5");
   REQUIRE(gone.code == 0);
   CHECK(gone.out == "no events\n");
   CHECK(contains(gone.err, "complete from version 8"));
 
   // A range from the first kept version on, or a stream never cut: nothing to say.
-  auto kept = cairn_cli("events " + dir.path() + " prov-1 --from 8");
+  auto kept = cairn_cli_line("events " + dir.path() + " prov-1 --from 8");
   REQUIRE(kept.code == 0);
   CHECK(kept.err.empty());
-  auto acct = cairn_cli("events " + dir.path() + " acct-1 --json");
+  auto acct = cairn_cli_line("events " + dir.path() + " acct-1 --json");
   REQUIRE(acct.code == 0);
   CHECK(acct.err.empty());
   auto acct_lines = lines_of(acct.out);
@@ -222,7 +167,7 @@ TEST_CASE("export of a cut store writes every kept record and the cut in its hea
   build_cut_store(dir.path());
   auto file = out.sub("cut.jsonl");
 
-  auto r = cairn_cli("export " + dir.path() + " " + file);
+  auto r = cairn_cli_line("export " + dir.path() + " " + file);
   REQUIRE(r.code == 0);
   CHECK(r.err == "cairn: " + cut_note + "\n");
   CHECK(contains(r.out, "exported 19 events"));
@@ -243,16 +188,16 @@ TEST_CASE("export of a cut store writes every kept record and the cut in its hea
   // The holes cannot be written again, nor the cut streams' state without
   // their snapshots: import refuses before it creates anything.
   auto target = dest.sub("imported");
-  auto imp = cairn_cli("import " + target + " " + file);
+  auto imp = cairn_cli_line("import " + target + " " + file);
   CHECK(imp.code == 2);
   CHECK(contains(imp.err, "retention cut before position 28"));
   CHECK(contains(imp.err, "cairn backup"));
   CHECK_FALSE(fs::exists(fs::path(target) / "data.mdb"));
 
   // A backup of the cut store is the way: it reads as the source does.
-  auto backup = cairn_cli("backup " + dir.path() + " " + target);
+  auto backup = cairn_cli_line("backup " + dir.path() + " " + target);
   REQUIRE(backup.code == 0);
-  auto copied = cairn_cli("tail " + target + " --json");
+  auto copied = cairn_cli_line("tail " + target + " --json");
   REQUIRE(copied.code == 0);
   CHECK(lines_of(copied.out).size() == kept_positions().size());
   CHECK(contains(copied.err, cut_note));
@@ -264,7 +209,7 @@ TEST_CASE("export --tenant of a cut store renumbers the tenant's kept events, na
   temp_dir dir, out, dest;
   build_cut_store(dir.path());
   auto file = out.sub("acme.jsonl");
-  auto r = cairn_cli("export " + dir.path() + " " + file + " --tenant acme");
+  auto r = cairn_cli_line("export " + dir.path() + " " + file + " --tenant acme");
   REQUIRE(r.code == 0);
   CHECK(r.err == "cairn: " + cut_note + "\n");
   auto lines = lines_of(slurp(file));
@@ -274,7 +219,7 @@ TEST_CASE("export --tenant of a cut store renumbers the tenant's kept events, na
   CHECK(header["first_position"].GetUint64() == 28);
   CHECK(parse_json(lines[1])["position"].GetUint64() == 1);
   CHECK(parse_json(lines[10])["position"].GetUint64() == 10);
-  auto imp = cairn_cli("import " + dest.sub("acme") + " " + file);
+  auto imp = cairn_cli_line("import " + dest.sub("acme") + " " + file);
   CHECK(imp.code == 2);
   CHECK(contains(imp.err, "retention cut before position 28"));
 }
@@ -287,13 +232,13 @@ TEST_CASE("export of a store never cut keeps its header as it was and round trip
     cairn::test::append_ok(*store, "acct-1", cairn::test::numbered(3));
   }
   auto file = out.sub("whole.jsonl");
-  auto r = cairn_cli("export " + dir.path() + " " + file);
+  auto r = cairn_cli_line("export " + dir.path() + " " + file);
   REQUIRE(r.code == 0);
   CHECK(r.err.empty());
   auto lines = lines_of(slurp(file));
   REQUIRE_FALSE(lines.empty());
   CHECK(lines[0] == R"({"cairn_export":1,"events":3,"checkpoints":0})");
-  auto imp = cairn_cli("import " + dest.sub("copy") + " " + file + " --allow-unknown-types");
+  auto imp = cairn_cli_line("import " + dest.sub("copy") + " " + file + " --allow-unknown-types");
   CHECK(imp.code == 0);
 }
 
@@ -303,7 +248,7 @@ TEST_CASE("export --subject of a cut store lists the subject's events below and 
   build_cut_store(dir.path());
   auto file = out.sub("alice.jsonl");
 
-  auto r = cairn_cli("export " + dir.path() + " " + file + " --subject alice");
+  auto r = cairn_cli_line("export " + dir.path() + " " + file + " --subject alice");
   REQUIRE(r.code == 0);
   CHECK(r.err == "cairn: " + cut_note + "\n");
   CHECK(contains(r.out, "exported 10 events about alice"));
