@@ -191,9 +191,7 @@ struct runtime::impl {
   caf::actor control;        ///< Steps this node down when a peer reports a newer epoch.
   std::mutex role_mutex;     ///< Serializes role changes; guards the three below.
   bool serving_pair = false; ///< This node serves its pair's shards.
-  /// It served them before this start, so it may have been replaced while it was down.
-  bool confirm_serving = false;
-  caf::actor replication; ///< The source (serving) or the sink (following).
+  caf::actor replication;    ///< The source (serving) or the sink (following).
   replication_mode mode = replication_mode::async;
 
   /// Builds the pairs and finds this node's role in its own from its log's
@@ -229,18 +227,20 @@ struct runtime::impl {
       epochs->push_back(*began);
     }
     serving_pair = !epochs->empty() && epochs->back().node == c.node_id;
-    confirm_serving = serving_pair && !first_start;
     bool i_am_standby = own_pair->standby == c.node_id;
     own_pair->standby_serves = serving_pair ? i_am_standby : !i_am_standby;
     own_pair->epoch = epochs->empty() ? 0 : epochs->back().epoch;
     return {};
   }
 
-  /// A node that served its pair's shards before this start waits, fenced, to
-  /// hear its partner (at most heartbeat_timeout): a partner promoted while it
-  /// was down says so in its hello, and this node steps down before it
-  /// acknowledges anything that the rejoin would cut. Called before start()
-  /// returns, so no local caller is waiting.
+  /// A node about to serve its pair's shards waits, fenced, to hear its
+  /// partner (at most heartbeat_timeout): a partner promoted while it was
+  /// down says so in its hello, and this node steps down before it
+  /// acknowledges anything that the rejoin would cut. That holds for an
+  /// owner started on an empty directory too (a lost disk, a new machine):
+  /// its fresh epoch 1 shares nothing with the promoted log, so it would
+  /// otherwise serve beside the partner until the hello. Called before
+  /// start() returns, so no local caller is waiting.
   void confirm_role(const runtime& rt) {
     const auto& c = *opts.cluster;
     caf::anon_send(journal, actors::fenced_atom::value,
@@ -646,7 +646,7 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       return tl::unexpected(gateway.error());
     }
     im.gateway = std::move(*gateway);
-    if (im.own_pair != nullptr && im.confirm_serving)
+    if (im.own_pair != nullptr && im.serving_pair)
       im.confirm_role(*rt);
     if (im.own_pair != nullptr) {
       std::lock_guard lock{im.role_mutex};

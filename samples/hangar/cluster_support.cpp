@@ -1,6 +1,7 @@
 // The setup both cluster demos run (cluster_support.hpp).
 #include "cluster_support.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <utility>
@@ -65,13 +66,19 @@ cairn::result<void> demo_nodes::spawn(const std::string& id) {
 }
 
 cairn::result<std::unique_ptr<service>> demo_nodes::start(const cairn::cluster_options& cluster) {
+  // Standbys first: an owner does not serve before it has heard its standby
+  // (docs/cluster.md#epochs-and-fencing), so it would wait for one not yet started.
   std::vector<std::string> others;
-  for (const auto& n : cluster.nodes)
-    if (n.id != "A") {
-      others.push_back(n.id);
-      if (auto ok = spawn(n.id); !ok)
-        return tl::unexpected(ok.error());
+  for (bool standbys : {true, false})
+    for (const auto& n : cluster.nodes) {
+      bool is_standby = std::any_of(cluster.nodes.begin(), cluster.nodes.end(),
+                                    [&](const auto& o) { return o.standby == n.id; });
+      if (n.id != "A" && is_standby == standbys)
+        others.push_back(n.id);
     }
+  for (const auto& id : others)
+    if (auto ok = spawn(id); !ok)
+      return tl::unexpected(ok.error());
   service_options so;
   so.data_dir = dir("A");
   so.seed = opts_.seed;

@@ -479,6 +479,44 @@ TEST_CASE("the old owner rejoins as the promoted node's standby and cuts its div
   CHECK(saved == 10);
 }
 
+TEST_CASE("an owner restarted on an empty directory hears its promoted partner before it serves",
+          "[integration][cluster][replication]") {
+  pair_cluster c;
+  node_process a, s;
+  c.start(a, "A");
+  c.start(s, "S");
+  INFO(a.output());
+  for (int i = 1; i <= 10; ++i) {
+    REQUIRE(a.write_line("send 7 " + std::to_string(i)));
+    REQUIRE(a.wait_line("sent", 10s) == "sent ok");
+  }
+  REQUIRE(caught_up(a));
+  a.kill(SIGKILL);
+  REQUIRE(s.write_line("promote"));
+  INFO(s.output());
+  REQUIRE(s.wait_line("promoted", 30s) == "promoted epoch=2");
+  REQUIRE(s.write_line("send 7 11"));
+  REQUIRE(s.wait_line("sent", 10s) == "sent ok");
+
+  std::filesystem::remove_all(c.dir.sub("A")); // A's disk is lost; it starts again, empty
+  node_process a2;
+  c.start(a2, "A");
+  INFO(a2.output());
+  REQUIRE(cairn::test::eventually([&] { return status_of(a2).role == "standby"; }, 30s));
+  REQUIRE(caught_up(s));
+  REQUIRE(a2.write_line("send 7 12")); // from A: served by S
+  REQUIRE(a2.wait_line("sent", 10s) == "sent ok");
+  REQUIRE(caught_up(s));
+  REQUIRE(a2.stop(20s) == 0);
+  REQUIRE(s.stop(20s) == 0);
+  // Its fresh epoch 1 never served: it heard S at epoch 2 first.
+  CHECK(a2.output().find("serves node A's shards at epoch") == std::string::npos);
+  require_same_log(c.dir.sub("S"), c.dir.sub("A"));
+  auto held = notes_in(c.dir.sub("A"));
+  CHECK(held.count("7/1") == 1);
+  CHECK(held.count("7/12") == 1);
+}
+
 TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps down and follows",
           "[integration][cluster][replication]") {
   promoted_cluster c; // sync
