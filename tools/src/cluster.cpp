@@ -1,9 +1,12 @@
 // `cairn cluster status|map|locate`: a node's cluster status fetched from its
 // metrics endpoint, and the shard map of a cluster config file.
 
+#include <algorithm>
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <string>
+#include <vector>
 
 #include <httplib.h>
 
@@ -191,6 +194,10 @@ int cluster_map_cmd(const context& ctx, const std::string& config) {
   std::map<std::string, std::size_t> owned;
   for (const auto& o : map.owners)
     ++owned[o];
+  std::map<std::string, std::string> standby_of; // standby -> the node it follows
+  for (const auto& n : opts->nodes)
+    if (!n.standby.empty())
+      standby_of[n.standby] = n.id;
   if (ctx.json) {
     json_object out;
     out.add("map_version", map.version).add("map_digest", digest_hex(map.digest()));
@@ -200,14 +207,17 @@ int cluster_map_cmd(const context& ctx, const std::string& config) {
       std::string ranges = "[";
       for (const auto& r : ranges_of(map, n.id))
         ranges += (ranges.size() > 1 ? "," : "") + json_string(r);
-      nodes += (nodes.size() > 1 ? "," : "")
-               + json_object{}
-                   .add("id", n.id)
-                   .add("host", n.host)
-                   .add("port", std::uint64_t{n.port})
-                   .add("shards", std::uint64_t{owned[n.id]})
-                   .add_raw("ranges", ranges + "]")
-                   .str();
+      json_object node;
+      node.add("id", n.id)
+        .add("host", n.host)
+        .add("port", std::uint64_t{n.port})
+        .add("shards", std::uint64_t{owned[n.id]})
+        .add_raw("ranges", ranges + "]");
+      if (!n.standby.empty())
+        node.add("standby", n.standby);
+      if (standby_of.count(n.id) != 0)
+        node.add("standby_of", standby_of[n.id]);
+      nodes += (nodes.size() > 1 ? "," : "") + node.str();
     }
     out.add_raw("nodes", nodes + "]");
     std::cout << out.str() << "\n";
@@ -222,11 +232,29 @@ int cluster_map_cmd(const context& ctx, const std::string& config) {
   }
   auto pad = [](std::string s, std::size_t w) { return s + std::string(w - s.size(), ' '); };
   auto lpad = [](std::string s, std::size_t w) { return std::string(w - s.size(), ' ') + s; };
-  std::cout << pad("node", id_w) << "  " << pad("address", addr_w) << "  shards  ranges\n";
-  for (const auto& n : opts->nodes)
+  // A pair column only for a config with standbys, so a plain map reads as before.
+  std::vector<std::string> ranges, pairs;
+  std::size_t ranges_w = 6;
+  for (const auto& n : opts->nodes) {
+    ranges.push_back(joined(ranges_of(map, n.id), ","));
+    ranges_w = std::max(ranges_w, ranges.back().size());
+    pairs.push_back(!n.standby.empty()            ? "standby " + n.standby
+                    : standby_of.count(n.id) != 0 ? "standby of " + standby_of[n.id]
+                                                  : std::string{});
+  }
+  const bool with_pairs = !standby_of.empty();
+  std::cout << pad("node", id_w) << "  " << pad("address", addr_w) << "  shards  "
+            << (with_pairs ? pad("ranges", ranges_w) + "  pair" : std::string{"ranges"}) << "\n";
+  for (std::size_t i = 0; i < opts->nodes.size(); ++i) {
+    const auto& n = opts->nodes[i];
     std::cout << pad(n.id, id_w) << "  " << pad(address_of(n), addr_w) << "  "
-              << lpad(std::to_string(owned[n.id]), 6) << "  " << joined(ranges_of(map, n.id), ",")
-              << "\n";
+              << lpad(std::to_string(owned[n.id]), 6) << "  ";
+    if (with_pairs && !pairs[i].empty())
+      std::cout << pad(ranges[i], ranges_w) << "  " << pairs[i];
+    else
+      std::cout << ranges[i];
+    std::cout << "\n";
+  }
   return exit_ok;
 }
 
@@ -244,20 +272,23 @@ int cluster_locate_cmd(const context& ctx, const std::string& config, const std:
       node = &n;
   // A parsed config names only known nodes as owners.
   if (ctx.json) {
-    std::cout << json_object{}
-                   .add("stream", stream)
-                   .add("shard", std::uint64_t{shard})
-                   .add("shards", opts->map.shards())
-                   .add("owner", owner)
-                   .add("host", node != nullptr ? node->host : std::string{})
-                   .add("port", std::uint64_t{node != nullptr ? node->port : 0u})
-                   .add("map_version", opts->map.version)
-                   .str()
-              << "\n";
+    json_object out;
+    out.add("stream", stream)
+      .add("shard", std::uint64_t{shard})
+      .add("shards", opts->map.shards())
+      .add("owner", owner)
+      .add("host", node != nullptr ? node->host : std::string{})
+      .add("port", std::uint64_t{node != nullptr ? node->port : 0u});
+    if (node != nullptr && !node->standby.empty())
+      out.add("standby", node->standby);
+    out.add("map_version", opts->map.version);
+    std::cout << out.str() << "\n";
     return exit_ok;
   }
   std::cout << stream << ": shard " << shard << " of " << opts->map.shards() << ", owner " << owner
             << (node != nullptr ? " (" + address_of(*node) + ")" : std::string{})
+            << (node != nullptr && !node->standby.empty() ? ", standby " + node->standby
+                                                          : std::string{})
             << ", map version " << opts->map.version << "\n";
   return exit_ok;
 }

@@ -235,6 +235,62 @@ TEST_CASE("cluster locate prints a stream's shard and owner", "[integration][cli
   CHECK(bad_stream.err.find("invalid stream name") != std::string::npos);
 }
 
+TEST_CASE("cluster map and locate show each owner's standby", "[integration][cli][cluster]") {
+  cairn::test::temp_dir dir;
+  auto path = write_config(dir, "map-version 2\n"
+                                "shards 12\n"
+                                "node A 127.0.0.1 7101\n"
+                                "node B 127.0.0.1 7102\n"
+                                "node B2 127.0.0.1 7103\n"
+                                "owner 0-5 A\n"
+                                "owner 6-11 B\n"
+                                "standby B B2\n");
+  auto opts = cairn::load_cluster_config(path, "");
+  REQUIRE(opts);
+  auto digest = cairn::digest_hex(opts->map.digest());
+
+  auto text = cairn_cli({"cluster", "map", path});
+  INFO(text.err);
+  REQUIRE(text.code == 0);
+  CHECK(text.out
+        == "map version 2, digest " + digest
+             + ", 12 shards, 3 nodes\n"
+               "node  address         shards  ranges  pair\n"
+               "A     127.0.0.1:7101       6  0-5\n"
+               "B     127.0.0.1:7102       6  6-11    standby B2\n"
+               "B2    127.0.0.1:7103       0          standby of B\n");
+  auto json = cairn_cli({"cluster", "map", path, "--json"});
+  REQUIRE(json.code == 0);
+  rapidjson::Document d;
+  d.Parse(json.out.c_str(), json.out.size());
+  REQUIRE_FALSE(d.HasParseError());
+  REQUIRE(d["nodes"].Size() == 3);
+  CHECK_FALSE(d["nodes"][0].HasMember("standby"));
+  CHECK(std::string{d["nodes"][1]["standby"].GetString()} == "B2");
+  CHECK(std::string{d["nodes"][2]["standby_of"].GetString()} == "B");
+  CHECK(d["nodes"][2]["shards"].GetUint() == 0);
+
+  // FNV-1a 64 of "account-alice" mod 12 is 5 (A); of "account-bob", B's.
+  auto alice = cairn_cli({"cluster", "locate", path, "account-alice"});
+  REQUIRE(alice.code == 0);
+  CHECK(alice.out == "account-alice: shard 5 of 12, owner A (127.0.0.1:7101), map version 2\n");
+  std::string on_b;
+  for (int i = 0; on_b.empty() && i < 100; ++i)
+    if (opts->map.owner_of("account-" + std::to_string(i)) == "B")
+      on_b = "account-" + std::to_string(i);
+  REQUIRE_FALSE(on_b.empty());
+  auto shard = std::to_string(opts->map.shard_of(on_b));
+  auto b = cairn_cli({"cluster", "locate", path, on_b});
+  REQUIRE(b.code == 0);
+  CHECK(b.out
+        == on_b + ": shard " + shard
+             + " of 12, owner B (127.0.0.1:7102), standby B2, map version 2\n");
+  auto bj = cairn_cli({"cluster", "locate", path, on_b, "--json"});
+  REQUIRE(bj.code == 0);
+  CHECK(bj.out.find("\"owner\":\"B\",\"host\":\"127.0.0.1\",\"port\":7102,\"standby\":\"B2\"")
+        != std::string::npos);
+}
+
 TEST_CASE("cluster map and locate refuse a bad config with its line",
           "[integration][cli][cluster]") {
   cairn::test::temp_dir dir;
