@@ -341,15 +341,19 @@ int stats(const context& ctx, const std::string& dir, bool tenants) {
     return report(first.error());
   if (*last > 0) {
     auto first_page = s.read_all(*first, 1);
-    auto last_page = s.read_all(*last, 1);
     if (!first_page)
       return report(first_page.error());
-    if (!last_page)
-      return report(last_page.error());
     if (!first_page->events.empty())
       oldest = first_page->events.front();
-    if (!last_page->events.empty())
-      newest = last_page->events.front();
+    // A log may end in epoch records (a promoted node's does), which are not
+    // events: step back over them. There are a few at most.
+    for (auto p = *last; oldest && !newest && p >= oldest->position; --p) {
+      auto page = s.read_all(p, 1);
+      if (!page)
+        return report(page.error());
+      if (!page->events.empty())
+        newest = page->events.front();
+    }
   }
   std::map<std::string, tenant_counts> per_tenant;
   if (tenants) {

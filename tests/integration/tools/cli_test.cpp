@@ -278,6 +278,26 @@ TEST_CASE("stats reports counts, sizes, the type catalogue and the oldest and ne
   CHECK(s["types"][0]["decodable"].GetBool());
 }
 
+TEST_CASE("stats finds the newest event behind the epoch records that end a promoted log",
+          "[integration][cli]") {
+  temp_dir dir;
+  build_bank_store(dir.path());
+  {
+    auto store = cairn::persistence::open_store(dir.path(), {});
+    REQUIRE(store);
+    REQUIRE((*store)->begin_epoch(1, "A"));
+    REQUIRE((*store)->begin_epoch(2, "A2"));
+    REQUIRE(*(*store)->last_position() == 8);
+  }
+  auto text = cairn_cli({"stats", dir.path()});
+  INFO(text.err);
+  REQUIRE(text.code == 0);
+  CHECK_THAT(text.out, Catch::Contains("newest       @6 2026-11-24T10:00:50.000000000Z"));
+  auto json = cairn_cli({"stats", dir.path(), "--json"});
+  REQUIRE(json.code == 0);
+  CHECK(parse_json(json.out)["newest_position"].GetUint64() == 6);
+}
+
 TEST_CASE("checkpoints lists names, positions and how far behind they are", "[integration][cli]") {
   temp_dir dir;
   build_bank_store(dir.path());
