@@ -3,70 +3,26 @@
 // on config files written here.
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <spawn.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
-#include "cairn/persistence/codec.hpp" // before rapidjson: cereal configures it
 #include "cairn/runtime/cluster.hpp"
 #include "metrics_server.hpp"
+#include "support/cli_run.hpp"
 #include "support/temp_dir.hpp"
-
-#include <rapidjson/document.h>
-
-extern char** environ;
 
 namespace {
 
-struct run_result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-/// Runs `cairn args...` to its end.
-run_result cairn_cli(const std::vector<std::string>& args) {
-  cairn::test::temp_dir files;
-  auto out = files.sub("stdout");
-  auto err = files.sub("stderr");
-  std::vector<std::string> argv_s{CAIRN_CLI_PATH};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, CAIRN_CLI_PATH, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
-  int status = 0;
-  REQUIRE(::waitpid(pid, &status, 0) == pid);
-  run_result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
+using cairn::test::cli::cairn_cli;
+using cairn::test::cli::parse_json;
 
 cairn::cluster_status fixed_status() {
   cairn::cluster_status st;
@@ -137,9 +93,7 @@ TEST_CASE("cluster status prints a node's status as a table and as JSON",
   auto json = cairn_cli({"cluster", "status", address, "--json"});
   REQUIRE(json.code == 0);
   CHECK(json.out == cairn::to_json(fixed_status()) + "\n");
-  rapidjson::Document d;
-  d.Parse(json.out.c_str(), json.out.size());
-  REQUIRE_FALSE(d.HasParseError());
+  auto d = parse_json(json.out);
   CHECK(d["peers"][0]["rtt_p99_us"].GetUint64() == 1200);
 }
 
@@ -198,9 +152,7 @@ TEST_CASE("cluster map prints the version, digest and each node's shards",
 
   auto json = cairn_cli({"cluster", "map", path, "--json"});
   REQUIRE(json.code == 0);
-  rapidjson::Document d;
-  d.Parse(json.out.c_str(), json.out.size());
-  REQUIRE_FALSE(d.HasParseError());
+  auto d = parse_json(json.out);
   CHECK(d["map_version"].GetUint64() == 7);
   CHECK(std::string{d["map_digest"].GetString()} == digest);
   CHECK(d["shards"].GetUint() == 12);
@@ -261,9 +213,7 @@ TEST_CASE("cluster map and locate show each owner's standby", "[integration][cli
                "B2    127.0.0.1:7103       0          standby of B\n");
   auto json = cairn_cli({"cluster", "map", path, "--json"});
   REQUIRE(json.code == 0);
-  rapidjson::Document d;
-  d.Parse(json.out.c_str(), json.out.size());
-  REQUIRE_FALSE(d.HasParseError());
+  auto d = parse_json(json.out);
   REQUIRE(d["nodes"].Size() == 3);
   CHECK_FALSE(d["nodes"][0].HasMember("standby"));
   CHECK(std::string{d["nodes"][1]["standby"].GetString()} == "B2");
