@@ -226,6 +226,43 @@ result<std::vector<epoch_info>> lmdb_store::epochs() const {
   });
 }
 
+result<std::vector<forget_info>> lmdb_store::forgets() const {
+  return with_read([&](MDB_txn* txn) -> result<std::vector<forget_info>> {
+    std::vector<forget_info> out;
+    auto head = read_head(txn, forget_stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    if (!*head)
+      return out;
+    // Newest first along the back-pointers, then reversed (as epochs()).
+    for (auto pos = (*head)->last_position; pos != 0;) {
+      unsigned char kb[8];
+      put_be64(kb, pos);
+      MDB_val k{8, kb}, v;
+      if (int rc = mdb_get(txn, log_, &k, &v); rc == MDB_NOTFOUND)
+        break; // older records were removed from the front of the log
+      else if (rc != 0)
+        return tl::unexpected(lmdb_error(rc, "read a forget record"));
+      auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+      if (!rec)
+        return tl::unexpected(rec.error());
+      if (rec->stream != forget_stream || rec->prev_position >= pos)
+        return fail(errc::corrupted, "the chain of forget records leads to another record",
+                    at_position(pos));
+      auto subject = decode_forget_payload(rec->payload);
+      if (!subject) {
+        auto err = subject.error();
+        err.context = at_position(pos);
+        return tl::unexpected(err);
+      }
+      out.push_back(forget_info{std::string{*subject}, pos, rec->timestamp_ns});
+      pos = rec->prev_position;
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  });
+}
+
 result<std::uint64_t> lmdb_store::current_epoch() const {
   return with_read([&](MDB_txn* txn) -> result<std::uint64_t> {
     MDB_val k = val_of(epoch_key), v;

@@ -156,6 +156,7 @@ public:
 
   result<log_frame> read_frame(std::uint64_t from, std::size_t max_bytes) const override;
   result<std::vector<epoch_info>> epochs() const override;
+  result<std::vector<forget_info>> forgets() const override;
   result<std::uint64_t> current_epoch() const override;
   result<std::uint64_t> apply_frame(const log_frame& frame) override;
   result<epoch_info> begin_epoch(std::uint64_t epoch, std::string_view node) override;

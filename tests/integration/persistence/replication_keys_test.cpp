@@ -183,6 +183,11 @@ TEST_CASE("a forget is a record of the log, and a replica that copies it forgets
   CHECK(log[0].type == fmt::forget_type);
   CHECK(value_of(fmt::decode_forget_payload(log[0].payload)) == "ann");
   CHECK(value_of(owner->read_all(1, 10)).events.size() == 2); // hidden from readers
+  auto forgets = value_of(owner->forgets());
+  REQUIRE(forgets.size() == 1);
+  CHECK(forgets[0].subject == "ann");
+  CHECK(forgets[0].position == 3);
+  CHECK(forgets[0].timestamp_ns == log[0].timestamp_ns);
   for (const auto& s : value_of(owner->list_streams("")))
     CHECK_FALSE(fmt::is_system_stream(s.name));
 
@@ -194,6 +199,7 @@ TEST_CASE("a forget is a record of the log, and a replica that copies it forgets
   CHECK(value_of(replica->subject_streams("ann")).empty());
   CHECK_FALSE(value_of(replica->load_snapshot("customer-1")).has_value());
   CHECK(value_of(owner->digest_at(3)).digest == value_of(replica->digest_at(3)).digest);
+  CHECK(value_of(replica->forgets()).size() == 1);
   CHECK(value_of(replica->check_chain(cp::no_limit)).first_broken == 0);
 }
 

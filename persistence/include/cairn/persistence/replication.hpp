@@ -58,6 +58,13 @@ struct epoch_info {
   }
 };
 
+/// A forget record of a store's log: which subject was forgotten, where and when.
+struct forget_info {
+  std::string subject;
+  std::uint64_t position = 0; ///< Position of its forget record in the log.
+  std::int64_t timestamp_ns = 0;
+};
+
 /// What truncate_after removed.
 struct truncation {
   std::uint64_t first_removed = 0, last_removed = 0, records = 0;
