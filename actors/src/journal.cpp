@@ -317,6 +317,9 @@ void flush(journal_actor* self) {
     for (const auto& r : *results)
       if (r && !r->duplicate && r->last_position > held.last_position)
         held.last_position = r->last_position;
+  if (results && side_written && !st.batch.forget.empty()) // forget records follow the appends
+    if (auto last = st.store->last_position(); last && *last > held.last_position)
+      held.last_position = *last;
   ++st.batches;
   st.appends += st.batch.appends.size();
   st.batch.appends.clear(); // clear, not reassign: the capacity is reused
@@ -369,6 +372,12 @@ caf::behavior journal(journal_actor* self, persistence::event_store* store, metr
     [=](write_atom, journal_write& w) -> caf::result<journal_written> {
       auto& b = self->state.batch;
       auto& src = w.value;
+      // A forget writes a record to the log: on a standby that would be a
+      // record its owner never wrote, and the owner's forget reaches the
+      // replica through the log anyway.
+      if (!self->state.fenced.empty() && !src.forget.empty())
+        return journal_written{fail(errc::unavailable, "forget on the owner: " + self->state.fenced,
+                                    src.forget.front())};
       std::move(src.kv.begin(), src.kv.end(), std::back_inserter(b.kv));
       std::move(src.dead_letters.begin(), src.dead_letters.end(),
                 std::back_inserter(b.dead_letters));

@@ -86,9 +86,14 @@ void pump(source_actor* self) {
       recs.resize(static_cast<std::size_t>(st.committed - frame->first_position + 1));
     if (recs.empty())
       break;
+    // The data keys count like records (the window bounds what is in
+    // flight). Keys of subjects only in the records cut off above stay:
+    // they are the owner's keys all the same (read_frame).
     std::size_t bytes = 0;
     for (const auto& r : recs)
       bytes += r.size();
+    for (const auto& k : frame->keys)
+      bytes += k.size();
     auto last = frame->first_position + recs.size() - 1;
     st.unacked.push_back({last, bytes});
     st.unacked_bytes += bytes;
@@ -435,6 +440,12 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
           st.pending_bytes += frame.records[i].size();
           st.pending.records.push_back(std::move(frame.records[i]));
         }
+        // A later frame was read later: apply_frame stores the keys in
+        // order, so its key of a subject replaces one merged before.
+        for (auto& k : frame.keys) {
+          st.pending_bytes += k.size();
+          st.pending.keys.push_back(std::move(k));
+        }
         st.expected = frame.last_position() + 1;
         return;
       }
@@ -442,6 +453,8 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
       std::size_t bytes = 0;
       for (const auto& r : frame.records)
         bytes += r.size();
+      for (const auto& k : frame.keys)
+        bytes += k.size();
       apply(self, std::move(frame), bytes);
     },
     [self](replica_atom, caf::node_id& owner) {

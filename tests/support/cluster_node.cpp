@@ -5,6 +5,8 @@
 // every peer, sends R rounds of notes to tally ids 0..N-1, writes the
 // acknowledged ones ("id seq" lines) to --out and prints "driven ok=… failed=…".
 // With --echo PORT it is no node but a CAF peer that echoes every message.
+// With --master-key-file FILE its store encrypts personal data and it serves
+// the customer aggregate of tests/integration/customer.hpp too.
 
 #include <unistd.h>
 
@@ -25,12 +27,13 @@
 
 #include "cairn/actors/gateway.hpp"
 #include "cairn/runtime/runtime.hpp"
+#include "integration/customer.hpp"
 #include "support/tally.hpp"
 
 namespace {
 
 struct args {
-  std::string node, data, out, metrics;
+  std::string node, data, out, metrics, master_key_file;
   std::uint16_t echo = 0;
   std::vector<cairn::cluster_node> nodes;
   std::uint32_t shards = 1024;
@@ -100,6 +103,8 @@ bool parse(int argc, char** argv, args& a) {
       a.sync_timeout_ms = std::stoll(v);
     else if (k == "--wait-peers")
       a.wait_peers = v != "0";
+    else if (k == "--master-key-file")
+      a.master_key_file = v;
     else
       return false;
   }
@@ -289,7 +294,7 @@ int main(int argc, char** argv) {
                          "[--shards N] [--map-version V] [--heartbeat-ms MS] [--timeout-ms MS] "
                          "[--ping-ms MS] [--metrics HOST:PORT] [--drive N --rounds R --out FILE]\n"
                          "       [--standby OWNER=STANDBY] [--replication async|sync] "
-                         "[--sync-timeout-ms MS] [--wait-peers 0|1]\n"
+                         "[--sync-timeout-ms MS] [--wait-peers 0|1] [--master-key-file FILE]\n"
                          "       cairn-test-node --echo PORT\n");
     return 2;
   }
@@ -300,6 +305,7 @@ int main(int argc, char** argv) {
   opts.metrics_address = a.metrics;
   opts.worker_threads = 2;
   opts.request_timeout = std::chrono::seconds{10};
+  opts.store.master_key_file = a.master_key_file;
   // A standby owns no shards: the map spreads them over the others.
   std::vector<cairn::cluster_node> owners;
   for (const auto& n : a.nodes)
@@ -329,6 +335,11 @@ int main(int argc, char** argv) {
     std::printf("error: %s\n", ok.error().to_string().c_str());
     return 1;
   }
+  if (!a.master_key_file.empty())
+    if (auto ok = (*rt)->register_aggregate<crm::customer>(); !ok) {
+      std::printf("error: %s\n", ok.error().to_string().c_str());
+      return 1;
+    }
   std::printf("ready\n");
   std::fflush(stdout);
   int rc = a.drive > 0 ? drive(**rt, a) : 0;
@@ -343,6 +354,11 @@ int main(int argc, char** argv) {
   //   projected    -> "projected total=T dup=D sources=NODE:CONNECTED:POSITION:CHECKPOINT,..."
   //   states N     -> "states sum=S model=M mismatched=K failed=F": tally ids
   //                   0..N-1, their states' counts against the projection's model
+  // With --master-key-file (the customer aggregate, its data subject the id):
+  //   register ID NAME -> "registered ok" or "registered failed <error>"
+  //   name ID      -> "name <NAME>", "name absent" (forgotten) or "name failed <error>"
+  //   forget ID    -> "forget ok" or "forget failed <error>"
+  //   problem      -> "problem <the replication's last problem>" ("problem " when none)
   background_load load;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -416,6 +432,39 @@ int main(int argc, char** argv) {
                   static_cast<unsigned long long>(sum), static_cast<unsigned long long>(model),
                   static_cast<unsigned long long>(mismatched),
                   static_cast<unsigned long long>(failed));
+    } else if (cmd == "problem") {
+      auto st = (*rt)->cluster();
+      std::printf("problem %s\n",
+                  st && !st->replication.empty() ? st->replication.front().problem.c_str() : "");
+    } else if (cmd == "register") {
+      std::string id, name;
+      in >> id >> name;
+      cairn::command_options o;
+      o.subject = id;
+      auto r = (*rt)
+                 ->send<crm::customer>(id,
+                                       crm::register_customer{name, name + "@mail.test", "gold"}, o)
+                 .get();
+      if (r)
+        std::printf("registered ok\n");
+      else
+        std::printf("registered failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "name") {
+      std::string id;
+      in >> id;
+      auto s = (*rt)->state<crm::customer>(id);
+      if (!s)
+        std::printf("name failed %s\n", s.error().to_string().c_str());
+      else
+        std::printf("name %s\n", s->name ? s->name->c_str() : "absent");
+    } else if (cmd == "forget") {
+      std::string id;
+      in >> id;
+      auto r = (*rt)->forget(id);
+      if (r)
+        std::printf("forget ok\n");
+      else
+        std::printf("forget failed %s\n", r.error().to_string().c_str());
     } else if (cmd == "send") {
       std::string id;
       std::uint64_t seq = 0;

@@ -52,16 +52,24 @@ result<log_cut> log_cut_of(const persistence::event_store& store) {
   if (!extent)
     return tl::unexpected(extent.error());
   c.extent = *extent;
-  // The store's own records are no reader's events; retention never removes
-  // them. Epochs begun after the extent was read lie past its last position.
+  // The store's own records (epochs, forgets) are no reader's events;
+  // retention never removes them. Those written after the extent was read
+  // lie past its last position.
   auto epochs = store.epochs();
   if (!epochs)
     return tl::unexpected(epochs.error());
+  auto forgets = store.forgets();
+  if (!forgets)
+    return tl::unexpected(forgets.error());
   std::uint64_t system = 0, system_below = 0;
-  for (const auto& e : *epochs) {
-    system += e.position <= c.extent.last_position ? 1 : 0;
-    system_below += e.position < c.extent.first_position ? 1 : 0;
-  }
+  auto count = [&](std::uint64_t position) {
+    system += position <= c.extent.last_position ? 1 : 0;
+    system_below += position < c.extent.first_position ? 1 : 0;
+  };
+  for (const auto& e : *epochs)
+    count(e.position);
+  for (const auto& f : *forgets)
+    count(f.position);
   c.events = c.extent.records > system ? c.extent.records - system : 0;
   auto below = c.extent.kept_below();
   c.kept_below = below > system_below ? below - system_below : 0;

@@ -112,10 +112,10 @@ int verify_here(const context& ctx, const std::string& dir, const published_opti
   auto check_event = [&](const persistence::recorded_event& ev) {
     note_position(ev.position);
     if (persistence::format::is_system_stream(ev.stream)) {
-      // The store's own records (epochs): checked by their own decoder, not
-      // listed with the user streams below, whose reads refuse their names.
-      if (ev.stream != persistence::format::epoch_stream
-          || !persistence::format::decode_epoch_payload(ev.payload))
+      // The store's own records (epochs, forgets): checked by their own
+      // decoders, not listed with the user streams below, whose reads refuse
+      // their names.
+      if (!persistence::format::is_known_system_record(ev.stream, ev.type, ev.payload))
         out.problem(ev.position, "a system record of " + ev.stream + " that does not decode");
       return;
     }

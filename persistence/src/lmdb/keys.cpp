@@ -137,6 +137,14 @@ result<data_key> lmdb_key_ring::unwrap(std::string_view subject, std::string_vie
   return k;
 }
 
+bool lmdb_key_ring::opens(std::string_view subject, std::string_view value) const {
+  auto k = unwrap(subject, value);
+  if (!k)
+    return false;
+  sodium_memzero(k->key.data(), k->key.size());
+  return true;
+}
+
 result<std::optional<data_key>> lmdb_key_ring::load(std::string_view subject) const {
   auto value = load_(subject);
   if (!value)

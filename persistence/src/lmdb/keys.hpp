@@ -59,6 +59,9 @@ public:
   [[nodiscard]] std::string wrap(std::string_view subject, const data_key& k) const;
   /// The key in a `keys` value; `invalid_argument` when the master key does not open it.
   [[nodiscard]] result<data_key> unwrap(std::string_view subject, std::string_view value) const;
+  /// Whether the master key opens a `keys` value (a replica's check of the
+  /// keys it is sent); the key it opened is wiped.
+  [[nodiscard]] bool opens(std::string_view subject, std::string_view value) const;
 
 private:
   enum class state : std::uint8_t { durable, pending, forgetting };

@@ -35,8 +35,19 @@ constexpr std::size_t save_page = 4096;
 std::string at_position(std::uint64_t p) { return "position " + std::to_string(p); }
 
 /// What a copied record must be besides its checksum and layout: a user
-/// record of a valid stream name and type, or an epoch record that decodes.
+/// record of a valid stream name and type, or an epoch or forget record
+/// that decodes.
 result<void> check_copied(const record_view& r, std::uint64_t p) {
+  if (r.stream == forget_stream) {
+    if (r.type != forget_type)
+      return fail(errc::corrupted, "a forget record of another type", at_position(p));
+    if (auto subject = decode_forget_payload(r.payload); !subject) {
+      auto err = subject.error();
+      err.context = at_position(p);
+      return tl::unexpected(err);
+    }
+    return {};
+  }
   if (is_system_stream(r.stream)) {
     if (r.stream != epoch_stream || r.type != epoch_type)
       return fail(errc::corrupted,
@@ -61,6 +72,21 @@ result<void> check_copied(const record_view& r, std::uint64_t p) {
   if (!is_valid_type_name(r.type))
     return fail(errc::corrupted, "log record has an invalid type name", at_position(p));
   return {};
+}
+
+/// The subject field of a stored record, read from its header alone (the
+/// replica verifies the checksum); empty when the record has none or its
+/// lengths do not fit its size.
+std::string_view record_subject(const unsigned char* rec, std::size_t size) {
+  if (size < record_header_size || rec[63] == 0)
+    return {};
+  std::size_t before = std::size_t{get_le<std::uint16_t>(rec + 10)}
+                       + get_le<std::uint16_t>(rec + 56) + rec[58] + rec[59] + rec[60] + rec[61]
+                       + rec[62];
+  std::size_t n = rec[63];
+  if (before > size - record_header_size || n > size - record_header_size - before)
+    return {};
+  return {reinterpret_cast<const char*>(rec) + record_header_size + before, n};
 }
 
 /// Writes all of `text` to `fd`; false on an error (errno tells).
@@ -124,19 +150,41 @@ result<log_frame> lmdb_store::read_frame(std::uint64_t from, std::size_t max_byt
     put_be64(kb, from);
     MDB_val k{8, kb}, v;
     std::size_t bytes = 0;
+    // The data keys of the records' subjects, from this same snapshot: the
+    // keys table as of the log's end here, which is at or past the frame's
+    // last record (apply_frame says why that converges).
+    std::map<std::string, std::string, std::less<>> keys;
     int rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
     for (; rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
       auto p = get_be64(static_cast<const unsigned char*>(k.mv_data));
       if (p != out.first_position + out.records.size())
         return fail(errc::corrupted, "log record is missing",
                     at_position(out.first_position + out.records.size()));
-      if (!out.records.empty() && bytes + v.mv_size > max_bytes)
+      auto subject = record_subject(static_cast<const unsigned char*>(v.mv_data), v.mv_size);
+      std::size_t added = v.mv_size;
+      std::optional<std::string> key; // the subject's stored key, when new to the frame
+      if (!subject.empty() && has_key_tables_ && keys.find(subject) == keys.end()) {
+        MDB_val sk = val_of(subject), sv;
+        int krc = mdb_get(txn, keys_, &sk, &sv);
+        if (krc != 0 && krc != MDB_NOTFOUND)
+          return tl::unexpected(lmdb_error(krc, "read data key"));
+        if (krc == 0) {
+          key.emplace(view_of(sv));
+          added += subject.size() + key->size();
+        }
+      }
+      if (!out.records.empty() && bytes + added > max_bytes)
         break;
       out.records.emplace_back(static_cast<const char*>(v.mv_data), v.mv_size);
-      bytes += v.mv_size;
+      if (key)
+        keys.emplace(std::string{subject}, std::move(*key));
+      bytes += added;
     }
     if (rc != 0 && rc != MDB_NOTFOUND)
       return tl::unexpected(lmdb_error(rc, "read the log"));
+    out.keys.reserve(keys.size());
+    for (auto& [subject, wrapped] : keys)
+      out.keys.push_back(subject_key{subject, std::move(wrapped)});
     return out;
   });
 }
@@ -171,6 +219,43 @@ result<std::vector<epoch_info>> lmdb_store::epochs() const {
         return tl::unexpected(err);
       }
       out.push_back(epoch_info{e->epoch, pos, std::string{e->node}, rec->timestamp_ns});
+      pos = rec->prev_position;
+    }
+    std::reverse(out.begin(), out.end());
+    return out;
+  });
+}
+
+result<std::vector<forget_info>> lmdb_store::forgets() const {
+  return with_read([&](MDB_txn* txn) -> result<std::vector<forget_info>> {
+    std::vector<forget_info> out;
+    auto head = read_head(txn, forget_stream);
+    if (!head)
+      return tl::unexpected(head.error());
+    if (!*head)
+      return out;
+    // Newest first along the back-pointers, then reversed (as epochs()).
+    for (auto pos = (*head)->last_position; pos != 0;) {
+      unsigned char kb[8];
+      put_be64(kb, pos);
+      MDB_val k{8, kb}, v;
+      if (int rc = mdb_get(txn, log_, &k, &v); rc == MDB_NOTFOUND)
+        break; // older records were removed from the front of the log
+      else if (rc != 0)
+        return tl::unexpected(lmdb_error(rc, "read a forget record"));
+      auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+      if (!rec)
+        return tl::unexpected(rec.error());
+      if (rec->stream != forget_stream || rec->prev_position >= pos)
+        return fail(errc::corrupted, "the chain of forget records leads to another record",
+                    at_position(pos));
+      auto subject = decode_forget_payload(rec->payload);
+      if (!subject) {
+        auto err = subject.error();
+        err.context = at_position(pos);
+        return tl::unexpected(err);
+      }
+      out.push_back(forget_info{std::string{*subject}, pos, rec->timestamp_ns});
       pos = rec->prev_position;
     }
     std::reverse(out.begin(), out.end());
@@ -258,6 +343,33 @@ result<std::uint64_t> lmdb_store::apply_frame(const log_frame& frame) {
       return tl::unexpected(ok.error());
     records.push_back(*rec);
   }
+  // The keys too, and they must open with this store's master key: a
+  // replica that stored keys it cannot open would read every personal field
+  // as absent after a promotion, as if each subject had been forgotten.
+  for (const auto& k : frame.keys) {
+    if (k.subject.empty() || k.subject.size() > max_short_field)
+      return fail(errc::corrupted,
+                  "the frame carries a data key of a subject that is not 1-255 bytes", dir_);
+    if (auto w = decode_wrapped_key(k.subject, k.wrapped); !w) {
+      auto err = w.error();
+      err.context = "the data key of subject " + k.subject + " in the frame";
+      return tl::unexpected(err);
+    }
+    if (!ring_)
+      return fail(
+        errc::invalid_argument,
+        "the owner's log has personal data (the frame carries data keys) but this "
+        "replica has no master key: open the standby with the owner's master key "
+        "(store_options::master_key_file or master_key_env, the node's --master-key-file)",
+        dir_);
+    if (!ring_->opens(k.subject, k.wrapped))
+      return fail(errc::invalid_argument,
+                  "the owner's data keys do not open with this replica's master key (subject "
+                    + k.subject
+                    + "): open the standby with the same master key as its owner, or its personal "
+                      "data reads as forgotten after a promotion",
+                  dir_);
+  }
   if (frame.first_position > last_position_ + 1)
     return fail(errc::invalid_argument,
                 "the frame starts at position " + std::to_string(frame.first_position)
@@ -273,6 +385,24 @@ result<std::uint64_t> lmdb_store::apply_frame(const log_frame& frame) {
 lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
                                                          const std::vector<record_view>& records) {
   using refused = result<std::uint64_t>;
+  // The key ring reads no key of a subject whose key this transaction
+  // deletes or replaces, and afterwards asks the table again (as write.cpp
+  // does around a forget).
+  struct ring_settled {
+    lmdb_key_ring* ring;
+    std::vector<std::string> subjects;
+    ~ring_settled() {
+      if (ring != nullptr)
+        for (const auto& s : subjects)
+          ring->forgotten(s);
+    }
+  } settled{ring_.get(), {}};
+  auto unsettle = [&](std::string_view subject) {
+    if (settled.ring == nullptr)
+      return;
+    settled.ring->forgetting(subject);
+    settled.subjects.emplace_back(subject);
+  };
   std::optional<preallocator::guard> guard; // held for the whole transaction, as in write.cpp
   if (prealloc_)
     guard.emplace(prealloc_.get());
@@ -399,9 +529,50 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
       epoch_now = e->epoch;
       new_epoch = std::pair{e->epoch, p};
     }
+    if (r.stream == forget_stream) { // as the owner's forget: key, subject index, snapshots
+      auto subject = decode_forget_payload(r.payload); // verified before the transaction
+      if (!subject)
+        return refused{tl::unexpected(subject.error())};
+      std::string name{*subject};
+      if (settled.ring != nullptr) // stage_forget tells the ring it is forgetting
+        settled.subjects.push_back(name);
+      if (auto ok = stage_forget(raw, name); !ok)
+        return tl::unexpected(ok.error());
+    }
   }
   if (st.position == last_position_)
     return refused{last_position_}; // nothing new: the transaction aborts
+  // The frame's keys go in after its records, forget records included. Why
+  // this ends with the owner's keys: the keys were read in the owner's read
+  // transaction of the records, at a log end E >= the frame's last position,
+  // and the owner replaces a subject's key only after a forget. A frame
+  // that brings a new record was read after everything the replica holds
+  // (the replica's end < the frame's last <= E), so its keys are never older
+  // than the replica's. For a subject S of the frame:
+  //  - no forget of S after E: the key the frame carries is the owner's
+  //    key for good (until a later forget, whose record a later frame brings
+  //    and which deletes it here too);
+  //  - a forget of S up to E: the frame carries the key made after that
+  //    forget, or none when S has none at E. A forget record in this frame
+  //    deleted the old key above, before this stores the new one; a forget
+  //    record in a later frame deletes what this stores, and the frame that
+  //    holds the record about S that made the new key carries it again.
+  // So the replica never keeps a key the owner had deleted when the frame
+  // was read; it may drop or replace a key a little before the forget
+  // record arrives, never after. A frame that brings nothing new stores no
+  // key (the early return above): a resent old frame cannot bring back a
+  // key a later forget deleted.
+  for (const auto& k : frame.keys) {
+    MDB_val sk = val_of(k.subject), sv;
+    int rc = mdb_get(raw, keys_, &sk, &sv);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+      return lmdb_fail(rc, "read data key");
+    if (rc == 0 && view_of(sv) == k.wrapped)
+      continue;
+    unsettle(k.subject);
+    if (auto ok = put_value(raw, keys_, k.subject, k.wrapped, "write data key"); !ok)
+      return tl::unexpected(ok.error());
+  }
   for (const auto& [key, outcome] : commands)
     if (auto ok = put_value(raw, commands_, key, seal(key, encode_outcome(outcome)),
                             "write command record");

@@ -156,6 +156,7 @@ public:
 
   result<log_frame> read_frame(std::uint64_t from, std::size_t max_bytes) const override;
   result<std::vector<epoch_info>> epochs() const override;
+  result<std::vector<forget_info>> forgets() const override;
   result<std::uint64_t> current_epoch() const override;
   result<std::uint64_t> apply_frame(const log_frame& frame) override;
   result<epoch_info> begin_epoch(std::uint64_t epoch, std::string_view node) override;
@@ -426,6 +427,10 @@ private:
   /// Deletes the subject's data key, the snapshots of its streams and its
   /// subject-index entries.
   lmdb_result<> stage_forget(MDB_txn* txn, const std::string& subject);
+  /// Appends the forget record of `subject` (a system record, "$forget"),
+  /// so the log says when it was forgotten and a standby deletes its key too.
+  lmdb_result<> stage_forget_record(MDB_txn* txn, const std::string& subject, staging& st,
+                                    std::int64_t now);
   /// `invalid_argument` for a subject to forget that is empty or too long.
   result<void> validate_forget(span<std::string> subjects) const;
   /// Streams with events about `subject`, in name order.

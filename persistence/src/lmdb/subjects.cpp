@@ -8,6 +8,9 @@
 
 namespace cairn::persistence::detail {
 
+using format::encode_forget_payload;
+using format::forget_stream;
+using format::forget_type;
 using format::get_be64;
 using format::pair_key;
 using format::seal;
@@ -115,6 +118,27 @@ result<std::vector<std::string>> lmdb_store::subject_streams(std::string_view su
       return tl::unexpected(lmdb_error(rc, "read subject index"));
     return out;
   });
+}
+
+lmdb_result<> lmdb_store::stage_forget_record(MDB_txn* txn, const std::string& subject, staging& st,
+                                              std::int64_t now) {
+  auto head = writer_head(txn, forget_stream, st);
+  if (!head)
+    return tl::unexpected(head.error());
+  // Through the append path, past validate_request (whose stream name check
+  // refuses '$' to every user append), as begin_epoch writes epoch records.
+  append_request req;
+  req.stream = std::string{forget_stream};
+  req.expected = expected_version::exact((*head)->version);
+  auto& ev = req.events.emplace_back();
+  ev.type = std::string{forget_type};
+  ev.payload = encode_forget_payload(subject);
+  auto staged = stage_append(txn, req, st, now);
+  if (!staged)
+    return tl::unexpected(staged.error());
+  if (!*staged) // the writer's own stream at its own version: never refused
+    return lmdb_fail(MDB_CORRUPTED, staged->error());
+  return {};
 }
 
 lmdb_result<> lmdb_store::stage_forget(MDB_txn* txn, const std::string& subject) {

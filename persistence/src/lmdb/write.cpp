@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <exception>
+#include <set>
 
 #include "cairn/model/clock.hpp"
 #include "cairn/persistence/codec.hpp"
@@ -130,6 +131,16 @@ lmdb_result<lmdb_store::append_results> lmdb_store::try_write(const batch_view& 
   auto out = stage_appends(raw, b.appends, st);
   if (!out)
     return out;
+  // One forget record per subject, after the appends (the order stage_forget
+  // below follows too), so the log says it and a standby does it.
+  {
+    std::set<std::string_view> recorded;
+    auto now = wall_now_ns();
+    for (const auto& subject : b.forget)
+      if (recorded.insert(subject).second)
+        if (auto ok = stage_forget_record(raw, subject, st, now); !ok)
+          return tl::unexpected(ok.error());
+  }
   if (auto ok = stage_chain(raw, st); !ok)
     return tl::unexpected(ok.error());
   for (const auto& snap : b.snapshots)

@@ -279,6 +279,11 @@ void epoch_record() {
   write("epoch_record", "header", std::string(1, '\1') + format::encode_epoch_header(7, 4097));
 }
 
+void forget_record() {
+  write("forget_record", "short", format::encode_forget_payload("c-7"));
+  write("forget_record", "longest", format::encode_forget_payload(std::string(255, 's')));
+}
+
 void signed_digest() {
   tools::signed_digest s;
   s.position = 40;
@@ -578,6 +583,7 @@ int main(int argc, char** argv) {
   head_log();
   chain_entry();
   epoch_record();
+  forget_record();
   signed_digest();
   dead_letter_seeds();
   hex();

@@ -164,3 +164,39 @@ TEST_CASE("cairn forget refuses a bad subject and an existing export file is nev
   CHECK(r.code == cairn::tools::exit_usage);
   CHECK(lines_of(file) == std::vector<std::string>{"keep"});
 }
+
+TEST_CASE("after cairn forget the log holds a forget record that verify checks and readers skip",
+          "[integration][cli][forget]") {
+  temp_dir dir, out;
+  {
+    auto store = cairn::persistence::open_store(dir.path(), {});
+    REQUIRE(store);
+    cairn::persistence::append_request req;
+    req.stream = "customer-7";
+    req.meta.subject = "ann";
+    req.events.push_back(cairn::persistence::event_data{"noted", 1, "x", {}, {}});
+    cairn::persistence::write_batch b;
+    b.appends.push_back(std::move(req));
+    REQUIRE((*store)->append_batch(b));
+  }
+  cairn::persistence::event_registry types;
+  auto r = cli(types, {"forget", dir.path(), "ann"});
+  INFO(r.out);
+  REQUIRE(r.code == cairn::tools::exit_ok);
+  {
+    auto store = cairn::persistence::open_store(dir.path(), {});
+    REQUIRE(store);
+    CHECK((*store)->last_position().value() == 2);
+  }
+  r = cli(types, {"verify", dir.path()});
+  INFO(r.out);
+  CHECK(r.code == cairn::tools::exit_ok);
+  CHECK_FALSE(contains(r.out, "problem"));
+  auto file = out.path() + "/all.jsonl";
+  r = cli(types, {"export", dir.path(), file});
+  INFO(r.out);
+  REQUIRE(r.code == cairn::tools::exit_ok);
+  auto lines = lines_of(file);
+  REQUIRE(lines.size() == 2); // the header and the one event
+  CHECK_FALSE(contains(lines[1], "$forget"));
+}

@@ -3,18 +3,22 @@
 // journal are applied together, in one transaction, and acknowledged once
 // (docs/cluster.md#the-protocol).
 
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <caf/all.hpp>
 #include <catch2/catch.hpp>
+#include <cereal/types/string.hpp>
 
 #include "cairn/actors/journal.hpp"
 #include "cairn/actors/messages.hpp"
 #include "cairn/actors/metrics.hpp"
 #include "cairn/actors/replication.hpp"
+#include "cairn/persistence/codec.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "cairn/persistence/personal.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace cairn::actors;
@@ -188,6 +192,111 @@ TEST_CASE("a sink's hello names the replica's last position as the store has it,
     auto h = hello();
     CHECK(h.last_position == 1);
     CHECK(h.digest.size() == 32); // the digest there, for the owner to compare
+    caf::anon_send_exit(sink, caf::exit_reason::kill);
+    sched.run();
+  }
+}
+
+namespace {
+
+struct signed_up {
+  static constexpr const char* type_name = "signed_up";
+  cairn::personal<std::string> email;
+  template <class A> void serialize(A& a) { a(email); }
+};
+
+std::unique_ptr<cp::event_store> open_with_master(const std::string& dir,
+                                                  const std::string& key_file) {
+  cp::store_options o;
+  o.durability = cp::durability::no_sync;
+  o.initial_map_size = std::size_t{16} << 20;
+  o.master_key_file = key_file;
+  auto opened = cp::open_store(dir, o);
+  REQUIRE(opened);
+  return std::move(*opened);
+}
+
+void sign_up(cp::event_store& s, const std::string& email) {
+  cp::append_request req;
+  req.stream = "customer-ann";
+  req.meta.subject = "ann";
+  std::string payload;
+  {
+    cp::personal_scope scope{s.personal_keys(), "ann"};
+    cp::encode_payload(signed_up{email}, payload);
+  }
+  req.events.push_back(cp::event_data{"signed_up", 1, payload, {}, {}});
+  cp::write_batch b;
+  b.appends.push_back(std::move(req));
+  REQUIRE(s.append_batch(b));
+}
+
+std::vector<std::string> emails(const cp::event_store& s) {
+  std::vector<std::string> out;
+  auto events = s.read_stream("customer-ann", 1, cp::no_limit);
+  REQUIRE(events);
+  for (const auto& ev : *events) {
+    cp::personal_scope scope{s.personal_keys(), ev.meta.subject};
+    auto back = cp::decode_payload<signed_up>(ev.payload);
+    REQUIRE(back);
+    out.push_back(back->email.value_or(""));
+  }
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("frames merged while the replica applies one keep their data keys, the later frame's "
+          "winning",
+          "[unit][actors][replication][personal]") {
+  cairn::test::temp_dir key_dir, owner_dir, replica_dir;
+  auto key_file = key_dir.path() + "/master.key";
+  {
+    std::ofstream out{key_file};
+    out << std::string(64, 'c') << '\n';
+  }
+  auto owner = open_with_master(owner_dir.path(), key_file);
+  auto replica = open_with_master(replica_dir.path(), key_file);
+  sign_up(*owner, "first@mail.test");  // 1, under ann's first key
+  sign_up(*owner, "second@mail.test"); // 2
+  auto f1 = owner->read_frame(1, 1);
+  auto f2 = owner->read_frame(2, 1); // carries the first key
+  REQUIRE(f1);
+  REQUIRE(f2);
+  REQUIRE(f2->keys.size() == 1);
+  cp::write_batch forget;
+  forget.forget.push_back("ann");
+  REQUIRE(owner->append_batch(forget)); // 3, the forget record
+  sign_up(*owner, "new@mail.test");     // 4, under a new key
+  auto f3 = owner->read_frame(3, std::size_t{1} << 20);
+  REQUIRE(f3);
+  REQUIRE(f3->records.size() == 2);
+  REQUIRE(f3->keys.size() == 1);
+  REQUIRE(f3->keys[0].wrapped != f2->keys[0].wrapped);
+
+  journal_node node{*replica};
+  auto& sys = node.sys;
+  auto& sched = *node.sched;
+  {
+    caf::scoped_actor gateway{*sys};
+    caf::scoped_actor source{*sys};
+    auto sc = standby_s(gateway, replica_dir.path());
+    auto sink = spawn_replication_sink(*sys, *replica, node.journal, sc, placement::scheduled);
+    sched.run();
+    gateway->send(sink, replica_atom::value, sys->node());
+    sched.run();
+    // f1 goes to the journal; f2 and f3 are merged behind it, both keys of
+    // ann with them, f3's last.
+    source->send(sink, frame_atom::value, std::uint64_t{0}, std::move(*f1));
+    source->send(sink, frame_atom::value, std::uint64_t{0}, std::move(*f2));
+    source->send(sink, frame_atom::value, std::uint64_t{0}, std::move(*f3));
+    sched.run();
+    std::vector<std::uint64_t> acks;
+    while (!source->mailbox().empty())
+      source->receive([&](ack_atom, std::uint64_t position) { acks.push_back(position); });
+    CHECK(acks == std::vector<std::uint64_t>{1, 4});
+    CHECK(emails(*replica) == std::vector<std::string>{"", "", "new@mail.test"});
+    CHECK(emails(*owner) == emails(*replica));
     caf::anon_send_exit(sink, caf::exit_reason::kill);
     sched.run();
   }

@@ -98,3 +98,32 @@ TEST_CASE("the header's epoch is sealed under its key", "[unit][replication][for
   CHECK(fmt::is_system_stream("$epoch"));
   CHECK_FALSE(fmt::is_system_stream("acct-1"));
 }
+
+TEST_CASE("a forget record's payload names one subject of 1-255 bytes",
+          "[unit][replication][format][forget]") {
+  auto bytes = fmt::encode_forget_payload("c-7");
+  CHECK(bytes == std::string{"\x01\x03"} + "c-7");
+  auto subject = fmt::decode_forget_payload(bytes);
+  REQUIRE(subject);
+  CHECK(*subject == "c-7");
+  auto longest = std::string(255, 's');
+  CHECK(fmt::decode_forget_payload(fmt::encode_forget_payload(longest)).value() == longest);
+  auto refused = [](std::string b) {
+    auto r = fmt::decode_forget_payload(b);
+    return !r && r.error().code == errc::corrupted;
+  };
+  CHECK(refused(""));
+  CHECK(refused("\x01"));
+  CHECK(refused(std::string{"\x02\x03"} + "c-7")); // unknown layout
+  CHECK(refused(std::string{"\x01\x00", 2}));      // no subject
+  CHECK(refused(std::string{"\x01\x04"} + "c-7")); // shorter than it says
+  CHECK(refused(bytes + "x"));                     // longer
+  CHECK(fmt::is_system_stream(fmt::forget_stream));
+  CHECK(fmt::is_system_type(fmt::forget_type));
+  CHECK(fmt::is_known_system_record(fmt::forget_stream, fmt::forget_type, bytes));
+  CHECK_FALSE(fmt::is_known_system_record(fmt::forget_stream, fmt::forget_type, "\x01"));
+  CHECK_FALSE(fmt::is_known_system_record(fmt::forget_stream, fmt::epoch_type, bytes));
+  CHECK_FALSE(fmt::is_known_system_record("$other", fmt::forget_type, bytes));
+  CHECK(fmt::is_known_system_record(fmt::epoch_stream, fmt::epoch_type,
+                                    fmt::encode_epoch_payload(fmt::epoch_payload{1, 0, "a"})));
+}

@@ -37,8 +37,12 @@
 
 namespace cairn::persistence {
 
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, subject_key& x) {
+  return f(caf::meta::type_name("cairn.subject_key"), x.subject, x.wrapped);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, log_frame& x) {
-  return f(caf::meta::type_name("cairn.log_frame"), x.first_position, x.records);
+  return f(caf::meta::type_name("cairn.log_frame"), x.first_position, x.records, x.keys);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, epoch_info& x) {

@@ -337,6 +337,14 @@ public:
     return std::vector<std::string>{};
   }
 
+  /// The store's forget records (a `forget` writes one per subject), oldest
+  /// first: the audit trail of forgetting, and what a reader that counts
+  /// the log's events leaves out besides the epochs. One entry per forget
+  /// record in memory. Any thread.
+  [[nodiscard]] virtual result<std::vector<forget_info>> forgets() const {
+    return std::vector<forget_info>{};
+  }
+
   // -- replication (docs/cluster.md#replica-store) ---------------------------
 
   /// The records from `from_position` on, as stored, read in one short read

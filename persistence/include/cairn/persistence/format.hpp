@@ -808,8 +808,8 @@ inline void to_command(const command_view& c, std::uint64_t sequence, recorded_c
 
 // -- system records and epochs (replication.hpp) ---------------------------------
 // A system record is a log record of a stream whose name starts with '$',
-// which validate_stream_name refuses, so no user append can write one. The
-// only one so far is the epoch record: stream "$epoch", type "$epoch", schema
+// which validate_stream_name refuses, so no user append can write one. There
+// are two kinds. The epoch record: stream "$epoch", type "$epoch", schema
 // version 1, its stream version the count of epoch records so far, no
 // metadata. Its payload:
 //
@@ -822,6 +822,17 @@ inline void to_command(const command_view& c, std::uint64_t sequence, recorded_c
 //
 // The meta entry `epoch` holds the newest epoch (sealed): epoch number
 // (LE64), position of its epoch record (LE64).
+//
+// The forget record (write_batch::forget): stream "$forget", type "$forget",
+// schema version 1, its stream version the count of forget records so far,
+// no metadata (the subject is in the payload, so the subject index never
+// names "$forget"). Written in the transaction that deletes the subject's
+// data key, after that transaction's appends. Its payload:
+//
+//  off size field
+//    0    1 layout (1)
+//    1    1 subject length n (1-255)
+//    2    n the forgotten subject
 
 /// True for the name of a system stream ('$' first).
 [[nodiscard]] inline bool is_system_stream(std::string_view stream) {
@@ -831,8 +842,13 @@ inline void to_command(const command_view& c, std::uint64_t sequence, recorded_c
 /// Stream and type name of epoch records.
 inline constexpr std::string_view epoch_stream = "$epoch";
 inline constexpr std::string_view epoch_type = "$epoch";
+/// Stream and type name of forget records.
+inline constexpr std::string_view forget_stream = "$forget";
+inline constexpr std::string_view forget_type = "$forget";
 /// True for the type of a system record (the store's own, never a registry's).
-[[nodiscard]] inline bool is_system_type(std::string_view type) { return type == epoch_type; }
+[[nodiscard]] inline bool is_system_type(std::string_view type) {
+  return type == epoch_type || type == forget_type;
+}
 /// meta key of the newest epoch.
 inline constexpr std::string_view epoch_key = "epoch";
 inline constexpr std::size_t epoch_payload_header_size = 19;
@@ -883,6 +899,50 @@ struct epoch_payload {
     return bad("has a node name length that does not add up to its size");
   e.node = payload.substr(epoch_payload_header_size);
   return e;
+}
+
+inline constexpr std::size_t forget_payload_header_size = 2;
+/// Longest subject a forget record names (as the records' subject field).
+inline constexpr std::size_t max_forget_subject = 255;
+
+/// The payload of a forget record; the subject must be 1-255 bytes.
+[[nodiscard]] inline std::string encode_forget_payload(std::string_view subject) {
+  std::string out(forget_payload_header_size, '\0');
+  out[0] = 1;
+  out[1] = static_cast<char>(static_cast<unsigned char>(subject.size()));
+  out.append(subject);
+  return out;
+}
+
+/// The subject a forget record's payload names, pointing into `payload`;
+/// `corrupted` when the layout is unknown, the subject is empty, or the sizes
+/// do not add up.
+[[nodiscard]] inline result<std::string_view> decode_forget_payload(std::string_view payload) {
+  auto bad = [](const char* why) {
+    return fail(errc::corrupted, std::string{"forget record "} + why);
+  };
+  if (payload.size() < forget_payload_header_size)
+    return bad("is shorter than its header");
+  auto* p = reinterpret_cast<const unsigned char*>(payload.data());
+  if (p[0] != 1)
+    return bad("has an unknown layout");
+  std::size_t n = p[1];
+  if (n == 0)
+    return bad("names an empty subject");
+  if (forget_payload_header_size + n != payload.size())
+    return bad("has a subject length that does not add up to its size");
+  return payload.substr(forget_payload_header_size);
+}
+
+/// Whether a system record (stream, type and payload) is one this build
+/// knows and its payload decodes: an epoch or a forget record.
+[[nodiscard]] inline bool is_known_system_record(std::string_view stream, std::string_view type,
+                                                 std::string_view payload) {
+  if (stream == epoch_stream)
+    return type == epoch_type && decode_epoch_payload(payload).has_value();
+  if (stream == forget_stream)
+    return type == forget_type && decode_forget_payload(payload).has_value();
+  return false;
 }
 
 /// The body of the meta entry `epoch`: epoch number, position of its record.

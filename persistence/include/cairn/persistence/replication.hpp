@@ -12,6 +12,7 @@
 ///   auto common = common_position(leader_epochs, leader_last, my_epochs, my_last);
 ///   auto cut = me->truncate_after(common, "divergent-tail.jsonl");
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -20,10 +21,25 @@
 
 namespace cairn::persistence {
 
+/// A data subject's data key as the `keys` table stores it: wrapped by the
+/// owner's master key and sealed (docs/storage-format.md#keys).
+struct subject_key {
+  std::string subject;
+  std::string wrapped; ///< The stored value, seal included.
+
+  /// Bytes it adds to a frame (what read_frame counts against its budget).
+  [[nodiscard]] std::size_t size() const { return subject.size() + wrapped.size(); }
+};
+
 /// A run of consecutive records of the global log, as stored (what a standby copies).
 struct log_frame {
   std::uint64_t first_position = 0; ///< Position of records.front().
   std::vector<std::string> records; ///< Each record's stored bytes, in position order.
+  /// The stored data key of every distinct subject of the records that had
+  /// one when the frame was read (in the records' read transaction).
+  /// apply_frame stores them in order after the records: of two entries of
+  /// one subject (frames merged on the standby) the later wins.
+  std::vector<subject_key> keys{}; // {}: frames written as {first, records} stay valid
 
   /// The position of records.back(); first_position - 1 when empty.
   [[nodiscard]] std::uint64_t last_position() const { return first_position + records.size() - 1; }
@@ -40,6 +56,13 @@ struct epoch_info {
     return a.epoch == b.epoch && a.position == b.position && a.node == b.node
            && a.timestamp_ns == b.timestamp_ns;
   }
+};
+
+/// A forget record of a store's log: which subject was forgotten, where and when.
+struct forget_info {
+  std::string subject;
+  std::uint64_t position = 0; ///< Position of its forget record in the log.
+  std::int64_t timestamp_ns = 0;
 };
 
 /// What truncate_after removed.
