@@ -445,7 +445,9 @@ TEST_CASE("the old owner rejoins as the promoted node's standby and cuts its div
   REQUIRE(s2.wait_line("sent", 10s) == "sent ok");
 
   node_process a2;
-  c.start(a2, "A"); // learns epoch 2, steps down, cuts 21..30, follows S
+  // Learns epoch 2, steps down, cuts 21..30, follows S. A longer bound on hearing S than the
+  // tests' 1 s, which a loaded machine can miss, and A would then serve at its old epoch.
+  c.start(a2, "A", {"--timeout-ms", "10000"});
   INFO(a2.output());
   REQUIRE(cairn::test::eventually(
     [&] {
@@ -500,7 +502,7 @@ TEST_CASE("an owner restarted on an empty directory hears its promoted partner b
 
   std::filesystem::remove_all(c.dir.sub("A")); // A's disk is lost; it starts again, empty
   node_process a2;
-  c.start(a2, "A");
+  c.start(a2, "A", {"--timeout-ms", "10000"}); // as above: time to hear S on a loaded machine
   INFO(a2.output());
   REQUIRE(cairn::test::eventually([&] { return status_of(a2).role == "standby"; }, 30s));
   REQUIRE(caught_up(s));
