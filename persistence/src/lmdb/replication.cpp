@@ -239,8 +239,27 @@ lmdb_store::newest_epoch_record(MDB_txn* txn) const {
 result<std::uint64_t> lmdb_store::apply_frame(const log_frame& frame) {
   if (opts_.read_only)
     return fail(errc::invalid_argument, "the store is open read-only", dir_);
-  if (frame.records.empty())
+  // The owner's checkpoints come from another node: checked like its records.
+  if (frame.checkpoints.size() > max_frame_checkpoints)
+    return fail(errc::invalid_argument,
+                "a frame carries at most " + std::to_string(max_frame_checkpoints)
+                  + " checkpoints, this one " + std::to_string(frame.checkpoints.size()),
+                dir_);
+  for (const auto& cp : frame.checkpoints)
+    if (cp.name.empty() || cp.name.size() > max_short_field
+        || is_replicated_checkpoint_name(cp.name))
+      return fail(errc::invalid_argument,
+                  "a frame's checkpoint names are 1-255 bytes and never begin with "
+                    + std::string{replicated_checkpoint_prefix},
+                  cp.name.substr(0, max_short_field));
+  if (frame.records.empty() && frame.checkpoints.empty())
     return last_position_;
+  if (frame.records.empty()) {
+    auto done = replication_write<result<std::uint64_t>>([&]() { return try_apply(frame, {}); });
+    if (!done)
+      return tl::unexpected(done.error());
+    return std::move(*done);
+  }
   if (frame.first_position == 0)
     return fail(errc::invalid_argument, "log positions start at 1", dir_);
   if (frame.records.size() > no_limit - frame.first_position)
@@ -400,8 +419,18 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
       new_epoch = std::pair{e->epoch, p};
     }
   }
-  if (st.position == last_position_)
+  if (st.position == last_position_ && frame.checkpoints.empty())
     return refused{last_position_}; // nothing new: the transaction aborts
+  // The owner's checkpoints, never past what the replica holds with this
+  // frame: the owner read them after the records, and they may be ahead.
+  for (const auto& cp : frame.checkpoints) {
+    auto name = replicated_checkpoint_name(cp.name);
+    if (auto ok = put_value(raw, checkpoints_, name,
+                            seal(name, u64_body(std::min(cp.position, st.position))),
+                            "write a replicated checkpoint");
+        !ok)
+      return tl::unexpected(ok.error());
+  }
   for (const auto& [key, outcome] : commands)
     if (auto ok = put_value(raw, commands_, key, seal(key, encode_outcome(outcome)),
                             "write command record");

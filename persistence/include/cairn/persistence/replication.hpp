@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cairn/persistence/types.hpp"
@@ -24,10 +25,38 @@ namespace cairn::persistence {
 struct log_frame {
   std::uint64_t first_position = 0; ///< Position of records.front().
   std::vector<std::string> records; ///< Each record's stored bytes, in position order.
+  /// The owner's subscriber checkpoints that moved since its previous frame
+  /// (names as on the owner, 1-255 bytes, none with
+  /// replicated_checkpoint_prefix), each at most the frame's last position.
+  /// apply_frame stores them under replicated_checkpoint_name, so a standby
+  /// promoted later resumes the owner's subscribers where they were
+  /// (docs/cluster.md#what-is-copied). May come without records. (Its
+  /// initializer keeps `log_frame{first, records}` free of warnings.)
+  std::vector<checkpoint> checkpoints{};
 
   /// The position of records.back(); first_position - 1 when empty.
   [[nodiscard]] std::uint64_t last_position() const { return first_position + records.size() - 1; }
 };
+
+/// Names a standby gives the checkpoints it copies from its owner: this
+/// prefix and the owner's name. A store refuses it in any other checkpoint
+/// it writes, so the standby's own subscribers' checkpoints never collide.
+inline constexpr std::string_view replicated_checkpoint_prefix = "$owner:";
+
+/// The name under which a standby keeps its owner's checkpoint `name`.
+[[nodiscard]] inline std::string replicated_checkpoint_name(std::string_view name) {
+  std::string out{replicated_checkpoint_prefix};
+  out.append(name);
+  return out;
+}
+
+/// Whether `name` is one of the copies replicated_checkpoint_name makes.
+[[nodiscard]] inline bool is_replicated_checkpoint_name(std::string_view name) noexcept {
+  return name.substr(0, replicated_checkpoint_prefix.size()) == replicated_checkpoint_prefix;
+}
+
+/// Most checkpoints one frame carries; a source sends the rest with the next.
+inline constexpr std::size_t max_frame_checkpoints = 1024;
 
 /// One epoch of a store's log: from which position which node owned it.
 struct epoch_info {
