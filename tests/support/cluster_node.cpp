@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <iostream>
 #include <mutex>
 #include <sstream>
@@ -248,6 +249,29 @@ cairn::result<void> start_projection(cairn::runtime& rt) {
     o);
 }
 
+/// The side-effect subscriber of the tests ("effects"): a plain subscriber
+/// that appends the position of every tally event it handles to `file`, one
+/// line each, flushed at once (its effect, visible to the test process).
+cairn::result<void> start_effects(cairn::runtime& rt, const std::string& file) {
+  std::shared_ptr<std::FILE> out{std::fopen(file.c_str(), "a"), [](std::FILE* f) {
+                                   if (f != nullptr)
+                                     std::fclose(f);
+                                 }};
+  if (!out)
+    return cairn::fail(cairn::errc::invalid_argument, "cannot open the effects file", file);
+  cairn::subscription_options o;
+  o.checkpoint_every = 20;
+  o.checkpoint_interval = std::chrono::milliseconds{50};
+  return rt.subscribe<cairn::test::noted>(
+    "effects", {},
+    [out](const cairn::envelope<cairn::test::noted>& e) -> cairn::result<void> {
+      std::fprintf(out.get(), "%llu\n", static_cast<unsigned long long>(e.position));
+      std::fflush(out.get());
+      return {};
+    },
+    o);
+}
+
 std::uint64_t model_value(cairn::runtime& rt, const std::string& key) {
   auto v = rt.query<std::uint64_t>("tallies", key);
   return v && *v ? **v : 0;
@@ -343,6 +367,10 @@ int main(int argc, char** argv) {
   //   projected    -> "projected total=T dup=D sources=NODE:CONNECTED:POSITION:CHECKPOINT,..."
   //   states N     -> "states sum=S model=M mismatched=K failed=F": tally ids
   //                   0..N-1, their states' counts against the projection's model
+  //   effects FILE -> "effects ok" or "effects failed <error>": starts the plain
+  //                   subscriber "effects", which appends each position it handles to FILE
+  //   subscriber N -> "subscriber state=S checkpoint=C position=P handled=H why=TEXT"
+  //                   or "subscriber failed <error>"
   background_load load;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -387,6 +415,24 @@ int main(int argc, char** argv) {
         std::printf("project ok\n");
       else
         std::printf("project failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "effects") {
+      std::string file;
+      in >> file;
+      auto r = start_effects(**rt, file);
+      if (r)
+        std::printf("effects ok\n");
+      else
+        std::printf("effects failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "subscriber") {
+      std::string name;
+      in >> name;
+      if (auto sub = (*rt)->subscription(name))
+        std::printf("subscriber state=%s checkpoint=%llu position=%llu handled=%llu why=%s\n",
+                    to_string(sub->state), static_cast<unsigned long long>(sub->checkpoint),
+                    static_cast<unsigned long long>(sub->position),
+                    static_cast<unsigned long long>(sub->handled), sub->last_error.c_str());
+      else
+        std::printf("subscriber failed %s\n", sub.error().to_string().c_str());
     } else if (cmd == "projected") {
       std::string sources;
       if (auto sub = (*rt)->subscription("tallies"))
