@@ -240,18 +240,8 @@ result<std::uint64_t> lmdb_store::apply_frame(const log_frame& frame) {
   if (opts_.read_only)
     return fail(errc::invalid_argument, "the store is open read-only", dir_);
   // The owner's checkpoints come from another node: checked like its records.
-  if (frame.checkpoints.size() > max_frame_checkpoints)
-    return fail(errc::invalid_argument,
-                "a frame carries at most " + std::to_string(max_frame_checkpoints)
-                  + " checkpoints, this one " + std::to_string(frame.checkpoints.size()),
-                dir_);
-  for (const auto& cp : frame.checkpoints)
-    if (cp.name.empty() || cp.name.size() > max_short_field
-        || is_replicated_checkpoint_name(cp.name))
-      return fail(errc::invalid_argument,
-                  "a frame's checkpoint names are 1-255 bytes and never begin with "
-                    + std::string{replicated_checkpoint_prefix},
-                  cp.name.substr(0, max_short_field));
+  if (auto ok = check_frame_checkpoints(frame); !ok)
+    return tl::unexpected(ok.error());
   if (frame.records.empty() && frame.checkpoints.empty())
     return last_position_;
   if (frame.records.empty()) {

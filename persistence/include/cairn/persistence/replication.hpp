@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cairn/model/error.hpp"
 #include "cairn/persistence/types.hpp"
 
 namespace cairn::persistence {
@@ -57,6 +58,24 @@ inline constexpr std::string_view replicated_checkpoint_prefix = "$owner:";
 
 /// Most checkpoints one frame carries; a source sends the rest with the next.
 inline constexpr std::size_t max_frame_checkpoints = 1024;
+
+/// Checks the checkpoints of a frame from another node (apply_frame does,
+/// before it writes anything): at most max_frame_checkpoints, names of 1-255
+/// bytes, none beginning with replicated_checkpoint_prefix.
+/// `invalid_argument` naming the first that fails.
+[[nodiscard]] inline result<void> check_frame_checkpoints(const log_frame& frame) {
+  if (frame.checkpoints.size() > max_frame_checkpoints)
+    return fail(errc::invalid_argument,
+                "a frame carries at most " + std::to_string(max_frame_checkpoints)
+                  + " checkpoints, this one " + std::to_string(frame.checkpoints.size()));
+  for (const auto& cp : frame.checkpoints)
+    if (cp.name.empty() || cp.name.size() > 255 || is_replicated_checkpoint_name(cp.name))
+      return fail(errc::invalid_argument,
+                  "a frame's checkpoint names are 1-255 bytes and never begin with "
+                    + std::string{replicated_checkpoint_prefix},
+                  cp.name.substr(0, 255));
+  return {};
+}
 
 /// One epoch of a store's log: from which position which node owned it.
 struct epoch_info {
