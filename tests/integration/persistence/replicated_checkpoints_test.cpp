@@ -112,3 +112,30 @@ TEST_CASE("no checkpoint of a subscriber may be written under the reserved prefi
   REQUIRE(value_of(p.replica->apply_frame(frame)) == 20);
   CHECK(checkpoint_of(*p.replica, cp::replicated_checkpoint_name(longest)) == std::uint64_t{5});
 }
+
+TEST_CASE("retention is held by the further of a checkpoint and its owner's copy, where the "
+          "subscriber resumes",
+          "[integration][replication][checkpoints][retention]") {
+  pair_of_stores p;
+  auto frame = value_of(p.owner->read_frame(1, 1 << 20));
+  frame.checkpoints = {{"mailer", 6}, {"billing", 15}};
+  REQUIRE(value_of(p.replica->apply_frame(frame)) == 20);
+  REQUIRE(p.replica->save_checkpoint({"mailer", 12})); // resumes after 12, not 6
+  REQUIRE(p.replica->save_checkpoint({"audit", 9}));
+  cp::retention_policy policy;
+  auto plan = value_of(p.replica->plan_retention(policy, 0));
+  REQUIRE(plan.limiting_checkpoint);
+  CHECK(*plan.limiting_checkpoint == "audit");
+  CHECK(plan.limiting_position == 9);
+  REQUIRE(p.replica->save_checkpoint({"audit", 19}));
+  plan = value_of(p.replica->plan_retention(policy, 0));
+  REQUIRE(plan.limiting_checkpoint);
+  CHECK(*plan.limiting_checkpoint == "mailer");
+  CHECK(plan.limiting_position == 12);
+  // A copy without a checkpoint of its own holds as itself.
+  REQUIRE(p.replica->save_checkpoint({"mailer", 18}));
+  plan = value_of(p.replica->plan_retention(policy, 0));
+  REQUIRE(plan.limiting_checkpoint);
+  CHECK(*plan.limiting_checkpoint == "$owner:billing");
+  CHECK(plan.limiting_position == 15);
+}
