@@ -21,7 +21,6 @@
 #include <caf/binary_serializer.hpp>
 
 #include "cairn/actors/gateway.hpp"
-#include "cairn/actors/replication.hpp"
 #include "cairn/model/match.hpp"
 #include "cairn/persistence/format.hpp"
 #include "cairn/runtime/cluster.hpp"
@@ -564,15 +563,6 @@ void feed_page_seeds() {
   write("feed_page", "empty", prefix + batch_bytes('\0', page).substr(1));
 }
 
-void frame_checkpoints_seeds() {
-  persistence::log_frame frame;
-  frame.first_position = 21;
-  frame.checkpoints = {{"mailer", 20}, {"tallies@B", 7}};
-  write("frame_checkpoints", "checkpoints-only", batch_bytes('\0', frame).substr(1));
-  frame.records = {std::string(40, 'r')};
-  write("frame_checkpoints", "with-a-record", batch_bytes('\0', frame).substr(1));
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -601,6 +591,5 @@ int main(int argc, char** argv) {
   cluster_status_seeds();
   cluster_batch_seeds();
   feed_page_seeds();
-  frame_checkpoints_seeds();
   return 0;
 }
