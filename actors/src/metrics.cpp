@@ -229,6 +229,9 @@ std::string to_prometheus(const metrics_snapshot& s) {
   per_subscriber("cairn_subscriber_handled_total", "counter",
                  "Events the subscriber handled since it started.",
                  [](const subscriber_metrics& m) { return std::to_string(m.handled); });
+  per_subscriber("cairn_subscriber_held", "gauge",
+                 "1 while the subscriber is held: this node is a standby (docs/cluster.md).",
+                 [](const subscriber_metrics& m) { return m.held ? "1" : "0"; });
   return w.take();
 }
 

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <ctime>
 #include <deque>
+#include <map>
 #include <utility>
 
 #include <caf/all.hpp>
@@ -44,6 +45,8 @@ struct source_state {
   std::deque<in_flight_frame> unacked;
   std::size_t unacked_bytes = 0;
   bool waiting_for_commit = false; ///< Asked the journal for the next commit.
+  /// The checkpoints the sink was sent since it subscribed, as sent.
+  std::map<std::string, std::uint64_t, std::less<>> sent_checkpoints;
   replication_status status;
   std::shared_ptr<spdlog::logger> log = logger(cluster_logger);
   static inline const char* name = "cairn.replication_source";
@@ -62,6 +65,36 @@ void drop_sink(source_actor* self, std::string why) {
   st.unacked_bytes = 0;
   st.status.connected = false;
   st.status.problem = std::move(why);
+}
+
+/// This node's checkpoints that moved since they were last sent, each at
+/// most `upto` (the last position the sink gets with them: a subscriber may
+/// stand past the frame being sent), at most max_frame_checkpoints; marked
+/// as sent. Not the copies this node holds of another owner's checkpoints
+/// (from a time it was a standby itself).
+std::vector<persistence::checkpoint> moved_checkpoints(source_actor* self, std::uint64_t upto) {
+  auto& st = self->state;
+  std::vector<persistence::checkpoint> out;
+  auto all = st.store->list_checkpoints();
+  if (!all) {
+    st.log->warn("reading the checkpoints for standby {} failed: {}", st.cfg.standby,
+                 all.error().to_string());
+    return out;
+  }
+  for (auto& cp : *all) {
+    if (out.size() == persistence::max_frame_checkpoints)
+      break; // the rest go with the next frame
+    if (persistence::is_replicated_checkpoint_name(cp.name) || cp.name.empty()
+        || cp.name.size() > 255)
+      continue;
+    cp.position = std::min(cp.position, upto);
+    auto it = st.sent_checkpoints.find(cp.name);
+    if (it != st.sent_checkpoints.end() && it->second == cp.position)
+      continue;
+    st.sent_checkpoints[cp.name] = cp.position;
+    out.push_back(std::move(cp));
+  }
+  return out;
 }
 
 /// Sends frames while the window has room and the durable log has more.
@@ -100,6 +133,7 @@ void pump(source_actor* self) {
     st.next = last + 1;
     ++st.status.frames;
     st.status.bytes += bytes;
+    frame->checkpoints = moved_checkpoints(self, last);
     self->send(st.sink, frame_atom::value, st.epoch, std::move(*frame));
   }
   // Without a standby too: the log end in the status (and the lag it shows
@@ -159,6 +193,7 @@ void subscribe(source_actor* self, replica_hello& h, caf::actor sink) {
   }
   st.unacked.clear();
   st.unacked_bytes = 0;
+  st.sent_checkpoints.clear(); // a new sink, or one that restarted: all of them again
   st.next = shared + 1;
   st.status.acknowledged = shared;
   st.status.connected = true;
@@ -185,7 +220,22 @@ caf::behavior replication_source(source_actor* self, const persistence::event_st
     if (self->state.sink && dm.source == self->state.sink.address())
       drop_sink(self, "its connection was lost");
   });
+  self->delayed_send(self, init.cfg.checkpoint_interval, tick_atom::value);
   return {
+    [self](tick_atom) {
+      // Subscribers checkpoint after the commits that woke the source: send
+      // what moved since, without records, so a quiet log's standby learns
+      // them too.
+      auto& st = self->state;
+      if (st.sink && !st.status.fenced && st.next > 1) {
+        persistence::log_frame frame;
+        frame.first_position = st.next;
+        frame.checkpoints = moved_checkpoints(self, st.next - 1);
+        if (!frame.checkpoints.empty())
+          self->send(st.sink, frame_atom::value, st.epoch, std::move(frame));
+      }
+      self->delayed_send(self, st.cfg.checkpoint_interval, tick_atom::value);
+    },
     [self](committed_atom, std::uint64_t position) {
       auto& st = self->state;
       st.waiting_for_commit = false;
@@ -356,7 +406,7 @@ void apply(sink_actor* self, persistence::log_frame frame, std::size_t bytes) {
         cur.status.bytes += bytes;
         if (cur.source)
           self->send(cur.source, ack_atom::value, cur.applied);
-        if (!cur.pending.records.empty()) {
+        if (!cur.pending.records.empty() || !cur.pending.checkpoints.empty()) {
           auto next = std::move(cur.pending);
           auto next_bytes = cur.pending_bytes;
           cur.pending = {};
@@ -418,7 +468,7 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
       } else if (sender != st.source.address()) {
         return; // a frame from an earlier subscription's source
       }
-      if (frame.records.empty())
+      if (frame.records.empty() && frame.checkpoints.empty())
         return;
       // A frame may overlap what the replica holds (a resent one after a
       // new hello): applying is idempotent by position. A gap is not.
@@ -427,8 +477,13 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
                             + ", expected " + std::to_string(st.expected));
         return;
       }
-      if (frame.last_position() < st.expected)
-        return;
+      if (frame.last_position() < st.expected) {
+        if (frame.checkpoints.empty())
+          return;
+        frame.records.clear(); // held already: only the owner's checkpoints are new
+        frame.keys.clear();    // and keys of records it holds are stored already
+        frame.first_position = st.expected;
+      }
       st.epoch = std::max(st.epoch, epoch);
       st.status.epoch = st.epoch;
       if (st.applying) {
@@ -446,7 +501,18 @@ caf::behavior replication_sink(sink_actor* self, const persistence::event_store*
           st.pending_bytes += k.size();
           st.pending.keys.push_back(std::move(k));
         }
-        st.expected = frame.last_position() + 1;
+        // A name sent again supersedes its earlier position.
+        for (auto& cp : frame.checkpoints) {
+          auto& mine = st.pending.checkpoints;
+          auto it = std::find_if(mine.begin(), mine.end(), [&](const persistence::checkpoint& x) {
+            return x.name == cp.name;
+          });
+          if (it != mine.end())
+            it->position = cp.position;
+          else if (mine.size() < persistence::max_frame_checkpoints)
+            mine.push_back(std::move(cp));
+        }
+        st.expected = std::max(st.expected, frame.last_position() + 1);
         return;
       }
       st.expected = frame.last_position() + 1;

@@ -16,6 +16,7 @@
 #include "cairn/actors/messages.hpp"
 #include "cairn/model/backoff.hpp"
 #include "cairn/model/clock.hpp"
+#include "cairn/persistence/replication.hpp"
 
 namespace cairn::actors {
 
@@ -47,9 +48,20 @@ using write_callback = std::function<void(const result<void>&)>;
 ///                                 then clears the read model and the checkpoint
 ///   rebuilding -> catching_up     cleared; else back to the phase it left
 ///   all -> stopping               stop_atom: the final checkpoint, then it quits
+///   catching_up, live, backing_off -> held   hold_atom (a plain subscriber on a
+///                                 standby), or from the start
+///   held -> catching_up           unhold_atom: this node serves the log now
 ///
 /// Events are handled in catching_up and live only.
-enum class phase : std::uint8_t { catching_up, live, backing_off, halted, rebuilding, stopping };
+enum class phase : std::uint8_t {
+  catching_up,
+  live,
+  backing_off,
+  halted,
+  rebuilding,
+  stopping,
+  held
+};
 
 /// The write to the journal in flight, if any: at most one at a time.
 enum class writer : std::uint8_t {
@@ -116,6 +128,7 @@ struct subscriber_data {
   phase resume = phase::catching_up;
   /// Numbers the retries scheduled: only the latest ends a backoff.
   std::uint64_t retry_epoch = 0;
+  std::string held_reason; ///< Why it is held, in phase held.
 
   // Messages on their way, each sent once: a pump to ourselves, the
   // checkpoint timer, the journal's notification (it owes us one).
@@ -153,9 +166,13 @@ bool allowed(phase from, phase to) {
     case phase::live:
       return from == phase::catching_up || from == phase::live || from == phase::rebuilding;
     case phase::backing_off:
-    case phase::halted: return from != phase::halted && from != phase::stopping;
-    case phase::rebuilding: return from != phase::rebuilding && from != phase::stopping;
+    case phase::halted:
+      return from != phase::halted && from != phase::stopping && from != phase::held;
+    case phase::rebuilding:
+      return from != phase::rebuilding && from != phase::stopping && from != phase::held;
     case phase::stopping: return from != phase::stopping;
+    case phase::held:
+      return from == phase::catching_up || from == phase::live || from == phase::backing_off;
   }
   return false;
 }
@@ -193,6 +210,7 @@ subscriber_state shown(const subscriber_data& st) {
     case phase::live: return subscriber_state::live;
     case phase::backing_off: return subscriber_state::retrying;
     case phase::halted: return subscriber_state::stopped;
+    case phase::held: return subscriber_state::held;
     default: return subscriber_state::catching_up;
   }
 }
@@ -594,6 +612,8 @@ void resubscribe(subscriber_actor* self, std::size_t index, std::string why) {
     src.problem = std::move(why);
     st.log->warn("{}: the feed of node {}'s log: {}", st.spec.name, src.node, src.problem);
   }
+  if (st.ph == phase::held)
+    return; // released, it says hello
   if (st.gateway)
     say_hello(self, index);
   arm_hello(self);
@@ -759,6 +779,8 @@ subscriber_status status_of(subscriber_actor* self) {
   s.started_at_cut = first.started_at_cut;
   if (s.state == subscriber_state::retrying || s.state == subscriber_state::stopped)
     s.last_error = st.last_error;
+  if (s.state == subscriber_state::held)
+    s.last_error = st.held_reason;
   return s;
 }
 
@@ -865,6 +887,74 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
   maybe_write(self, true);
 }
 
+/// Stops handling events for `why` (this node is a standby): drops what it
+/// read and its feeds, and saves its progress. A projection is never held.
+void hold(subscriber_actor* self, std::string why) {
+  auto& st = self->state;
+  if (st.spec.projection)
+    return;
+  if (st.ph == phase::held) {
+    st.held_reason = std::move(why);
+    return;
+  }
+  if (!allowed(st.ph, phase::held))
+    return; // halted, rebuilding or stopping: it handles nothing anyway
+  enter(self, phase::held);
+  st.held_reason = std::move(why);
+  st.attempts = 0;
+  for (std::size_t i = 0; i < st.sources.size(); ++i) {
+    auto& src = st.sources[i];
+    src.page = {};
+    src.next = 0;
+    src.idle = true;
+    if (!src.local) {
+      resubscribe(self, i, {}); // stops the feed; no hello while held
+      src.problem = st.held_reason;
+    }
+  }
+  st.log->warn("{}: {}; it handles nothing until this node is promoted", st.spec.name,
+               st.held_reason);
+  maybe_write(self, true);
+}
+
+/// Starts a held subscriber again: each source from the further of its own
+/// checkpoint and the owner's replicated one.
+void release(subscriber_actor* self) {
+  auto& st = self->state;
+  if (st.ph != phase::held)
+    return;
+  for (auto& src : st.sources) {
+    auto owners =
+      st.store->load_checkpoint(persistence::replicated_checkpoint_name(src.checkpoint));
+    std::uint64_t theirs = owners && *owners ? **owners : 0;
+    if (!owners)
+      st.log->warn("{}: cannot load the owner's checkpoint {}: {}; starting from its own",
+                   st.spec.name, src.checkpoint, owners.error().to_string());
+    auto mine = src.position;
+    src.position = std::max(mine, theirs);
+    src.received = src.position;
+    src.page = {};
+    src.next = 0;
+    src.idle = false;
+    (void)skip_to_cut(st, src);
+    st.log->info("{}: released, this node serves the log now: starting after position {}{} (its "
+                 "own checkpoint {}, the owner's {}); the owner's events after that are handled "
+                 "again",
+                 st.spec.name, src.position,
+                 src.node.empty() ? std::string{} : " of node " + src.node + "'s log", mine,
+                 owners && *owners ? std::to_string(theirs) : std::string{"none"});
+  }
+  st.held_reason.clear();
+  enter(self, phase::catching_up);
+  for (std::size_t i = 0; i < st.sources.size(); ++i)
+    if (!st.sources[i].local) {
+      st.sources[i].idle = true; // until its feed delivers
+      resubscribe(self, i, "no feed yet");
+    }
+  schedule_pump(self);
+  arm_tick(self);
+}
+
 caf::behavior subscriber(subscriber_actor* self, const persistence::event_store* store,
                          caf::actor journal, subscriber_spec spec, caf::actor gateway) {
   auto& init = self->state;
@@ -922,7 +1012,18 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   for (auto& src : init.sources)
     src.demand_pending = src.local;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
-  if (init.ph != phase::halted)
+  if (!init.spec.held.empty() && init.ph != phase::halted && !init.spec.projection) {
+    enter(self, phase::held);
+    init.held_reason = init.spec.held;
+    for (auto& src : init.sources) {
+      src.idle = true;
+      if (!src.local)
+        src.problem = init.held_reason;
+    }
+    init.log->info("{}: {}; it handles nothing until this node is promoted", init.spec.name,
+                   init.held_reason);
+  }
+  if (init.ph != phase::halted && init.ph != phase::held)
     for (std::size_t i = 0; i < init.sources.size(); ++i)
       if (!init.sources[i].local) {
         init.sources[i].idle = true; // until its feed delivers
@@ -935,8 +1036,9 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
         resubscribe(self, i, "the feed was lost: " + self->system().render(dm.reason));
   });
   schedule_pump(self);
-  // Dead letters an operator marked for replay while the service was down.
-  if (!init.cluster_wide())
+  // Dead letters an operator marked for replay while the service was down
+  // (a held subscriber replays them once released).
+  if (!init.cluster_wide() && init.ph != phase::held)
     if (auto letters = store->list_dead_letters(init.spec.name); letters && !letters->empty())
       if (std::any_of(letters->begin(), letters->end(),
                       [](const dead_letter& dl) { return dl.replay_requested; }))
@@ -969,6 +1071,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       // The hello retry timer: again for each source without a feed.
       auto& st = self->state;
       st.hello_due = false;
+      if (st.ph == phase::held)
+        return;
       bool waiting = false;
       for (std::size_t i = 0; i < st.sources.size(); ++i)
         if (!st.sources[i].local && !st.sources[i].feed) {
@@ -1019,9 +1123,32 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       start_rebuild(self);
       return st.rebuild_promise;
     },
+    [=](hold_atom, std::string& why) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
+      hold(self, std::move(why));
+      return true;
+    },
+    [=](unhold_atom) -> caf::result<bool> {
+      if (!from_here(self))
+        return caf::sec::unexpected_message;
+      bool replay_due = self->state.ph == phase::held && !self->state.cluster_wide();
+      release(self);
+      if (replay_due)
+        if (auto letters = self->state.store->list_dead_letters(self->state.spec.name);
+            letters && std::any_of(letters->begin(), letters->end(), [](const dead_letter& dl) {
+              return dl.replay_requested;
+            }))
+          replay(self, 0, caf::response_promise{}, true);
+      return true;
+    },
     [=](replay_atom, std::uint64_t position) -> caf::result<replay_report> {
       if (!from_here(self))
         return caf::sec::unexpected_message;
+      if (self->state.ph == phase::held)
+        return to_caf_error({errc::unavailable,
+                             self->state.held_reason + ": its handler is not called here",
+                             self->state.spec.name});
       if (self->state.cluster_wide())
         return to_caf_error({errc::invalid_argument,
                              "dead letters of a cluster-wide subscriber cannot be replayed yet",
@@ -1067,6 +1194,7 @@ const char* to_string(subscriber_state s) {
     case subscriber_state::live: return "live";
     case subscriber_state::retrying: return "retrying";
     case subscriber_state::stopped: return "stopped";
+    case subscriber_state::held: return "held";
   }
   return "unknown";
 }
@@ -1127,6 +1255,12 @@ void read_model::reset() {
 result<void> validate_subscriber(const subscriber_spec& spec) {
   if (!persistence::is_valid_type_name(spec.name))
     return fail(errc::invalid_argument, "subscriber names are 1-255 printable bytes without spaces",
+                spec.name);
+  if (persistence::is_replicated_checkpoint_name(spec.name))
+    return fail(errc::invalid_argument,
+                "subscriber names beginning with "
+                  + std::string{persistence::replicated_checkpoint_prefix}
+                  + " are reserved for the checkpoints a standby copies from its owner",
                 spec.name);
   const auto& o = spec.options;
   if (o.checkpoint_every == 0 || o.checkpoint_interval.count() <= 0)

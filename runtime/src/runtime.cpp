@@ -282,6 +282,26 @@ struct runtime::impl {
     return own_pair->owner == opts.cluster->node_id ? own_pair->standby : own_pair->owner;
   }
 
+  /// Why a plain subscriber started now is held: this node serves no log
+  /// of its pair (a standby); empty when it serves. Under role_mutex.
+  std::string held_reason() const {
+    if (own_pair == nullptr || serving_pair)
+      return {};
+    return "held: this node is the standby of " + partner();
+  }
+
+  /// Holds (this node stopped serving) or releases (it serves now) every
+  /// running subscriber; projections ignore it. Under role_mutex, so no
+  /// subscriber starts between the role change and this.
+  void hold_subscribers(bool hold) {
+    std::lock_guard lock{subscribers_mutex};
+    for (const auto& entry : subscribers)
+      if (hold)
+        caf::anon_send(entry.second, actors::hold_atom::value, held_reason());
+      else
+        caf::anon_send(entry.second, actors::unhold_atom::value);
+  }
+
   /// Replicates this node's log to its partner (it serves the pair's shards).
   void start_source() {
     const auto& c = *opts.cluster;
@@ -356,6 +376,7 @@ struct runtime::impl {
       self->request(registry, std::chrono::seconds{5}, actors::passivate_atom::value, live)
         .receive([](bool) {}, [](caf::error&) {});
     start_sink();
+    hold_subscribers(true);
   }
   std::mutex types_mutex; ///< Guards `types`: registration against a peer's replay query.
   std::map<std::string, std::shared_ptr<const actors::aggregate_type>> types;
@@ -961,6 +982,15 @@ result<void> runtime::add_subscriber(const std::string& name, subscription_filte
   if (auto ok = actors::validate_subscriber(spec); !ok)
     return ok;
   commands_started_.store(true); // decoding reads the registry from now on
+  // A plain subscriber on a standby is held until the node is promoted: the
+  // owner's subscriber acts on these events (docs/cluster.md#what-is-copied).
+  // The role stays as it is until the subscriber is in the map.
+  std::unique_lock<std::mutex> role_lock{impl_->role_mutex, std::defer_lock};
+  if (impl_->own_pair != nullptr) {
+    role_lock.lock();
+    if (!projection)
+      spec.held = impl_->held_reason();
+  }
   std::lock_guard lock{impl_->subscribers_mutex};
   if (impl_->stopped.load())
     return fail(errc::unavailable, "the runtime is stopped");
@@ -1170,6 +1200,7 @@ result<std::uint64_t> runtime::promote() {
   im.start_source();
   caf::anon_send(im.gateway, actors::placement_atom::value,
                  actors::placement_msg{im.own_pair->owner, me, epoch});
+  im.hold_subscribers(false); // from the owner's replicated checkpoints
   return epoch;
 }
 
@@ -1237,8 +1268,8 @@ metrics_snapshot runtime::metrics() {
                                               actors::status_atom::value);
     if (!st)
       continue; // stopped meanwhile, or busy in a long handler call
-    s.subscribers.push_back(
-      subscriber_metrics{st->name, st->lag, st->lag_ms, st->dead_letters, st->handled});
+    s.subscribers.push_back(subscriber_metrics{st->name, st->lag, st->lag_ms, st->dead_letters,
+                                               st->handled, st->state == subscription_state::held});
   }
   return s;
 }

@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <iostream>
 #include <mutex>
 #include <sstream>
@@ -253,6 +254,29 @@ cairn::result<void> start_projection(cairn::runtime& rt) {
     o);
 }
 
+/// The side-effect subscriber of the tests ("effects"): a plain subscriber
+/// that appends the position of every tally event it handles to `file`, one
+/// line each, flushed at once (its effect, visible to the test process).
+cairn::result<void> start_effects(cairn::runtime& rt, const std::string& file) {
+  std::shared_ptr<std::FILE> out{std::fopen(file.c_str(), "a"), [](std::FILE* f) {
+                                   if (f != nullptr)
+                                     std::fclose(f);
+                                 }};
+  if (!out)
+    return cairn::fail(cairn::errc::invalid_argument, "cannot open the effects file", file);
+  cairn::subscription_options o;
+  o.checkpoint_every = 20;
+  o.checkpoint_interval = std::chrono::milliseconds{50};
+  return rt.subscribe<cairn::test::noted>(
+    "effects", {},
+    [out](const cairn::envelope<cairn::test::noted>& e) -> cairn::result<void> {
+      std::fprintf(out.get(), "%llu\n", static_cast<unsigned long long>(e.position));
+      std::fflush(out.get());
+      return {};
+    },
+    o);
+}
+
 std::uint64_t model_value(cairn::runtime& rt, const std::string& key) {
   auto v = rt.query<std::uint64_t>("tallies", key);
   return v && *v ? **v : 0;
@@ -359,6 +383,10 @@ int main(int argc, char** argv) {
   //   name ID      -> "name <NAME>", "name absent" (forgotten) or "name failed <error>"
   //   forget ID    -> "forget ok" or "forget failed <error>"
   //   problem      -> "problem <the replication's last problem>" ("problem " when none)
+  //   effects FILE -> "effects ok" or "effects failed <error>": starts the plain
+  //                   subscriber "effects", which appends each position it handles to FILE
+  //   subscriber N -> "subscriber state=S checkpoint=C position=P handled=H why=TEXT"
+  //                   or "subscriber failed <error>"
   background_load load;
   std::string line;
   while (std::getline(std::cin, line)) {
@@ -403,6 +431,24 @@ int main(int argc, char** argv) {
         std::printf("project ok\n");
       else
         std::printf("project failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "effects") {
+      std::string file;
+      in >> file;
+      auto r = start_effects(**rt, file);
+      if (r)
+        std::printf("effects ok\n");
+      else
+        std::printf("effects failed %s\n", r.error().to_string().c_str());
+    } else if (cmd == "subscriber") {
+      std::string name;
+      in >> name;
+      if (auto sub = (*rt)->subscription(name))
+        std::printf("subscriber state=%s checkpoint=%llu position=%llu handled=%llu why=%s\n",
+                    to_string(sub->state), static_cast<unsigned long long>(sub->checkpoint),
+                    static_cast<unsigned long long>(sub->position),
+                    static_cast<unsigned long long>(sub->handled), sub->last_error.c_str());
+      else
+        std::printf("subscriber failed %s\n", sub.error().to_string().c_str());
     } else if (cmd == "projected") {
       std::string sources;
       if (auto sub = (*rt)->subscription("tallies"))

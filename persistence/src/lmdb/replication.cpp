@@ -324,8 +324,17 @@ lmdb_store::newest_epoch_record(MDB_txn* txn) const {
 result<std::uint64_t> lmdb_store::apply_frame(const log_frame& frame) {
   if (opts_.read_only)
     return fail(errc::invalid_argument, "the store is open read-only", dir_);
-  if (frame.records.empty())
+  // The owner's checkpoints come from another node: checked like its records.
+  if (auto ok = check_frame_checkpoints(frame); !ok)
+    return tl::unexpected(ok.error());
+  if (frame.records.empty() && frame.checkpoints.empty())
     return last_position_;
+  if (frame.records.empty()) {
+    auto done = replication_write<result<std::uint64_t>>([&]() { return try_apply(frame, {}); });
+    if (!done)
+      return tl::unexpected(done.error());
+    return std::move(*done);
+  }
   if (frame.first_position == 0)
     return fail(errc::invalid_argument, "log positions start at 1", dir_);
   if (frame.records.size() > no_limit - frame.first_position)
@@ -540,7 +549,7 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
         return tl::unexpected(ok.error());
     }
   }
-  if (st.position == last_position_)
+  if (st.position == last_position_ && frame.checkpoints.empty())
     return refused{last_position_}; // nothing new: the transaction aborts
   // The frame's keys go in after its records, forget records included. Why
   // this ends with the owner's keys: the keys were read in the owner's read
@@ -560,9 +569,12 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
   // So the replica never keeps a key the owner had deleted when the frame
   // was read; it may drop or replace a key a little before the forget
   // record arrives, never after. A frame that brings nothing new stores no
-  // key (the early return above): a resent old frame cannot bring back a
-  // key a later forget deleted.
+  // key (the test below): a resent old frame cannot bring back a key a
+  // later forget deleted.
+  const bool brings_records = st.position != last_position_;
   for (const auto& k : frame.keys) {
+    if (!brings_records)
+      break;
     MDB_val sk = val_of(k.subject), sv;
     int rc = mdb_get(raw, keys_, &sk, &sv);
     if (rc != 0 && rc != MDB_NOTFOUND)
@@ -571,6 +583,16 @@ lmdb_result<result<std::uint64_t>> lmdb_store::try_apply(const log_frame& frame,
       continue;
     unsettle(k.subject);
     if (auto ok = put_value(raw, keys_, k.subject, k.wrapped, "write data key"); !ok)
+      return tl::unexpected(ok.error());
+  }
+  // The owner's checkpoints, never past what the replica holds with this
+  // frame: the owner read them after the records, and they may be ahead.
+  for (const auto& cp : frame.checkpoints) {
+    auto name = replicated_checkpoint_name(cp.name);
+    if (auto ok = put_value(raw, checkpoints_, name,
+                            seal(name, u64_body(std::min(cp.position, st.position))),
+                            "write a replicated checkpoint");
+        !ok)
       return tl::unexpected(ok.error());
   }
   for (const auto& [key, outcome] : commands)

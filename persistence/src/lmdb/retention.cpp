@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <memory>
 #include <set>
 
@@ -129,8 +130,23 @@ result<retention_plan> lmdb_store::plan_retention(const retention_policy& policy
   auto cps = list_checkpoints();
   if (!cps)
     return tl::unexpected(cps.error());
+  // A subscriber resumes after the further of its own checkpoint and the
+  // owner's copy a standby keeps ("$owner:<name>", replication.hpp): only
+  // that one holds events back, so a copy frozen by a promotion does not
+  // hold them forever once the subscriber's own checkpoint passed it.
+  std::map<std::string, checkpoint, std::less<>> resume;
+  for (const auto& cp : *cps) {
+    auto name = is_replicated_checkpoint_name(cp.name)
+                  ? cp.name.substr(replicated_checkpoint_prefix.size())
+                  : cp.name;
+    auto it = resume.find(name);
+    if (it == resume.end())
+      resume.emplace(std::move(name), cp);
+    else if (cp.position > it->second.position)
+      it->second = cp;
+  }
   std::uint64_t limit_pos = no_limit; // every event that goes lies below it
-  for (const auto& cp : *cps)
+  for (const auto& [name, cp] : resume)
     if (cp.position < limit_pos) {
       limit_pos = cp.position;
       plan.limiting_checkpoint = cp.name;

@@ -48,9 +48,15 @@ result<void> lmdb_store::validate_side_tables(const batch_view& b) const {
     if (!is_valid_space_name(key.subscriber))
       return fail(errc::invalid_argument, "subscriber names are 1-255 bytes without a 0 byte",
                   key.subscriber);
-  for (const auto& cp : b.checkpoints)
+  for (const auto& cp : b.checkpoints) {
     if (cp.name.empty() || cp.name.size() > max_short_field)
       return fail(errc::invalid_argument, "checkpoint names are 1-255 bytes", cp.name);
+    if (is_replicated_checkpoint_name(cp.name))
+      return fail(errc::invalid_argument,
+                  "checkpoint names beginning with " + std::string{replicated_checkpoint_prefix}
+                    + " are the owner's checkpoints a standby copies",
+                  cp.name);
+  }
   return validate_snapshots(b.snapshots);
 }
 
@@ -199,7 +205,10 @@ result<std::optional<snapshot>> lmdb_store::load_snapshot(std::string_view strea
 }
 
 result<std::optional<std::uint64_t>> lmdb_store::load_checkpoint(std::string_view name) const {
-  if (name.empty() || name.size() > max_short_field)
+  // A copy of an owner's checkpoint has the prefix on top of its 255 bytes.
+  auto limit = max_short_field
+               + (is_replicated_checkpoint_name(name) ? replicated_checkpoint_prefix.size() : 0);
+  if (name.empty() || name.size() > limit)
     return fail(errc::invalid_argument, "checkpoint names are 1-255 bytes", std::string{name});
   return with_read([&](MDB_txn* txn) -> result<std::optional<std::uint64_t>> {
     MDB_val k = val_of(name), v;

@@ -101,7 +101,7 @@ TEST_CASE("the Prometheus text of a known snapshot is exact", "[unit][metrics]")
   s.live_aggregates = 2;
   s.activation_us = {{10}, {0, 0}, 0, 0};
   s.subscribers.push_back({"audit", 4, 1500, 1, 9});
-  s.subscribers.push_back({"odd\"name\\", 0, 0, 0, 0});
+  s.subscribers.push_back({"odd\"name\\", 0, 0, 0, 0, true});
   const std::string expected = R"(# HELP cairn_commands_total Commands answered, by outcome.
 # TYPE cairn_commands_total counter
 cairn_commands_total{outcome="ok"} 5
@@ -183,6 +183,10 @@ cairn_subscriber_dead_letters{subscriber="odd\"name\\"} 0
 # TYPE cairn_subscriber_handled_total counter
 cairn_subscriber_handled_total{subscriber="audit"} 9
 cairn_subscriber_handled_total{subscriber="odd\"name\\"} 0
+# HELP cairn_subscriber_held 1 while the subscriber is held: this node is a standby (docs/cluster.md).
+# TYPE cairn_subscriber_held gauge
+cairn_subscriber_held{subscriber="audit"} 0
+cairn_subscriber_held{subscriber="odd\"name\\"} 1
 )";
   CHECK(cairn::actors::to_prometheus(s) == expected);
 }

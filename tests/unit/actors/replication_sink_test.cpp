@@ -301,3 +301,56 @@ TEST_CASE("frames merged while the replica applies one keep their data keys, the
     sched.run();
   }
 }
+
+TEST_CASE("the owner's checkpoints in frames merged while one is applied reach the replica, "
+          "the later position of a name winning",
+          "[unit][actors][replication][checkpoints]") {
+  cairn::test::temp_dir owner_dir, replica_dir;
+  auto owner = open_at(owner_dir.path());
+  auto replica = open_at(replica_dir.path());
+  auto all = owner_log(*owner, 20);
+  journal_node node{*replica};
+  auto& sys = node.sys;
+  auto& sched = *node.sched;
+  auto& journal = node.journal;
+  auto owners = [&](const std::string& name) {
+    auto cp = replica->load_checkpoint(cp::replicated_checkpoint_name(name));
+    REQUIRE(cp);
+    return cp->value_or(0);
+  };
+  {
+    caf::scoped_actor gateway{*sys};
+    caf::scoped_actor source{*sys};
+    auto sink = spawn_replication_sink(*sys, *replica, journal,
+                                       standby_s(gateway, replica_dir.path()),
+                                       placement::scheduled);
+    sched.run();
+    gateway->send(sink, replica_atom::value, sys->node());
+    sched.run();
+    auto first = slice(all, 1, 10);
+    first.checkpoints = {{"mailer", 5}};
+    auto second = slice(all, 11, 20);
+    second.checkpoints = {{"mailer", 15}, {"billing", 12}};
+    cp::log_frame only; // checkpoints that moved while no record did
+    only.first_position = 21;
+    only.checkpoints = {{"billing", 18}};
+    auto old = slice(all, 5, 10); // records the replica has: its checkpoint is new
+    old.checkpoints = {{"audit", 9}};
+    for (auto* f : {&first, &second, &only, &old})
+      source->send(sink, frame_atom::value, std::uint64_t{0}, *f);
+    sched.run();
+    CHECK(*replica->last_position() == 20);
+    CHECK(owners("mailer") == 15);
+    CHECK(owners("billing") == 18);
+    CHECK(owners("audit") == 9);
+    CHECK_FALSE(*replica->load_checkpoint("mailer")); // the standby's own: untouched
+    // Alone, with nothing being applied.
+    only.checkpoints = {{"mailer", 20}};
+    source->send(sink, frame_atom::value, std::uint64_t{0}, only);
+    sched.run();
+    CHECK(owners("mailer") == 20);
+    CHECK(*replica->last_position() == 20);
+    caf::anon_send_exit(sink, caf::exit_reason::kill);
+    sched.run();
+  }
+}

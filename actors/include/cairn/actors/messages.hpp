@@ -47,6 +47,11 @@ using tick_atom = caf::atom_constant<caf::atom("cairn_tick")>;
 using touch_atom = caf::atom_constant<caf::atom("cairn_tch")>;
 using failed_atom = caf::atom_constant<caf::atom("cairn_fail")>;
 using live_atom = caf::atom_constant<caf::atom("cairn_live")>;
+/// To a plain subscriber: (hold_atom, why) stops it handling events (this
+/// node no longer serves its log: a standby); (unhold_atom) starts it again
+/// from the owner's replicated checkpoint if that is further (subscriber.hpp).
+using hold_atom = caf::atom_constant<caf::atom("cairn_hold")>;
+using unhold_atom = caf::atom_constant<caf::atom("cairn_rels")>;
 /// To the registry: passivate the live aggregates of these streams (a
 /// forgotten subject's), so they recover from the store. Answers true.
 using passivate_atom = caf::atom_constant<caf::atom("cairn_pasv")>;

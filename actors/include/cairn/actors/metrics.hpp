@@ -115,6 +115,7 @@ struct subscriber_metrics {
   std::int64_t lag_ms = 0;        ///< Age of the oldest event past its position.
   std::uint64_t dead_letters = 0; ///< Stored and not yet written.
   std::uint64_t handled = 0;      ///< Handler calls that succeeded since it started.
+  bool held = false;              ///< Held on a standby until it is promoted.
 };
 
 /// Every metric's value at one moment (see docs/operations.md#metrics).

@@ -41,8 +41,13 @@ template <class Inspector> typename Inspector::result_type inspect(Inspector& f,
   return f(caf::meta::type_name("cairn.subject_key"), x.subject, x.wrapped);
 }
 
+template <class Inspector> typename Inspector::result_type inspect(Inspector& f, checkpoint& x) {
+  return f(caf::meta::type_name("cairn.checkpoint"), x.name, x.position);
+}
+
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, log_frame& x) {
-  return f(caf::meta::type_name("cairn.log_frame"), x.first_position, x.records, x.keys);
+  return f(caf::meta::type_name("cairn.log_frame"), x.first_position, x.records, x.keys,
+           x.checkpoints);
 }
 
 template <class Inspector> typename Inspector::result_type inspect(Inspector& f, epoch_info& x) {
@@ -114,6 +119,9 @@ struct source_config {
   std::string standby; ///< The only node whose hello is accepted.
   std::size_t window = std::size_t{8} << 20;
   std::size_t frame_bytes = std::size_t{256} << 10;
+  /// How often the source looks for checkpoints of this node's subscribers
+  /// that moved while no frame went out, and sends them alone. Default: 100 ms.
+  std::chrono::milliseconds checkpoint_interval{100};
   /// Called on the source's thread when the standby refuses this node's
   /// epoch: another node was promoted; stop serving at once.
   std::function<void(std::uint64_t newer_epoch)> on_fenced;

@@ -20,6 +20,18 @@
 ///   (replay_atom, position)       -> replay_report; dead letters at `position` (0: all)
 ///   (discard_atom, position)      -> std::uint64_t removed; at `position` (0: all)
 ///   (stop_atom)                   -> true after the final checkpoint; then it quits
+///   (hold_atom, why)              -> true; a plain subscriber saves its progress and
+///                                    handles nothing until released (a projection
+///                                    ignores it: it has no side effects)
+///   (unhold_atom)                 -> true; a held subscriber starts again, each source
+///                                    from max(its checkpoint, the owner's replicated
+///                                    one: persistence::replicated_checkpoint_name)
+///
+/// Held, it reads nothing (no store reads, no feeds) and calls no handler:
+/// on a standby, the owner's subscriber of the same name acts on those
+/// events. Released on promotion, it resumes where the owner's was when
+/// the replica last heard of it: the events after that position are
+/// delivered again (at-least-once).
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>

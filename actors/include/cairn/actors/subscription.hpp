@@ -56,8 +56,10 @@ struct subscription_options {
   bool cluster_wide = false;
 };
 
-/// What a subscriber is doing.
-enum class subscriber_state : std::uint8_t { catching_up, live, retrying, stopped };
+/// What a subscriber is doing. `held`: a plain subscriber on a node that
+/// does not serve its log (a standby) reads and handles nothing until the
+/// node is promoted (docs/cluster.md#what-is-copied).
+enum class subscriber_state : std::uint8_t { catching_up, live, retrying, stopped, held };
 
 [[nodiscard]] const char* to_string(subscriber_state s);
 
@@ -87,7 +89,9 @@ struct subscriber_status {
   /// for a new subscriber, the log's start): the first position it read from
   /// instead (docs/audit.md#retention).
   std::uint64_t started_at_cut = 0;
-  std::string last_error; ///< The handler's or the store's, while retrying or stopped.
+  /// The handler's or the store's, while retrying or stopped; why, while
+  /// held ("held: this node is the standby of A").
+  std::string last_error;
   /// A cluster-wide subscriber's sources, this node's log first; empty
   /// otherwise. Then `checkpoint`, `position` and `lag` above are the first
   /// source's, and `lag` the sum of all of them.
@@ -169,6 +173,9 @@ struct subscriber_spec {
   /// map) and this node's id; empty: this node's log, checkpoint `name`.
   std::vector<subscriber_source> sources;
   std::string node_id;
+  /// Non-empty: start held, for this reason ("held: this node is the
+  /// standby of A"); a projection ignores it. Set by the runtime.
+  std::string held;
   /// Bound on each write request to the journal.
   std::chrono::milliseconds request_timeout{std::chrono::seconds{60}};
 };

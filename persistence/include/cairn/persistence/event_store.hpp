@@ -374,8 +374,14 @@ public:
   /// `invalid_argument` naming both positions for a gap (first_position past
   /// last + 1). `corrupted` when a record's stream version is not its
   /// stream's head + 1 or its previous position not the stream's head. An
-  /// epoch record moves the store header's epoch too. Durable as an append
-  /// under the store's options. Returns the new last position. Writer thread.
+  /// epoch record moves the store header's epoch too. The frame's
+  /// checkpoints (the owner's) are written in the same transaction under
+  /// replicated_checkpoint_name, each at most the new last position; a frame
+  /// may carry only those. `invalid_argument` for more than
+  /// max_frame_checkpoints of them, or a name that is empty, longer than 255
+  /// bytes or begins with replicated_checkpoint_prefix (nothing is written).
+  /// Durable as an append under the store's options. Returns the new last
+  /// position. Writer thread.
   [[nodiscard]] virtual result<std::uint64_t> apply_frame(const log_frame& frame) = 0;
 
   /// Begins epoch `epoch`, owned by `node` (1-255 bytes): appends an epoch

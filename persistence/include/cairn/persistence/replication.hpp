@@ -15,8 +15,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "cairn/model/error.hpp"
 #include "cairn/persistence/types.hpp"
 
 namespace cairn::persistence {
@@ -40,10 +42,56 @@ struct log_frame {
   /// apply_frame stores them in order after the records: of two entries of
   /// one subject (frames merged on the standby) the later wins.
   std::vector<subject_key> keys{}; // {}: frames written as {first, records} stay valid
+  /// The owner's subscriber checkpoints that moved since its previous frame
+  /// (names as on the owner, 1-255 bytes, none with
+  /// replicated_checkpoint_prefix), each at most the frame's last position.
+  /// apply_frame stores them under replicated_checkpoint_name, so a standby
+  /// promoted later resumes the owner's subscribers where they were
+  /// (docs/cluster.md#what-is-copied). May come without records. (Its
+  /// initializer keeps `log_frame{first, records}` free of warnings.)
+  std::vector<checkpoint> checkpoints{};
 
   /// The position of records.back(); first_position - 1 when empty.
   [[nodiscard]] std::uint64_t last_position() const { return first_position + records.size() - 1; }
 };
+
+/// Names a standby gives the checkpoints it copies from its owner: this
+/// prefix and the owner's name. A store refuses it in any other checkpoint
+/// it writes, so the standby's own subscribers' checkpoints never collide.
+inline constexpr std::string_view replicated_checkpoint_prefix = "$owner:";
+
+/// The name under which a standby keeps its owner's checkpoint `name`.
+[[nodiscard]] inline std::string replicated_checkpoint_name(std::string_view name) {
+  std::string out{replicated_checkpoint_prefix};
+  out.append(name);
+  return out;
+}
+
+/// Whether `name` is one of the copies replicated_checkpoint_name makes.
+[[nodiscard]] inline bool is_replicated_checkpoint_name(std::string_view name) noexcept {
+  return name.substr(0, replicated_checkpoint_prefix.size()) == replicated_checkpoint_prefix;
+}
+
+/// Most checkpoints one frame carries; a source sends the rest with the next.
+inline constexpr std::size_t max_frame_checkpoints = 1024;
+
+/// Checks the checkpoints of a frame from another node (apply_frame does,
+/// before it writes anything): at most max_frame_checkpoints, names of 1-255
+/// bytes, none beginning with replicated_checkpoint_prefix.
+/// `invalid_argument` naming the first that fails.
+[[nodiscard]] inline result<void> check_frame_checkpoints(const log_frame& frame) {
+  if (frame.checkpoints.size() > max_frame_checkpoints)
+    return fail(errc::invalid_argument,
+                "a frame carries at most " + std::to_string(max_frame_checkpoints)
+                  + " checkpoints, this one " + std::to_string(frame.checkpoints.size()));
+  for (const auto& cp : frame.checkpoints)
+    if (cp.name.empty() || cp.name.size() > 255 || is_replicated_checkpoint_name(cp.name))
+      return fail(errc::invalid_argument,
+                  "a frame's checkpoint names are 1-255 bytes and never begin with "
+                    + std::string{replicated_checkpoint_prefix},
+                  cp.name.substr(0, 255));
+  return {};
+}
 
 /// One epoch of a store's log: from which position which node owned it.
 struct epoch_info {

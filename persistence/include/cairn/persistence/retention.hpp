@@ -119,7 +119,9 @@ struct retention_plan {
   std::vector<retention_category> categories; ///< One per rule, in rule order.
   std::vector<retention_held_stream> held;    ///< Streams held back, by name.
   /// The checkpoint with the least position, which bounds what may go (every
-  /// event that goes lies below it); nullopt when the store has none.
+  /// event that goes lies below it); nullopt when the store has none. Of a
+  /// checkpoint and its owner's copy on a standby ("$owner:<name>",
+  /// replication.hpp) only the further counts: a subscriber resumes there.
   std::optional<std::string> limiting_checkpoint;
   std::uint64_t limiting_position = 0; ///< Its position.
 };
