@@ -6,6 +6,7 @@
 #include "cairn/actors/scheduler.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -49,8 +50,12 @@ namespace {
 ///
 /// An idle worker waits on its condition variable in the moderate phase
 /// too (CAF sleeps there for a fixed 50 µs), so that a job from outside
-/// wakes it at once instead of after the rest of its sleep. The figures:
-/// docs/decisions/scheduler-shared-queue.md and scheduler-idle-wait.md.
+/// wakes it at once instead of after the rest of its sleep. Its wait there
+/// lasts up to 1 ms, not CAF's 50 µs: a timeout only serves to steal, and
+/// at 50 µs every idle worker woke 20 000 times a second, which on a
+/// machine with several nodes' workers took the cores from the ones with
+/// work. The figures: docs/decisions/scheduler-shared-queue.md and
+/// scheduler-idle-wait.md.
 class stealing : public caf::policy::work_stealing {
 public:
   using base = caf::policy::work_stealing;
@@ -361,6 +366,7 @@ private:
 } // namespace
 
 void use_work_stealing_scheduler(caf::actor_system_config& cfg) {
+  cfg.set("work-stealing.moderate-sleep-duration", caf::timespan{std::chrono::milliseconds{1}});
   cfg.module_factories.push_back([](caf::actor_system& sys) -> caf::actor_system::module* {
     return new coordinator<stealing>(sys);
   });
