@@ -189,38 +189,52 @@ result<log_frame> lmdb_store::read_frame(std::uint64_t from, std::size_t max_byt
   });
 }
 
+result<void> lmdb_store::walk_system_records(
+  MDB_txn* txn, std::string_view stream,
+  const std::function<result<void>(const format::record_view&, std::uint64_t)>& each) const {
+  auto head = read_head(txn, stream);
+  if (!head)
+    return tl::unexpected(head.error());
+  if (!*head)
+    return {};
+  for (auto pos = (*head)->last_position; pos != 0;) {
+    unsigned char kb[8];
+    put_be64(kb, pos);
+    MDB_val k{8, kb}, v;
+    if (int rc = mdb_get(txn, log_, &k, &v); rc == MDB_NOTFOUND)
+      break; // older records were removed from the front of the log
+    else if (rc != 0)
+      return tl::unexpected(lmdb_error(rc, "read a " + std::string{stream} + " record"));
+    auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
+    if (!rec)
+      return tl::unexpected(rec.error());
+    if (rec->stream != stream || rec->prev_position >= pos)
+      return fail(errc::corrupted,
+                  "the chain of " + std::string{stream} + " records leads to another record",
+                  at_position(pos));
+    if (auto ok = each(*rec, pos); !ok) {
+      auto err = ok.error();
+      err.context = at_position(pos);
+      return tl::unexpected(err);
+    }
+    pos = rec->prev_position;
+  }
+  return {};
+}
+
 result<std::vector<epoch_info>> lmdb_store::epochs() const {
   return with_read([&](MDB_txn* txn) -> result<std::vector<epoch_info>> {
     std::vector<epoch_info> out;
-    auto head = read_head(txn, epoch_stream);
-    if (!head)
-      return tl::unexpected(head.error());
-    if (!*head)
-      return out;
-    // Newest first along the back-pointers, then reversed.
-    for (auto pos = (*head)->last_position; pos != 0;) {
-      unsigned char kb[8];
-      put_be64(kb, pos);
-      MDB_val k{8, kb}, v;
-      if (int rc = mdb_get(txn, log_, &k, &v); rc == MDB_NOTFOUND)
-        break; // older epoch records were removed from the front of the log
-      else if (rc != 0)
-        return tl::unexpected(lmdb_error(rc, "read an epoch record"));
-      auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
-      if (!rec)
-        return tl::unexpected(rec.error());
-      if (rec->stream != epoch_stream || rec->prev_position >= pos)
-        return fail(errc::corrupted, "the chain of epoch records leads to another record",
-                    at_position(pos));
-      auto e = decode_epoch_payload(rec->payload);
-      if (!e) {
-        auto err = e.error();
-        err.context = at_position(pos);
-        return tl::unexpected(err);
-      }
-      out.push_back(epoch_info{e->epoch, pos, std::string{e->node}, rec->timestamp_ns});
-      pos = rec->prev_position;
-    }
+    auto walked = walk_system_records(
+      txn, epoch_stream, [&](const format::record_view& rec, std::uint64_t pos) -> result<void> {
+        auto e = decode_epoch_payload(rec.payload);
+        if (!e)
+          return tl::unexpected(e.error());
+        out.push_back(epoch_info{e->epoch, pos, std::string{e->node}, rec.timestamp_ns});
+        return {};
+      });
+    if (!walked)
+      return tl::unexpected(walked.error());
     std::reverse(out.begin(), out.end());
     return out;
   });
@@ -229,35 +243,16 @@ result<std::vector<epoch_info>> lmdb_store::epochs() const {
 result<std::vector<forget_info>> lmdb_store::forgets() const {
   return with_read([&](MDB_txn* txn) -> result<std::vector<forget_info>> {
     std::vector<forget_info> out;
-    auto head = read_head(txn, forget_stream);
-    if (!head)
-      return tl::unexpected(head.error());
-    if (!*head)
-      return out;
-    // Newest first along the back-pointers, then reversed (as epochs()).
-    for (auto pos = (*head)->last_position; pos != 0;) {
-      unsigned char kb[8];
-      put_be64(kb, pos);
-      MDB_val k{8, kb}, v;
-      if (int rc = mdb_get(txn, log_, &k, &v); rc == MDB_NOTFOUND)
-        break; // older records were removed from the front of the log
-      else if (rc != 0)
-        return tl::unexpected(lmdb_error(rc, "read a forget record"));
-      auto rec = decode_record(static_cast<const unsigned char*>(v.mv_data), v.mv_size, pos);
-      if (!rec)
-        return tl::unexpected(rec.error());
-      if (rec->stream != forget_stream || rec->prev_position >= pos)
-        return fail(errc::corrupted, "the chain of forget records leads to another record",
-                    at_position(pos));
-      auto subject = decode_forget_payload(rec->payload);
-      if (!subject) {
-        auto err = subject.error();
-        err.context = at_position(pos);
-        return tl::unexpected(err);
-      }
-      out.push_back(forget_info{std::string{*subject}, pos, rec->timestamp_ns});
-      pos = rec->prev_position;
-    }
+    auto walked = walk_system_records(
+      txn, forget_stream, [&](const format::record_view& rec, std::uint64_t pos) -> result<void> {
+        auto subject = decode_forget_payload(rec.payload);
+        if (!subject)
+          return tl::unexpected(subject.error());
+        out.push_back(forget_info{std::string{*subject}, pos, rec.timestamp_ns});
+        return {};
+      });
+    if (!walked)
+      return tl::unexpected(walked.error());
     std::reverse(out.begin(), out.end());
     return out;
   });

@@ -332,6 +332,11 @@ private:
   result<std::optional<head_state>> read_head(MDB_txn* txn, std::string_view stream,
                                               bool writer = false) const;
   result<std::optional<std::uint64_t>> stream_number(MDB_txn* txn, std::string_view stream) const;
+  /// Calls `each` with the records of system stream `stream`, newest first
+  /// along their back-pointers, up to where retention removed the older ones.
+  result<void> walk_system_records(
+    MDB_txn* txn, std::string_view stream,
+    const std::function<result<void>(const format::record_view&, std::uint64_t)>& each) const;
   /// The position of the last event of stream `no` (never 0).
   result<std::uint64_t> head_position(MDB_txn* txn, std::string_view stream, std::uint64_t no,
                                       bool writer) const;
