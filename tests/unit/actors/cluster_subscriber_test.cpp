@@ -19,6 +19,7 @@
 #include "cairn/actors/metrics.hpp"
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "support/journal_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
@@ -50,40 +51,13 @@ feed_page page_of(std::uint64_t after, std::uint64_t next, std::vector<feed_even
   return p;
 }
 
-struct fixture {
-  cairn::test::temp_dir dir;
-  std::unique_ptr<cp::event_store> store;
-  metrics m;
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  caf::actor journal;
+struct fixture : cairn::test::journal_fixture {
   caf::actor sub;
-
-  fixture() {
-    cp::store_options o;
-    o.durability = cp::durability::no_sync;
-    o.initial_map_size = std::size_t{16} << 20;
-    auto opened = cp::open_store(dir.path(), o);
-    REQUIRE(opened);
-    store = std::move(*opened);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-    journal = spawn_journal(*sys, *store, m, placement::scheduled);
-    sched->run();
-  }
 
   ~fixture() {
     if (sub)
-      caf::anon_send_exit(sub, caf::exit_reason::kill);
-    caf::anon_send_exit(journal, caf::exit_reason::kill);
-    sched->run();
-    sys.reset();
+      caf::anon_send_exit(sub, caf::exit_reason::kill); // the journal's goes next
   }
-
-  fixture(const fixture&) = delete;
-  fixture& operator=(const fixture&) = delete;
 
   void append_through_journal(std::size_t n) {
     journal_append ja;

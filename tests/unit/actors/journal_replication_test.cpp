@@ -15,6 +15,7 @@
 #include "cairn/actors/metrics.hpp"
 #include "cairn/actors/replication.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "support/journal_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
@@ -24,40 +25,8 @@ namespace cp = cairn::persistence;
 
 namespace {
 
-struct fixture {
-  cairn::test::temp_dir dir;
-  std::unique_ptr<cp::event_store> store;
-  metrics m;
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  caf::actor journal;
-  std::unique_ptr<caf::scoped_actor> client;
-
-  fixture() {
-    cp::store_options o;
-    o.durability = cp::durability::no_sync;
-    o.initial_map_size = std::size_t{16} << 20;
-    auto opened = cp::open_store(dir.path(), o);
-    REQUIRE(opened);
-    store = std::move(*opened);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-    journal = spawn_journal(*sys, *store, m, placement::scheduled);
-    client = std::make_unique<caf::scoped_actor>(*sys);
-    sched->run();
-  }
-
-  ~fixture() {
-    caf::anon_send_exit(journal, caf::exit_reason::kill);
-    sched->run();
-    client.reset();
-    sys.reset();
-  }
-
-  fixture(const fixture&) = delete;
-  fixture& operator=(const fixture&) = delete;
+struct fixture : cairn::test::journal_fixture {
+  std::unique_ptr<caf::scoped_actor> client = std::make_unique<caf::scoped_actor>(*sys);
 
   /// Sends one append of one event to stream `stream` and runs the journal.
   void append(const std::string& stream) {

@@ -17,6 +17,7 @@
 #include "cairn/actors/metrics.hpp"
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/persistence/event_store.hpp"
+#include "support/journal_fixture.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
@@ -26,41 +27,7 @@ namespace cp = cairn::persistence;
 
 namespace {
 
-struct fixture {
-  cairn::test::temp_dir dir;
-  std::unique_ptr<cp::event_store> store;
-  metrics m; // outlives the actor system
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::scheduler::test_coordinator* sched = nullptr;
-  caf::actor journal;
-  std::vector<caf::actor> subscribers;
-
-  fixture() {
-    cp::store_options o;
-    o.durability = cp::durability::no_sync;
-    o.initial_map_size = std::size_t{16} << 20;
-    auto opened = cp::open_store(dir.path(), o);
-    REQUIRE(opened);
-    store = std::move(*opened);
-    cfg.set("scheduler.policy", caf::atom("testing"));
-    sys = std::make_unique<caf::actor_system>(cfg);
-    sched = &dynamic_cast<caf::scheduler::test_coordinator&>(sys->scheduler());
-    journal = spawn_journal(*sys, *store, m, placement::scheduled);
-    sched->run();
-  }
-
-  ~fixture() {
-    for (auto& s : subscribers)
-      caf::anon_send_exit(s, caf::exit_reason::kill);
-    caf::anon_send_exit(journal, caf::exit_reason::kill);
-    sched->run();
-    sys.reset(); // before the store it reads
-  }
-
-  fixture(const fixture&) = delete;
-  fixture& operator=(const fixture&) = delete;
-
+struct fixture : cairn::test::journal_fixture {
   /// Appends `n` events to stream "s-1" straight into the store.
   void append(std::size_t n) {
     cp::append_request req;
