@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include "cairn/actors/journal.hpp"
+#include "cairn/actors/messages.hpp"
 #include "cairn/actors/metrics.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "support/temp_dir.hpp"
@@ -48,6 +49,26 @@ struct journal_fixture {
     caf::anon_send_exit(journal, caf::exit_reason::kill);
     sched->run();
     sys.reset(); // before the store it reads
+  }
+
+  /// Appends `n` events to stream "s-1" through the journal, as aggregates
+  /// do (it wakes the subscribers), and requires that they were stored.
+  void append_through_journal(std::size_t n) {
+    actors::journal_append ja;
+    persistence::append_request req;
+    req.stream = "s-1";
+    for (std::size_t i = 0; i < n; ++i)
+      req.events.push_back(persistence::event_data{"happened", 1, "payload", {}, {}});
+    ja.requests.push_back(std::move(req));
+    caf::scoped_actor self{*sys};
+    auto h = self->request(journal, caf::infinite, actors::append_atom::value, std::move(ja));
+    sched->run();
+    REQUIRE_FALSE(self->mailbox().empty());
+    bool ok = false;
+    h.receive(
+      [&](actors::journal_result& r) { ok = r.values.size() == 1 && r.values[0].has_value(); },
+      [&](caf::error&) {});
+    REQUIRE(ok);
   }
 
   journal_fixture(const journal_fixture&) = delete;

@@ -59,18 +59,6 @@ struct fixture : cairn::test::journal_fixture {
       caf::anon_send_exit(sub, caf::exit_reason::kill); // the journal's goes next
   }
 
-  void append_through_journal(std::size_t n) {
-    journal_append ja;
-    cp::append_request req;
-    req.stream = "s-1";
-    for (std::size_t i = 0; i < n; ++i)
-      req.events.push_back(cp::event_data{"happened", 1, "payload", {}, {}});
-    ja.requests.push_back(std::move(req));
-    caf::scoped_actor self{*sys};
-    self->request(journal, caf::infinite, append_atom::value, std::move(ja));
-    sched->run();
-  }
-
   /// A projection over this node's log ("A") and node B's, counting events
   /// per stream in its read model.
   void spawn(const caf::actor& gateway) {

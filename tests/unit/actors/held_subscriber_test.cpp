@@ -31,25 +31,6 @@ namespace {
 const std::string why = "held: this node is the standby of A";
 
 struct fixture : cairn::test::journal_fixture {
-  /// Appends `n` events through the journal, as aggregates do (it wakes
-  /// the subscribers).
-  void append(std::size_t n) {
-    journal_append ja;
-    cp::append_request req;
-    req.stream = "s-1";
-    for (std::size_t i = 0; i < n; ++i)
-      req.events.push_back(cp::event_data{"happened", 1, "payload", {}, {}});
-    ja.requests.push_back(std::move(req));
-    caf::scoped_actor self{*sys};
-    auto h = self->request(journal, caf::infinite, append_atom::value, std::move(ja));
-    sched->run();
-    REQUIRE_FALSE(self->mailbox().empty());
-    bool ok = false;
-    h.receive([&](journal_result& r) { ok = r.values.size() == 1 && r.values[0].has_value(); },
-              [&](caf::error&) {});
-    REQUIRE(ok);
-  }
-
   /// Stores the owner's checkpoint `name` at `position` as a replication
   /// frame does (persistence::log_frame::checkpoints).
   void owner_checkpoint(const std::string& name, std::uint64_t position) {
@@ -117,12 +98,12 @@ std::vector<std::uint64_t> range(std::uint64_t from, std::uint64_t to) {
 TEST_CASE("a held subscriber calls nothing as the log grows and says why in its status",
           "[unit][actors][subscriber][standby]") {
   fixture f;
-  f.append(4);
+  f.append_through_journal(4);
   auto seen = std::make_shared<std::vector<std::uint64_t>>();
   auto spec = recording("mailer", seen);
   spec.held = why;
   auto sub = f.spawn(spec);
-  f.append(6);
+  f.append_through_journal(6);
   f.sched->advance_time(std::chrono::hours{2});
   f.sched->run();
   CHECK(seen->empty());
@@ -142,7 +123,7 @@ TEST_CASE("a held subscriber calls nothing as the log grows and says why in its 
 TEST_CASE("released, a held subscriber resumes after the owner's replicated checkpoint",
           "[unit][actors][subscriber][standby]") {
   fixture f;
-  f.append(10);
+  f.append_through_journal(10);
   f.owner_checkpoint("mailer", 7);
   f.owner_checkpoint("other", 9); // another subscriber's: not this one's
   auto seen = std::make_shared<std::vector<std::uint64_t>>();
@@ -152,7 +133,7 @@ TEST_CASE("released, a held subscriber resumes after the owner's replicated chec
   CHECK(seen->empty());
   REQUIRE(f.ask<bool>(sub, unhold_atom::value));
   CHECK(*seen == range(8, 10)); // the owner's 8-10 again: at-least-once
-  f.append(2);
+  f.append_through_journal(2);
   CHECK(*seen == range(8, 12));
   auto st = f.status(sub);
   CHECK(st.state == subscriber_state::live);
@@ -164,7 +145,7 @@ TEST_CASE("released, a held subscriber resumes after the owner's replicated chec
 TEST_CASE("released, a held subscriber keeps its own checkpoint when it is further",
           "[unit][actors][subscriber][standby]") {
   fixture f;
-  f.append(10);
+  f.append_through_journal(10);
   f.owner_checkpoint("mailer", 4);
   REQUIRE(f.store->save_checkpoint({"mailer", 8}));
   auto seen = std::make_shared<std::vector<std::uint64_t>>();
@@ -189,12 +170,12 @@ TEST_CASE("holding a running subscriber stops it where it is; a projection is ne
   auto model_seen = std::make_shared<std::vector<std::uint64_t>>();
   auto plain = f.spawn(recording("mailer", plain_seen));
   auto projection = f.spawn(recording("totals", model_seen, true));
-  f.append(5);
+  f.append_through_journal(5);
   CHECK(*plain_seen == range(1, 5));
   CHECK(*model_seen == range(1, 5));
   REQUIRE(f.ask<bool>(plain, hold_atom::value, why));
   REQUIRE(f.ask<bool>(projection, hold_atom::value, why));
-  f.append(5);
+  f.append_through_journal(5);
   CHECK(*plain_seen == range(1, 5));
   CHECK(*model_seen == range(1, 10));
   CHECK(f.status(plain).state == subscriber_state::held);

@@ -37,24 +37,6 @@ struct fixture : cairn::test::journal_fixture {
     REQUIRE(store->append(req));
   }
 
-  /// Appends `n` events through the journal, as aggregates do.
-  void append_through_journal(std::size_t n) {
-    journal_append ja;
-    cp::append_request req;
-    req.stream = "s-1";
-    for (std::size_t i = 0; i < n; ++i)
-      req.events.push_back(cp::event_data{"happened", 1, "payload", {}, {}});
-    ja.requests.push_back(std::move(req));
-    caf::scoped_actor self{*sys};
-    auto h = self->request(journal, caf::infinite, append_atom::value, std::move(ja));
-    sched->run();
-    REQUIRE_FALSE(self->mailbox().empty());
-    bool ok = false;
-    h.receive([&](journal_result& r) { ok = r.values.size() == 1 && r.values[0].has_value(); },
-              [&](caf::error&) {});
-    REQUIRE(ok);
-  }
-
   caf::actor spawn(subscriber_spec spec) {
     REQUIRE(validate_subscriber(spec));
     auto s = spawn_subscriber(*sys, *store, journal, std::move(spec), placement::scheduled);
