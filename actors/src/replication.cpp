@@ -133,7 +133,6 @@ void pump(source_actor* self) {
     st.next = last + 1;
     ++st.status.frames;
     st.status.bytes += bytes;
-    frame->checkpoints = moved_checkpoints(self, last);
     self->send(st.sink, frame_atom::value, st.epoch, std::move(*frame));
   }
   // Without a standby too: the log end in the status (and the lag it shows
@@ -223,9 +222,9 @@ caf::behavior replication_source(source_actor* self, const persistence::event_st
   self->delayed_send(self, init.cfg.checkpoint_interval, tick_atom::value);
   return {
     [self](tick_atom) {
-      // Subscribers checkpoint after the commits that woke the source: send
-      // what moved since, without records, so a quiet log's standby learns
-      // them too.
+      // The checkpoints that moved, in a frame of their own: with every
+      // frame of records they would be read once per commit of the live
+      // log, for positions a promotion only needs roughly.
       auto& st = self->state;
       if (st.sink && !st.status.fenced && st.next > 1) {
         persistence::log_frame frame;

@@ -42,9 +42,9 @@ struct log_frame {
   /// apply_frame stores them in order after the records: of two entries of
   /// one subject (frames merged on the standby) the later wins.
   std::vector<subject_key> keys{}; // {}: frames written as {first, records} stay valid
-  /// The owner's subscriber checkpoints that moved since its previous frame
+  /// The owner's subscriber checkpoints that moved since it last sent them
   /// (names as on the owner, 1-255 bytes, none with
-  /// replicated_checkpoint_prefix), each at most the frame's last position.
+  /// replicated_checkpoint_prefix), each at most the last position sent.
   /// apply_frame stores them under replicated_checkpoint_name, so a standby
   /// promoted later resumes the owner's subscribers where they were
   /// (docs/cluster.md#what-is-copied). May come without records. (Its
