@@ -74,19 +74,11 @@ result<void> check_copied(const record_view& r, std::uint64_t p) {
   return {};
 }
 
-/// The subject field of a stored record, read from its header alone (the
-/// replica verifies the checksum); empty when the record has none or its
-/// lengths do not fit its size.
+/// The subject field of a stored record, its checksum unverified (the
+/// replica verifies it); empty when it has none or a wrong layout.
 std::string_view record_subject(const unsigned char* rec, std::size_t size) {
-  if (size < record_header_size || rec[63] == 0)
-    return {};
-  std::size_t before = std::size_t{get_le<std::uint16_t>(rec + 10)}
-                       + get_le<std::uint16_t>(rec + 56) + rec[58] + rec[59] + rec[60] + rec[61]
-                       + rec[62];
-  std::size_t n = rec[63];
-  if (before > size - record_header_size || n > size - record_header_size - before)
-    return {};
-  return {reinterpret_cast<const char*>(rec) + record_header_size + before, n};
+  record_view v;
+  return parse_record(rec, size, v) == nullptr ? v.subject : std::string_view{};
 }
 
 /// Writes all of `text` to `fd`; false on an error (errno tells).

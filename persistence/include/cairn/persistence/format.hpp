@@ -157,21 +157,15 @@ struct record_view {
   std::string_view type, correlation_id, causation_id, command_id, tenant, user, subject, payload;
 };
 
-/// Verifies and parses a stored record; `corrupted` naming the position when
-/// the checksum or the layout is wrong.
-[[nodiscard]] inline result<record_view> decode_record(const unsigned char* rec, std::size_t size,
-                                                       std::uint64_t position) {
-  auto bad = [&](const char* why) {
-    return fail(errc::corrupted, std::string{"log record "} + why,
-                "position " + std::to_string(position));
-  };
+/// Parses a stored record's fields into `v` without verifying its checksum
+/// (for a reader that leaves that to another, as a source does to its
+/// replica); the reason when the layout is wrong, null otherwise.
+[[nodiscard]] inline const char* parse_record(const unsigned char* rec, std::size_t size,
+                                              record_view& v) {
   if (size < record_header_size)
-    return bad("shorter than its header");
-  if (get_le<std::uint64_t>(rec) != record_checksum(rec, size, position))
-    return bad("fails its checksum");
+    return "shorter than its header";
   if (rec[8] != 1)
-    return bad("has an unknown record format");
-  record_view v;
+    return "has an unknown record format";
   std::size_t lens[9] = {get_le<std::uint16_t>(rec + 10),
                          get_le<std::uint16_t>(rec + 56),
                          rec[58],
@@ -185,7 +179,7 @@ struct record_view {
   for (auto n : lens)
     total += n;
   if (total != size)
-    return bad("has field lengths that do not add up to its size");
+    return "has field lengths that do not add up to its size";
   v.schema_version = get_le<std::uint32_t>(rec + 12);
   v.version = get_le<std::uint64_t>(rec + 16);
   v.prev_position = get_le<std::uint64_t>(rec + 24);
@@ -199,6 +193,24 @@ struct record_view {
     *fields[i] = std::string_view{p, lens[i]};
     p += lens[i];
   }
+  return nullptr;
+}
+
+/// Verifies and parses a stored record; `corrupted` naming the position when
+/// the checksum or the layout is wrong.
+[[nodiscard]] inline result<record_view> decode_record(const unsigned char* rec, std::size_t size,
+                                                       std::uint64_t position) {
+  auto bad = [&](const char* why) {
+    return fail(errc::corrupted, std::string{"log record "} + why,
+                "position " + std::to_string(position));
+  };
+  if (size < record_header_size)
+    return bad("shorter than its header");
+  if (get_le<std::uint64_t>(rec) != record_checksum(rec, size, position))
+    return bad("fails its checksum");
+  record_view v;
+  if (auto why = parse_record(rec, size, v))
+    return bad(why);
   return v;
 }
 
