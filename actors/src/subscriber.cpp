@@ -887,6 +887,31 @@ void discard(subscriber_actor* self, std::uint64_t position, caf::response_promi
   maybe_write(self, true);
 }
 
+/// Enters `held` for `why`: every source idle, a remote one's problem says why.
+void enter_held(subscriber_actor* self, std::string why) {
+  auto& st = self->state;
+  enter(self, phase::held);
+  st.held_reason = std::move(why);
+  for (auto& src : st.sources) {
+    src.idle = true;
+    if (!src.local)
+      src.problem = st.held_reason;
+  }
+}
+
+/// Replays the dead letters an operator marked for replay, if there are any.
+/// A cluster-wide subscriber's cannot be replayed yet.
+void replay_requested(subscriber_actor* self) {
+  auto& st = self->state;
+  if (st.cluster_wide())
+    return;
+  if (auto letters = st.store->list_dead_letters(st.spec.name);
+      letters && std::any_of(letters->begin(), letters->end(), [](const dead_letter& dl) {
+        return dl.replay_requested;
+      }))
+    replay(self, 0, caf::response_promise{}, true);
+}
+
 /// Stops handling events for `why` (this node is a standby): drops what it
 /// read and its feeds, and saves its progress. A projection is never held.
 void hold(subscriber_actor* self, std::string why) {
@@ -899,18 +924,14 @@ void hold(subscriber_actor* self, std::string why) {
   }
   if (!allowed(st.ph, phase::held))
     return; // halted, rebuilding or stopping: it handles nothing anyway
-  enter(self, phase::held);
-  st.held_reason = std::move(why);
+  enter_held(self, std::move(why));
   st.attempts = 0;
   for (std::size_t i = 0; i < st.sources.size(); ++i) {
     auto& src = st.sources[i];
     src.page = {};
     src.next = 0;
-    src.idle = true;
-    if (!src.local) {
+    if (!src.local)
       resubscribe(self, i, {}); // stops the feed; no hello while held
-      src.problem = st.held_reason;
-    }
   }
   st.log->warn("{}: {}; it handles nothing until this node is promoted", st.spec.name,
                st.held_reason);
@@ -1013,13 +1034,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     src.demand_pending = src.local;
   self->send(init.journal, subscribe_atom::value, caf::actor_cast<caf::actor>(self));
   if (!init.spec.held.empty() && init.ph != phase::halted && !init.spec.projection) {
-    enter(self, phase::held);
-    init.held_reason = init.spec.held;
-    for (auto& src : init.sources) {
-      src.idle = true;
-      if (!src.local)
-        src.problem = init.held_reason;
-    }
+    enter_held(self, init.spec.held);
     init.log->info("{}: {}; it handles nothing until this node is promoted", init.spec.name,
                    init.held_reason);
   }
@@ -1038,11 +1053,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
   schedule_pump(self);
   // Dead letters an operator marked for replay while the service was down
   // (a held subscriber replays them once released).
-  if (!init.cluster_wide() && init.ph != phase::held)
-    if (auto letters = store->list_dead_letters(init.spec.name); letters && !letters->empty())
-      if (std::any_of(letters->begin(), letters->end(),
-                      [](const dead_letter& dl) { return dl.replay_requested; }))
-        replay(self, 0, caf::response_promise{}, true);
+  if (init.ph != phase::held)
+    replay_requested(self);
   return {
     [=](pump_atom) { pump(self); },
     [=](committed_atom, std::uint64_t position) {
@@ -1132,14 +1144,10 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
     [=](unhold_atom) -> caf::result<bool> {
       if (!from_here(self))
         return caf::sec::unexpected_message;
-      bool replay_due = self->state.ph == phase::held && !self->state.cluster_wide();
+      bool was_held = self->state.ph == phase::held;
       release(self);
-      if (replay_due)
-        if (auto letters = self->state.store->list_dead_letters(self->state.spec.name);
-            letters && std::any_of(letters->begin(), letters->end(), [](const dead_letter& dl) {
-              return dl.replay_requested;
-            }))
-          replay(self, 0, caf::response_promise{}, true);
+      if (was_held)
+        replay_requested(self);
       return true;
     },
     [=](replay_atom, std::uint64_t position) -> caf::result<replay_report> {
