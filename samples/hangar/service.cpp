@@ -140,6 +140,19 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
   return erase ? model.erase(key) : model.put_as(key, p);
 }
 
+/// "<seed>-<node>-<start>-": the ids of invocations and group requests are
+/// their command ids, which the store deduplicates forever, so they must
+/// differ between the starts of a service and between the nodes of a
+/// cluster. <start> is the start's wall clock in microseconds, base 36 (a
+/// store is open in one service at a time, and a start takes longer).
+std::string request_id_prefix(const service_options& opts, std::int64_t started_ns) {
+  std::string start;
+  for (auto us = static_cast<std::uint64_t>(started_ns / 1000); us > 0; us /= 36)
+    start.insert(start.begin(), "0123456789abcdefghijklmnopqrstuvwxyz"[us % 36]);
+  return std::to_string(opts.seed) + "-" + (opts.cluster ? opts.cluster->node_id + "-" : "") + start
+         + "-";
+}
+
 } // namespace
 
 service::service(service_options opts)
@@ -147,7 +160,7 @@ service::service(service_options opts)
       started_wall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(
                          std::chrono::system_clock::now().time_since_epoch())
                          .count()),
-      rng_(opts_.seed) {}
+      id_prefix_(request_id_prefix(opts_, started_wall_ns_)), rng_(opts_.seed) {}
 
 cairn::result<std::unique_ptr<service>> service::start(service_options opts) {
   if (!(opts.speed > 0))
@@ -276,7 +289,7 @@ cairn::result<std::string> service::invoke(const std::string& id, const std::str
   std::string correlation;
   {
     std::lock_guard lock{mutex_};
-    correlation = "c" + std::to_string(opts_.seed) + "-" + std::to_string(++next_request_);
+    correlation = "c" + id_prefix_ + std::to_string(++next_request_);
   }
   auto r = send<provider>(id, invoke_tool{tool, args, correlation, 30000, now_ns(), draw_jitter()},
                           correlation);
@@ -307,7 +320,7 @@ cairn::result<std::string> service::invoke_group(const std::string& group, const
   std::uint64_t seed = 0;
   {
     std::lock_guard lock{mutex_};
-    request = "r" + std::to_string(opts_.seed) + "-" + std::to_string(++next_request_);
+    request = "r" + id_prefix_ + std::to_string(++next_request_);
     seed = rng_();
     group_requests_[request] = group;
     request_calls_[request] = {tool, args};

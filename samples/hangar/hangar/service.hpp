@@ -186,6 +186,7 @@ private:
   service_options opts_;
   std::chrono::steady_clock::time_point started_steady_;
   std::int64_t started_wall_ns_ = 0;
+  std::string id_prefix_; ///< Of request ids: unique to this start (and node).
   std::unique_ptr<cairn::runtime> rt_;
 
   std::mutex mutex_; // guards everything below: handler threads, the timer and callers
