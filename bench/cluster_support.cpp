@@ -2,15 +2,13 @@
 
 #include "cluster_support.hpp"
 
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
-
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <random>
 #include <sstream>
+
+#include "hangar/ports.hpp"
 
 namespace cairn::bench {
 
@@ -27,20 +25,10 @@ std::string figures_json(const figures& f) {
 }
 
 std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    throw std::runtime_error("socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0
-      || ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    ::close(fd);
-    throw std::runtime_error("no free port on 127.0.0.1");
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
+  auto port = hangar::free_port();
+  if (!port)
+    throw std::runtime_error(port.error().to_string());
+  return *port;
 }
 
 std::string nodes_text(const std::vector<cluster_node>& nodes) {

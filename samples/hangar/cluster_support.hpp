@@ -4,13 +4,10 @@
 // (standby_demo.cpp) share: node child processes, ports, the cluster's setup
 // (cluster_support.cpp), the driver's tallies and a look into a store.
 // Private to the sample.
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +28,7 @@
 #include "cairn/runtime/runtime.hpp"
 #include "hangar/demo.hpp"
 #include "hangar/node_lines.hpp"
+#include "hangar/ports.hpp"
 #include "hangar/service.hpp"
 
 extern char** environ;
@@ -39,24 +37,6 @@ namespace hangar::detail {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-inline cairn::result<std::uint16_t> free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0)
-    return cairn::fail(cairn::errc::unavailable, "socket failed");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof a;
-  bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0
-            && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  ::close(fd);
-  if (!ok)
-    return cairn::fail(cairn::errc::unavailable, "no free port on 127.0.0.1");
-  return ntohs(a.sin_port);
-}
 
 /// A node as a child process: its standard input held open (closing it stops
 /// the node), its standard output read for "ready", its log in a file.
