@@ -140,7 +140,7 @@ cairn::result<void> fold_status(const cairn::envelope<any_event>& e, cairn::read
   return erase ? model.erase(key) : model.put_as(key, p);
 }
 
-/// "<seed>-<node>-<start>-": the ids of invocations and group requests are
+/// "<seed>-[<node>-]<start>-": the ids of invocations and group requests are
 /// their command ids, which the store deduplicates forever, so they must
 /// differ between the starts of a service and between the nodes of a
 /// cluster. <start> is the start's wall clock in microseconds, base 36 (a

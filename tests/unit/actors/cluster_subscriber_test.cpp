@@ -20,7 +20,6 @@
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "support/journal_fixture.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using namespace cairn::actors;
@@ -54,11 +53,6 @@ feed_page page_of(std::uint64_t after, std::uint64_t next, std::vector<feed_even
 struct fixture : cairn::test::journal_fixture {
   caf::actor sub;
 
-  ~fixture() {
-    if (sub)
-      caf::anon_send_exit(sub, caf::exit_reason::kill); // the journal's goes next
-  }
-
   /// A projection over this node's log ("A") and node B's, counting events
   /// per stream in its read model.
   void spawn(const caf::actor& gateway) {
@@ -78,6 +72,7 @@ struct fixture : cairn::test::journal_fixture {
     };
     REQUIRE(validate_subscriber(spec));
     sub = spawn_subscriber(*sys, *store, journal, std::move(spec), placement::scheduled, gateway);
+    subscribers.push_back(sub); // killed before the journal
     sched->run();
   }
 

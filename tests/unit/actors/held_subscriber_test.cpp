@@ -19,7 +19,6 @@
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/persistence/replication.hpp"
 #include "support/journal_fixture.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using namespace cairn::actors;

@@ -18,7 +18,6 @@
 #include "cairn/actors/subscriber.hpp"
 #include "cairn/persistence/event_store.hpp"
 #include "support/journal_fixture.hpp"
-#include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
 using namespace cairn::actors;
