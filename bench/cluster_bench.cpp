@@ -64,12 +64,11 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
   for (std::size_t i = 0; i < count; ++i)
     nodes.push_back({names[i], "127.0.0.1", free_port()});
   auto dir = scratch_dir(a, "cluster");
-  std::vector<std::unique_ptr<child_node>> children;
+  std::vector<std::unique_ptr<hangar::child_process>> children;
   std::vector<pid_t> pids{::getpid()};
   std::vector<std::string> ratios;
   {
     for (std::size_t i = 1; i < count; ++i) {
-      auto c = std::make_unique<child_node>();
       std::vector<std::string> cargs{"cluster-node",
                                      "--node",
                                      names[i],
@@ -83,8 +82,7 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
                                      std::to_string(workers),
                                      "--threads",
                                      a.get("--threads", "0")};
-      c->start(cargs);
-      c->wait_ready(std::chrono::seconds{30});
+      auto c = start_node_process(cargs);
       std::fprintf(stderr, "node %s: pid %d\n", names[i], static_cast<int>(c->pid()));
       pids.push_back(c->pid());
       children.push_back(std::move(c));
@@ -147,7 +145,7 @@ void run_cluster(const args& a, std::size_t count, std::vector<std::string>& jso
     rt->shutdown();
   }
   for (auto& c : children)
-    c->stop();
+    c->stop(std::chrono::seconds{15});
   remove_dir(dir);
   for (const auto& r : ratios)
     std::printf("%s\n", r.c_str());

@@ -24,6 +24,15 @@ std::string figures_json(const figures& f) {
   return text;
 }
 
+std::unique_ptr<hangar::child_process> start_node_process(const std::vector<std::string>& args) {
+  auto c = std::make_unique<hangar::child_process>();
+  if (auto ok = c->start("/proc/self/exe", args); !ok)
+    throw std::runtime_error(ok.error().to_string());
+  if (c->wait_line("ready", std::chrono::seconds{30}).empty())
+    throw std::runtime_error("node process not ready: " + c->output());
+  return c;
+}
+
 std::uint16_t free_port() {
   auto port = hangar::free_port();
   if (!port)

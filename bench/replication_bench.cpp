@@ -60,14 +60,12 @@ args node_args(const args& a, const std::string& mode) {
 }
 
 /// Starts S, the standby of the pair `nodes`, as a child process.
-std::unique_ptr<child_node> start_standby(const args& pair, const std::vector<cluster_node>& nodes,
-                                          const std::string& dir) {
-  auto c = std::make_unique<child_node>();
+std::unique_ptr<hangar::child_process>
+start_standby(const args& pair, const std::vector<cluster_node>& nodes, const std::string& dir) {
   std::vector<std::string> cargs{"cluster-node",    "--node", "S", "--nodes",
                                  nodes_text(nodes), "--data", dir};
   cargs.insert(cargs.end(), pair.items.begin(), pair.items.end());
-  c->start(cargs);
-  c->wait_ready(std::chrono::seconds{30});
+  auto c = start_node_process(cargs);
   std::fprintf(stderr, "standby S: pid %d\n", static_cast<int>(c->pid()));
   return c;
 }
@@ -121,7 +119,7 @@ std::vector<std::string> ids_with_prefix(const std::string& prefix, std::size_t 
 
 std::string catchup_case(const args& a, runtime& rt, std::uint64_t filled,
                          const std::vector<cluster_node>& nodes, const std::string& dir,
-                         std::unique_ptr<child_node>& standby,
+                         std::unique_ptr<hangar::child_process>& standby,
                          std::unique_ptr<persistence::event_store>& view) {
   auto target = last_of(rt.store()); // the filled events and A's epoch record
   auto spawned = clock::now();
@@ -321,7 +319,7 @@ void run_pair(const args& a, bool catchup, bool lag, std::vector<std::string>& j
                  static_cast<unsigned long long>(filled), seconds_since(t0));
   }
   std::vector<cluster_node> nodes{{"A", "127.0.0.1", free_port()}, {"S", "127.0.0.1", free_port()}};
-  std::unique_ptr<child_node> standby;
+  std::unique_ptr<hangar::child_process> standby;
   std::unique_ptr<persistence::event_store> view;
   {
     auto rt = start_bank_runtime(node_options(node_args(a, "async"), dir + "/A", nodes, "A"));
@@ -341,7 +339,7 @@ void run_pair(const args& a, bool catchup, bool lag, std::vector<std::string>& j
     view.reset();
     rt->shutdown();
   }
-  standby->stop();
+  standby->stop(std::chrono::seconds{15});
   remove_dir(dir);
 }
 
@@ -404,7 +402,7 @@ void run_sync(const args& a, std::vector<std::string>& json) {
       synced = drive(*rt, ids, window, seconds, cmd, 2, {::getpid(), standby->pid()});
       rt->shutdown();
     }
-    standby->stop();
+    standby->stop(std::chrono::seconds{15});
   }
   sync_row("sync", window, synced);
   json.push_back(sync_json(a, "sync", window, seconds, synced));

@@ -143,7 +143,7 @@ cairn::result<cluster_demo_report> run_cluster_demo(const cluster_demo_options& 
     auto t = elapsed();
     if (!report.node_killed && t >= opts.seconds * 0.3) {
       out << ">>> SIGKILL node " << victim << " (pid " << processes.child(victim)->pid() << ")\n";
-      processes.child(victim)->kill_now();
+      processes.child(victim)->kill(SIGKILL);
       report.node_killed = true;
       for (auto& [id, ta] : tallies)
         ta.error_printed = false;

@@ -52,7 +52,7 @@ std::string demo_nodes::dir(const std::string& id) const { return opts_.data_dir
 
 cairn::result<void> demo_nodes::spawn(const std::string& id) {
   auto& c = children_[id];
-  c = std::make_unique<child_node>();
+  c = std::make_unique<child_process>();
   const auto log = opts_.data_dir + "/node-" + id + ".log";
   if (auto ok = c->start(opts_.self_path,
                          {"node", "--node", id, "--config", config_, "--data", dir(id), "--metrics",
@@ -94,7 +94,7 @@ cairn::result<std::unique_ptr<service>> demo_nodes::start(const cairn::cluster_o
   return started;
 }
 
-child_node* demo_nodes::child(const std::string& id) {
+child_process* demo_nodes::child(const std::string& id) {
   auto i = children_.find(id);
   return i == children_.end() ? nullptr : i->second.get();
 }

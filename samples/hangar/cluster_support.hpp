@@ -4,12 +4,6 @@
 // (standby_demo.cpp) share: node child processes, ports, the cluster's setup
 // (cluster_support.cpp), the driver's tallies and a look into a store.
 // Private to the sample.
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdint>
@@ -26,148 +20,16 @@
 #include "cairn/persistence/event_store.hpp"
 #include "cairn/runtime/cluster.hpp"
 #include "cairn/runtime/runtime.hpp"
+#include "hangar/child_process.hpp"
 #include "hangar/demo.hpp"
 #include "hangar/node_lines.hpp"
 #include "hangar/ports.hpp"
 #include "hangar/service.hpp"
 
-extern char** environ;
-
 namespace hangar::detail {
 
 using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
-
-/// A node as a child process: its standard input held open (closing it stops
-/// the node), its standard output read for "ready", its log in a file.
-class child_node {
-public:
-  child_node() = default;
-  child_node(const child_node&) = delete;
-  child_node& operator=(const child_node&) = delete;
-  ~child_node() { kill_now(); }
-
-  cairn::result<void> start(const std::string& path, const std::vector<std::string>& args,
-                            const std::string& log) {
-    int in[2], out[2];
-    if (::pipe(in) != 0)
-      return cairn::fail(cairn::errc::unavailable, "pipe failed");
-    if (::pipe(out) != 0) {
-      ::close(in[0]);
-      ::close(in[1]);
-      return cairn::fail(cairn::errc::unavailable, "pipe failed");
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addopen(&fa, 2, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_addclose(&fa, in[1]);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    std::vector<char*> argv;
-    argv.push_back(const_cast<char*>(path.c_str()));
-    for (const auto& a : args)
-      argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    int rc = posix_spawn(&pid_, path.c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(in[0]);
-    ::close(out[1]);
-    if (rc != 0) {
-      ::close(in[1]);
-      ::close(out[0]);
-      pid_ = -1;
-      return cairn::fail(cairn::errc::unavailable, "cannot start " + path);
-    }
-    ::fcntl(in[1], F_SETFD, FD_CLOEXEC);
-    ::fcntl(out[0], F_SETFD, FD_CLOEXEC);
-    stdin_ = in[1];
-    stdout_ = out[0];
-    return {};
-  }
-
-  /// Waits at most `limit` for a line starting with `prefix`; "" if none came.
-  std::string wait_line(const std::string& prefix, std::chrono::milliseconds limit) {
-    auto deadline = clock_type::now() + limit;
-    for (;;) {
-      for (auto nl = buffer_.find('\n'); nl != std::string::npos; nl = buffer_.find('\n')) {
-        auto line = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        if (line.compare(0, prefix.size(), prefix) == 0)
-          return line;
-      }
-      auto left =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
-      if (left.count() <= 0 || stdout_ < 0)
-        return {};
-      pollfd p{stdout_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        continue;
-      char buf[1024];
-      auto n = ::read(stdout_, buf, sizeof buf);
-      if (n <= 0) {
-        ::close(stdout_);
-        stdout_ = -1;
-        continue;
-      }
-      buffer_.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-
-  /// Closes its standard input and waits at most `limit`; its exit code, or
-  /// -1 (then it is killed).
-  int stop(std::chrono::milliseconds limit) {
-    if (pid_ <= 0)
-      return -1;
-    close_fd(stdin_);
-    auto deadline = clock_type::now() + limit;
-    while (clock_type::now() < deadline) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        close_fd(stdout_);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    kill_now();
-    return -1;
-  }
-
-  /// SIGKILL, and reaps it.
-  void kill_now() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-      pid_ = -1;
-    }
-    close_fd(stdin_);
-    close_fd(stdout_);
-    buffer_.clear();
-  }
-
-  /// Writes `line` and a newline to its standard input; false if it is gone.
-  bool write_line(const std::string& line) {
-    if (stdin_ < 0)
-      return false;
-    auto text = line + "\n";
-    return ::write(stdin_, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  }
-
-  [[nodiscard]] pid_t pid() const { return pid_; }
-
-private:
-  static void close_fd(int& fd) {
-    if (fd >= 0)
-      ::close(fd);
-    fd = -1;
-  }
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
-  std::string buffer_;
-};
 
 /// What A's runtime says of peer `id` ("up", "down", ...).
 inline std::string peer_state(cairn::runtime& rt, const std::string& id) {
@@ -274,7 +136,7 @@ public:
   }
 
   /// Child node `id`; nullptr if it was never spawned.
-  [[nodiscard]] child_node* child(const std::string& id);
+  [[nodiscard]] child_process* child(const std::string& id);
 
   /// Stops every child node (at most 20 s each), printing the exit codes that are not 0.
   void stop_all(std::ostream& out);
@@ -283,7 +145,7 @@ private:
   const cluster_demo_options& opts_;
   std::string config_;
   std::map<std::string, std::string> metrics_;
-  std::map<std::string, std::unique_ptr<child_node>> children_;
+  std::map<std::string, std::unique_ptr<child_process>> children_;
   clock_type::time_point started_at_;
 };
 

@@ -259,7 +259,7 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
   summary();
   out << ">>> before the kill: " << heir << ": " << describe(heir) << '\n';
   out << ">>> SIGKILL node " << victim << " (pid " << processes.child(victim)->pid() << ")\n";
-  processes.child(victim)->kill_now();
+  processes.child(victim)->kill(SIGKILL);
   report.node_killed = true;
   new_phase();
   // 2. The owner is gone: its providers answer unavailable.
