@@ -912,6 +912,11 @@ void replay_requested(subscriber_actor* self) {
     replay(self, 0, caf::response_promise{}, true);
 }
 
+/// What a held subscriber answers for what only handling events would give.
+error not_handled_here(const subscriber_data& st) {
+  return {errc::unavailable, st.held_reason + ": its handler is not called here", st.spec.name};
+}
+
 /// Stops handling events for `why` (this node is a standby): drops what it
 /// read and its feeds, and saves its progress. A projection is never held.
 void hold(subscriber_actor* self, std::string why) {
@@ -935,6 +940,15 @@ void hold(subscriber_actor* self, std::string why) {
   }
   st.log->warn("{}: {}; it handles nothing until this node is promoted", st.spec.name,
                st.held_reason);
+  // Waiters for what it has handled get the write below; the others would
+  // wait for a promotion.
+  auto handled = st.sources.front().position;
+  auto& ws = st.waiters;
+  for (auto& w : ws)
+    if (w.first > handled)
+      w.second.deliver(to_caf_error(not_handled_here(st)));
+  ws.erase(std::remove_if(ws.begin(), ws.end(), [&](const auto& w) { return w.first > handled; }),
+           ws.end());
   maybe_write(self, true);
 }
 
@@ -1109,6 +1123,8 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       auto& st = self->state;
       if (st.sources.front().durable >= position)
         return true;
+      if (st.ph == phase::held) // it would wait for a promotion, silently
+        return to_caf_error(not_handled_here(st));
       auto rp = self->make_response_promise();
       st.waiters.emplace_back(position, rp);
       maybe_write(self, false);
@@ -1154,9 +1170,7 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       if (!from_here(self))
         return caf::sec::unexpected_message;
       if (self->state.ph == phase::held)
-        return to_caf_error({errc::unavailable,
-                             self->state.held_reason + ": its handler is not called here",
-                             self->state.spec.name});
+        return to_caf_error(not_handled_here(self->state));
       if (self->state.cluster_wide())
         return to_caf_error({errc::invalid_argument,
                              "dead letters of a cluster-wide subscriber cannot be replayed yet",

@@ -184,3 +184,39 @@ TEST_CASE("holding a running subscriber stops it where it is; a projection is ne
   REQUIRE(f.ask<bool>(plain, unhold_atom::value));
   CHECK(*plain_seen == range(1, 10));
 }
+
+TEST_CASE("waiting for a held subscriber is answered unavailable at once, not at the timeout",
+          "[unit][actors][subscriber][standby]") {
+  fixture f;
+  auto seen = std::make_shared<std::vector<std::uint64_t>>();
+  auto sub = f.spawn(recording("mailer", seen));
+  f.append_through_journal(5);
+  REQUIRE(*seen == range(1, 5));
+  // One waits for what it handled, one for what it has not seen yet.
+  caf::scoped_actor self{*f.sys};
+  auto handled = self->request(sub, caf::infinite, wait_atom::value, std::uint64_t{5});
+  auto beyond = self->request(sub, caf::infinite, wait_atom::value, std::uint64_t{8});
+  REQUIRE(f.ask<bool>(sub, hold_atom::value, why));
+  f.sched->run();
+  // Both are answered (an unanswered one would block the receive).
+  REQUIRE_FALSE(self->mailbox().empty());
+  bool handled_ok = false;
+  handled.receive([&](bool ok) { handled_ok = ok; }, [](caf::error&) {});
+  CHECK(handled_ok);
+  REQUIRE_FALSE(self->mailbox().empty());
+  cairn::result<bool> waited = true;
+  beyond.receive([&](bool ok) { waited = ok; },
+                 [&](caf::error& e) {
+                   auto carried = from_caf_error(e);
+                   REQUIRE(carried);
+                   waited = tl::unexpected(*carried);
+                 });
+  REQUIRE_FALSE(waited);
+  CHECK(waited.error().code == errc::unavailable);
+  CHECK(waited.error().message.find(why) != std::string::npos);
+  // Held already: a new wait for what it has not handled fails the same way.
+  auto later = f.ask<bool>(sub, wait_atom::value, std::uint64_t{6});
+  REQUIRE_FALSE(later);
+  CHECK(later.error().code == errc::unavailable);
+  CHECK(f.ask<bool>(sub, wait_atom::value, std::uint64_t{5}));
+}

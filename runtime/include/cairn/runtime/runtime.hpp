@@ -321,6 +321,8 @@ public:
   [[nodiscard]] result<void> rebuild(const std::string& name);
   /// Waits until subscriber `name` has checkpointed `position` (for a
   /// projection: its read model shows every event up to it), at most `timeout`.
+  /// A subscriber held on a standby answers `unavailable` at once for what it
+  /// has not handled: it handles nothing until promoted (docs/cluster.md).
   [[nodiscard]] result<void> wait_for(const std::string& name, std::uint64_t position,
                                       std::chrono::milliseconds timeout);
   [[nodiscard]] result<subscription_status> subscription(const std::string& name);
