@@ -99,10 +99,17 @@ child_process* demo_nodes::child(const std::string& id) {
   return i == children_.end() ? nullptr : i->second.get();
 }
 
+void demo_nodes::stop(const std::string& id, std::ostream& out) {
+  auto* c = child(id);
+  if (c == nullptr || c->pid() <= 0)
+    return;
+  if (auto rc = c->stop(20s); rc != 0)
+    out << "    node " << id << " exited with " << rc << '\n';
+}
+
 void demo_nodes::stop_all(std::ostream& out) {
-  for (auto& [id, c] : children_)
-    if (auto rc = c->stop(20s); rc != 0)
-      out << "    node " << id << " exited with " << rc << '\n';
+  for (const auto& [id, c] : children_)
+    stop(id, out);
 }
 
 cairn::result<void> invoke_counted(service& svc, const std::string& id, std::uint64_t round,

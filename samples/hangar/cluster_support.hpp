@@ -138,7 +138,9 @@ public:
   /// Child node `id`; nullptr if it was never spawned.
   [[nodiscard]] child_process* child(const std::string& id);
 
-  /// Stops every child node (at most 20 s each), printing the exit codes that are not 0.
+  /// Stops child node `id` if it runs (at most 20 s), printing its exit code if not 0.
+  void stop(const std::string& id, std::ostream& out);
+  /// Stops every child node that still runs, as stop() does.
   void stop_all(std::ostream& out);
 
 private:

@@ -666,9 +666,12 @@ cairn::result<void> service::settle(std::chrono::milliseconds limit) {
   if (!last)
     return tl::unexpected(last.error());
   for (const char* name : {"hangar.transport", "hangar.recovery", "hangar.groups",
-                           "hangar.selection", status_projection})
+                           "hangar.selection", status_projection}) {
+    if (auto s = rt_->subscription(name); s && s->state == cairn::subscription_state::held)
+      continue;
     if (auto ok = rt_->wait_for(name, *last, limit); !ok)
       return ok;
+  }
   return {};
 }
 

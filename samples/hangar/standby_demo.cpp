@@ -398,10 +398,15 @@ cairn::result<cluster_demo_report> run_standby_demo(const cluster_demo_options& 
     for (const auto& id : {o.id, standby_of[o.id]})
       out << "  " << std::left << std::setw(3) << id << std::right << ' ' << describe(id) << '\n';
 
-  out << "\n>>> stopping the nodes\n";
-  processes.stop_all(out);
+  // The serving nodes first: an owner whose standby stopped first would wait
+  // out the replication timeout on each commit under sync, its shutdown too.
+  out << "\n>>> stopping the nodes, the serving ones first\n";
   (void)svc.settle(10s);
+  for (const auto& [pair, node] : serving)
+    if (node != "A")
+      processes.stop(node, out);
   started->reset();
+  processes.stop_all(out);
 
   // Every acknowledged invocation against the store of the node that serves
   // its pair now; the epoch history says which node wrote each one.

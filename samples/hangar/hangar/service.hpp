@@ -154,7 +154,8 @@ public:
   /// The status views, from the provider_status projection (committed state).
   [[nodiscard]] std::map<std::string, provider_status> providers();
   [[nodiscard]] std::map<std::string, group_status> groups();
-  /// Waits until every handler has caught up with the log (at most `limit`).
+  /// Waits until every handler has caught up with the log (at most `limit`
+  /// each). A held one (this node is a standby) handles nothing: skipped.
   cairn::result<void> settle(std::chrono::milliseconds limit);
 
   [[nodiscard]] cairn::runtime& runtime() { return *rt_; }
