@@ -74,8 +74,8 @@ TEST_CASE("after a promotion the standby reads the personal data the owner had, 
   personal_pair c;
   auto key = c.key_file('7');
   node_process a, s;
+  c.start(s, "S", key); // first: an owner waits for its standby before it serves
   c.start(a, "A", key);
-  c.start(s, "S", key);
   CHECK(ask(a, "register ann Annabel", "registered") == "registered ok");
   CHECK(ask(a, "register bob Robert", "registered") == "registered ok");
   CHECK(ask(a, "forget bob", "forget") == "forget ok");
@@ -105,8 +105,8 @@ TEST_CASE("a standby with another master key refuses the owner's frames and says
           "[integration][cluster][replication][personal]") {
   personal_pair c;
   node_process a, s;
+  c.start(s, "S", c.key_file('8')); // first, as above
   c.start(a, "A", c.key_file('7'));
-  c.start(s, "S", c.key_file('8'));
   CHECK(ask(a, "register ann Annabel", "registered") == "registered ok");
   // The standby's status names the problem (its log too), and it
   // acknowledges nothing from the record with a key on.

@@ -343,8 +343,8 @@ struct load {
 void kill_and_promote(std::chrono::milliseconds kill_after) {
   promoted_cluster c;
   node_process a, s;
+  c.start(s, "S"); // first: an owner waits for its standby before it serves
   c.start(a, "A");
-  c.start(s, "S");
   auto rt = cairn::runtime::start(c.client());
   REQUIRE(rt);
   REQUIRE((*rt)->register_aggregate<tally>());
@@ -421,8 +421,8 @@ TEST_CASE("the old owner rejoins as the promoted node's standby and cuts its div
           "[integration][cluster][replication]") {
   pair_cluster c; // async: the owner acknowledges without its standby
   node_process a, s;
+  c.start(s, "S"); // first: an owner waits for its standby before it serves
   c.start(a, "A");
-  c.start(s, "S");
   INFO(a.output());
   for (int i = 1; i <= 20; ++i) {
     REQUIRE(a.write_line("send 7 " + std::to_string(i)));
@@ -485,8 +485,8 @@ TEST_CASE("an owner restarted on an empty directory hears its promoted partner b
           "[integration][cluster][replication]") {
   pair_cluster c;
   node_process a, s;
+  c.start(s, "S"); // first: an owner waits for its standby before it serves
   c.start(a, "A");
-  c.start(s, "S");
   INFO(a.output());
   for (int i = 1; i <= 10; ++i) {
     REQUIRE(a.write_line("send 7 " + std::to_string(i)));
@@ -523,8 +523,8 @@ TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps dow
           "[integration][cluster][replication]") {
   promoted_cluster c; // sync
   node_process a, s;
+  c.start(s, "S"); // first: an owner waits for its standby before it serves
   c.start(a, "A");
-  c.start(s, "S");
   auto rt = cairn::runtime::start(c.client());
   REQUIRE(rt);
   REQUIRE((*rt)->register_aggregate<tally>());
