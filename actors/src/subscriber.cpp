@@ -1123,7 +1123,9 @@ caf::behavior subscriber(subscriber_actor* self, const persistence::event_store*
       auto& st = self->state;
       if (st.sources.front().durable >= position)
         return true;
-      if (st.ph == phase::held) // it would wait for a promotion, silently
+      // Held, it reaches what it handled with its next write, and the rest
+      // only after a promotion: no silent wait for that.
+      if (st.ph == phase::held && position > st.sources.front().position)
         return to_caf_error(not_handled_here(st));
       auto rp = self->make_response_promise();
       st.waiters.emplace_back(position, rp);
