@@ -22,6 +22,7 @@
 #include "cairn/actors/log.hpp"
 #include "cairn/actors/router.hpp"
 #include "cairn/actors/scheduler.hpp"
+#include "cairn/actors/system.hpp"
 #include "cairn/runtime/runtime_caf.hpp"
 #include "logging.hpp"
 #include "metrics_server.hpp"
@@ -732,25 +733,6 @@ void keep_forever(std::shared_ptr<void> part) {
   kept->push_back(std::move(part));
 }
 
-/// Stops CAF's own actors (SpawnServ, ConfigServ) and waits for them, at
-/// most `limit` each. ~actor_system sends them an exit and stops the
-/// middleman without waiting: when a remote node has seen them, the BASP
-/// broker monitors them, and a down message that reaches the broker while
-/// the middleman stops it stays in its mailbox and keeps it alive (a leak
-/// LeakSanitizer reported in about one of 30 promotion rounds under load).
-/// Stopped here, their down messages reach a broker that still runs.
-void stop_caf_internal_actors(caf::actor_system& sys, std::chrono::milliseconds limit) {
-  caf::scoped_actor self{sys};
-  for (const auto& internal : {sys.spawn_serv(), sys.config_serv()}) {
-    auto who = caf::actor_cast<caf::actor>(internal);
-    if (!who)
-      continue;
-    self->monitor(who);
-    self->send_exit(who, caf::exit_reason::user_shutdown);
-    self->receive([](const caf::down_msg&) {}, caf::after(limit) >> [] {});
-  }
-}
-
 } // namespace
 
 runtime::~runtime() {
@@ -861,7 +843,7 @@ void runtime::shutdown() {
     keep_forever(std::shared_ptr<persistence::event_store>(std::move(im.store)));
     return;
   }
-  stop_caf_internal_actors(*im.sys, left());
+  actors::stop_caf_internal_actors(*im.sys, left());
   im.sys.reset(); // every actor of ours has stopped: this waits for their threads
   im.store.reset();
   im.log->info("stopped: data dir {}", im.opts.data_dir);

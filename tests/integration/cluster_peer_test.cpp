@@ -16,6 +16,7 @@
 #include <httplib.h>
 
 #include "cairn/actors/gateway.hpp"
+#include "cairn/actors/system.hpp"
 #include "cairn/persistence/codec.hpp"
 #include "cairn/runtime/cluster.hpp"
 #include "support/node_process.hpp"
@@ -43,6 +44,13 @@ struct peer_config : caf::actor_system_config {
     add_cluster_message_types(*this);
     add_message_type<unknown_to_nodes>("cairn.test.unknown");
   }
+};
+
+/// A bare CAF node that ends the way the runtime does (system.hpp says why).
+struct peer_system {
+  peer_config cfg;
+  caf::actor_system sys{cfg};
+  ~peer_system() { cairn::actors::stop_caf_internal_actors(sys, std::chrono::seconds{5}); }
 };
 
 command_msg full_command() {
@@ -113,8 +121,8 @@ TEST_CASE("every cluster message type round-trips between two processes",
   REQUIRE(echo.start(CAIRN_TEST_NODE_PATH, {"--echo", std::to_string(port)}));
   REQUIRE(echo.wait_line("ready", 20s) == "ready");
   {
-    peer_config cfg;
-    caf::actor_system sys{cfg};
+    peer_system peer;
+    auto& sys = peer.sys;
     auto remote = sys.middleman().remote_actor("127.0.0.1", port);
     REQUIRE(remote);
     caf::scoped_actor self{sys};
@@ -219,8 +227,8 @@ TEST_CASE("garbage bytes, unknown types and bad payloads from a peer leave a nod
   CHECK(dropped() == 0);
 
   {
-    peer_config cfg;
-    caf::actor_system sys{cfg};
+    peer_system peer;
+    auto& sys = peer.sys;
     auto gw = sys.middleman().remote_actor("127.0.0.1", nodes[0].port);
     REQUIRE(gw);
     caf::scoped_actor self{sys};
@@ -309,8 +317,8 @@ TEST_CASE("a batch of commands from a peer is served in order and answered in ca
     (map.owner_of("tally-" + id) == "A" ? on_a : on_b) = id;
   }
   {
-    peer_config cfg;
-    caf::actor_system sys{cfg};
+    peer_system peer;
+    auto& sys = peer.sys;
     auto gw = sys.middleman().remote_actor("127.0.0.1", nodes[0].port);
     REQUIRE(gw);
     caf::scoped_actor self{sys};
