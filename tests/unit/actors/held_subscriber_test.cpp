@@ -51,9 +51,14 @@ struct fixture : cairn::test::journal_fixture {
     caf::scoped_actor self{*sys};
     auto h = self->request(dest, caf::infinite, xs...);
     sched->run();
-    cairn::result<T> out = cairn::fail(errc::internal, "no answer");
     if (self->mailbox().empty())
-      return out;
+      return cairn::fail(errc::internal, "no answer");
+    return answer<T>(h);
+  }
+
+  /// The answer to a request whose response is in its actor's mailbox.
+  template <class T, class Handle> cairn::result<T> answer(Handle& h) {
+    cairn::result<T> out = cairn::fail(errc::internal, "no answer");
     h.receive(
       [&](T& v) { out = std::move(v); },
       [&](caf::error& e) {
@@ -200,17 +205,9 @@ TEST_CASE("waiting for a held subscriber is answered unavailable at once, not at
   f.sched->run();
   // Both are answered (an unanswered one would block the receive).
   REQUIRE_FALSE(self->mailbox().empty());
-  bool handled_ok = false;
-  handled.receive([&](bool ok) { handled_ok = ok; }, [](caf::error&) {});
-  CHECK(handled_ok);
+  CHECK(f.answer<bool>(handled).value_or(false));
   REQUIRE_FALSE(self->mailbox().empty());
-  cairn::result<bool> waited = true;
-  beyond.receive([&](bool ok) { waited = ok; },
-                 [&](caf::error& e) {
-                   auto carried = from_caf_error(e);
-                   REQUIRE(carried);
-                   waited = tl::unexpected(*carried);
-                 });
+  auto waited = f.answer<bool>(beyond);
   REQUIRE_FALSE(waited);
   CHECK(waited.error().code == errc::unavailable);
   CHECK(waited.error().message.find(why) != std::string::npos);
