@@ -60,8 +60,8 @@ struct figures {
 std::string figures_json(const figures& f);
 
 /// Sends `cmd` to random ids of `ids` for `seconds`, keeping `window`
-/// outstanding, then waits for the rest; each command's latency, and the
-/// CPU time the processes `pids` used per command.
+/// outstanding (each answer sends the next), then waits for the rest; each
+/// command's latency, and the CPU time the processes `pids` used per command.
 figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t window, double seconds,
               const bank::account::command& cmd, std::uint64_t seed,
               const std::vector<pid_t>& pids = {});
