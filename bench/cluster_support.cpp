@@ -186,13 +186,11 @@ figures drive(runtime& rt, const std::vector<std::string>& ids, std::size_t wind
         issue(*next);
     });
   };
+  // Drawn before the first send: from then on, answers draw under the lock.
   std::vector<const std::string*> first;
-  {
-    std::lock_guard g{s.m};
-    s.outstanding = window;
-    for (std::size_t i = 0; i < window; ++i)
-      first.push_back(&ids[s.rng() % ids.size()]);
-  }
+  for (std::size_t i = 0; i < window; ++i)
+    first.push_back(&ids[s.rng() % ids.size()]);
+  s.outstanding = window;
   for (auto* id : first)
     issue(*id);
   std::unique_lock lock{s.m};
