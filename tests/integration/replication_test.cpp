@@ -537,7 +537,7 @@ TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps dow
     REQUIRE(r);
     acked.insert(ids[seq % 4] + "/" + std::to_string(seq));
   }
-  ::kill(a.pid(), SIGSTOP);
+  a.kill(SIGSTOP);
   REQUIRE(s.write_line("promote"));
   INFO(s.output());
   REQUIRE(s.wait_line("promoted", 30s) == "promoted epoch=2");
@@ -553,7 +553,7 @@ TEST_CASE("a paused owner that was replaced acknowledges nothing more, steps dow
     },
     20s));
   acked.insert(ids[0] + "/100");
-  ::kill(a.pid(), SIGCONT);
+  a.kill(SIGCONT);
   // Whatever A answers now is either refused or served by S.
   REQUIRE(a.write_line("send " + ids[1] + " 200"));
   auto answer = a.wait_line("sent", 15s);

@@ -4,6 +4,7 @@
 // the tests that run nodes as processes: started with posix_spawn, its
 // standard input held open (a node stops when it closes) and its standard
 // output read line by line.
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -132,8 +133,20 @@ public:
     return -1;
   }
 
-  /// Sends `sig`; SIGKILL also reaps it and closes its pipes.
+  /// Sends `sig`. SIGSTOP returns once every thread of it has stopped: the
+  /// signal alone only asks, and a thread already on a core runs on until
+  /// the kernel gets to it. SIGKILL also reaps it and closes its pipes.
   void kill(int sig) {
+    if (sig == SIGSTOP && pid_ > 0) {
+      ::kill(pid_, SIGSTOP);
+      int status = 0;
+      pid_t rc;
+      while ((rc = ::waitpid(pid_, &status, WUNTRACED)) < 0 && errno == EINTR) {
+      }
+      if (rc == pid_ && !WIFSTOPPED(status)) // it had exited: nothing left to stop
+        forget();
+      return;
+    }
     if (sig != SIGKILL) {
       if (pid_ > 0)
         ::kill(pid_, sig);
@@ -143,10 +156,8 @@ public:
       ::kill(pid_, SIGKILL);
       int status = 0;
       ::waitpid(pid_, &status, 0);
-      pid_ = -1;
     }
-    close_fd(stdin_);
-    close_fd(stdout_);
+    forget();
   }
 
   [[nodiscard]] pid_t pid() const { return pid_; }
@@ -154,6 +165,13 @@ public:
   [[nodiscard]] const std::string& output() const { return output_; }
 
 private:
+  /// After it was reaped: no process, no pipes.
+  void forget() {
+    pid_ = -1;
+    close_fd(stdin_);
+    close_fd(stdout_);
+  }
+
   static void close_fd(int& fd) {
     if (fd >= 0)
       ::close(fd);
