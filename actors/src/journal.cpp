@@ -193,31 +193,41 @@ void expire_awaiting(journal_actor* self) {
 /// watchers how far the log is durable.
 void release(journal_actor* self, std::uint64_t durable) {
   auto& st = self->state;
+  // The watchers hear first. An answer travels on (to a caller, to another
+  // node, to an operator who then asks a watcher for its status) while this
+  // thread may be preempted before its next send: told after the answers, a
+  // watcher could report a log end behind what a caller was already told.
   auto before = st.committed;
+  for (const auto& u : st.unsynced) {
+    if (u.commit > durable)
+      break;
+    st.committed = std::max(st.committed, u.last_position);
+  }
+  if (st.committed != before)
+    for (auto& w : st.watchers)
+      if (w.wants)
+        tell(self, w);
+  auto position = before;
   while (!st.unsynced.empty() && st.unsynced.front().commit <= durable) {
     auto& u = st.unsynced.front();
     for (auto& w : u.writers)
       w.deliver(journal_written{});
-    st.committed = std::max(st.committed, u.last_position);
+    position = std::max(position, u.last_position);
     if (!st.fenced.empty())
       for (auto& [promise, r] : u.appenders)
         for (auto& v : r.values)
           if (v)
             v = fail(errc::unavailable, st.fenced);
     if (st.sync_replication && !u.appenders.empty()
-        && (st.committed > st.replicated || !st.awaiting.empty())) {
+        && (position > st.replicated || !st.awaiting.empty())) {
       st.awaiting.push_back(
-        {st.committed, self->clock().now() + st.sync_timeout, std::move(u.appenders)});
+        {position, self->clock().now() + st.sync_timeout, std::move(u.appenders)});
     } else {
       answer(u.appenders);
     }
     st.unsynced.pop_front();
   }
   queue_expiry(self);
-  if (st.committed != before)
-    for (auto& w : st.watchers)
-      if (w.wants)
-        tell(self, w);
 }
 
 /// Flushes the held batches' commits and answers them: with their results,

@@ -15,7 +15,8 @@
 ///                                   letters, checkpoints)
 ///   (subscribe_atom, actor)         the actor gets (committed_atom, position) now;
 ///   (demand_atom, actor)            and once more as soon as the durable log has
-///                                   moved past what it was last told. One message
+///                                   moved past what it was last told, before the
+///                                   commit's appenders hear of it. One message
 ///                                   in flight per watcher: a slow one never
 ///                                   accumulates a backlog in its mailbox.
 ///   (shutdown_atom)                 -> after everything queued is committed and flushed
