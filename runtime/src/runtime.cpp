@@ -162,7 +162,7 @@ struct runtime::impl {
   std::unique_ptr<caf::actor_system> sys;
   caf::actor journal;
   caf::actor registry;
-  caf::actor gateway; ///< With opts.cluster only.
+  caf::actor gateway; ///< With opts.cluster only; start() stores it under role_mutex.
   /// Log feeds this node serves to cluster-wide subscribers elsewhere
   /// (they read the store: stopped before it closes).
   std::mutex feeds_mutex;
@@ -369,14 +369,19 @@ struct runtime::impl {
     caf::anon_send(journal, actors::replication_atom::value, false, caf::timespan{0},
                    std::string{});
     stop_replication(self);
-    caf::anon_send(gateway, actors::replica_atom::value, std::string{}, caf::actor{});
+    // Before start() stored the gateway (a peer's hello came first), the
+    // gateway knows no source yet, and start() starts the sink once it has
+    // stored it: a sink without a gateway would never reach its owner.
+    if (gateway)
+      caf::anon_send(gateway, actors::replica_atom::value, std::string{}, caf::actor{});
     std::vector<std::string> live;
     self->request(registry, std::chrono::seconds{5}, actors::live_atom::value)
       .receive([&](std::vector<std::string>& v) { live = std::move(v); }, [](caf::error&) {});
     if (!live.empty())
       self->request(registry, std::chrono::seconds{5}, actors::passivate_atom::value, live)
         .receive([](bool) {}, [](caf::error&) {});
-    start_sink();
+    if (gateway)
+      start_sink();
     hold_subscribers(true);
   }
   std::mutex types_mutex; ///< Guards `types`: registration against a peer's replay query.
@@ -667,8 +672,15 @@ result<std::unique_ptr<runtime>> runtime::start(runtime_options opts) {
       rt->shutdown();
       return tl::unexpected(gateway.error());
     }
-    im.gateway = std::move(*gateway);
-    if (im.own_pair != nullptr && im.serving_pair)
+    bool serving = false;
+    {
+      // A peer's hello may have had the control actor step this node down
+      // already: step_down reads the gateway under the same lock.
+      std::lock_guard lock{im.role_mutex};
+      im.gateway = std::move(*gateway);
+      serving = im.serving_pair;
+    }
+    if (im.own_pair != nullptr && serving)
       im.confirm_role(*rt);
     if (im.own_pair != nullptr) {
       std::lock_guard lock{im.role_mutex};
