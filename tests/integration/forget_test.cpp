@@ -77,9 +77,9 @@ std::size_t wrapped_keys(const std::string& file, const std::string& key_tag) {
   return n;
 }
 
-/// Names seen by a subscriber, "" for an absent one.
-/// What a subscriber's handler saw. The handler runs on an actor's thread,
-/// where Catch's assertions must not run: the test thread checks this.
+/// Names ("" for an absent one) and subjects a subscriber's handler saw. The
+/// handler runs on an actor's thread, where Catch's assertions must not run:
+/// the test thread checks these.
 struct seen_names {
   std::mutex mu;
   std::vector<std::string> names;
